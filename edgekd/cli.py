@@ -1,0 +1,197 @@
+"""The `edgekd` command: a thin typer layer over public functions.
+
+Heavy imports (torch, transformers, onnx) happen inside command bodies, so
+`edgekd --help` is instant and torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Distil BERT-family classifiers into early-exit students, export them as stage-split ONNX bundles, "
+    "and run them without torch.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def friendly(command):
+    """Print edgekd's own errors (bad input, bad bundle) as one message and exit 2."""
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        from runtime.errors import EdgeKDError
+
+        try:
+            return command(*args, **kwargs)
+        except EdgeKDError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@app.command()
+@friendly
+def distill(
+    teacher: Annotated[str, typer.Option(help="Teacher: a local Hugging Face folder (BERT family), or a hub id with --online.")] = "",
+    train: Annotated[str, typer.Option(help="Labelled training file (TSV, CSV or JSONL).")] = "",
+    dev: Annotated[str, typer.Option(help="Labelled dev file; accuracy is reported after each stage.")] = "",
+    out: Annotated[str, typer.Option(help="Run folder. Re-running with the same folder resumes.")] = "",
+    unlabeled: Annotated[str, typer.Option(help="Unlabelled text (.txt, one per line, or a labelled file's text) for the attention and branches stages; default: the train texts.")] = "",
+    layers: Annotated[Optional[int], typer.Option(help="Student layers (one exit head each).")] = None,
+    hidden: Annotated[Optional[int], typer.Option(help="Student width.")] = None,
+    heads: Annotated[Optional[int], typer.Option(help="Student attention heads.")] = None,
+    ffn: Annotated[Optional[int], typer.Option(help="Student feed-forward size.")] = None,
+    head_type: Annotated[Optional[str], typer.Option(help="Exit head: mean | cls | attention.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Student init: teacher (layer + width selection) | random.")] = None,
+    stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages: teacher,attention,baseline,finetune,branches.")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Epochs for every stage.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Steps for every stage (overrides epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size for every stage.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Tokens per text.")] = None,
+    kd: Annotated[Optional[str], typer.Option(help="Task distillation: soft (temperature KL) | mse (logits).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.")] = None,
+    config: Annotated[Optional[str], typer.Option(help="JSON config file (see config.json in any run folder).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="quick (20k rows, ~45 min on 2 cores) | full | tiny.")] = None,
+    online: Annotated[bool, typer.Option(help="Allow hub downloads for --teacher.")] = False,
+) -> None:
+    """Fine-tune the teacher and distil an early-exit student into a run folder.
+
+    Stages: teacher (fine-tune teacher + classifier), attention (last-layer
+    attention + value-relation KL on unlabelled text), baseline (same student,
+    cross-entropy only, for comparison), finetune (cross-entropy + distillation
+    from teacher logits), branches (exit heads self-distilled from the trunk).
+    """
+    from edgekd.config import optim_overrides, resolve_config
+    from edgekd.pipeline import distill as run_distill
+
+    overrides: dict = {}
+    for key, value in (("teacher", teacher), ("out", out)):
+        if value:
+            overrides[key] = value
+    data = {k: v for k, v in (("train", train), ("dev", dev), ("unlabeled", unlabeled), ("max_length", max_length)) if v}
+    student = {k: v for k, v in (("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn),
+                                 ("head_type", head_type), ("init", init)) if v is not None}
+    if data:
+        overrides["data"] = data
+    if student:
+        overrides["student"] = student
+    if stages:
+        overrides["stages"] = [s.strip() for s in stages.split(",") if s.strip()]
+    if seed is not None:
+        overrides["seed"] = seed
+    if device:
+        overrides["device"] = device
+    if online:
+        overrides["offline"] = False
+    if kd:
+        overrides["finetune"] = {"kd": kd}
+    for key, value in optim_overrides(epochs, max_steps, batch_size).items():
+        overrides[key] = {**overrides.get(key, {}), **value}
+    cfg = resolve_config(config, preset, overrides)
+    run = run_distill(cfg, log=_err)
+    _err(f"run folder: {run}  (next: edgekd export {run} --out BUNDLE)")
+
+
+@app.command()
+@friendly
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `edgekd distill` (its student/).")],
+    out: Annotated[Path, typer.Option(help="Bundle folder to write.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle (atomically).")] = False,
+    atol: Annotated[float, typer.Option(help="Tolerance of the ONNX-vs-torch check of every stage.")] = 1e-4,
+    speed: Annotated[float, typer.Option(help="Default speed stored in the manifest.")] = 0.0,
+) -> None:
+    """Export a run's student as a bundle: embed.onnx, one graph per layer, tokenizer, manifest."""
+    from edgekd.export import export_run
+
+    result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed)
+    worst = max((c.max_diff for c in result.checks), default=0.0)
+    _err(f"wrote {result.path} ({len(result.manifest.stages)} stages; {len(result.checks)} checks against torch, "
+         f"max diff {worst:.2e} <= atol {atol:g})")
+
+
+@app.command()
+@friendly
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    texts: Annotated[list[str], typer.Argument(help="Texts to classify ('-' reads one per line from stdin).")],
+    speed: Annotated[Optional[float], typer.Option(help="Exit threshold in [0, 1]; 0 runs every layer. Default: the bundle's.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
+) -> None:
+    """Classify texts with a bundle (no torch needed)."""
+    import runtime
+
+    if texts == ["-"]:
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    try:
+        model = runtime.load(bundle, device=device)
+        results = model.classify(texts, speed=speed, batch_size=batch_size)
+    except ValueError as exc:
+        raise runtime.EdgeKDError(str(exc)) from exc
+    for text, r in zip(texts, results):
+        if as_json:
+            typer.echo(json.dumps({"text": text, "label": r.label, "probs": r.probs, "exit_layer": r.exit_layer,
+                                   "uncertainty": r.uncertainty}))
+        else:
+            typer.echo(f"{r.label}\t{max(r.probs):.3f}\tlayer {r.exit_layer}/{model.num_layers}\t{text}")
+
+
+@app.command()
+@friendly
+def inspect(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show what a bundle holds: stages and sizes, labels, vocabulary, calibration."""
+    from runtime.manifest import read_manifest, resolve_inside, verify_bundle
+
+    manifest = read_manifest(bundle)
+    verify_bundle(bundle, manifest)
+    if as_json:
+        typer.echo(json.dumps(manifest.to_dict(), indent=2))
+        return
+    total = 0
+    typer.echo(f"bundle {bundle}  (schema {manifest.schema_version}, {manifest.student}, {manifest.precision}, "
+               f"opset {manifest.opset})")
+    typer.echo(f"labels: {', '.join(manifest.labels)}   max_length {manifest.max_length}   hidden {manifest.hidden_size}")
+    v = manifest.vocabulary
+    kept = f"{v.kept_size} of {v.original_size} tokens kept" if v.kept_size != v.original_size else f"{v.original_size} tokens"
+    typer.echo(f"vocabulary: {kept}")
+    typer.echo("stages:")
+    for stage in manifest.stages:
+        size = resolve_inside(bundle, stage.file).stat().st_size
+        total += size
+        typer.echo(f"  {stage.index:>2}  {stage.kind:<6} {stage.file:<16} {size / 1e6:8.2f} MB")
+    typer.echo(f"total {total / 1e6:.2f} MB   default speed {manifest.default_speed:g}")
+    cal = manifest.calibration
+    if cal:
+        typer.echo(f"calibration ({cal.data}; {cal.machine}; {cal.rule or 'no rule'}):")
+        typer.echo("   speed  accuracy  avg layers  latency ms")
+        for p in cal.points:
+            lat = f"{p.latency_ms:10.3f}" if p.latency_ms is not None else "         -"
+            typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {lat}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

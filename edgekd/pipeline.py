@@ -1,0 +1,334 @@
+"""`edgekd distill`: run the stages into a run folder, resumably.
+
+Run folder:
+  config.json          the resolved config
+  labels.json          label names (their order is the classifier's outputs)
+  tokenizer.json       the teacher's tokenizer (the student uses it unchanged)
+  teacher/             fine-tuned teacher (HF format, safetensors)
+  teacher_logits.pt    the teacher's logits on the training rows (cache)
+  stages/<name>/       checkpoint.pt while training, student/ when finished
+  student/             the final student (student.json + model.safetensors)
+  state.json           finished stages
+  metrics.json         dev accuracy (and exit tables) after each stage
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from edgekd import losses
+from edgekd.config import CONFIG_FILE, STAGES, ConfigError, DistillConfig
+from edgekd.data import TextDataset, read_labelled, read_unlabelled
+from edgekd.evaluate import accuracy, all_exit_logits, classifier_logits, exit_table
+from edgekd.model import EarlyExitStudent, StudentConfig
+from edgekd.teacher import TeacherAdaptor, has_task_head, init_student_from_teacher, load_teacher, teacher_tokenizer_json
+from edgekd.train import TokenizedData, rank_world, setup_distributed, train_loop
+from runtime.tokenize import TextEncoder
+
+Log = Callable[[str], None]
+
+
+def _write_json(path: Path, data) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path, default):
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
+
+
+@dataclass
+class RunFolder:
+    root: Path
+
+    config = property(lambda self: self.root / CONFIG_FILE)
+    labels = property(lambda self: self.root / "labels.json")
+    tokenizer = property(lambda self: self.root / "tokenizer.json")
+    teacher = property(lambda self: self.root / "teacher")
+    teacher_logits = property(lambda self: self.root / "teacher_logits.pt")
+    student = property(lambda self: self.root / "student")
+    state = property(lambda self: self.root / "state.json")
+    metrics = property(lambda self: self.root / "metrics.json")
+
+    def stage(self, name: str) -> Path:
+        return self.root / "stages" / name
+
+    def stage_student(self, name: str) -> Path:
+        return self.stage(name) / "student"
+
+    def finished(self) -> list[str]:
+        return _read_json(self.state, {"finished": []})["finished"]
+
+    def mark_finished(self, name: str) -> None:
+        done = self.finished()
+        if name not in done:
+            _write_json(self.state, {"finished": done + [name]})
+
+    def record(self, name: str, values: dict) -> None:
+        metrics = _read_json(self.metrics, {})
+        metrics[name] = values
+        _write_json(self.metrics, metrics)
+
+
+# Keys that may change between a run and its resumption.
+_RESUMABLE_KEYS = {"stages", "device", "out", "eval_speeds"}
+
+
+def _check_same_config(run: RunFolder, cfg: DistillConfig) -> None:
+    if not run.config.is_file():
+        return
+    old = DistillConfig.load(run.config).to_dict()
+    new = cfg.to_dict()
+    changed = sorted(k for k in new if k not in _RESUMABLE_KEYS and old.get(k) != new[k])
+    if changed:
+        raise ConfigError([f"{run.root} was made with a different config ({', '.join(changed)} changed); "
+                           "use a new --out to start afresh, or the same settings to resume"])
+
+
+class Distiller:
+    """Holds the data, tokenizer, device and lazily loaded teacher for one run."""
+
+    def __init__(self, cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], None] | None = None):
+        self.cfg = cfg.validate()
+        self.log = log
+        self.on_step = on_step
+        self.run = RunFolder(Path(cfg.out))
+        self.device = setup_distributed(cfg.device)
+        self.rank, _ = rank_world()
+        torch.manual_seed(cfg.seed)
+        self.run.root.mkdir(parents=True, exist_ok=True)
+        _check_same_config(self.run, cfg)
+        if self.rank == 0:
+            cfg.save(self.run.config)
+        d = cfg.data
+        self.train_set = read_labelled(d.train, d.text_column or None, d.label_column or None).subset(d.max_train or None)
+        self.dev_set = read_labelled(d.dev, d.text_column or None, d.label_column or None, self.train_set.label_names)
+        if d.unlabeled:
+            self.unlabeled_set = read_unlabelled(d.unlabeled, d.text_column or None).subset(d.max_unlabeled or None)
+        else:
+            self.unlabeled_set = TextDataset(self.train_set.texts, None, [], self.train_set.source).subset(d.max_unlabeled or None)
+        self.labels = self.train_set.label_names
+        saved = _read_json(self.run.labels, None)
+        if saved is not None and saved != self.labels:
+            raise ConfigError([f"{self.run.labels} holds labels {saved} but the training file has {self.labels}"])
+        _write_json(self.run.labels, self.labels)
+        if not self.run.tokenizer.is_file():
+            teacher_tokenizer_json(cfg.teacher, self.run.tokenizer, cfg.offline)
+        self.encoder = TextEncoder.from_file(self.run.tokenizer, d.max_length)
+        self.train = TokenizedData(self.encoder, self.train_set.texts, self.train_set.labels)
+        self.dev = TokenizedData(self.encoder, self.dev_set.texts, self.dev_set.labels)
+        self.unlabeled = TokenizedData(self.encoder, self.unlabeled_set.texts)
+        self._teacher = None
+
+    # ------------------------------------------------------------------ helpers
+    def teacher_source(self) -> str:
+        if self.run.teacher.is_dir():
+            return str(self.run.teacher)
+        if has_task_head(self.cfg.teacher, len(self.labels), self.cfg.offline):
+            return self.cfg.teacher
+        raise ConfigError([f"the teacher {self.cfg.teacher} has no task head for {len(self.labels)} labels; "
+                           "run the `teacher` stage first (--stages teacher,...)"])
+
+    def teacher(self) -> TeacherAdaptor:
+        if self._teacher is None:
+            model = load_teacher(self.teacher_source(), len(self.labels), self.cfg.offline).to(self.device).eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+            self._teacher = TeacherAdaptor(model)
+        return self._teacher
+
+    def new_student(self) -> EarlyExitStudent:
+        """A fresh student of the configured shape, initialised as configured (seeded)."""
+        s = self.cfg.student
+        torch.manual_seed(self.cfg.seed)
+        teacher_cfg = self.teacher().model.config
+        cfg = StudentConfig(
+            vocab_size=self.encoder.vocab_size, hidden_size=s.hidden, num_layers=s.layers, num_heads=s.heads,
+            ffn_size=s.ffn, num_labels=len(self.labels), head_type=s.head_type, dropout=s.dropout,
+            max_position=min(512, teacher_cfg.max_position_embeddings), pad_token_id=self.encoder.pad_id,
+        )
+        student = EarlyExitStudent(cfg)
+        if s.init == "teacher":
+            used = init_student_from_teacher(student, self.teacher().model)
+            self.log(f"student initialised from teacher layers {used}")
+        return student.to(self.device)
+
+    def latest_student(self, before: str) -> EarlyExitStudent | None:
+        """The student written by the last finished stage before `before`."""
+        order = ["attention", "finetune", "branches"]
+        for name in reversed(order[: order.index(before)] if before in order else order):
+            folder = self.run.stage_student(name)
+            if folder.is_dir():
+                return EarlyExitStudent.load(folder).to(self.device)
+        return None
+
+    def save_student(self, name: str, student: EarlyExitStudent) -> None:
+        if self.rank == 0:
+            tmp = self.run.stage(name) / "student.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            student.save(tmp)
+            target = self.run.stage_student(name)
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(tmp, target)
+
+    def _step_hook(self, name: str):
+        return None if self.on_step is None else (lambda step: self.on_step(name, step))
+
+    def student_dev(self, student: EarlyExitStudent) -> dict:
+        exits = all_exit_logits(student, self.dev, self.device)
+        labels = self.dev.labels
+        return {"dev_accuracy": accuracy(exits[-1], labels),
+                "exits": exit_table(exits, labels, self.cfg.eval_speeds)}
+
+    def teacher_logits(self) -> torch.Tensor:
+        """The teacher's logits on the training rows, computed once and cached."""
+        path = self.run.teacher_logits
+        if path.is_file():
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+            if cached.shape[0] == len(self.train):
+                return cached
+        teacher = self.teacher()
+        self.log(f"teacher logits on {len(self.train)} training rows")
+        logits = classifier_logits(lambda i, m: teacher(i, m).logits, self.train, self.device)
+        if self.rank == 0:
+            torch.save(logits, path.with_suffix(".tmp"))
+            os.replace(path.with_suffix(".tmp"), path)
+        return logits
+
+    # ------------------------------------------------------------------- stages
+    def stage_teacher(self) -> dict:
+        stats: dict = {}
+        if has_task_head(self.cfg.teacher, len(self.labels), self.cfg.offline) and not self.cfg.teacher_stage.force:
+            self.log("teacher already has a task head; skipping its fine-tuning (teacher_stage.force to redo)")
+            model = load_teacher(self.cfg.teacher, len(self.labels), self.cfg.offline).to(self.device)
+        else:
+            torch.manual_seed(self.cfg.seed)
+            model = load_teacher(self.cfg.teacher, len(self.labels), self.cfg.offline).to(self.device)
+
+            def loss_fn(module, batch):
+                logits = module(input_ids=batch.input_ids, attention_mask=batch.mask).logits
+                return F.cross_entropy(logits.float(), batch.labels), {}
+
+            stats = train_loop("teacher", model, list(model.parameters()), loss_fn, self.train, self.cfg.teacher_stage,
+                               self.cfg.seed, self.device, self.run.stage("teacher"), self._step_hook("teacher"))
+        if self.rank == 0:
+            tmp = self.run.root / "teacher.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            shutil.copyfile(self.run.tokenizer, tmp / "tokenizer.json")
+            shutil.rmtree(self.run.teacher, ignore_errors=True)
+            os.replace(tmp, self.run.teacher)
+        self._teacher = None
+        teacher = self.teacher()
+        dev = classifier_logits(lambda i, m: teacher(i, m).logits, self.dev, self.device)
+        return {"dev_accuracy": accuracy(dev, self.dev.labels), **stats}
+
+    def stage_attention(self) -> dict:
+        teacher = self.teacher()
+        student = self.new_student()
+        a = self.cfg.attention
+        heads = a.relation_heads or losses.default_relation_heads(
+            teacher.hidden_size, student.config.hidden_size, teacher.num_heads, student.config.num_heads)
+        self.log(f"attention distillation with {heads} relation heads")
+
+        def loss_fn(module, batch):
+            with torch.no_grad():
+                t = teacher(batch.input_ids, batch.mask)
+            s = module(batch.input_ids, batch.mask, exits=False)
+            return losses.self_attention_distillation(t.last_qkv, s.last_qkv, batch.mask, heads, a.alpha, a.beta)
+
+        params = student.backbone_parameters()
+        stats = train_loop("attention", student, params, loss_fn, self.unlabeled, a, self.cfg.seed, self.device,
+                           self.run.stage("attention"), self._step_hook("attention"))
+        self.save_student("attention", student)
+        return {**self.student_dev(student), **stats, "relation_heads": heads}
+
+    def _train_task(self, name: str, student: EarlyExitStudent, kd_weight: float) -> dict:
+        f = self.cfg.finetune
+        targets = self.teacher_logits() if kd_weight > 0 else None
+        self.train.targets = targets
+
+        def loss_fn(module, batch):
+            logits = module(batch.input_ids, batch.mask, exits=False).logits
+            if batch.targets is None:
+                return F.cross_entropy(logits.float(), batch.labels), {}
+            return losses.task_distillation(logits, batch.targets, batch.labels, f.kd, f.temperature, kd_weight)
+
+        params = student.backbone_parameters() + list(student.heads[-1].parameters())
+        try:
+            stats = train_loop(name, student, params, loss_fn, self.train, f, self.cfg.seed, self.device,
+                               self.run.stage(name), self._step_hook(name))
+        finally:
+            self.train.targets = None
+        self.save_student(name, student)
+        return {**self.student_dev(student), **stats}
+
+    def stage_baseline(self) -> dict:
+        """The same student and schedule as `finetune`, cross-entropy only (no distillation)."""
+        return self._train_task("baseline", self.new_student(), kd_weight=0.0)
+
+    def stage_finetune(self) -> dict:
+        student = self.latest_student("finetune") or self.new_student()
+        return self._train_task("finetune", student, self.cfg.finetune.kd_weight)
+
+    def stage_branches(self) -> dict:
+        student = self.latest_student("branches")
+        if student is None:
+            raise ConfigError(["the `branches` stage needs a trained student: run `finetune` first"])
+        for p in student.parameters():
+            p.requires_grad_(False)
+        params = [p for head in student.heads[:-1] for p in head.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+
+        def loss_fn(module, batch):
+            out = module(batch.input_ids, batch.mask)
+            return losses.branch_self_distillation(out.exit_logits), {}
+
+        stats = train_loop("branches", student, params, loss_fn, self.unlabeled, self.cfg.branches, self.cfg.seed,
+                           self.device, self.run.stage("branches"), self._step_hook("branches"))
+        self.save_student("branches", student)
+        return {**self.student_dev(student), **stats}
+
+    # --------------------------------------------------------------------- run
+    def run_stages(self) -> Path:
+        wanted = [s for s in STAGES if s in self.cfg.stages]
+        for name in wanted:
+            if name in self.run.finished():
+                self.log(f"stage {name}: already finished, skipping")
+                continue
+            self.log(f"stage {name}")
+            result = getattr(self, f"stage_{name}")()
+            if self.rank == 0:
+                self.run.record(name, result)
+                self.run.mark_finished(name)
+            if "dev_accuracy" in result:
+                self.log(f"stage {name}: dev accuracy {100 * result['dev_accuracy']:.2f}%")
+        self._publish_final()
+        return self.run.root
+
+    def _publish_final(self) -> None:
+        for name in ("branches", "finetune", "attention"):
+            folder = self.run.stage_student(name)
+            if folder.is_dir() and self.rank == 0:
+                tmp = self.run.root / "student.tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.copytree(folder, tmp)
+                shutil.rmtree(self.run.student, ignore_errors=True)
+                os.replace(tmp, self.run.student)
+                return
+
+
+def distill(cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], None] | None = None) -> Path:
+    """Run the configured stages into `cfg.out`; finished stages are skipped, an
+    interrupted stage resumes from its last checkpoint."""
+    return Distiller(cfg, log, on_step).run_stages()

@@ -1,0 +1,146 @@
+"""Write a bundle folder: stage graphs + tokenizer + manifest, atomically.
+
+The bundle is built in a temporary folder beside the target and renamed into
+place only after every graph has passed validation, so a failed export leaves
+no partial bundle and never touches an existing one.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from exporters.stages import DEFAULT_OPSET, StageSpec, example_inputs, export_specs, student_stage_specs
+from exporters.validate import Check, validate_student_stages
+from runtime.errors import EdgeKDError
+from runtime.manifest import (
+    TOKENIZER_FILE,
+    Manifest,
+    Stage,
+    Vocabulary,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
+
+
+class ExportError(EdgeKDError):
+    """The export cannot start or finish (bad target, bad inputs)."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    manifest: Manifest
+    checks: list[Check]
+
+
+def producer_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return {"edgekd": v("edgekd"), "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__, "python": platform.python_version()}
+
+
+@contextmanager
+def atomic_folder(target: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temp folder beside `target`; on success it replaces `target`."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise ExportError(f"{target} already exists; pass --overwrite to replace it")
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"{target} exists and is not a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / "bundle")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stage_entries(specs: dict[str, StageSpec], folder: Path) -> list[Stage]:
+    stages = []
+    for index, (file, spec) in enumerate(specs.items()):
+        stages.append(Stage(index=index, name=spec.name, file=file, sha256=sha256_file(folder / file), kind=spec.kind))
+    return stages
+
+
+def export_student(
+    model: nn.Module,
+    tokenizer_file: str | os.PathLike,
+    labels: list[str],
+    out: str | os.PathLike,
+    max_length: int,
+    *,
+    opset: int = DEFAULT_OPSET,
+    atol: float = 1e-4,
+    overwrite: bool = False,
+    default_speed: float = 0.0,
+    postprocess: Callable[[Path, Manifest], Manifest] | None = None,
+) -> ExportResult:
+    """Export an early-exit student to a bundle folder `out`.
+
+    `model` follows the staged contract of `exporters.stages.student_stage_specs`
+    and has a `.config` with hidden_size, num_layers, vocab_size and
+    original_vocab_size. Every stage is validated against torch (atol) before
+    the bundle is moved into place. `postprocess(folder, manifest)` may rewrite
+    graphs (quantization) before the manifest is written.
+    """
+    cfg = model.config
+    if len(labels) != cfg.num_labels:
+        raise ExportError(f"{len(labels)} labels given but the student has {cfg.num_labels} outputs")
+    if max_length > cfg.max_position:
+        raise ExportError(f"max_length {max_length} exceeds the student's position table ({cfg.max_position})")
+    if not Path(tokenizer_file).is_file():
+        raise ExportError(f"tokenizer file {tokenizer_file} is missing")
+    model = model.eval().cpu()
+    input_vocab = cfg.original_vocab_size or cfg.vocab_size
+    specs = student_stage_specs(model)
+    with atomic_folder(Path(out), overwrite) as folder:
+        inputs = {f: example_inputs(s, cfg.hidden_size, input_vocab) for f, s in specs.items()}
+        export_specs(specs, folder, inputs, opset)
+        checks = validate_student_stages(specs, folder, input_vocab, max_length, atol)
+        shutil.copyfile(tokenizer_file, folder / TOKENIZER_FILE)
+        manifest = Manifest(
+            labels=list(labels), max_length=max_length, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+            stages=_stage_entries(specs, folder),
+            vocabulary=Vocabulary(original_size=input_vocab, kept_size=cfg.vocab_size),
+            opset=opset, producer=producer_versions(), default_speed=default_speed,
+        )
+        if postprocess is not None:
+            manifest = postprocess(folder, manifest)
+            for stage in manifest.stages:
+                stage.sha256 = sha256_file(folder / stage.file)
+        write_manifest(folder, manifest)
+        read_manifest(folder)  # the reader accepts what we wrote
+    return ExportResult(Path(out), manifest, checks)
+
+
+def bundle_size(path: str | os.PathLike) -> int:
+    """Bytes of every file in a bundle folder."""
+    return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())

@@ -1,0 +1,198 @@
+"""The bundle manifest: the one format exporters write and the runtime reads.
+
+The reader owns the format. `exporters/` builds a `Manifest` and calls
+`write_manifest`; the runtime calls `read_manifest` + `verify_bundle` before it
+touches any graph. Bump `SCHEMA_VERSION` on any change an older reader could
+misread; a reader refuses newer schemas with a message that says what to upgrade.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import BundleError
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+TOKENIZER_FILE = "tokenizer.json"
+EMBED_FILE = "embed.onnx"
+FULL_FILE = "model.onnx"
+
+# Stage kinds and their graph signatures.
+#   embed: input_ids (B,T) int64 -> hidden (B,T,H)
+#   layer: hidden (B,T,H), mask (B,T) int64, rows (R,) int64 -> hidden_out (R,T,H), logits (R,C)
+#          (rows picks the surviving rows of the incoming batch before the layer runs)
+#   full:  input_ids (B,T) int64, mask (B,T) int64 -> logits (B,C)   (students without exits)
+STAGE_KINDS = ("embed", "layer", "full")
+
+
+def layer_file(index: int) -> str:
+    """File name of the 1-based layer stage `index`."""
+    return f"layer_{index:02d}.onnx"
+
+
+@dataclass
+class Stage:
+    index: int  # 0 for embed, 1..L for layers
+    name: str
+    file: str
+    sha256: str
+    kind: str  # one of STAGE_KINDS
+
+
+@dataclass
+class Vocabulary:
+    original_size: int  # ids the tokenizer produces
+    kept_size: int  # rows in the embedding table (== original_size when uncompressed)
+    remap_in_graph: bool = True  # the id remap is a Gather inside embed.onnx
+    remapped_token_share: float | None = None  # share of measured tokens that were remapped
+
+
+@dataclass
+class CalibrationPoint:
+    speed: float
+    accuracy: float
+    average_layers: float
+    latency_ms: float | None = None  # mean per text at batch 1 on the measuring machine
+
+
+@dataclass
+class Calibration:
+    data: str  # what it was measured on (file name, rows)
+    machine: str  # where latency was measured
+    points: list[CalibrationPoint] = field(default_factory=list)
+    rule: str | None = None  # how default_speed was chosen, e.g. "max_drop=1.0"
+
+
+@dataclass
+class Manifest:
+    labels: list[str]
+    max_length: int
+    hidden_size: int
+    num_layers: int
+    stages: list[Stage]
+    vocabulary: Vocabulary
+    opset: int
+    producer: dict[str, str] = field(default_factory=dict)
+    student: str = "transformer"  # transformer | bilstm | textcnn
+    precision: str = "fp32"  # fp32 | int8 | fp16
+    default_speed: float = 0.0
+    tokenizer: str = TOKENIZER_FILE
+    calibration: Calibration | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        data = dict(data)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BundleError(f"manifest has unknown fields {unknown}; it was written by a newer edgekd")
+        try:
+            data["stages"] = [Stage(**s) for s in data["stages"]]
+            data["vocabulary"] = Vocabulary(**data["vocabulary"])
+            cal = data.get("calibration")
+            if cal is not None:
+                cal = dict(cal)
+                cal["points"] = [CalibrationPoint(**p) for p in cal.get("points", [])]
+                data["calibration"] = Calibration(**cal)
+            return cls(**data)
+        except (KeyError, TypeError) as exc:
+            raise BundleError(f"manifest is malformed: {exc}") from exc
+
+    @property
+    def layer_stages(self) -> list[Stage]:
+        return [s for s in self.stages if s.kind == "layer"]
+
+
+def read_manifest(bundle: str | os.PathLike) -> Manifest:
+    """Read and schema-check `bundle/manifest.json` (no graph is opened)."""
+    path = Path(bundle) / MANIFEST_FILE
+    if not Path(bundle).is_dir():
+        raise BundleError(f"{bundle} is not a bundle folder (no such directory)")
+    if not path.is_file():
+        raise BundleError(f"{path} is missing; is {bundle} a bundle written by `edgekd export`?")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise BundleError(f"{path} has no schema_version; it is not an edgekd manifest")
+    version = data["schema_version"]
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise BundleError(
+            f"{path} has schema_version {version}, newer than this runtime reads "
+            f"({SCHEMA_VERSION}); upgrade with `pip install --upgrade edgekd`"
+        )
+    return Manifest.from_dict(data)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_inside(bundle: str | os.PathLike, name: str) -> Path:
+    """Path of `name` inside `bundle`; refuses names that escape the folder."""
+    root = Path(bundle).resolve()
+    path = (root / name).resolve()
+    if path.parent != root and root not in path.parents:
+        raise BundleError(f"manifest names {name!r}, which lies outside the bundle {root}; refusing to read it")
+    return path
+
+
+def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
+    """Check every file the manifest names: inside the folder, present, sha256 equal.
+
+    All problems are collected and reported together.
+    """
+    problems: list[str] = []
+    for name in [manifest.tokenizer]:
+        try:
+            if not resolve_inside(bundle, name).is_file():
+                problems.append(f"tokenizer file {name} is missing")
+        except BundleError as exc:
+            problems.append(str(exc))
+    if not manifest.stages:
+        problems.append("manifest lists no stages")
+    for stage in manifest.stages:
+        if stage.kind not in STAGE_KINDS:
+            problems.append(f"stage {stage.name}: unknown kind {stage.kind!r} (known: {', '.join(STAGE_KINDS)})")
+        try:
+            path = resolve_inside(bundle, stage.file)
+        except BundleError as exc:
+            problems.append(str(exc))
+            continue
+        if not path.is_file():
+            problems.append(f"stage {stage.name}: file {stage.file} is missing")
+        elif sha256_file(path) != stage.sha256:
+            problems.append(f"stage {stage.name}: {stage.file} does not match its sha256 (corrupted or replaced)")
+    if problems:
+        raise BundleError(f"bundle {bundle} failed verification:\n  - " + "\n  - ".join(problems))
+
+
+def write_manifest(bundle: str | os.PathLike, manifest: Manifest) -> Path:
+    """Write `manifest.json` atomically (temp file + rename)."""
+    path = Path(bundle) / MANIFEST_FILE
+    text = json.dumps(manifest.to_dict(), indent=2) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

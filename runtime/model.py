@@ -1,0 +1,267 @@
+"""Load a bundle and classify text with batched early exit.
+
+The exit rule: after layer l the row's uncertainty is the normalized entropy of
+its exit head, u = -sum(p log p) / log(C) in [0, 1]; the row leaves at the first
+layer with u < speed (speed 0 runs every layer; the last layer always exits).
+Rows that leave are dropped from the batch, so later layers run on fewer rows.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from runtime.errors import BundleError, DeviceError
+from runtime.manifest import Manifest, read_manifest, resolve_inside, verify_bundle
+from runtime.tokenize import TextEncoder
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass
+class Prediction:
+    label: str
+    probs: list[float]
+    exit_layer: int  # 1-based layer whose head decided
+    uncertainty: float  # normalized entropy at that layer
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def normalized_entropy(logits: np.ndarray) -> np.ndarray:
+    """u = -sum(p log p) / log(C) over the last axis; (..., C) -> (...)."""
+    num_classes = logits.shape[-1]
+    z = logits - logits.max(axis=-1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+    entropy = -(np.exp(log_p) * log_p).sum(axis=-1)
+    if num_classes < 2:
+        return np.zeros_like(entropy)
+    return np.clip(entropy / math.log(num_classes), 0.0, 1.0)
+
+
+def _session_options(threads: int | None) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # One session per layer: the default spinning intra-op threads of one
+    # session keep burning cores while the next session runs, which made a
+    # 6-stage chain 3.5-5x slower than one graph on 2 cores (onnxruntime issue
+    # 17011). Without spinning the chain is within a few percent.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
+
+
+def _providers(device: str) -> list[str]:
+    if device not in DEVICES:
+        raise DeviceError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        if device == "auto":
+            return ["CPUExecutionProvider"]
+        raise DeviceError(
+            "device='cuda' needs onnxruntime-gpu with CUDA; this onnxruntime offers "
+            f"{available}. Install it with `pip install onnxruntime-gpu` (Linux x86-64) "
+            "or use device='cpu'"
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class EdgeModel:
+    """A loaded bundle: one ONNX Runtime session per stage plus the tokenizer."""
+
+    def __init__(self, path: Path, manifest: Manifest, device: str, threads: int | None):
+        self.path = path
+        self.manifest = manifest
+        self.labels = list(manifest.labels)
+        providers = _providers(device)
+        options = _session_options(threads)
+        self.sessions: list[ort.InferenceSession] = []
+        for stage in manifest.stages:
+            file = resolve_inside(path, stage.file)
+            try:
+                session = ort.InferenceSession(str(file), options, providers=providers)
+            except Exception as exc:  # onnxruntime raises its own untyped errors
+                raise BundleError(f"stage {stage.name}: cannot load {stage.file}: {exc}") from exc
+            self.sessions.append(session)
+        active = self.sessions[0].get_providers()[0]
+        if device == "cuda" and active != "CUDAExecutionProvider":
+            raise DeviceError(
+                "device='cuda' was asked for but onnxruntime could not start CUDA "
+                "(no GPU, or CUDA/cuDNN libraries missing); use device='cpu' or install "
+                "the CUDA 12 runtime that onnxruntime-gpu expects"
+            )
+        self.device = "cuda" if active == "CUDAExecutionProvider" else "cpu"
+        self.encoder = TextEncoder.from_file(resolve_inside(path, manifest.tokenizer), manifest.max_length)
+        kinds = [s.kind for s in manifest.stages]
+        self.full = kinds == ["full"]
+        if not self.full and (kinds[0] != "embed" or any(k != "layer" for k in kinds[1:]) or len(kinds) < 2):
+            raise BundleError(f"bundle stages {kinds} are not 'embed' followed by 'layer' stages, nor one 'full' stage")
+
+    @property
+    def num_layers(self) -> int:
+        return 1 if self.full else len(self.sessions) - 1
+
+    # ------------------------------------------------------------------ text API
+    def classify(self, texts: list[str] | str, speed: float | None = None, batch_size: int = 32) -> list[Prediction]:
+        """Classify `texts`; results come back in input order.
+
+        Texts are sorted by token length into batches of `batch_size` so that
+        padding stays small; a text's result does not depend on its batch.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        speed = self.manifest.default_speed if speed is None else float(speed)
+        if not 0.0 <= speed <= 1.0:
+            raise ValueError(f"speed must lie in [0, 1] (0 runs every layer), got {speed}")
+        ids = self.encoder.token_ids(texts)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        results: list[Prediction | None] = [None] * len(ids)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            input_ids, mask = self.encoder.pad([ids[i] for i in chunk])
+            logits, layers, uncertainty = self.run_ids(input_ids, mask, speed)
+            probs = softmax(logits)
+            for row, index in enumerate(chunk):
+                results[index] = Prediction(
+                    label=self.labels[int(probs[row].argmax())],
+                    probs=[float(p) for p in probs[row]],
+                    exit_layer=int(layers[row]),
+                    uncertainty=float(uncertainty[row]),
+                )
+        return results  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------- id API
+    def run_ids(self, input_ids: np.ndarray, mask: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Early-exit inference on one padded batch.
+
+        Returns (logits (B,C) of the deciding layer, exit_layer (B,) 1-based,
+        uncertainty (B,)).
+        """
+        input_ids = np.ascontiguousarray(input_ids, dtype=np.int64)
+        mask = np.ascontiguousarray(mask, dtype=np.int64)
+        if self.full:
+            logits = self.sessions[0].run(None, {"input_ids": input_ids, "mask": mask})[0]
+            return logits, np.ones(len(logits), dtype=np.int64), normalized_entropy(logits)
+        if self.device == "cuda":
+            return self._run_cuda(input_ids, mask, speed)
+        return self._run_cpu(input_ids, mask, speed)
+
+    def _run_cpu(self, input_ids, mask, speed):
+        batch = input_ids.shape[0]
+        out_logits = np.zeros((batch, len(self.labels)), dtype=np.float32)
+        out_layer = np.zeros(batch, dtype=np.int64)
+        out_unc = np.zeros(batch, dtype=np.float32)
+        hidden = self.sessions[0].run(None, {"input_ids": input_ids})[0]
+        alive = np.arange(batch)  # original row of each current row
+        rows = np.arange(batch, dtype=np.int64)
+        last = len(self.sessions) - 1
+        for layer, session in enumerate(self.sessions[1:], start=1):
+            hidden, logits = session.run(None, {"hidden": hidden, "mask": mask, "rows": rows})
+            unc = normalized_entropy(logits)
+            leave = unc < speed if layer < last else np.ones(len(unc), dtype=bool)
+            if leave.any():
+                done = alive[leave]
+                out_logits[done], out_layer[done], out_unc[done] = logits[leave], layer, unc[leave]
+                stay = ~leave
+                if not stay.any():
+                    break
+                alive = alive[stay]
+                # Compact on the host and trim padding to the longest survivor.
+                width = int(mask[stay].sum(axis=1).max())
+                hidden = hidden[stay, :width]
+                mask = mask[stay, :width]
+                rows = np.arange(len(alive), dtype=np.int64)
+        return out_logits, out_layer, out_unc
+
+    def _run_cuda(self, input_ids, mask, speed):
+        # Hidden states stay on the GPU between stages (IO binding); only the
+        # logits come back, and the surviving rows are gathered inside each
+        # layer graph through its `rows` input.
+        batch = input_ids.shape[0]
+        out_logits = np.zeros((batch, len(self.labels)), dtype=np.float32)
+        out_layer = np.zeros(batch, dtype=np.int64)
+        out_unc = np.zeros(batch, dtype=np.float32)
+        binding = self.sessions[0].io_binding()
+        binding.bind_cpu_input("input_ids", input_ids)
+        binding.bind_output("hidden", "cuda")
+        self.sessions[0].run_with_iobinding(binding)
+        hidden = binding.get_outputs()[0]
+        alive = np.arange(batch)
+        rows = np.arange(batch, dtype=np.int64)
+        last = len(self.sessions) - 1
+        for layer, session in enumerate(self.sessions[1:], start=1):
+            binding = session.io_binding()
+            binding.bind_ortvalue_input("hidden", hidden)
+            binding.bind_cpu_input("mask", mask)
+            binding.bind_cpu_input("rows", rows)
+            binding.bind_output("hidden_out", "cuda")
+            binding.bind_output("logits", "cpu")
+            session.run_with_iobinding(binding)
+            hidden, logits_value = binding.get_outputs()
+            logits = logits_value.numpy()
+            mask = mask[rows]
+            unc = normalized_entropy(logits)
+            leave = unc < speed if layer < last else np.ones(len(unc), dtype=bool)
+            rows = np.arange(len(alive), dtype=np.int64)
+            if leave.any():
+                done = alive[leave]
+                out_logits[done], out_layer[done], out_unc[done] = logits[leave], layer, unc[leave]
+                stay = ~leave
+                if not stay.any():
+                    break
+                alive = alive[stay]
+                rows = np.flatnonzero(stay).astype(np.int64)
+        return out_logits, out_layer, out_unc
+
+    def trace_ids(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Every exit head's logits for every row: (L, B, C). Used by calibration."""
+        input_ids = np.ascontiguousarray(input_ids, dtype=np.int64)
+        mask = np.ascontiguousarray(mask, dtype=np.int64)
+        if self.full:
+            return self.sessions[0].run(None, {"input_ids": input_ids, "mask": mask})[0][None]
+        hidden = self.sessions[0].run(None, {"input_ids": input_ids})[0]
+        rows = np.arange(input_ids.shape[0], dtype=np.int64)
+        every = []
+        for session in self.sessions[1:]:
+            hidden, logits = session.run(None, {"hidden": hidden, "mask": mask, "rows": rows})
+            every.append(logits)
+        return np.stack(every)
+
+
+def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = None, warmup: bool = False) -> EdgeModel:
+    """Load a bundle folder written by `edgekd export`.
+
+    Checks the manifest schema, that every file exists inside the folder and
+    matches its sha256, before any graph is opened. `device` is "cpu", "cuda"
+    or "auto" (CUDA when onnxruntime can start it, else CPU). `threads` sets
+    intra-op threads per session (default: onnxruntime's, one per core).
+    """
+    bundle = Path(path)
+    manifest = read_manifest(bundle)
+    verify_bundle(bundle, manifest)
+    model = EdgeModel(bundle, manifest, device, threads)
+    if warmup:
+        model.classify(["warm up"] * 2, speed=0.0)
+    return model
+
+
+def machine_description() -> str:
+    """A short description of this machine for calibration tables."""
+    return f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} cores"
