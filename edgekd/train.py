@@ -168,7 +168,7 @@ def train_loop(
             with amp:
                 loss, parts = loss_fn(module, batch)
             (loss * len(chunk) / max(1, len(index))).backward()
-            loss_sum += float(loss) * len(chunk) / max(1, len(index))
+            loss_sum += float(loss.detach()) * len(chunk) / max(1, len(index))
             for k, v in parts.items():
                 parts_total[k] = parts_total.get(k, 0.0) + float(v) * len(chunk) / max(1, len(index))
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)

@@ -1,0 +1,93 @@
+"""Data reading: formats, label sets, and errors that name the file, row and fix."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgekd.data import DataError, read_labelled, read_unlabelled
+
+
+def write(tmp_path, name, text, mode="w"):
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_tsv_csv_jsonl_agree(tmp_path):
+    rows = [("good film", "pos"), ("bad, dull film", "neg"), ("fine", "pos")]
+    tsv = write(tmp_path, "a.tsv", "sentence\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in rows))
+    csv_ = write(tmp_path, "a.csv", "text,label\n" + "".join(f'"{t}",{l}\n' for t, l in rows))
+    jsonl = write(tmp_path, "a.jsonl", "".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in rows))
+    for path in (tsv, csv_, jsonl):
+        d = read_labelled(path)
+        assert d.texts == [t for t, _ in rows]
+        assert d.label_names == ["neg", "pos"] and d.labels == [1, 0, 1]
+
+
+def test_integer_labels_sort_numerically_and_fifteen_classes_work(tmp_path):
+    text = "sentence\tlabel\n" + "".join(f"row {i}\t{i % 15}\n" for i in range(45))
+    d = read_labelled(write(tmp_path, "many.tsv", text))
+    assert d.label_names == [str(i) for i in range(15)]
+    assert d.labels[:3] == [0, 1, 2] and len(d) == 45
+
+
+def test_named_columns(tmp_path):
+    path = write(tmp_path, "c.tsv", "id\treview\tstars\n1\tgreat\t5\n2\tawful\t1\n")
+    d = read_labelled(path, text_column="review", label_column="stars")
+    assert d.texts == ["great", "awful"] and d.label_names == ["1", "5"]
+    with pytest.raises(DataError, match="no text column 'body'; columns are: id, review, stars"):
+        read_labelled(path, text_column="body")
+
+
+def test_missing_column(tmp_path):
+    with pytest.raises(DataError, match=r"no label column found .* --label-column"):
+        read_labelled(write(tmp_path, "x.tsv", "sentence\tscore\na\t1\n"))
+
+
+def test_unknown_dev_label_names_row_and_labels(tmp_path):
+    dev = write(tmp_path, "dev.tsv", "sentence\tlabel\nok\tpositive\nhmm\tneutral\n")
+    with pytest.raises(DataError, match=r"unknown label 'neutral' in row 3; the training labels are: negative, positive"):
+        read_labelled(dev, label_names=["negative", "positive"])
+
+
+def test_empty_and_header_only(tmp_path):
+    with pytest.raises(DataError, match="empty"):
+        read_labelled(write(tmp_path, "e.tsv", ""))
+    with pytest.raises(DataError, match="no rows"):
+        read_labelled(write(tmp_path, "h.tsv", "sentence\tlabel\n"))
+
+
+def test_undecodable_bytes(tmp_path):
+    path = write(tmp_path, "bad.tsv", b"sentence\tlabel\ncaf\xe9\t1\nok\t0\n")
+    with pytest.raises(DataError, match=r"line 2 has bytes that are not UTF-8.*UTF-8"):
+        read_labelled(path)
+
+
+def test_wrong_delimiter(tmp_path):
+    with pytest.raises(DataError, match="comma-separated.*.csv"):
+        read_labelled(write(tmp_path, "x.tsv", "sentence,label\ngood,1\n"))
+    with pytest.raises(DataError, match="fields but the header has"):
+        read_labelled(write(tmp_path, "y.tsv", "sentence\tlabel\ngood\t1\textra\n"))
+
+
+def test_single_label_and_unknown_extension(tmp_path):
+    with pytest.raises(DataError, match="only one label"):
+        read_labelled(write(tmp_path, "one.tsv", "sentence\tlabel\na\tx\nb\tx\n"))
+    with pytest.raises(DataError, match="cannot tell the format"):
+        read_labelled(write(tmp_path, "x.parquet", "abc"))
+
+
+def test_bad_jsonl_line(tmp_path):
+    with pytest.raises(DataError, match="line 2 is not valid JSON"):
+        read_labelled(write(tmp_path, "x.jsonl", '{"text": "a", "label": 1}\n{oops\n'))
+
+
+def test_unlabelled_lines_and_columns(tmp_path):
+    assert read_unlabelled(write(tmp_path, "u.txt", "one\n\ntwo\n")).texts == ["one", "two"]
+    d = read_unlabelled(write(tmp_path, "u.tsv", "sentence\tlabel\na\t1\nb\t0\n"))
+    assert d.texts == ["a", "b"] and d.labels is None

@@ -1,0 +1,101 @@
+"""Each loss against hand-computed values on tiny tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgekd import losses
+
+
+def test_identical_attention_gives_zero():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 5, 8) for _ in range(3))
+    mask = torch.ones(2, 5, dtype=torch.long)
+    loss, parts = losses.self_attention_distillation((q, k, v), (q, k, v), mask, heads=2)
+    assert float(loss) == pytest.approx(0.0, abs=1e-6)
+    assert float(parts["at"]) == pytest.approx(0.0, abs=1e-6) and float(parts["vr"]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_attention_kl_equals_a_hand_computed_value():
+    # One head, two tokens, width 1: scores are q_i * k_j (sqrt(1) = 1).
+    q_t = torch.tensor([[[1.0], [0.0]]])
+    k_t = torch.tensor([[[0.0], [2.0]]])
+    q_s = torch.tensor([[[0.0], [0.0]]])  # uniform student attention
+    k_s = torch.tensor([[[0.0], [0.0]]])
+    mask = torch.ones(1, 2, dtype=torch.long)
+    # teacher row 0: softmax([0, 2]); row 1: softmax([0, 0]) = uniform -> KL 0
+    p = torch.softmax(torch.tensor([0.0, 2.0]), 0)
+    row0 = float((p * (p.log() - math.log(0.5))).sum())
+    want = (row0 + 0.0) / 2
+    assert float(losses.attention_kl(q_t, k_t, q_s, k_s, mask, heads=1)) == pytest.approx(want, rel=1e-5)
+
+
+def test_value_relation_kl_matches_definition():
+    torch.manual_seed(1)
+    v_t, v_s = torch.randn(1, 3, 4), torch.randn(1, 3, 6)
+    mask = torch.ones(1, 3, dtype=torch.long)
+    # heads=2: teacher dims 2 per head, student dims 3 per head
+    want = 0.0
+    for h in range(2):
+        a = v_t[0, :, 2 * h : 2 * h + 2]
+        b = v_s[0, :, 3 * h : 3 * h + 3]
+        pt = torch.softmax(a @ a.T / math.sqrt(2), -1)
+        ps = torch.softmax(b @ b.T / math.sqrt(3), -1)
+        want += float((pt * (pt.log() - ps.log())).sum(-1).mean())
+    assert float(losses.value_relation_kl(v_t, v_s, mask, heads=2)) == pytest.approx(want / 2, rel=1e-5)
+
+
+def test_padding_does_not_change_relation_losses():
+    torch.manual_seed(2)
+    q_t, k_t, q_s, k_s = (torch.randn(1, 6, 8) for _ in range(4))
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
+    base = losses.attention_kl(q_t, k_t, q_s, k_s, mask, heads=2)
+    for x in (q_t, k_t, q_s, k_s):
+        x[:, 4:] = torch.randn(1, 2, 8) * 10
+    assert float(losses.attention_kl(q_t, k_t, q_s, k_s, mask, heads=2)) == pytest.approx(float(base), rel=1e-5)
+    short = losses.attention_kl(q_t[:, :4], k_t[:, :4], q_s[:, :4], k_s[:, :4], mask[:, :4], heads=2)
+    assert float(short) == pytest.approx(float(base), rel=1e-5)
+
+
+def test_relation_heads_must_divide_widths():
+    with pytest.raises(ValueError, match="relation heads"):
+        losses.split_relation_heads(torch.zeros(1, 2, 6), 4)
+    assert losses.default_relation_heads(384, 256, 12, 8) == 8
+    assert losses.default_relation_heads(384, 384, 12, 12) == 12
+
+
+def test_soft_targets_scale_with_temperature_squared():
+    s = torch.tensor([[1.0, -1.0, 0.5]])
+    t = torch.tensor([[0.2, 1.0, -0.3]])
+    for temperature in (1.0, 2.0, 4.0):
+        pt = torch.softmax(t / temperature, -1)
+        ls = torch.log_softmax(s / temperature, -1)
+        want = temperature**2 * float((pt * (pt.log() - ls)).sum())
+        assert float(losses.soft_target_kl(s, t, temperature)) == pytest.approx(want, rel=1e-5)
+    assert float(losses.soft_target_kl(t, t, 3.0)) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_mse_and_mixing_weight():
+    s, t = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]])
+    assert float(losses.logit_mse(s, t)) == pytest.approx(2.5)
+    labels = torch.tensor([1])
+    ce = float(F.cross_entropy(s, labels))
+    loss, parts = losses.task_distillation(s, t, labels, kind="mse", weight=0.25)
+    assert float(loss) == pytest.approx(0.75 * ce + 0.25 * 2.5, rel=1e-6)
+    assert float(losses.task_distillation(s, t, labels, "soft", 2.0, weight=0.0)[0]) == pytest.approx(ce)
+    assert set(losses.KD_LOSSES) == {k.value for k in losses.KDLoss}
+
+
+def test_branch_self_distillation_ignores_the_trunk_and_detaches_it():
+    trunk = torch.tensor([[2.0, 0.0]], requires_grad=True)
+    head = torch.tensor([[0.0, 0.0]], requires_grad=True)
+    loss = losses.branch_self_distillation([head, trunk])
+    p = torch.softmax(torch.tensor([2.0, 0.0]), 0)
+    assert float(loss.detach()) == pytest.approx(float((p * (p.log() - math.log(0.5))).sum()), rel=1e-5)
+    loss.backward()
+    assert trunk.grad is None and head.grad is not None
+    assert float(losses.branch_self_distillation([trunk.detach(), trunk.detach()])) == pytest.approx(0.0, abs=1e-7)

@@ -1,0 +1,116 @@
+"""The distillation pipeline on a tiny teacher: stages, resume, and the path to a running bundle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import runtime
+from edgekd.config import ConfigError
+from edgekd.export import export_run
+from edgekd.model import EarlyExitStudent
+from edgekd.pipeline import Distiller, distill
+from tests.conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_teacher_dir, tiny_data, tmp_path_factory):
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path_factory.mktemp("runs") / "full",
+                      stages=["teacher", "attention", "baseline", "finetune", "branches"], student={"init": "teacher"})
+    return distill(cfg, log=lambda _: None)
+
+
+def test_run_folder_holds_every_artifact(finished_run):
+    names = {p.name for p in finished_run.iterdir()}
+    assert {"config.json", "labels.json", "tokenizer.json", "teacher", "student", "metrics.json", "state.json"} <= names
+    assert json.loads((finished_run / "labels.json").read_text()) == ["negative", "positive"]
+    state = json.loads((finished_run / "state.json").read_text())
+    assert state["finished"] == ["teacher", "attention", "baseline", "finetune", "branches"]
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert set(metrics) == set(state["finished"])
+    for name in ("attention", "baseline", "finetune", "branches"):
+        assert 0.0 <= metrics[name]["dev_accuracy"] <= 1.0
+        assert [r["speed"] for r in metrics[name]["exits"]] == [0.0, 0.1, 0.3, 0.5, 0.8]
+    assert metrics["attention"]["relation_heads"] == 2
+    assert (finished_run / "teacher" / "model.safetensors").is_file()
+
+
+def test_branches_changes_only_exit_heads(finished_run):
+    before = EarlyExitStudent.load(finished_run / "stages" / "finetune" / "student").state_dict()
+    after = EarlyExitStudent.load(finished_run / "stages" / "branches" / "student").state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed, "branches must train something"
+    last = len([k for k in before if k.startswith("layers.") and k.endswith("ffn_norm.weight")]) - 1
+    assert all(k.startswith("heads.") and not k.startswith(f"heads.{last}.") for k in changed), changed
+
+
+def test_rerun_skips_finished_stages(finished_run):
+    cfg_path = finished_run / "config.json"
+    from edgekd.config import DistillConfig
+
+    logs = []
+    distill(DistillConfig.load(cfg_path), log=logs.append)
+    assert all("already finished" in line for line in logs if line.startswith("stage"))
+
+
+def test_changed_config_is_refused(finished_run):
+    from edgekd.config import DistillConfig
+
+    cfg = DistillConfig.load(finished_run / "config.json")
+    cfg.student.hidden = 64
+    cfg.student.heads = 2
+    with pytest.raises(ConfigError, match="student changed"):
+        Distiller(cfg, log=lambda _: None)
+
+
+def test_resume_after_interruption_equals_uninterrupted(tiny_teacher_dir, tiny_data, tmp_path):
+    overrides = dict(stages=["teacher", "finetune"], seed=3,
+                     teacher_stage={"max_steps": 6, "checkpoint_every": 1},
+                     finetune={"max_steps": 6, "checkpoint_every": 1})
+    straight = distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "a", **overrides), log=lambda _: None)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(stage, step):
+        if stage == "finetune" and step == 3:
+            raise Interrupt
+
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "b", **overrides)
+    with pytest.raises(Interrupt):
+        distill(cfg, log=lambda _: None, on_step=stop)
+    assert json.loads((tmp_path / "b" / "state.json").read_text())["finished"] == ["teacher"]
+    assert (tmp_path / "b" / "stages" / "finetune" / "checkpoint.pt").is_file()
+    resumed = distill(cfg, log=lambda _: None)
+    a = EarlyExitStudent.load(straight / "student").state_dict()
+    b = EarlyExitStudent.load(resumed / "student").state_dict()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+
+
+def test_branches_without_a_student_is_explained(tiny_teacher_dir, tiny_data, tmp_path):
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "r", stages=["teacher", "branches"])
+    with pytest.raises(ConfigError, match="run `finetune` first"):
+        distill(cfg, log=lambda _: None)
+
+
+def test_teacher_without_head_needs_the_teacher_stage(tiny_teacher_dir, tiny_data, tmp_path):
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "r", stages=["finetune"])
+    with pytest.raises(ConfigError, match="run the `teacher` stage first"):
+        distill(cfg, log=lambda _: None)
+
+
+def test_distill_export_and_run_without_torch_agree(finished_run, tmp_path):
+    result = export_run(finished_run, tmp_path / "bundle")
+    model = runtime.load(result.path)
+    student = EarlyExitStudent.load(finished_run / "student")
+    texts = ["a superb film", "dull , boring and bad", "the plot was fine but the cast was weak"]
+    ids, mask = model.encoder(texts)
+    logits, _, _ = model.run_ids(ids, mask, speed=0.0)
+    with torch.no_grad():
+        want = student(torch.from_numpy(ids), torch.from_numpy(mask)).logits.numpy()
+    assert np.abs(logits - want).max() < 1e-4
+    assert [p.label for p in model.classify(texts, speed=0.0)] == [["negative", "positive"][i] for i in want.argmax(1)]

@@ -1,0 +1,114 @@
+"""Loading refuses damaged or foreign bundles before any inference, with clear messages."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import runtime
+from runtime.errors import BundleError
+from runtime.manifest import MANIFEST_FILE, SCHEMA_VERSION, sha256_file
+
+
+@pytest.fixture
+def copy(bundle, tmp_path):
+    target = tmp_path / "b"
+    shutil.copytree(bundle, target)
+    return target
+
+
+def edit_manifest(folder, change):
+    path = folder / MANIFEST_FILE
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_missing_stage_file(copy):
+    (copy / "layer_02.onnx").unlink()
+    with pytest.raises(BundleError, match="layer_02.onnx is missing"):
+        runtime.load(copy)
+
+
+def test_wrong_sha256(copy):
+    with open(copy / "embed.onnx", "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(BundleError, match="does not match its sha256"):
+        runtime.load(copy)
+
+
+def test_all_problems_reported_together(copy):
+    (copy / "layer_01.onnx").unlink()
+    (copy / "layer_03.onnx").unlink()
+    with pytest.raises(BundleError) as info:
+        runtime.load(copy)
+    assert "layer_01.onnx" in str(info.value) and "layer_03.onnx" in str(info.value)
+
+
+def test_newer_schema_names_the_upgrade(copy):
+    edit_manifest(copy, lambda d: d.update(schema_version=SCHEMA_VERSION + 1))
+    with pytest.raises(BundleError, match="upgrade"):
+        runtime.load(copy)
+
+
+def test_truncated_onnx_with_matching_sha(copy):
+    path = copy / "layer_01.onnx"
+    path.write_bytes(path.read_bytes()[:200])
+
+    def fix(d):
+        for stage in d["stages"]:
+            if stage["file"] == "layer_01.onnx":
+                stage["sha256"] = sha256_file(path)
+
+    edit_manifest(copy, fix)
+    with pytest.raises(BundleError, match="cannot load layer_01.onnx"):
+        runtime.load(copy)
+
+
+@pytest.mark.parametrize("name", ["../outside.onnx", "/etc/passwd"])
+def test_path_escaping_the_folder_is_refused(copy, name):
+    (copy.parent / "outside.onnx").write_bytes((copy / "layer_01.onnx").read_bytes())
+
+    def escape(d):
+        d["stages"][1]["file"] = name
+
+    edit_manifest(copy, escape)
+    with pytest.raises(BundleError, match="outside the bundle"):
+        runtime.load(copy)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="not a bundle folder"):
+        runtime.load(tmp_path / "nothing")
+    with pytest.raises(BundleError, match="manifest.json is missing"):
+        runtime.load(tmp_path)
+    (tmp_path / MANIFEST_FILE).write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        runtime.load(tmp_path)
+
+
+def test_unknown_manifest_field(copy):
+    edit_manifest(copy, lambda d: d.update(shiny_new_field=1))
+    with pytest.raises(BundleError, match="newer edgekd"):
+        runtime.load(copy)
+
+
+def test_classify_without_torch_in_a_subprocess(bundle):
+    code = textwrap.dedent(f"""
+        import sys
+        import runtime
+        model = runtime.load({str(bundle)!r})
+        out = model.classify(["a superb film", "dull"], speed=0.3)
+        assert len(out) == 2 and out[0].label in ("negative", "positive")
+        banned = [m for m in ("torch", "transformers", "edgekd", "exporters") if m in sys.modules]
+        print("BANNED", banned)
+        sys.exit(1 if banned else 0)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "BANNED []" in proc.stdout

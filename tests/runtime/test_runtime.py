@@ -1,0 +1,122 @@
+"""The runtime against the torch student: numbers, the exit rule, batching."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import runtime
+from edgekd.evaluate import apply_exit_rule
+from runtime.errors import DeviceError
+from runtime.tokenize import TextEncoder
+from tests.conftest import TEXTS
+
+
+def torch_exit_logits(student, encoder: TextEncoder, texts: list[str]) -> torch.Tensor:
+    """Every exit's logits for each text, each text run alone (no padding): (L,N,C)."""
+    per_text = []
+    with torch.no_grad():
+        for text in texts:
+            ids, mask = encoder([text])
+            out = student(torch.from_numpy(ids), torch.from_numpy(mask))
+            per_text.append(torch.stack(out.exit_logits)[:, 0])
+    return torch.stack(per_text, 1)
+
+
+@pytest.fixture(scope="module")
+def model(bundle):
+    return runtime.load(bundle)
+
+
+def test_speed_zero_matches_torch_trunk_on_padded_batches(model, student):
+    ids, mask = model.encoder(TEXTS[:12])  # mixed lengths, right-padded
+    assert (mask.sum(1) < mask.shape[1]).any(), "the batch must contain padding"
+    logits, layers, _ = model.run_ids(ids, mask, speed=0.0)
+    with torch.no_grad():
+        want = student(torch.from_numpy(ids), torch.from_numpy(mask)).logits.numpy()
+    assert np.abs(logits - want).max() < 1e-4
+    assert (layers == student.config.num_layers).all()
+
+
+@pytest.mark.parametrize("speed", [0.05, 0.2, 0.4, 0.6, 0.9])
+def test_exits_follow_the_entropy_rule(model, student, speed):
+    reference_logits, reference_layers = apply_exit_rule(torch_exit_logits(student, model.encoder, TEXTS), speed)
+    results = model.classify(TEXTS, speed=speed, batch_size=8)
+    assert [r.exit_layer for r in results] == reference_layers.tolist()
+    assert [r.label for r in results] == [model.labels[i] for i in reference_logits.argmax(-1).tolist()]
+    for r, logits in zip(results, reference_logits):
+        p = torch.softmax(logits, -1)
+        u = float(-(p * p.log()).sum() / math.log(len(p)))
+        assert r.uncertainty == pytest.approx(u, abs=1e-4)
+        assert r.exit_layer == model.num_layers or r.uncertainty < speed
+
+
+def test_middle_speeds_make_rows_leave_early(model):
+    layers = [r.exit_layer for r in model.classify(TEXTS, speed=0.6)]
+    assert min(layers) < model.num_layers, "the fixture student must exit early somewhere"
+    assert len(set(layers)) > 1
+
+
+def test_result_does_not_depend_on_batch_composition(model):
+    speed = 0.4
+    alone = [model.classify([t], speed=speed, batch_size=1)[0] for t in TEXTS]
+    together = model.classify(TEXTS, speed=speed, batch_size=32)
+    order = list(range(len(TEXTS)))
+    random.Random(0).shuffle(order)
+    shuffled = model.classify([TEXTS[i] for i in order], speed=speed, batch_size=5)
+    unshuffled = [None] * len(TEXTS)
+    for pos, i in enumerate(order):
+        unshuffled[i] = shuffled[pos]
+    for a, b, c in zip(alone, together, unshuffled):
+        assert a.label == b.label == c.label
+        assert a.exit_layer == b.exit_layer == c.exit_layer
+        assert np.allclose(a.probs, b.probs, atol=1e-5) and np.allclose(a.probs, c.probs, atol=1e-5)
+
+
+def test_speed_none_uses_manifest_default(model):
+    model.manifest.default_speed = 0.6
+    try:
+        assert [r.exit_layer for r in model.classify(TEXTS)] == [r.exit_layer for r in model.classify(TEXTS, speed=0.6)]
+    finally:
+        model.manifest.default_speed = 0.0
+
+
+def test_speed_one_exits_every_row_at_layer_one(model):
+    assert {r.exit_layer for r in model.classify(TEXTS, speed=1.0)} == {1}
+
+
+def test_normalized_entropy_bounds():
+    u = runtime.normalized_entropy(np.array([[0.0, 0.0, 0.0], [50.0, 0.0, 0.0]]))
+    assert u[0] == pytest.approx(1.0) and u[1] == pytest.approx(0.0, abs=1e-12)
+    p = np.array([0.7, 0.2, 0.1])
+    assert runtime.normalized_entropy(np.log(p)[None])[0] == pytest.approx(-(p * np.log(p)).sum() / np.log(3))
+
+
+def test_bad_arguments(model):
+    with pytest.raises(ValueError, match="speed"):
+        model.classify(["good"], speed=1.5)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.classify(["good"], batch_size=0)
+    assert model.classify([]) == []
+
+
+def test_unknown_device(bundle):
+    with pytest.raises(DeviceError, match="unknown device"):
+        runtime.load(bundle, device="tpu")
+
+
+def test_cuda_without_gpu_names_the_problem(bundle):
+    try:
+        model = runtime.load(bundle, device="cuda")
+    except DeviceError as exc:
+        assert "cuda" in str(exc).lower()
+    else:  # a machine with a working GPU
+        assert model.device == "cuda"
+
+
+def test_auto_device_falls_back_to_cpu_or_uses_cuda(bundle):
+    assert runtime.load(bundle, device="auto").device in ("cpu", "cuda")

