@@ -115,14 +115,26 @@ def export(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle (atomically).")] = False,
     atol: Annotated[float, typer.Option(help="Tolerance of the ONNX-vs-torch check of every stage.")] = 1e-4,
     speed: Annotated[float, typer.Option(help="Default speed stored in the manifest.")] = 0.0,
+    quantize: Annotated[str, typer.Option(help="fp32 | int8 (CPU, dynamic) | fp16 (GPU).")] = "fp32",
+    data: Annotated[Optional[Path], typer.Option(help="Labelled file: agreement of a quantized bundle with fp32, and calibration with --max-drop.")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(help="Calibrate the default speed on --data: accuracy points allowed below full depth.")] = None,
 ) -> None:
     """Export a run's student as a bundle: embed.onnx, one graph per layer, tokenizer, manifest."""
     from edgekd.export import export_run
 
-    result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed)
+    result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed, precision=quantize,
+                        data=data, max_drop=max_drop)
     worst = max((c.max_diff for c in result.checks), default=0.0)
-    _err(f"wrote {result.path} ({len(result.manifest.stages)} stages; {len(result.checks)} checks against torch, "
-         f"max diff {worst:.2e} <= atol {atol:g})")
+    _err(f"wrote {result.path} ({len(result.manifest.stages)} stages, {result.manifest.precision}; "
+         f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")
+    check = result.manifest.precision_check
+    if check:
+        for speed_key, row in check["speeds"].items():
+            _err(f"  {check['precision']} vs fp32 at speed {speed_key}: predictions agree {100 * row['prediction_agreement']:.2f}%, "
+                 f"exit layers {100 * row['exit_agreement']:.2f}%, accuracy {100 * row['accuracy']:.2f}% "
+                 f"(fp32 {100 * row['accuracy_fp32']:.2f}%)")
+    if result.manifest.calibration:
+        _err(f"  calibrated default speed {result.manifest.default_speed:g} ({result.manifest.calibration.rule})")
 
 
 @app.command()
@@ -187,6 +199,45 @@ def inspect(
         for p in cal.points:
             lat = f"{p.latency_ms:10.3f}" if p.latency_ms is not None else "         -"
             typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {lat}")
+
+
+@app.command()
+@friendly
+def bench(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    data: Annotated[Path, typer.Option(help="Labelled file to measure on (e.g. SST-2 dev.tsv).")],
+    teacher: Annotated[Optional[Path], typer.Option(help="Run folder: adds the teacher (PyTorch, one ONNX graph), the student as one graph and with per-sample exit in PyTorch.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for <stem>.json, .md and .png.")] = Path("benchmarks/results"),
+    stem: Annotated[str, typer.Option(help="File name stem of the results.")] = "bench",
+    speeds: Annotated[str, typer.Option(help="Comma-separated speeds for the staged runtime.")] = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.8",
+    latency_texts: Annotated[int, typer.Option(help="Texts timed one by one at batch 1.")] = 200,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N texts.")] = None,
+) -> None:
+    """Accuracy, layers, FLOPs, latency and throughput of a bundle beside its baselines, in one run."""
+    from edgekd.baselines import run_bench
+
+    values = [float(s) for s in speeds.split(",") if s.strip()]
+    run_bench(bundle, data, out, teacher, values, latency_texts, limit, stem, log=_err)
+
+
+@app.command()
+@friendly
+def calibrate(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (its manifest is updated in place, atomically).")],
+    data: Annotated[Path, typer.Option(help="Labelled file to calibrate on (e.g. SST-2 dev.tsv).")],
+    max_drop: Annotated[Optional[float], typer.Option(help="Largest speed whose accuracy is within this many points of full depth.")] = None,
+    latency_ms: Annotated[Optional[float], typer.Option(help="Most accurate speed whose mean batch-1 latency per text, measured here, fits this budget.")] = None,
+) -> None:
+    """Choose the bundle's default speed from an accuracy or latency budget, measured on this machine."""
+    from edgekd.calibrate import calibrate as run_calibrate
+
+    result = run_calibrate(bundle, data, max_drop=max_drop, latency_ms=latency_ms)
+    typer.echo("   speed  accuracy  avg layers  latency ms")
+    for p in result.points:
+        mark = "  <- chosen" if p.speed == result.chosen else ""
+        typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {p.latency_ms:10.3f}{mark}")
+    _err(f"default speed {result.chosen:g} ({result.rule}; full depth {100 * result.full_accuracy:.2f}%) written to "
+         f"{bundle}/manifest.json")
 
 
 def main() -> None:

@@ -1,4 +1,10 @@
-"""Run folder -> bundle: load the distilled student and hand it to the exporters."""
+"""Run folder -> bundle: load the distilled student and hand it to the exporters.
+
+With a precision other than fp32 the graphs are rewritten after their fp32
+torch checks, then compared with the fp32 torch student on `data` (prediction
+and exit-layer agreement per speed, stored in the manifest) and re-calibrated,
+since exit decisions move with precision.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +12,83 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
+import runtime
 from edgekd.config import DistillConfig
+from edgekd.data import read_labelled
+from edgekd.evaluate import all_exit_logits, apply_exit_rule
 from edgekd.model import EarlyExitStudent
 from edgekd.pipeline import RunFolder
+from edgekd.train import TokenizedData
 from exporters import ExportError, ExportResult, export_student
+from exporters.quantize import PRECISIONS, apply_precision
+from runtime.manifest import read_manifest, write_manifest
+
+CHECK_SPEEDS = (0.0, 0.1, 0.3, 0.5)
+
+
+def precision_agreement(bundle: Path, student: EarlyExitStudent, data: str | os.PathLike,
+                        speeds=CHECK_SPEEDS) -> dict:
+    """Agreement of a (quantized) bundle with the fp32 torch student on labelled `data`."""
+    model = runtime.load(bundle)
+    dataset = read_labelled(data, label_names=model.labels)
+    exits = all_exit_logits(student.eval(), TokenizedData(model.encoder, dataset.texts), "cpu")
+    gold = np.array(dataset.labels)
+    report = {"reference": "fp32 (torch)", "precision": model.manifest.precision, "data": Path(data).name,
+              "texts": len(dataset), "speeds": {}}
+    for speed in speeds:
+        logits, layers = apply_exit_rule(exits, speed)
+        want = logits.argmax(-1).numpy()
+        got = model.classify(dataset.texts, speed=speed)
+        pred = np.array([model.labels.index(r.label) for r in got])
+        exit_layer = np.array([r.exit_layer for r in got])
+        report["speeds"][f"{speed:g}"] = {
+            "prediction_agreement": float((pred == want).mean()),
+            "exit_agreement": float((exit_layer == layers.numpy()).mean()),
+            "accuracy_fp32": float((want == gold).mean()),
+            "accuracy": float((pred == gold).mean()),
+        }
+    return report
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False, atol: float = 1e-4,
-               default_speed: float = 0.0) -> ExportResult:
-    """Export `run_dir/student` (tokenizer, labels and max_length from the run) to bundle `out`."""
+               default_speed: float = 0.0, precision: str = "fp32", data: str | os.PathLike | None = None,
+               max_drop: float | None = None) -> ExportResult:
+    """Export `run_dir/student` (tokenizer, labels and max_length from the run) to bundle `out`.
+
+    `precision` int8 (CPU) or fp16 (GPU) rewrites the validated fp32 graphs.
+    With `data`, quantized bundles get an agreement report in the manifest and,
+    with `max_drop`, any bundle is calibrated on it.
+    """
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     run = RunFolder(Path(run_dir))
     if not run.root.is_dir():
         raise ExportError(f"{run.root} is not a folder; give the run folder written by `edgekd distill`")
     if not run.student.is_dir():
         raise ExportError(f"{run.student} is missing: the run has no finished student yet "
                           "(run `edgekd distill` with the finetune stage)")
+    if max_drop is not None and data is None:
+        raise ExportError("--max-drop needs --data to calibrate on")
     cfg = DistillConfig.load(run.config)
     labels = json.loads(run.labels.read_text(encoding="utf-8"))
     student = EarlyExitStudent.load(run.student)
-    return export_student(student, run.tokenizer, labels, out, cfg.data.max_length, atol=atol,
-                          overwrite=overwrite, default_speed=default_speed)
+
+    def to_precision(folder, manifest):
+        apply_precision(folder, [s.file for s in manifest.stages], precision)
+        manifest.precision = precision
+        return manifest
+
+    result = export_student(student, run.tokenizer, labels, out, cfg.data.max_length, atol=atol, overwrite=overwrite,
+                            default_speed=default_speed, postprocess=None if precision == "fp32" else to_precision)
+    if data is not None and precision != "fp32":
+        manifest = read_manifest(result.path)
+        manifest.precision_check = precision_agreement(result.path, student, data)
+        write_manifest(result.path, manifest)
+    if data is not None and max_drop is not None:
+        from edgekd.calibrate import calibrate
+
+        calibrate(result.path, data, max_drop=max_drop)
+    result.manifest = read_manifest(result.path)
+    return result

@@ -144,3 +144,20 @@ def export_student(
 def bundle_size(path: str | os.PathLike) -> int:
     """Bytes of every file in a bundle folder."""
     return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
+
+
+def export_full_graph(model: nn.Module, path: str | os.PathLike, vocab_size: int, max_length: int, *,
+                      opset: int = DEFAULT_OPSET, atol: float = 1e-4, name: str = "full") -> list[Check]:
+    """Export any classifier `model(input_ids, mask)` as one graph (input_ids, mask -> logits),
+    validated against torch like the stages. Used for baselines and students without exits."""
+    from exporters.stages import full_stage_spec
+
+    path = Path(path)
+    specs = full_stage_spec(model.eval().cpu(), name)
+    spec = next(iter(specs.values()))
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        tmp_path = Path(tmp)
+        export_specs({path.name: spec}, tmp_path, {path.name: example_inputs(spec, 0, vocab_size)}, opset)
+        checks = validate_student_stages({path.name: spec}, tmp_path, vocab_size, max_length, atol)
+        os.replace(tmp_path / path.name, path)
+    return checks

@@ -85,6 +85,8 @@ class Manifest:
     default_speed: float = 0.0
     tokenizer: str = TOKENIZER_FILE
     calibration: Calibration | None = None
+    # fp32 vs this precision on measured texts: prediction and exit-layer agreement per speed
+    precision_check: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

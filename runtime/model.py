@@ -49,7 +49,7 @@ def normalized_entropy(logits: np.ndarray) -> np.ndarray:
     return np.clip(entropy / math.log(num_classes), 0.0, 1.0)
 
 
-def _session_options(threads: int | None) -> ort.SessionOptions:
+def _session_options(threads: int | None, spin: bool = False) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
@@ -60,7 +60,7 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
     # session keep burning cores while the next session runs, which made a
     # 6-stage chain 3.5-5x slower than one graph on 2 cores (onnxruntime issue
     # 17011). Without spinning the chain is within a few percent.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     return options
 
 
@@ -84,12 +84,12 @@ def _providers(device: str) -> list[str]:
 class EdgeModel:
     """A loaded bundle: one ONNX Runtime session per stage plus the tokenizer."""
 
-    def __init__(self, path: Path, manifest: Manifest, device: str, threads: int | None):
+    def __init__(self, path: Path, manifest: Manifest, device: str, threads: int | None, spin: bool = False):
         self.path = path
         self.manifest = manifest
         self.labels = list(manifest.labels)
         providers = _providers(device)
-        options = _session_options(threads)
+        options = _session_options(threads, spin)
         self.sessions: list[ort.InferenceSession] = []
         for stage in manifest.stages:
             file = resolve_inside(path, stage.file)
@@ -245,18 +245,22 @@ class EdgeModel:
         return np.stack(every)
 
 
-def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = None, warmup: bool = False) -> EdgeModel:
+def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = None, warmup: bool = False,
+         spin: bool = False) -> EdgeModel:
     """Load a bundle folder written by `edgekd export`.
 
     Checks the manifest schema, that every file exists inside the folder and
     matches its sha256, before any graph is opened. `device` is "cpu", "cuda"
     or "auto" (CUDA when onnxruntime can start it, else CPU). `threads` sets
     intra-op threads per session (default: onnxruntime's, one per core).
+    `warmup` runs two texts once so the first real call is not slow. `spin`
+    re-enables onnxruntime's spinning worker threads (off by default: with one
+    session per layer they compete with each other; see benchmarks/).
     """
     bundle = Path(path)
     manifest = read_manifest(bundle)
     verify_bundle(bundle, manifest)
-    model = EdgeModel(bundle, manifest, device, threads)
+    model = EdgeModel(bundle, manifest, device, threads, spin)
     if warmup:
         model.classify(["warm up"] * 2, speed=0.0)
     return model

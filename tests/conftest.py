@@ -95,3 +95,13 @@ def tiny_config(teacher: Path, data: dict[str, Path], out: Path, **overrides):
     base = {"teacher": str(teacher), "out": str(out), "device": "cpu",
             "data": {"train": str(data["train"]), "dev": str(data["dev"]), "max_train": 0}}
     return resolve_config(preset="tiny", overrides=deep_merge(base, overrides))
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_teacher_dir, tiny_data, tmp_path_factory) -> Path:
+    """A tiny run through every stage (teacher-initialised student)."""
+    from edgekd.pipeline import distill
+
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path_factory.mktemp("runs") / "full",
+                      stages=["teacher", "attention", "baseline", "finetune", "branches"], student={"init": "teacher"})
+    return distill(cfg, log=lambda _: None)

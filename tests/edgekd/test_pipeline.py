@@ -16,13 +16,6 @@ from edgekd.pipeline import Distiller, distill
 from tests.conftest import tiny_config
 
 
-@pytest.fixture(scope="module")
-def finished_run(tiny_teacher_dir, tiny_data, tmp_path_factory):
-    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path_factory.mktemp("runs") / "full",
-                      stages=["teacher", "attention", "baseline", "finetune", "branches"], student={"init": "teacher"})
-    return distill(cfg, log=lambda _: None)
-
-
 def test_run_folder_holds_every_artifact(finished_run):
     names = {p.name for p in finished_run.iterdir()}
     assert {"config.json", "labels.json", "tokenizer.json", "teacher", "student", "metrics.json", "state.json"} <= names

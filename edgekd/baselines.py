@@ -1,0 +1,194 @@
+"""The systems `edgekd bench` compares, and the run that compares them.
+
+- teacher in PyTorch (transformers, eager attention)
+- teacher as one ONNX graph
+- the student as one full ONNX graph (no exits)
+- the student in PyTorch with FastBERT-style per-sample exit at batch 1 (how peers run)
+- the edgekd runtime (staged bundle) at several speeds
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+import runtime
+from edgekd.bench import System, add_ratios, evaluate, layer_gflops, machine, markdown, rows_json, write_results
+from edgekd.data import read_labelled
+from edgekd.model import EarlyExitStudent
+from runtime.model import normalized_entropy
+from runtime.tokenize import TextEncoder
+
+DEFAULT_SPEEDS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8]
+
+
+def staged_system(model: runtime.EdgeModel, speed: float, size: int | None = None, suffix: str = "") -> System:
+    def predict(texts):
+        results = model.classify(texts, speed=speed, batch_size=max(1, len(texts)))
+        return np.array([r.label for r in results]), np.array([r.exit_layer for r in results])
+
+    return System(f"edgekd staged, speed {speed:g}{suffix}", predict, "edgekd" if not suffix else "edgekd-variant",
+                  speed, size)
+
+
+def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: list[str], layers: int,
+                threads: int | None = None) -> System:
+    """One full graph with onnxruntime's default session options (what a user would do)."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = np.array(labels)
+
+    def predict(texts):
+        ids, mask = encoder(texts)
+        logits = session.run(None, {"input_ids": ids, "mask": mask})[0]
+        return names[logits.argmax(1)], np.full(len(texts), layers)
+
+    return System(name, predict, kind, None, path.stat().st_size)
+
+
+def teacher_torch_system(teacher, encoder: TextEncoder, labels: list[str]) -> System:
+    names = np.array(labels)
+    layers = teacher.config.num_hidden_layers
+
+    @torch.inference_mode()
+    def predict(texts):
+        ids, mask = (torch.from_numpy(a) for a in encoder(texts))
+        logits = teacher(input_ids=ids, attention_mask=mask).logits
+        return names[logits.argmax(1).numpy()], np.full(len(texts), layers)
+
+    return System("teacher, PyTorch eager", predict, "teacher-torch")
+
+
+def student_torch_exit_system(student: EarlyExitStudent, encoder: TextEncoder, labels: list[str], speed: float) -> System:
+    """FastBERT-style: one text at a time, stop at the first confident layer."""
+    names = np.array(labels)
+
+    @torch.inference_mode()
+    def predict(texts):
+        out_labels, out_layers = [], []
+        for text in texts:
+            ids, mask = (torch.from_numpy(a) for a in encoder([text]))
+            hidden = student.embeddings(ids)
+            for index, (layer, head) in enumerate(zip(student.layers, student.heads), start=1):
+                hidden, _ = layer(hidden, mask)
+                logits = head(hidden, mask)
+                if index == len(student.layers) or normalized_entropy(logits.numpy())[0] < speed:
+                    break
+            out_labels.append(names[int(logits.argmax())])
+            out_layers.append(index)
+        return np.array(out_labels), np.array(out_layers)
+
+    return System(f"student, PyTorch per-sample exit b1, speed {speed:g}", predict, "student-torch-exit", speed,
+                  batched=False)
+
+
+def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
+              run_dir: str | os.PathLike | None = None, speeds: list[float] | None = None,
+              latency_texts: int = 200, limit: int | None = None, stem: str = "bench",
+              thread_study: bool = True, log=print) -> dict:
+    """Benchmark a bundle against its baselines on labelled `data`; write JSON + markdown (+ plots)."""
+    from exporters import bundle_size, export_full_graph
+
+    speeds = DEFAULT_SPEEDS if speeds is None else speeds
+    model = runtime.load(bundle, warmup=True)
+    labels = model.labels
+    dataset = read_labelled(data, label_names=labels)
+    texts = dataset.texts[:limit] if limit else dataset.texts
+    gold = np.array(dataset.labels[: len(texts)])
+    encoder = model.encoder
+    size = bundle_size(bundle)
+    systems: list[System] = []
+    tmp = Path(out) / ".graphs"
+    tmp.mkdir(parents=True, exist_ok=True)
+    student = teacher = None
+    if run_dir is not None:
+        run_dir = Path(run_dir)
+        student = EarlyExitStudent.load(run_dir / "student")
+        if (run_dir / "teacher").is_dir():
+            from edgekd.teacher import load_teacher
+
+            teacher = load_teacher(run_dir / "teacher", len(labels))
+            teacher.config._attn_implementation = "eager"
+            teacher.eval()
+            systems.append(teacher_torch_system(teacher, encoder, labels))
+            log("exporting the teacher as one ONNX graph")
+            export_full_graph(teacher, tmp / "teacher.onnx", teacher.config.vocab_size, model.manifest.max_length,
+                              atol=2e-4, name="teacher")
+            systems.append(onnx_system("teacher, one ONNX graph", "teacher-onnx", tmp / "teacher.onnx", encoder, labels,
+                                       teacher.config.num_hidden_layers))
+        log("exporting the student as one ONNX graph")
+        export_full_graph(student, tmp / "student.onnx", student.config.original_vocab_size or student.config.vocab_size,
+                          model.manifest.max_length, name="student")
+        systems.append(onnx_system("student, one ONNX graph", "student-onnx", tmp / "student.onnx", encoder, labels,
+                                   student.config.num_layers))
+        calibrated = model.manifest.default_speed
+        systems.append(student_torch_exit_system(student.eval(), encoder, labels, calibrated or 0.3))
+    systems += [staged_system(model, s, size) for s in speeds]
+    if thread_study:
+        spinning = runtime.load(bundle, warmup=True, spin=True)
+        systems.append(staged_system(spinning, 0.0, size, ", spinning threads (ORT default)"))
+    if model.manifest.default_speed and model.manifest.default_speed not in speeds:
+        systems.append(staged_system(model, model.manifest.default_speed, size))
+        systems[-1].name += " (calibrated default)"
+
+    def gflops(system: System, layers: float) -> float:
+        tokens = float(np.mean([len(i) for i in encoder.token_ids(texts[:latency_texts])]))
+        if system.kind.startswith("teacher") and teacher is not None:
+            c = teacher.config
+            return c.num_hidden_layers * layer_gflops(c.hidden_size, c.intermediate_size, tokens)
+        hidden, ffn = model.manifest.hidden_size, (student.config.ffn_size if student is not None else 4 * model.manifest.hidden_size)
+        return layers * layer_gflops(hidden, ffn, tokens)
+
+    rows = evaluate(systems, texts, gold, labels, latency_texts=latency_texts, gflops=gflops, log=log)
+    baselines = {"teacher_torch": "teacher, PyTorch eager", "teacher_onnx": "teacher, one ONNX graph",
+                 "student_onnx": "student, one ONNX graph"}
+    add_ratios(rows, baselines)
+    keys = [k for k in ("b1_speedup_vs_teacher_torch", "b1_speedup_vs_teacher_onnx", "b1_speedup_vs_student_onnx",
+                        "b32_throughput_vs_student_onnx") if any(k in r.ratios for r in rows)]
+    title = f"{Path(bundle).name} on {Path(data).name} ({len(texts)} texts; batch-1 latency on {min(latency_texts, len(texts))})"
+    table = markdown(rows, title, keys)
+    payload = {"bundle": str(bundle), "data": str(data), "texts": len(texts), "machine": machine(),
+               "manifest_default_speed": model.manifest.default_speed, "rows": rows_json(rows)}
+    json_path, md_path = write_results(Path(out), stem, payload, table)
+    _plots(rows, Path(out), stem)
+    log(table)
+    log(f"wrote {json_path} and {md_path}")
+    return payload
+
+
+def _plots(rows, out: Path, stem: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    staged = [r for r in rows if r.kind == "edgekd"]
+    others = [r for r in rows if r.kind not in ("edgekd", "edgekd-variant")]
+    for ax, x, label in ((axes[0], "p50_ms_b1", "p50 latency at batch 1 (ms, log scale)"),
+                         (axes[1], "average_layers", "average layers used")):
+        ax.plot([getattr(r, x) for r in staged], [100 * r.accuracy for r in staged], "o-", label="edgekd staged (speeds)")
+        for r, speed in zip(staged, [r.speed for r in staged]):
+            ax.annotate(f"{speed:g}", (getattr(r, x), 100 * r.accuracy), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        for r in others:
+            ax.plot(getattr(r, x), 100 * r.accuracy, "s", label=r.name)
+        ax.set_xlabel(label)
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set_xscale("log")
+    axes[1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / f"{stem}.png", dpi=120)
+    plt.close(fig)
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
