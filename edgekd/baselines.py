@@ -155,12 +155,29 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
     title = f"{Path(bundle).name} on {Path(data).name} ({len(texts)} texts; batch-1 latency on {min(latency_texts, len(texts))})"
     table = markdown(rows, title, keys)
     payload = {"bundle": str(bundle), "data": str(data), "texts": len(texts), "machine": machine(),
-               "manifest_default_speed": model.manifest.default_speed, "rows": rows_json(rows)}
+               "manifest_default_speed": model.manifest.default_speed, "rows": rows_json(rows),
+               "staged_overhead": staged_overhead(rows, model.num_layers + 1)}
+    if payload["staged_overhead"]:
+        o = payload["staged_overhead"]
+        table += (f"\nStaged runtime at speed 0 vs the same student as one graph: {o['b1_ratio']:.3f}x at batch 1, "
+                  f"{o['b32_ratio']:.3f}x at batch 32 (throughput); overhead per stage at batch 1: "
+                  f"{o['per_stage_us_b1']:.0f} us.\n")
     json_path, md_path = write_results(Path(out), stem, payload, table)
     _plots(rows, Path(out), stem)
     log(table)
     log(f"wrote {json_path} and {md_path}")
     return payload
+
+
+def staged_overhead(rows, stages: int) -> dict | None:
+    """Staged runtime at speed 0 against the same student as one graph (batch 1 latency, batch 32 throughput)."""
+    by = {r.name: r for r in rows}
+    staged, full = by.get("edgekd staged, speed 0"), by.get("student, one ONNX graph")
+    if staged is None or full is None:
+        return None
+    return {"b1_ratio": staged.p50_ms_b1 / full.p50_ms_b1,
+            "b32_ratio": full.throughput_b32 / staged.throughput_b32 if staged.throughput_b32 else None,
+            "per_stage_us_b1": 1e3 * (staged.p50_ms_b1 - full.p50_ms_b1) / stages}
 
 
 def _plots(rows, out: Path, stem: str) -> None:

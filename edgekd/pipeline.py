@@ -30,7 +30,7 @@ from edgekd.data import TextDataset, read_labelled, read_unlabelled
 from edgekd.evaluate import accuracy, all_exit_logits, classifier_logits, exit_table
 from edgekd.model import EarlyExitStudent, StudentConfig
 from edgekd.teacher import TeacherAdaptor, has_task_head, init_student_from_teacher, load_teacher, teacher_tokenizer_json
-from edgekd.train import TokenizedData, rank_world, setup_distributed, train_loop
+from edgekd.train import TokenizedData, barrier, rank_world, setup_distributed, train_loop
 from runtime.tokenize import TextEncoder
 
 Log = Callable[[str], None]
@@ -99,18 +99,19 @@ class Distiller:
 
     def __init__(self, cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], None] | None = None):
         self.cfg = cfg.validate()
-        self.log = log
         self.on_step = on_step
         self.run = RunFolder(Path(cfg.out))
         self.device = setup_distributed(cfg.device)
         self.rank, _ = rank_world()
+        self.log = log if self.rank == 0 else (lambda _: None)
         torch.manual_seed(cfg.seed)
         self.run.root.mkdir(parents=True, exist_ok=True)
         _check_same_config(self.run, cfg)
         if self.rank == 0:
             cfg.save(self.run.config)
         d = cfg.data
-        self.train_set = read_labelled(d.train, d.text_column or None, d.label_column or None).subset(d.max_train or None)
+        self.full_train_set = read_labelled(d.train, d.text_column or None, d.label_column or None)
+        self.train_set = self.full_train_set.subset(d.max_train or None)
         self.dev_set = read_labelled(d.dev, d.text_column or None, d.label_column or None, self.train_set.label_names)
         if d.unlabeled:
             self.unlabeled_set = read_unlabelled(d.unlabeled, d.text_column or None).subset(d.max_unlabeled or None)
@@ -120,9 +121,11 @@ class Distiller:
         saved = _read_json(self.run.labels, None)
         if saved is not None and saved != self.labels:
             raise ConfigError([f"{self.run.labels} holds labels {saved} but the training file has {self.labels}"])
-        _write_json(self.run.labels, self.labels)
-        if not self.run.tokenizer.is_file():
-            teacher_tokenizer_json(cfg.teacher, self.run.tokenizer, cfg.offline)
+        if self.rank == 0:
+            _write_json(self.run.labels, self.labels)
+            if not self.run.tokenizer.is_file():
+                teacher_tokenizer_json(cfg.teacher, self.run.tokenizer, cfg.offline)
+        barrier()
         self.encoder = TextEncoder.from_file(self.run.tokenizer, d.max_length)
         self.train = TokenizedData(self.encoder, self.train_set.texts, self.train_set.labels)
         self.dev = TokenizedData(self.encoder, self.dev_set.texts, self.dev_set.labels)
@@ -179,6 +182,7 @@ class Distiller:
             target = self.run.stage_student(name)
             shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
+        barrier()
 
     def _step_hook(self, name: str):
         return None if self.on_step is None else (lambda step: self.on_step(name, step))
@@ -202,6 +206,7 @@ class Distiller:
         if self.rank == 0:
             torch.save(logits, path.with_suffix(".tmp"))
             os.replace(path.with_suffix(".tmp"), path)
+        barrier()
         return logits
 
     # ------------------------------------------------------------------- stages
@@ -213,12 +218,14 @@ class Distiller:
         else:
             torch.manual_seed(self.cfg.seed)
             model = load_teacher(self.cfg.teacher, len(self.labels), self.cfg.offline).to(self.device)
+            rows = self.full_train_set.subset(self.cfg.teacher_stage.max_train or None)
+            data = self.train if len(rows) == len(self.train_set) else TokenizedData(self.encoder, rows.texts, rows.labels)
 
             def loss_fn(module, batch):
                 logits = module(input_ids=batch.input_ids, attention_mask=batch.mask).logits
                 return F.cross_entropy(logits.float(), batch.labels), {}
 
-            stats = train_loop("teacher", model, list(model.parameters()), loss_fn, self.train, self.cfg.teacher_stage,
+            stats = train_loop("teacher", model, list(model.parameters()), loss_fn, data, self.cfg.teacher_stage,
                                self.cfg.seed, self.device, self.run.stage("teacher"), self._step_hook("teacher"))
         if self.rank == 0:
             tmp = self.run.root / "teacher.tmp"
@@ -227,6 +234,7 @@ class Distiller:
             shutil.copyfile(self.run.tokenizer, tmp / "tokenizer.json")
             shutil.rmtree(self.run.teacher, ignore_errors=True)
             os.replace(tmp, self.run.teacher)
+        barrier()
         self._teacher = None
         teacher = self.teacher()
         dev = classifier_logits(lambda i, m: teacher(i, m).logits, self.dev, self.device)
@@ -246,7 +254,11 @@ class Distiller:
             s = module(batch.input_ids, batch.mask, exits=False)
             return losses.self_attention_distillation(t.last_qkv, s.last_qkv, batch.mask, heads, a.alpha, a.beta)
 
-        params = student.backbone_parameters()
+        # The loss reads the last layer's q, k, v: what follows them in that layer gets no gradient.
+        after = {id(p) for m in (student.layers[-1].attention.output, student.layers[-1].attention_norm,
+                                 student.layers[-1].ffn_in, student.layers[-1].ffn_out, student.layers[-1].ffn_norm)
+                 for p in m.parameters()}
+        params = [p for p in student.backbone_parameters() if id(p) not in after]
         stats = train_loop("attention", student, params, loss_fn, self.unlabeled, a, self.cfg.seed, self.device,
                            self.run.stage("attention"), self._step_hook("attention"))
         self.save_student("attention", student)
@@ -311,6 +323,7 @@ class Distiller:
             if self.rank == 0:
                 self.run.record(name, result)
                 self.run.mark_finished(name)
+            barrier()
             if "dev_accuracy" in result:
                 self.log(f"stage {name}: dev accuracy {100 * result['dev_accuracy']:.2f}%")
         self._publish_final()

@@ -43,6 +43,7 @@ class TokenizedData:
                  targets: torch.Tensor | None = None):
         self.encoder = encoder
         self.ids = encoder.token_ids(texts)
+        self.lengths = torch.tensor([len(i) for i in self.ids])
         self.labels = None if labels is None else torch.tensor(labels, dtype=torch.long)
         self.targets = targets
 
@@ -55,6 +56,16 @@ class TokenizedData:
         targets = None if self.targets is None else self.targets[index].to(device)
         return Batch(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), labels, index, targets)
 
+    def step_rows(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        """Rows of global training step `step` (see epoch_batches); one epoch is cached."""
+        per_epoch = max(1, math.ceil(len(self) / batch_size))
+        epoch, position = divmod(step, per_epoch)
+        key = (batch_size, seed, epoch)
+        if getattr(self, "_epoch_key", None) != key:
+            self._epoch = epoch_batches(epoch, self.lengths, batch_size, seed)
+            self._epoch_key = key
+        return self._epoch[position]
+
     def batches(self, batch_size: int, device: torch.device):
         """In order, for evaluation."""
         for start in range(0, len(self), batch_size):
@@ -65,6 +76,12 @@ def rank_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op outside torchrun)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
 
 
 def setup_distributed(device: str) -> torch.device:
@@ -90,12 +107,29 @@ def total_steps(opt: Optim, rows: int) -> int:
     return opt.max_steps if opt.max_steps > 0 else max(1, math.ceil(opt.epochs * per_epoch))
 
 
-def batch_indices(step: int, rows: int, batch_size: int, seed: int) -> torch.Tensor:
-    """Rows of global step `step`: a fresh permutation per epoch, seeded by (seed, epoch)."""
-    per_epoch = max(1, math.ceil(rows / batch_size))
-    epoch, position = divmod(step, per_epoch)
-    perm = torch.randperm(rows, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
-    return perm[position * batch_size : (position + 1) * batch_size]
+GROUP_BATCHES = 50  # length grouping window, in batches
+
+
+def epoch_batches(epoch: int, lengths: torch.Tensor, batch_size: int, seed: int) -> list[torch.Tensor]:
+    """The batches of one epoch, a pure function of (seed, epoch).
+
+    Rows are shuffled, then sorted by length inside windows of GROUP_BATCHES
+    batches so that each batch pads little; the batches are shuffled again.
+    """
+    rows = len(lengths)
+    gen = torch.Generator().manual_seed(seed * 100003 + epoch)
+    perm = torch.randperm(rows, generator=gen)
+    window = batch_size * GROUP_BATCHES
+    batches = []
+    for start in range(0, rows, window):
+        chunk = perm[start : start + window]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches += list(chunk.split(batch_size))
+    order = torch.randperm(len(batches), generator=gen)
+    return [batches[i] for i in order.tolist()]
+
+
+
 
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, step: int) -> None:
@@ -147,6 +181,10 @@ def train_loop(
         start = state["step"]
     rank, world = rank_world()
     module = model
+    trained = {id(p) for p in parameters}
+    frozen = [p for p in model.parameters() if id(p) not in trained and p.requires_grad]
+    for p in frozen:  # only what this stage trains takes gradients (and DDP reduces only those)
+        p.requires_grad_(False)
     if world > 1:
         module = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                                      find_unused_parameters=True)
@@ -158,7 +196,7 @@ def train_loop(
                mininterval=0.5 if tty else 30.0, dynamic_ncols=True)
     began, seen, loss_value = time.perf_counter(), 0, float("nan")
     for step in range(start, steps):
-        index = batch_indices(step, len(data), opt.batch_size, seed)
+        index = data.step_rows(step, opt.batch_size, seed)
         index = index[rank::world]
         optimizer.zero_grad(set_to_none=True)
         parts_total: dict[str, float] = {}
@@ -185,6 +223,8 @@ def train_loop(
         if on_step is not None:
             on_step(done)
     bar.close()
+    for p in frozen:
+        p.requires_grad_(True)
     model.eval()
     seconds = time.perf_counter() - began
     return {"steps": steps, "seconds": round(seconds, 2), "examples_per_s": round(seen / max(seconds, 1e-9), 1),

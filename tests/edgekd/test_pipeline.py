@@ -107,3 +107,17 @@ def test_distill_export_and_run_without_torch_agree(finished_run, tmp_path):
         want = student(torch.from_numpy(ids), torch.from_numpy(mask)).logits.numpy()
     assert np.abs(logits - want).max() < 1e-4
     assert [p.label for p in model.classify(texts, speed=0.0)] == [["negative", "positive"][i] for i in want.argmax(1)]
+
+
+def test_epoch_batches_cover_every_row_once_and_group_lengths():
+    from edgekd.train import epoch_batches
+
+    lengths = torch.randint(2, 60, (1000,))
+    batches = epoch_batches(0, lengths, 32, seed=1)
+    rows = torch.cat(batches)
+    assert sorted(rows.tolist()) == list(range(1000))
+    assert all(len(b) <= 32 for b in batches)
+    assert [b.tolist() for b in epoch_batches(0, lengths, 32, seed=1)] == [b.tolist() for b in batches]
+    assert [b.tolist() for b in epoch_batches(1, lengths, 32, seed=1)] != [b.tolist() for b in batches]
+    spread = torch.tensor([float(lengths[b].max() - lengths[b].min()) for b in batches]).mean()
+    assert spread < 10, "length grouping keeps padding small"

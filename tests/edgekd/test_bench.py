@@ -1,0 +1,43 @@
+"""The side-by-side benchmark on a tiny run: every system measured, ratios computed in the run."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from edgekd.bench import Row, add_ratios
+from edgekd.cli import app
+from edgekd.export import export_run
+
+
+def row(name, p50, thr):
+    return Row(name, "x", None, 0.9, 2.0, None, p50, p50, thr, None, None, None)
+
+
+def test_ratios_are_baseline_over_row():
+    rows = [row("base", 10.0, 100.0), row("fast", 2.5, 300.0)]
+    add_ratios(rows, {"b": "base", "missing": "nope"})
+    assert rows[1].ratios == {"b1_speedup_vs_b": 4.0, "b32_throughput_vs_b": 3.0}
+    assert rows[0].ratios["b1_speedup_vs_b"] == 1.0
+
+
+def test_bench_command_writes_json_markdown_and_plot(finished_run, tiny_data, tmp_path):
+    bundle = export_run(finished_run, tmp_path / "b").path
+    out = tmp_path / "results"
+    result = CliRunner().invoke(app, ["bench", str(bundle), "--data", str(tiny_data["dev"]), "--teacher",
+                                      str(finished_run), "--out", str(out), "--speeds", "0,0.5",
+                                      "--latency-texts", "6"])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "bench.json").read_text())
+    names = [r["name"] for r in data["rows"]]
+    assert names[:4] == ["teacher, PyTorch eager", "teacher, one ONNX graph", "student, one ONNX graph",
+                         "student, PyTorch per-sample exit b1, speed 0.3"]
+    assert "edgekd staged, speed 0" in names and "edgekd staged, speed 0.5" in names
+    by = {r["name"]: r for r in data["rows"]}
+    staged0, full = by["edgekd staged, speed 0"], by["student, one ONNX graph"]
+    assert staged0["accuracy"] == full["accuracy"] and staged0["average_layers"] == 2.0
+    assert staged0["ratios"]["b1_speedup_vs_student_onnx"] > 0
+    assert by["teacher, PyTorch eager"]["accuracy"] == by["teacher, one ONNX graph"]["accuracy"]
+    assert (out / "bench.md").read_text().count("\n|") >= 8
+    assert (out / "bench.png").stat().st_size > 1000
