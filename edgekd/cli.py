@@ -57,6 +57,7 @@ def distill(
     ffn: Annotated[Optional[int], typer.Option(help="Student feed-forward size.")] = None,
     head_type: Annotated[Optional[str], typer.Option(help="Exit head: mean | cls | attention.")] = None,
     init: Annotated[Optional[str], typer.Option(help="Student init: teacher (layer + width selection) | random.")] = None,
+    vocab_keep: Annotated[Optional[float], typer.Option(help="GLMD vocabulary compression: keep this fraction (<= 1) or count (> 1) of tokens.")] = None,
     stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages: teacher,attention,baseline,finetune,branches.")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Epochs for every stage.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Steps for every stage (overrides epochs).")] = None,
@@ -85,7 +86,7 @@ def distill(
             overrides[key] = value
     data = {k: v for k, v in (("train", train), ("dev", dev), ("unlabeled", unlabeled), ("max_length", max_length)) if v}
     student = {k: v for k, v in (("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn),
-                                 ("head_type", head_type), ("init", init)) if v is not None}
+                                 ("head_type", head_type), ("init", init), ("vocab_keep", vocab_keep)) if v is not None}
     if data:
         overrides["data"] = data
     if student:
@@ -118,12 +119,14 @@ def export(
     quantize: Annotated[str, typer.Option(help="fp32 | int8 (CPU, dynamic) | fp16 (GPU).")] = "fp32",
     data: Annotated[Optional[Path], typer.Option(help="Labelled file: agreement of a quantized bundle with fp32, and calibration with --max-drop.")] = None,
     max_drop: Annotated[Optional[float], typer.Option(help="Calibrate the default speed on --data: accuracy points allowed below full depth.")] = None,
+    vocab_keep: Annotated[float, typer.Option(help="Compress the vocabulary (GLMD): keep this fraction (<= 1) or count (> 1) of tokens; 0 = off.")] = 0.0,
+    vocab_metric: Annotated[str, typer.Option(help="Nearest kept token by dot | cosine.")] = "dot",
 ) -> None:
     """Export a run's student as a bundle: embed.onnx, one graph per layer, tokenizer, manifest."""
     from edgekd.export import export_run
 
     result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed, precision=quantize,
-                        data=data, max_drop=max_drop)
+                        data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_metric=vocab_metric)
     worst = max((c.max_diff for c in result.checks), default=0.0)
     _err(f"wrote {result.path} ({len(result.manifest.stages)} stages, {result.manifest.precision}; "
          f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")
@@ -185,6 +188,8 @@ def inspect(
     typer.echo(f"labels: {', '.join(manifest.labels)}   max_length {manifest.max_length}   hidden {manifest.hidden_size}")
     v = manifest.vocabulary
     kept = f"{v.kept_size} of {v.original_size} tokens kept" if v.kept_size != v.original_size else f"{v.original_size} tokens"
+    if v.remapped_token_share is not None:
+        kept += f" ({100 * v.remapped_token_share:.2f}% of measured tokens remapped)"
     typer.echo(f"vocabulary: {kept}")
     typer.echo("stages:")
     for stage in manifest.stages:

@@ -45,6 +45,8 @@ class StudentShape:
     head_type: str = "mean"  # exit heads: mean | cls | attention
     init: str = "teacher"  # teacher (layer + width selection) | random
     dropout: float = 0.1
+    vocab_keep: float = 0.0  # GLMD vocabulary compression: fraction (<= 1) or count (> 1) of tokens kept; 0 = off
+    vocab_metric: str = "dot"  # nearest kept token by dot product | cosine
 
 
 @dataclass
@@ -153,6 +155,10 @@ class DistillConfig:
         for name in ("layers", "hidden", "heads", "ffn"):
             if getattr(s, name) < 1:
                 p.append(f"student.{name} must be positive")
+        if s.vocab_keep < 0:
+            p.append("student.vocab_keep must be >= 0 (0 keeps the whole vocabulary)")
+        if s.vocab_metric not in ("dot", "cosine"):
+            p.append(f"student.vocab_metric {s.vocab_metric!r} is not dot or cosine")
         if s.heads > 0 and s.hidden % s.heads:
             p.append(f"student.hidden {s.hidden} must divide by student.heads {s.heads}")
         if not 2 <= self.data.max_length <= 512:

@@ -54,9 +54,12 @@ def precision_agreement(bundle: Path, student: EarlyExitStudent, data: str | os.
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False, atol: float = 1e-4,
                default_speed: float = 0.0, precision: str = "fp32", data: str | os.PathLike | None = None,
-               max_drop: float | None = None) -> ExportResult:
+               max_drop: float | None = None, vocab_keep: float = 0.0, vocab_metric: str = "dot") -> ExportResult:
     """Export `run_dir/student` (tokenizer, labels and max_length from the run) to bundle `out`.
 
+    `vocab_keep` compresses the vocabulary of an existing student (GLMD; counts
+    from the run's train + unlabelled text, nearest tokens by the teacher's
+    input embeddings, or the student's own when the run has no teacher).
     `precision` int8 (CPU) or fp16 (GPU) rewrites the validated fp32 graphs.
     With `data`, quantized bundles get an agreement report in the manifest and,
     with `max_drop`, any bundle is calibrated on it.
@@ -74,14 +77,18 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     cfg = DistillConfig.load(run.config)
     labels = json.loads(run.labels.read_text(encoding="utf-8"))
     student = EarlyExitStudent.load(run.student)
+    share = None
+    if vocab_keep:
+        student, share = _compress(run, cfg, student, vocab_keep, vocab_metric, data)
 
-    def to_precision(folder, manifest):
+    def finish(folder, manifest):
         apply_precision(folder, [s.file for s in manifest.stages], precision)
         manifest.precision = precision
+        manifest.vocabulary.remapped_token_share = share
         return manifest
 
     result = export_student(student, run.tokenizer, labels, out, cfg.data.max_length, atol=atol, overwrite=overwrite,
-                            default_speed=default_speed, postprocess=None if precision == "fp32" else to_precision)
+                            default_speed=default_speed, postprocess=finish)
     if data is not None and precision != "fp32":
         manifest = read_manifest(result.path)
         manifest.precision_check = precision_agreement(result.path, student, data)
@@ -92,3 +99,26 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
         calibrate(result.path, data, max_drop=max_drop)
     result.manifest = read_manifest(result.path)
     return result
+
+
+def _compress(run: RunFolder, cfg: DistillConfig, student: EarlyExitStudent, keep: float, metric: str,
+              data: str | os.PathLike | None) -> tuple[EarlyExitStudent, float | None]:
+    from edgekd.data import read_unlabelled
+    from edgekd.vocab import build_vocab_map, compress_student, remapped_share
+    from runtime.tokenize import TextEncoder
+
+    if student.config.original_vocab_size:
+        raise ExportError("this student already has a compressed vocabulary (trained with --vocab-keep)")
+    encoder = TextEncoder.from_file(run.tokenizer, cfg.data.max_length)
+    texts = read_unlabelled(cfg.data.train, cfg.data.text_column or None).texts
+    if cfg.data.unlabeled:
+        texts += read_unlabelled(cfg.data.unlabeled, cfg.data.text_column or None).texts
+    if run.teacher.is_dir():
+        from edgekd.teacher import load_teacher
+
+        embedding = load_teacher(run.teacher, student.config.num_labels).base_model.embeddings.word_embeddings.weight
+    else:
+        embedding = student.embeddings.word.weight
+    vmap = build_vocab_map(encoder, texts, embedding, keep, metric)
+    measured = read_unlabelled(data).texts if data is not None else texts
+    return compress_student(student, vmap).eval(), remapped_share(encoder, measured, vmap)

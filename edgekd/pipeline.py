@@ -31,6 +31,7 @@ from edgekd.evaluate import accuracy, all_exit_logits, classifier_logits, exit_t
 from edgekd.model import EarlyExitStudent, StudentConfig
 from edgekd.teacher import TeacherAdaptor, has_task_head, init_student_from_teacher, load_teacher, teacher_tokenizer_json
 from edgekd.train import TokenizedData, barrier, rank_world, setup_distributed, train_loop
+from edgekd.vocab import VocabMap, build_vocab_map, compress_student, remapped_share
 from runtime.tokenize import TextEncoder
 
 Log = Callable[[str], None]
@@ -131,6 +132,7 @@ class Distiller:
         self.dev = TokenizedData(self.encoder, self.dev_set.texts, self.dev_set.labels)
         self.unlabeled = TokenizedData(self.encoder, self.unlabeled_set.texts)
         self._teacher = None
+        self._vocab: VocabMap | None = None
 
     # ------------------------------------------------------------------ helpers
     def teacher_source(self) -> str:
@@ -163,7 +165,24 @@ class Distiller:
         if s.init == "teacher":
             used = init_student_from_teacher(student, self.teacher().model)
             self.log(f"student initialised from teacher layers {used}")
+        if s.vocab_keep:
+            student = compress_student(student, self.vocab_map())
         return student.to(self.device)
+
+    def vocab_map(self) -> VocabMap:
+        """GLMD map from train + unlabelled token counts and the teacher's input embeddings (cached)."""
+        if self._vocab is None:
+            s = self.cfg.student
+            texts = self.train_set.texts + (self.unlabeled_set.texts if self.cfg.data.unlabeled else [])
+            embedding = self.teacher().model.base_model.embeddings.word_embeddings.weight
+            self._vocab = build_vocab_map(self.encoder, texts, embedding, s.vocab_keep, s.vocab_metric)
+            info = {"original_size": self._vocab.original_size, "kept_size": self._vocab.kept_size,
+                    "dev_remapped_share": remapped_share(self.encoder, self.dev_set.texts, self._vocab)}
+            if self.rank == 0:
+                _write_json(self.run.root / "vocab.json", info)
+            self.log(f"vocabulary: keeping {info['kept_size']} of {info['original_size']} tokens; "
+                     f"{100 * info['dev_remapped_share']:.2f}% of dev tokens are remapped")
+        return self._vocab
 
     def latest_student(self, before: str) -> EarlyExitStudent | None:
         """The student written by the last finished stage before `before`."""
