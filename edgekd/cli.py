@@ -51,6 +51,7 @@ def distill(
     dev: Annotated[str, typer.Option(help="Labelled dev file; accuracy is reported after each stage.")] = "",
     out: Annotated[str, typer.Option(help="Run folder. Re-running with the same folder resumes.")] = "",
     unlabeled: Annotated[str, typer.Option(help="Unlabelled text (.txt, one per line, or a labelled file's text) for the attention and branches stages; default: the train texts.")] = "",
+    student: Annotated[Optional[str], typer.Option(help="Student kind: transformer (early exit) | bilstm | textcnn.")] = None,
     layers: Annotated[Optional[int], typer.Option(help="Student layers (one exit head each).")] = None,
     hidden: Annotated[Optional[int], typer.Option(help="Student width.")] = None,
     heads: Annotated[Optional[int], typer.Option(help="Student attention heads.")] = None,
@@ -85,12 +86,12 @@ def distill(
         if value:
             overrides[key] = value
     data = {k: v for k, v in (("train", train), ("dev", dev), ("unlabeled", unlabeled), ("max_length", max_length)) if v}
-    student = {k: v for k, v in (("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn),
+    shape = {k: v for k, v in (("kind", student), ("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn),
                                  ("head_type", head_type), ("init", init), ("vocab_keep", vocab_keep)) if v is not None}
     if data:
         overrides["data"] = data
-    if student:
-        overrides["student"] = student
+    if shape:
+        overrides["student"] = shape
     if stages:
         overrides["stages"] = [s.strip() for s in stages.split(",") if s.strip()]
     if seed is not None:

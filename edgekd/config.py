@@ -38,12 +38,14 @@ class DataConfig:
 
 @dataclass
 class StudentShape:
+    kind: str = "transformer"  # transformer (early exit) | bilstm | textcnn (one stage, no exits)
     layers: int = 4
     hidden: int = 256
     heads: int = 8
     ffn: int = 1024
     head_type: str = "mean"  # exit heads: mean | cls | attention
-    init: str = "teacher"  # teacher (layer + width selection) | random
+    init: str = "teacher"  # teacher (layers + width selection; bilstm/textcnn: PCA of its embeddings) | random
+    embed: int = 300  # bilstm / textcnn embedding width (hidden = LSTM units per direction)
     dropout: float = 0.1
     vocab_keep: float = 0.0  # GLMD vocabulary compression: fraction (<= 1) or count (> 1) of tokens kept; 0 = off
     vocab_metric: str = "dot"  # nearest kept token by dot product | cosine
@@ -148,6 +150,13 @@ class DistillConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             p.append(f"device {self.device!r} is not auto, cpu or cuda")
         s = self.student
+        if s.kind not in ("transformer", "bilstm", "textcnn"):
+            p.append(f"student.kind {s.kind!r} is not transformer, bilstm or textcnn")
+        elif s.kind != "transformer":
+            bad = [st for st in self.stages if st in ("attention", "branches")]
+            if bad:
+                p.append(f"stages {bad} need the transformer student (a {s.kind} has no attention and no exits); "
+                         "use --stages teacher,baseline,finetune")
         if s.head_type not in ("mean", "cls", "attention"):
             p.append(f"student.head_type {s.head_type!r} is not mean, cls or attention")
         if s.init not in ("teacher", "random"):

@@ -18,17 +18,17 @@ import runtime
 from edgekd.config import DistillConfig
 from edgekd.data import read_labelled
 from edgekd.evaluate import all_exit_logits, apply_exit_rule
-from edgekd.model import EarlyExitStudent
 from edgekd.pipeline import RunFolder
 from edgekd.train import TokenizedData
-from exporters import ExportError, ExportResult, export_student
+from edgekd.students import SmallStudent, load_student
+from exporters import ExportError, ExportResult, export_classifier, export_student
 from exporters.quantize import PRECISIONS, apply_precision
 from runtime.manifest import read_manifest, write_manifest
 
 CHECK_SPEEDS = (0.0, 0.1, 0.3, 0.5)
 
 
-def precision_agreement(bundle: Path, student: EarlyExitStudent, data: str | os.PathLike,
+def precision_agreement(bundle: Path, student, data: str | os.PathLike,
                         speeds=CHECK_SPEEDS) -> dict:
     """Agreement of a (quantized) bundle with the fp32 torch student on labelled `data`."""
     model = runtime.load(bundle)
@@ -76,7 +76,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
         raise ExportError("--max-drop needs --data to calibrate on")
     cfg = DistillConfig.load(run.config)
     labels = json.loads(run.labels.read_text(encoding="utf-8"))
-    student = EarlyExitStudent.load(run.student)
+    student = load_student(run.student)
     share = None
     if vocab_keep:
         student, share = _compress(run, cfg, student, vocab_keep, vocab_metric, data)
@@ -87,13 +87,17 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
         manifest.vocabulary.remapped_token_share = share
         return manifest
 
-    result = export_student(student, run.tokenizer, labels, out, cfg.data.max_length, atol=atol, overwrite=overwrite,
-                            default_speed=default_speed, postprocess=finish)
+    if isinstance(student, SmallStudent):
+        result = export_classifier(student, run.tokenizer, labels, out, cfg.data.max_length, atol=atol,
+                                   overwrite=overwrite, postprocess=finish)
+    else:
+        result = export_student(student, run.tokenizer, labels, out, cfg.data.max_length, atol=atol,
+                                overwrite=overwrite, default_speed=default_speed, postprocess=finish)
     if data is not None and precision != "fp32":
         manifest = read_manifest(result.path)
         manifest.precision_check = precision_agreement(result.path, student, data)
         write_manifest(result.path, manifest)
-    if data is not None and max_drop is not None:
+    if data is not None and max_drop is not None and not isinstance(student, SmallStudent):
         from edgekd.calibrate import calibrate
 
         calibrate(result.path, data, max_drop=max_drop)
@@ -101,8 +105,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     return result
 
 
-def _compress(run: RunFolder, cfg: DistillConfig, student: EarlyExitStudent, keep: float, metric: str,
-              data: str | os.PathLike | None) -> tuple[EarlyExitStudent, float | None]:
+def _compress(run: RunFolder, cfg: DistillConfig, student, keep: float, metric: str,
+              data: str | os.PathLike | None):
     from edgekd.data import read_unlabelled
     from edgekd.vocab import build_vocab_map, compress_student, remapped_share
     from runtime.tokenize import TextEncoder

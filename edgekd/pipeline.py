@@ -31,6 +31,7 @@ from edgekd.evaluate import accuracy, all_exit_logits, classifier_logits, exit_t
 from edgekd.model import EarlyExitStudent, StudentConfig
 from edgekd.teacher import TeacherAdaptor, has_task_head, init_student_from_teacher, load_teacher, teacher_tokenizer_json
 from edgekd.train import TokenizedData, barrier, rank_world, setup_distributed, train_loop
+from edgekd.students import SmallStudentConfig, build_small_student, load_student, project_teacher_embeddings
 from edgekd.vocab import VocabMap, build_vocab_map, compress_student, remapped_share
 from runtime.tokenize import TextEncoder
 
@@ -151,10 +152,12 @@ class Distiller:
             self._teacher = TeacherAdaptor(model)
         return self._teacher
 
-    def new_student(self) -> EarlyExitStudent:
+    def new_student(self):
         """A fresh student of the configured shape, initialised as configured (seeded)."""
         s = self.cfg.student
         torch.manual_seed(self.cfg.seed)
+        if s.kind != "transformer":
+            return self._new_small_student()
         teacher_cfg = self.teacher().model.config
         cfg = StudentConfig(
             vocab_size=self.encoder.vocab_size, hidden_size=s.hidden, num_layers=s.layers, num_heads=s.heads,
@@ -165,6 +168,21 @@ class Distiller:
         if s.init == "teacher":
             used = init_student_from_teacher(student, self.teacher().model)
             self.log(f"student initialised from teacher layers {used}")
+        if s.vocab_keep:
+            student = compress_student(student, self.vocab_map())
+        return student.to(self.device)
+
+    def _new_small_student(self):
+        s = self.cfg.student
+        cfg = SmallStudentConfig(kind=s.kind, vocab_size=self.encoder.vocab_size, embed_size=s.embed,
+                                 hidden_size=s.hidden, num_labels=len(self.labels), dropout=s.dropout,
+                                 pad_token_id=self.encoder.pad_id)
+        student = build_small_student(cfg)
+        if s.init == "teacher":
+            embedding = self.teacher().model.base_model.embeddings.word_embeddings.weight
+            with torch.no_grad():
+                student.embeddings.word.weight.copy_(project_teacher_embeddings(embedding, s.embed))
+            self.log(f"{s.kind} embeddings projected from the teacher's (PCA to {s.embed})")
         if s.vocab_keep:
             student = compress_student(student, self.vocab_map())
         return student.to(self.device)
@@ -190,7 +208,7 @@ class Distiller:
         for name in reversed(order[: order.index(before)] if before in order else order):
             folder = self.run.stage_student(name)
             if folder.is_dir():
-                return EarlyExitStudent.load(folder).to(self.device)
+                return load_student(folder).to(self.device)
         return None
 
     def save_student(self, name: str, student: EarlyExitStudent) -> None:
@@ -294,7 +312,8 @@ class Distiller:
                 return F.cross_entropy(logits.float(), batch.labels), {}
             return losses.task_distillation(logits, batch.targets, batch.labels, f.kd, f.temperature, kd_weight)
 
-        params = student.backbone_parameters() + list(student.heads[-1].parameters())
+        params = (student.backbone_parameters() + list(student.heads[-1].parameters()) if hasattr(student, "heads")
+                  else list(student.parameters()))
         try:
             stats = train_loop(name, student, params, loss_fn, self.train, f, self.cfg.seed, self.device,
                                self.run.stage(name), self._step_hook(name))

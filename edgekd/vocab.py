@@ -121,15 +121,15 @@ def compress_student(student, vmap: VocabMap, rows: torch.Tensor | None = None):
     """A copy of `student` whose embedding table holds only the kept rows, with the remap inside.
 
     `rows` (K,H) replaces the sliced rows (e.g. the teacher's, at init)."""
-    from edgekd.model import EarlyExitStudent, StudentConfig
+    import dataclasses
 
     cfg = student.config
     if cfg.original_vocab_size:
         raise ValueError("the student's vocabulary is already compressed")
     if cfg.vocab_size != vmap.original_size:
         raise ValueError(f"the student has {cfg.vocab_size} tokens but the map was built for {vmap.original_size}")
-    new_cfg = StudentConfig(**{**cfg.__dict__, "vocab_size": vmap.kept_size, "original_vocab_size": vmap.original_size})
-    new = EarlyExitStudent(new_cfg)
+    new_cfg = dataclasses.replace(cfg, vocab_size=vmap.kept_size, original_vocab_size=vmap.original_size)
+    new = type(student)(new_cfg)
     state = {k: v for k, v in student.state_dict().items()}
     state["embeddings.word.weight"] = rows if rows is not None else state["embeddings.word.weight"][torch.from_numpy(vmap.kept)]
     state["embeddings.remap"] = torch.from_numpy(vmap.remap)

@@ -112,15 +112,50 @@ def export_student(
     graphs (quantization) before the manifest is written.
     """
     cfg = model.config
-    if len(labels) != cfg.num_labels:
-        raise ExportError(f"{len(labels)} labels given but the student has {cfg.num_labels} outputs")
+    _check_inputs(cfg, labels, tokenizer_file)
     if max_length > cfg.max_position:
         raise ExportError(f"max_length {max_length} exceeds the student's position table ({cfg.max_position})")
-    if not Path(tokenizer_file).is_file():
-        raise ExportError(f"tokenizer file {tokenizer_file} is missing")
     model = model.eval().cpu()
     input_vocab = cfg.original_vocab_size or cfg.vocab_size
     specs = student_stage_specs(model)
+    return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
+                         default_speed, postprocess, student="transformer")
+
+
+def export_classifier(
+    model: nn.Module,
+    tokenizer_file: str | os.PathLike,
+    labels: list[str],
+    out: str | os.PathLike,
+    max_length: int,
+    *,
+    opset: int = DEFAULT_OPSET,
+    atol: float = 1e-4,
+    overwrite: bool = False,
+    postprocess: Callable[[Path, Manifest], Manifest] | None = None,
+) -> ExportResult:
+    """Export a classifier without exits (BiLSTM, TextCNN: `model(input_ids, mask)`) as a
+    one-stage bundle (`model.onnx`, kind `full`) that the same runtime runs."""
+    from exporters.stages import full_stage_spec
+
+    cfg = model.config
+    _check_inputs(cfg, labels, tokenizer_file)
+    model = model.eval().cpu()
+    input_vocab = cfg.original_vocab_size or cfg.vocab_size
+    specs = full_stage_spec(model, getattr(cfg, "kind", "full"))
+    return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
+                         0.0, postprocess, student=getattr(cfg, "kind", "full"))
+
+
+def _check_inputs(cfg, labels: list[str], tokenizer_file) -> None:
+    if len(labels) != cfg.num_labels:
+        raise ExportError(f"{len(labels)} labels given but the student has {cfg.num_labels} outputs")
+    if not Path(tokenizer_file).is_file():
+        raise ExportError(f"tokenizer file {tokenizer_file} is missing")
+
+
+def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
+                  default_speed, postprocess, student: str) -> ExportResult:
     with atomic_folder(Path(out), overwrite) as folder:
         inputs = {f: example_inputs(s, cfg.hidden_size, input_vocab) for f, s in specs.items()}
         export_specs(specs, folder, inputs, opset)
@@ -130,7 +165,7 @@ def export_student(
             labels=list(labels), max_length=max_length, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
             stages=_stage_entries(specs, folder),
             vocabulary=Vocabulary(original_size=input_vocab, kept_size=cfg.vocab_size),
-            opset=opset, producer=producer_versions(), default_speed=default_speed,
+            opset=opset, producer=producer_versions(), default_speed=default_speed, student=student,
         )
         if postprocess is not None:
             manifest = postprocess(folder, manifest)
