@@ -13,7 +13,7 @@ from typing import Any, get_type_hints
 
 from runtime.errors import EdgeKDError
 
-STAGES = ("teacher", "attention", "baseline", "finetune", "branches")  # run in this order
+STAGES = ("teacher", "refine", "attention", "baseline", "finetune", "branches")  # run in this order
 DEFAULT_STAGES = ["teacher", "attention", "finetune", "branches"]
 CONFIG_FILE = "config.json"
 
@@ -34,6 +34,7 @@ class DataConfig:
     max_train: int = 0  # student stages use the first N train rows (0 = all); rows are shuffled per epoch anyway
     max_unlabeled: int = 0  # use the first N unlabelled rows (0 = all)
     max_length: int = 64  # tokens per text, [CLS] and [SEP] included
+    label_noise: float = 0.0  # experiments: flip this share of the training labels at random (dev stays clean)
 
 
 @dataclass
@@ -93,6 +94,14 @@ class BranchesStage(Optim):
 
 
 @dataclass
+class RefineStage(Optim):
+    lr: float = 5e-5
+    threshold: float = 0.9  # teacher A keeps rows whose score >= threshold
+    score: str = "gold_prob"  # gold_prob | margin
+    teacher_b: str = ""  # teacher B checkpoint (HF folder); default: the --teacher source, another seed
+
+
+@dataclass
 class DistillConfig:
     teacher: str = ""  # local Hugging Face folder or hub id
     out: str = ""  # run folder
@@ -106,6 +115,7 @@ class DistillConfig:
     attention: AttentionStage = field(default_factory=AttentionStage)
     finetune: FinetuneStage = field(default_factory=FinetuneStage)
     branches: BranchesStage = field(default_factory=BranchesStage)
+    refine: RefineStage = field(default_factory=RefineStage)
     eval_speeds: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.8])
 
     # ------------------------------------------------------------ (de)serialise
@@ -172,7 +182,7 @@ class DistillConfig:
             p.append(f"student.hidden {s.hidden} must divide by student.heads {s.heads}")
         if not 2 <= self.data.max_length <= 512:
             p.append(f"data.max_length must lie in [2, 512], got {self.data.max_length}")
-        for name in ("teacher_stage", "attention", "finetune", "branches"):
+        for name in _ALL_OPTIM:
             o: Optim = getattr(self, name)
             if o.lr <= 0:
                 p.append(f"{name}.lr must be positive")
@@ -180,6 +190,12 @@ class DistillConfig:
                 p.append(f"{name}.batch_size ({o.batch_size}) must be a positive multiple of grad_accum ({o.grad_accum})")
             if o.epochs <= 0 and o.max_steps <= 0:
                 p.append(f"{name}: epochs or max_steps must be positive")
+        if not 0 < self.refine.threshold <= 1 and self.refine.score == "gold_prob":
+            p.append("refine.threshold must lie in (0, 1] for score gold_prob")
+        if self.refine.score not in ("gold_prob", "margin"):
+            p.append(f"refine.score {self.refine.score!r} is not gold_prob or margin")
+        if not 0 <= self.data.label_noise < 1:
+            p.append("data.label_noise must lie in [0, 1)")
         if self.finetune.kd not in ("soft", "mse"):
             p.append(f"finetune.kd {self.finetune.kd!r} is not soft or mse")
         if not 0 <= self.finetune.kd_weight <= 1:
@@ -228,7 +244,7 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-_ALL_OPTIM = ("teacher_stage", "attention", "finetune", "branches")
+_ALL_OPTIM = ("teacher_stage", "refine", "attention", "finetune", "branches")
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The README's main job on 2 CPU cores (~45 min): 20k SST-2 sentences.
@@ -253,6 +269,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {
         "data": {"max_train": 64, "max_unlabeled": 64, "max_length": 32},
         "teacher_stage": {"max_train": 64, "max_steps": 4, "batch_size": 8},
+        "refine": {"max_steps": 4, "batch_size": 8},
         "student": {"layers": 2, "hidden": 32, "heads": 2, "ffn": 64, "init": "random"},
         **{name: {"max_steps": 4, "batch_size": 8} for name in ("attention", "finetune", "branches")},
     },

@@ -31,6 +31,7 @@ from edgekd.evaluate import accuracy, all_exit_logits, classifier_logits, exit_t
 from edgekd.model import EarlyExitStudent, StudentConfig
 from edgekd.teacher import TeacherAdaptor, has_task_head, init_student_from_teacher, load_teacher, teacher_tokenizer_json
 from edgekd.train import TokenizedData, barrier, rank_world, setup_distributed, train_loop
+from edgekd.refine import flip_labels, merge_targets, split_rows
 from edgekd.students import SmallStudentConfig, build_small_student, load_student, project_teacher_embeddings
 from edgekd.vocab import VocabMap, build_vocab_map, compress_student, remapped_share
 from runtime.tokenize import TextEncoder
@@ -57,6 +58,7 @@ class RunFolder:
     tokenizer = property(lambda self: self.root / "tokenizer.json")
     teacher = property(lambda self: self.root / "teacher")
     teacher_logits = property(lambda self: self.root / "teacher_logits.pt")
+    refined_logits = property(lambda self: self.root / "refined_logits.pt")
     student = property(lambda self: self.root / "student")
     state = property(lambda self: self.root / "state.json")
     metrics = property(lambda self: self.root / "metrics.json")
@@ -113,6 +115,9 @@ class Distiller:
             cfg.save(self.run.config)
         d = cfg.data
         self.full_train_set = read_labelled(d.train, d.text_column or None, d.label_column or None)
+        if d.label_noise:
+            self.full_train_set.labels = flip_labels(self.full_train_set.labels, len(self.full_train_set.label_names),
+                                                     d.label_noise, cfg.seed)
         self.train_set = self.full_train_set.subset(d.max_train or None)
         self.dev_set = read_labelled(d.dev, d.text_column or None, d.label_column or None, self.train_set.label_names)
         if d.unlabeled:
@@ -301,9 +306,49 @@ class Distiller:
         self.save_student("attention", student)
         return {**self.student_dev(student), **stats, "relation_heads": heads}
 
+    def stage_refine(self) -> dict:
+        """Two-teacher label refinement of the training rows' targets (see edgekd/refine.py)."""
+        r = self.cfg.refine
+        a_logits = self.teacher_logits()
+        labels = self.train.labels
+        keep = split_rows(a_logits, labels, r.threshold, r.score)
+        failing = (~keep).nonzero()[:, 0]
+        self.log(f"refine: teacher A keeps {int(keep.sum())} rows, {len(failing)} fail (score {r.score} < {r.threshold:g})")
+        result = {"kept": int(keep.sum()), "failing": len(failing)}
+        targets = a_logits
+        if len(failing):
+            torch.manual_seed(self.cfg.seed + 1)
+            model_b = load_teacher(r.teacher_b or self.cfg.teacher, len(self.labels), self.cfg.offline).to(self.device)
+            rows = failing.tolist()
+            data_b = TokenizedData(self.encoder, [self.train_set.texts[i] for i in rows], [int(labels[i]) for i in rows])
+
+            def loss_fn(module, batch):
+                logits = module(input_ids=batch.input_ids, attention_mask=batch.mask).logits
+                return F.cross_entropy(logits.float(), batch.labels), {}
+
+            stats = train_loop("refine", model_b, list(model_b.parameters()), loss_fn, data_b, r, self.cfg.seed + 1,
+                               self.device, self.run.stage("refine"), self._step_hook("refine"))
+            model_b.eval()
+            b_logits = classifier_logits(lambda i, m: model_b(input_ids=i, attention_mask=m).logits, data_b, self.device)
+            targets = merge_targets(a_logits, b_logits, keep)
+            result.update(stats)
+            result["b_agrees_with_given_labels_on_failing"] = float((b_logits.argmax(-1) == labels[failing]).float().mean())
+        result["targets_agree_with_given_labels"] = float((targets.argmax(-1) == labels).float().mean())
+        if self.rank == 0:
+            torch.save(targets, self.run.refined_logits.with_suffix(".tmp"))
+            os.replace(self.run.refined_logits.with_suffix(".tmp"), self.run.refined_logits)
+        barrier()
+        return result
+
+    def train_targets(self) -> torch.Tensor:
+        """KD targets of the training rows: refined ones after `refine`, else the teacher's logits."""
+        if self.run.refined_logits.is_file() and "refine" in self.run.finished():
+            return torch.load(self.run.refined_logits, map_location="cpu", weights_only=True)
+        return self.teacher_logits()
+
     def _train_task(self, name: str, student: EarlyExitStudent, kd_weight: float) -> dict:
         f = self.cfg.finetune
-        targets = self.teacher_logits() if kd_weight > 0 else None
+        targets = self.train_targets() if kd_weight > 0 else None
         self.train.targets = targets
 
         def loss_fn(module, batch):

@@ -89,11 +89,11 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     return files
 
 
-def tiny_config(teacher: Path, data: dict[str, Path], out: Path, **overrides):
+def tiny_config(teacher: Path, files: dict[str, Path], out: Path, **overrides):
     from edgekd.config import deep_merge, resolve_config
 
     base = {"teacher": str(teacher), "out": str(out), "device": "cpu",
-            "data": {"train": str(data["train"]), "dev": str(data["dev"]), "max_train": 0}}
+            "data": {"train": str(files["train"]), "dev": str(files["dev"]), "max_train": 0}}
     return resolve_config(preset="tiny", overrides=deep_merge(base, overrides))
 
 
