@@ -77,6 +77,10 @@ class AttentionStage(Optim):
     alpha: float = 1.0  # weight of attention-distribution KL
     beta: float = 1.0  # weight of value-relation KL
     relation_heads: int = 0  # 0 = largest common divisor of both widths <= max head count
+    objective: str = "relations"  # relations (attention + value KL) | word (GLMD word prediction) | both
+    word_weight: float = 1.0  # weight of the word-prediction KL when combined
+    word_temperature: float = 15.0
+    word_mask: float = 0.15  # share of input tokens replaced by [MASK] for the word objective
 
 
 @dataclass
@@ -196,6 +200,8 @@ class DistillConfig:
             p.append(f"refine.score {self.refine.score!r} is not gold_prob or margin")
         if not 0 <= self.data.label_noise < 1:
             p.append("data.label_noise must lie in [0, 1)")
+        if self.attention.objective not in ("relations", "word", "both"):
+            p.append(f"attention.objective {self.attention.objective!r} is not relations, word or both")
         if self.finetune.kd not in ("soft", "mse"):
             p.append(f"finetune.kd {self.finetune.kd!r} is not soft or mse")
         if not 0 <= self.finetune.kd_weight <= 1:

@@ -71,6 +71,29 @@ def default_relation_heads(teacher_width: int, student_width: int, teacher_heads
     return max(r for r in range(1, limit + 1) if g % r == 0)
 
 
+def word_prediction_kl(t_hidden: torch.Tensor, t_embedding: torch.Tensor, s_hidden: torch.Tensor,
+                       s_embedding: torch.Tensor, mask: torch.Tensor, temperature: float = 15.0) -> torch.Tensor:
+    """GLMD word-prediction distillation: language-model logits f(x) W_vocab^T of teacher
+    and student, KL(teacher || student) at temperature T (x T^2) per real token, mean.
+
+    t_hidden (B,T,Ht), t_embedding (K,Ht), s_hidden (B,T,Hs), s_embedding (K,Hs), mask (B,T) -> scalar.
+    With a compressed vocabulary both tables hold only the K kept rows."""
+    log_t = (t_hidden.float() @ t_embedding.float().T / temperature).log_softmax(-1)  # (B,T,K)
+    log_s = (s_hidden.float() @ s_embedding.float().T / temperature).log_softmax(-1)
+    kl = (log_t.exp() * (log_t - log_s)).sum(-1)  # (B,T)
+    real = mask.to(kl.dtype)
+    return temperature**2 * (kl * real).sum() / real.sum().clamp(min=1.0)
+
+
+def mask_tokens(input_ids: torch.Tensor, mask: torch.Tensor, mask_id: int, share: float,
+                keep: list[int] | None = None) -> torch.Tensor:
+    """Replace `share` of the real tokens (not those in `keep`, e.g. [CLS]/[SEP]) by `mask_id`."""
+    chosen = (torch.rand(input_ids.shape, device=input_ids.device) < share) & (mask == 1)
+    for token in keep or []:
+        chosen &= input_ids != token
+    return input_ids.masked_fill(chosen, mask_id)
+
+
 # ---------------------------------------------------------------- task distillation
 def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Hinton: T^2 * KL(softmax(t/T) || softmax(s/T)), mean over the batch. (B,C),(B,C) -> scalar."""

@@ -29,6 +29,7 @@ class TeacherError(EdgeKDError):
 class TeacherOutput:
     logits: torch.Tensor  # (B,C)
     last_qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # last layer q, k, v (B,T,H)
+    hidden: torch.Tensor | None = None  # last layer output (B,T,H), when asked for
 
 
 def _config(source: str, offline: bool):
@@ -128,11 +129,15 @@ class TeacherAdaptor(nn.Module):
     def num_heads(self) -> int:
         return self.model.config.num_attention_heads
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> TeacherOutput:
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, hidden: bool = False) -> TeacherOutput:
         self._captured.clear()
-        logits = self.model(input_ids=input_ids, attention_mask=mask).logits
+        out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=hidden)
         qkv = tuple(self._captured[n] for n in ("query", "key", "value")) if self._captured else None
-        return TeacherOutput(logits, qkv)
+        return TeacherOutput(out.logits, qkv, out.hidden_states[-1] if hidden else None)
+
+    @property
+    def input_embedding(self) -> torch.Tensor:
+        return self.model.base_model.embeddings.word_embeddings.weight
 
 
 # ----------------------------------------------------------- student initialisation

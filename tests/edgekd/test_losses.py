@@ -99,3 +99,30 @@ def test_branch_self_distillation_ignores_the_trunk_and_detaches_it():
     loss.backward()
     assert trunk.grad is None and head.grad is not None
     assert float(losses.branch_self_distillation([trunk.detach(), trunk.detach()])) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_word_prediction_kl_by_hand_and_padding():
+    torch.manual_seed(3)
+    t_h, s_h = torch.randn(1, 3, 4), torch.randn(1, 3, 2)
+    t_e, s_e = torch.randn(5, 4), torch.randn(5, 2)
+    mask = torch.tensor([[1, 1, 0]])
+    temperature = 15.0
+    want = 0.0
+    for pos in range(2):
+        pt = torch.softmax(t_h[0, pos] @ t_e.T / temperature, -1)
+        ps = torch.softmax(s_h[0, pos] @ s_e.T / temperature, -1)
+        want += float((pt * (pt.log() - ps.log())).sum())
+    got = losses.word_prediction_kl(t_h, t_e, s_h, s_e, mask, temperature)
+    assert float(got) == pytest.approx(temperature**2 * want / 2, rel=1e-4)
+    same = losses.word_prediction_kl(t_h, t_e, t_h, t_e, mask, temperature)
+    assert float(same) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mask_tokens_spares_padding_and_kept_ids():
+    torch.manual_seed(0)
+    ids = torch.tensor([[2, 7, 8, 9, 3, 0, 0]] * 200)
+    mask = (ids != 0).long()
+    out = losses.mask_tokens(ids, mask, mask_id=4, share=0.5, keep=[2, 3])
+    assert (out[:, [0, 4, 5, 6]] == ids[:, [0, 4, 5, 6]]).all()
+    share = float((out[:, 1:4] == 4).float().mean())
+    assert 0.4 < share < 0.6

@@ -91,3 +91,12 @@ def test_export_compresses_an_existing_student(finished_run, tiny_data, tmp_path
     assert v.kept_size == round(0.3 * vocab) and v.original_size == vocab
     assert 0.0 <= v.remapped_token_share < 1.0
     assert len(runtime.load(result.path).classify(["good film"])) == 1
+
+
+@pytest.mark.parametrize("objective", ["word", "both"])
+def test_word_prediction_objective_with_compressed_vocab(objective, tiny_teacher_dir, tiny_data, tmp_path):
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher", "attention"],
+                      student={"vocab_keep": 0.5, "init": "teacher"}, attention={"objective": objective})
+    run = distill(cfg, log=lambda _: None)
+    metrics = json.loads((run / "metrics.json").read_text())["attention"]
+    assert metrics["objective"] == objective and np.isfinite(metrics["loss"]) and metrics["loss"] > 0
