@@ -81,6 +81,27 @@ def _providers(device: str) -> list[str]:
     return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
+class _Outputs:
+    """Per-row results of one batch, filled in as rows leave."""
+
+    def __init__(self, batch: int, num_labels: int):
+        self.logits = np.zeros((batch, num_labels), dtype=np.float32)
+        self.layer = np.zeros(batch, dtype=np.int64)
+        self.uncertainty = np.zeros(batch, dtype=np.float32)
+
+    def record(self, logits: np.ndarray, alive: np.ndarray, layer: int, speed: float, last: bool) -> np.ndarray | None:
+        """Apply the exit rule to the current rows; store those that leave.
+
+        Returns the mask of rows that stay, or None when every row stays."""
+        unc = normalized_entropy(logits)
+        leave = np.ones(len(unc), dtype=bool) if last else unc < speed
+        if not leave.any():
+            return None
+        done = alive[leave]
+        self.logits[done], self.layer[done], self.uncertainty[done] = logits[leave], layer, unc[leave]
+        return ~leave
+
+
 class EdgeModel:
     """A loaded bundle: one ONNX Runtime session per stage plus the tokenizer."""
 
@@ -165,39 +186,34 @@ class EdgeModel:
 
     def _run_cpu(self, input_ids, mask, speed):
         batch = input_ids.shape[0]
-        out_logits = np.zeros((batch, len(self.labels)), dtype=np.float32)
-        out_layer = np.zeros(batch, dtype=np.int64)
-        out_unc = np.zeros(batch, dtype=np.float32)
+        out = _Outputs(batch, len(self.labels))
         hidden = self.sessions[0].run(None, {"input_ids": input_ids})[0]
         alive = np.arange(batch)  # original row of each current row
         rows = np.arange(batch, dtype=np.int64)
         last = len(self.sessions) - 1
         for layer, session in enumerate(self.sessions[1:], start=1):
             hidden, logits = session.run(None, {"hidden": hidden, "mask": mask, "rows": rows})
-            unc = normalized_entropy(logits)
-            leave = unc < speed if layer < last else np.ones(len(unc), dtype=bool)
-            if leave.any():
-                done = alive[leave]
-                out_logits[done], out_layer[done], out_unc[done] = logits[leave], layer, unc[leave]
-                stay = ~leave
-                if not stay.any():
-                    break
-                alive = alive[stay]
-                # Compact on the host and trim padding to the longest survivor.
-                width = int(mask[stay].sum(axis=1).max())
-                hidden = hidden[stay, :width]
-                mask = mask[stay, :width]
-                rows = np.arange(len(alive), dtype=np.int64)
-        return out_logits, out_layer, out_unc
+            if layer < last and speed <= 0.0:
+                continue  # u >= 0 always: nothing can leave before the last layer
+            stay = out.record(logits, alive, layer, speed, layer == last)
+            if stay is None:
+                continue
+            if not stay.any():
+                break
+            alive = alive[stay]
+            # Compact on the host and trim padding to the longest survivor.
+            width = int(mask[stay].sum(axis=1).max())
+            hidden = hidden[stay, :width]
+            mask = mask[stay, :width]
+            rows = np.arange(len(alive), dtype=np.int64)
+        return out.logits, out.layer, out.uncertainty
 
     def _run_cuda(self, input_ids, mask, speed):
         # Hidden states stay on the GPU between stages (IO binding); only the
         # logits come back, and the surviving rows are gathered inside each
         # layer graph through its `rows` input.
         batch = input_ids.shape[0]
-        out_logits = np.zeros((batch, len(self.labels)), dtype=np.float32)
-        out_layer = np.zeros(batch, dtype=np.int64)
-        out_unc = np.zeros(batch, dtype=np.float32)
+        out = _Outputs(batch, len(self.labels))
         binding = self.sessions[0].io_binding()
         binding.bind_cpu_input("input_ids", input_ids)
         binding.bind_output("hidden", "cuda")
@@ -215,20 +231,16 @@ class EdgeModel:
             binding.bind_output("logits", "cpu")
             session.run_with_iobinding(binding)
             hidden, logits_value = binding.get_outputs()
-            logits = logits_value.numpy()
             mask = mask[rows]
-            unc = normalized_entropy(logits)
-            leave = unc < speed if layer < last else np.ones(len(unc), dtype=bool)
             rows = np.arange(len(alive), dtype=np.int64)
-            if leave.any():
-                done = alive[leave]
-                out_logits[done], out_layer[done], out_unc[done] = logits[leave], layer, unc[leave]
-                stay = ~leave
-                if not stay.any():
-                    break
-                alive = alive[stay]
-                rows = np.flatnonzero(stay).astype(np.int64)
-        return out_logits, out_layer, out_unc
+            stay = out.record(logits_value.numpy(), alive, layer, speed, layer == last)
+            if stay is None:
+                continue
+            if not stay.any():
+                break
+            alive = alive[stay]
+            rows = np.flatnonzero(stay).astype(np.int64)
+        return out.logits, out.layer, out.uncertainty
 
     def trace_ids(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Every exit head's logits for every row: (L, B, C). Used by calibration."""
