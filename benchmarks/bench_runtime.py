@@ -25,10 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--speeds", default=",".join(map(str, DEFAULT_SPEEDS)))
     parser.add_argument("--latency-texts", type=int, default=200)
     parser.add_argument("--limit", type=int, default=None, help="use the first N texts only")
+    parser.add_argument("--also", action="append", default=[], help="another bundle of the same student (int8)")
     args = parser.parse_args(argv)
     speeds = [float(s) for s in args.speeds.split(",") if s.strip()]
     run_bench(args.bundle, args.data, args.out, args.run, speeds, args.latency_texts, args.limit, args.stem,
-              log=lambda m: print(m, file=sys.stderr))
+              also=args.also, log=lambda m: print(m, file=sys.stderr))
 
 
 if __name__ == "__main__":

@@ -27,13 +27,15 @@ from runtime.tokenize import TextEncoder
 DEFAULT_SPEEDS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8]
 
 
-def staged_system(model: runtime.EdgeModel, speed: float, size: int | None = None, suffix: str = "") -> System:
+def staged_system(model: runtime.EdgeModel, speed: float, size: int | None = None, suffix: str = "",
+                  kind: str = "edgekd") -> System:
     def predict(texts):
         results = model.classify(texts, speed=speed, batch_size=max(1, len(texts)))
         return np.array([r.label for r in results]), np.array([r.exit_layer for r in results])
 
-    return System(f"edgekd staged, speed {speed:g}{suffix}", predict, "edgekd" if not suffix else "edgekd-variant",
-                  speed, size)
+    precision = "" if model.manifest.precision == "fp32" else f" {model.manifest.precision}"
+    return System(f"edgekd{precision} staged, speed {speed:g}{suffix}", predict,
+                  kind if not suffix else "edgekd-variant", speed, size)
 
 
 def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: list[str], layers: int,
@@ -92,11 +94,11 @@ def student_torch_exit_system(student: EarlyExitStudent, encoder: TextEncoder, l
 def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
               run_dir: str | os.PathLike | None = None, speeds: list[float] | None = None,
               latency_texts: int = 200, limit: int | None = None, stem: str = "bench",
-              thread_study: bool = True, log=print) -> dict:
+              thread_study: bool = True, also: list[str] | None = None, log=print) -> dict:
     """Benchmark a bundle against its baselines on labelled `data`; write JSON + markdown (+ plots)."""
     from exporters import bundle_size, export_full_graph
 
-    speeds = DEFAULT_SPEEDS if speeds is None else speeds
+    speeds = list(DEFAULT_SPEEDS if speeds is None else speeds)
     model = runtime.load(bundle, warmup=True)
     labels = model.labels
     dataset = read_labelled(data, label_names=labels)
@@ -134,9 +136,20 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
     if thread_study:
         spinning = runtime.load(bundle, warmup=True, spin=True)
         systems.append(staged_system(spinning, 0.0, size, ", spinning threads (ORT default)"))
+    pairs = []  # (fp32 system, other-precision system) at the same speed
+    for other in also or []:
+        extra = runtime.load(other, warmup=True)
+        extra_speeds = sorted({0.0, model.manifest.default_speed, extra.manifest.default_speed})
+        for speed in extra_speeds:
+            if speed not in speeds:
+                speeds.append(speed)
+                systems.append(staged_system(model, speed, size))
+            paired = staged_system(extra, speed, bundle_size(other), kind="edgekd-" + extra.manifest.precision)
+            systems.append(paired)
+            pairs.append((f"edgekd staged, speed {speed:g}", paired.name))
     if model.manifest.default_speed and model.manifest.default_speed not in speeds:
+        speeds.append(model.manifest.default_speed)
         systems.append(staged_system(model, model.manifest.default_speed, size))
-        systems[-1].name += " (calibrated default)"
 
     def gflops(system: System, layers: float) -> float:
         tokens = float(np.mean([len(i) for i in encoder.token_ids(texts[:latency_texts])]))
@@ -156,7 +169,11 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
     table = markdown(rows, title, keys)
     payload = {"bundle": str(bundle), "data": str(data), "texts": len(texts), "machine": machine(),
                "manifest_default_speed": model.manifest.default_speed, "rows": rows_json(rows),
-               "staged_overhead": staged_overhead(rows, model.num_layers + 1)}
+               "staged_overhead": staged_overhead(rows, model.num_layers + 1),
+               "precision_pairs": precision_pairs(rows, pairs)}
+    for p in payload["precision_pairs"]:
+        table += (f"\n{p['other']} vs {p['fp32']}: {p['b1_speedup']:.2f}x faster at batch 1, "
+                  f"{p['b32_throughput_ratio']:.2f}x throughput at batch 32, accuracy {p['accuracy_change_points']:+.2f} points.\n")
     if payload["staged_overhead"]:
         o = payload["staged_overhead"]
         table += (f"\nStaged runtime at speed 0 vs the same student as one graph: {o['b1_ratio']:.3f}x at batch 1, "
@@ -167,6 +184,19 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
     log(table)
     log(f"wrote {json_path} and {md_path}")
     return payload
+
+
+def precision_pairs(rows, pairs) -> list[dict]:
+    by = {r.name: r for r in rows}
+    out = []
+    for fp32, other in pairs:
+        a, b = by.get(fp32), by.get(other)
+        if a is None or b is None or a is b:
+            continue
+        out.append({"fp32": fp32, "other": other, "b1_speedup": a.p50_ms_b1 / b.p50_ms_b1,
+                    "b32_throughput_ratio": (b.throughput_b32 or 0) / (a.throughput_b32 or 1),
+                    "accuracy_change_points": 100 * (b.accuracy - a.accuracy)})
+    return out
 
 
 def staged_overhead(rows, stages: int) -> dict | None:

@@ -218,12 +218,14 @@ def bench(
     speeds: Annotated[str, typer.Option(help="Comma-separated speeds for the staged runtime.")] = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.8",
     latency_texts: Annotated[int, typer.Option(help="Texts timed one by one at batch 1.")] = 200,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N texts.")] = None,
+    also: Annotated[Optional[list[Path]], typer.Option(help="Another bundle of the same student (e.g. int8) measured beside it at the same speeds.")] = None,
 ) -> None:
     """Accuracy, layers, FLOPs, latency and throughput of a bundle beside its baselines, in one run."""
     from edgekd.baselines import run_bench
 
     values = [float(s) for s in speeds.split(",") if s.strip()]
-    run_bench(bundle, data, out, teacher, values, latency_texts, limit, stem, log=_err)
+    run_bench(bundle, data, out, teacher, values, latency_texts, limit, stem,
+              also=[str(p) for p in also or []], log=_err)
 
 
 @app.command()

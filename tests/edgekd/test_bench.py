@@ -24,10 +24,11 @@ def test_ratios_are_baseline_over_row():
 
 def test_bench_command_writes_json_markdown_and_plot(finished_run, tiny_data, tmp_path):
     bundle = export_run(finished_run, tmp_path / "b").path
+    int8 = export_run(finished_run, tmp_path / "b8", precision="int8").path
     out = tmp_path / "results"
     result = CliRunner().invoke(app, ["bench", str(bundle), "--data", str(tiny_data["dev"]), "--teacher",
                                       str(finished_run), "--out", str(out), "--speeds", "0,0.5",
-                                      "--latency-texts", "6"])
+                                      "--latency-texts", "6", "--also", str(int8)])
     assert result.exit_code == 0, result.output
     data = json.loads((out / "bench.json").read_text())
     names = [r["name"] for r in data["rows"]]
@@ -39,5 +40,9 @@ def test_bench_command_writes_json_markdown_and_plot(finished_run, tiny_data, tm
     assert staged0["accuracy"] == full["accuracy"] and staged0["average_layers"] == 2.0
     assert staged0["ratios"]["b1_speedup_vs_student_onnx"] > 0
     assert by["teacher, PyTorch eager"]["accuracy"] == by["teacher, one ONNX graph"]["accuracy"]
+    assert "edgekd int8 staged, speed 0" in names
+    assert data["precision_pairs"][0]["fp32"] == "edgekd staged, speed 0"
+    assert data["precision_pairs"][0]["other"] == "edgekd int8 staged, speed 0"
+    assert data["staged_overhead"]["b1_ratio"] > 0
     assert (out / "bench.md").read_text().count("\n|") >= 8
     assert (out / "bench.png").stat().st_size > 1000

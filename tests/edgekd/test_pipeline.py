@@ -121,3 +121,30 @@ def test_epoch_batches_cover_every_row_once_and_group_lengths():
     assert [b.tolist() for b in epoch_batches(1, lengths, 32, seed=1)] != [b.tolist() for b in batches]
     spread = torch.tensor([float(lengths[b].max() - lengths[b].min()) for b in batches]).mean()
     assert spread < 10, "length grouping keeps padding small"
+
+
+def test_gradient_accumulation_matches_one_big_batch(tmp_path):
+    import torch.nn.functional as F
+
+    from edgekd.config import Optim
+    from edgekd.tiny import tiny_sentiment, tiny_tokenizer
+    from edgekd.train import TokenizedData, train_loop
+    from runtime.tokenize import TextEncoder
+    from tests.conftest import make_student
+
+    encoder = TextEncoder.from_file(tiny_tokenizer(tmp_path / "tok.json"), 24)
+    rows = tiny_sentiment(48, seed=5)
+    data = TokenizedData(encoder, [t for t, _ in rows], [int(l == "positive") for _, l in rows])
+
+    def loss_fn(module, batch):
+        return F.cross_entropy(module(batch.input_ids, batch.mask, exits=False).logits, batch.labels), {}
+
+    results = []
+    for accum in (1, 4):
+        student = make_student(seed=7)
+        opt = Optim(lr=1e-3, max_steps=3, batch_size=16, grad_accum=accum, checkpoint_every=100)
+        train_loop("t", student, list(student.parameters()), loss_fn, data, opt, 0, torch.device("cpu"),
+                   tmp_path / f"ckpt{accum}")
+        results.append(student.state_dict())
+    for key in results[0]:
+        assert torch.allclose(results[0][key], results[1][key], atol=1e-5), key
