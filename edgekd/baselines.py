@@ -212,24 +212,32 @@ def staged_overhead(rows, stages: int) -> dict | None:
 
 
 def _plots(rows, out: Path, stem: str) -> None:
+    """Accuracy against latency (batch 1) and against average layers: one curve per bundle
+    precision over its speeds, one point per baseline."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    staged = [r for r in rows if r.kind == "edgekd"]
-    others = [r for r in rows if r.kind not in ("edgekd", "edgekd-variant")]
+    curves = {}
+    for r in rows:
+        if r.kind.startswith("edgekd") and r.kind != "edgekd-variant":
+            curves.setdefault(r.kind, []).append(r)
+    points = [r for r in rows if not r.kind.startswith("edgekd")]
     for ax, x, label in ((axes[0], "p50_ms_b1", "p50 latency at batch 1 (ms, log scale)"),
                          (axes[1], "average_layers", "average layers used")):
-        ax.plot([getattr(r, x) for r in staged], [100 * r.accuracy for r in staged], "o-", label="edgekd staged (speeds)")
-        for r, speed in zip(staged, [r.speed for r in staged]):
-            ax.annotate(f"{speed:g}", (getattr(r, x), 100 * r.accuracy), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
-        for r in others:
+        for kind, curve in curves.items():
+            curve = sorted(curve, key=lambda r: r.speed)
+            name = "edgekd staged" + ("" if kind == "edgekd" else f" ({kind.split('-', 1)[1]})")
+            ax.plot([getattr(r, x) for r in curve], [100 * r.accuracy for r in curve], "o-", ms=4, label=name)
+            for r in curve:
+                ax.annotate(f"{r.speed:g}", (getattr(r, x), 100 * r.accuracy), fontsize=6, xytext=(2, 3),
+                            textcoords="offset points")
+        for r in points:
             ax.plot(getattr(r, x), 100 * r.accuracy, "s", label=r.name)
         ax.set_xlabel(label)
-        ax.set_ylabel("accuracy (%)")
+        ax.set_ylabel("dev accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0].set_xscale("log")
     axes[1].legend(fontsize=7, loc="lower right")
