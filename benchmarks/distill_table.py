@@ -15,9 +15,13 @@ def table(run: Path) -> str:
     metrics = json.loads((run / "metrics.json").read_text())
     config = json.loads((run / "config.json").read_text())
     s = config["student"]
+    kind = s.get("kind", "transformer")
+    if kind == "transformer":
+        shape = f"{s['layers']}x{s['hidden']}, {s['heads']} heads, ffn {s['ffn']}, {s['head_type']} exit heads"
+    else:
+        shape = f"{kind}, embeddings {s['embed']}, hidden {s['hidden']}, KD {config['finetune']['kd']}"
     lines = [f"### Distillation on {Path(config['data']['train']).name} -> dev "
-             f"(student {s['layers']}x{s['hidden']}, {s['heads']} heads, ffn {s['ffn']}, {s['head_type']} exit heads, "
-             f"init {s['init']}; max_train {config['data']['max_train'] or 'all'})", "",
+             f"(student {shape}, init {s['init']}; max_train {config['data']['max_train'] or 'all'})", "",
              "| model | dev accuracy % | steps | seconds |", "|---|---|---|---|"]
     names = {"teacher": "teacher (fine-tuned)", "baseline": "student, cross-entropy only (no distillation)",
              "attention": "student after `attention` (trunk head untrained)",
@@ -26,7 +30,7 @@ def table(run: Path) -> str:
         if key in metrics:
             m = metrics[key]
             lines.append(f"| {label} | {100 * m['dev_accuracy']:.2f} | {m.get('steps', '-')} | {m.get('seconds', '-')} |")
-    if "branches" in metrics:
+    if "branches" in metrics and kind == "transformer":
         layers = s["layers"]
         lines += ["", "| speed | dev accuracy % | average layers | share of layers |", "|---|---|---|---|"]
         for r in metrics["branches"]["exits"]:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 5 experiments on SST-2, after scripts/main_job.sh (reuses its fine-tuned teacher):
 #   1. GLMD vocabulary compression of the main student at keep 1.0/0.5/0.3/0.1
-#   2. BiLSTM and TextCNN students: cross-entropy only (baseline stage) vs distilled (finetune stage)
+#   2. BiLSTM and TextCNN students: cross-entropy only (baseline stage) vs distilled (finetune stage),
+#      both at lr 1e-3 (benchmarks/small_student.json; the transformer default 1e-4 underfits them)
 #   3. Two-teacher label refinement with 20% of training labels flipped
 # Results land in benchmarks/results. ~45 min on 2 CPU cores.
 set -euo pipefail
@@ -20,7 +21,7 @@ for kind in bilstm textcnn; do
   mkdir -p runs/sst2-$kind
   [ -f "$MAIN/teacher_logits.pt" ] && cp "$MAIN/teacher_logits.pt" runs/sst2-$kind/  # same teacher, same rows
   $E distill --teacher "$MAIN/teacher" --train "$DATA/train.tsv" --dev "$DATA/dev.tsv" --out runs/sst2-$kind \
-    --preset quick --student $kind --stages teacher,baseline,finetune --epochs 2
+    --preset quick --student $kind --stages teacher,baseline,finetune --epochs 2 --config benchmarks/small_student.json
   $E export runs/sst2-$kind --out bundles/sst2-$kind --overwrite
   $PY benchmarks/distill_table.py runs/sst2-$kind --out $OUT
   $PY benchmarks/bench_runtime.py bundles/sst2-$kind --data "$DATA/dev.tsv" --out $OUT --stem bench_$kind --speeds 0

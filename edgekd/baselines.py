@@ -133,7 +133,7 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
         calibrated = model.manifest.default_speed
         systems.append(student_torch_exit_system(student.eval(), encoder, labels, calibrated or 0.3))
     systems += [staged_system(model, s, size) for s in speeds]
-    if thread_study:
+    if thread_study and not model.full:
         for threading, label in (("nospin", "pools never spin"), ("spin", "pools spin when idle (ORT default)")):
             variant = runtime.load(bundle, warmup=True, threading=threading)
             systems.append(staged_system(variant, 0.0, size, f", {label}"))
