@@ -83,6 +83,12 @@ class RunFolder:
         _write_json(self.metrics, metrics)
 
 
+def _classifier_ce(module, batch):
+    """Cross-entropy of a Hugging Face sequence classifier (teacher A or B) on gold labels."""
+    logits = module(input_ids=batch.input_ids, attention_mask=batch.mask).logits
+    return F.cross_entropy(logits.float(), batch.labels), {}
+
+
 # Keys that may change between a run and its resumption.
 _RESUMABLE_KEYS = {"stages", "device", "out", "eval_speeds"}
 
@@ -263,11 +269,7 @@ class Distiller:
             rows = self.full_train_set.subset(self.cfg.teacher_stage.max_train or None)
             data = self.train if len(rows) == len(self.train_set) else TokenizedData(self.encoder, rows.texts, rows.labels)
 
-            def loss_fn(module, batch):
-                logits = module(input_ids=batch.input_ids, attention_mask=batch.mask).logits
-                return F.cross_entropy(logits.float(), batch.labels), {}
-
-            stats = train_loop("teacher", model, list(model.parameters()), loss_fn, data, self.cfg.teacher_stage,
+            stats = train_loop("teacher", model, list(model.parameters()), _classifier_ce, data, self.cfg.teacher_stage,
                                self.cfg.seed, self.device, self.run.stage("teacher"), self._step_hook("teacher"))
         if self.rank == 0:
             tmp = self.run.root / "teacher.tmp"
@@ -342,11 +344,7 @@ class Distiller:
             rows = failing.tolist()
             data_b = TokenizedData(self.encoder, [self.train_set.texts[i] for i in rows], [int(labels[i]) for i in rows])
 
-            def loss_fn(module, batch):
-                logits = module(input_ids=batch.input_ids, attention_mask=batch.mask).logits
-                return F.cross_entropy(logits.float(), batch.labels), {}
-
-            stats = train_loop("refine", model_b, list(model_b.parameters()), loss_fn, data_b, r, self.cfg.seed + 1,
+            stats = train_loop("refine", model_b, list(model_b.parameters()), _classifier_ce, data_b, r, self.cfg.seed + 1,
                                self.device, self.run.stage("refine"), self._step_hook("refine"))
             model_b.eval()
             b_logits = classifier_logits(lambda i, m: model_b(input_ids=i, attention_mask=m).logits, data_b, self.device)
