@@ -34,7 +34,7 @@ $E distill --teacher "$TEACHER" --out runs/refine-clean "${common[@]}" --stages 
 $E distill --teacher "$TEACHER" --out runs/refine-noisy "${common[@]}" --stages teacher,finetune \
   --config benchmarks/refine_noisy.json
 # Teacher A = the noisy run's teacher; teacher B starts again from the pretrained checkpoint.
-$PY -c "import json,sys; c=json.load(open('benchmarks/refine_noisy.json')); c['refine']={'teacher_b': sys.argv[1]}; json.dump(c, open('runs/refine_b.json','w'))" "$TEACHER"
+$PY -c "import json,sys; c=json.load(open('benchmarks/refine_noisy.json')); c['refine']={'teacher_b': sys.argv[1], 'score': 'ratio'}; json.dump(c, open('runs/refine_b.json','w'))" "$TEACHER"
 $E distill --teacher runs/refine-noisy/teacher --out runs/refine-refined "${common[@]}" --stages teacher,refine,finetune \
   --config runs/refine_b.json
 $PY benchmarks/refine_table.py runs/refine-clean runs/refine-noisy runs/refine-refined --out $OUT

@@ -101,7 +101,7 @@ class BranchesStage(Optim):
 class RefineStage(Optim):
     lr: float = 5e-5
     threshold: float = 0.9  # teacher A keeps rows whose score >= threshold
-    score: str = "gold_prob"  # gold_prob | margin
+    score: str = "gold_prob"  # gold_prob | margin | ratio (p(gold) / max p)
     teacher_b: str = ""  # teacher B checkpoint (HF folder); default: the --teacher source, another seed
 
 
@@ -196,8 +196,8 @@ class DistillConfig:
                 p.append(f"{name}: epochs or max_steps must be positive")
         if not 0 < self.refine.threshold <= 1 and self.refine.score == "gold_prob":
             p.append("refine.threshold must lie in (0, 1] for score gold_prob")
-        if self.refine.score not in ("gold_prob", "margin"):
-            p.append(f"refine.score {self.refine.score!r} is not gold_prob or margin")
+        if self.refine.score not in ("gold_prob", "margin", "ratio"):
+            p.append(f"refine.score {self.refine.score!r} is not gold_prob, margin or ratio")
         if not 0 <= self.data.label_noise < 1:
             p.append("data.label_noise must lie in [0, 1)")
         if self.attention.objective not in ("relations", "word", "both"):

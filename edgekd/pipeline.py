@@ -31,7 +31,7 @@ from edgekd.evaluate import accuracy, all_exit_logits, classifier_logits, exit_t
 from edgekd.model import EarlyExitStudent, StudentConfig
 from edgekd.teacher import TeacherAdaptor, has_task_head, init_student_from_teacher, load_teacher, teacher_tokenizer_json
 from edgekd.train import TokenizedData, barrier, rank_world, setup_distributed, train_loop
-from edgekd.refine import flip_labels, merge_targets, split_rows
+from edgekd.refine import flip_labels, merge_targets, score_rows, split_rows
 from edgekd.students import SmallStudentConfig, build_small_student, load_student, project_teacher_embeddings
 from edgekd.vocab import VocabMap, build_vocab_map, compress_student, remapped_share
 from runtime.tokenize import TextEncoder
@@ -336,6 +336,10 @@ class Distiller:
         keep = split_rows(a_logits, labels, r.threshold, r.score)
         failing = (~keep).nonzero()[:, 0]
         self.log(f"refine: teacher A keeps {int(keep.sum())} rows, {len(failing)} fail (score {r.score} < {r.threshold:g})")
+        if len(failing) > len(keep) // 2:
+            self.log(f"warning: more than half the rows fail: teacher A is rarely that confident (median "
+                     f"{r.score} {float(score_rows(a_logits, labels, r.score).median()):.2f}); lower refine.threshold "
+                     "or use refine.score ratio")
         result = {"kept": int(keep.sum()), "failing": len(failing)}
         targets = a_logits
         if len(failing):

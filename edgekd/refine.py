@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import torch
 
-SCORES = ("gold_prob", "margin")
+SCORES = ("gold_prob", "margin", "ratio")
 
 
 def score_rows(logits: torch.Tensor, labels: torch.Tensor, score: str = "gold_prob") -> torch.Tensor:
     """Per-row confidence in the gold label: (N,C), (N,) -> (N,).
 
-    gold_prob: p(gold); margin: p(gold) - max p(other) (in [-1, 1])."""
+    gold_prob: p(gold); margin: p(gold) - max p(other) (in [-1, 1]); ratio: p(gold) / max p
+    (1 where A agrees with the given label, whatever its confidence: a teacher trained on noisy
+    labels is calibrated to the noise, so its p(gold) rarely reaches 0.9)."""
     probs = logits.float().softmax(-1)
     gold = probs.gather(1, labels[:, None])[:, 0]
     if score == "gold_prob":
@@ -25,6 +27,8 @@ def score_rows(logits: torch.Tensor, labels: torch.Tensor, score: str = "gold_pr
     if score == "margin":
         other = probs.scatter(1, labels[:, None], -1.0).max(1).values
         return gold - other
+    if score == "ratio":
+        return gold / probs.max(1).values
     raise ValueError(f"unknown score {score!r}; use one of {', '.join(SCORES)}")
 
 

@@ -17,6 +17,8 @@ def test_scores_and_split():
     labels = torch.tensor([0, 0, 0, 1])
     assert score_rows(logits, labels).tolist() == pytest.approx([0.95, 0.6, 0.2, 0.95])
     assert score_rows(logits, labels, "margin").tolist() == pytest.approx([0.9, 0.2, -0.6, 0.9])
+    assert score_rows(logits, labels, "ratio").tolist() == pytest.approx([1.0, 1.0, 0.25, 1.0])
+    assert split_rows(logits, labels, 0.9, "ratio").tolist() == [True, True, False, True]
     assert split_rows(logits, labels, 0.9).tolist() == [True, False, False, True]
     assert split_rows(logits, labels, 0.5, "margin").tolist() == [True, False, False, True]
     with pytest.raises(ValueError, match="unknown score"):
@@ -45,10 +47,10 @@ def test_flip_labels_changes_the_asked_share():
 
 def test_refine_stage_feeds_finetune(tiny_teacher_dir, tiny_data, tmp_path):
     cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher", "refine", "finetune"],
-                      refine={"threshold": 0.55}, data={"label_noise": 0.2})
+                      refine={"threshold": 0.5}, data={"label_noise": 0.2})
     run = distill(cfg, log=lambda _: None)
     m = json.loads((run / "metrics.json").read_text())["refine"]
-    assert m["kept"] + m["failing"] == 160 and m["failing"] > 0
+    assert m["kept"] + m["failing"] == 160 and m["failing"] > 0 and m["kept"] > 0
     teacher = torch.load(run / "teacher_logits.pt", weights_only=True)
     refined = torch.load(run / "refined_logits.pt", weights_only=True)
     changed = (teacher != refined).any(1)
