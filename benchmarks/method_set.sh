@@ -21,7 +21,7 @@ for kind in bilstm textcnn; do
   mkdir -p runs/sst2-$kind
   [ -f "$MAIN/teacher_logits.pt" ] && cp "$MAIN/teacher_logits.pt" runs/sst2-$kind/  # same teacher, same rows
   $E distill --teacher "$MAIN/teacher" --train "$DATA/train.tsv" --dev "$DATA/dev.tsv" --out runs/sst2-$kind \
-    --preset quick --student $kind --stages teacher,baseline,finetune --epochs 2 --config benchmarks/small_student.json
+    --preset quick --student $kind --stages teacher,baseline,finetune --epochs 1 --config benchmarks/small_student.json
   $E export runs/sst2-$kind --out bundles/sst2-$kind --overwrite
   $PY benchmarks/distill_table.py runs/sst2-$kind --out $OUT
   $PY benchmarks/bench_runtime.py bundles/sst2-$kind --data "$DATA/dev.tsv" --out $OUT --stem bench_$kind --speeds 0
@@ -37,4 +37,7 @@ $E distill --teacher "$TEACHER" --out runs/refine-noisy "${common[@]}" --stages 
 $PY -c "import json,sys; c=json.load(open('benchmarks/refine_noisy.json')); c['refine']={'teacher_b': sys.argv[1], 'score': 'ratio'}; json.dump(c, open('runs/refine_b.json','w'))" "$TEACHER"
 $E distill --teacher runs/refine-noisy/teacher --out runs/refine-refined "${common[@]}" --stages teacher,refine,finetune \
   --config runs/refine_b.json
-$PY benchmarks/refine_table.py runs/refine-clean runs/refine-noisy runs/refine-refined --out $OUT
+$PY -c "import json; c=json.load(open('runs/refine_b.json')); c['refine']['b_data']='kept'; json.dump(c, open('runs/refine_kept.json','w'))"
+$E distill --teacher runs/refine-noisy/teacher --out runs/refine-kept "${common[@]}" --stages teacher,refine,finetune \
+  --config runs/refine_kept.json
+$PY benchmarks/refine_table.py runs/refine-clean runs/refine-noisy runs/refine-refined --kept runs/refine-kept --out $OUT

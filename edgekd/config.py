@@ -103,6 +103,7 @@ class RefineStage(Optim):
     threshold: float = 0.9  # teacher A keeps rows whose score >= threshold
     score: str = "gold_prob"  # gold_prob | margin | ratio (p(gold) / max p)
     teacher_b: str = ""  # teacher B checkpoint (HF folder); default: the --teacher source, another seed
+    b_data: str = "failing"  # teacher B trains on the failing rows (as specified) | kept (A's trusted rows)
 
 
 @dataclass
@@ -198,6 +199,8 @@ class DistillConfig:
             p.append("refine.threshold must lie in (0, 1] for score gold_prob")
         if self.refine.score not in ("gold_prob", "margin", "ratio"):
             p.append(f"refine.score {self.refine.score!r} is not gold_prob, margin or ratio")
+        if self.refine.b_data not in ("failing", "kept"):
+            p.append(f"refine.b_data {self.refine.b_data!r} is not failing or kept")
         if not 0 <= self.data.label_noise < 1:
             p.append("data.label_noise must lie in [0, 1)")
         if self.attention.objective not in ("relations", "word", "both"):

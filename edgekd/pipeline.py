@@ -345,15 +345,18 @@ class Distiller:
         if len(failing):
             torch.manual_seed(self.cfg.seed + 1)
             model_b = load_teacher(r.teacher_b or self.cfg.teacher, len(self.labels), self.cfg.offline).to(self.device)
-            rows = failing.tolist()
-            data_b = TokenizedData(self.encoder, [self.train_set.texts[i] for i in rows], [int(labels[i]) for i in rows])
-
+            texts = self.train_set.texts
+            trained_on = failing if r.b_data == "failing" else keep.nonzero()[:, 0]
+            data_b = TokenizedData(self.encoder, [texts[i] for i in trained_on.tolist()],
+                                   [int(labels[i]) for i in trained_on.tolist()])
             stats = train_loop("refine", model_b, list(model_b.parameters()), _classifier_ce, data_b, r, self.cfg.seed + 1,
                                self.device, self.run.stage("refine"), self._step_hook("refine"))
             model_b.eval()
-            b_logits = classifier_logits(lambda i, m: model_b(input_ids=i, attention_mask=m).logits, data_b, self.device)
+            failing_data = TokenizedData(self.encoder, [texts[i] for i in failing.tolist()])
+            b_logits = classifier_logits(lambda i, m: model_b(input_ids=i, attention_mask=m).logits, failing_data,
+                                         self.device)
             targets = merge_targets(a_logits, b_logits, keep)
-            result.update(stats)
+            result.update(stats, b_data=r.b_data)
             result["b_agrees_with_given_labels_on_failing"] = float((b_logits.argmax(-1) == labels[failing]).float().mean())
         result["targets_agree_with_given_labels"] = float((targets.argmax(-1) == labels).float().mean())
         if self.rank == 0:

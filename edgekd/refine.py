@@ -5,6 +5,11 @@ reaches the threshold keep A's prediction as their target, the rest form the
 failing set. Teacher B, another initialisation or architecture, is trained on
 the failing set alone, and its predictions become the refined targets of those
 rows. The student is then distilled on gold labels plus these targets.
+
+Under random label noise the failing set is mostly the flipped rows, so a B
+trained on it learns their wrong labels back (measured: benchmarks/results/
+refine.md). `refine.b_data = "kept"` trains B on A's trusted rows instead and
+lets it relabel the failing ones.
 """
 
 from __future__ import annotations

@@ -45,9 +45,10 @@ def test_flip_labels_changes_the_asked_share():
     assert noisy == flip_labels(labels, 3, 0.2, seed=0)
 
 
-def test_refine_stage_feeds_finetune(tiny_teacher_dir, tiny_data, tmp_path):
+@pytest.mark.parametrize("b_data", ["failing", "kept"])
+def test_refine_stage_feeds_finetune(tiny_teacher_dir, tiny_data, tmp_path, b_data):
     cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher", "refine", "finetune"],
-                      refine={"threshold": 0.5}, data={"label_noise": 0.2})
+                      refine={"threshold": 0.5, "b_data": b_data}, data={"label_noise": 0.2})
     run = distill(cfg, log=lambda _: None)
     m = json.loads((run / "metrics.json").read_text())["refine"]
     assert m["kept"] + m["failing"] == 160 and m["failing"] > 0 and m["kept"] > 0
@@ -55,3 +56,4 @@ def test_refine_stage_feeds_finetune(tiny_teacher_dir, tiny_data, tmp_path):
     refined = torch.load(run / "refined_logits.pt", weights_only=True)
     changed = (teacher != refined).any(1)
     assert int(changed.sum()) == m["failing"], "exactly the failing rows get teacher B's targets"
+    assert m["b_data"] == b_data
