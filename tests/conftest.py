@@ -69,6 +69,16 @@ def bundle(tmp_path_factory, student, tokenizer_file) -> Path:
     return out
 
 
+@pytest.fixture
+def bundle_copy(bundle, tmp_path) -> Path:
+    """A private copy of the session bundle, free to damage or recalibrate."""
+    import shutil
+
+    target = tmp_path / "b"
+    shutil.copytree(bundle, target)
+    return target
+
+
 @pytest.fixture(scope="session")
 def tiny_teacher_dir(tmp_path_factory) -> Path:
     from edgekd.tiny import tiny_teacher

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 
@@ -12,13 +10,6 @@ from edgekd.calibrate import GRID, calibrate
 from edgekd.data import read_labelled
 from runtime.errors import EdgeKDError
 from runtime.manifest import read_manifest
-
-
-@pytest.fixture
-def bundle_copy(bundle, tmp_path):
-    target = tmp_path / "b"
-    shutil.copytree(bundle, target)
-    return target
 
 
 def test_simulated_points_equal_real_runs(bundle_copy, tiny_data):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,13 +14,6 @@ from runtime.errors import BundleError
 from runtime.manifest import MANIFEST_FILE, SCHEMA_VERSION, sha256_file
 
 
-@pytest.fixture
-def copy(bundle, tmp_path):
-    target = tmp_path / "b"
-    shutil.copytree(bundle, target)
-    return target
-
-
 def edit_manifest(folder, change):
     path = folder / MANIFEST_FILE
     data = json.loads(path.read_text())
@@ -29,35 +21,35 @@ def edit_manifest(folder, change):
     path.write_text(json.dumps(data))
 
 
-def test_missing_stage_file(copy):
-    (copy / "layer_02.onnx").unlink()
+def test_missing_stage_file(bundle_copy):
+    (bundle_copy / "layer_02.onnx").unlink()
     with pytest.raises(BundleError, match="layer_02.onnx is missing"):
-        runtime.load(copy)
+        runtime.load(bundle_copy)
 
 
-def test_wrong_sha256(copy):
-    with open(copy / "embed.onnx", "ab") as handle:
+def test_wrong_sha256(bundle_copy):
+    with open(bundle_copy / "embed.onnx", "ab") as handle:
         handle.write(b"\0")
     with pytest.raises(BundleError, match="does not match its sha256"):
-        runtime.load(copy)
+        runtime.load(bundle_copy)
 
 
-def test_all_problems_reported_together(copy):
-    (copy / "layer_01.onnx").unlink()
-    (copy / "layer_03.onnx").unlink()
+def test_all_problems_reported_together(bundle_copy):
+    (bundle_copy / "layer_01.onnx").unlink()
+    (bundle_copy / "layer_03.onnx").unlink()
     with pytest.raises(BundleError) as info:
-        runtime.load(copy)
+        runtime.load(bundle_copy)
     assert "layer_01.onnx" in str(info.value) and "layer_03.onnx" in str(info.value)
 
 
-def test_newer_schema_names_the_upgrade(copy):
-    edit_manifest(copy, lambda d: d.update(schema_version=SCHEMA_VERSION + 1))
+def test_newer_schema_names_the_upgrade(bundle_copy):
+    edit_manifest(bundle_copy, lambda d: d.update(schema_version=SCHEMA_VERSION + 1))
     with pytest.raises(BundleError, match="upgrade"):
-        runtime.load(copy)
+        runtime.load(bundle_copy)
 
 
-def test_truncated_onnx_with_matching_sha(copy):
-    path = copy / "layer_01.onnx"
+def test_truncated_onnx_with_matching_sha(bundle_copy):
+    path = bundle_copy / "layer_01.onnx"
     path.write_bytes(path.read_bytes()[:200])
 
     def fix(d):
@@ -65,21 +57,21 @@ def test_truncated_onnx_with_matching_sha(copy):
             if stage["file"] == "layer_01.onnx":
                 stage["sha256"] = sha256_file(path)
 
-    edit_manifest(copy, fix)
+    edit_manifest(bundle_copy, fix)
     with pytest.raises(BundleError, match="cannot load layer_01.onnx"):
-        runtime.load(copy)
+        runtime.load(bundle_copy)
 
 
 @pytest.mark.parametrize("name", ["../outside.onnx", "/etc/passwd"])
-def test_path_escaping_the_folder_is_refused(copy, name):
-    (copy.parent / "outside.onnx").write_bytes((copy / "layer_01.onnx").read_bytes())
+def test_path_escaping_the_folder_is_refused(bundle_copy, name):
+    (bundle_copy.parent / "outside.onnx").write_bytes((bundle_copy / "layer_01.onnx").read_bytes())
 
     def escape(d):
         d["stages"][1]["file"] = name
 
-    edit_manifest(copy, escape)
+    edit_manifest(bundle_copy, escape)
     with pytest.raises(BundleError, match="outside the bundle"):
-        runtime.load(copy)
+        runtime.load(bundle_copy)
 
 
 def test_not_a_bundle(tmp_path):
@@ -92,10 +84,10 @@ def test_not_a_bundle(tmp_path):
         runtime.load(tmp_path)
 
 
-def test_unknown_manifest_field(copy):
-    edit_manifest(copy, lambda d: d.update(shiny_new_field=1))
+def test_unknown_manifest_field(bundle_copy):
+    edit_manifest(bundle_copy, lambda d: d.update(shiny_new_field=1))
     with pytest.raises(BundleError, match="newer edgekd"):
-        runtime.load(copy)
+        runtime.load(bundle_copy)
 
 
 def test_classify_without_torch_in_a_subprocess(bundle):
