@@ -65,6 +65,7 @@ def distill(
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size for every stage.")] = None,
     max_length: Annotated[Optional[int], typer.Option(help="Tokens per text.")] = None,
     kd: Annotated[Optional[str], typer.Option(help="Task distillation: soft (temperature KL) | mse (logits).")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="Attention stage: relations (attention + value KL) | word (GLMD word prediction) | both.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.")] = None,
     config: Annotated[Optional[str], typer.Option(help="JSON config file (see config.json in any run folder).")] = None,
@@ -102,6 +103,8 @@ def distill(
         overrides["offline"] = False
     if kd:
         overrides["finetune"] = {"kd": kd}
+    if objective:
+        overrides["attention"] = {"objective": objective}
     for key, value in optim_overrides(epochs, max_steps, batch_size).items():
         overrides[key] = {**overrides.get(key, {}), **value}
     cfg = resolve_config(config, preset, overrides)
