@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -246,7 +245,3 @@ def _plots(rows, out: Path, stem: str) -> None:
     fig.tight_layout()
     fig.savefig(out / f"{stem}.png", dpi=120)
     plt.close(fig)
-
-
-def load_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))

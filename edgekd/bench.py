@@ -9,11 +9,9 @@ run. Systems are callables `texts -> (labels, layers_used)`.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import statistics
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -188,11 +186,3 @@ def write_results(out: Path, stem: str, payload: dict, table: str) -> tuple[Path
 
 def rows_json(rows: list[Row]) -> list[dict]:
     return [asdict(r) for r in rows]
-
-
-def temp_folder(prefix: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=prefix))
-
-
-def nan_to_none(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else x

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from edgekd.train import TokenizedData
@@ -61,9 +60,3 @@ def exit_table(exit_logits: torch.Tensor, labels: torch.Tensor, speeds: list[flo
                      "average_layers": float(used.float().mean()),
                      "layer_share": float(used.float().mean()) / layers})
     return rows
-
-
-def speed_for_drop(table: list[dict[str, float]], full_accuracy: float, max_drop_points: float) -> float:
-    """The largest speed whose accuracy is within `max_drop_points` of full depth."""
-    ok = [r["speed"] for r in table if 100 * (full_accuracy - r["accuracy"]) <= max_drop_points + 1e-9]
-    return float(np.max(ok)) if ok else 0.0
