@@ -151,10 +151,11 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
         speeds.append(model.manifest.default_speed)
         systems.append(staged_system(model, model.manifest.default_speed, size))
 
+    tokens = float(np.mean([len(i) for i in encoder.token_ids(texts[:latency_texts])]))
+
     def gflops(system: System, layers: float) -> float | None:
         if model.full and system.kind.startswith("edgekd"):
             return None  # the transformer-layer estimate does not apply to BiLSTM / TextCNN bundles
-        tokens = float(np.mean([len(i) for i in encoder.token_ids(texts[:latency_texts])]))
         if system.kind.startswith("teacher") and teacher is not None:
             c = teacher.config
             return c.num_hidden_layers * layer_gflops(c.hidden_size, c.intermediate_size, tokens)
