@@ -169,7 +169,7 @@ def predict(
             typer.echo(json.dumps({"text": text, "label": r.label, "probs": r.probs, "exit_layer": r.exit_layer,
                                    "uncertainty": r.uncertainty}))
         else:
-            typer.echo(f"{r.label}\t{max(r.probs):.3f}\tlayer {r.exit_layer}/{model.num_layers}\t{text}")
+            typer.echo(f"{r.label}\t{r.probs[r.label]:.3f}\tlayer {r.exit_layer}/{model.num_layers}\t{text}")
 
 
 @app.command()

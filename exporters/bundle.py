@@ -16,15 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
 from torch import nn
 
+from exporters.compile import compile_early_exit, compile_single
 from exporters.stages import DEFAULT_OPSET, StageSpec, example_inputs, export_specs, student_stage_specs
-from exporters.validate import Check, validate_student_stages
+from exporters.validate import Check, ExportValidationError, graph_cases, validate_compiled, validate_student_stages
 from runtime.errors import EdgeKDError
+from runtime.exits import SPEED_GRID
 from runtime.manifest import (
+    GRAPH_FILE,
+    GRAPH_INPUTS,
     TOKENIZER_FILE,
     Manifest,
     Stage,
@@ -169,11 +174,50 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
         )
         if postprocess is not None:
             manifest = postprocess(folder, manifest)
-            for stage in manifest.stages:
-                stage.sha256 = sha256_file(folder / stage.file)
+        manifest.compiled_check = add_compiled_graph(folder, manifest, atol)
+        for stage in manifest.stages:
+            stage.sha256 = sha256_file(folder / stage.file)
         write_manifest(folder, manifest)
         read_manifest(folder)  # the reader accepts what we wrote
     return ExportResult(Path(out), manifest, checks)
+
+
+def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> dict:
+    """Compile the bundle's (already checked, maybe quantized) stage graphs into `model.onnx`,
+    add it to `manifest.stages`, and check it against the staged graphs. Returns the check summary.
+
+    A one-graph student (BiLSTM, TextCNN) gets the same contract around its graph, which it replaces.
+    """
+    import runtime
+
+    exact = manifest.precision == "fp32"
+    vocab = manifest.vocabulary.original_size
+    if manifest.student != "transformer":
+        full = manifest.stages[0]
+        reference = ort.InferenceSession(str(folder / full.file), providers=["CPUExecutionProvider"])
+        expected = {case: reference.run(None, {"input_ids": ids, "mask": mask})[0]
+                    for case, (ids, mask) in graph_cases(vocab, manifest.max_length).items()}
+        del reference
+        onnx.save(compile_single(onnx.load(str(folder / full.file)), len(manifest.labels)), str(folder / GRAPH_FILE))
+        manifest.stages = [Stage(index=0, name="model", file=GRAPH_FILE, sha256="", kind="compiled")]
+        session = ort.InferenceSession(str(folder / GRAPH_FILE), providers=["CPUExecutionProvider"])
+        failures, worst = [], 0.0
+        for case, (ids, mask) in graph_cases(vocab, manifest.max_length).items():
+            feeds = dict(zip(GRAPH_INPUTS, (ids, mask, np.array(0.0, np.float32))))
+            logits, layers, _ = session.run(None, feeds)
+            worst = max(worst, float(np.abs(logits - expected[case]).max()))
+            if worst > atol or (layers != 1).any():
+                failures.append(f"compiled graph [{case}]: max diff {worst:.3g} > atol {atol:g} or exit_layer != 1")
+        if failures:
+            raise ExportValidationError(failures)
+        return {"reference": "one-graph student", "max_logit_diff": worst}
+    embed, *layers = [onnx.load(str(folder / stage.file)) for stage in manifest.staged]
+    onnx.save(compile_early_exit(embed, layers, len(manifest.labels)), str(folder / GRAPH_FILE))
+    manifest.stages.append(Stage(index=len(manifest.stages), name="model", file=GRAPH_FILE, sha256="",
+                                 kind="compiled"))
+    model = runtime.EdgeModel(folder, manifest, "cpu", None, engine="staged")
+    summary = validate_compiled(model, vocab, manifest.max_length, list(SPEED_GRID) + [1.0], exact=exact, atol=atol)
+    return {"reference": "staged runtime", **summary}
 
 
 def bundle_size(path: str | os.PathLike) -> int:

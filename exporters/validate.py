@@ -111,3 +111,70 @@ def validate_student_stages(specs: dict[str, StageSpec], folder: Path, vocab_siz
     if failures:
         raise ExportValidationError(failures)
     return checks
+
+
+def graph_cases(vocab_size: int, max_length: int, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Padded (input_ids, mask) batches of 1, 7 and 32 rows with random lengths, for whole-model checks."""
+    rng = np.random.default_rng(seed)
+    cases = {}
+    for batch in (1, 7, 32):
+        lengths = rng.integers(2, max_length + 1, size=batch)
+        width = int(lengths.max())
+        ids = rng.integers(1, max(vocab_size, 2), size=(batch, width))
+        mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+        cases[f"batch {batch}"] = ((ids * mask).astype(np.int64), mask)
+    return cases
+
+
+def validate_compiled(model, vocab_size: int, max_length: int, speeds, exact: bool, atol: float = 1e-4,
+                      margin: float = 1e-5, min_label_agreement: float = 0.99,
+                      min_exit_agreement: float = 0.98) -> dict:
+    """Check the compiled graph against the staged runtime on random batches at every speed.
+
+    `model` is a `runtime.EdgeModel` of the bundle with both engines. With `exact` (fp32) labels
+    and exit layers must be identical and logits within `atol`, except rows whose uncertainty lies
+    within `margin` of the speed at some layer they reach (they may go either way); otherwise
+    (int8, fp16: activation scales depend on the batch) labels and exit layers must agree on at
+    least the given shares. Raises ExportValidationError listing every failure; returns a summary.
+    """
+    from runtime.exits import normalized_entropy
+
+    failures: list[str] = []
+    rows = label_same = exit_same = 0
+    worst = 0.0
+    for case, (ids, mask) in graph_cases(vocab_size, max_length).items():
+        trace_u = normalized_entropy(model.trace_ids(ids, mask)) if exact and not model.full else None
+        for speed in speeds:
+            want_logits, want_layer, _ = model.run_ids(ids, mask, speed, engine="staged")
+            got_logits, got_layer, _ = model.run_graph(ids, mask, speed)
+            same_label = want_logits.argmax(1) == got_logits.argmax(1)
+            same_exit = want_layer == got_layer
+            rows += len(ids)
+            label_same += int(same_label.sum())
+            exit_same += int(same_exit.sum())
+            if not exact:
+                continue
+            clear = np.ones(len(ids), dtype=bool)
+            if trace_u is not None:
+                reached = np.arange(1, trace_u.shape[0] + 1)[:, None] <= np.maximum(want_layer, got_layer)[None, :]
+                clear = ~((np.abs(trace_u - speed) < margin) & reached).any(0)
+            diff = float(np.abs(want_logits - got_logits)[clear].max(initial=0.0))
+            worst = max(worst, diff)
+            bad = clear & ~(same_label & same_exit)
+            if bad.any():
+                failures.append(f"compiled graph [{case}, speed {speed:g}]: rows {np.flatnonzero(bad).tolist()} "
+                                f"differ from the staged runtime in label or exit layer")
+            if diff > atol:
+                failures.append(f"compiled graph [{case}, speed {speed:g}] logits: max diff {diff:.3g} > atol {atol:g}")
+    summary = {"rows": rows, "label_agreement": label_same / max(rows, 1),
+               "exit_agreement": exit_same / max(rows, 1), "max_logit_diff": worst if exact else None}
+    if not exact:
+        if summary["label_agreement"] < min_label_agreement:
+            failures.append(f"compiled graph: label agreement {summary['label_agreement']:.4f} "
+                            f"< {min_label_agreement} with the staged runtime")
+        if summary["exit_agreement"] < min_exit_agreement:
+            failures.append(f"compiled graph: exit-layer agreement {summary['exit_agreement']:.4f} "
+                            f"< {min_exit_agreement} with the staged runtime")
+    if failures:
+        raise ExportValidationError(failures)
+    return summary

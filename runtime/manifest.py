@@ -18,18 +18,37 @@ from typing import Any
 
 from runtime.errors import BundleError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: model.onnx (kind "compiled") in every bundle; 1 is still read
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 EMBED_FILE = "embed.onnx"
 FULL_FILE = "model.onnx"
+GRAPH_FILE = "model.onnx"  # the compiled graph (schema 2); schema-1 small students had a "full" graph here
 
-# Stage kinds and their graph signatures.
-#   embed: input_ids (B,T) int64 -> hidden (B,T,H)
-#   layer: hidden (B,T,H), mask (B,T) int64, rows (R,) int64 -> hidden_out (R,T,H), logits (R,C)
-#          (rows picks the surviving rows of the incoming batch before the layer runs)
-#   full:  input_ids (B,T) int64, mask (B,T) int64 -> logits (B,C)   (students without exits)
-STAGE_KINDS = ("embed", "layer", "full")
+# Stage kinds and their graph signatures (the one stage contract: exporters write it, runtimes read it).
+#   embed:    input_ids (B,T) int64 -> hidden (B,T,H)
+#   layer:    hidden (B,T,H), mask (B,T) int64, rows (R,) int64 -> hidden_out (R,T,H), logits (R,C)
+#             (rows picks the surviving rows of the incoming batch before the layer runs)
+#   full:     input_ids (B,T) int64, mask (B,T) int64 -> logits (B,C)   (schema 1 students without exits)
+#   compiled: input_ids (B,T) int64, attention_mask (B,T) int64, speed () float32
+#             -> logits (B,C) float32, exit_layer (B,) int64 1-based, uncertainty (B,) float32
+#             (the exit rule inside the graph; what JS and any other ONNX Runtime binding runs)
+STAGE_KINDS = ("embed", "layer", "full", "compiled")
+STAGE_INPUTS = {
+    "embed": ("input_ids",),
+    "layer": ("hidden", "mask", "rows"),
+    "full": ("input_ids", "mask"),
+    "compiled": ("input_ids", "attention_mask", "speed"),
+}
+STAGE_OUTPUTS = {
+    "embed": ("hidden",),
+    "layer": ("hidden_out", "logits"),
+    "full": ("logits",),
+    "compiled": ("logits", "exit_layer", "uncertainty"),
+}
+GRAPH_INPUTS = STAGE_INPUTS["compiled"]
+GRAPH_OUTPUTS = STAGE_OUTPUTS["compiled"]
+ENGINES = ("auto", "staged", "graph")
 
 
 def layer_file(index: int) -> str:
@@ -68,6 +87,10 @@ class Calibration:
     machine: str  # where latency was measured
     points: list[CalibrationPoint] = field(default_factory=list)
     rule: str | None = None  # how default_speed was chosen, e.g. "max_drop=1.0"
+    # batch-1 latency (ms per text, at the chosen speed) of each engine on the measuring machine,
+    # and the faster one, which runtime.load(engine="auto") picks there
+    engine_latency_ms: dict[str, float] | None = None
+    engine: str | None = None
 
 
 @dataclass
@@ -87,6 +110,8 @@ class Manifest:
     calibration: Calibration | None = None
     # fp32 vs this precision on measured texts: prediction and exit-layer agreement per speed
     precision_check: dict[str, Any] | None = None
+    # model.onnx against the staged graphs at export: rows compared, agreement, max logit difference
+    compiled_check: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,6 +139,16 @@ class Manifest:
     @property
     def layer_stages(self) -> list[Stage]:
         return [s for s in self.stages if s.kind == "layer"]
+
+    @property
+    def staged(self) -> list[Stage]:
+        """The stages the staged engine runs (embed + layers, or a schema-1 'full' graph)."""
+        return [s for s in self.stages if s.kind != "compiled"]
+
+    @property
+    def graph(self) -> Stage | None:
+        """The compiled graph (model.onnx with the exit rule inside), if the bundle has one."""
+        return next((s for s in self.stages if s.kind == "compiled"), None)
 
 
 def read_manifest(bundle: str | os.PathLike) -> Manifest:

@@ -8,18 +8,19 @@ Rows that leave are dropped from the batch, so later layers run on fewer rows.
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from runtime.errors import BundleError, DeviceError
-from runtime.manifest import Manifest, read_manifest, resolve_inside, verify_bundle
+from runtime.exits import check_speed, leaves, normalized_entropy, softmax
+from runtime.manifest import ENGINES, GRAPH_INPUTS, Manifest, Stage, read_manifest, resolve_inside, verify_bundle
 from runtime.tokenize import TextEncoder
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -28,26 +29,9 @@ DEVICES = ("cpu", "cuda", "auto")
 @dataclass
 class Prediction:
     label: str
-    probs: list[float]
+    probs: dict[str, float]  # label name -> probability, in the order of model.labels
     exit_layer: int  # 1-based layer whose head decided
     uncertainty: float  # normalized entropy at that layer
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def normalized_entropy(logits: np.ndarray) -> np.ndarray:
-    """u = -sum(p log p) / log(C) over the last axis; (..., C) -> (...)."""
-    num_classes = logits.shape[-1]
-    z = logits - logits.max(axis=-1, keepdims=True)
-    log_p = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-    entropy = -(np.exp(log_p) * log_p).sum(axis=-1)
-    if num_classes < 2:
-        return np.zeros_like(entropy)
-    return np.clip(entropy / math.log(num_classes), 0.0, 1.0)
 
 
 THREADING = ("stop", "global", "nospin", "spin")
@@ -131,7 +115,7 @@ class _Outputs:
 
         Returns the mask of rows that stay, or None when every row stays."""
         unc = normalized_entropy(logits)
-        leave = np.ones(len(unc), dtype=bool) if last else unc < speed
+        leave = leaves(unc, speed, last)
         if not leave.any():
             return None
         done = alive[leave]
@@ -140,35 +124,74 @@ class _Outputs:
 
 
 class EdgeModel:
-    """A loaded bundle: one ONNX Runtime session per stage plus the tokenizer."""
+    """A loaded bundle and its tokenizer, run by one of two engines.
 
-    def __init__(self, path: Path, manifest: Manifest, device: str, threads: int | None, threading: str = "stop"):
+    - graph: `model.onnx`, the exit rule compiled into one graph; one session run per batch.
+    - staged: one session per stage (embed, layer_NN) and the exit rule in Python between them;
+      on CUDA the hidden states stay on the device (IO binding).
+    """
+
+    def __init__(self, path: Path, manifest: Manifest, device: str, threads: int | None, threading: str = "stop",
+                 engine: str = "auto"):
         self.path = path
         self.manifest = manifest
         self.labels = list(manifest.labels)
-        providers = _providers(device)
-        options = _session_options(threads, threading)
-        self.sessions: list[ort.InferenceSession] = []
-        for stage in manifest.stages:
-            file = resolve_inside(path, stage.file)
-            try:
-                session = ort.InferenceSession(str(file), options, providers=providers)
-            except Exception as exc:  # onnxruntime raises its own untyped errors
-                raise BundleError(f"stage {stage.name}: cannot load {stage.file}: {exc}") from exc
-            self.sessions.append(session)
-        active = self.sessions[0].get_providers()[0]
+        self._providers = _providers(device)
+        self._options = _session_options(threads, threading)
+        kinds = [s.kind for s in manifest.staged]
+        self.full = manifest.student != "transformer" or kinds == ["full"]
+        if kinds and not self.full and (kinds[0] != "embed" or any(k != "layer" for k in kinds[1:]) or len(kinds) < 2):
+            raise BundleError(f"bundle stages {kinds} are not 'embed' followed by 'layer' stages, nor one 'full' stage")
+        self.engine = self._choose_engine(engine, device)
+        first = self._graph if self.engine == "graph" else self.sessions[0]
+        active = first.get_providers()[0]
         if device == "cuda" and active != "CUDAExecutionProvider":
             raise DeviceError(
                 "device='cuda' was asked for but onnxruntime could not start CUDA "
                 "(no GPU, or CUDA/cuDNN libraries missing); use device='cpu' or install "
-                "the CUDA 12 runtime that onnxruntime-gpu expects"
+                "the CUDA runtime that your onnxruntime-gpu was built for"
             )
         self.device = "cuda" if active == "CUDAExecutionProvider" else "cpu"
         self.encoder = TextEncoder.from_file(resolve_inside(path, manifest.tokenizer), manifest.max_length)
-        kinds = [s.kind for s in manifest.stages]
-        self.full = kinds == ["full"]
-        if not self.full and (kinds[0] != "embed" or any(k != "layer" for k in kinds[1:]) or len(kinds) < 2):
-            raise BundleError(f"bundle stages {kinds} are not 'embed' followed by 'layer' stages, nor one 'full' stage")
+
+    def _choose_engine(self, engine: str, device: str) -> str:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+        has_graph = self.manifest.graph is not None
+        has_staged = bool(self.manifest.staged)
+        if engine == "graph" and not has_graph:
+            raise BundleError(f"{self.path} has no compiled graph (model.onnx, schema 2); re-export it with "
+                              "`edgekd export`, or use engine='staged'")
+        if engine == "staged" and not has_staged:
+            raise BundleError(f"{self.path} holds only the compiled graph; use engine='graph' (or 'auto')")
+        if engine != "auto":
+            return engine
+        if not has_staged:
+            return "graph"
+        if not has_graph:
+            return "staged"
+        calibration = self.manifest.calibration
+        if device != "cuda" and calibration is not None and calibration.engine in ("staged", "graph"):
+            return calibration.engine
+        return "staged" if device == "cuda" else "graph"
+
+    def _session(self, stage: Stage) -> ort.InferenceSession:
+        file = resolve_inside(self.path, stage.file)
+        try:
+            return ort.InferenceSession(str(file), self._options, providers=self._providers)
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise BundleError(f"stage {stage.name}: cannot load {stage.file}: {exc}") from exc
+
+    @cached_property
+    def sessions(self) -> list[ort.InferenceSession]:
+        """One session per staged graph (opened on first use)."""
+        if not self.manifest.staged:
+            raise BundleError(f"{self.path} holds only the compiled graph; the staged engine is not available")
+        return [self._session(stage) for stage in self.manifest.staged]
+
+    @cached_property
+    def _graph(self) -> ort.InferenceSession:
+        return self._session(self.manifest.graph)
 
     @property
     def num_layers(self) -> int:
@@ -183,11 +206,15 @@ class EdgeModel:
         """
         if isinstance(texts, str):
             texts = [texts]
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int):
+            raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        speed = self.manifest.default_speed if speed is None else float(speed)
-        if not 0.0 <= speed <= 1.0:
-            raise ValueError(f"speed must lie in [0, 1] (0 runs every layer), got {speed}")
+        speed = check_speed(self.manifest.default_speed if speed is None else speed)
+        texts = list(texts)
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{index}] is {type(text).__name__}, not str")
         ids = self.encoder.token_ids(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         results: list[Prediction | None] = [None] * len(ids)
@@ -199,21 +226,24 @@ class EdgeModel:
             for row, index in enumerate(chunk):
                 results[index] = Prediction(
                     label=self.labels[int(probs[row].argmax())],
-                    probs=[float(p) for p in probs[row]],
+                    probs={name: float(p) for name, p in zip(self.labels, probs[row])},
                     exit_layer=int(layers[row]),
                     uncertainty=float(uncertainty[row]),
                 )
         return results  # type: ignore[return-value]
 
     # ------------------------------------------------------------------- id API
-    def run_ids(self, input_ids: np.ndarray, mask: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Early-exit inference on one padded batch.
+    def run_ids(self, input_ids: np.ndarray, mask: np.ndarray, speed: float,
+                engine: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Early-exit inference on one padded batch (through `engine`, default this model's).
 
         Returns (logits (B,C) of the deciding layer, exit_layer (B,) 1-based,
         uncertainty (B,)).
         """
         input_ids = np.ascontiguousarray(input_ids, dtype=np.int64)
         mask = np.ascontiguousarray(mask, dtype=np.int64)
+        if (engine or self.engine) == "graph":
+            return tuple(self.run_graph(input_ids, mask, speed))
         if self.full:
             logits = self.sessions[0].run(None, {"input_ids": input_ids, "mask": mask})[0]
             return logits, np.ones(len(logits), dtype=np.int64), normalized_entropy(logits)
@@ -279,12 +309,21 @@ class EdgeModel:
             rows = np.flatnonzero(stay).astype(np.int64)
         return out.logits, out.layer, out.uncertainty
 
+    def run_graph(self, input_ids: np.ndarray, mask: np.ndarray, speed: float,
+                  outputs: list[str] | None = None) -> list[np.ndarray]:
+        """One run of the compiled graph: (logits, exit_layer, uncertainty) (or the named `outputs`)."""
+        ids_name, mask_name, speed_name = GRAPH_INPUTS
+        feeds = {ids_name: np.ascontiguousarray(input_ids, dtype=np.int64),
+                 mask_name: np.ascontiguousarray(mask, dtype=np.int64),
+                 speed_name: np.array(speed, dtype=np.float32)}
+        return self._graph.run(outputs, feeds)
+
     def trace_ids(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Every exit head's logits for every row: (L, B, C). Used by calibration."""
         input_ids = np.ascontiguousarray(input_ids, dtype=np.int64)
         mask = np.ascontiguousarray(mask, dtype=np.int64)
         if self.full:
-            return self.sessions[0].run(None, {"input_ids": input_ids, "mask": mask})[0][None]
+            return self.run_ids(input_ids, mask, 0.0)[0][None]
         hidden = self.sessions[0].run(None, {"input_ids": input_ids})[0]
         rows = np.arange(input_ids.shape[0], dtype=np.int64)
         every = []
@@ -295,7 +334,7 @@ class EdgeModel:
 
 
 def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = None, warmup: bool = False,
-         threading: str = "stop") -> EdgeModel:
+         threading: str = "stop", engine: str = "auto") -> EdgeModel:
     """Load a bundle folder written by `edgekd export`.
 
     Checks the manifest schema, that every file exists inside the folder and
@@ -308,11 +347,15 @@ def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = Non
     at batch 1, but then every onnxruntime session in the process must use the
     global pool); "nospin" and "spin" as in onnxruntime (see
     benchmarks/results/threading.md for the measured difference).
+    `engine`: "graph" runs the compiled model.onnx (the exit rule inside one
+    graph), "staged" one session per stage with the rule in Python; "auto"
+    takes what the bundle's calibration measured as faster here (else graph
+    on CPU, staged on CUDA, where hidden states stay on the device).
     """
     bundle = Path(path)
     manifest = read_manifest(bundle)
     verify_bundle(bundle, manifest)
-    model = EdgeModel(bundle, manifest, device, threads, threading)
+    model = EdgeModel(bundle, manifest, device, threads, threading, engine)
     if warmup:
         model.classify(["warm up"] * 2, speed=0.0)
     return model

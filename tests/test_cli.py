@@ -32,7 +32,8 @@ def test_predict_plain_and_json(bundle):
     assert len(lines) == 2 and lines[0].split("\t")[0] in ("negative", "positive") and "layer" in lines[0]
     result = runner.invoke(app, ["predict", str(bundle), "a superb film", "--json", "--speed", "0"])
     row = json.loads(result.output)
-    assert row["exit_layer"] == 3 and abs(sum(row["probs"]) - 1) < 1e-5
+    assert row["exit_layer"] == 3 and abs(sum(row["probs"].values()) - 1) < 1e-5
+    assert list(row["probs"]) == ["negative", "positive"]
 
 
 def test_predict_reads_stdin(bundle):
@@ -52,7 +53,7 @@ def test_inspect(bundle):
     assert result.exit_code == 0, result.output
     assert "layer_03.onnx" in result.output and "negative, positive" in result.output and "MB" in result.output
     data = json.loads(runner.invoke(app, ["inspect", str(bundle), "--json"]).output)
-    assert data["schema_version"] == 1 and len(data["stages"]) == 4
+    assert data["schema_version"] == 2 and len(data["stages"]) == 5
 
 
 @pytest.mark.slow

@@ -32,7 +32,8 @@ def test_manifest_describes_the_bundle(bundle, student):
     m = read_manifest(bundle)
     assert m.schema_version == SCHEMA_VERSION
     assert m.labels == ["negative", "positive"] and m.max_length == 40
-    assert [s.file for s in m.stages] == ["embed.onnx", "layer_01.onnx", "layer_02.onnx", "layer_03.onnx"]
+    assert [s.file for s in m.stages] == ["embed.onnx", "layer_01.onnx", "layer_02.onnx", "layer_03.onnx", "model.onnx"]
+    assert [s.kind for s in m.stages] == ["embed", "layer", "layer", "layer", "compiled"]
     assert [s.kind for s in m.stages] == ["embed", "layer", "layer", "layer"]
     for s in m.stages:
         assert s.sha256 == sha256_file(bundle / s.file)

@@ -59,7 +59,21 @@ def test_truncated_onnx_with_matching_sha(bundle_copy):
 
     edit_manifest(bundle_copy, fix)
     with pytest.raises(BundleError, match="cannot load layer_01.onnx"):
-        runtime.load(bundle_copy)
+        runtime.load(bundle_copy, engine="staged")
+
+
+def test_truncated_compiled_graph_with_matching_sha(bundle_copy):
+    path = bundle_copy / "model.onnx"
+    path.write_bytes(path.read_bytes()[:200])
+
+    def fix(d):
+        for stage in d["stages"]:
+            if stage["file"] == "model.onnx":
+                stage["sha256"] = sha256_file(path)
+
+    edit_manifest(bundle_copy, fix)
+    with pytest.raises(BundleError, match="cannot load model.onnx"):
+        runtime.load(bundle_copy, engine="graph")
 
 
 @pytest.mark.parametrize("name", ["../outside.onnx", "/etc/passwd"])
