@@ -20,10 +20,11 @@ import numpy as np
 import runtime
 from edgekd.data import read_labelled
 from runtime.errors import EdgeKDError
+from runtime.exits import SPEED_GRID, decide, normalized_entropy
 from runtime.manifest import Calibration, CalibrationPoint, read_manifest, write_manifest
-from runtime.model import machine_description, normalized_entropy
+from runtime.model import machine_description
 
-GRID = [round(0.05 * i, 2) for i in range(20)]  # 0.00 .. 0.95
+GRID = list(SPEED_GRID)
 
 
 @dataclass
@@ -36,12 +37,8 @@ class CalibrationResult:
 
 def simulate(exit_logits: np.ndarray, labels: np.ndarray, speed: float) -> tuple[float, np.ndarray]:
     """Accuracy and per-row exit layer (1-based) at `speed`, from (L,N,C) exit logits."""
-    unc = normalized_entropy(exit_logits)  # (L,N)
-    leave = unc < speed
-    leave[-1] = True
-    first = leave.argmax(0)
-    logits = exit_logits[first, np.arange(exit_logits.shape[1])]
-    return float((logits.argmax(1) == labels).mean()), first + 1
+    logits, layers, _ = decide(exit_logits, speed)
+    return float((logits.argmax(1) == labels).mean()), layers
 
 
 def stage_times(model: runtime.EdgeModel, texts: list[str], repeats: int = 3) -> tuple[float, np.ndarray]:
@@ -67,6 +64,24 @@ def stage_times(model: runtime.EdgeModel, texts: list[str], repeats: int = 3) ->
         front.append(best_front)
         layers.append(best_layers)
     return float(np.mean(front)), np.mean(np.array(layers), axis=0)
+
+
+def engine_latency(bundle: str | os.PathLike, texts: list[str], speed: float, rounds: int = 3) -> dict[str, float]:
+    """Mean ms per text at batch 1 and `speed` for each engine the bundle has (best of `rounds`)."""
+    manifest = read_manifest(bundle)
+    engines = [e for e, ok in (("staged", bool(manifest.staged)), ("graph", manifest.graph is not None)) if ok]
+    if len(engines) < 2:
+        return {}
+    models = {e: runtime.load(bundle, engine=e, warmup=True) for e in engines}
+    encoded = [models["graph"].encoder([text]) for text in texts]
+    best = {e: float("inf") for e in engines}
+    for _ in range(rounds):
+        for engine, model in models.items():  # each engine over all texts in one block: no interleaving
+            start = time.perf_counter()
+            for ids, mask in encoded:
+                model.run_ids(ids, mask, speed)
+            best[engine] = min(best[engine], (time.perf_counter() - start) / max(len(encoded), 1))
+    return {e: round(1e3 * t, 4) for e, t in best.items()}
 
 
 def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: float | None = None,
@@ -114,10 +129,12 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
                               f"{fastest.latency_ms:.3f} ms per text")
         chosen = max(ok, key=lambda p: (p.accuracy, -p.speed))
         rule = f"latency_ms={latency_ms:g}"
+    engines = engine_latency(bundle, [dataset.texts[i] for i in sample], chosen.speed)
     if write:
         manifest = read_manifest(bundle)
         manifest.default_speed = chosen.speed
         manifest.calibration = Calibration(data=f"{Path(data).name} ({len(ids)} rows)", machine=machine_description(),
-                                           points=points, rule=rule)
+                                           points=points, rule=rule, engine_latency_ms=engines,
+                                           engine=min(engines, key=engines.get) if engines else None)
         write_manifest(bundle, manifest)
     return CalibrationResult(points, chosen.speed, rule, full)

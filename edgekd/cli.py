@@ -153,6 +153,7 @@ def predict(
     device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 32,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
+    engine: Annotated[str, typer.Option(help="graph (model.onnx, exit rule inside) | staged (one graph per layer) | auto (what calibration measured faster).")] = "auto",
 ) -> None:
     """Classify texts with a bundle (no torch needed)."""
     import runtime
@@ -160,7 +161,7 @@ def predict(
     if texts == ["-"]:
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
     try:
-        model = runtime.load(bundle, device=device)
+        model = runtime.load(bundle, device=device, engine=engine)
         results = model.classify(texts, speed=speed, batch_size=batch_size)
     except ValueError as exc:
         raise runtime.EdgeKDError(str(exc)) from exc
@@ -249,6 +250,28 @@ def calibrate(
         typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {p.latency_ms:10.3f}{mark}")
     _err(f"default speed {result.chosen:g} ({result.rule}; full depth {100 * result.full_accuracy:.2f}%) written to "
          f"{bundle}/manifest.json")
+
+
+@app.command()
+@friendly
+def demo(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (with model.onnx, i.e. written by edgekd >= 0.2).")],
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    js_dir: Annotated[Optional[Path], typer.Option(help="The js/ folder of an edgekd checkout (with node_modules).")] = None,
+) -> None:
+    """Serve a page that runs the bundle in the browser (onnxruntime-web): type a text, move the speed
+    slider, see the label, its probability and the layer it left at. No inference on the server."""
+    from edgekd.demo import demo_server
+
+    server = demo_server(bundle, host, port, js_dir)
+    _err(f"demo of {bundle} at http://{host}:{server.server_address[1]}/  (Ctrl-C stops it)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ from runtime.manifest import (
     Manifest,
     Stage,
     Vocabulary,
+    current_umask,
     read_manifest,
     sha256_file,
     write_manifest,
@@ -76,6 +77,7 @@ def atomic_folder(target: Path, overwrite: bool) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; a bundle is for other users too
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, old / "bundle")
@@ -177,6 +179,7 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
         manifest.compiled_check = add_compiled_graph(folder, manifest, atol)
         for stage in manifest.stages:
             stage.sha256 = sha256_file(folder / stage.file)
+        manifest.tokenizer_sha256 = sha256_file(folder / manifest.tokenizer)
         write_manifest(folder, manifest)
         read_manifest(folder)  # the reader accepts what we wrote
     return ExportResult(Path(out), manifest, checks)

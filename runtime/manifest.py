@@ -107,6 +107,7 @@ class Manifest:
     precision: str = "fp32"  # fp32 | int8 | fp16
     default_speed: float = 0.0
     tokenizer: str = TOKENIZER_FILE
+    tokenizer_sha256: str | None = None  # required from schema 2 on: every file a runtime reads is hashed
     calibration: Calibration | None = None
     # fp32 vs this precision on measured texts: prediction and exit-layer agreement per speed
     precision_check: dict[str, Any] | None = None
@@ -196,12 +197,17 @@ def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
     All problems are collected and reported together.
     """
     problems: list[str] = []
-    for name in [manifest.tokenizer]:
-        try:
-            if not resolve_inside(bundle, name).is_file():
-                problems.append(f"tokenizer file {name} is missing")
-        except BundleError as exc:
-            problems.append(str(exc))
+    try:
+        tokenizer = resolve_inside(bundle, manifest.tokenizer)
+        if not tokenizer.is_file():
+            problems.append(f"tokenizer file {manifest.tokenizer} is missing")
+        elif manifest.tokenizer_sha256 is None:
+            if manifest.schema_version >= 2:
+                problems.append(f"tokenizer file {manifest.tokenizer} has no sha256 in the manifest")
+        elif sha256_file(tokenizer) != manifest.tokenizer_sha256:
+            problems.append(f"tokenizer file {manifest.tokenizer} does not match its sha256 (corrupted or replaced)")
+    except BundleError as exc:
+        problems.append(str(exc))
     if not manifest.stages:
         problems.append("manifest lists no stages")
     for stage in manifest.stages:
@@ -220,6 +226,12 @@ def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
         raise BundleError(f"bundle {bundle} failed verification:\n  - " + "\n  - ".join(problems))
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_manifest(bundle: str | os.PathLike, manifest: Manifest) -> Path:
     """Write `manifest.json` atomically (temp file + rename)."""
     path = Path(bundle) / MANIFEST_FILE
@@ -228,6 +240,7 @@ def write_manifest(bundle: str | os.PathLike, manifest: Manifest) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a bundle is for other users too
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -16,7 +16,12 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+try:
+    import onnxruntime as ort
+except ImportError as exc:  # the core install leaves the choice of ONNX Runtime to an extra
+    raise ImportError("edgekd's runtime needs ONNX Runtime: pip install 'edgekd[cpu]' "
+                      "(or 'edgekd[gpu]' on a machine with an NVIDIA GPU and CUDA)") from exc
 
 from runtime.errors import BundleError, DeviceError
 from runtime.exits import check_speed, leaves, normalized_entropy, softmax

@@ -34,7 +34,6 @@ def test_manifest_describes_the_bundle(bundle, student):
     assert m.labels == ["negative", "positive"] and m.max_length == 40
     assert [s.file for s in m.stages] == ["embed.onnx", "layer_01.onnx", "layer_02.onnx", "layer_03.onnx", "model.onnx"]
     assert [s.kind for s in m.stages] == ["embed", "layer", "layer", "layer", "compiled"]
-    assert [s.kind for s in m.stages] == ["embed", "layer", "layer", "layer"]
     for s in m.stages:
         assert s.sha256 == sha256_file(bundle / s.file)
     assert m.hidden_size == student.config.hidden_size and m.num_layers == 3

@@ -1,0 +1,59 @@
+// The demo page: loads the bundle served beside it and classifies as you type. No server-side inference.
+import { load } from '../src/browser.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const bundleUrl = params.get('bundle') ?? '/bundle/';
+const device = params.get('device') ?? 'auto';
+
+function show(result, model, ms) {
+  $('result').hidden = false;
+  $('label').textContent = result.label;
+  $('confidence').textContent = `${(100 * result.probs[result.label]).toFixed(1)}%`;
+  $('bars').replaceChildren(...model.labels.map((name) => {
+    const row = document.createElement('div');
+    row.className = 'bar';
+    row.dataset.label = name;
+    row.dataset.prob = String(result.probs[name]);
+    row.innerHTML = `<span></span><div class="track"><div class="fill"></div></div><span></span>`;
+    row.children[0].textContent = name;
+    row.querySelector('.fill').style.width = `${100 * result.probs[name]}%`;
+    row.children[2].textContent = `${(100 * result.probs[name]).toFixed(1)}%`;
+    return row;
+  }));
+  const pips = Array.from({ length: model.numLayers }, (_, i) =>
+    `<span class="pip${i < result.exitLayer ? '' : ' skipped'}"></span>`).join('');
+  $('layers').innerHTML = `${pips} left at layer <b id="exit-layer">${result.exitLayer}</b> of ${model.numLayers}` +
+    ` (uncertainty <span id="uncertainty">${result.uncertainty.toFixed(3)}</span>)`;
+  $('timing').textContent = `${ms.toFixed(2)} ms in this browser (${model.device})`;
+  document.body.dataset.result = JSON.stringify(result);
+}
+
+async function main() {
+  const model = await load(bundleUrl, { device });
+  const speed = $('speed');
+  speed.value = String(model.defaultSpeed);
+  let pending = Promise.resolve();
+  const run = () => {
+    $('speed-value').textContent = Number(speed.value).toFixed(2);
+    pending = pending.then(async () => {
+      const start = performance.now();
+      const [result] = await model.classify($('text').value, { speed: Number(speed.value) });
+      show(result, model, performance.now() - start);
+      document.body.dataset.state = 'ready';
+    });
+    return pending;
+  };
+  $('text').addEventListener('input', run);
+  speed.addEventListener('input', run);
+  window.edgekd = { model, run };
+  $('status').textContent = `${model.labels.length} labels, ${model.numLayers} layers, default speed ` +
+    `${model.defaultSpeed} (${model.device})`;
+  await run();
+}
+
+main().catch((err) => {
+  document.body.dataset.state = 'error';
+  $('status').textContent = `Could not load the bundle: ${err.message}`;
+  console.error(err);
+});

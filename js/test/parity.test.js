@@ -1,0 +1,64 @@
+// Parity with the Python runtime: the committed fixtures hold Python's answers
+// (scripts/make_js_fixtures.py; a Python test keeps them current).
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+
+import { load } from '../src/node.js';
+
+const here = new URL('./fixtures/', import.meta.url);
+const expected = JSON.parse(readFileSync(new URL('expected.json', here), 'utf8'));
+
+for (const [name, want] of Object.entries(expected.bundles)) {
+  test(`${name} bundle: token ids equal Python's`, async () => {
+    const model = await load(new URL(`${name}/`, here));
+    expected.texts.forEach((text, i) => assert.deepEqual(model.encoder.ids(text), want.ids[i], JSON.stringify(text)));
+  });
+
+  test(`${name} bundle: labels, exit layers and probs equal Python's at three speeds`, async () => {
+    const model = await load(new URL(`${name}/`, here));
+    let rows = 0;
+    let sameLabel = 0;
+    let sameExit = 0;
+    for (const { speed, results } of want.cases) {
+      const got = await model.classify(expected.texts, { speed });
+      assert.equal(got.length, results.length);
+      got.forEach((g, i) => {
+        const w = results[i];
+        rows += 1;
+        sameLabel += g.label === w.label;
+        sameExit += g.exitLayer === w.exitLayer;
+        assert.deepEqual(Object.keys(g.probs), model.labels);
+        if (want.precision === 'fp32') {
+          assert.equal(g.label, w.label, `${JSON.stringify(expected.texts[i])} at speed ${speed}`);
+          assert.equal(g.exitLayer, w.exitLayer, `${JSON.stringify(expected.texts[i])} at speed ${speed}`);
+          for (const label of model.labels) assert.ok(Math.abs(g.probs[label] - w.probs[label]) < 1e-4);
+          assert.ok(Math.abs(g.uncertainty - w.uncertainty) < 1e-4);
+        }
+      });
+    }
+    // int8: dynamic quantization's activation scales depend on the batch, so agreement, not identity
+    assert.ok(sameLabel / rows >= 0.99, `labels agree on ${sameLabel}/${rows}`);
+    assert.ok(sameExit / rows >= 0.98, `exit layers agree on ${sameExit}/${rows}`);
+    await model.release();
+  });
+}
+
+test('results do not depend on the batch a text shares', async () => {
+  const model = await load(new URL('fp32/', here));
+  const together = await model.classify(expected.texts, { speed: 0.5 });
+  for (const [i, text] of expected.texts.entries()) {
+    const [alone] = await model.classify(text, { speed: 0.5, batchSize: 1 });
+    assert.equal(alone.exitLayer, together[i].exitLayer);
+    assert.ok(Math.abs(alone.probs.positive - together[i].probs.positive) < 1e-5);
+  }
+});
+
+test('speed defaults to the bundle default and 0 runs every layer', async () => {
+  const model = await load(new URL('fp32/', here));
+  const full = await model.classify(expected.texts, { speed: 0 });
+  assert.ok(full.every((r) => r.exitLayer === model.numLayers));
+  const byDefault = await model.classify(expected.texts);
+  const atDefault = await model.classify(expected.texts, { speed: model.defaultSpeed });
+  assert.deepEqual(byDefault, atDefault);
+});

@@ -1,0 +1,142 @@
+"""Regenerate the JavaScript runtime's parity fixtures: js/test/fixtures/.
+
+Three tiny bundles (fp32, compressed vocabulary, int8) of a tiny seeded
+student, and what the Python runtime answers for a fixed list of texts at three
+speeds (expected.json). The Node and browser tests compare against these; a
+Python test (tests/js/test_fixtures.py) checks that the committed answers still
+match the Python runtime, so the two sides cannot drift.
+
+    .venv/bin/python scripts/make_js_fixtures.py
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+FIXTURES = ROOT / "js" / "test" / "fixtures"
+LABELS = ["negative", "positive"]
+MAX_LENGTH = 24
+TEXTS = [
+    "good",
+    "bad film",
+    "the plot was very dull and the acting was awful",
+    "a superb, moving story with a brilliant cast!",
+    "not quite fine",
+    "It Is A FILM",
+    "boring " * 30,  # longer than max_length: truncated
+    "charming and lovely but rather messy",
+    "the cast is weak ; the story is tedious ; the plot is bland",
+    "fun",
+    "an awful , terrible , poor movie",
+    "truly great",
+    "",
+    "   ",
+    "café crème brûlée",  # accents stripped by the normalizer
+    "影片很好 good",  # CJK characters are split one by one
+    "emoji 😀 and symbols ™ ©",
+    "films movies goodly",  # word pieces
+    "tab\tseparated\nand newline",
+    "ALL CAPS AWFUL",
+    "u+2028\u2028line separator",
+    "really really really really really good film",
+    "dull",
+    "great great great",
+]
+
+
+def quantize(precision):
+    from exporters.quantize import apply_precision
+
+    def finish(folder, manifest):
+        apply_precision(folder, [s.file for s in manifest.stages], precision)
+        manifest.precision = precision
+        return manifest
+
+    return finish
+
+
+def make_bundles(work: Path) -> dict[str, Path]:
+    import torch
+
+    from edgekd.model import EarlyExitStudent, StudentConfig
+    from edgekd.tiny import SPECIALS, WORDS, tiny_tokenizer
+    from edgekd.vocab import VocabMap, compress_student, nearest_kept
+    from exporters import export_student
+
+    tokenizer = tiny_tokenizer(work / "tokenizer.json")
+    torch.manual_seed(7)
+    cfg = StudentConfig(vocab_size=len(SPECIALS) + len(WORDS) + 2, hidden_size=32, num_layers=3, num_heads=2,
+                        ffn_size=64, num_labels=2, max_position=64, dropout=0.0)
+    student = EarlyExitStudent(cfg).eval()
+    with torch.no_grad():  # spread the heads' confidences so that middle speeds make rows exit
+        for i, head in enumerate(student.heads):
+            head.classifier.weight.mul_(60.0 * (1 + i))
+            head.classifier.bias.normal_(0, 0.5)
+    kept = np.array([0, 1, 2, 3, 4] + list(range(5, cfg.vocab_size, 2)))
+    small = compress_student(student, VocabMap(kept, nearest_kept(student.embeddings.word.weight, kept))).eval()
+    out = {}
+    for name, model, post in (("fp32", student, None), ("vocab", small, None), ("int8", student, quantize("int8"))):
+        out[name] = work / name
+        export_student(model, tokenizer, LABELS, out[name], max_length=MAX_LENGTH, postprocess=post)
+    return out
+
+
+def choose_speeds(bundle: Path) -> list[float]:
+    """0, and two speeds far from every row's uncertainty at every layer (so tiny float
+    differences between onnxruntime builds cannot flip an exit), with exits at several layers."""
+    import runtime
+    from runtime.exits import decide, normalized_entropy
+
+    model = runtime.load(bundle, engine="staged")
+    ids, mask = model.encoder(TEXTS)
+    trace = model.trace_ids(ids, mask)
+    u = normalized_entropy(trace).ravel()
+    best = []
+    for low, high in ((0.3, 0.7), (0.7, 0.98)):
+        grid = np.round(np.arange(low, high, 0.005), 3)
+        scored = [(float(np.abs(u - s).min()), len(set(decide(trace, s)[1].tolist())), float(s)) for s in grid]
+        best.append(max(scored, key=lambda t: (t[1] > 1, t[0]))[2])
+    return [0.0] + best
+
+
+def expected(bundle: Path, speeds: list[float]) -> dict:
+    import runtime
+
+    model = runtime.load(bundle, engine="graph")
+    cases = []
+    for speed in speeds:
+        results = model.classify(TEXTS, speed=speed)
+        cases.append({"speed": speed, "results": [
+            {"label": r.label, "probs": r.probs, "exitLayer": r.exit_layer, "uncertainty": r.uncertainty}
+            for r in results]})
+    return {"precision": model.manifest.precision, "ids": model.encoder.token_ids(TEXTS), "cases": cases}
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        bundles = make_bundles(Path(tmp))
+        result = {"made_by": "scripts/make_js_fixtures.py", "max_length": MAX_LENGTH, "texts": TEXTS, "bundles": {}}
+        for name, path in bundles.items():
+            result["bundles"][name] = expected(path, choose_speeds(path))
+        if FIXTURES.exists():
+            shutil.rmtree(FIXTURES)
+        FIXTURES.mkdir(parents=True)
+        for name, path in bundles.items():
+            shutil.copytree(path, FIXTURES / name)
+        (FIXTURES / "expected.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n",
+                                                encoding="utf-8")
+    sizes = {p.name: sum(f.stat().st_size for f in p.iterdir()) for p in FIXTURES.iterdir() if p.is_dir()}
+    print(f"wrote {FIXTURES} ({', '.join(f'{k} {v / 1e3:.0f} kB' for k, v in sizes.items())})")
+
+
+if __name__ == "__main__":
+    main()

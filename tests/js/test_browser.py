@@ -1,0 +1,78 @@
+"""The demo page in a real Chromium: what it shows equals the Python runtime.
+
+Needs Debian's `chromium` and js/node_modules (scripts/setup.sh installs both);
+skips with a message where either is missing. Saves a screenshot of the page to
+benchmarks/results/demo_browser.png (the one in the README).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import runtime
+from edgekd.demo import demo_server, serve_in_thread
+
+ROOT = Path(__file__).resolve().parents[2]
+JS = ROOT / "js"
+FIXTURES = JS / "test" / "fixtures"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+SCREENSHOT = ROOT / "benchmarks" / "results" / "demo_browser.png"
+
+pytestmark = pytest.mark.slow
+
+
+def _skip_reason() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"no Chromium at {CHROMIUM}: `apt-get install -y chromium` (scripts/setup.sh does it)"
+    if shutil.which("node") is None:
+        return "node is not installed"
+    if not (JS / "node_modules" / "playwright-core").is_dir():
+        return "js/node_modules is missing: run `npm ci` in js/ (scripts/setup.sh does it)"
+    return None
+
+
+@pytest.fixture(scope="module")
+def demo_url():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    server = demo_server(FIXTURES / "fp32", port=0)
+    serve_in_thread(server)
+    yield f"http://127.0.0.1:{server.server_address[1]}/?device=wasm"
+    server.shutdown()
+    server.server_close()
+
+
+def drive(job: dict) -> dict:
+    out = subprocess.run(["node", "scripts/drive-demo.mjs", json.dumps(job)], cwd=JS, capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout)
+
+
+def test_demo_page_shows_what_python_answers(demo_url, tmp_path):
+    expected = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
+    want = expected["bundles"]["fp32"]
+    text, speed = "a superb, moving story with a brilliant cast", want["cases"][1]["speed"]
+    shot = tmp_path / "demo.png"
+    got = drive({"url": demo_url, "text": text, "speed": speed, "screenshot": str(shot),
+                 "batch": {"texts": expected["texts"], "speeds": [c["speed"] for c in want["cases"]]}})
+    assert got["shown"]["device"] == "wasm"
+    python = runtime.load(FIXTURES / "fp32", engine="graph").classify([text], speed=speed)[0]
+    shown = got["shown"]
+    assert shown["label"] == python.label and shown["exitLayer"] == python.exit_layer
+    assert all(abs(shown["probs"][k] - python.probs[k]) < 1e-4 for k in python.probs)
+    # the whole fixture list, run inside the page, equals Python's committed answers
+    for case, page in zip(want["cases"], got["batch"]):
+        for w, g in zip(case["results"], page["results"]):
+            assert (g["label"], g["exitLayer"]) == (w["label"], w["exitLayer"])
+            assert all(abs(g["probs"][k] - w["probs"][k]) < 1e-4 for k in w["probs"])
+    assert shot.stat().st_size > 10_000
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, SCREENSHOT)

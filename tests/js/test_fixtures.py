@@ -1,0 +1,37 @@
+"""The JavaScript runtime's committed fixtures still hold what the Python runtime answers.
+
+Node (js/test/parity.test.js) and the browser compare against js/test/fixtures/expected.json;
+this test compares the same file against Python, so the two runtimes cannot drift apart.
+Regenerate with `python scripts/make_js_fixtures.py`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import runtime
+
+FIXTURES = Path(__file__).resolve().parents[2] / "js" / "test" / "fixtures"
+EXPECTED = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED["bundles"]))
+@pytest.mark.parametrize("engine", ["graph", "staged"])
+def test_committed_expectations_match_the_python_runtime(name, engine):
+    want = EXPECTED["bundles"][name]
+    model = runtime.load(FIXTURES / name, engine=engine)
+    assert model.encoder.token_ids(EXPECTED["texts"]) == want["ids"]
+    for case in want["cases"]:
+        got = model.classify(EXPECTED["texts"], speed=case["speed"])
+        for text, g, w in zip(EXPECTED["texts"], got, case["results"]):
+            assert (g.label, g.exit_layer) == (w["label"], w["exitLayer"]), (name, case["speed"], text)
+            assert all(abs(g.probs[k] - w["probs"][k]) < 1e-5 for k in model.labels)
+
+
+def test_fixture_bundles_stay_small():
+    for name in EXPECTED["bundles"]:
+        size = sum(p.stat().st_size for p in (FIXTURES / name).iterdir())
+        assert size < 1_000_000, f"{name} fixture is {size} bytes"
