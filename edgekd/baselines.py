@@ -4,7 +4,10 @@
 - teacher as one ONNX graph
 - the student as one full ONNX graph (no exits)
 - the student in PyTorch with FastBERT-style per-sample exit at batch 1 (how peers run)
-- the edgekd runtime (staged bundle) at several speeds
+- the edgekd runtime at several speeds: the compiled graph (model.onnx, engine "graph") and the
+  staged bundle (one session per layer, engine "staged")
+- the same compiled graph in Node (onnxruntime-node) and in Chromium (onnxruntime-web, wasm),
+  measured by the JS package's own bench code, when node / chromium are here
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import runtime
 from edgekd.bench import System, add_ratios, evaluate, layer_gflops, machine, markdown, rows_json, write_results
 from edgekd.data import read_labelled
 from edgekd.model import EarlyExitStudent
-from runtime.model import normalized_entropy
+from runtime.exits import normalized_entropy
 from runtime.tokenize import TextEncoder
 
 DEFAULT_SPEEDS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8]
@@ -33,7 +36,7 @@ def staged_system(model: runtime.EdgeModel, speed: float, size: int | None = Non
         return np.array([r.label for r in results]), np.array([r.exit_layer for r in results])
 
     precision = "" if model.manifest.precision == "fp32" else f" {model.manifest.precision}"
-    return System(f"edgekd{precision} staged, speed {speed:g}{suffix}", predict,
+    return System(f"edgekd{precision} {model.engine}, speed {speed:g}{suffix}", predict,
                   kind if not suffix else "edgekd-variant", speed, size)
 
 
@@ -93,12 +96,14 @@ def student_torch_exit_system(student: EarlyExitStudent, encoder: TextEncoder, l
 def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
               run_dir: str | os.PathLike | None = None, speeds: list[float] | None = None,
               latency_texts: int = 200, limit: int | None = None, stem: str = "bench",
-              thread_study: bool = True, also: list[str] | None = None, log=print) -> dict:
+              thread_study: bool = True, also: list[str] | None = None, js: bool = True, log=print) -> dict:
     """Benchmark a bundle against its baselines on labelled `data`; write JSON + markdown (+ plots)."""
     from exporters import bundle_size, export_full_graph
 
     speeds = list(DEFAULT_SPEEDS if speeds is None else speeds)
-    model = runtime.load(bundle, warmup=True)
+    model = runtime.load(bundle, warmup=True, engine="graph" if runtime.read_manifest(bundle).student != "transformer"
+                         else "staged")
+    graph = runtime.load(bundle, warmup=True, engine="graph") if model.manifest.graph and not model.full else None
     labels = model.labels
     dataset = read_labelled(data, label_names=labels)
     texts = dataset.texts[:limit] if limit else dataset.texts
@@ -132,24 +137,36 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
         calibrated = model.manifest.default_speed
         systems.append(student_torch_exit_system(student.eval(), encoder, labels, calibrated or 0.3))
     systems += [staged_system(model, s, size) for s in speeds]
+    if graph is not None:
+        systems += [staged_system(graph, s, size, kind="edgekd-graph") for s in speeds]
     if thread_study and not model.full:
         for threading, label in (("nospin", "pools never spin"), ("spin", "pools spin when idle (ORT default)")):
-            variant = runtime.load(bundle, warmup=True, threading=threading)
+            variant = runtime.load(bundle, warmup=True, threading=threading, engine="staged")
             systems.append(staged_system(variant, 0.0, size, f", {label}"))
     pairs = []  # (fp32 system, other-precision system) at the same speed
     for other in also or []:
-        extra = runtime.load(other, warmup=True)
+        extra = runtime.load(other, warmup=True, engine=model.engine)
+        extra_graph = runtime.load(other, warmup=True, engine="graph") if graph is not None else None
         extra_speeds = sorted({0.0, model.manifest.default_speed, extra.manifest.default_speed})
         for speed in extra_speeds:
             if speed not in speeds:
                 speeds.append(speed)
                 systems.append(staged_system(model, speed, size))
+                if graph is not None:
+                    systems.append(staged_system(graph, speed, size, kind="edgekd-graph"))
             paired = staged_system(extra, speed, bundle_size(other), kind="edgekd-" + extra.manifest.precision)
             systems.append(paired)
-            pairs.append((f"edgekd staged, speed {speed:g}", paired.name))
+            pairs.append((f"edgekd {model.engine}, speed {speed:g}", paired.name))
+            if extra_graph is not None:
+                paired = staged_system(extra_graph, speed, bundle_size(other),
+                                       kind=f"edgekd-graph-{extra.manifest.precision}")
+                systems.append(paired)
+                pairs.append((f"edgekd graph, speed {speed:g}", paired.name))
     if model.manifest.default_speed and model.manifest.default_speed not in speeds:
         speeds.append(model.manifest.default_speed)
         systems.append(staged_system(model, model.manifest.default_speed, size))
+        if graph is not None:
+            systems.append(staged_system(graph, model.manifest.default_speed, size, kind="edgekd-graph"))
 
     tokens = float(np.mean([len(i) for i in encoder.token_ids(texts[:latency_texts])]))
 
@@ -163,6 +180,11 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
         return layers * layer_gflops(hidden, ffn, tokens)
 
     rows = evaluate(systems, texts, gold, labels, latency_texts=latency_texts, gflops=gflops, log=log)
+    if graph is not None and js:
+        js_speeds = sorted({0.0, model.manifest.default_speed})
+        for path, precision in [(Path(bundle), model.manifest.precision)] + \
+                [(Path(o), runtime.read_manifest(o).precision) for o in also or []]:
+            rows += js_rows(path, precision, texts, [labels[g] for g in gold], js_speeds, latency_texts, log)
     baselines = {"teacher_torch": "teacher, PyTorch eager", "teacher_onnx": "teacher, one ONNX graph",
                  "student_onnx": "student, one ONNX graph"}
     add_ratios(rows, baselines)
@@ -173,6 +195,8 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
     payload = {"bundle": str(bundle), "data": str(data), "texts": len(texts), "machine": machine(),
                "manifest_default_speed": model.manifest.default_speed, "rows": rows_json(rows),
                "staged_overhead": staged_overhead(rows, model.num_layers + 1),
+               "exit_efficiency": exit_efficiency(rows, model.num_layers),
+               "js_vs_python": js_vs_python(rows),
                "precision_pairs": precision_pairs(rows, pairs)}
     for p in payload["precision_pairs"]:
         table += (f"\n{p['other']} vs {p['fp32']}: {p['b1_speedup']:.2f}x faster at batch 1, "
@@ -182,11 +206,112 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
         table += (f"\nStaged runtime at speed 0 vs the same student as one graph: {o['b1_ratio']:.3f}x at batch 1, "
                   f"{o['b32_ratio']:.3f}x at batch 32 (throughput); overhead per stage at batch 1: "
                   f"{o['per_stage_us_b1']:.0f} us.\n")
+    for e in payload["exit_efficiency"]:
+        table += (f"\nExit efficiency of {e['system']} ({e['average_layers']:.2f} of {model.num_layers} layers): "
+                  f"{e['b1']:.2f} at batch 1, {e['b32']:.2f} at batch 32 "
+                  "(full graph's latency x layers used / all layers, over this latency).\n")
+    for j in payload["js_vs_python"]:
+        table += f"\n{j['js']} vs {j['python']}: {j['b1_ratio']:.2f}x the batch-1 latency.\n"
     json_path, md_path = write_results(Path(out), stem, payload, table)
     _plots(rows, Path(out), stem)
     log(table)
     log(f"wrote {json_path} and {md_path}")
     return payload
+
+
+JS_DIR = Path(__file__).resolve().parents[1] / "js"
+
+
+def js_rows(bundle: Path, precision: str, texts: list[str], gold: list[str], speeds: list[float],
+            latency_texts: int, log=print) -> list:
+    """The compiled graph in Node and in Chromium, measured by js/src/bench.js (skipped, with a line in
+    the log, where node, js/node_modules or chromium are missing)."""
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+
+    from edgekd.bench import Row
+
+    if shutil.which("node") is None or not (JS_DIR / "node_modules").is_dir():
+        log("Node rows skipped: node or js/node_modules missing (scripts/setup.sh installs them)")
+        return []
+    tag = "" if precision == "fp32" else f" {precision}"
+    job = {"bundle": str(Path(bundle).resolve()), "texts": texts, "gold": gold, "speeds": speeds,
+           "latencyTexts": latency_texts}
+    rows = []
+
+    def add(result, runner, kind):
+        for r in result:
+            rows.append(Row(f"edgekd{tag} graph in {runner}, speed {r['speed']:g}", kind, r["speed"], r["accuracy"],
+                            r["averageLayers"], None, r["p50MsB1"], r["p95MsB1"], r["throughputB32"], None, None,
+                            None))
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(job, handle)
+    try:
+        log(f"Node (onnxruntime-node): {bundle.name}")
+        out = subprocess.run(["node", "scripts/bench.mjs", handle.name], cwd=JS_DIR, capture_output=True, text=True)
+        if out.returncode == 0:
+            add(json.loads(out.stdout)["rows"], "Node", "edgekd-node")
+        else:
+            log(f"Node rows failed: {out.stderr[-500:]}")
+    finally:
+        Path(handle.name).unlink(missing_ok=True)
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        log("browser rows skipped: no chromium here (scripts/setup.sh installs it)")
+        return rows
+    from edgekd.demo import demo_server, serve_in_thread
+
+    server = demo_server(bundle, port=0)
+    serve_in_thread(server)
+    try:
+        log(f"Chromium (onnxruntime-web, wasm): {bundle.name}")
+        drive = {"url": f"http://127.0.0.1:{server.server_address[1]}/?device=wasm", "text": texts[0], "speed": 0.0,
+                 "bench": {"texts": texts, "gold": gold, "speeds": speeds, "latencyTexts": latency_texts}}
+        out = subprocess.run(["node", "scripts/drive-demo.mjs", json.dumps(drive)], cwd=JS_DIR, capture_output=True,
+                             text=True)
+        if out.returncode == 0:
+            add(json.loads(out.stdout)["bench"], "Chromium (wasm)", "edgekd-browser")
+        else:
+            log(f"browser rows failed: {out.stderr[-500:]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    return rows
+
+
+def exit_efficiency(rows, num_layers: int) -> list[dict]:
+    """For each compiled-graph row: (one plain full-depth graph's latency x layers used / all layers)
+    / this latency, at batch 1 and at batch 32 (from throughput). 1.0 = early exit costs nothing beyond
+    the layers it runs."""
+    by = {r.name: r for r in rows}
+    full = by.get("student, one ONNX graph")
+    if full is None:
+        return []
+    out = []
+    for r in rows:
+        if r.kind != "edgekd-graph":
+            continue
+        share = r.average_layers / num_layers
+        out.append({"system": r.name, "speed": r.speed, "average_layers": r.average_layers,
+                    "b1": full.p50_ms_b1 * share / r.p50_ms_b1,
+                    "b32": (r.throughput_b32 / full.throughput_b32) * share if r.throughput_b32 else None})
+    return out
+
+
+def js_vs_python(rows) -> list[dict]:
+    """Node / browser batch-1 latency over Python's, same graph, same speed."""
+    by = {r.name: r for r in rows}
+    out = []
+    for r in rows:
+        if r.kind not in ("edgekd-node", "edgekd-browser"):
+            continue
+        python = by.get(r.name.replace(" in Node", "").replace(" in Chromium (wasm)", ""))
+        if python is not None:
+            out.append({"js": r.name, "python": python.name, "b1_ratio": r.p50_ms_b1 / python.p50_ms_b1})
+    return out
 
 
 def precision_pairs(rows, pairs) -> list[dict]:
@@ -213,6 +338,12 @@ def staged_overhead(rows, stages: int) -> dict | None:
             "per_stage_us_b1": 1e3 * (staged.p50_ms_b1 - full.p50_ms_b1) / stages}
 
 
+CURVE_NAMES = {"edgekd": "edgekd staged", "edgekd-graph": "edgekd graph (model.onnx)",
+               "edgekd-int8": "edgekd staged (int8)", "edgekd-graph-int8": "edgekd graph (int8)",
+               "edgekd-fp16": "edgekd staged (fp16)", "edgekd-graph-fp16": "edgekd graph (fp16)",
+               "edgekd-node": "graph in Node", "edgekd-browser": "graph in Chromium (wasm)"}
+
+
 def _plots(rows, out: Path, stem: str) -> None:
     """Accuracy against latency (batch 1) and against average layers: one curve per bundle
     precision over its speeds, one point per baseline."""
@@ -231,7 +362,7 @@ def _plots(rows, out: Path, stem: str) -> None:
                          (axes[1], "average_layers", "average layers used")):
         for kind, curve in curves.items():
             curve = sorted(curve, key=lambda r: r.speed)
-            name = "edgekd staged" + ("" if kind == "edgekd" else f" ({kind.split('-', 1)[1]})")
+            name = CURVE_NAMES.get(kind, kind)
             ax.plot([getattr(r, x) for r in curve], [100 * r.accuracy for r in curve], "o-", ms=4, label=name)
             for r in curve:
                 ax.annotate(f"{r.speed:g}", (getattr(r, x), 100 * r.accuracy), fontsize=6, xytext=(2, 3),

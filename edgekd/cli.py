@@ -223,13 +223,14 @@ def bench(
     latency_texts: Annotated[int, typer.Option(help="Texts timed one by one at batch 1.")] = 200,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N texts.")] = None,
     also: Annotated[Optional[list[Path]], typer.Option(help="Another bundle of the same student (e.g. int8) measured beside it at the same speeds.")] = None,
+    js: Annotated[bool, typer.Option(help="Add the compiled graph in Node and in Chromium (needs node, js/node_modules, chromium).")] = True,
 ) -> None:
     """Accuracy, layers, FLOPs, latency and throughput of a bundle beside its baselines, in one run."""
     from edgekd.baselines import run_bench
 
     values = [float(s) for s in speeds.split(",") if s.strip()]
     run_bench(bundle, data, out, teacher, values, latency_texts, limit, stem,
-              also=[str(p) for p in also or []], log=_err)
+              also=[str(p) for p in also or []], js=js, log=_err)
 
 
 @app.command()

@@ -48,8 +48,12 @@ try {
     }
     return best;
   }, { texts: job.latencyTexts, speed: job.latencySpeed ?? job.speed, rounds: 3 }) : null;
+  const bench = job.bench ? await page.evaluate(async ({ texts, gold, speeds, latencyTexts }) => {
+    const { benchmark } = await import('/src/bench.js');
+    return benchmark(window.edgekd.model, texts, gold, speeds, { latencyTexts });
+  }, job.bench) : null;
   if (job.screenshot) await page.screenshot({ path: job.screenshot, fullPage: true });
-  console.log(JSON.stringify({ shown, batch, latencyMs: latency, console: console_ }));
+  console.log(JSON.stringify({ shown, batch, latencyMs: latency, bench, console: console_ }));
 } finally {
   await browser.close();
 }

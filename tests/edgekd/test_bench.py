@@ -28,7 +28,7 @@ def test_bench_command_writes_json_markdown_and_plot(finished_run, tiny_data, tm
     out = tmp_path / "results"
     result = CliRunner().invoke(app, ["bench", str(bundle), "--data", str(tiny_data["dev"]), "--teacher",
                                       str(finished_run), "--out", str(out), "--speeds", "0,0.5",
-                                      "--latency-texts", "6", "--also", str(int8)])
+                                      "--latency-texts", "6", "--also", str(int8), "--no-js"])
     assert result.exit_code == 0, result.output
     data = json.loads((out / "bench.json").read_text())
     names = [r["name"] for r in data["rows"]]
@@ -44,5 +44,10 @@ def test_bench_command_writes_json_markdown_and_plot(finished_run, tiny_data, tm
     assert data["precision_pairs"][0]["fp32"] == "edgekd staged, speed 0"
     assert data["precision_pairs"][0]["other"] == "edgekd int8 staged, speed 0"
     assert data["staged_overhead"]["b1_ratio"] > 0
+    graph0 = by["edgekd graph, speed 0"]
+    assert graph0["accuracy"] == staged0["accuracy"] and graph0["average_layers"] == staged0["average_layers"]
+    assert "edgekd int8 graph, speed 0" in names
+    eff = {e["system"]: e for e in data["exit_efficiency"]}
+    assert eff["edgekd graph, speed 0"]["b1"] == full["p50_ms_b1"] / graph0["p50_ms_b1"]
     assert (out / "bench.md").read_text().count("\n|") >= 8
     assert (out / "bench.png").stat().st_size > 1000

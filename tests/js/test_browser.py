@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import runtime
@@ -76,3 +77,23 @@ def test_demo_page_shows_what_python_answers(demo_url, tmp_path):
     assert shot.stat().st_size > 10_000
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_bench_rows_for_node_and_chromium():
+    if _skip_reason():
+        pytest.skip(_skip_reason())
+    from edgekd.baselines import js_rows
+
+    expected = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
+    texts = expected["texts"][:12]
+    python = runtime.load(FIXTURES / "fp32", engine="graph").classify(texts, speed=0.5)
+    gold = [p.label for p in python]  # Python's own labels as gold: JS must score 100%
+    rows = js_rows(FIXTURES / "fp32", "fp32", texts, gold, [0.0, 0.5], latency_texts=4, log=lambda *_: None)
+    by = {r.name: r for r in rows}
+    assert set(by) == {f"edgekd graph in {w}, speed {s:g}" for w in ("Node", "Chromium (wasm)") for s in (0.0, 0.5)}
+    for runner in ("Node", "Chromium (wasm)"):
+        row = by[f"edgekd graph in {runner}, speed 0.5"]
+        assert row.accuracy == 1.0
+        assert row.average_layers == pytest.approx(np.mean([p.exit_layer for p in python]))
+        assert row.p50_ms_b1 > 0 and row.throughput_b32 > 0
+        assert by[f"edgekd graph in {runner}, speed 0"].average_layers == 3
