@@ -195,6 +195,7 @@ def train_loop(
     bar = tqdm(total=steps, initial=start, desc=name, unit="step", disable=rank != 0,
                mininterval=0.5 if tty else 30.0, dynamic_ncols=True)
     began, seen, loss_value = time.perf_counter(), 0, float("nan")
+    first_losses: list[float] = []  # the first steps' losses (golden tests pin them)
     for step in range(start, steps):
         index = data.step_rows(step, opt.batch_size, seed)
         index = index[rank::world]
@@ -214,6 +215,8 @@ def train_loop(
         scheduler.step()
         seen += len(index) * world
         loss_value = loss_sum
+        if step < 3:
+            first_losses.append(loss_sum)
         bar.set_postfix(loss=f"{loss_sum:.4f}", **{k: f"{v:.3f}" for k, v in parts_total.items()},
                         ex_s=f"{seen / (time.perf_counter() - began):.0f}", refresh=False)
         bar.update(1)
@@ -228,4 +231,4 @@ def train_loop(
     model.eval()
     seconds = time.perf_counter() - began
     return {"steps": steps, "seconds": round(seconds, 2), "examples_per_s": round(seen / max(seconds, 1e-9), 1),
-            "loss": loss_value}
+            "loss": loss_value, "first_losses": first_losses}
