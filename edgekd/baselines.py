@@ -23,10 +23,10 @@ import runtime
 from edgekd.bench import System, add_ratios, evaluate, layer_gflops, machine, markdown, rows_json, write_results
 from edgekd.data import read_labelled
 from edgekd.model import EarlyExitStudent
-from runtime.exits import normalized_entropy
+from runtime.exits import REPORT_SPEEDS, normalized_entropy
 from runtime.tokenize import TextEncoder
 
-DEFAULT_SPEEDS = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8]
+DEFAULT_SPEEDS = list(REPORT_SPEEDS)
 
 
 def staged_system(model: runtime.EdgeModel, speed: float, size: int | None = None, suffix: str = "",

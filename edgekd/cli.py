@@ -58,7 +58,8 @@ def distill(
     ffn: Annotated[Optional[int], typer.Option(help="Student feed-forward size.")] = None,
     head_type: Annotated[Optional[str], typer.Option(help="Exit head: mean | cls | attention.")] = None,
     init: Annotated[Optional[str], typer.Option(help="Student init: teacher (layer + width selection) | random.")] = None,
-    vocab_keep: Annotated[Optional[float], typer.Option(help="GLMD vocabulary compression: keep this fraction (<= 1) or count (> 1) of tokens.")] = None,
+    vocab_keep: Annotated[Optional[float], typer.Option(help="GLMD vocabulary compression: keep this fraction of the tokens (0 < f <= 1).")] = None,
+    vocab_size: Annotated[Optional[int], typer.Option(help="GLMD vocabulary compression: keep this many tokens (instead of --vocab-keep).")] = None,
     stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages: teacher,attention,baseline,finetune,branches.")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Epochs for every stage.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Steps for every stage (overrides epochs).")] = None,
@@ -88,7 +89,7 @@ def distill(
             overrides[key] = value
     data = {k: v for k, v in (("train", train), ("dev", dev), ("unlabeled", unlabeled), ("max_length", max_length)) if v}
     shape = {k: v for k, v in (("kind", student), ("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn),
-                                 ("head_type", head_type), ("init", init), ("vocab_keep", vocab_keep)) if v is not None}
+                                 ("head_type", head_type), ("init", init), ("vocab_keep", vocab_keep), ("vocab_size", vocab_size)) if v is not None}
     if data:
         overrides["data"] = data
     if shape:
@@ -123,14 +124,16 @@ def export(
     quantize: Annotated[str, typer.Option(help="fp32 | int8 (CPU, dynamic) | fp16 (GPU).")] = "fp32",
     data: Annotated[Optional[Path], typer.Option(help="Labelled file: agreement of a quantized bundle with fp32, and calibration with --max-drop.")] = None,
     max_drop: Annotated[Optional[float], typer.Option(help="Calibrate the default speed on --data: accuracy points allowed below full depth.")] = None,
-    vocab_keep: Annotated[float, typer.Option(help="Compress the vocabulary (GLMD): keep this fraction (<= 1) or count (> 1) of tokens; 0 = off.")] = 0.0,
+    vocab_keep: Annotated[Optional[float], typer.Option(help="Compress the vocabulary (GLMD): keep this fraction of the tokens (0 < f <= 1).")] = None,
+    vocab_size: Annotated[Optional[int], typer.Option(help="Compress the vocabulary (GLMD): keep this many tokens (instead of --vocab-keep).")] = None,
     vocab_metric: Annotated[str, typer.Option(help="Nearest kept token by dot | cosine.")] = "dot",
 ) -> None:
     """Export a run's student as a bundle: embed.onnx, one graph per layer, tokenizer, manifest."""
     from edgekd.export import export_run
 
     result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed, precision=quantize,
-                        data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_metric=vocab_metric)
+                        data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_size=vocab_size,
+                        vocab_metric=vocab_metric)
     worst = max((c.max_diff for c in result.checks), default=0.0)
     _err(f"wrote {result.path} ({len(result.manifest.stages)} stages, {result.manifest.precision}; "
          f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")
@@ -219,7 +222,7 @@ def bench(
     teacher: Annotated[Optional[Path], typer.Option(help="Run folder: adds the teacher (PyTorch, one ONNX graph), the student as one graph and with per-sample exit in PyTorch.")] = None,
     out: Annotated[Path, typer.Option(help="Folder for <stem>.json, .md and .png.")] = Path("benchmarks/results"),
     stem: Annotated[str, typer.Option(help="File name stem of the results.")] = "bench",
-    speeds: Annotated[str, typer.Option(help="Comma-separated speeds for the staged runtime.")] = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.8",
+    speeds: Annotated[Optional[str], typer.Option(help="Comma-separated speeds (default: 0,0.1,...,0.6,0.8).")] = None,
     latency_texts: Annotated[int, typer.Option(help="Texts timed one by one at batch 1.")] = 200,
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N texts.")] = None,
     also: Annotated[Optional[list[Path]], typer.Option(help="Another bundle of the same student (e.g. int8) measured beside it at the same speeds.")] = None,
@@ -228,7 +231,12 @@ def bench(
     """Accuracy, layers, FLOPs, latency and throughput of a bundle beside its baselines, in one run."""
     from edgekd.baselines import run_bench
 
-    values = [float(s) for s in speeds.split(",") if s.strip()]
+    from runtime.exits import REPORT_SPEEDS, check_speed
+
+    try:
+        values = [check_speed(float(s)) for s in speeds.split(",") if s.strip()] if speeds else list(REPORT_SPEEDS)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--speeds: {exc}") from None
     run_bench(bundle, data, out, teacher, values, latency_texts, limit, stem,
               also=[str(p) for p in also or []], js=js, log=_err)
 

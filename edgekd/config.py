@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from runtime.errors import EdgeKDError
+from runtime.exits import REPORT_SPEEDS
 
 STAGES = ("teacher", "refine", "attention", "baseline", "finetune", "branches")  # run in this order
 DEFAULT_STAGES = ["teacher", "attention", "finetune", "branches"]
@@ -48,7 +49,8 @@ class StudentShape:
     init: str = "teacher"  # teacher (layers + width selection; bilstm/textcnn: PCA of its embeddings) | random
     embed: int = 300  # bilstm / textcnn embedding width (hidden = LSTM units per direction)
     dropout: float = 0.1
-    vocab_keep: float = 0.0  # GLMD vocabulary compression: fraction (<= 1) or count (> 1) of tokens kept; 0 = off
+    vocab_keep: float = 0.0  # GLMD vocabulary compression: fraction in (0, 1] of tokens kept; 0 = off
+    vocab_size: int = 0  # ... or a count of tokens kept (give at most one of the two); 0 = off
     vocab_metric: str = "dot"  # nearest kept token by dot product | cosine
 
 
@@ -121,7 +123,7 @@ class DistillConfig:
     finetune: FinetuneStage = field(default_factory=FinetuneStage)
     branches: BranchesStage = field(default_factory=BranchesStage)
     refine: RefineStage = field(default_factory=RefineStage)
-    eval_speeds: list[float] = field(default_factory=lambda: [0.0, 0.1, 0.3, 0.5, 0.8])
+    eval_speeds: list[float] = field(default_factory=lambda: list(REPORT_SPEEDS))
 
     # ------------------------------------------------------------ (de)serialise
     def to_dict(self) -> dict[str, Any]:
@@ -179,8 +181,14 @@ class DistillConfig:
         for name in ("layers", "hidden", "heads", "ffn"):
             if getattr(s, name) < 1:
                 p.append(f"student.{name} must be positive")
-        if s.vocab_keep < 0:
-            p.append("student.vocab_keep must be >= 0 (0 keeps the whole vocabulary)")
+        if not 0 <= s.vocab_keep <= 1:
+            p.append(f"student.vocab_keep is a fraction in [0, 1] (0 = off), got {s.vocab_keep:g}; "
+                     "for a count of tokens use student.vocab_size (--vocab-size)")
+        if s.vocab_size < 0:
+            p.append("student.vocab_size must be >= 0 (0 = off)")
+        if s.vocab_keep and s.vocab_size:
+            p.append("give one of student.vocab_keep (--vocab-keep FRACTION) and student.vocab_size "
+                     "(--vocab-size COUNT), not both")
         if s.vocab_metric not in ("dot", "cosine"):
             p.append(f"student.vocab_metric {s.vocab_metric!r} is not dot or cosine")
         if s.heads > 0 and s.hidden % s.heads:

@@ -17,15 +17,16 @@ import numpy as np
 import runtime
 from edgekd.config import DistillConfig
 from edgekd.data import read_labelled
-from edgekd.evaluate import all_exit_logits, apply_exit_rule
-from edgekd.pipeline import RunFolder
-from edgekd.train import TokenizedData
+from edgekd.evaluate import all_exit_logits
+from edgekd.run_folder import RunFolder, StudentFolder
 from edgekd.students import SmallStudent, load_student
+from edgekd.train import TokenizedData
 from exporters import ExportError, ExportResult, export_classifier, export_student
 from exporters.quantize import PRECISIONS, apply_precision
+from runtime.exits import REPORT_SPEEDS, decide
 from runtime.manifest import read_manifest, write_manifest
 
-CHECK_SPEEDS = (0.0, 0.1, 0.3, 0.5)
+CHECK_SPEEDS = REPORT_SPEEDS
 
 
 def precision_agreement(bundle: Path, student, data: str | os.PathLike,
@@ -33,19 +34,19 @@ def precision_agreement(bundle: Path, student, data: str | os.PathLike,
     """Agreement of a (quantized) bundle with the fp32 torch student on labelled `data`."""
     model = runtime.load(bundle)
     dataset = read_labelled(data, label_names=model.labels)
-    exits = all_exit_logits(student.eval(), TokenizedData(model.encoder, dataset.texts), "cpu")
+    exits = all_exit_logits(student.eval(), TokenizedData(model.encoder, dataset.texts), "cpu").numpy()
     gold = np.array(dataset.labels)
     report = {"reference": "fp32 (torch)", "precision": model.manifest.precision, "data": Path(data).name,
               "texts": len(dataset), "speeds": {}}
     for speed in speeds:
-        logits, layers = apply_exit_rule(exits, speed)
-        want = logits.argmax(-1).numpy()
+        logits, layers, _ = decide(exits, speed)
+        want = logits.argmax(-1)
         got = model.classify(dataset.texts, speed=speed)
         pred = np.array([model.labels.index(r.label) for r in got])
         exit_layer = np.array([r.exit_layer for r in got])
         report["speeds"][f"{speed:g}"] = {
             "prediction_agreement": float((pred == want).mean()),
-            "exit_agreement": float((exit_layer == layers.numpy()).mean()),
+            "exit_agreement": float((exit_layer == layers).mean()),
             "accuracy_fp32": float((want == gold).mean()),
             "accuracy": float((pred == gold).mean()),
         }
@@ -54,10 +55,11 @@ def precision_agreement(bundle: Path, student, data: str | os.PathLike,
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False, atol: float = 1e-4,
                default_speed: float = 0.0, precision: str = "fp32", data: str | os.PathLike | None = None,
-               max_drop: float | None = None, vocab_keep: float = 0.0, vocab_metric: str = "dot") -> ExportResult:
+               max_drop: float | None = None, vocab_keep: float | None = None, vocab_size: int | None = None,
+               vocab_metric: str = "dot") -> ExportResult:
     """Export `run_dir/student` (tokenizer, labels and max_length from the run) to bundle `out`.
 
-    `vocab_keep` compresses the vocabulary of an existing student (GLMD; counts
+    `vocab_keep` (a fraction) or `vocab_size` (a count) compresses the vocabulary of an existing student (GLMD; counts
     from the run's train + unlabelled text, nearest tokens by the teacher's
     input embeddings, or the student's own when the run has no teacher).
     `precision` int8 (CPU) or fp16 (GPU) rewrites the validated fp32 graphs.
@@ -74,12 +76,19 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
                           "(run `edgekd distill` with the finetune stage)")
     if max_drop is not None and data is None:
         raise ExportError("--max-drop needs --data to calibrate on")
+    if vocab_keep and vocab_size:
+        raise ExportError("give one of --vocab-keep FRACTION and --vocab-size COUNT, not both")
     cfg = DistillConfig.load(run.config)
-    labels = json.loads(run.labels.read_text(encoding="utf-8"))
+    folder = StudentFolder(run.student)
+    if folder.is_complete():  # the self-contained student: tokenizer, labels and max_length beside the weights
+        tokenizer, labels, max_length = folder.tokenizer, folder.labels, folder.max_length
+    else:  # a run folder from before student/ carried them
+        tokenizer, labels, max_length = run.tokenizer, json.loads(run.labels.read_text(encoding="utf-8")), \
+            cfg.data.max_length
     student = load_student(run.student)
     share = None
-    if vocab_keep:
-        student, share = _compress(run, cfg, student, vocab_keep, vocab_metric, data)
+    if vocab_keep or vocab_size:
+        student, share = _compress(run, cfg, student, vocab_keep, vocab_size, vocab_metric, data)
 
     def finish(folder, manifest):
         apply_precision(folder, [s.file for s in manifest.stages], precision)
@@ -88,10 +97,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
         return manifest
 
     if isinstance(student, SmallStudent):
-        result = export_classifier(student, run.tokenizer, labels, out, cfg.data.max_length, atol=atol,
+        result = export_classifier(student, tokenizer, labels, out, max_length, atol=atol,
                                    overwrite=overwrite, postprocess=finish)
     else:
-        result = export_student(student, run.tokenizer, labels, out, cfg.data.max_length, atol=atol,
+        result = export_student(student, tokenizer, labels, out, max_length, atol=atol,
                                 overwrite=overwrite, default_speed=default_speed, postprocess=finish)
     if data is not None and precision != "fp32":
         manifest = read_manifest(result.path)
@@ -105,7 +114,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     return result
 
 
-def _compress(run: RunFolder, cfg: DistillConfig, student, keep: float, metric: str,
+def _compress(run: RunFolder, cfg: DistillConfig, student, keep: float | None, size: int | None, metric: str,
               data: str | os.PathLike | None):
     from edgekd.data import read_unlabelled
     from edgekd.vocab import build_vocab_map, compress_student, remapped_share
@@ -123,6 +132,9 @@ def _compress(run: RunFolder, cfg: DistillConfig, student, keep: float, metric: 
         embedding = load_teacher(run.teacher, student.config.num_labels).base_model.embeddings.word_embeddings.weight
     else:
         embedding = student.embeddings.word.weight
-    vmap = build_vocab_map(encoder, texts, embedding, keep, metric)
+    try:
+        vmap = build_vocab_map(encoder, texts, embedding, keep=keep or None, size=size or None, metric=metric)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
     measured = read_unlabelled(data).texts if data is not None else texts
     return compress_student(student, vmap).eval(), remapped_share(encoder, measured, vmap)

@@ -58,20 +58,26 @@ def special_ids(encoder: TextEncoder) -> list[int]:
     return sorted(ids)
 
 
-def keep_count(keep: float, vocab_size: int) -> int:
-    if keep <= 0:
-        raise ValueError(f"vocab keep must be positive, got {keep}")
-    count = round(keep * vocab_size) if keep <= 1 else int(keep)
-    return min(vocab_size, count)
+def keep_count(vocab_size: int, keep: float | None = None, size: int | None = None) -> int:
+    """How many tokens to keep: a fraction `keep` in (0, 1] of the vocabulary, or `size` tokens (exactly one)."""
+    if (keep is None) == (size is None):
+        raise ValueError("give exactly one of vocab keep (a fraction) or vocab size (a count)")
+    if keep is not None:
+        if not 0 < keep <= 1:
+            raise ValueError(f"vocab keep is a fraction in (0, 1], got {keep}; for a count of tokens use vocab size")
+        return min(vocab_size, round(keep * vocab_size))
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"vocab size is a whole number of tokens >= 1, got {size!r}")
+    return min(vocab_size, size)
 
 
-def choose_kept(counts: np.ndarray, keep: float, specials: list[int], pieces: np.ndarray | None = None) -> np.ndarray:
-    """Original ids to keep: the specials, then the most frequent tokens up to `keep`.
+def choose_kept(counts: np.ndarray, count: int, specials: list[int], pieces: np.ndarray | None = None) -> np.ndarray:
+    """Original ids to keep: the specials, then the most frequent tokens, `count` in all (at least the specials).
 
     `pieces` (V,) bool marks '##' continuation pieces, which lose ties to whole words.
     """
     vocab = len(counts)
-    total = max(keep_count(keep, vocab), len(specials))
+    total = max(count, len(specials))
     pieces = np.zeros(vocab, dtype=bool) if pieces is None else pieces
     order = np.lexsort((np.arange(vocab), pieces, -counts))  # last key sorts first: count desc, words, id
     chosen = list(dict.fromkeys(list(specials) + [int(i) for i in order]))[:total]
@@ -95,15 +101,18 @@ def nearest_kept(embedding: torch.Tensor, kept: np.ndarray, metric: str = "dot",
     return remap
 
 
-def build_vocab_map(encoder: TextEncoder, texts: list[str], embedding: torch.Tensor, keep: float,
-                    metric: str = "dot") -> VocabMap:
+def build_vocab_map(encoder: TextEncoder, texts: list[str], embedding: torch.Tensor, keep: float | None = None,
+                    size: int | None = None, metric: str = "dot") -> VocabMap:
+    """The one compression path (distill and export both call it): counts over `texts`, the top
+    `keep` fraction or `size` tokens plus the specials kept, the rest mapped to their nearest kept
+    token in `embedding` (the teacher's input embeddings)."""
     counts = token_counts(encoder, texts)
     vocab = encoder.tokenizer.get_vocab(with_added_tokens=True)
     pieces = np.zeros(encoder.vocab_size, dtype=bool)
     for token, i in vocab.items():
         if token.startswith("##") and i < len(pieces):
             pieces[i] = True
-    kept = choose_kept(counts, keep, special_ids(encoder), pieces)
+    kept = choose_kept(counts, keep_count(encoder.vocab_size, keep, size), special_ids(encoder), pieces)
     if embedding.shape[0] != encoder.vocab_size:
         raise ValueError(f"embedding has {embedding.shape[0]} rows but the tokenizer {encoder.vocab_size} ids")
     return VocabMap(kept, nearest_kept(embedding, kept, metric))

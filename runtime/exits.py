@@ -17,6 +17,8 @@ import numpy as np
 
 # Speeds that calibration tables, agreement checks and the bench sweep: 0.00 .. 0.95.
 SPEED_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(20))
+# The speeds tables and the bench report by default: a subset of the grid.
+REPORT_SPEEDS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

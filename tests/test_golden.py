@@ -33,7 +33,11 @@ def test_dev_metrics_after_every_stage(fresh, golden):
     for stage, want in golden["dev"].items():
         got = fresh["dev"][stage]
         assert abs(got["dev_accuracy"] - want["dev_accuracy"]) <= 1e-6, stage
-        for g, w in zip(got["exits"] or [], want["exits"] or []):
+        got_by_speed = {row["speed"]: row for row in got["exits"] or []}
+        common = [w for w in want["exits"] or [] if w["speed"] in got_by_speed]
+        assert len(common) >= 3 or not want["exits"], stage
+        for w in common:
+            g = got_by_speed[w["speed"]]
             assert all(abs(g[k] - w[k]) <= 1e-6 for k in w), (stage, w)
 
 

@@ -12,7 +12,10 @@ import runtime
 from edgekd.config import ConfigError
 from edgekd.export import export_run
 from edgekd.model import EarlyExitStudent
-from edgekd.pipeline import Distiller, distill
+from edgekd.pipeline import distill
+from edgekd.run_folder import StudentFolder
+from edgekd.stages import RunContext
+from runtime.exits import REPORT_SPEEDS
 from tests.conftest import tiny_config
 
 
@@ -26,9 +29,13 @@ def test_run_folder_holds_every_artifact(finished_run):
     assert set(metrics) == set(state["finished"])
     for name in ("attention", "baseline", "finetune", "branches"):
         assert 0.0 <= metrics[name]["dev_accuracy"] <= 1.0
-        assert [r["speed"] for r in metrics[name]["exits"]] == [0.0, 0.1, 0.3, 0.5, 0.8]
+        assert [r["speed"] for r in metrics[name]["exits"]] == list(REPORT_SPEEDS)
     assert metrics["attention"]["relation_heads"] == 2
     assert (finished_run / "teacher" / "model.safetensors").is_file()
+    # the finished student is self-contained: export needs nothing else from the run folder
+    student = StudentFolder(finished_run / "student")
+    assert student.is_complete() and student.labels == ["negative", "positive"] and student.max_length == 32
+    assert (student.tokenizer).read_bytes() == (finished_run / "tokenizer.json").read_bytes()
 
 
 def test_branches_changes_only_exit_heads(finished_run):
@@ -56,7 +63,7 @@ def test_changed_config_is_refused(finished_run):
     cfg.student.hidden = 64
     cfg.student.heads = 2
     with pytest.raises(ConfigError, match="student changed"):
-        Distiller(cfg, log=lambda _: None)
+        RunContext(cfg, log=lambda _: None)
 
 
 def test_resume_after_interruption_equals_uninterrupted(tiny_teacher_dir, tiny_data, tmp_path):

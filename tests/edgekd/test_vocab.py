@@ -35,13 +35,16 @@ def test_nearest_kept_on_a_hand_made_matrix():
 def test_specials_are_never_dropped_and_ties_prefer_words():
     counts = np.array([0, 0, 0, 50, 40, 0, 0, 30])
     pieces = np.array([False, False, False, False, False, True, False, False])
-    kept = choose_kept(counts, 5, specials=[0, 1, 2], pieces=pieces)
+    kept = choose_kept(counts, keep_count(len(counts), size=5), specials=[0, 1, 2], pieces=pieces)
     assert kept.tolist() == [0, 1, 2, 3, 4]
-    kept = choose_kept(counts, 7, specials=[0, 1, 2], pieces=pieces)
+    kept = choose_kept(counts, keep_count(len(counts), size=7), specials=[0, 1, 2], pieces=pieces)
     assert kept.tolist() == [0, 1, 2, 3, 4, 6, 7], "unseen word 6 beats unseen piece 5"
-    assert choose_kept(counts, 0.1, specials=[0, 1, 2]).tolist() == [0, 1, 2]
-    assert len(choose_kept(counts, 1.0, specials=[0, 1, 2])) == 8, "keep 1.0 keeps everything"
-    assert keep_count(0.3, 1000) == 300 and keep_count(250, 1000) == 250 and keep_count(2.0, 10) == 2
+    assert choose_kept(counts, keep_count(len(counts), keep=0.1), specials=[0, 1, 2]).tolist() == [0, 1, 2]
+    assert len(choose_kept(counts, keep_count(len(counts), keep=1.0), specials=[0, 1, 2])) == 8, "keep 1.0 keeps all"
+    assert keep_count(1000, keep=0.3) == 300 and keep_count(1000, size=250) == 250 and keep_count(10, size=20) == 10
+    for bad in ({"keep": 2.0}, {"keep": 0.0}, {"size": 0}, {"size": 2.5}, {}, {"keep": 0.5, "size": 3}):
+        with pytest.raises(ValueError):
+            keep_count(1000, **bad)
 
 
 def test_special_ids_of_the_tokenizer(tokenizer_file):

@@ -11,6 +11,7 @@ import runtime
 from edgekd.export import export_run
 from exporters import export_student
 from exporters.quantize import apply_precision
+from runtime.exits import REPORT_SPEEDS
 from tests.conftest import make_student
 
 
@@ -57,7 +58,7 @@ def test_int8_run_export_reports_agreement_and_recalibrates(finished_run, tiny_d
     m = result.manifest
     assert m.precision == "int8"
     check = m.precision_check
-    assert check["texts"] == 48 and set(check["speeds"]) == {"0", "0.1", "0.3", "0.5"}
+    assert check["texts"] == 48 and set(check["speeds"]) == {f"{s:g}" for s in REPORT_SPEEDS}
     for row in check["speeds"].values():
         assert 0.8 <= row["prediction_agreement"] <= 1.0
         assert 0.0 <= row["exit_agreement"] <= 1.0
