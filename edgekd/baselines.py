@@ -17,14 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import torch
 
 import runtime
 from edgekd.bench import System, add_ratios, evaluate, layer_gflops, machine, markdown, rows_json, write_results
 from edgekd.data import read_labelled
-from edgekd.model import EarlyExitStudent
 from runtime.exits import REPORT_SPEEDS, normalized_entropy
+from runtime.manifest import bundle_size
 from runtime.tokenize import TextEncoder
+
+# torch, transformers and exporters are imported only when a run folder (--teacher) is given,
+# so `edgekd bench BUNDLE` alone runs where only the runtime is installed.
 
 DEFAULT_SPEEDS = list(REPORT_SPEEDS)
 
@@ -58,6 +60,8 @@ def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: 
 
 
 def teacher_torch_system(teacher, encoder: TextEncoder, labels: list[str]) -> System:
+    import torch
+
     names = np.array(labels)
     layers = teacher.config.num_hidden_layers
 
@@ -70,8 +74,10 @@ def teacher_torch_system(teacher, encoder: TextEncoder, labels: list[str]) -> Sy
     return System("teacher, PyTorch eager", predict, "teacher-torch")
 
 
-def student_torch_exit_system(student: EarlyExitStudent, encoder: TextEncoder, labels: list[str], speed: float) -> System:
+def student_torch_exit_system(student, encoder: TextEncoder, labels: list[str], speed: float) -> System:
     """FastBERT-style: one text at a time, stop at the first confident layer."""
+    import torch
+
     names = np.array(labels)
 
     @torch.inference_mode()
@@ -98,8 +104,6 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
               latency_texts: int = 200, limit: int | None = None, stem: str = "bench",
               thread_study: bool = True, also: list[str] | None = None, js: bool = True, log=print) -> dict:
     """Benchmark a bundle against its baselines on labelled `data`; write JSON + markdown (+ plots)."""
-    from exporters import bundle_size, export_full_graph
-
     speeds = list(DEFAULT_SPEEDS if speeds is None else speeds)
     model = runtime.load(bundle, warmup=True, engine="graph" if runtime.read_manifest(bundle).student != "transformer"
                          else "staged")
@@ -115,8 +119,11 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
     tmp.mkdir(parents=True, exist_ok=True)
     student = teacher = None
     if run_dir is not None:
+        from edgekd.students import load_student
+        from exporters import export_full_graph
+
         run_dir = Path(run_dir)
-        student = EarlyExitStudent.load(run_dir / "student")
+        student = load_student(run_dir / "student")  # the run's recorded student type
         if (run_dir / "teacher").is_dir():
             from edgekd.teacher import load_teacher
 
@@ -134,8 +141,9 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
                           model.manifest.max_length, name="student")
         systems.append(onnx_system("student, one ONNX graph", "student-onnx", tmp / "student.onnx", encoder, labels,
                                    student.config.num_layers))
-        calibrated = model.manifest.default_speed
-        systems.append(student_torch_exit_system(student.eval(), encoder, labels, calibrated or 0.3))
+        if hasattr(student, "heads"):  # an early-exit student (BiLSTM / TextCNN have no exits)
+            calibrated = model.manifest.default_speed
+            systems.append(student_torch_exit_system(student.eval(), encoder, labels, calibrated or 0.3))
     systems += [staged_system(model, s, size) for s in speeds]
     if graph is not None:
         systems += [staged_system(graph, s, size, kind="edgekd-graph") for s in speeds]
@@ -176,7 +184,8 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
         if system.kind.startswith("teacher") and teacher is not None:
             c = teacher.config
             return c.num_hidden_layers * layer_gflops(c.hidden_size, c.intermediate_size, tokens)
-        hidden, ffn = model.manifest.hidden_size, (student.config.ffn_size if student is not None else 4 * model.manifest.hidden_size)
+        ffn = getattr(getattr(student, "config", None), "ffn_size", 4 * model.manifest.hidden_size)
+        hidden = model.manifest.hidden_size
         return layers * layer_gflops(hidden, ffn, tokens)
 
     rows = evaluate(systems, texts, gold, labels, latency_texts=latency_texts, gflops=gflops, log=log)
@@ -196,6 +205,7 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
                "manifest_default_speed": model.manifest.default_speed, "rows": rows_json(rows),
                "staged_overhead": staged_overhead(rows, model.num_layers + 1),
                "exit_efficiency": exit_efficiency(rows, model.num_layers),
+               "stage_times_ms": _stage_times(model, texts[:latency_texts]),
                "js_vs_python": js_vs_python(rows),
                "precision_pairs": precision_pairs(rows, pairs)}
     for p in payload["precision_pairs"]:
@@ -280,6 +290,14 @@ def js_rows(bundle: Path, precision: str, texts: list[str], gold: list[str], spe
         server.shutdown()
         server.server_close()
     return rows
+
+
+def _stage_times(model: runtime.EdgeModel, texts: list[str]) -> dict | None:
+    """Where the time goes at batch 1 (EdgeModel.stage_times): tokenize + embed, then each layer."""
+    if model.full:
+        return None
+    front, layers = model.stage_times(texts, repeats=2)
+    return {"tokenize_embed": 1e3 * front, "layers": [1e3 * t for t in layers]}
 
 
 def exit_efficiency(rows, num_layers: int) -> list[dict]:

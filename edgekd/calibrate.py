@@ -20,7 +20,7 @@ import numpy as np
 import runtime
 from edgekd.data import read_labelled
 from runtime.errors import EdgeKDError
-from runtime.exits import SPEED_GRID, decide, normalized_entropy
+from runtime.exits import SPEED_GRID, decide
 from runtime.manifest import Calibration, CalibrationPoint, read_manifest, write_manifest
 from runtime.model import machine_description
 
@@ -39,31 +39,6 @@ def simulate(exit_logits: np.ndarray, labels: np.ndarray, speed: float) -> tuple
     """Accuracy and per-row exit layer (1-based) at `speed`, from (L,N,C) exit logits."""
     logits, layers, _ = decide(exit_logits, speed)
     return float((logits.argmax(1) == labels).mean()), layers
-
-
-def stage_times(model: runtime.EdgeModel, texts: list[str], repeats: int = 3) -> tuple[float, np.ndarray]:
-    """Mean seconds per text at batch 1: (tokenize + embed, per-layer (L,))."""
-    sessions = model.sessions
-    front, layers = [], []
-    for text in texts:
-        best_front, best_layers = float("inf"), None
-        for _ in range(repeats):
-            start = time.perf_counter()
-            ids, mask = model.encoder([text])
-            hidden = sessions[0].run(None, {"input_ids": ids})[0]
-            t_front = time.perf_counter() - start
-            per = []
-            rows = np.arange(1, dtype=np.int64)
-            for session in sessions[1:]:
-                start = time.perf_counter()
-                hidden, logits = session.run(None, {"hidden": hidden, "mask": mask, "rows": rows})
-                normalized_entropy(logits)
-                per.append(time.perf_counter() - start)
-            if t_front + sum(per) < best_front + (sum(best_layers) if best_layers else float("inf")):
-                best_front, best_layers = t_front, per
-        front.append(best_front)
-        layers.append(best_layers)
-    return float(np.mean(front)), np.mean(np.array(layers), axis=0)
 
 
 def engine_latency(bundle: str | os.PathLike, texts: list[str], speed: float, rounds: int = 3) -> dict[str, float]:
@@ -108,7 +83,7 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         padded, mask = model.encoder.pad([ids[i] for i in chunk])
         exit_logits[:, chunk] = model.trace_ids(padded, mask)
     sample = list(range(min(latency_texts, len(ids))))
-    front, per_layer = stage_times(model, [dataset.texts[i] for i in sample])
+    front, per_layer = model.stage_times([dataset.texts[i] for i in sample])
     cumulative = np.cumsum(per_layer)
     points = []
     for speed in grid or GRID:

@@ -29,7 +29,9 @@ from runtime.errors import EdgeKDError
 from runtime.exits import SPEED_GRID
 from runtime.manifest import (
     GRAPH_FILE,
+    bundle_size,
     GRAPH_INPUTS,
+    STAGE_INPUTS,
     TOKENIZER_FILE,
     Manifest,
     Stage,
@@ -198,7 +200,7 @@ def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> 
     if manifest.student != "transformer":
         full = manifest.stages[0]
         reference = ort.InferenceSession(str(folder / full.file), providers=["CPUExecutionProvider"])
-        expected = {case: reference.run(None, {"input_ids": ids, "mask": mask})[0]
+        expected = {case: reference.run(None, dict(zip(STAGE_INPUTS["full"], (ids, mask))))[0]
                     for case, (ids, mask) in graph_cases(vocab, manifest.max_length).items()}
         del reference
         onnx.save(compile_single(onnx.load(str(folder / full.file)), len(manifest.labels)), str(folder / GRAPH_FILE))
@@ -221,11 +223,6 @@ def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> 
     model = runtime.EdgeModel(folder, manifest, "cpu", None, engine="staged")
     summary = validate_compiled(model, vocab, manifest.max_length, list(SPEED_GRID) + [1.0], exact=exact, atol=atol)
     return {"reference": "staged runtime", **summary}
-
-
-def bundle_size(path: str | os.PathLike) -> int:
-    """Bytes of every file in a bundle folder."""
-    return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
 
 
 def export_full_graph(model: nn.Module, path: str | os.PathLike, vocab_size: int, max_length: int, *,

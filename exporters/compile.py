@@ -26,7 +26,7 @@ import numpy as np
 import onnx
 from onnx import GraphProto, ModelProto, TensorProto, helper, numpy_helper
 
-from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS
+from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS, STAGE_INPUTS, STAGE_OUTPUTS
 
 DEBUG_OUTPUT = "stage_rows"  # optional output: rows that entered each layer, (L,) int64
 
@@ -159,8 +159,8 @@ class _Compiler:
         """Layer k on `rows` of (hidden, mask); alive maps those rows to input rows. Returns b's outputs."""
         p = f"l{k}/"
         hidden_out, logits = b.name("hidden"), b.name("logits")
-        _inline(b, self.layers[k - 1].graph, p, {"hidden": hidden, "mask": mask, "rows": rows},
-                {"hidden_out": hidden_out, "logits": logits})
+        _inline(b, self.layers[k - 1].graph, p, dict(zip(STAGE_INPUTS["layer"], (hidden, mask, rows))),
+                dict(zip(STAGE_OUTPUTS["layer"], (hidden_out, logits))))
         u = self.entropy(b, logits)
         counts = counts + ([b.op("Shape", [alive], "rows_in")] if self.debug else [])
         if k == self.num_layers:
@@ -196,7 +196,8 @@ class _Compiler:
         ids, mask, speed = GRAPH_INPUTS
         self.speed = speed
         hidden = m.name("hidden")
-        _inline(m, self.embed.graph, "embed/", {"input_ids": ids}, {"hidden": hidden})
+        _inline(m, self.embed.graph, "embed/", dict(zip(STAGE_INPUTS["embed"], (ids,))),
+                dict(zip(STAGE_OUTPUTS["embed"], (hidden,))))
         shape = m.op("Shape", [ids], "ids_shape")
         batch = m.op("Gather", [shape, self.i0], "batch", axis=0)
         batch_1d = m.op("Unsqueeze", [batch, self.axis0], "batch_1d")
@@ -266,7 +267,8 @@ def compile_single(full: ModelProto, num_labels: int) -> ModelProto:
     c.f0, c.f1 = m.const(0.0, np.float32, "f0"), m.const(1.0, np.float32, "f1")
     ids, mask, speed = GRAPH_INPUTS
     logits = m.name("logits")
-    _inline(m, full.graph, "model/", {"input_ids": ids, "mask": mask}, {"logits": logits})
+    _inline(m, full.graph, "model/", dict(zip(STAGE_INPUTS["full"], (ids, mask))),
+            dict(zip(STAGE_OUTPUTS["full"], (logits,))))
     m.op("Identity", [logits], GRAPH_OUTPUTS[0])
     m.nodes[-1].output[0] = GRAPH_OUTPUTS[0]
     u = c.entropy(m, logits)

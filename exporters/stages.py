@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from runtime.manifest import EMBED_FILE, FULL_FILE, layer_file
+from runtime.manifest import EMBED_FILE, FULL_FILE, STAGE_INPUTS, STAGE_OUTPUTS, layer_file
 
 DEFAULT_OPSET = 17
 
@@ -83,21 +83,23 @@ def student_stage_specs(model: nn.Module) -> dict[str, StageSpec]:
     `model.embeddings(input_ids) -> hidden`, `model.layers[i](hidden, mask) ->
     (hidden, _)` and `model.heads[i](hidden, mask) -> logits`.
     """
-    specs = {EMBED_FILE: StageSpec("embed", "embed", EmbedStage(model.embeddings), ["input_ids"], ["hidden"],
-                                   {"input_ids": _BT, "hidden": _BT})}
+    (ids,), (hidden,) = STAGE_INPUTS["embed"], STAGE_OUTPUTS["embed"]
+    specs = {EMBED_FILE: StageSpec("embed", "embed", EmbedStage(model.embeddings), [ids], [hidden],
+                                   {ids: _BT, hidden: _BT})}
+    (h_in, mask, rows), (h_out, logits) = STAGE_INPUTS["layer"], STAGE_OUTPUTS["layer"]
     for index, (layer, head) in enumerate(zip(model.layers, model.heads), start=1):
         specs[layer_file(index)] = StageSpec(
-            f"layer_{index}", "layer", LayerStage(layer, head), ["hidden", "mask", "rows"], ["hidden_out", "logits"],
-            {"hidden": _BT, "mask": _BT, "rows": {0: "rows"}, "hidden_out": {0: "rows", 1: "sequence"},
-             "logits": {0: "rows"}},
+            f"layer_{index}", "layer", LayerStage(layer, head), [h_in, mask, rows], [h_out, logits],
+            {h_in: _BT, mask: _BT, rows: {0: "rows"}, h_out: {0: "rows", 1: "sequence"}, logits: {0: "rows"}},
         )
     return specs
 
 
 def full_stage_spec(model: nn.Module, name: str = "full") -> dict[str, StageSpec]:
     """A classifier (student or teacher) as one graph: input_ids, mask -> logits."""
-    return {FULL_FILE: StageSpec(name, "full", FullStage(model), ["input_ids", "mask"], ["logits"],
-                                 {"input_ids": _BT, "mask": _BT, "logits": {0: "batch"}})}
+    (ids, mask), (logits,) = STAGE_INPUTS["full"], STAGE_OUTPUTS["full"]
+    return {FULL_FILE: StageSpec(name, "full", FullStage(model), [ids, mask], [logits],
+                                 {ids: _BT, mask: _BT, logits: {0: "batch"}})}
 
 
 def example_inputs(spec: StageSpec, hidden_size: int, vocab_size: int, batch: int = 2, length: int = 8):

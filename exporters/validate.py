@@ -77,7 +77,7 @@ def compare(spec: StageSpec, path: Path, inputs: tuple, case: str, atol: float) 
         expected = spec.module(*inputs)
     expected = expected if isinstance(expected, tuple) else (expected,)
     feeds = {name: tensor.numpy() for name, tensor in zip(spec.input_names, inputs)}
-    actual = session.run(None, feeds)
+    actual = session.run(spec.output_names, feeds)  # by name: the graph's output order does not matter
     checks = []
     for name, want, got in zip(spec.output_names, expected, actual):
         want = want.float().numpy()

@@ -174,6 +174,11 @@ def read_manifest(bundle: str | os.PathLike) -> Manifest:
     return Manifest.from_dict(data)
 
 
+def bundle_size(path: str | os.PathLike) -> int:
+    """Bytes of every file in a bundle folder."""
+    return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -25,10 +25,24 @@ except ImportError as exc:  # the core install leaves the choice of ONNX Runtime
 
 from runtime.errors import BundleError, DeviceError
 from runtime.exits import check_speed, leaves, normalized_entropy, softmax
-from runtime.manifest import ENGINES, GRAPH_INPUTS, Manifest, Stage, read_manifest, resolve_inside, verify_bundle
+from runtime.manifest import (
+    ENGINES,
+    GRAPH_INPUTS,
+    STAGE_INPUTS,
+    STAGE_OUTPUTS,
+    Manifest,
+    Stage,
+    read_manifest,
+    resolve_inside,
+    verify_bundle,
+)
 from runtime.tokenize import TextEncoder
 
 DEVICES = ("cpu", "cuda", "auto")
+# The stage contract's names (runtime/manifest.py), unpacked once for the executors below.
+(IDS,), (HIDDEN,) = STAGE_INPUTS["embed"], STAGE_OUTPUTS["embed"]
+(_, MASK, ROWS), (HIDDEN_OUT, LOGITS) = STAGE_INPUTS["layer"], STAGE_OUTPUTS["layer"]
+FULL_MASK = STAGE_INPUTS["full"][1]
 
 
 @dataclass
@@ -250,7 +264,7 @@ class EdgeModel:
         if (engine or self.engine) == "graph":
             return tuple(self.run_graph(input_ids, mask, speed))
         if self.full:
-            logits = self.sessions[0].run(None, {"input_ids": input_ids, "mask": mask})[0]
+            logits = self.sessions[0].run(None, {IDS: input_ids, FULL_MASK: mask})[0]
             return logits, np.ones(len(logits), dtype=np.int64), normalized_entropy(logits)
         if self.device == "cuda":
             return self._run_cuda(input_ids, mask, speed)
@@ -259,12 +273,12 @@ class EdgeModel:
     def _run_cpu(self, input_ids, mask, speed):
         batch = input_ids.shape[0]
         out = _Outputs(batch, len(self.labels))
-        hidden = self.sessions[0].run(None, {"input_ids": input_ids})[0]
+        hidden = self.sessions[0].run([HIDDEN], {IDS: input_ids})[0]
         alive = np.arange(batch)  # original row of each current row
         rows = np.arange(batch, dtype=np.int64)
         last = len(self.sessions) - 1
         for layer, session in enumerate(self.sessions[1:], start=1):
-            hidden, logits = session.run(None, {"hidden": hidden, "mask": mask, "rows": rows})
+            hidden, logits = session.run([HIDDEN_OUT, LOGITS], {HIDDEN: hidden, MASK: mask, ROWS: rows})
             if layer < last and speed <= 0.0:
                 continue  # u >= 0 always: nothing can leave before the last layer
             stay = out.record(logits, alive, layer, speed, layer == last)
@@ -287,8 +301,8 @@ class EdgeModel:
         batch = input_ids.shape[0]
         out = _Outputs(batch, len(self.labels))
         binding = self.sessions[0].io_binding()
-        binding.bind_cpu_input("input_ids", input_ids)
-        binding.bind_output("hidden", "cuda")
+        binding.bind_cpu_input(IDS, input_ids)
+        binding.bind_output(HIDDEN, "cuda")
         self.sessions[0].run_with_iobinding(binding)
         hidden = binding.get_outputs()[0]
         alive = np.arange(batch)
@@ -296,11 +310,11 @@ class EdgeModel:
         last = len(self.sessions) - 1
         for layer, session in enumerate(self.sessions[1:], start=1):
             binding = session.io_binding()
-            binding.bind_ortvalue_input("hidden", hidden)
-            binding.bind_cpu_input("mask", mask)
-            binding.bind_cpu_input("rows", rows)
-            binding.bind_output("hidden_out", "cuda")
-            binding.bind_output("logits", "cpu")
+            binding.bind_ortvalue_input(HIDDEN, hidden)
+            binding.bind_cpu_input(MASK, mask)
+            binding.bind_cpu_input(ROWS, rows)
+            binding.bind_output(HIDDEN_OUT, "cuda")
+            binding.bind_output(LOGITS, "cpu")
             session.run_with_iobinding(binding)
             hidden, logits_value = binding.get_outputs()
             mask = mask[rows]
@@ -329,13 +343,42 @@ class EdgeModel:
         mask = np.ascontiguousarray(mask, dtype=np.int64)
         if self.full:
             return self.run_ids(input_ids, mask, 0.0)[0][None]
-        hidden = self.sessions[0].run(None, {"input_ids": input_ids})[0]
+        hidden = self.sessions[0].run([HIDDEN], {IDS: input_ids})[0]
         rows = np.arange(input_ids.shape[0], dtype=np.int64)
         every = []
         for session in self.sessions[1:]:
-            hidden, logits = session.run(None, {"hidden": hidden, "mask": mask, "rows": rows})
+            hidden, logits = session.run([HIDDEN_OUT, LOGITS], {HIDDEN: hidden, MASK: mask, ROWS: rows})
             every.append(logits)
         return np.stack(every)
+
+    def stage_times(self, texts: list[str], repeats: int = 3) -> tuple[float, np.ndarray]:
+        """Where the time goes: mean seconds per text at batch 1 of (tokenize + embed, each layer
+        with its exit test (L,)), best of `repeats` per text. Used by calibration and the bench."""
+        import time
+
+        if self.full:
+            raise BundleError(f"{self.path} holds one graph without exits; it has no stages to time")
+        sessions = self.sessions
+        front, layers = [], []
+        for text in texts:
+            best = (float("inf"), [])
+            for _ in range(repeats):
+                start = time.perf_counter()
+                ids, mask = self.encoder([text])
+                hidden = sessions[0].run([HIDDEN], {IDS: ids})[0]
+                t_front = time.perf_counter() - start
+                per = []
+                rows = np.arange(1, dtype=np.int64)
+                for session in sessions[1:]:
+                    start = time.perf_counter()
+                    hidden, logits = session.run([HIDDEN_OUT, LOGITS], {HIDDEN: hidden, MASK: mask, ROWS: rows})
+                    normalized_entropy(logits)
+                    per.append(time.perf_counter() - start)
+                if t_front + sum(per) < best[0] + sum(best[1]):
+                    best = (t_front, per)
+            front.append(best[0])
+            layers.append(best[1])
+        return float(np.mean(front)), np.mean(np.array(layers), axis=0)
 
 
 def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = None, warmup: bool = False,

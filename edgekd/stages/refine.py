@@ -46,7 +46,7 @@ class RefineStage:
             b_logits = classifier_logits(lambda i, m: model_b(input_ids=i, attention_mask=m).logits, failing_data,
                                          ctx.device)
             targets = merge_targets(a_logits, b_logits, keep)
-            result.update(stats, b_data=r.b_data)
+            result.update(stats, b_data=r.b_data, b_rows=len(trained_on))
             result["b_agrees_with_given_labels_on_failing"] = float((b_logits.argmax(-1) == labels[failing]).float().mean())
         result["targets_agree_with_given_labels"] = float((targets.argmax(-1) == labels).float().mean())
         if ctx.rank == 0:

@@ -41,14 +41,22 @@ def test_max_drop_rule_and_manifest_update(bundle_copy, tiny_data):
     runtime.load(bundle_copy)  # still verifies: graphs untouched
 
 
-def test_latency_rule(bundle_copy, tiny_data):
-    probe = calibrate(bundle_copy, tiny_data["dev"], max_drop=100.0, latency_texts=8, write=False)
+def test_latency_rule(bundle_copy, tiny_data, monkeypatch):
+    # fixed stage times (0.1 ms front, 1 ms a layer) so the test does not depend on this machine's noise
+    monkeypatch.setattr(runtime.EdgeModel, "stage_times", lambda self, texts, repeats=3: (1e-4, np.full(3, 1e-3)))
+    probe = calibrate(bundle_copy, tiny_data["dev"], max_drop=100.0, latency_texts=48, write=False)
+    for p in probe.points:  # latency = front + the layers each sampled text runs
+        assert p.latency_ms == pytest.approx(0.1 + p.average_layers)
     budget = float(np.median([p.latency_ms for p in probe.points]))
-    result = calibrate(bundle_copy, tiny_data["dev"], latency_ms=budget * 1.5, latency_texts=8)
+    result = calibrate(bundle_copy, tiny_data["dev"], latency_ms=budget, latency_texts=48)
     chosen = next(p for p in result.points if p.speed == result.chosen)
-    assert chosen.latency_ms <= budget * 1.5
+    # the rule: the most accurate speed whose latency fits the budget; every more accurate speed missed it
+    fits = [p for p in result.points if p.latency_ms <= budget]
+    assert 0 < len(fits) < len(result.points), "the budget must rule some speeds out for this test to mean anything"
+    assert chosen in fits and chosen.accuracy == max(p.accuracy for p in fits)
+    assert all(p.latency_ms > budget for p in result.points if p.accuracy > chosen.accuracy)
     with pytest.raises(EdgeKDError, match="no speed meets"):
-        calibrate(bundle_copy, tiny_data["dev"], latency_ms=1e-6, latency_texts=4)
+        calibrate(bundle_copy, tiny_data["dev"], latency_ms=0.05, latency_texts=4)
 
 
 def test_needs_exactly_one_budget(bundle_copy, tiny_data):

@@ -56,4 +56,5 @@ def test_refine_stage_feeds_finetune(tiny_teacher_dir, tiny_data, tmp_path, b_da
     refined = torch.load(run / "refined_logits.pt", weights_only=True)
     changed = (teacher != refined).any(1)
     assert int(changed.sum()) == m["failing"], "exactly the failing rows get teacher B's targets"
-    assert m["b_data"] == b_data
+    # teacher B really trained on the asked rows: the failing ones, or the kept ones
+    assert m["b_rows"] == (m["failing"] if b_data == "failing" else m["kept"])
