@@ -109,7 +109,7 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
                          else "staged")
     graph = runtime.load(bundle, warmup=True, engine="graph") if model.manifest.graph and not model.full else None
     labels = model.labels
-    dataset = read_labelled(data, label_names=labels)
+    dataset = read_labelled(data, label_names=labels, label_values=model.manifest.label_values)
     texts = dataset.texts[:limit] if limit else dataset.texts
     gold = np.array(dataset.labels[: len(texts)])
     encoder = model.encoder

@@ -73,7 +73,7 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
     model = runtime.load(bundle, warmup=True)
     if model.full:
         raise EdgeKDError(f"{bundle} holds one graph without exits; there is no speed to calibrate")
-    dataset = read_labelled(data, label_names=model.labels)
+    dataset = read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values)
     labels = np.array(dataset.labels)
     ids = model.encoder.token_ids(dataset.texts)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))

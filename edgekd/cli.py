@@ -15,12 +15,32 @@ from typing import Annotated, Optional
 import typer
 
 app = typer.Typer(
-    help="Distil BERT-family classifiers into early-exit students, export them as stage-split ONNX bundles, "
-    "and run them without torch.",
+    help="Distil BERT-family classifiers into early-exit students, export them as bundles whose model.onnx runs "
+    "early exit in any ONNX Runtime, and run them without torch (Python, Node, the browser).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"edgekd {version('edgekd')}")
+        except PackageNotFoundError:
+            typer.echo("edgekd (not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Distil BERT-family classifiers into early-exit students, export them as bundles whose model.onnx
+    runs early exit in any ONNX Runtime, and run them without torch (Python, Node, the browser)."""
 
 
 def friendly(command):
@@ -51,6 +71,10 @@ def distill(
     dev: Annotated[str, typer.Option(help="Labelled dev file; accuracy is reported after each stage.")] = "",
     out: Annotated[str, typer.Option(help="Run folder. Re-running with the same folder resumes.")] = "",
     unlabeled: Annotated[str, typer.Option(help="Unlabelled text (.txt, one per line, or a labelled file's text) for the attention and branches stages; default: the train texts.")] = "",
+    text_column: Annotated[Optional[str], typer.Option(help="Text column of the data files (default: sentence, text, content, review, ...).")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Label column of the data files (default: label, labels, class, ...).")] = None,
+    label_names: Annotated[Optional[str], typer.Option(help="Comma-separated names for the data's labels in their sorted order, e.g. negative,positive for SST-2's 0,1; predictions then print names.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start over: remove an existing run folder at --out first (default: resume it).")] = False,
     student: Annotated[Optional[str], typer.Option(help="Student kind: transformer (early exit) | bilstm | textcnn.")] = None,
     layers: Annotated[Optional[int], typer.Option(help="Student layers (one exit head each).")] = None,
     hidden: Annotated[Optional[int], typer.Option(help="Student width.")] = None,
@@ -87,7 +111,10 @@ def distill(
     for key, value in (("teacher", teacher), ("out", out)):
         if value:
             overrides[key] = value
-    data = {k: v for k, v in (("train", train), ("dev", dev), ("unlabeled", unlabeled), ("max_length", max_length)) if v}
+    data = {k: v for k, v in (("train", train), ("dev", dev), ("unlabeled", unlabeled), ("max_length", max_length),
+                              ("text_column", text_column), ("label_column", label_column)) if v}
+    if label_names:
+        data["label_names"] = [n.strip() for n in label_names.split(",")]
     shape = {k: v for k, v in (("kind", student), ("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn),
                                  ("head_type", head_type), ("init", init), ("vocab_keep", vocab_keep), ("vocab_size", vocab_size)) if v is not None}
     if data:
@@ -109,7 +136,7 @@ def distill(
     for key, value in optim_overrides(epochs, max_steps, batch_size).items():
         overrides[key] = {**overrides.get(key, {}), **value}
     cfg = resolve_config(config, preset, overrides)
-    run = run_distill(cfg, log=_err)
+    run = run_distill(cfg, log=_err, overwrite=overwrite)
     _err(f"run folder: {run}  (next: edgekd export {run} --out BUNDLE)")
 
 
@@ -128,7 +155,8 @@ def export(
     vocab_size: Annotated[Optional[int], typer.Option(help="Compress the vocabulary (GLMD): keep this many tokens (instead of --vocab-keep).")] = None,
     vocab_metric: Annotated[str, typer.Option(help="Nearest kept token by dot | cosine.")] = "dot",
 ) -> None:
-    """Export a run's student as a bundle: embed.onnx, one graph per layer, tokenizer, manifest."""
+    """Export a run's student as a bundle: model.onnx (early exit compiled in), one graph per layer, tokenizer,
+    manifest; every graph checked against torch, model.onnx against the staged graphs."""
     from edgekd.export import export_run
 
     result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed, precision=quantize,
@@ -151,22 +179,47 @@ def export(
 @friendly
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    texts: Annotated[list[str], typer.Argument(help="Texts to classify ('-' reads one per line from stdin).")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify ('-' reads one per line from stdin).")] = None,
+    file: Annotated[Optional[Path], typer.Option(help="Classify every row of this file (.txt lines, or .csv/.tsv/.jsonl with a text column), streaming, in order.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="With --file: write rows here (.jsonl, or .csv by extension); default stdout as JSON Lines.")] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="With --file: the text column of a csv/tsv/jsonl file.")] = None,
+    resume: Annotated[bool, typer.Option(help="With --file --out: continue after the last complete row already in OUT.")] = False,
     speed: Annotated[Optional[float], typer.Option(help="Exit threshold in [0, 1]; 0 runs every layer. Default: the bundle's.")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 32,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
     engine: Annotated[str, typer.Option(help="graph (model.onnx, exit rule inside) | staged (one graph per layer) | auto (what calibration measured faster).")] = "auto",
 ) -> None:
-    """Classify texts with a bundle (no torch needed)."""
+    """Classify texts with a bundle (no torch needed): texts as arguments, '-' for stdin, or --file."""
     import runtime
 
+    if file is None and not texts:
+        raise runtime.EdgeKDError("give texts to classify, '-' to read them from stdin, or --file PATH")
+    if file is not None and texts:
+        raise runtime.EdgeKDError("give texts or --file, not both")
+    if file is None and (out or text_column or resume):
+        raise runtime.EdgeKDError("--out, --text-column and --resume go with --file")
     if texts == ["-"]:
-        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]
+        raw = sys.stdin.buffer.read()
+        try:
+            decoded = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise runtime.EdgeKDError(f"stdin: line {line} has bytes that are not UTF-8 (at byte {exc.start}); "
+                                      "send UTF-8 text") from None
+        texts = [line.rstrip("\r") for line in decoded.split("\n") if line.strip()]
     try:
         model = runtime.load(bundle, device=device, engine=engine)
+        if file is not None:
+            from edgekd.predict_file import predict_file
+
+            rows = predict_file(model, file, out, speed=speed, batch_size=batch_size, text_column=text_column,
+                                resume=resume)
+            if out:
+                _err(f"wrote {rows} rows to {out}")
+            return
         results = model.classify(texts, speed=speed, batch_size=batch_size)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise runtime.EdgeKDError(str(exc)) from exc
     for text, r in zip(texts, results):
         if as_json:

@@ -16,6 +16,7 @@ from runtime.exits import REPORT_SPEEDS
 
 STAGES = ("teacher", "refine", "attention", "baseline", "finetune", "branches")  # run in this order
 DEFAULT_STAGES = ["teacher", "attention", "finetune", "branches"]
+SMALL_STUDENT_STAGES = ["teacher", "finetune"]  # BiLSTM / TextCNN: no attention to distil, no exits to train
 CONFIG_FILE = "config.json"
 
 
@@ -32,6 +33,7 @@ class DataConfig:
     unlabeled: str = ""  # text for `attention` and `branches`; default: the train texts
     text_column: str = ""  # default: sentence / text / ...
     label_column: str = ""  # default: label / labels / ...
+    label_names: list[str] = field(default_factory=list)  # display names for the data's labels, in their order
     max_train: int = 0  # student stages use the first N train rows (0 = all); rows are shuffled per epoch anyway
     max_unlabeled: int = 0  # use the first N unlabelled rows (0 = all)
     max_length: int = 64  # tokens per text, [CLS] and [SEP] included
@@ -308,6 +310,8 @@ def resolve_config(file: str | None = None, preset: str | None = None, overrides
         merged = deep_merge(merged, data)
     if overrides:
         merged = deep_merge(merged, overrides)
+    if "stages" not in merged and merged.get("student", {}).get("kind", "transformer") != "transformer":
+        merged["stages"] = list(SMALL_STUDENT_STAGES)  # the default list, chosen for the student type
     return DistillConfig.from_dict(merged).validate()
 
 

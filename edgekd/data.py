@@ -7,8 +7,12 @@ label set comes from the training file and is saved into the run folder.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
 import os
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +75,8 @@ def _rows(path: Path, fmt: str) -> tuple[list[str], list[tuple[int, dict]]]:
     text = _read_text(path)
     if fmt == "jsonl":
         rows, columns = [], []
-        for number, line in enumerate(text.splitlines(), start=1):
+        # split on "\n" only: str.splitlines would also cut at U+2028, U+0085, form feed ... inside a text
+        for number, line in enumerate(text.split("\n"), start=1):
             if not line.strip():
                 continue
             try:
@@ -85,9 +90,13 @@ def _rows(path: Path, fmt: str) -> tuple[list[str], list[tuple[int, dict]]]:
         return columns, rows
     delimiter = "\t" if fmt == "tsv" else ","
     quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
-    lines = text.splitlines()
-    reader = csv.reader(lines, delimiter=delimiter, quoting=quoting)
-    header = next(reader)
+    # the csv module over a file object with newline="": quoted CSV fields keep their line breaks, and
+    # only \n / \r end a row (never U+2028, U+0085 or a form feed inside a text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    try:
+        header = next(reader)
+    except csv.Error as exc:
+        raise DataError(f"{path}: the header cannot be read as {fmt.upper()} ({exc})") from None
     if len(header) == 1:
         other = "," if delimiter == "\t" else "\t"
         if other in header[0]:
@@ -96,7 +105,14 @@ def _rows(path: Path, fmt: str) -> tuple[list[str], list[tuple[int, dict]]]:
                             f"{'.csv' if other == ',' else '.tsv'} extension")
     header = [h.strip() for h in header]
     rows = []
-    for number, values in enumerate(reader, start=2):
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise DataError(f"{path}: line {reader.line_num} cannot be read as {fmt.upper()} ({exc})") from None
+        number = reader.line_num
         if not values or all(not v.strip() for v in values):
             continue
         if len(values) != len(header):
@@ -118,6 +134,18 @@ def _pick(columns: list[str], wanted: str | None, defaults: tuple[str, ...], wha
                     f"{', '.join(columns)}. Name it with --{what}-column")
 
 
+def normalize_label(value) -> str:
+    """One spelling per label: numbers that are whole become their integer ("1.0", " 1", 1 -> "1")."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if math.isfinite(number) and number == int(number) and not isinstance(value, bool):
+        return str(int(number))
+    return text
+
+
 def _label_order(values: list[str]) -> list[str]:
     unique = sorted(set(values))
     try:
@@ -132,9 +160,11 @@ def read_labelled(
     label_column: str | None = None,
     label_names: list[str] | None = None,
     fmt: str | None = None,
+    label_values: list[str] | None = None,
 ) -> TextDataset:
     """Read a labelled file. With `label_names` (e.g. the train set's), every
-    label must be one of them; otherwise the names are the sorted set found."""
+    label must be one of them (or of `label_values`, the data's own spellings of
+    the same classes, in the same order); otherwise the names are the sorted set found."""
     path = Path(path)
     fmt = _format(path, fmt)
     if fmt == "lines":
@@ -152,16 +182,22 @@ def read_labelled(
         if label is None or str(label).strip() == "":
             raise DataError(f"{path}: row {number} has no {label_col!r}")
         texts.append(str(text).strip())
-        raw_labels.append(str(label).strip())
+        raw_labels.append(normalize_label(label))
     names = list(label_names) if label_names is not None else _label_order(raw_labels)
     if label_names is None and len(names) < 2:
         raise DataError(f"{path}: only one label ({names[0]!r}) occurs; a classifier needs at least two")
+    if label_names is None:
+        rare = sorted(name for name, count in Counter(raw_labels).items() if count < 2)
+        if rare:
+            warnings.warn(f"{path}: label(s) {', '.join(map(repr, rare))} occur only once; a class needs examples "
+                          "to be learnt (is it a typo?)", stacklevel=2)
     index = {name: i for i, name in enumerate(names)}
+    index.update({normalize_label(v): i for i, v in enumerate(label_values or [])})
     labels = []
     for (number, _), label in zip(rows, raw_labels):
         if label not in index:
-            raise DataError(f"{path}: unknown label {label!r} in row {number}; the training labels are: "
-                            f"{', '.join(names)}")
+            known = ", ".join(names) + (f" (or {', '.join(label_values)})" if label_values else "")
+            raise DataError(f"{path}: unknown label {label!r} in row {number}; the training labels are: {known}")
         labels.append(index[label])
     return TextDataset(texts, labels, names, str(path))
 
@@ -171,7 +207,7 @@ def read_unlabelled(path: str | os.PathLike, text_column: str | None = None, fmt
     path = Path(path)
     fmt = _format(path, fmt)
     if fmt == "lines":
-        texts = [line.strip() for line in _read_text(path).splitlines() if line.strip()]
+        texts = [line.strip() for line in _read_text(path).split("\n") if line.strip()]
     else:
         columns, rows = _rows(path, fmt)
         col = _pick(columns, text_column, TEXT_COLUMNS, "text", path)

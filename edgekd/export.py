@@ -33,7 +33,7 @@ def precision_agreement(bundle: Path, student, data: str | os.PathLike,
                         speeds=CHECK_SPEEDS) -> dict:
     """Agreement of a (quantized) bundle with the fp32 torch student on labelled `data`."""
     model = runtime.load(bundle)
-    dataset = read_labelled(data, label_names=model.labels)
+    dataset = read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values)
     exits = all_exit_logits(student.eval(), TokenizedData(model.encoder, dataset.texts), "cpu").numpy()
     gold = np.array(dataset.labels)
     report = {"reference": "fp32 (torch)", "precision": model.manifest.precision, "data": Path(data).name,
@@ -82,34 +82,43 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     folder = StudentFolder(run.student)
     if folder.is_complete():  # the self-contained student: tokenizer, labels and max_length beside the weights
         tokenizer, labels, max_length = folder.tokenizer, folder.labels, folder.max_length
+        values = folder.label_values
     else:  # a run folder from before student/ carried them
         tokenizer, labels, max_length = run.tokenizer, json.loads(run.labels.read_text(encoding="utf-8")), \
             cfg.data.max_length
+        values = None
     student = load_student(run.student)
     share = None
     if vocab_keep or vocab_size:
         student, share = _compress(run, cfg, student, vocab_keep, vocab_size, vocab_metric, data)
+    if data is not None:  # a bad --data fails here, before anything is written
+        read_labelled(data, label_names=labels, label_values=values)
 
     def finish(folder, manifest):
         apply_precision(folder, [s.file for s in manifest.stages], precision)
         manifest.precision = precision
         manifest.vocabulary.remapped_token_share = share
+        manifest.label_values = values if values and values != labels else None
         return manifest
+
+    def measure(folder: Path) -> None:
+        """Agreement and calibration on the finished bundle, still in its temporary folder: the bundle is
+        renamed into place only when these succeed too (a failure leaves any old bundle as it was)."""
+        if data is not None and precision != "fp32":
+            manifest = read_manifest(folder)
+            manifest.precision_check = precision_agreement(folder, student, data)
+            write_manifest(folder, manifest)
+        if data is not None and max_drop is not None and not isinstance(student, SmallStudent):
+            from edgekd.calibrate import calibrate
+
+            calibrate(folder, data, max_drop=max_drop)
 
     if isinstance(student, SmallStudent):
         result = export_classifier(student, tokenizer, labels, out, max_length, atol=atol,
-                                   overwrite=overwrite, postprocess=finish)
+                                   overwrite=overwrite, postprocess=finish, finish=measure)
     else:
         result = export_student(student, tokenizer, labels, out, max_length, atol=atol,
-                                overwrite=overwrite, default_speed=default_speed, postprocess=finish)
-    if data is not None and precision != "fp32":
-        manifest = read_manifest(result.path)
-        manifest.precision_check = precision_agreement(result.path, student, data)
-        write_manifest(result.path, manifest)
-    if data is not None and max_drop is not None and not isinstance(student, SmallStudent):
-        from edgekd.calibrate import calibrate
-
-        calibrate(result.path, data, max_drop=max_drop)
+                                overwrite=overwrite, default_speed=default_speed, postprocess=finish, finish=measure)
     result.manifest = read_manifest(result.path)
     return result
 

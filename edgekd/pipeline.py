@@ -8,12 +8,14 @@ as the self-contained `student/` folder that `edgekd export` reads.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Callable
 
-from edgekd.config import DistillConfig
+from edgekd.config import CONFIG_FILE, ConfigError, DistillConfig
 from edgekd.stages import REGISTRY, RunContext
 from edgekd.stages.context import Log
-from edgekd.train import barrier
+from edgekd.train import barrier, rank_world
 
 # Which stage's student becomes the run's student, in order of preference.
 PUBLISH_ORDER = ("branches", "finetune", "attention")
@@ -43,7 +45,22 @@ def run_stages(ctx: RunContext):
     return ctx.run.root
 
 
-def distill(cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], None] | None = None):
+def distill(cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], None] | None = None,
+            overwrite: bool = False):
     """Run the configured stages into `cfg.out`; finished stages are skipped, an
-    interrupted stage resumes from its last checkpoint."""
-    return run_stages(RunContext(cfg, log, on_step))
+    interrupted stage resumes from its last checkpoint. `overwrite` removes an existing
+    run folder first. When the run cannot start (bad data, bad flags, a teacher that does
+    not load), a folder this call created is removed again: nothing half-made is left."""
+    root = Path(cfg.out)
+    if overwrite and root.exists():
+        if not (root / CONFIG_FILE).is_file() and any(root.iterdir()):
+            raise ConfigError([f"{root} is not a run folder (no {CONFIG_FILE}); refusing to remove it for --overwrite"])
+        shutil.rmtree(root)
+    created = not root.exists()
+    try:
+        ctx = RunContext(cfg, log, on_step)
+    except BaseException:
+        if created and rank_world()[0] == 0:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    return run_stages(ctx)

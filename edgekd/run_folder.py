@@ -25,6 +25,7 @@ from pathlib import Path
 from edgekd.config import CONFIG_FILE
 
 LABELS_FILE = "labels.json"
+LABEL_VALUES_FILE = "label_values.json"  # the labels as the data spells them (e.g. "0", "1"), same order
 TOKENIZER_FILE = "tokenizer.json"
 INFERENCE_FILE = "inference.json"  # in a finished student folder: {"max_length": N}
 
@@ -52,6 +53,7 @@ class RunFolder:
 
     config = property(lambda self: self.root / CONFIG_FILE)
     labels = property(lambda self: self.root / LABELS_FILE)
+    label_values = property(lambda self: self.root / LABEL_VALUES_FILE)
     tokenizer = property(lambda self: self.root / TOKENIZER_FILE)
     vocab = property(lambda self: self.root / "vocab.json")
     teacher = property(lambda self: self.root / "teacher")
@@ -87,6 +89,8 @@ class RunFolder:
         shutil.copytree(self.stage_student(stage), tmp)
         shutil.copyfile(self.tokenizer, tmp / TOKENIZER_FILE)
         shutil.copyfile(self.labels, tmp / LABELS_FILE)
+        if self.label_values.is_file():
+            shutil.copyfile(self.label_values, tmp / LABEL_VALUES_FILE)
         write_json(tmp / INFERENCE_FILE, {"max_length": max_length, "stage": stage})
         replace_folder(tmp, self.student)
         return self.student
@@ -105,6 +109,10 @@ class StudentFolder:
     @property
     def labels(self) -> list[str]:
         return json.loads((self.root / LABELS_FILE).read_text(encoding="utf-8"))
+
+    @property
+    def label_values(self) -> list[str] | None:
+        return read_json(self.root / LABEL_VALUES_FILE, None)
 
     @property
     def max_length(self) -> int:

@@ -76,6 +76,8 @@ def atomic_folder(target: Path, overwrite: bool) -> Iterator[Path]:
     if target.exists() and not target.is_dir():
         raise ExportError(f"{target} exists and is not a folder")
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
         yield tmp
@@ -111,6 +113,7 @@ def export_student(
     overwrite: bool = False,
     default_speed: float = 0.0,
     postprocess: Callable[[Path, Manifest], Manifest] | None = None,
+    finish: Callable[[Path], None] | None = None,
 ) -> ExportResult:
     """Export an early-exit student to a bundle folder `out`.
 
@@ -128,7 +131,7 @@ def export_student(
     input_vocab = cfg.original_vocab_size or cfg.vocab_size
     specs = student_stage_specs(model)
     return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
-                         default_speed, postprocess, student="transformer")
+                         default_speed, postprocess, student="transformer", finish=finish)
 
 
 def export_classifier(
@@ -142,6 +145,7 @@ def export_classifier(
     atol: float = 1e-4,
     overwrite: bool = False,
     postprocess: Callable[[Path, Manifest], Manifest] | None = None,
+    finish: Callable[[Path], None] | None = None,
 ) -> ExportResult:
     """Export a classifier without exits (BiLSTM, TextCNN: `model(input_ids, mask)`) as a
     one-stage bundle (`model.onnx`, kind `full`) that the same runtime runs."""
@@ -153,7 +157,7 @@ def export_classifier(
     input_vocab = cfg.original_vocab_size or cfg.vocab_size
     specs = full_stage_spec(model, getattr(cfg, "kind", "full"))
     return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
-                         0.0, postprocess, student=getattr(cfg, "kind", "full"))
+                         0.0, postprocess, student=getattr(cfg, "kind", "full"), finish=finish)
 
 
 def _check_inputs(cfg, labels: list[str], tokenizer_file) -> None:
@@ -164,7 +168,7 @@ def _check_inputs(cfg, labels: list[str], tokenizer_file) -> None:
 
 
 def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
-                  default_speed, postprocess, student: str) -> ExportResult:
+                  default_speed, postprocess, student: str, finish=None) -> ExportResult:
     with atomic_folder(Path(out), overwrite) as folder:
         inputs = {f: example_inputs(s, cfg.hidden_size, input_vocab) for f, s in specs.items()}
         export_specs(specs, folder, inputs, opset)
@@ -184,6 +188,9 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
         manifest.tokenizer_sha256 = sha256_file(folder / manifest.tokenizer)
         write_manifest(folder, manifest)
         read_manifest(folder)  # the reader accepts what we wrote
+        if finish is not None:  # measurements on the complete bundle, before it is renamed into place
+            finish(folder)
+            manifest = read_manifest(folder)
     return ExportResult(Path(out), manifest, checks)
 
 

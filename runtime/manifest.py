@@ -95,7 +95,7 @@ class Calibration:
 
 @dataclass
 class Manifest:
-    labels: list[str]
+    labels: list[str]  # the classifier's outputs, in order: what predictions are called
     max_length: int
     hidden_size: int
     num_layers: int
@@ -107,7 +107,8 @@ class Manifest:
     precision: str = "fp32"  # fp32 | int8 | fp16
     default_speed: float = 0.0
     tokenizer: str = TOKENIZER_FILE
-    tokenizer_sha256: str | None = None  # required from schema 2 on: every file a runtime reads is hashed
+    tokenizer_sha256: str | None = None
+    label_values: list[str] | None = None  # the training data's own spellings of `labels` (e.g. "0", "1")  # required from schema 2 on: every file a runtime reads is hashed
     calibration: Calibration | None = None
     # fp32 vs this precision on measured texts: prediction and exit-layer agreement per speed
     precision_check: dict[str, Any] | None = None

@@ -23,7 +23,7 @@ except ImportError as exc:  # the core install leaves the choice of ONNX Runtime
     raise ImportError("edgekd's runtime needs ONNX Runtime: pip install 'edgekd[cpu]' "
                       "(or 'edgekd[gpu]' on a machine with an NVIDIA GPU and CUDA)") from exc
 
-from runtime.errors import BundleError, DeviceError
+from runtime.errors import BundleError, DeviceError, EdgeKDError
 from runtime.exits import check_speed, leaves, normalized_entropy, softmax
 from runtime.manifest import (
     ENGINES,
@@ -156,6 +156,7 @@ class EdgeModel:
         self.manifest = manifest
         self.labels = list(manifest.labels)
         self._providers = _providers(device)
+        self._auto = device == "auto"
         self._options = _session_options(threads, threading)
         kinds = [s.kind for s in manifest.staged]
         self.full = manifest.student != "transformer" or kinds == ["full"]
@@ -196,10 +197,21 @@ class EdgeModel:
 
     def _session(self, stage: Stage) -> ort.InferenceSession:
         file = resolve_inside(self.path, stage.file)
+        quiet = self._auto and "CUDAExecutionProvider" in self._providers
+        if quiet:  # device="auto": a host without a usable GPU falls back to the CPU without a page of CUDA errors
+            ort.set_default_logger_severity(4)
         try:
             return ort.InferenceSession(str(file), self._options, providers=self._providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors
+            if not self._options.use_per_session_threads and "thread pool" in str(exc).lower():
+                raise EdgeKDError(
+                    "threading='global' needs onnxruntime's process-wide thread pool, which can only be made "
+                    "before any other onnxruntime session in this process; load edgekd bundles first, or use "
+                    "threading='stop' (the default)") from exc
             raise BundleError(f"stage {stage.name}: cannot load {stage.file}: {exc}") from exc
+        finally:
+            if quiet:
+                ort.set_default_logger_severity(2)
 
     @cached_property
     def sessions(self) -> list[ort.InferenceSession]:

@@ -58,11 +58,8 @@ class RunContext:
         self.rank, _ = rank_world()
         self.log = log if self.rank == 0 else (lambda _: None)
         torch.manual_seed(cfg.seed)
-        self.run.root.mkdir(parents=True, exist_ok=True)
         check_same_config(self.run, cfg)
-        if self.rank == 0:
-            cfg.save(self.run.config)
-        d = cfg.data
+        d = cfg.data  # everything below is read and checked before the run folder is made
         self.full_train_set = read_labelled(d.train, d.text_column or None, d.label_column or None)
         if d.label_noise:
             self.full_train_set.labels = flip_labels(self.full_train_set.labels, len(self.full_train_set.label_names),
@@ -73,12 +70,19 @@ class RunContext:
             self.unlabeled_set = read_unlabelled(d.unlabeled, d.text_column or None).subset(d.max_unlabeled or None)
         else:
             self.unlabeled_set = TextDataset(self.train_set.texts, None, [], self.train_set.source).subset(d.max_unlabeled or None)
-        self.labels = self.train_set.label_names
+        self.label_values = self.train_set.label_names  # the labels as the data spells them
+        if d.label_names and len(d.label_names) != len(self.label_values):
+            raise ConfigError([f"--label-names gives {len(d.label_names)} names but {d.train} has "
+                               f"{len(self.label_values)} labels ({', '.join(self.label_values)})"])
+        self.labels = list(d.label_names) or self.label_values  # the names the classifier's outputs carry
         saved = read_json(self.run.labels, None)
         if saved is not None and saved != self.labels:
             raise ConfigError([f"{self.run.labels} holds labels {saved} but the training file has {self.labels}"])
         if self.rank == 0:
+            self.run.root.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.run.config)
             write_json(self.run.labels, self.labels)
+            write_json(self.run.label_values, self.label_values)
             if not self.run.tokenizer.is_file():
                 teacher_tokenizer_json(cfg.teacher, self.run.tokenizer, cfg.offline)
         barrier()

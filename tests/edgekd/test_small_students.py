@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -78,3 +80,19 @@ def test_attention_stage_needs_the_transformer(tiny_teacher_dir, tiny_data, tmp_
     with pytest.raises(ConfigError, match="need the transformer student"):
         tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "r", stages=["teacher", "attention"],
                     student={"kind": "bilstm"})
+
+
+@pytest.mark.parametrize("kind", ["bilstm", "textcnn"])
+def test_default_stages_fit_the_student_type(kind, tiny_teacher_dir, tiny_data, tmp_path):
+    """`edgekd distill --student bilstm` with no --stages: the default list is the small students' one."""
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "r", student={"kind": kind})
+    assert cfg.stages == ["teacher", "finetune"]
+    result = CliRunner().invoke(app, ["distill", "--teacher", str(tiny_teacher_dir), "--train", str(tiny_data["train"]),
+                                      "--dev", str(tiny_data["dev"]), "--out", str(tmp_path / "cli"), "--preset",
+                                      "tiny", "--device", "cpu", "--student", kind])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "cli" / "state.json").read_text())["finished"] == ["teacher", "finetune"]

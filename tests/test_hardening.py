@@ -1,0 +1,231 @@
+"""Hostile input and a new user's mistakes (issue: trust the artifact). Each test names its item."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import warnings
+
+import numpy as np
+import pytest
+
+import runtime
+from edgekd.data import DataError, read_labelled, read_unlabelled
+from edgekd.export import export_run
+from runtime.errors import BundleError
+from runtime.manifest import sha256_file
+
+
+def _tree(path):
+    return {p.relative_to(path).as_posix(): sha256_file(p) for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_1_export_with_bad_data_leaves_the_old_bundle_untouched(finished_run, tmp_path):
+    out = tmp_path / "b"
+    export_run(finished_run, out)
+    before = _tree(out)
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence\tlabel\ngood film\tneutral\n")
+    with pytest.raises(DataError, match="neutral"):
+        export_run(finished_run, out, overwrite=True, data=bad, max_drop=1.0)
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "bad.tsv"], "no temporary folder left behind"
+
+
+def test_1_a_failure_after_the_graphs_still_leaves_nothing(finished_run, tmp_path, monkeypatch):
+    import edgekd.calibrate
+
+    out = tmp_path / "b"
+    export_run(finished_run, out)
+    before = _tree(out)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("killed during calibration")
+
+    monkeypatch.setattr(edgekd.calibrate, "calibrate", boom)
+    good = tmp_path / "dev.tsv"
+    good.write_text("sentence\tlabel\ngood film\tpositive\nawful film\tnegative\n")
+    with pytest.raises(RuntimeError, match="killed"):
+        export_run(finished_run, out, overwrite=True, data=good, max_drop=1.0)
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "dev.tsv"]
+
+
+def test_1_stale_temporary_folders_are_removed(finished_run, tmp_path):
+    (tmp_path / ".b.tmp-dead").mkdir()
+    (tmp_path / ".b.tmp-dead" / "embed.onnx").write_bytes(b"half")
+    export_run(finished_run, tmp_path / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_2_bundles_are_readable_by_other_users(bundle):
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o777 & ~mask
+    for path in bundle.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path.name
+
+
+def test_3_a_replaced_tokenizer_is_refused(bundle_copy):
+    path = bundle_copy / "tokenizer.json"
+    path.write_text(path.read_text().replace('"good"', '"goood"'))
+    with pytest.raises(BundleError, match="tokenizer.json does not match its sha256"):
+        runtime.load(bundle_copy)
+
+
+def test_5_quoted_newlines_and_unicode_line_separators_survive(tmp_path):
+    odd = "one\u2028two\x85three\x0cfour"
+    csv_file = tmp_path / "d.csv"
+    csv_file.write_text('text,label\n"line one\nline two",a\n"' + odd + '",b\nplain,a\n', encoding="utf-8")
+    d = read_labelled(csv_file)
+    assert d.texts == ["line one\nline two", odd, "plain"] and d.labels == [0, 1, 0]
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text(f"sentence\tlabel\n{odd}\t1\nfine\t0\n", encoding="utf-8")
+    assert read_labelled(tsv).texts == [odd, "fine"]
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(json.dumps({"text": odd, "label": 1}) + "\n" + json.dumps({"text": "x", "label": 0}) + "\n")
+    assert read_labelled(jsonl).texts == [odd, "x"]
+    txt = tmp_path / "u.txt"
+    txt.write_text(f"{odd}\nsecond\n", encoding="utf-8")
+    assert read_unlabelled(txt).texts == [odd, "second"]
+
+
+def test_5_text_and_label_columns_are_named_on_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+
+    result = CliRunner().invoke(app, ["distill", "--help"])
+    assert "--text-column" in result.output and "--label-column" in result.output
+
+
+def test_6_numeric_labels_are_one_class_per_value(tmp_path):
+    f = tmp_path / "d.tsv"
+    f.write_text("sentence\tlabel\na\t1\nb\t1.0\nc\t 1\nd\t0\ne\t0.0\n")
+    d = read_labelled(f)
+    assert d.label_names == ["0", "1"] and d.labels == [1, 1, 1, 0, 0]
+
+
+def test_6_a_rare_label_warns_and_an_unknown_dev_label_is_named(tmp_path):
+    train = tmp_path / "t.tsv"
+    train.write_text("sentence\tlabel\na\tpos\nb\tpos\nc\tneg\nd\tneg\ne\tneu\n")
+    with pytest.warns(UserWarning, match="'neu' occur only once"):
+        names = read_labelled(train).label_names
+    dev = tmp_path / "d.tsv"
+    dev.write_text("sentence\tlabel\na\tpos\nb\tmixed\n")
+    with pytest.raises(DataError, match="unknown label 'mixed' in row 3"):
+        read_labelled(dev, label_names=names)
+
+
+def test_8_bad_inputs_name_the_item(bundle):
+    model = runtime.load(bundle)
+    with pytest.raises(TypeError, match=r"texts\[1\] is NoneType"):
+        model.classify(["fine", None])
+    with pytest.raises(TypeError, match="speed must be a number"):
+        model.classify(["fine"], speed="0.3")
+    with pytest.raises(ValueError, match="speed must lie"):
+        model.classify(["fine"], speed=2)
+
+
+def test_8_non_utf8_stdin_to_predict_is_one_clear_line(bundle):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "edgekd.cli", "predict", str(bundle), "-"],
+                         input=b"good film\n\xff\xfe bad bytes\n", capture_output=True)
+    assert out.returncode == 2
+    err = out.stderr.decode()
+    assert "UTF-8" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_8_predict_file_writes_one_row_per_input_line_in_order(bundle, tmp_path):
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+    from tests.conftest import TEXTS
+
+    src = tmp_path / "in.txt"
+    lines = TEXTS[:5] + [""] + TEXTS[5:9]
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["predict", str(bundle), "--file", str(src), "--out", str(out), "--speed", "0.5"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["row"] for r in rows] == list(range(1, len(lines) + 1))
+    assert rows[5] == {"row": 6, "text": "", "empty": True}
+    want = runtime.load(bundle).classify([t for t in lines if t], speed=0.5)
+    assert [(r["label"], r["exit_layer"]) for r in rows if "label" in r] == [(p.label, p.exit_layer) for p in want]
+    # CSV by extension, with a header
+    csv_out = tmp_path / "out.csv"
+    assert CliRunner().invoke(app, ["predict", str(bundle), "--file", str(src), "--out", str(csv_out)]).exit_code == 0
+    assert csv_out.read_text().splitlines()[0].startswith("row,text,label")
+    assert len(csv_out.read_text().splitlines()) == len(lines) + 1
+
+
+def test_8_predict_file_resume_continues_after_the_last_complete_row(bundle, tmp_path):
+    from edgekd.predict_file import predict_file
+    from tests.conftest import TEXTS
+
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(TEXTS) + "\n")
+    out = tmp_path / "out.jsonl"
+    model = runtime.load(bundle)
+    predict_file(model, src, out, progress=False)
+    full = out.read_text()
+    lines = full.splitlines(keepends=True)
+    out.write_text("".join(lines[:10]) + lines[10][:7])  # killed mid-row
+    written = predict_file(model, src, out, resume=True, progress=False)
+    assert written == len(TEXTS) - 10 and out.read_text() == full
+    with pytest.raises(runtime.EdgeKDError, match="--resume"):
+        predict_file(model, src, out, progress=False)
+
+
+def test_14_a_distill_that_cannot_start_leaves_no_folder(tiny_teacher_dir, tiny_data, tmp_path):
+    from edgekd.config import ConfigError
+    from edgekd.pipeline import distill
+    from tests.conftest import tiny_config
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence\tlabel\nonly one\tpos\n")
+    cfg = tiny_config(tiny_teacher_dir, {"train": bad, "dev": tiny_data["dev"]}, tmp_path / "run")
+    with pytest.raises(DataError):
+        distill(cfg, log=lambda _: None)
+    assert not (tmp_path / "run").exists()
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", data={"label_names": ["a", "b", "c"]})
+    with pytest.raises(ConfigError, match="--label-names gives 3 names"):
+        distill(cfg, log=lambda _: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_15_label_names_reach_the_bundle_and_predictions(tiny_teacher_dir, tmp_path):
+    from edgekd.pipeline import distill
+    from edgekd.tiny import tiny_sentiment
+    from tests.conftest import tiny_config
+
+    files = {}
+    for name, n, seed in (("train", 64, 0), ("dev", 24, 1)):
+        files[name] = tmp_path / f"{name}.tsv"
+        files[name].write_text("sentence\tlabel\n" + "".join(
+            f"{t}\t{1 if l == 'positive' else 0}\n" for t, l in tiny_sentiment(n, seed)))
+    cfg = tiny_config(tiny_teacher_dir, files, tmp_path / "run", stages=["teacher", "finetune"],
+                      data={"label_names": ["negative", "positive"]})
+    run = distill(cfg, log=lambda _: None)
+    bundle = export_run(run, tmp_path / "b", data=files["dev"], max_drop=1.0).path  # dev labels are 0/1
+    model = runtime.load(bundle)
+    assert model.labels == ["negative", "positive"] and model.manifest.label_values == ["0", "1"]
+    p = model.classify(["good film"])[0]
+    assert p.label in ("negative", "positive") and list(p.probs) == ["negative", "positive"]
+
+
+def test_20_version_and_license():
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("edgekd ")
+    assert "Apache License" in (Path(__file__).resolve().parents[1] / "LICENSE").read_text()
