@@ -183,6 +183,7 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
         if postprocess is not None:
             manifest = postprocess(folder, manifest)
         manifest.compiled_check = add_compiled_graph(folder, manifest, atol)
+        stamp_stages(folder, manifest, getattr(cfg, "max_position", 0))
         for stage in manifest.stages:
             stage.sha256 = sha256_file(folder / stage.file)
         manifest.tokenizer_sha256 = sha256_file(folder / manifest.tokenizer)
@@ -192,6 +193,23 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
             finish(folder)
             manifest = read_manifest(folder)
     return ExportResult(Path(out), manifest, checks)
+
+
+def stamp_stages(folder: Path, manifest: Manifest, max_position: int = 0) -> None:
+    """Write each graph's place in the bundle into its metadata (edgekd.stage, edgekd.kind, and the
+    embed graph's position-table size), so a runtime can tell swapped or foreign files apart."""
+    for stage in manifest.stages:
+        path = folder / stage.file
+        model = onnx.load(str(path))
+        meta = {"edgekd.stage": stage.name, "edgekd.kind": stage.kind}
+        if stage.kind in ("embed", "compiled") and max_position:
+            meta["edgekd.max_position"] = str(max_position)
+        kept = [p for p in model.metadata_props if p.key not in meta]
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
+        for key, value in meta.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(path))
 
 
 def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> dict:

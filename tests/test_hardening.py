@@ -229,3 +229,62 @@ def test_20_version_and_license():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("edgekd ")
     assert "Apache License" in (Path(__file__).resolve().parents[1] / "LICENSE").read_text()
+
+
+def _edit(bundle, change):
+    path = bundle / "manifest.json"
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("engine", ["graph", "staged"])
+def test_4_manifest_checked_against_the_graphs(bundle_copy, engine):
+    _edit(bundle_copy, lambda d: d.update(labels=["a", "b", "c"]))
+    with pytest.raises(BundleError, match="gives 2 logits but the manifest lists 3 labels"):
+        runtime.load(bundle_copy, engine=engine)
+
+
+def test_4_swapped_layer_files_are_found(bundle_copy):
+    def swap(d):
+        first, second = d["stages"][1], d["stages"][2]
+        first["file"], second["file"] = second["file"], first["file"]
+        first["sha256"], second["sha256"] = second["sha256"], first["sha256"]
+
+    _edit(bundle_copy, swap)
+    with pytest.raises(BundleError, match="the stage list is out of order or a file was swapped"):
+        runtime.load(bundle_copy, engine="staged")
+    _edit(bundle_copy, lambda d: d["stages"].insert(1, d["stages"].pop(2)))
+    with pytest.raises(BundleError, match="out of order"):
+        runtime.load(bundle_copy)
+
+
+def test_4_max_length_beyond_the_position_table(bundle_copy):
+    _edit(bundle_copy, lambda d: d.update(max_length=100000))
+    with pytest.raises(BundleError, match="exceeds the 64 positions"):
+        runtime.load(bundle_copy)
+
+
+def test_4_hostile_manifests_give_one_clear_error(bundle_copy, tmp_path):
+    path = bundle_copy / "manifest.json"
+    good = path.read_text()
+    path.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(BundleError, match="nested too deeply|schema_version"):
+        runtime.load(bundle_copy)
+    path.write_text(good)
+    _edit(bundle_copy, lambda d: d.update(max_length="40", default_speed=7))
+    with pytest.raises(BundleError, match="max_length must be an integer.*\\n.*default_speed"):
+        runtime.load(bundle_copy)
+    path.write_text(good)
+    outside = tmp_path / "m.json"
+    outside.write_text(good)
+    path.unlink()
+    path.symlink_to(outside)
+    with pytest.raises(BundleError, match="symbolic link"):
+        runtime.load(bundle_copy)
+
+
+def test_3_unlisted_files_are_refused(bundle_copy):
+    (bundle_copy / "vocab_map.json").write_text("{}")
+    with pytest.raises(BundleError, match="files the manifest does not list: vocab_map.json"):
+        runtime.load(bundle_copy)
