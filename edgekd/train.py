@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -172,6 +173,10 @@ def train_loop(
         optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
     )
     start = 0
+    # A stage's randomness (dropout) starts from its own seed, not from whatever earlier stages in this
+    # process consumed: a run killed before the stage's first checkpoint and resumed in a new process
+    # then trains bit-for-bit like one that never stopped.
+    torch.manual_seed(seed * 1009 + zlib.crc32(name.encode()) % 1009)
     if path.is_file():
         state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])

@@ -155,3 +155,28 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
         results.append(student.state_dict())
     for key in results[0]:
         assert torch.allclose(results[0][key], results[1][key], atol=1e-5), key
+
+
+@pytest.mark.parametrize("kill_at", [1, 3, 5])
+def test_resume_is_bit_exact_from_any_kill_point(tiny_teacher_dir, tiny_data, tmp_path, kill_at):
+    """Killed before the stage's first checkpoint (step 1 and 3 of checkpoint_every 4), or after it (5)."""
+    overrides = dict(stages=["teacher", "attention", "finetune"], seed=5, student={"dropout": 0.2},
+                     teacher_stage={"max_steps": 4}, attention={"max_steps": 6, "checkpoint_every": 4},
+                     finetune={"max_steps": 6, "checkpoint_every": 4})
+    straight = distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "a", **overrides), log=lambda _: None)
+
+    class Killed(Exception):
+        pass
+
+    def kill(stage, step):
+        if stage == "finetune" and step == kill_at:
+            raise Killed
+
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "b", **overrides)
+    with pytest.raises(Killed):
+        distill(cfg, log=lambda _: None, on_step=kill)
+    assert (tmp_path / "b" / "stages" / "finetune" / "checkpoint.pt").is_file() == (kill_at >= 4)
+    resumed = distill(cfg, log=lambda _: None)
+    a = EarlyExitStudent.load(straight / "student").state_dict()
+    b = EarlyExitStudent.load(resumed / "student").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:3]
