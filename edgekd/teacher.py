@@ -42,6 +42,93 @@ def _config(source: str, offline: bool):
         raise TeacherError(f"cannot read a Hugging Face config from {source!r} ({where}): {exc}") from exc
 
 
+def head_names(source: str | os.PathLike, offline: bool = True) -> list[str] | None:
+    """The class names of the checkpoint's classification head, in output order; None when it has no
+    head or only transformers' placeholders (LABEL_0 ... LABEL_{n-1}, what a config without id2label gets)."""
+    config = _config(str(source), offline)
+    if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
+        return None
+    names = [str(config.id2label[i]) for i in sorted(config.id2label)] if config.id2label else []
+    if not names or names == [f"LABEL_{i}" for i in range(len(names))]:
+        return None
+    return names
+
+
+def check_teacher(source: str | os.PathLike, offline: bool, init: str) -> None:
+    """Refuse, before anything is written, a teacher folder edgekd cannot use, naming why and what to do."""
+    config = _config(str(source), offline)
+    problems = []
+    if getattr(config, "auto_map", None):
+        problems.append("its config.json asks for remote code (auto_map); edgekd never runs code from a model "
+                        "folder: use a checkpoint of a built-in transformers family")
+    if config.model_type not in SUPPORTED_FAMILIES:
+        problems.append(f"teacher family {config.model_type!r} is not supported; edgekd distils from "
+                        f"{', '.join(SUPPORTED_FAMILIES)} encoders")
+    folder = Path(source)
+    if folder.is_dir():
+        weights = sorted(p.name for p in folder.glob("*.safetensors"))
+        index = (folder / "model.safetensors.index.json").is_file()
+        if weights and "model.safetensors" not in weights and not index:
+            problems.append(f"its weights must be model.safetensors (or sharded with model.safetensors.index.json); "
+                            f"found only {', '.join(weights)}: is a file from another model in the folder?")
+    emb = getattr(config, "embedding_size", None)
+    if init == "teacher" and emb is not None and emb != config.hidden_size:
+        problems.append(f"--init teacher copies the teacher's embeddings, but its embedding size {emb} differs "
+                        f"from its hidden size {config.hidden_size} (factorised embeddings); use --init random")
+    if problems:
+        raise TeacherError(f"teacher {source}: " + "; ".join(problems))
+
+
+def check_tokenizer(encoder, source: str | os.PathLike, offline: bool, texts: list[str], log=print,
+                    sample: int = 5000, max_unknown: float = 0.05) -> float:
+    """The tokenizer must fit the teacher: no id beyond its embedding rows (refused), and few unknown
+    tokens on the training texts (a warning above `max_unknown`). Returns the unknown share."""
+    import warnings
+
+    rows = _config(str(source), offline).vocab_size
+    if encoder.vocab_size > rows:
+        raise TeacherError(f"the tokenizer has {encoder.vocab_size} tokens but the teacher's embedding only {rows} "
+                           f"rows: tokenizer.json is not this teacher's (wrong folder?)")
+    unk = next((encoder.tokenizer.token_to_id(t) for t in ("[UNK]", "<unk>", "<UNK>")
+                if encoder.tokenizer.token_to_id(t) is not None), None)
+    if unk is None or not texts:
+        return 0.0
+    ids = encoder.token_ids(texts[:sample])
+    total = sum(len(row) for row in ids)
+    share = sum(row.count(unk) for row in ids) / max(total, 1)
+    if share > max_unknown:
+        warnings.warn(f"{100 * share:.1f}% of the training tokens are unknown to the teacher's tokenizer; is it "
+                      "the right tokenizer for this teacher and this language?", stacklevel=2)
+    return share
+
+
+def head_order(names: list[str], labels: list[str]) -> list[int] | None:
+    """For a head predicting `names`, the head output to use for each of `labels` (None when identical);
+    TeacherError when the names cannot be matched one to one (case and spacing ignored)."""
+    key = [n.strip().lower() for n in names]
+    want = [n.strip().lower() for n in labels]
+    if key == want:
+        return None
+    if sorted(key) != sorted(want) or len(set(key)) != len(key):
+        raise TeacherError(f"the teacher's classifier predicts {names}, but the data's labels are {labels}; they "
+                           "cannot be matched by name. Give --label-names in the head's terms, or retrain the head "
+                           "(config teacher_stage.force = true)")
+    return [key.index(w) for w in want]
+
+
+def reorder_head(model: nn.Module, order: list[int]) -> None:
+    """Permute the classification head's outputs so that output k predicts label k."""
+    last = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)][-1] \
+        if hasattr(model, "classifier") else None
+    if last is None or last.out_features != len(order):
+        raise TeacherError(f"cannot find the classification head of {type(model).__name__} to reorder its outputs")
+    index = torch.tensor(order)
+    with torch.no_grad():
+        last.weight.copy_(last.weight[index])
+        if last.bias is not None:
+            last.bias.copy_(last.bias[index])
+
+
 def has_task_head(source: str | os.PathLike, num_labels: int, offline: bool = True) -> bool:
     """True when the checkpoint already is a sequence classifier with `num_labels` outputs."""
     config = _config(str(source), offline)
@@ -49,7 +136,8 @@ def has_task_head(source: str | os.PathLike, num_labels: int, offline: bool = Tr
     return any(a.endswith("ForSequenceClassification") for a in archs) and config.num_labels == num_labels
 
 
-def load_teacher(source: str | os.PathLike, num_labels: int, offline: bool = True) -> nn.Module:
+def load_teacher(source: str | os.PathLike, num_labels: int, offline: bool = True,
+                 labels: list[str] | None = None) -> nn.Module:
     """A BERT-family sequence classifier from a local folder (or hub id when online).
 
     Safetensors weights only; no remote code. A checkpoint without a task head
@@ -60,9 +148,7 @@ def load_teacher(source: str | os.PathLike, num_labels: int, offline: bool = Tru
 
     source = str(source)
     config = _config(source, offline)
-    if config.model_type not in SUPPORTED_FAMILIES:
-        raise TeacherError(f"teacher family {config.model_type!r} is not supported; edgekd distils from "
-                           f"{', '.join(SUPPORTED_FAMILIES)} encoders")
+    check_teacher(source, offline, init="random")
     folder = Path(source)
     if folder.is_dir() and not any(folder.glob("*.safetensors")):
         raise TeacherError(f"{folder} has no .safetensors weights; edgekd loads no pickled checkpoints. Convert "
@@ -74,8 +160,19 @@ def load_teacher(source: str | os.PathLike, num_labels: int, offline: bool = Tru
             source, num_labels=num_labels, use_safetensors=True, local_files_only=offline,
             trust_remote_code=False, ignore_mismatched_sizes=True,
         )
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise TeacherError(f"cannot load the teacher from {source}: {str(exc).splitlines()[0]}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    names = head_names(source, offline)
+    if labels is not None:
+        if names is not None and len(names) == num_labels:
+            order = head_order(names, labels)
+            if order is not None:
+                reorder_head(model, order)
+        # the saved teacher names its outputs in our order, so a reload maps them one to one
+        model.config.id2label = dict(enumerate(labels))
+        model.config.label2id = {name: i for i, name in enumerate(labels)}
     return model
 
 

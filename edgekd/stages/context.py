@@ -17,7 +17,17 @@ from edgekd.model import EarlyExitStudent, StudentConfig
 from edgekd.refine import flip_labels
 from edgekd.run_folder import RunFolder, read_json, replace_folder, write_json
 from edgekd.students import SmallStudentConfig, build_small_student, load_student, project_teacher_embeddings
-from edgekd.teacher import TeacherAdaptor, has_task_head, init_student_from_teacher, load_teacher, teacher_tokenizer_json
+from edgekd.teacher import (
+    TeacherAdaptor,
+    check_teacher,
+    check_tokenizer,
+    has_task_head,
+    head_names,
+    head_order,
+    init_student_from_teacher,
+    load_teacher,
+    teacher_tokenizer_json,
+)
 from edgekd.train import TokenizedData, barrier, rank_world, setup_distributed
 from edgekd.vocab import VocabMap, build_vocab_map, compress_student, remapped_share
 from runtime.tokenize import TextEncoder
@@ -74,7 +84,14 @@ class RunContext:
         if d.label_names and len(d.label_names) != len(self.label_values):
             raise ConfigError([f"--label-names gives {len(d.label_names)} names but {d.train} has "
                                f"{len(self.label_values)} labels ({', '.join(self.label_values)})"])
+        check_teacher(cfg.teacher, cfg.offline, cfg.student.init if cfg.student.kind == "transformer" else "random")
         self.labels = list(d.label_names) or self.label_values  # the names the classifier's outputs carry
+        names = head_names(cfg.teacher, cfg.offline)
+        if names is not None and len(names) == len(self.labels):
+            if not d.label_names and all(v.lstrip("-").isdigit() for v in self.label_values):
+                self.labels = names  # numeric data labels: the teacher's head names them, in its order
+            else:
+                head_order(names, self.labels)  # refuses, naming both, when they cannot be matched
         saved = read_json(self.run.labels, None)
         if saved is not None and saved != self.labels:
             raise ConfigError([f"{self.run.labels} holds labels {saved} but the training file has {self.labels}"])
@@ -87,6 +104,7 @@ class RunContext:
                 teacher_tokenizer_json(cfg.teacher, self.run.tokenizer, cfg.offline)
         barrier()
         self.encoder = TextEncoder.from_file(self.run.tokenizer, d.max_length)
+        check_tokenizer(self.encoder, cfg.teacher, cfg.offline, self.train_set.texts, self.log)
         self.train = TokenizedData(self.encoder, self.train_set.texts, self.train_set.labels)
         self.dev = TokenizedData(self.encoder, self.dev_set.texts, self.dev_set.labels)
         self.unlabeled = TokenizedData(self.encoder, self.unlabeled_set.texts)
@@ -108,7 +126,7 @@ class RunContext:
 
     def teacher(self) -> TeacherAdaptor:
         if self._teacher is None:
-            model = load_teacher(self.teacher_source(), len(self.labels), self.cfg.offline).to(self.device).eval()
+            model = load_teacher(self.teacher_source(), len(self.labels), self.cfg.offline, self.labels).to(self.device).eval()
             for p in model.parameters():
                 p.requires_grad_(False)
             self._teacher = TeacherAdaptor(model)

@@ -23,10 +23,10 @@ class TeacherStage:
         stats: dict = {}
         if has_task_head(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline) and not ctx.cfg.teacher_stage.force:
             ctx.log("teacher already has a task head; skipping its fine-tuning (teacher_stage.force to redo)")
-            model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline).to(ctx.device)
+            model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels).to(ctx.device)
         else:
             torch.manual_seed(ctx.cfg.seed)
-            model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline).to(ctx.device)
+            model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels).to(ctx.device)
             rows = ctx.full_train_set.subset(ctx.cfg.teacher_stage.max_train or None)
             data = ctx.train if len(rows) == len(ctx.train_set) else TokenizedData(ctx.encoder, rows.texts, rows.labels)
 
