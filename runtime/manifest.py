@@ -122,6 +122,11 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
         """Build and type-check a manifest; one BundleError lists every problem."""
+        if not isinstance(data, dict):
+            raise BundleError("manifest is malformed: not a JSON object")
+        problems = _shape_problems(data)
+        if problems:
+            raise BundleError("manifest is malformed:\n  - " + "\n  - ".join(problems))
         data = dict(data)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
@@ -178,6 +183,63 @@ class Manifest:
 
 
 MAX_MANIFEST_BYTES = 4 << 20  # a manifest is a few kB; anything near this is not one
+
+
+_INT, _NUM, _STR = (int,), (int, float), (str,)
+# field -> (allowed JSON types, may be null)
+_TOP = {"labels": (list, False), "max_length": (_INT, False), "hidden_size": (_INT, False),
+        "num_layers": (_INT, False), "stages": (list, False), "vocabulary": (dict, False), "opset": (_INT, False),
+        "producer": (dict, False), "student": (_STR, False), "precision": (_STR, False),
+        "default_speed": (_NUM, False), "tokenizer": (_STR, False), "tokenizer_sha256": (_STR, True),
+        "label_values": (list, True), "calibration": (dict, True), "precision_check": (dict, True),
+        "compiled_check": (dict, True), "schema_version": (_INT, False)}
+_STAGE = {"index": (_INT, False), "name": (_STR, False), "file": (_STR, False), "sha256": (_STR, False),
+          "kind": (_STR, False)}
+_VOCAB = {"original_size": (_INT, False), "kept_size": (_INT, False), "remap_in_graph": ((bool,), False),
+          "remapped_token_share": (_NUM, True)}
+_POINT = {"speed": (_NUM, False), "accuracy": (_NUM, False), "average_layers": (_NUM, False),
+          "latency_ms": (_NUM, True)}
+_CALIBRATION = {"data": (_STR, False), "machine": (_STR, False), "points": (list, False), "rule": (_STR, True),
+                "engine_latency_ms": (dict, True), "engine": (_STR, True)}
+
+
+def _typed(value, types, nullable: bool) -> bool:
+    if value is None:
+        return nullable
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        return False
+    return isinstance(value, types)
+
+
+def _check_fields(data: dict, spec: dict, where: str, problems: list[str]) -> None:
+    for key, (types, nullable) in spec.items():
+        if key in data and not _typed(data[key], types, nullable):
+            problems.append(f"{where}{key} has the wrong type ({type(data[key]).__name__})")
+
+
+def _shape_problems(data: dict) -> list[str]:
+    """Every JSON value of the wrong type, so that no malformed manifest reaches a constructor."""
+    problems: list[str] = []
+    _check_fields(data, _TOP, "", problems)
+    for i, stage in enumerate(data.get("stages") if isinstance(data.get("stages"), list) else []):
+        if not isinstance(stage, dict):
+            problems.append(f"stages[{i}] is not an object")
+        else:
+            _check_fields(stage, _STAGE, f"stages[{i}].", problems)
+    if isinstance(data.get("vocabulary"), dict):
+        _check_fields(data["vocabulary"], _VOCAB, "vocabulary.", problems)
+    cal = data.get("calibration")
+    if isinstance(cal, dict):
+        _check_fields(cal, _CALIBRATION, "calibration.", problems)
+        for i, point in enumerate(cal.get("points") if isinstance(cal.get("points"), list) else []):
+            if not isinstance(point, dict):
+                problems.append(f"calibration.points[{i}] is not an object")
+            else:
+                _check_fields(point, _POINT, f"calibration.points[{i}].", problems)
+    for key in ("labels", "label_values"):
+        if isinstance(data.get(key), list) and not all(isinstance(x, str) for x in data[key]):
+            problems.append(f"{key} must be a list of strings")
+    return problems
 
 
 def read_manifest(bundle: str | os.PathLike) -> Manifest:

@@ -239,7 +239,7 @@ class EdgeModel:
         try:
             return ort.InferenceSession(str(file), self._options, providers=self._providers)
         except Exception as exc:  # onnxruntime raises its own untyped errors
-            if not self._options.use_per_session_threads and "thread pool" in str(exc).lower():
+            if not self._options.use_per_session_threads and "threadpool" in str(exc).lower().replace(" ", ""):
                 raise EdgeKDError(
                     "threading='global' needs onnxruntime's process-wide thread pool, which can only be made "
                     "before any other onnxruntime session in this process; load edgekd bundles first, or use "

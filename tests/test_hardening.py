@@ -373,3 +373,21 @@ def test_7_a_tokenizer_that_is_not_the_teachers_is_refused_or_warned(tiny_teache
         share = check_tokenizer(encoder, tiny_teacher_dir, True, ["das ist ein ganz anderer satz"])
     assert share > 0.5
     assert check_tokenizer(encoder, tiny_teacher_dir, True, ["a good film"]) == 0.0
+
+
+def test_19_global_threading_without_the_pool_says_what_to_do(bundle):
+    import subprocess
+    import sys
+
+    script = f"""
+import runtime, runtime.model as rm
+rm._global_pool.append(0)  # as if the pool were made, while onnxruntime's environment has none
+try:
+    runtime.load({str(bundle)!r}, threading="global")
+except runtime.EdgeKDError as exc:
+    print(type(exc).__name__, exc)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    last = out.stdout.strip().splitlines()[-1]  # onnxruntime prints its own EP error block before it
+    assert last.startswith("EdgeKDError threading='global' needs onnxruntime's process-wide thread pool")
+    assert "threading='stop'" in last and "BundleError" not in out.stdout
