@@ -1,0 +1,115 @@
+"""`edgekd calibrate`: choose a bundle's default speed on this machine.
+
+Every exit runs once on the calibration data (all layers, all rows); every
+speed is then simulated from the recorded exit logits, which gives exactly the
+runtime's decisions since a row's result does not depend on its batch. Latency
+per speed comes from per-stage timings measured here at batch 1: tokenize +
+embed + the stages each text would run. The table and the chosen speed are
+written into the manifest atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import runtime
+from edgekd.data import read_labelled
+from runtime.errors import EdgeKDError
+from runtime.exits import SPEED_GRID, decide
+from runtime.manifest import Calibration, CalibrationPoint, read_manifest, write_manifest
+from runtime.model import machine_description
+
+GRID = list(SPEED_GRID)
+
+
+@dataclass
+class CalibrationResult:
+    points: list[CalibrationPoint]
+    chosen: float
+    rule: str
+    full_accuracy: float
+
+
+def simulate(exit_logits: np.ndarray, labels: np.ndarray, speed: float) -> tuple[float, np.ndarray]:
+    """Accuracy and per-row exit layer (1-based) at `speed`, from (L,N,C) exit logits."""
+    logits, layers, _ = decide(exit_logits, speed)
+    return float((logits.argmax(1) == labels).mean()), layers
+
+
+def engine_latency(bundle: str | os.PathLike, texts: list[str], speed: float, rounds: int = 3) -> dict[str, float]:
+    """Mean ms per text at batch 1 and `speed` for each engine the bundle has (best of `rounds`)."""
+    manifest = read_manifest(bundle)
+    engines = [e for e, ok in (("staged", bool(manifest.staged)), ("graph", manifest.graph is not None)) if ok]
+    if len(engines) < 2:
+        return {}
+    models = {e: runtime.load(bundle, engine=e, warmup=True) for e in engines}
+    encoded = [models["graph"].encoder([text]) for text in texts]
+    best = {e: float("inf") for e in engines}
+    for _ in range(rounds):
+        for engine, model in models.items():  # each engine over all texts in one block: no interleaving
+            start = time.perf_counter()
+            for ids, mask in encoded:
+                model.run_ids(ids, mask, speed)
+            best[engine] = min(best[engine], (time.perf_counter() - start) / max(len(encoded), 1))
+    return {e: round(1e3 * t, 4) for e, t in best.items()}
+
+
+def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: float | None = None,
+              latency_ms: float | None = None, latency_texts: int = 100, grid: list[float] | None = None,
+              write: bool = True) -> CalibrationResult:
+    """Measure, choose the default speed by `max_drop` (accuracy points below full
+    depth) or `latency_ms` (mean per text at batch 1), and write it into the manifest."""
+    if (max_drop is None) == (latency_ms is None):
+        raise EdgeKDError("give exactly one of --max-drop POINTS or --latency-ms MS")
+    if max_drop is not None and max_drop < 0:
+        raise EdgeKDError("--max-drop must be >= 0 (accuracy points)")
+    if latency_ms is not None and latency_ms <= 0:
+        raise EdgeKDError("--latency-ms must be positive")
+    model = runtime.load(bundle, warmup=True)
+    if model.full:
+        raise EdgeKDError(f"{bundle} holds one graph without exits; there is no speed to calibrate")
+    dataset = read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values)
+    labels = np.array(dataset.labels)
+    ids = model.encoder.token_ids(dataset.texts)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    exit_logits = np.zeros((model.num_layers, len(ids), len(model.labels)), dtype=np.float32)
+    for start in range(0, len(order), 64):
+        chunk = order[start : start + 64]
+        padded, mask = model.encoder.pad([ids[i] for i in chunk])
+        exit_logits[:, chunk] = model.trace_ids(padded, mask)
+    sample = list(range(min(latency_texts, len(ids))))
+    front, per_layer = model.stage_times([dataset.texts[i] for i in sample])
+    cumulative = np.cumsum(per_layer)
+    points = []
+    for speed in grid or GRID:
+        acc, layers = simulate(exit_logits, labels, speed)
+        latency = front + float(np.mean(cumulative[layers[sample] - 1]))
+        points.append(CalibrationPoint(speed=speed, accuracy=acc, average_layers=float(layers.mean()),
+                                       latency_ms=1e3 * latency))
+    full = points[0].accuracy if points[0].speed == 0 else simulate(exit_logits, labels, 0.0)[0]
+    if max_drop is not None:
+        ok = [p for p in points if 100 * (full - p.accuracy) <= max_drop + 1e-9]
+        chosen = max(ok, key=lambda p: p.speed)
+        rule = f"max_drop={max_drop:g} points"
+    else:
+        ok = [p for p in points if p.latency_ms <= latency_ms]
+        if not ok:
+            fastest = min(points, key=lambda p: p.latency_ms)
+            raise EdgeKDError(f"no speed meets {latency_ms:g} ms here; the fastest is speed {fastest.speed:g} at "
+                              f"{fastest.latency_ms:.3f} ms per text")
+        chosen = max(ok, key=lambda p: (p.accuracy, -p.speed))
+        rule = f"latency_ms={latency_ms:g}"
+    engines = engine_latency(bundle, [dataset.texts[i] for i in sample], chosen.speed)
+    if write:
+        manifest = read_manifest(bundle)
+        manifest.default_speed = chosen.speed
+        manifest.calibration = Calibration(data=f"{Path(data).name} ({len(ids)} rows)", machine=machine_description(),
+                                           points=points, rule=rule, engine_latency_ms=engines,
+                                           engine=min(engines, key=engines.get) if engines else None)
+        write_manifest(bundle, manifest)
+    return CalibrationResult(points, chosen.speed, rule, full)

@@ -1,0 +1,344 @@
+"""The `edgekd` command: a thin typer layer over public functions.
+
+Heavy imports (torch, transformers, onnx) happen inside command bodies, so
+`edgekd --help` is instant and torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Distil BERT-family classifiers into early-exit students, export them as bundles whose model.onnx runs "
+    "early exit in any ONNX Runtime, and run them without torch (Python, Node, the browser).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"edgekd {version('edgekd')}")
+        except PackageNotFoundError:
+            typer.echo("edgekd (not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Distil BERT-family classifiers into early-exit students, export them as bundles whose model.onnx
+    runs early exit in any ONNX Runtime, and run them without torch (Python, Node, the browser)."""
+
+
+def friendly(command):
+    """Print edgekd's own errors (bad input, bad bundle) as one message and exit 2."""
+
+    @wraps(command)
+    def wrapper(*args, **kwargs):
+        from runtime.errors import EdgeKDError
+
+        try:
+            return command(*args, **kwargs)
+        except EdgeKDError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+@app.command()
+@friendly
+def distill(
+    teacher: Annotated[str, typer.Option(help="Teacher: a local Hugging Face folder (BERT family), or a hub id with --online.")] = "",
+    train: Annotated[str, typer.Option(help="Labelled training file (TSV, CSV or JSONL).")] = "",
+    dev: Annotated[str, typer.Option(help="Labelled dev file; accuracy is reported after each stage.")] = "",
+    out: Annotated[str, typer.Option(help="Run folder. Re-running with the same folder resumes.")] = "",
+    unlabeled: Annotated[str, typer.Option(help="Unlabelled text (.txt, one per line, or a labelled file's text) for the attention and branches stages; default: the train texts.")] = "",
+    text_column: Annotated[Optional[str], typer.Option(help="Text column of the data files (default: sentence, text, content, review, ...).")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Label column of the data files (default: label, labels, class, ...).")] = None,
+    label_names: Annotated[Optional[str], typer.Option(help="Comma-separated names for the data's labels in their sorted order, e.g. negative,positive for SST-2's 0,1; predictions then print names.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Start over: remove an existing run folder at --out first (default: resume it).")] = False,
+    student: Annotated[Optional[str], typer.Option(help="Student kind: transformer (early exit) | bilstm | textcnn.")] = None,
+    layers: Annotated[Optional[int], typer.Option(help="Student layers (one exit head each).")] = None,
+    hidden: Annotated[Optional[int], typer.Option(help="Student width.")] = None,
+    heads: Annotated[Optional[int], typer.Option(help="Student attention heads.")] = None,
+    ffn: Annotated[Optional[int], typer.Option(help="Student feed-forward size.")] = None,
+    head_type: Annotated[Optional[str], typer.Option(help="Exit head: mean | cls | attention.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Student init: teacher (layer + width selection) | random.")] = None,
+    vocab_keep: Annotated[Optional[float], typer.Option(help="GLMD vocabulary compression: keep this fraction of the tokens (0 < f <= 1).")] = None,
+    vocab_size: Annotated[Optional[int], typer.Option(help="GLMD vocabulary compression: keep this many tokens (instead of --vocab-keep).")] = None,
+    stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages: teacher,attention,baseline,finetune,branches.")] = None,
+    epochs: Annotated[Optional[float], typer.Option(help="Epochs for every stage.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Steps for every stage (overrides epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size for every stage.")] = None,
+    max_length: Annotated[Optional[int], typer.Option(help="Tokens per text.")] = None,
+    kd: Annotated[Optional[str], typer.Option(help="Task distillation: soft (temperature KL) | mse (logits).")] = None,
+    objective: Annotated[Optional[str], typer.Option(help="Attention stage: relations (attention + value KL) | word (GLMD word prediction) | both.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.")] = None,
+    config: Annotated[Optional[str], typer.Option(help="JSON config file (see config.json in any run folder).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="quick (20k rows, ~45 min on 2 cores) | full | tiny.")] = None,
+    online: Annotated[bool, typer.Option(help="Allow hub downloads for --teacher.")] = False,
+) -> None:
+    """Fine-tune the teacher and distil an early-exit student into a run folder.
+
+    Stages: teacher (fine-tune teacher + classifier), attention (last-layer
+    attention + value-relation KL on unlabelled text), baseline (same student,
+    cross-entropy only, for comparison), finetune (cross-entropy + distillation
+    from teacher logits), branches (exit heads self-distilled from the trunk).
+    """
+    from edgekd.config import optim_overrides, resolve_config
+    from edgekd.pipeline import distill as run_distill
+
+    overrides: dict = {}
+    for key, value in (("teacher", teacher), ("out", out)):
+        if value:
+            overrides[key] = value
+    data = {k: v for k, v in (("train", train), ("dev", dev), ("unlabeled", unlabeled), ("max_length", max_length),
+                              ("text_column", text_column), ("label_column", label_column)) if v}
+    if label_names:
+        data["label_names"] = [n.strip() for n in label_names.split(",")]
+    shape = {k: v for k, v in (("kind", student), ("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn),
+                                 ("head_type", head_type), ("init", init), ("vocab_keep", vocab_keep), ("vocab_size", vocab_size)) if v is not None}
+    if data:
+        overrides["data"] = data
+    if shape:
+        overrides["student"] = shape
+    if stages:
+        overrides["stages"] = [s.strip() for s in stages.split(",") if s.strip()]
+    if seed is not None:
+        overrides["seed"] = seed
+    if device:
+        overrides["device"] = device
+    if online:
+        overrides["offline"] = False
+    if kd:
+        overrides["finetune"] = {"kd": kd}
+    if objective:
+        overrides["attention"] = {"objective": objective}
+    for key, value in optim_overrides(epochs, max_steps, batch_size).items():
+        overrides[key] = {**overrides.get(key, {}), **value}
+    cfg = resolve_config(config, preset, overrides)
+    run = run_distill(cfg, log=_err, overwrite=overwrite)
+    _err(f"run folder: {run}  (next: edgekd export {run} --out BUNDLE)")
+
+
+@app.command()
+@friendly
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder written by `edgekd distill` (its student/).")],
+    out: Annotated[Path, typer.Option(help="Bundle folder to write.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle (atomically).")] = False,
+    atol: Annotated[float, typer.Option(help="Tolerance of the ONNX-vs-torch check of every stage.")] = 1e-4,
+    speed: Annotated[float, typer.Option(help="Default speed stored in the manifest.")] = 0.0,
+    quantize: Annotated[str, typer.Option(help="fp32 | int8 (CPU, dynamic) | fp16 (GPU).")] = "fp32",
+    data: Annotated[Optional[Path], typer.Option(help="Labelled file: agreement of a quantized bundle with fp32, and calibration with --max-drop.")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(help="Calibrate the default speed on --data: accuracy points allowed below full depth.")] = None,
+    vocab_keep: Annotated[Optional[float], typer.Option(help="Compress the vocabulary (GLMD): keep this fraction of the tokens (0 < f <= 1).")] = None,
+    vocab_size: Annotated[Optional[int], typer.Option(help="Compress the vocabulary (GLMD): keep this many tokens (instead of --vocab-keep).")] = None,
+    vocab_metric: Annotated[str, typer.Option(help="Nearest kept token by dot | cosine.")] = "dot",
+) -> None:
+    """Export a run's student as a bundle: model.onnx (early exit compiled in), one graph per layer, tokenizer,
+    manifest; every graph checked against torch, model.onnx against the staged graphs."""
+    from edgekd.export import export_run
+
+    result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed, precision=quantize,
+                        data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_size=vocab_size,
+                        vocab_metric=vocab_metric)
+    worst = max((c.max_diff for c in result.checks), default=0.0)
+    _err(f"wrote {result.path} ({len(result.manifest.stages)} stages, {result.manifest.precision}; "
+         f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")
+    check = result.manifest.precision_check
+    if check:
+        for speed_key, row in check["speeds"].items():
+            _err(f"  {check['precision']} vs fp32 at speed {speed_key}: predictions agree {100 * row['prediction_agreement']:.2f}%, "
+                 f"exit layers {100 * row['exit_agreement']:.2f}%, accuracy {100 * row['accuracy']:.2f}% "
+                 f"(fp32 {100 * row['accuracy_fp32']:.2f}%)")
+    if result.manifest.calibration:
+        _err(f"  calibrated default speed {result.manifest.default_speed:g} ({result.manifest.calibration.rule})")
+
+
+@app.command()
+@friendly
+def predict(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify ('-' reads one per line from stdin).")] = None,
+    file: Annotated[Optional[Path], typer.Option(help="Classify every row of this file (.txt lines, or .csv/.tsv/.jsonl with a text column), streaming, in order.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="With --file: write rows here (.jsonl, or .csv by extension); default stdout as JSON Lines.")] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="With --file: the text column of a csv/tsv/jsonl file.")] = None,
+    resume: Annotated[bool, typer.Option(help="With --file --out: continue after the last complete row already in OUT.")] = False,
+    speed: Annotated[Optional[float], typer.Option(help="Exit threshold in [0, 1]; 0 runs every layer. Default: the bundle's.")] = None,
+    device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 32,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
+    engine: Annotated[str, typer.Option(help="graph (model.onnx, exit rule inside) | staged (one graph per layer) | auto (what calibration measured faster).")] = "auto",
+) -> None:
+    """Classify texts with a bundle (no torch needed): texts as arguments, '-' for stdin, or --file."""
+    import runtime
+
+    if file is None and not texts:
+        raise runtime.EdgeKDError("give texts to classify, '-' to read them from stdin, or --file PATH")
+    if file is not None and texts:
+        raise runtime.EdgeKDError("give texts or --file, not both")
+    if file is None and (out or text_column or resume):
+        raise runtime.EdgeKDError("--out, --text-column and --resume go with --file")
+    if texts == ["-"]:
+        raw = sys.stdin.buffer.read()
+        try:
+            decoded = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise runtime.EdgeKDError(f"stdin: line {line} has bytes that are not UTF-8 (at byte {exc.start}); "
+                                      "send UTF-8 text") from None
+        texts = [line.rstrip("\r") for line in decoded.split("\n") if line.strip()]
+    try:
+        model = runtime.load(bundle, device=device, engine=engine)
+        if file is not None:
+            from edgekd.predict_file import predict_file
+
+            rows = predict_file(model, file, out, speed=speed, batch_size=batch_size, text_column=text_column,
+                                resume=resume)
+            if out:
+                _err(f"wrote {rows} rows to {out}")
+            return
+        results = model.classify(texts, speed=speed, batch_size=batch_size)
+    except (ValueError, TypeError) as exc:
+        raise runtime.EdgeKDError(str(exc)) from exc
+    for text, r in zip(texts, results):
+        if as_json:
+            typer.echo(json.dumps({"text": text, "label": r.label, "probs": r.probs, "exit_layer": r.exit_layer,
+                                   "uncertainty": r.uncertainty}))
+        else:
+            typer.echo(f"{r.label}\t{r.probs[r.label]:.3f}\tlayer {r.exit_layer}/{model.num_layers}\t{text}")
+
+
+@app.command()
+@friendly
+def inspect(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+) -> None:
+    """Show what a bundle holds: stages and sizes, labels, vocabulary, calibration."""
+    from runtime.manifest import read_manifest, resolve_inside, verify_bundle
+
+    manifest = read_manifest(bundle)
+    verify_bundle(bundle, manifest)
+    if as_json:
+        typer.echo(json.dumps(manifest.to_dict(), indent=2))
+        return
+    total = 0
+    typer.echo(f"bundle {bundle}  (schema {manifest.schema_version}, {manifest.student}, {manifest.precision}, "
+               f"opset {manifest.opset})")
+    typer.echo(f"labels: {', '.join(manifest.labels)}   max_length {manifest.max_length}   hidden {manifest.hidden_size}")
+    v = manifest.vocabulary
+    kept = f"{v.kept_size} of {v.original_size} tokens kept" if v.kept_size != v.original_size else f"{v.original_size} tokens"
+    if v.remapped_token_share is not None:
+        kept += f" ({100 * v.remapped_token_share:.2f}% of measured tokens remapped)"
+    typer.echo(f"vocabulary: {kept}")
+    typer.echo("stages:")
+    for stage in manifest.stages:
+        size = resolve_inside(bundle, stage.file).stat().st_size
+        total += size
+        typer.echo(f"  {stage.index:>2}  {stage.kind:<6} {stage.file:<16} {size / 1e6:8.2f} MB")
+    typer.echo(f"total {total / 1e6:.2f} MB   default speed {manifest.default_speed:g}")
+    cal = manifest.calibration
+    if cal:
+        typer.echo(f"calibration ({cal.data}; {cal.machine}; {cal.rule or 'no rule'}):")
+        typer.echo("   speed  accuracy  avg layers  latency ms")
+        for p in cal.points:
+            lat = f"{p.latency_ms:10.3f}" if p.latency_ms is not None else "         -"
+            typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {lat}")
+
+
+@app.command()
+@friendly
+def bench(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    data: Annotated[Path, typer.Option(help="Labelled file to measure on (e.g. SST-2 dev.tsv).")],
+    teacher: Annotated[Optional[Path], typer.Option(help="Run folder: adds the teacher (PyTorch, one ONNX graph), the student as one graph and with per-sample exit in PyTorch.")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for <stem>.json, .md and .png.")] = Path("benchmarks/results"),
+    stem: Annotated[str, typer.Option(help="File name stem of the results.")] = "bench",
+    speeds: Annotated[Optional[str], typer.Option(help="Comma-separated speeds (default: 0,0.1,...,0.6,0.8).")] = None,
+    latency_texts: Annotated[int, typer.Option(help="Texts timed one by one at batch 1.")] = 200,
+    limit: Annotated[Optional[int], typer.Option(help="Use only the first N texts.")] = None,
+    also: Annotated[Optional[list[Path]], typer.Option(help="Another bundle of the same student (e.g. int8) measured beside it at the same speeds.")] = None,
+    js: Annotated[bool, typer.Option(help="Add the compiled graph in Node and in Chromium (needs node, js/node_modules, chromium).")] = True,
+) -> None:
+    """Accuracy, layers, FLOPs, latency and throughput of a bundle beside its baselines, in one run."""
+    from edgekd.baselines import run_bench
+
+    from runtime.exits import REPORT_SPEEDS, check_speed
+
+    try:
+        values = [check_speed(float(s)) for s in speeds.split(",") if s.strip()] if speeds else list(REPORT_SPEEDS)
+    except ValueError as exc:
+        raise typer.BadParameter(f"--speeds: {exc}") from None
+    run_bench(bundle, data, out, teacher, values, latency_texts, limit, stem,
+              also=[str(p) for p in also or []], js=js, log=_err)
+
+
+@app.command()
+@friendly
+def calibrate(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (its manifest is updated in place, atomically).")],
+    data: Annotated[Path, typer.Option(help="Labelled file to calibrate on (e.g. SST-2 dev.tsv).")],
+    max_drop: Annotated[Optional[float], typer.Option(help="Largest speed whose accuracy is within this many points of full depth.")] = None,
+    latency_ms: Annotated[Optional[float], typer.Option(help="Most accurate speed whose mean batch-1 latency per text, measured here, fits this budget.")] = None,
+) -> None:
+    """Choose the bundle's default speed from an accuracy or latency budget, measured on this machine."""
+    from edgekd.calibrate import calibrate as run_calibrate
+
+    result = run_calibrate(bundle, data, max_drop=max_drop, latency_ms=latency_ms)
+    typer.echo("   speed  accuracy  avg layers  latency ms")
+    for p in result.points:
+        mark = "  <- chosen" if p.speed == result.chosen else ""
+        typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {p.latency_ms:10.3f}{mark}")
+    _err(f"default speed {result.chosen:g} ({result.rule}; full depth {100 * result.full_accuracy:.2f}%) written to "
+         f"{bundle}/manifest.json")
+
+
+@app.command()
+@friendly
+def demo(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder (with model.onnx, i.e. written by edgekd >= 0.2).")],
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    js_dir: Annotated[Optional[Path], typer.Option(help="The js/ folder of an edgekd checkout (with node_modules).")] = None,
+) -> None:
+    """Serve a page that runs the bundle in the browser (onnxruntime-web): type a text, move the speed
+    slider, see the label, its probability and the layer it left at. No inference on the server."""
+    from edgekd.demo import demo_server
+
+    server = demo_server(bundle, host, port, js_dir)
+    _err(f"demo of {bundle} at http://{host}:{server.server_address[1]}/  (Ctrl-C stops it)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

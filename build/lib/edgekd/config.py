@@ -1,0 +1,321 @@
+"""Typed distillation config: dataclasses with to/from JSON, validated once.
+
+`validate()` raises one ConfigError listing every problem. Presets are named
+partial configs (dicts) merged under the user's file and flags.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from runtime.errors import EdgeKDError
+from runtime.exits import REPORT_SPEEDS
+
+STAGES = ("teacher", "refine", "attention", "baseline", "finetune", "branches")  # run in this order
+DEFAULT_STAGES = ["teacher", "attention", "finetune", "branches"]
+SMALL_STUDENT_STAGES = ["teacher", "finetune"]  # BiLSTM / TextCNN: no attention to distil, no exits to train
+CONFIG_FILE = "config.json"
+
+
+class ConfigError(EdgeKDError):
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid config:\n  - " + "\n  - ".join(problems))
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # labelled file (TSV/CSV/JSONL)
+    dev: str = ""  # labelled file for accuracy after each stage
+    unlabeled: str = ""  # text for `attention` and `branches`; default: the train texts
+    text_column: str = ""  # default: sentence / text / ...
+    label_column: str = ""  # default: label / labels / ...
+    label_names: list[str] = field(default_factory=list)  # display names for the data's labels, in their order
+    max_train: int = 0  # student stages use the first N train rows (0 = all); rows are shuffled per epoch anyway
+    max_unlabeled: int = 0  # use the first N unlabelled rows (0 = all)
+    max_length: int = 64  # tokens per text, [CLS] and [SEP] included
+    label_noise: float = 0.0  # experiments: flip this share of the training labels at random (dev stays clean)
+
+
+@dataclass
+class StudentShape:
+    kind: str = "transformer"  # transformer (early exit) | bilstm | textcnn (one stage, no exits)
+    layers: int = 4
+    hidden: int = 256
+    heads: int = 8
+    ffn: int = 1024
+    head_type: str = "mean"  # exit heads: mean | cls | attention
+    init: str = "teacher"  # teacher (layers + width selection; bilstm/textcnn: PCA of its embeddings) | random
+    embed: int = 300  # bilstm / textcnn embedding width (hidden = LSTM units per direction)
+    dropout: float = 0.1
+    vocab_keep: float = 0.0  # GLMD vocabulary compression: fraction in (0, 1] of tokens kept; 0 = off
+    vocab_size: int = 0  # ... or a count of tokens kept (give at most one of the two); 0 = off
+    vocab_metric: str = "dot"  # nearest kept token by dot product | cosine
+
+
+@dataclass
+class Optim:
+    lr: float = 1e-4
+    epochs: float = 1.0
+    max_steps: int = 0  # overrides epochs when > 0
+    batch_size: int = 32
+    grad_accum: int = 1  # micro-batches per optimizer step
+    warmup: float = 0.06  # fraction of steps
+    weight_decay: float = 0.01
+    checkpoint_every: int = 200  # steps between resumable checkpoints
+
+
+@dataclass
+class TeacherStage(Optim):
+    lr: float = 5e-5
+    max_train: int = 0  # the teacher trains on the first N train rows (0 = all of the file)
+    force: bool = False  # fine-tune even when the checkpoint already has a task head
+
+
+@dataclass
+class AttentionStage(Optim):
+    lr: float = 2e-4
+    alpha: float = 1.0  # weight of attention-distribution KL
+    beta: float = 1.0  # weight of value-relation KL
+    relation_heads: int = 0  # 0 = largest common divisor of both widths <= max head count
+    objective: str = "relations"  # relations (attention + value KL) | word (GLMD word prediction) | both
+    word_weight: float = 1.0  # weight of the word-prediction KL when combined
+    word_temperature: float = 15.0
+    word_mask: float = 0.15  # share of input tokens replaced by [MASK] for the word objective
+
+
+@dataclass
+class FinetuneStage(Optim):
+    lr: float = 1e-4
+    epochs: float = 2.0
+    kd: str = "soft"  # soft (Hinton, T^2-scaled KL) | mse (Tang, logits)
+    temperature: float = 2.0
+    kd_weight: float = 0.7  # lambda: (1-lambda)*CE + lambda*KD
+
+
+@dataclass
+class BranchesStage(Optim):
+    lr: float = 5e-4
+
+
+@dataclass
+class RefineStage(Optim):
+    lr: float = 5e-5
+    threshold: float = 0.9  # teacher A keeps rows whose score >= threshold
+    score: str = "gold_prob"  # gold_prob | margin | ratio (p(gold) / max p)
+    teacher_b: str = ""  # teacher B checkpoint (HF folder); default: the --teacher source, another seed
+    b_data: str = "failing"  # teacher B trains on the failing rows (as specified) | kept (A's trusted rows)
+
+
+@dataclass
+class DistillConfig:
+    teacher: str = ""  # local Hugging Face folder or hub id
+    out: str = ""  # run folder
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda
+    offline: bool = True  # never reach a hub (local folders only)
+    stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
+    data: DataConfig = field(default_factory=DataConfig)
+    student: StudentShape = field(default_factory=StudentShape)
+    teacher_stage: TeacherStage = field(default_factory=TeacherStage)
+    attention: AttentionStage = field(default_factory=AttentionStage)
+    finetune: FinetuneStage = field(default_factory=FinetuneStage)
+    branches: BranchesStage = field(default_factory=BranchesStage)
+    refine: RefineStage = field(default_factory=RefineStage)
+    eval_speeds: list[float] = field(default_factory=lambda: list(REPORT_SPEEDS))
+
+    # ------------------------------------------------------------ (de)serialise
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
+        problems: list[str] = []
+        obj = _build(cls, data, "", problems)
+        if problems:
+            raise ConfigError(problems)
+        return obj
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> DistillConfig:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError([f"cannot read config {path}: {exc}"]) from exc
+        return cls.from_dict(data)
+
+    # ------------------------------------------------------------- validation
+    def validate(self) -> DistillConfig:
+        p: list[str] = []
+        if not self.teacher:
+            p.append("teacher is required (--teacher DIR)")
+        if not self.out:
+            p.append("out is required (--out RUN_DIR)")
+        if not self.data.train:
+            p.append("data.train is required (--train FILE)")
+        if not self.data.dev:
+            p.append("data.dev is required (--dev FILE)")
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            p.append(f"unknown stages {unknown}; known: {', '.join(STAGES)}")
+        if not self.stages:
+            p.append("stages is empty")
+        if self.device not in ("auto", "cpu", "cuda"):
+            p.append(f"device {self.device!r} is not auto, cpu or cuda")
+        s = self.student
+        if s.kind not in ("transformer", "bilstm", "textcnn"):
+            p.append(f"student.kind {s.kind!r} is not transformer, bilstm or textcnn")
+        elif s.kind != "transformer":
+            bad = [st for st in self.stages if st in ("attention", "branches")]
+            if bad:
+                p.append(f"stages {bad} need the transformer student (a {s.kind} has no attention and no exits); "
+                         "use --stages teacher,baseline,finetune")
+        if s.head_type not in ("mean", "cls", "attention"):
+            p.append(f"student.head_type {s.head_type!r} is not mean, cls or attention")
+        if s.init not in ("teacher", "random"):
+            p.append(f"student.init {s.init!r} is not teacher or random")
+        for name in ("layers", "hidden", "heads", "ffn"):
+            if getattr(s, name) < 1:
+                p.append(f"student.{name} must be positive")
+        if not 0 <= s.vocab_keep <= 1:
+            p.append(f"student.vocab_keep is a fraction in [0, 1] (0 = off), got {s.vocab_keep:g}; "
+                     "for a count of tokens use student.vocab_size (--vocab-size)")
+        if s.vocab_size < 0:
+            p.append("student.vocab_size must be >= 0 (0 = off)")
+        if s.vocab_keep and s.vocab_size:
+            p.append("give one of student.vocab_keep (--vocab-keep FRACTION) and student.vocab_size "
+                     "(--vocab-size COUNT), not both")
+        if s.vocab_metric not in ("dot", "cosine"):
+            p.append(f"student.vocab_metric {s.vocab_metric!r} is not dot or cosine")
+        if s.heads > 0 and s.hidden % s.heads:
+            p.append(f"student.hidden {s.hidden} must divide by student.heads {s.heads}")
+        if not 2 <= self.data.max_length <= 512:
+            p.append(f"data.max_length must lie in [2, 512], got {self.data.max_length}")
+        for name in _ALL_OPTIM:
+            o: Optim = getattr(self, name)
+            if o.lr <= 0:
+                p.append(f"{name}.lr must be positive")
+            if o.batch_size < 1 or o.grad_accum < 1 or o.batch_size % o.grad_accum:
+                p.append(f"{name}.batch_size ({o.batch_size}) must be a positive multiple of grad_accum ({o.grad_accum})")
+            if o.epochs <= 0 and o.max_steps <= 0:
+                p.append(f"{name}: epochs or max_steps must be positive")
+        if not 0 < self.refine.threshold <= 1 and self.refine.score == "gold_prob":
+            p.append("refine.threshold must lie in (0, 1] for score gold_prob")
+        if self.refine.score not in ("gold_prob", "margin", "ratio"):
+            p.append(f"refine.score {self.refine.score!r} is not gold_prob, margin or ratio")
+        if self.refine.b_data not in ("failing", "kept"):
+            p.append(f"refine.b_data {self.refine.b_data!r} is not failing or kept")
+        if not 0 <= self.data.label_noise < 1:
+            p.append("data.label_noise must lie in [0, 1)")
+        if self.attention.objective not in ("relations", "word", "both"):
+            p.append(f"attention.objective {self.attention.objective!r} is not relations, word or both")
+        if self.finetune.kd not in ("soft", "mse"):
+            p.append(f"finetune.kd {self.finetune.kd!r} is not soft or mse")
+        if not 0 <= self.finetune.kd_weight <= 1:
+            p.append("finetune.kd_weight must lie in [0, 1]")
+        if self.finetune.temperature <= 0:
+            p.append("finetune.temperature must be positive")
+        if any(not 0 <= v <= 1 for v in self.eval_speeds):
+            p.append("eval_speeds must lie in [0, 1]")
+        if p:
+            raise ConfigError(p)
+        return self
+
+
+def _build(cls, data: Any, prefix: str, problems: list[str]):
+    if not isinstance(data, dict):
+        problems.append(f"{prefix or 'config'} must be an object, got {type(data).__name__}")
+        return cls()
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    for key in data:
+        if key not in names:
+            problems.append(f"unknown key {prefix}{key}; known: {', '.join(sorted(names))}")
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value, hint = data[f.name], hints[f.name]
+        if is_dataclass(hint):
+            kwargs[f.name] = _build(hint, value, f"{prefix}{f.name}.", problems)
+        elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            kwargs[f.name] = float(value)
+        elif hint in (int, str, bool) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            problems.append(f"{prefix}{f.name} must be {hint.__name__}, got {value!r}")
+        else:
+            kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_ALL_OPTIM = ("teacher_stage", "refine", "attention", "finetune", "branches")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # The README's main job on 2 CPU cores (~40 min on SST-2): every labelled row, 40k unlabelled, short schedule.
+    "quick": {
+        "data": {"max_train": 0, "max_unlabeled": 40000, "max_length": 64},
+        "stages": ["teacher", "attention", "baseline", "finetune", "branches"],
+        "teacher_stage": {"epochs": 1.0, "max_train": 0},
+        "attention": {"epochs": 1.0},
+        "finetune": {"epochs": 2.0},
+        "branches": {"epochs": 1.0},
+    },
+    # The full schedule: all of train, more epochs (GPU advised).
+    "full": {
+        "data": {"max_length": 128},
+        "stages": ["teacher", "attention", "baseline", "finetune", "branches"],
+        "teacher_stage": {"epochs": 3.0},
+        "attention": {"epochs": 3.0},
+        "finetune": {"epochs": 3.0},
+        "branches": {"epochs": 2.0},
+    },
+    # Seconds on a laptop: for smoke tests.
+    "tiny": {
+        "data": {"max_train": 64, "max_unlabeled": 64, "max_length": 32},
+        "teacher_stage": {"max_train": 64, "max_steps": 4, "batch_size": 8},
+        "refine": {"max_steps": 4, "batch_size": 8},
+        "student": {"layers": 2, "hidden": 32, "heads": 2, "ffn": 64, "init": "random"},
+        **{name: {"max_steps": 4, "batch_size": 8} for name in ("attention", "finetune", "branches")},
+    },
+}
+
+
+def resolve_config(file: str | None = None, preset: str | None = None, overrides: dict | None = None) -> DistillConfig:
+    """preset < config file < flags; validated once."""
+    merged: dict[str, Any] = {}
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError([f"unknown preset {preset!r}; known: {', '.join(PRESETS)}"])
+        merged = deep_merge(merged, PRESETS[preset])
+    if file:
+        try:
+            data = json.loads(Path(file).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError([f"cannot read config {file}: {exc}"]) from exc
+        merged = deep_merge(merged, data)
+    if overrides:
+        merged = deep_merge(merged, overrides)
+    if "stages" not in merged and merged.get("student", {}).get("kind", "transformer") != "transformer":
+        merged["stages"] = list(SMALL_STUDENT_STAGES)  # the default list, chosen for the student type
+    return DistillConfig.from_dict(merged).validate()
+
+
+def optim_overrides(epochs: float | None, max_steps: int | None, batch_size: int | None) -> dict[str, Any]:
+    """Flags that apply to every training stage."""
+    one = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps), ("batch_size", batch_size)) if v is not None}
+    return {name: dict(one) for name in _ALL_OPTIM} if one else {}

@@ -1,0 +1,217 @@
+"""Read labelled and unlabelled text: TSV, CSV, JSONL, or plain lines.
+
+Errors name the file, the row and the fix. Labels may be names or integers; the
+label set comes from the training file and is saved into the run folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.errors import EdgeKDError
+
+TEXT_COLUMNS = ("sentence", "text", "content", "review", "sentence1", "document")
+LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
+FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "lines"}
+
+
+class DataError(EdgeKDError):
+    """A data file cannot be used as given."""
+
+
+@dataclass
+class TextDataset:
+    texts: list[str]
+    labels: list[int] | None  # indices into label_names; None for unlabelled text
+    label_names: list[str]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, count: int | None) -> TextDataset:
+        """The first `count` rows (all when None)."""
+        if count is None or count >= len(self):
+            return self
+        labels = None if self.labels is None else self.labels[:count]
+        return TextDataset(self.texts[:count], labels, self.label_names, f"{self.source} (first {count})")
+
+
+def _format(path: Path, fmt: str | None) -> str:
+    if fmt:
+        return fmt
+    try:
+        return FORMATS[path.suffix.lower()]
+    except KeyError:
+        raise DataError(f"{path}: cannot tell the format from the extension {path.suffix!r}; "
+                        f"use one of {', '.join(FORMATS)} or pass the format explicitly") from None
+
+
+def _read_text(path: Path) -> str:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path}: line {line} has bytes that are not UTF-8 (at byte {exc.start}); "
+                        "re-save the file as UTF-8") from None
+    if not text.strip():
+        raise DataError(f"{path}: the file is empty")
+    return text
+
+
+def _rows(path: Path, fmt: str) -> tuple[list[str], list[tuple[int, dict]]]:
+    """(columns, [(line number, row dict)])."""
+    text = _read_text(path)
+    if fmt == "jsonl":
+        rows, columns = [], []
+        # split on "\n" only: str.splitlines would also cut at U+2028, U+0085, form feed ... inside a text
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg}); JSONL wants one object a line") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: line {number} is not a JSON object")
+            columns += [c for c in row if c not in columns]
+            rows.append((number, row))
+        return columns, rows
+    delimiter = "\t" if fmt == "tsv" else ","
+    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+    # the csv module over a file object with newline="": quoted CSV fields keep their line breaks, and
+    # only \n / \r end a row (never U+2028, U+0085 or a form feed inside a text)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
+    try:
+        header = next(reader)
+    except csv.Error as exc:
+        raise DataError(f"{path}: the header cannot be read as {fmt.upper()} ({exc})") from None
+    if len(header) == 1:
+        other = "," if delimiter == "\t" else "\t"
+        if other in header[0]:
+            raise DataError(f"{path}: the header has one column but contains {other!r}; the file looks "
+                            f"{'comma' if other == ',' else 'tab'}-separated, so give it a "
+                            f"{'.csv' if other == ',' else '.tsv'} extension")
+    header = [h.strip() for h in header]
+    rows = []
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise DataError(f"{path}: line {reader.line_num} cannot be read as {fmt.upper()} ({exc})") from None
+        number = reader.line_num
+        if not values or all(not v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            raise DataError(f"{path}: row {number} has {len(values)} fields but the header has {len(header)} "
+                            f"({', '.join(header)}); check the delimiter or quoting")
+        rows.append((number, dict(zip(header, values))))
+    return header, rows
+
+
+def _pick(columns: list[str], wanted: str | None, defaults: tuple[str, ...], what: str, path: Path) -> str:
+    if wanted:
+        if wanted not in columns:
+            raise DataError(f"{path}: no {what} column {wanted!r}; columns are: {', '.join(columns)}")
+        return wanted
+    for name in defaults:
+        if name in columns:
+            return name
+    raise DataError(f"{path}: no {what} column found (looked for {', '.join(defaults)}); columns are: "
+                    f"{', '.join(columns)}. Name it with --{what}-column")
+
+
+def normalize_label(value) -> str:
+    """One spelling per label: numbers that are whole become their integer ("1.0", " 1", 1 -> "1")."""
+    text = str(value).strip()
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if math.isfinite(number) and number == int(number) and not isinstance(value, bool):
+        return str(int(number))
+    return text
+
+
+def _label_order(values: list[str]) -> list[str]:
+    unique = sorted(set(values))
+    try:
+        return sorted(unique, key=int)
+    except ValueError:
+        return unique
+
+
+def read_labelled(
+    path: str | os.PathLike,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    label_names: list[str] | None = None,
+    fmt: str | None = None,
+    label_values: list[str] | None = None,
+) -> TextDataset:
+    """Read a labelled file. With `label_names` (e.g. the train set's), every
+    label must be one of them (or of `label_values`, the data's own spellings of
+    the same classes, in the same order); otherwise the names are the sorted set found."""
+    path = Path(path)
+    fmt = _format(path, fmt)
+    if fmt == "lines":
+        raise DataError(f"{path}: a .txt file holds unlabelled text; labelled data must be TSV, CSV or JSONL")
+    columns, rows = _rows(path, fmt)
+    if not rows:
+        raise DataError(f"{path}: the file has a header but no rows")
+    text_col = _pick(columns, text_column, TEXT_COLUMNS, "text", path)
+    label_col = _pick(columns, label_column, LABEL_COLUMNS, "label", path)
+    texts, raw_labels = [], []
+    for number, row in rows:
+        text, label = row.get(text_col), row.get(label_col)
+        if text is None or (isinstance(text, str) and not text.strip()):
+            raise DataError(f"{path}: row {number} has an empty {text_col!r}")
+        if label is None or str(label).strip() == "":
+            raise DataError(f"{path}: row {number} has no {label_col!r}")
+        texts.append(str(text).strip())
+        raw_labels.append(normalize_label(label))
+    names = list(label_names) if label_names is not None else _label_order(raw_labels)
+    if label_names is None and len(names) < 2:
+        raise DataError(f"{path}: only one label ({names[0]!r}) occurs; a classifier needs at least two")
+    if label_names is None:
+        rare = sorted(name for name, count in Counter(raw_labels).items() if count < 2)
+        if rare:
+            warnings.warn(f"{path}: label(s) {', '.join(map(repr, rare))} occur only once; a class needs examples "
+                          "to be learnt (is it a typo?)", stacklevel=2)
+    index = {name: i for i, name in enumerate(names)}
+    index.update({normalize_label(v): i for i, v in enumerate(label_values or [])})
+    labels = []
+    for (number, _), label in zip(rows, raw_labels):
+        if label not in index:
+            known = ", ".join(names) + (f" (or {', '.join(label_values)})" if label_values else "")
+            raise DataError(f"{path}: unknown label {label!r} in row {number}; the training labels are: {known}")
+        labels.append(index[label])
+    return TextDataset(texts, labels, names, str(path))
+
+
+def read_unlabelled(path: str | os.PathLike, text_column: str | None = None, fmt: str | None = None) -> TextDataset:
+    """Unlabelled text: one sentence a line (.txt), or the text column of a labelled file."""
+    path = Path(path)
+    fmt = _format(path, fmt)
+    if fmt == "lines":
+        texts = [line.strip() for line in _read_text(path).split("\n") if line.strip()]
+    else:
+        columns, rows = _rows(path, fmt)
+        col = _pick(columns, text_column, TEXT_COLUMNS, "text", path)
+        texts = [str(row[col]).strip() for _, row in rows if str(row.get(col, "")).strip()]
+    if not texts:
+        raise DataError(f"{path}: no text found")
+    return TextDataset(texts, None, [], str(path))

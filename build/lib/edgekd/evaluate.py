@@ -1,0 +1,65 @@
+"""Accuracy and the early-exit rule in torch: the reference the runtime must match."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from edgekd.train import TokenizedData
+
+
+def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """u = -sum(p log p) / log(C): (..., C) -> (...); the torch twin of `runtime.exits.normalized_entropy`
+    (a test proves them equal), kept so training can stay on the device."""
+    if logits.shape[-1] < 2:
+        return torch.zeros(logits.shape[:-1], device=logits.device)
+    log_p = torch.log_softmax(logits.float(), -1)
+    return (-(log_p.exp() * log_p).sum(-1) / math.log(logits.shape[-1])).clamp(0.0, 1.0)
+
+
+def apply_exit_rule(exit_logits: torch.Tensor, speed: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layer by layer: a row leaves at the first layer with u < speed; the last always exits.
+
+    exit_logits (L,B,C) -> (logits (B,C) of the deciding layer, exit layer (B,) 1-based).
+    """
+    layers, batch, _ = exit_logits.shape
+    unc = normalized_entropy(exit_logits)  # (L,B)
+    leave = unc < speed
+    leave[-1] = True
+    first = leave.float().argmax(0)  # (B,) first True
+    return exit_logits[first, torch.arange(batch)], first + 1
+
+
+@torch.no_grad()
+def all_exit_logits(model, data: TokenizedData, device, batch_size: int = 64) -> torch.Tensor:
+    """Every exit head's logits on every row: (L,N,C), on the CPU."""
+    model.eval()
+    chunks = []
+    for batch in data.batches(batch_size, device):
+        out = model(batch.input_ids, batch.mask)
+        logits = out.exit_logits if hasattr(out, "exit_logits") else [out.logits]
+        chunks.append(torch.stack([x.float().cpu() for x in logits]))
+    return torch.cat(chunks, 1)
+
+
+@torch.no_grad()
+def classifier_logits(forward, data: TokenizedData, device, batch_size: int = 64) -> torch.Tensor:
+    """Final logits of any classifier: `forward(input_ids, mask) -> (B,C)`; returns (N,C) on the CPU."""
+    return torch.cat([forward(b.input_ids, b.mask).float().cpu() for b in data.batches(batch_size, device)])
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(-1) == labels.cpu()).float().mean())
+
+
+def exit_table(exit_logits: torch.Tensor, labels: torch.Tensor, speeds: list[float]) -> list[dict[str, float]]:
+    """Accuracy and average layers at each speed, from recorded exit logits (L,N,C)."""
+    rows = []
+    layers = exit_logits.shape[0]
+    for speed in speeds:
+        logits, used = apply_exit_rule(exit_logits, speed)
+        rows.append({"speed": speed, "accuracy": accuracy(logits, labels),
+                     "average_layers": float(used.float().mean()),
+                     "layer_share": float(used.float().mean()) / layers})
+    return rows

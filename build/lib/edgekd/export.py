@@ -1,0 +1,149 @@
+"""Run folder -> bundle: load the distilled student and hand it to the exporters.
+
+With a precision other than fp32 the graphs are rewritten after their fp32
+torch checks, then compared with the fp32 torch student on `data` (prediction
+and exit-layer agreement per speed, stored in the manifest) and re-calibrated,
+since exit decisions move with precision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+import runtime
+from edgekd.config import DistillConfig
+from edgekd.data import read_labelled
+from edgekd.evaluate import all_exit_logits
+from edgekd.run_folder import RunFolder, StudentFolder
+from edgekd.students import SmallStudent, load_student
+from edgekd.train import TokenizedData
+from exporters import ExportError, ExportResult, export_classifier, export_student
+from exporters.quantize import PRECISIONS, apply_precision
+from runtime.exits import REPORT_SPEEDS, decide
+from runtime.manifest import read_manifest, write_manifest
+
+CHECK_SPEEDS = REPORT_SPEEDS
+
+
+def precision_agreement(bundle: Path, student, data: str | os.PathLike,
+                        speeds=CHECK_SPEEDS) -> dict:
+    """Agreement of a (quantized) bundle with the fp32 torch student on labelled `data`."""
+    model = runtime.load(bundle)
+    dataset = read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values)
+    exits = all_exit_logits(student.eval(), TokenizedData(model.encoder, dataset.texts), "cpu").numpy()
+    gold = np.array(dataset.labels)
+    report = {"reference": "fp32 (torch)", "precision": model.manifest.precision, "data": Path(data).name,
+              "texts": len(dataset), "speeds": {}}
+    for speed in speeds:
+        logits, layers, _ = decide(exits, speed)
+        want = logits.argmax(-1)
+        got = model.classify(dataset.texts, speed=speed)
+        pred = np.array([model.labels.index(r.label) for r in got])
+        exit_layer = np.array([r.exit_layer for r in got])
+        report["speeds"][f"{speed:g}"] = {
+            "prediction_agreement": float((pred == want).mean()),
+            "exit_agreement": float((exit_layer == layers).mean()),
+            "accuracy_fp32": float((want == gold).mean()),
+            "accuracy": float((pred == gold).mean()),
+        }
+    return report
+
+
+def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False, atol: float = 1e-4,
+               default_speed: float = 0.0, precision: str = "fp32", data: str | os.PathLike | None = None,
+               max_drop: float | None = None, vocab_keep: float | None = None, vocab_size: int | None = None,
+               vocab_metric: str = "dot") -> ExportResult:
+    """Export `run_dir/student` (tokenizer, labels and max_length from the run) to bundle `out`.
+
+    `vocab_keep` (a fraction) or `vocab_size` (a count) compresses the vocabulary of an existing student (GLMD; counts
+    from the run's train + unlabelled text, nearest tokens by the teacher's
+    input embeddings, or the student's own when the run has no teacher).
+    `precision` int8 (CPU) or fp16 (GPU) rewrites the validated fp32 graphs.
+    With `data`, quantized bundles get an agreement report in the manifest and,
+    with `max_drop`, any bundle is calibrated on it.
+    """
+    if precision not in PRECISIONS:
+        raise ExportError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    run = RunFolder(Path(run_dir))
+    if not run.root.is_dir():
+        raise ExportError(f"{run.root} is not a folder; give the run folder written by `edgekd distill`")
+    if not run.student.is_dir():
+        raise ExportError(f"{run.student} is missing: the run has no finished student yet "
+                          "(run `edgekd distill` with the finetune stage)")
+    if max_drop is not None and data is None:
+        raise ExportError("--max-drop needs --data to calibrate on")
+    if vocab_keep and vocab_size:
+        raise ExportError("give one of --vocab-keep FRACTION and --vocab-size COUNT, not both")
+    cfg = DistillConfig.load(run.config)
+    folder = StudentFolder(run.student)
+    if folder.is_complete():  # the self-contained student: tokenizer, labels and max_length beside the weights
+        tokenizer, labels, max_length = folder.tokenizer, folder.labels, folder.max_length
+        values = folder.label_values
+    else:  # a run folder from before student/ carried them
+        tokenizer, labels, max_length = run.tokenizer, json.loads(run.labels.read_text(encoding="utf-8")), \
+            cfg.data.max_length
+        values = None
+    student = load_student(run.student)
+    share = None
+    if vocab_keep or vocab_size:
+        student, share = _compress(run, cfg, student, vocab_keep, vocab_size, vocab_metric, data)
+    if data is not None:  # a bad --data fails here, before anything is written
+        read_labelled(data, label_names=labels, label_values=values)
+
+    def finish(folder, manifest):
+        apply_precision(folder, [s.file for s in manifest.stages], precision)
+        manifest.precision = precision
+        manifest.vocabulary.remapped_token_share = share
+        manifest.label_values = values if values and values != labels else None
+        return manifest
+
+    def measure(folder: Path) -> None:
+        """Agreement and calibration on the finished bundle, still in its temporary folder: the bundle is
+        renamed into place only when these succeed too (a failure leaves any old bundle as it was)."""
+        if data is not None and precision != "fp32":
+            manifest = read_manifest(folder)
+            manifest.precision_check = precision_agreement(folder, student, data)
+            write_manifest(folder, manifest)
+        if data is not None and max_drop is not None and not isinstance(student, SmallStudent):
+            from edgekd.calibrate import calibrate
+
+            calibrate(folder, data, max_drop=max_drop)
+
+    if isinstance(student, SmallStudent):
+        result = export_classifier(student, tokenizer, labels, out, max_length, atol=atol,
+                                   overwrite=overwrite, postprocess=finish, finish=measure)
+    else:
+        result = export_student(student, tokenizer, labels, out, max_length, atol=atol,
+                                overwrite=overwrite, default_speed=default_speed, postprocess=finish, finish=measure)
+    result.manifest = read_manifest(result.path)
+    return result
+
+
+def _compress(run: RunFolder, cfg: DistillConfig, student, keep: float | None, size: int | None, metric: str,
+              data: str | os.PathLike | None):
+    from edgekd.data import read_unlabelled
+    from edgekd.vocab import build_vocab_map, compress_student, remapped_share
+    from runtime.tokenize import TextEncoder
+
+    if student.config.original_vocab_size:
+        raise ExportError("this student already has a compressed vocabulary (trained with --vocab-keep)")
+    encoder = TextEncoder.from_file(run.tokenizer, cfg.data.max_length)
+    texts = read_unlabelled(cfg.data.train, cfg.data.text_column or None).texts
+    if cfg.data.unlabeled:
+        texts += read_unlabelled(cfg.data.unlabeled, cfg.data.text_column or None).texts
+    if run.teacher.is_dir():
+        from edgekd.teacher import load_teacher
+
+        embedding = load_teacher(run.teacher, student.config.num_labels).base_model.embeddings.word_embeddings.weight
+    else:
+        embedding = student.embeddings.word.weight
+    try:
+        vmap = build_vocab_map(encoder, texts, embedding, keep=keep or None, size=size or None, metric=metric)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
+    measured = read_unlabelled(data).texts if data is not None else texts
+    return compress_student(student, vmap).eval(), remapped_share(encoder, measured, vmap)

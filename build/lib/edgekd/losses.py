@@ -1,0 +1,134 @@
+"""Distillation losses: pure functions of tensors, chosen by name from registries.
+
+Shapes: B batch, T tokens, D width, C classes, R relation heads.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+
+import torch
+import torch.nn.functional as F
+
+_PAD_LOGIT = -10000.0  # finite, so exp() is 0 and 0 * (finite) stays 0 in the KL
+
+
+def split_relation_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """(B,T,D) -> (B,R,T,D/R). D must divide by R."""
+    batch, length, width = x.shape
+    if width % heads:
+        raise ValueError(f"width {width} does not divide into {heads} relation heads")
+    return x.view(batch, length, heads, width // heads).transpose(1, 2)
+
+
+def relation_log_probs(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
+    """log softmax(A_r B_r^T / sqrt(D/R)) over keys, padded keys excluded.
+
+    a, b (B,T,D), mask (B,T) -> (B,R,T,T).
+    """
+    a, b = split_relation_heads(a, heads), split_relation_heads(b, heads)
+    scores = a @ b.transpose(-1, -2) / math.sqrt(a.shape[-1])
+    scores = scores.float().masked_fill(mask[:, None, None, :] == 0, _PAD_LOGIT)
+    return scores.log_softmax(-1)
+
+
+def masked_relation_kl(teacher_log: torch.Tensor, student_log: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """KL(teacher || student) per query row, averaged over real query rows and heads.
+
+    teacher_log, student_log (B,R,T,T) log-probs; mask (B,T) -> scalar.
+    """
+    kl = (teacher_log.exp() * (teacher_log - student_log)).sum(-1)  # (B,R,T)
+    rows = mask[:, None, :].to(kl.dtype).expand_as(kl)
+    return (kl * rows).sum() / rows.sum().clamp(min=1.0)
+
+
+def attention_kl(q_t, k_t, q_s, k_s, mask, heads: int) -> torch.Tensor:
+    """L_AT: KL between teacher and student self-attention distributions
+    softmax(QK^T/sqrt(d)), regrouped into `heads` relation heads.
+    q_t, k_t (B,T,Dt); q_s, k_s (B,T,Ds); mask (B,T) -> scalar."""
+    return masked_relation_kl(relation_log_probs(q_t, k_t, mask, heads), relation_log_probs(q_s, k_s, mask, heads), mask)
+
+
+def value_relation_kl(v_t, v_s, mask, heads: int) -> torch.Tensor:
+    """L_VR: KL between value relations softmax(VV^T/sqrt(d)). v_t (B,T,Dt), v_s (B,T,Ds) -> scalar."""
+    return masked_relation_kl(relation_log_probs(v_t, v_t, mask, heads), relation_log_probs(v_s, v_s, mask, heads), mask)
+
+
+def self_attention_distillation(teacher_qkv, student_qkv, mask, heads: int, alpha: float = 1.0, beta: float = 1.0):
+    """L = alpha * L_AT + beta * L_VR for the LAST layers of teacher and student.
+    Returns (loss, {"at": L_AT, "vr": L_VR})."""
+    (q_t, k_t, v_t), (q_s, k_s, v_s) = teacher_qkv, student_qkv
+    at = attention_kl(q_t, k_t, q_s, k_s, mask, heads)
+    vr = value_relation_kl(v_t, v_s, mask, heads)
+    return alpha * at + beta * vr, {"at": at.detach(), "vr": vr.detach()}
+
+
+def default_relation_heads(teacher_width: int, student_width: int, teacher_heads: int, student_heads: int) -> int:
+    """Largest common divisor of both widths that is at most max(head counts)."""
+    limit = max(teacher_heads, student_heads)
+    g = math.gcd(teacher_width, student_width)
+    return max(r for r in range(1, limit + 1) if g % r == 0)
+
+
+def word_prediction_kl(t_hidden: torch.Tensor, t_embedding: torch.Tensor, s_hidden: torch.Tensor,
+                       s_embedding: torch.Tensor, mask: torch.Tensor, temperature: float = 15.0) -> torch.Tensor:
+    """GLMD word-prediction distillation: language-model logits f(x) W_vocab^T of teacher
+    and student, KL(teacher || student) at temperature T (x T^2) per real token, mean.
+
+    t_hidden (B,T,Ht), t_embedding (K,Ht), s_hidden (B,T,Hs), s_embedding (K,Hs), mask (B,T) -> scalar.
+    With a compressed vocabulary both tables hold only the K kept rows."""
+    log_t = (t_hidden.float() @ t_embedding.float().T / temperature).log_softmax(-1)  # (B,T,K)
+    log_s = (s_hidden.float() @ s_embedding.float().T / temperature).log_softmax(-1)
+    kl = (log_t.exp() * (log_t - log_s)).sum(-1)  # (B,T)
+    real = mask.to(kl.dtype)
+    return temperature**2 * (kl * real).sum() / real.sum().clamp(min=1.0)
+
+
+def mask_tokens(input_ids: torch.Tensor, mask: torch.Tensor, mask_id: int, share: float,
+                keep: list[int] | None = None) -> torch.Tensor:
+    """Replace `share` of the real tokens (not those in `keep`, e.g. [CLS]/[SEP]) by `mask_id`."""
+    chosen = (torch.rand(input_ids.shape, device=input_ids.device) < share) & (mask == 1)
+    for token in keep or []:
+        chosen &= input_ids != token
+    return input_ids.masked_fill(chosen, mask_id)
+
+
+# ---------------------------------------------------------------- task distillation
+def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Hinton: T^2 * KL(softmax(t/T) || softmax(s/T)), mean over the batch. (B,C),(B,C) -> scalar."""
+    t = temperature
+    log_s = F.log_softmax(student_logits.float() / t, -1)
+    log_t = F.log_softmax(teacher_logits.float() / t, -1)
+    return (t * t) * (log_t.exp() * (log_t - log_s)).sum(-1).mean()
+
+
+def logit_mse(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Tang et al.: mean squared error between logits. (B,C),(B,C) -> scalar. Temperature unused."""
+    return F.mse_loss(student_logits.float(), teacher_logits.float())
+
+
+class KDLoss(str, enum.Enum):
+    soft = "soft"
+    mse = "mse"
+
+
+KD_LOSSES = {KDLoss.soft.value: soft_target_kl, KDLoss.mse.value: logit_mse}
+
+
+def task_distillation(student_logits, teacher_logits, labels, kind: str = "soft", temperature: float = 1.0,
+                      weight: float = 0.5):
+    """(1 - weight) * CE(gold) + weight * KD(kind). Returns (loss, parts)."""
+    ce = F.cross_entropy(student_logits.float(), labels)
+    kd = KD_LOSSES[kind](student_logits, teacher_logits, temperature)
+    return (1.0 - weight) * ce + weight * kd, {"ce": ce.detach(), "kd": kd.detach()}
+
+
+def branch_self_distillation(exit_logits: list[torch.Tensor]) -> torch.Tensor:
+    """Sum over exit heads 1..L-1 of KL(trunk || head); the trunk (last) is the fixed target.
+    exit_logits: L tensors (B,C) -> scalar."""
+    trunk = F.log_softmax(exit_logits[-1].detach().float(), -1)
+    total = exit_logits[0].new_zeros((), dtype=torch.float32)
+    for logits in exit_logits[:-1]:
+        total = total + (trunk.exp() * (trunk - F.log_softmax(logits.float(), -1))).sum(-1).mean()
+    return total

@@ -1,0 +1,66 @@
+"""`edgekd distill`: run the configured stages, in order, into a run folder, resumably.
+
+The stages live in `edgekd/stages/` (one module each); the run folder's layout in
+`edgekd/run_folder.py`. This file only orders them: a finished stage is skipped, an
+interrupted one resumes from its last checkpoint, and the last student is published
+as the self-contained `student/` folder that `edgekd export` reads.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from edgekd.config import CONFIG_FILE, ConfigError, DistillConfig
+from edgekd.stages import REGISTRY, RunContext
+from edgekd.stages.context import Log
+from edgekd.train import barrier, rank_world
+
+# Which stage's student becomes the run's student, in order of preference.
+PUBLISH_ORDER = ("branches", "finetune", "attention")
+
+
+def run_stages(ctx: RunContext):
+    for name, stage in REGISTRY.items():
+        if name not in ctx.cfg.stages:
+            continue
+        if name in ctx.run.finished():
+            ctx.log(f"stage {name}: already finished, skipping")
+            continue
+        ctx.log(f"stage {name}")
+        result = stage.run(ctx)
+        if ctx.rank == 0:
+            ctx.run.record(name, result)
+            ctx.run.mark_finished(name)
+        barrier()
+        if "dev_accuracy" in result:
+            ctx.log(f"stage {name}: dev accuracy {100 * result['dev_accuracy']:.2f}%")
+    if ctx.rank == 0:
+        for name in PUBLISH_ORDER:
+            if ctx.run.stage_student(name).is_dir():
+                ctx.run.publish_student(name, ctx.cfg.data.max_length)
+                break
+    barrier()
+    return ctx.run.root
+
+
+def distill(cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], None] | None = None,
+            overwrite: bool = False):
+    """Run the configured stages into `cfg.out`; finished stages are skipped, an
+    interrupted stage resumes from its last checkpoint. `overwrite` removes an existing
+    run folder first. When the run cannot start (bad data, bad flags, a teacher that does
+    not load), a folder this call created is removed again: nothing half-made is left."""
+    root = Path(cfg.out)
+    if overwrite and root.exists():
+        if not (root / CONFIG_FILE).is_file() and any(root.iterdir()):
+            raise ConfigError([f"{root} is not a run folder (no {CONFIG_FILE}); refusing to remove it for --overwrite"])
+        shutil.rmtree(root)
+    created = not root.exists()
+    try:
+        ctx = RunContext(cfg, log, on_step)
+    except BaseException:
+        if created and rank_world()[0] == 0:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+    return run_stages(ctx)

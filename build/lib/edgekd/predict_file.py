@@ -1,0 +1,164 @@
+"""`edgekd predict BUNDLE --file PATH`: classify a file of any size, streaming, in input order.
+
+Input: .txt (one text a line), or .csv / .tsv / .jsonl with a text column. Output:
+JSON Lines (default, also to stdout) or CSV (by --out's extension), one newline-terminated
+row per input row, empty inputs included and marked. Memory stays constant: rows are read,
+classified and written a chunk at a time. With `resume`, rows already in OUT (complete
+lines) are skipped, so a killed run loses at most the chunk in flight. Torch-free.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import IO, Iterator
+
+from runtime.errors import EdgeKDError
+
+CHUNK = 1024  # rows read, classified and written together
+CSV_FIELDS = ["row", "text", "label", "probability", "exit_layer", "uncertainty", "empty"]
+
+
+def iter_texts(path: Path, text_column: str | None = None) -> Iterator[str]:
+    """Texts of `path` in order, one per input row (empty strings for empty rows), read lazily."""
+    suffix = path.suffix.lower()
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise EdgeKDError(f"{path}: cannot open ({exc.strerror})") from None
+    with handle:
+        try:
+            if suffix in (".csv", ".tsv"):
+                reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",",
+                                        quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL)
+                column = _column(reader.fieldnames or [], text_column, path)
+                for row in reader:
+                    yield (row.get(column) or "").strip()
+            elif suffix in (".jsonl", ".json"):
+                column = None
+                for number, line in enumerate(handle, start=1):
+                    if not line.strip():
+                        yield ""
+                        continue
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise EdgeKDError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+                    column = column or _column(list(row), text_column, path)
+                    yield str(row.get(column, "")).strip()
+            else:
+                for line in handle:
+                    yield line.rstrip("\r\n")
+        except UnicodeDecodeError as exc:
+            raise EdgeKDError(f"{path}: bytes that are not UTF-8 (at byte {exc.start} of a chunk); re-save the file "
+                              "as UTF-8") from None
+
+
+def _column(columns: list[str], wanted: str | None, path: Path) -> str:
+    from edgekd.data import TEXT_COLUMNS
+
+    if wanted:
+        if wanted not in columns:
+            raise EdgeKDError(f"{path}: no text column {wanted!r}; columns are: {', '.join(columns)}")
+        return wanted
+    for name in TEXT_COLUMNS:
+        if name in columns:
+            return name
+    raise EdgeKDError(f"{path}: no text column found (looked for {', '.join(TEXT_COLUMNS)}); columns are: "
+                      f"{', '.join(columns)}. Name it with --text-column")
+
+
+def done_rows(out: Path) -> int:
+    """Complete rows already in `out` (a torn last line is cut off, so it is written again)."""
+    if not out.is_file():
+        return 0
+    data = out.read_bytes()
+    keep = data.rfind(b"\n") + 1
+    if keep < len(data):
+        with open(out, "r+b") as handle:
+            handle.truncate(keep)
+    rows = data[:keep].count(b"\n")
+    return rows - 1 if out.suffix.lower() == ".csv" and rows else rows
+
+
+def predict_file(model, path: str | os.PathLike, out: str | os.PathLike | None = None, *, speed: float | None = None,
+                 batch_size: int = 32, text_column: str | None = None, resume: bool = False,
+                 progress: bool = True) -> int:
+    """Classify every row of `path` into `out` (stdout when None). Returns the rows written now."""
+    path = Path(path)
+    target = Path(out) if out else None
+    as_csv = target is not None and target.suffix.lower() == ".csv"
+    if target is not None and target.exists() and not resume:
+        raise EdgeKDError(f"{target} already exists; pass --resume to continue it, or choose another --out")
+    skip = done_rows(target) if (target is not None and resume) else 0
+    handle: IO[str] = (open(target, "a", encoding="utf-8", newline="") if target is not None
+                       else io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=True))
+    writer = csv.DictWriter(handle, CSV_FIELDS, lineterminator="\n") if as_csv else None
+    if writer is not None and skip == 0 and handle.tell() == 0:
+        writer.writeheader()
+    bar = _progress(progress, skip)
+    written = 0
+    try:
+        chunk: list[str] = []
+        row = 0
+        for row, text in enumerate(iter_texts(path, text_column), start=1):
+            if row <= skip:
+                continue
+            chunk.append(text)
+            if len(chunk) == CHUNK:
+                written += _write(model, chunk, row - len(chunk) + 1, speed, batch_size, handle, writer)
+                bar(len(chunk))
+                chunk = []
+        if chunk:
+            written += _write(model, chunk, row - len(chunk) + 1, speed, batch_size, handle, writer)
+            bar(len(chunk))
+    finally:
+        bar(0, close=True)
+        if target is not None:
+            handle.close()
+        else:
+            handle.detach()
+    return written
+
+
+def _write(model, texts: list[str], first_row: int, speed, batch_size, handle, writer) -> int:
+    filled = [i for i, t in enumerate(texts) if t.strip()]
+    results = dict(zip(filled, model.classify([texts[i] for i in filled], speed=speed, batch_size=batch_size)))
+    for i, text in enumerate(texts):
+        r = results.get(i)
+        row = {"row": first_row + i, "text": text}
+        if r is None:
+            row["empty"] = True
+        else:
+            row.update(label=r.label, probs=r.probs, exit_layer=r.exit_layer, uncertainty=r.uncertainty)
+        if writer is not None:
+            flat = dict(row, probability=r.probs[r.label] if r else "", empty=r is None)
+            flat.pop("probs", None)
+            writer.writerow(flat)
+        else:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    handle.flush()
+    return len(texts)
+
+
+def _progress(enabled: bool, initial: int):
+    """A progress callback: tqdm (texts/s) on stderr where it is installed, else nothing."""
+    if not enabled:
+        return lambda n, close=False: None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return lambda n, close=False: None
+    bar = tqdm(initial=initial, unit="text", desc="classify", file=sys.stderr, mininterval=0.5,
+               disable=not sys.stderr.isatty() and os.environ.get("EDGEKD_PROGRESS") != "1")
+
+    def update(n: int, close: bool = False) -> None:
+        bar.update(n)
+        if close:
+            bar.close()
+
+    return update

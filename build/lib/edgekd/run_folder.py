@@ -1,0 +1,122 @@
+"""The run folder of `edgekd distill`: the only code that knows its layout.
+
+  config.json          the resolved config
+  labels.json          label names (their order is the classifier's outputs)
+  tokenizer.json       the teacher's tokenizer (the student uses it unchanged)
+  vocab.json           vocabulary compression summary (with --vocab-keep / --vocab-size)
+  teacher/             fine-tuned teacher (HF format, safetensors)
+  teacher_logits.pt    the teacher's logits on the training rows (cache)
+  refined_logits.pt    two-teacher refined targets (stage refine)
+  stages/<name>/       checkpoint.pt while training, student/ when finished
+  student/             the finished student, self-contained: student.json + model.safetensors,
+                       tokenizer.json, labels.json, inference.json (max_length); what export reads
+  state.json           finished stages
+  metrics.json         dev accuracy (and exit tables) after each stage
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgekd.config import CONFIG_FILE
+
+LABELS_FILE = "labels.json"
+LABEL_VALUES_FILE = "label_values.json"  # the labels as the data spells them (e.g. "0", "1"), same order
+TOKENIZER_FILE = "tokenizer.json"
+INFERENCE_FILE = "inference.json"  # in a finished student folder: {"max_length": N}
+
+
+def write_json(path: Path, data) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default):
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
+
+
+def replace_folder(tmp: Path, target: Path) -> None:
+    """Move a finished temp folder over `target` (the old one is removed first)."""
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+
+
+@dataclass
+class RunFolder:
+    root: Path
+
+    config = property(lambda self: self.root / CONFIG_FILE)
+    labels = property(lambda self: self.root / LABELS_FILE)
+    label_values = property(lambda self: self.root / LABEL_VALUES_FILE)
+    tokenizer = property(lambda self: self.root / TOKENIZER_FILE)
+    vocab = property(lambda self: self.root / "vocab.json")
+    teacher = property(lambda self: self.root / "teacher")
+    teacher_logits = property(lambda self: self.root / "teacher_logits.pt")
+    refined_logits = property(lambda self: self.root / "refined_logits.pt")
+    student = property(lambda self: self.root / "student")
+    state = property(lambda self: self.root / "state.json")
+    metrics = property(lambda self: self.root / "metrics.json")
+
+    def stage(self, name: str) -> Path:
+        return self.root / "stages" / name
+
+    def stage_student(self, name: str) -> Path:
+        return self.stage(name) / "student"
+
+    def finished(self) -> list[str]:
+        return read_json(self.state, {"finished": []})["finished"]
+
+    def mark_finished(self, name: str) -> None:
+        done = self.finished()
+        if name not in done:
+            write_json(self.state, {"finished": done + [name]})
+
+    def record(self, name: str, values: dict) -> None:
+        metrics = read_json(self.metrics, {})
+        metrics[name] = values
+        write_json(self.metrics, metrics)
+
+    def publish_student(self, stage: str, max_length: int) -> Path:
+        """Make `student/` from a stage's student: weights + config, tokenizer, labels, max_length."""
+        tmp = self.root / "student.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(self.stage_student(stage), tmp)
+        shutil.copyfile(self.tokenizer, tmp / TOKENIZER_FILE)
+        shutil.copyfile(self.labels, tmp / LABELS_FILE)
+        if self.label_values.is_file():
+            shutil.copyfile(self.label_values, tmp / LABEL_VALUES_FILE)
+        write_json(tmp / INFERENCE_FILE, {"max_length": max_length, "stage": stage})
+        replace_folder(tmp, self.student)
+        return self.student
+
+
+@dataclass
+class StudentFolder:
+    """A finished student as export reads it (no knowledge of stages needed)."""
+
+    root: Path
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / TOKENIZER_FILE
+
+    @property
+    def labels(self) -> list[str]:
+        return json.loads((self.root / LABELS_FILE).read_text(encoding="utf-8"))
+
+    @property
+    def label_values(self) -> list[str] | None:
+        return read_json(self.root / LABEL_VALUES_FILE, None)
+
+    @property
+    def max_length(self) -> int:
+        return int(json.loads((self.root / INFERENCE_FILE).read_text(encoding="utf-8"))["max_length"])
+
+    def is_complete(self) -> bool:
+        return all((self.root / f).is_file() for f in (TOKENIZER_FILE, LABELS_FILE, INFERENCE_FILE))

@@ -1,0 +1,22 @@
+"""The stages of `edgekd distill`, one module each; `edgekd.pipeline` runs them in this order.
+
+Each is a small object: `name`, `needs` and `writes` (run-folder items, for readers and
+error messages) and `run(ctx) -> metrics`, where `ctx` is the run's shared
+`RunContext` (config, data, tokenizer, teacher, run folder).
+"""
+
+from __future__ import annotations
+
+from edgekd.stages.attention import AttentionStage
+from edgekd.stages.baseline import BaselineStage
+from edgekd.stages.branches import BranchesStage
+from edgekd.stages.context import RunContext
+from edgekd.stages.finetune import FinetuneStage
+from edgekd.stages.refine import RefineStage
+from edgekd.stages.teacher import TeacherStage
+
+# In run order (edgekd.config.STAGES lists the same names, for validation without importing torch).
+REGISTRY = {s.name: s for s in (TeacherStage(), RefineStage(), AttentionStage(), BaselineStage(), FinetuneStage(),
+                                BranchesStage())}
+
+__all__ = ["REGISTRY", "RunContext"]

@@ -1,0 +1,60 @@
+"""Stage `attention`: last-layer self-attention distillation (attention distributions + value
+relations, KL) and/or GLMD word prediction, into a fresh student, on unlabelled text."""
+
+from __future__ import annotations
+
+import torch
+
+from edgekd import losses
+from edgekd.train import train_loop
+from edgekd.stages.context import RunContext
+
+
+class AttentionStage:
+    name = "attention"
+    needs = ['teacher']  # what it reads besides the data and config
+    writes = ['stages/attention/student/']  # what it leaves in the run folder
+
+    def run(self, ctx: RunContext) -> dict:
+        """Last-layer self-attention distillation (relations) and/or GLMD word prediction, on unlabelled text."""
+        teacher = ctx.teacher()
+        student = ctx.new_student()
+        a = ctx.cfg.attention
+        relations, word = a.objective in ("relations", "both"), a.objective in ("word", "both")
+        heads = a.relation_heads or losses.default_relation_heads(
+            teacher.hidden_size, student.config.hidden_size, teacher.num_heads, student.config.num_heads)
+        ctx.log(f"attention stage: objective {a.objective}" + (f", {heads} relation heads" if relations else ""))
+        t_embedding = teacher.input_embedding.detach()
+        if student.config.original_vocab_size:  # word logits over the kept tokens only
+            t_embedding = t_embedding[torch.from_numpy(ctx.vocab_map().kept).to(t_embedding.device)]
+        mask_id = ctx.encoder.tokenizer.token_to_id("[MASK]")
+        keep_ids = [i for i in (ctx.encoder.tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]")) if i is not None]
+
+        def loss_fn(module, batch):
+            ids = batch.input_ids
+            if word and a.word_mask > 0 and mask_id is not None:
+                ids = losses.mask_tokens(ids, batch.mask, mask_id, a.word_mask, keep_ids)
+            with torch.no_grad():
+                t = teacher(ids, batch.mask, hidden=word)
+            s = module(ids, batch.mask, exits=False)
+            total, parts = ids.new_zeros((), dtype=torch.float32), {}
+            if relations:
+                loss, parts = losses.self_attention_distillation(t.last_qkv, s.last_qkv, batch.mask, heads, a.alpha, a.beta)
+                total = total + loss
+            if word:
+                wp = losses.word_prediction_kl(t.hidden, t_embedding, s.hidden, student.embeddings.word.weight,
+                                               batch.mask, a.word_temperature)
+                total, parts = total + a.word_weight * wp, {**parts, "wp": wp.detach()}
+            return total, parts
+
+        params = student.backbone_parameters()
+        if not word:  # the relation loss reads the last layer's q, k, v: what follows them gets no gradient
+            last = student.layers[-1]
+            after = {id(p) for m in (last.attention.output, last.attention_norm, last.ffn_in, last.ffn_out,
+                                     last.ffn_norm) for p in m.parameters()}
+            params = [p for p in params if id(p) not in after]
+        stats = train_loop("attention", student, params, loss_fn, ctx.unlabeled, a, ctx.cfg.seed, ctx.device,
+                           ctx.run.stage("attention"), ctx.step_hook("attention"))
+        ctx.save_student("attention", student)
+        return {**ctx.student_dev(student), **stats, "objective": a.objective,
+                **({"relation_heads": heads} if relations else {})}

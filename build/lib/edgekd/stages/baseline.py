@@ -1,0 +1,15 @@
+"""Stage `baseline`: the same student and schedule as `finetune`, cross-entropy only (for comparison)."""
+
+from __future__ import annotations
+
+from edgekd.stages.context import RunContext
+from edgekd.stages.finetune import train_task
+
+
+class BaselineStage:
+    name = "baseline"
+    needs = ["teacher (for --init teacher)"]
+    writes = ["stages/baseline/student/"]
+
+    def run(self, ctx: RunContext) -> dict:
+        return train_task(ctx, "baseline", ctx.new_student(), kd_weight=0.0)

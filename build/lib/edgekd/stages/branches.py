@@ -1,0 +1,34 @@
+"""Stage `branches`: every exit head self-distilled from the trunk, KL(trunk || head), on
+unlabelled text; backbone and trunk frozen."""
+
+from __future__ import annotations
+
+from edgekd import losses
+from edgekd.config import ConfigError
+from edgekd.train import train_loop
+from edgekd.stages.context import RunContext
+
+
+class BranchesStage:
+    name = "branches"
+    needs = ['stages/finetune/student/']  # what it reads besides the data and config
+    writes = ['stages/branches/student/']  # what it leaves in the run folder
+
+    def run(self, ctx: RunContext) -> dict:
+        student = ctx.latest_student("branches")
+        if student is None:
+            raise ConfigError(["the `branches` stage needs a trained student: run `finetune` first"])
+        for p in student.parameters():
+            p.requires_grad_(False)
+        params = [p for head in student.heads[:-1] for p in head.parameters()]
+        for p in params:
+            p.requires_grad_(True)
+
+        def loss_fn(module, batch):
+            out = module(batch.input_ids, batch.mask)
+            return losses.branch_self_distillation(out.exit_logits), {}
+
+        stats = train_loop("branches", student, params, loss_fn, ctx.unlabeled, ctx.cfg.branches, ctx.cfg.seed,
+                           ctx.device, ctx.run.stage("branches"), ctx.step_hook("branches"))
+        ctx.save_student("branches", student)
+        return {**ctx.student_dev(student), **stats}

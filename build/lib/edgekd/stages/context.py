@@ -1,0 +1,232 @@
+"""The shared state of one `edgekd distill` run, handed to every stage as `ctx`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from edgekd.config import ConfigError, DistillConfig
+from edgekd.data import TextDataset, read_labelled, read_unlabelled
+from edgekd.evaluate import accuracy, all_exit_logits, classifier_logits, exit_table
+from edgekd.model import EarlyExitStudent, StudentConfig
+from edgekd.refine import flip_labels
+from edgekd.run_folder import RunFolder, read_json, replace_folder, write_json
+from edgekd.students import SmallStudentConfig, build_small_student, load_student, project_teacher_embeddings
+from edgekd.teacher import (
+    TeacherAdaptor,
+    check_teacher,
+    check_tokenizer,
+    has_task_head,
+    head_names,
+    head_order,
+    init_student_from_teacher,
+    load_teacher,
+    teacher_tokenizer_json,
+)
+from edgekd.train import TokenizedData, barrier, rank_world, setup_distributed
+from edgekd.vocab import VocabMap, build_vocab_map, compress_student, remapped_share
+from runtime.tokenize import TextEncoder
+
+Log = Callable[[str], None]
+
+
+def classifier_ce(module, batch):
+    """Cross-entropy of a Hugging Face sequence classifier (teacher A or B) on gold labels."""
+    logits = module(input_ids=batch.input_ids, attention_mask=batch.mask).logits
+    return F.cross_entropy(logits.float(), batch.labels), {}
+
+
+# Keys that may change between a run and its resumption.
+_RESUMABLE_KEYS = {"stages", "device", "out", "eval_speeds"}
+
+
+def check_same_config(run: RunFolder, cfg: DistillConfig) -> None:
+    if not run.config.is_file():
+        return
+    old = DistillConfig.load(run.config).to_dict()
+    new = cfg.to_dict()
+    changed = sorted(k for k in new if k not in _RESUMABLE_KEYS and old.get(k) != new[k])
+    if changed:
+        raise ConfigError([f"{run.root} was made with a different config ({', '.join(changed)} changed); "
+                           "use a new --out to start afresh, or the same settings to resume"])
+
+
+class RunContext:
+    """What every stage shares for one run: config, data, tokenizer, device, run folder, and the
+    lazily loaded teacher. Stages read from it and write through `run` (the run folder)."""
+
+    def __init__(self, cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], None] | None = None):
+        self.cfg = cfg.validate()
+        self.on_step = on_step
+        self.run = RunFolder(Path(cfg.out))
+        self.device = setup_distributed(cfg.device)
+        self.rank, _ = rank_world()
+        self.log = log if self.rank == 0 else (lambda _: None)
+        torch.manual_seed(cfg.seed)
+        check_same_config(self.run, cfg)
+        d = cfg.data  # everything below is read and checked before the run folder is made
+        self.full_train_set = read_labelled(d.train, d.text_column or None, d.label_column or None)
+        if d.label_noise:
+            self.full_train_set.labels = flip_labels(self.full_train_set.labels, len(self.full_train_set.label_names),
+                                                     d.label_noise, cfg.seed)
+        self.train_set = self.full_train_set.subset(d.max_train or None)
+        self.dev_set = read_labelled(d.dev, d.text_column or None, d.label_column or None, self.train_set.label_names)
+        if d.unlabeled:
+            self.unlabeled_set = read_unlabelled(d.unlabeled, d.text_column or None).subset(d.max_unlabeled or None)
+        else:
+            self.unlabeled_set = TextDataset(self.train_set.texts, None, [], self.train_set.source).subset(d.max_unlabeled or None)
+        self.label_values = self.train_set.label_names  # the labels as the data spells them
+        if d.label_names and len(d.label_names) != len(self.label_values):
+            raise ConfigError([f"--label-names gives {len(d.label_names)} names but {d.train} has "
+                               f"{len(self.label_values)} labels ({', '.join(self.label_values)})"])
+        check_teacher(cfg.teacher, cfg.offline, cfg.student.init if cfg.student.kind == "transformer" else "random")
+        self.labels = list(d.label_names) or self.label_values  # the names the classifier's outputs carry
+        names = head_names(cfg.teacher, cfg.offline)
+        if names is not None and len(names) == len(self.labels):
+            if not d.label_names and all(v.lstrip("-").isdigit() for v in self.label_values):
+                self.labels = names  # numeric data labels: the teacher's head names them, in its order
+            else:
+                head_order(names, self.labels)  # refuses, naming both, when they cannot be matched
+        saved = read_json(self.run.labels, None)
+        if saved is not None and saved != self.labels:
+            raise ConfigError([f"{self.run.labels} holds labels {saved} but the training file has {self.labels}"])
+        if self.rank == 0:
+            self.run.root.mkdir(parents=True, exist_ok=True)
+            cfg.save(self.run.config)
+            write_json(self.run.labels, self.labels)
+            write_json(self.run.label_values, self.label_values)
+            if not self.run.tokenizer.is_file():
+                teacher_tokenizer_json(cfg.teacher, self.run.tokenizer, cfg.offline)
+        barrier()
+        self.encoder = TextEncoder.from_file(self.run.tokenizer, d.max_length)
+        check_tokenizer(self.encoder, cfg.teacher, cfg.offline, self.train_set.texts, self.log)
+        self.train = TokenizedData(self.encoder, self.train_set.texts, self.train_set.labels)
+        self.dev = TokenizedData(self.encoder, self.dev_set.texts, self.dev_set.labels)
+        self.unlabeled = TokenizedData(self.encoder, self.unlabeled_set.texts)
+        self._teacher = None
+        self._vocab: VocabMap | None = None
+
+    # ------------------------------------------------------------------ helpers
+    def teacher_source(self) -> str:
+        if self.run.teacher.is_dir():
+            return str(self.run.teacher)
+        if has_task_head(self.cfg.teacher, len(self.labels), self.cfg.offline):
+            return self.cfg.teacher
+        raise ConfigError([f"the teacher {self.cfg.teacher} has no task head for {len(self.labels)} labels; "
+                           "run the `teacher` stage first (--stages teacher,...)"])
+
+    def reset_teacher(self) -> None:
+        """Forget the loaded teacher (after the teacher stage wrote a new one)."""
+        self._teacher = None
+
+    def teacher(self) -> TeacherAdaptor:
+        if self._teacher is None:
+            model = load_teacher(self.teacher_source(), len(self.labels), self.cfg.offline, self.labels).to(self.device).eval()
+            for p in model.parameters():
+                p.requires_grad_(False)
+            self._teacher = TeacherAdaptor(model)
+        return self._teacher
+
+    def new_student(self):
+        """A fresh student of the configured shape, initialised as configured (seeded)."""
+        s = self.cfg.student
+        torch.manual_seed(self.cfg.seed)
+        if s.kind != "transformer":
+            return self._new_small_student()
+        teacher_cfg = self.teacher().model.config
+        cfg = StudentConfig(
+            vocab_size=self.encoder.vocab_size, hidden_size=s.hidden, num_layers=s.layers, num_heads=s.heads,
+            ffn_size=s.ffn, num_labels=len(self.labels), head_type=s.head_type, dropout=s.dropout,
+            max_position=min(512, teacher_cfg.max_position_embeddings), pad_token_id=self.encoder.pad_id,
+        )
+        student = EarlyExitStudent(cfg)
+        if s.init == "teacher":
+            used = init_student_from_teacher(student, self.teacher().model)
+            self.log(f"student initialised from teacher layers {used}")
+        if s.vocab_keep or s.vocab_size:
+            student = compress_student(student, self.vocab_map())
+        return student.to(self.device)
+
+    def _new_small_student(self):
+        s = self.cfg.student
+        cfg = SmallStudentConfig(kind=s.kind, vocab_size=self.encoder.vocab_size, embed_size=s.embed,
+                                 hidden_size=s.hidden, num_labels=len(self.labels), dropout=s.dropout,
+                                 pad_token_id=self.encoder.pad_id)
+        student = build_small_student(cfg)
+        if s.init == "teacher":
+            embedding = self.teacher().model.base_model.embeddings.word_embeddings.weight
+            with torch.no_grad():
+                student.embeddings.word.weight.copy_(project_teacher_embeddings(embedding, s.embed))
+            self.log(f"{s.kind} embeddings projected from the teacher's (PCA to {s.embed})")
+        if s.vocab_keep or s.vocab_size:
+            student = compress_student(student, self.vocab_map())
+        return student.to(self.device)
+
+    def vocab_map(self) -> VocabMap:
+        """GLMD map from train + unlabelled token counts and the teacher's input embeddings (cached)."""
+        if self._vocab is None:
+            s = self.cfg.student
+            texts = self.train_set.texts + (self.unlabeled_set.texts if self.cfg.data.unlabeled else [])
+            embedding = self.teacher().model.base_model.embeddings.word_embeddings.weight
+            self._vocab = build_vocab_map(self.encoder, texts, embedding, keep=s.vocab_keep or None,
+                                          size=s.vocab_size or None, metric=s.vocab_metric)
+            info = {"original_size": self._vocab.original_size, "kept_size": self._vocab.kept_size,
+                    "dev_remapped_share": remapped_share(self.encoder, self.dev_set.texts, self._vocab)}
+            if self.rank == 0:
+                write_json(self.run.vocab, info)
+            self.log(f"vocabulary: keeping {info['kept_size']} of {info['original_size']} tokens; "
+                     f"{100 * info['dev_remapped_share']:.2f}% of dev tokens are remapped")
+        return self._vocab
+
+    def latest_student(self, before: str) -> EarlyExitStudent | None:
+        """The student written by the last finished stage before `before`."""
+        order = ["attention", "finetune", "branches"]
+        for name in reversed(order[: order.index(before)] if before in order else order):
+            folder = self.run.stage_student(name)
+            if folder.is_dir():
+                return load_student(folder).to(self.device)
+        return None
+
+    def save_student(self, name: str, student: EarlyExitStudent) -> None:
+        if self.rank == 0:
+            tmp = self.run.stage(name) / "student.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            student.save(tmp)
+            replace_folder(tmp, self.run.stage_student(name))
+        barrier()
+
+    def step_hook(self, name: str):
+        return None if self.on_step is None else (lambda step: self.on_step(name, step))
+
+    def student_dev(self, student: EarlyExitStudent) -> dict:
+        exits = all_exit_logits(student, self.dev, self.device)
+        labels = self.dev.labels
+        return {"dev_accuracy": accuracy(exits[-1], labels),
+                "exits": exit_table(exits, labels, self.cfg.eval_speeds)}
+
+    def train_targets(self) -> torch.Tensor:
+        """KD targets of the training rows: refined ones after `refine`, else the teacher's logits."""
+        if self.run.refined_logits.is_file() and "refine" in self.run.finished():
+            return torch.load(self.run.refined_logits, map_location="cpu", weights_only=True)
+        return self.teacher_logits()
+
+    def teacher_logits(self) -> torch.Tensor:
+        """The teacher's logits on the training rows, computed once and cached."""
+        path = self.run.teacher_logits
+        if path.is_file():
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+            if cached.shape[0] == len(self.train):
+                return cached
+        teacher = self.teacher()
+        self.log(f"teacher logits on {len(self.train)} training rows")
+        logits = classifier_logits(lambda i, m: teacher(i, m).logits, self.train, self.device)
+        if self.rank == 0:
+            torch.save(logits, path.with_suffix(".tmp"))
+            os.replace(path.with_suffix(".tmp"), path)
+        barrier()
+        return logits

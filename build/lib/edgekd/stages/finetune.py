@@ -1,0 +1,43 @@
+"""Stage `finetune`: student backbone + trunk classifier on the labelled rows,
+(1 - lambda) * CE + lambda * KD from the teacher's (or refined) logits."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from edgekd import losses
+from edgekd.stages.context import RunContext
+from edgekd.train import train_loop
+
+
+def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
+    """Train `student` on the labelled rows: CE alone (kd_weight 0) or mixed with task distillation."""
+    f = ctx.cfg.finetune
+    targets = ctx.train_targets() if kd_weight > 0 else None
+    ctx.train.targets = targets
+
+    def loss_fn(module, batch):
+        logits = module(batch.input_ids, batch.mask, exits=False).logits
+        if batch.targets is None:
+            return F.cross_entropy(logits.float(), batch.labels), {}
+        return losses.task_distillation(logits, batch.targets, batch.labels, f.kd, f.temperature, kd_weight)
+
+    params = (student.backbone_parameters() + list(student.heads[-1].parameters()) if hasattr(student, "heads")
+              else list(student.parameters()))
+    try:
+        stats = train_loop(name, student, params, loss_fn, ctx.train, f, ctx.cfg.seed, ctx.device,
+                           ctx.run.stage(name), ctx.step_hook(name))
+    finally:
+        ctx.train.targets = None
+    ctx.save_student(name, student)
+    return {**ctx.student_dev(student), **stats}
+
+
+class FinetuneStage:
+    name = "finetune"
+    needs = ["teacher", "stages/attention/student/ (if run)", "refined_logits.pt (if refine ran)"]
+    writes = ["teacher_logits.pt", "stages/finetune/student/"]
+
+    def run(self, ctx: RunContext) -> dict:
+        student = ctx.latest_student("finetune") or ctx.new_student()
+        return train_task(ctx, "finetune", student, ctx.cfg.finetune.kd_weight)

@@ -1,0 +1,56 @@
+"""Stage `refine`: two-teacher label refinement of the training rows' KD targets (see edgekd/refine.py)."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from edgekd.evaluate import classifier_logits
+from edgekd.refine import merge_targets, score_rows, split_rows
+from edgekd.teacher import load_teacher
+from edgekd.train import TokenizedData, barrier, train_loop
+from edgekd.stages.context import RunContext, classifier_ce
+
+
+class RefineStage:
+    name = "refine"
+    needs = ['teacher']  # what it reads besides the data and config
+    writes = ['refined_logits.pt']  # what it leaves in the run folder
+
+    def run(self, ctx: RunContext) -> dict:
+        """Two-teacher label refinement of the training rows' targets (see edgekd/refine.py)."""
+        r = ctx.cfg.refine
+        a_logits = ctx.teacher_logits()
+        labels = ctx.train.labels
+        keep = split_rows(a_logits, labels, r.threshold, r.score)
+        failing = (~keep).nonzero()[:, 0]
+        ctx.log(f"refine: teacher A keeps {int(keep.sum())} rows, {len(failing)} fail (score {r.score} < {r.threshold:g})")
+        if len(failing) > len(keep) // 2:
+            ctx.log(f"warning: more than half the rows fail: teacher A is rarely that confident (median "
+                     f"{r.score} {float(score_rows(a_logits, labels, r.score).median()):.2f}); lower refine.threshold "
+                     "or use refine.score ratio")
+        result = {"kept": int(keep.sum()), "failing": len(failing)}
+        targets = a_logits
+        if len(failing):
+            torch.manual_seed(ctx.cfg.seed + 1)
+            model_b = load_teacher(r.teacher_b or ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline).to(ctx.device)
+            texts = ctx.train_set.texts
+            trained_on = failing if r.b_data == "failing" else keep.nonzero()[:, 0]
+            data_b = TokenizedData(ctx.encoder, [texts[i] for i in trained_on.tolist()],
+                                   [int(labels[i]) for i in trained_on.tolist()])
+            stats = train_loop("refine", model_b, list(model_b.parameters()), classifier_ce, data_b, r, ctx.cfg.seed + 1,
+                               ctx.device, ctx.run.stage("refine"), ctx.step_hook("refine"))
+            model_b.eval()
+            failing_data = TokenizedData(ctx.encoder, [texts[i] for i in failing.tolist()])
+            b_logits = classifier_logits(lambda i, m: model_b(input_ids=i, attention_mask=m).logits, failing_data,
+                                         ctx.device)
+            targets = merge_targets(a_logits, b_logits, keep)
+            result.update(stats, b_data=r.b_data, b_rows=len(trained_on))
+            result["b_agrees_with_given_labels_on_failing"] = float((b_logits.argmax(-1) == labels[failing]).float().mean())
+        result["targets_agree_with_given_labels"] = float((targets.argmax(-1) == labels).float().mean())
+        if ctx.rank == 0:
+            torch.save(targets, ctx.run.refined_logits.with_suffix(".tmp"))
+            os.replace(ctx.run.refined_logits.with_suffix(".tmp"), ctx.run.refined_logits)
+        barrier()
+        return result

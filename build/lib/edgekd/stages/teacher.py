@@ -1,0 +1,45 @@
+"""Stage `teacher`: fine-tune the teacher backbone + classifier on the labelled rows
+(skipped when the checkpoint already has a task head)."""
+
+from __future__ import annotations
+
+import shutil
+
+import torch
+
+from edgekd.evaluate import accuracy, classifier_logits
+from edgekd.run_folder import replace_folder
+from edgekd.teacher import has_task_head, load_teacher
+from edgekd.train import TokenizedData, barrier, train_loop
+from edgekd.stages.context import RunContext, classifier_ce
+
+
+class TeacherStage:
+    name = "teacher"
+    needs = []  # what it reads besides the data and config
+    writes = ['teacher/']  # what it leaves in the run folder
+
+    def run(self, ctx: RunContext) -> dict:
+        stats: dict = {}
+        if has_task_head(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline) and not ctx.cfg.teacher_stage.force:
+            ctx.log("teacher already has a task head; skipping its fine-tuning (teacher_stage.force to redo)")
+            model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels).to(ctx.device)
+        else:
+            torch.manual_seed(ctx.cfg.seed)
+            model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels).to(ctx.device)
+            rows = ctx.full_train_set.subset(ctx.cfg.teacher_stage.max_train or None)
+            data = ctx.train if len(rows) == len(ctx.train_set) else TokenizedData(ctx.encoder, rows.texts, rows.labels)
+
+            stats = train_loop("teacher", model, list(model.parameters()), classifier_ce, data, ctx.cfg.teacher_stage,
+                               ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"), ctx.step_hook("teacher"))
+        if ctx.rank == 0:
+            tmp = ctx.run.root / "teacher.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            model.save_pretrained(str(tmp), safe_serialization=True)
+            shutil.copyfile(ctx.run.tokenizer, tmp / "tokenizer.json")
+            replace_folder(tmp, ctx.run.teacher)
+        barrier()
+        ctx.reset_teacher()
+        teacher = ctx.teacher()
+        dev = classifier_logits(lambda i, m: teacher(i, m).logits, ctx.dev, ctx.device)
+        return {"dev_accuracy": accuracy(dev, ctx.dev.labels), **stats}

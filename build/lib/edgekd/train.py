@@ -1,0 +1,239 @@
+"""A small resumable training loop shared by every stage.
+
+The batch order is a pure function of (seed, epoch), so a stage interrupted at
+step k and resumed from its checkpoint sees exactly the batches an
+uninterrupted run would; optimizer, scheduler and RNG state are restored too.
+Under torchrun (WORLD_SIZE > 1) each rank takes its share of every batch and
+gradients are averaged by DistributedDataParallel.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from edgekd.config import Optim
+from runtime.tokenize import TextEncoder
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B,T)
+    mask: torch.Tensor  # (B,T)
+    labels: torch.Tensor | None  # (B,)
+    index: torch.Tensor  # (B,) row numbers in the dataset
+    targets: torch.Tensor | None = None  # (B,C) soft / teacher targets when precomputed
+
+
+class TokenizedData:
+    """Texts tokenized once; batches padded to their own longest row."""
+
+    def __init__(self, encoder: TextEncoder, texts: list[str], labels: list[int] | None = None,
+                 targets: torch.Tensor | None = None):
+        self.encoder = encoder
+        self.ids = encoder.token_ids(texts)
+        self.lengths = torch.tensor([len(i) for i in self.ids])
+        self.labels = None if labels is None else torch.tensor(labels, dtype=torch.long)
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, index: torch.Tensor, device: torch.device) -> Batch:
+        ids, mask = self.encoder.pad([self.ids[i] for i in index.tolist()])
+        labels = None if self.labels is None else self.labels[index].to(device)
+        targets = None if self.targets is None else self.targets[index].to(device)
+        return Batch(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), labels, index, targets)
+
+    def step_rows(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        """Rows of global training step `step` (see epoch_batches); one epoch is cached."""
+        per_epoch = max(1, math.ceil(len(self) / batch_size))
+        epoch, position = divmod(step, per_epoch)
+        key = (batch_size, seed, epoch)
+        if getattr(self, "_epoch_key", None) != key:
+            self._epoch = epoch_batches(epoch, self.lengths, batch_size, seed)
+            self._epoch_key = key
+        return self._epoch[position]
+
+    def batches(self, batch_size: int, device: torch.device):
+        """In order, for evaluation."""
+        for start in range(0, len(self), batch_size):
+            yield self.batch(torch.arange(start, min(start + batch_size, len(self))), device)
+
+
+def rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op outside torchrun)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+def setup_distributed(device: str) -> torch.device:
+    """Pick the device; join the torchrun process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        from runtime.errors import DeviceError
+
+        raise DeviceError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device == "cuda" else "gloo")
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    return torch.device("cpu")
+
+
+def total_steps(opt: Optim, rows: int) -> int:
+    per_epoch = max(1, math.ceil(rows / opt.batch_size))
+    return opt.max_steps if opt.max_steps > 0 else max(1, math.ceil(opt.epochs * per_epoch))
+
+
+GROUP_BATCHES = 50  # length grouping window, in batches
+
+
+def epoch_batches(epoch: int, lengths: torch.Tensor, batch_size: int, seed: int) -> list[torch.Tensor]:
+    """The batches of one epoch, a pure function of (seed, epoch).
+
+    Rows are shuffled, then sorted by length inside windows of GROUP_BATCHES
+    batches so that each batch pads little; the batches are shuffled again.
+    """
+    rows = len(lengths)
+    gen = torch.Generator().manual_seed(seed * 100003 + epoch)
+    perm = torch.randperm(rows, generator=gen)
+    window = batch_size * GROUP_BATCHES
+    batches = []
+    for start in range(0, rows, window):
+        chunk = perm[start : start + window]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches += list(chunk.split(batch_size))
+    order = torch.randperm(len(batches), generator=gen)
+    return [batches[i] for i in order.tolist()]
+
+
+
+
+
+def _save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, step: int) -> None:
+    state = {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "step": step,
+        "rng": torch.get_rng_state(),
+    }
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train_loop(
+    name: str,
+    model: nn.Module,
+    parameters: list[nn.Parameter],
+    loss_fn: Callable[[nn.Module, Batch], tuple[torch.Tensor, dict[str, torch.Tensor]]],
+    data: TokenizedData,
+    opt: Optim,
+    seed: int,
+    device: torch.device,
+    checkpoint_dir: Path,
+    on_step: Callable[[int], None] | None = None,
+) -> dict[str, float]:
+    """Train `parameters` of `model` for the stage's steps; resumable.
+
+    `loss_fn(module, batch)` gets the (possibly DDP-wrapped) model. Returns
+    {"steps", "seconds", "examples_per_s", "loss"}. `on_step(step)` is called
+    after each finished step (tests use it to simulate an interruption).
+    """
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_dir / CHECKPOINT
+    steps = total_steps(opt, len(data))
+    optimizer = torch.optim.AdamW(parameters, lr=opt.lr, weight_decay=opt.weight_decay)
+    warm = max(1, int(opt.warmup * steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
+    )
+    start = 0
+    # A stage's randomness (dropout) starts from its own seed, not from whatever earlier stages in this
+    # process consumed: a run killed before the stage's first checkpoint and resumed in a new process
+    # then trains bit-for-bit like one that never stopped.
+    torch.manual_seed(seed * 1009 + zlib.crc32(name.encode()) % 1009)
+    if path.is_file():
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start = state["step"]
+    rank, world = rank_world()
+    module = model
+    trained = {id(p) for p in parameters}
+    frozen = [p for p in model.parameters() if id(p) not in trained and p.requires_grad]
+    for p in frozen:  # only what this stage trains takes gradients (and DDP reduces only those)
+        p.requires_grad_(False)
+    if world > 1:
+        module = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                                     find_unused_parameters=True)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    micro = opt.batch_size // opt.grad_accum
+    model.train()
+    tty = sys.stderr.isatty()
+    bar = tqdm(total=steps, initial=start, desc=name, unit="step", disable=rank != 0,
+               mininterval=0.5 if tty else 30.0, dynamic_ncols=True)
+    began, seen, loss_value = time.perf_counter(), 0, float("nan")
+    first_losses: list[float] = []  # the first steps' losses (golden tests pin them)
+    for step in range(start, steps):
+        index = data.step_rows(step, opt.batch_size, seed)
+        index = index[rank::world]
+        optimizer.zero_grad(set_to_none=True)
+        parts_total: dict[str, float] = {}
+        loss_sum = 0.0
+        for chunk in index.split(micro) if len(index) else []:
+            batch = data.batch(chunk, device)
+            with amp:
+                loss, parts = loss_fn(module, batch)
+            (loss * len(chunk) / max(1, len(index))).backward()
+            loss_sum += float(loss.detach()) * len(chunk) / max(1, len(index))
+            for k, v in parts.items():
+                parts_total[k] = parts_total.get(k, 0.0) + float(v) * len(chunk) / max(1, len(index))
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        scheduler.step()
+        seen += len(index) * world
+        loss_value = loss_sum
+        if step < 3:
+            first_losses.append(loss_sum)
+        bar.set_postfix(loss=f"{loss_sum:.4f}", **{k: f"{v:.3f}" for k, v in parts_total.items()},
+                        ex_s=f"{seen / (time.perf_counter() - began):.0f}", refresh=False)
+        bar.update(1)
+        done = step + 1
+        if rank == 0 and (done % opt.checkpoint_every == 0 or done == steps):
+            _save_checkpoint(path, model, optimizer, scheduler, done)
+        if on_step is not None:
+            on_step(done)
+    bar.close()
+    for p in frozen:
+        p.requires_grad_(True)
+    model.eval()
+    seconds = time.perf_counter() - began
+    return {"steps": steps, "seconds": round(seconds, 2), "examples_per_s": round(seen / max(seconds, 1e-9), 1),
+            "loss": loss_value, "first_losses": first_losses}

@@ -1,0 +1,267 @@
+"""Write a bundle folder: stage graphs + tokenizer + manifest, atomically.
+
+The bundle is built in a temporary folder beside the target and renamed into
+place only after every graph has passed validation, so a failed export leaves
+no partial bundle and never touches an existing one.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from exporters.compile import compile_early_exit, compile_single
+from exporters.stages import DEFAULT_OPSET, StageSpec, example_inputs, export_specs, student_stage_specs
+from exporters.validate import Check, ExportValidationError, graph_cases, validate_compiled, validate_student_stages
+from runtime.errors import EdgeKDError
+from runtime.exits import SPEED_GRID
+from runtime.manifest import (
+    GRAPH_FILE,
+    bundle_size,
+    GRAPH_INPUTS,
+    STAGE_INPUTS,
+    TOKENIZER_FILE,
+    Manifest,
+    Stage,
+    Vocabulary,
+    current_umask,
+    read_manifest,
+    sha256_file,
+    write_manifest,
+)
+
+
+class ExportError(EdgeKDError):
+    """The export cannot start or finish (bad target, bad inputs)."""
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    manifest: Manifest
+    checks: list[Check]
+
+
+def producer_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "unknown"
+
+    return {"edgekd": v("edgekd"), "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": ort.__version__, "python": platform.python_version()}
+
+
+@contextmanager
+def atomic_folder(target: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield a temp folder beside `target`; on success it replaces `target`."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise ExportError(f"{target} already exists; pass --overwrite to replace it")
+    if target.exists() and not target.is_dir():
+        raise ExportError(f"{target} exists and is not a folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; a bundle is for other users too
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / "bundle")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _stage_entries(specs: dict[str, StageSpec], folder: Path) -> list[Stage]:
+    stages = []
+    for index, (file, spec) in enumerate(specs.items()):
+        stages.append(Stage(index=index, name=spec.name, file=file, sha256=sha256_file(folder / file), kind=spec.kind))
+    return stages
+
+
+def export_student(
+    model: nn.Module,
+    tokenizer_file: str | os.PathLike,
+    labels: list[str],
+    out: str | os.PathLike,
+    max_length: int,
+    *,
+    opset: int = DEFAULT_OPSET,
+    atol: float = 1e-4,
+    overwrite: bool = False,
+    default_speed: float = 0.0,
+    postprocess: Callable[[Path, Manifest], Manifest] | None = None,
+    finish: Callable[[Path], None] | None = None,
+) -> ExportResult:
+    """Export an early-exit student to a bundle folder `out`.
+
+    `model` follows the staged contract of `exporters.stages.student_stage_specs`
+    and has a `.config` with hidden_size, num_layers, vocab_size and
+    original_vocab_size. Every stage is validated against torch (atol) before
+    the bundle is moved into place. `postprocess(folder, manifest)` may rewrite
+    graphs (quantization) before the manifest is written.
+    """
+    cfg = model.config
+    _check_inputs(cfg, labels, tokenizer_file)
+    if max_length > cfg.max_position:
+        raise ExportError(f"max_length {max_length} exceeds the student's position table ({cfg.max_position})")
+    model = model.eval().cpu()
+    input_vocab = cfg.original_vocab_size or cfg.vocab_size
+    specs = student_stage_specs(model)
+    return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
+                         default_speed, postprocess, student="transformer", finish=finish)
+
+
+def export_classifier(
+    model: nn.Module,
+    tokenizer_file: str | os.PathLike,
+    labels: list[str],
+    out: str | os.PathLike,
+    max_length: int,
+    *,
+    opset: int = DEFAULT_OPSET,
+    atol: float = 1e-4,
+    overwrite: bool = False,
+    postprocess: Callable[[Path, Manifest], Manifest] | None = None,
+    finish: Callable[[Path], None] | None = None,
+) -> ExportResult:
+    """Export a classifier without exits (BiLSTM, TextCNN: `model(input_ids, mask)`) as a
+    one-stage bundle (`model.onnx`, kind `full`) that the same runtime runs."""
+    from exporters.stages import full_stage_spec
+
+    cfg = model.config
+    _check_inputs(cfg, labels, tokenizer_file)
+    model = model.eval().cpu()
+    input_vocab = cfg.original_vocab_size or cfg.vocab_size
+    specs = full_stage_spec(model, getattr(cfg, "kind", "full"))
+    return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
+                         0.0, postprocess, student=getattr(cfg, "kind", "full"), finish=finish)
+
+
+def _check_inputs(cfg, labels: list[str], tokenizer_file) -> None:
+    if len(labels) != cfg.num_labels:
+        raise ExportError(f"{len(labels)} labels given but the student has {cfg.num_labels} outputs")
+    if not Path(tokenizer_file).is_file():
+        raise ExportError(f"tokenizer file {tokenizer_file} is missing")
+
+
+def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
+                  default_speed, postprocess, student: str, finish=None) -> ExportResult:
+    with atomic_folder(Path(out), overwrite) as folder:
+        inputs = {f: example_inputs(s, cfg.hidden_size, input_vocab) for f, s in specs.items()}
+        export_specs(specs, folder, inputs, opset)
+        checks = validate_student_stages(specs, folder, input_vocab, max_length, atol)
+        shutil.copyfile(tokenizer_file, folder / TOKENIZER_FILE)
+        manifest = Manifest(
+            labels=list(labels), max_length=max_length, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+            stages=_stage_entries(specs, folder),
+            vocabulary=Vocabulary(original_size=input_vocab, kept_size=cfg.vocab_size),
+            opset=opset, producer=producer_versions(), default_speed=default_speed, student=student,
+        )
+        if postprocess is not None:
+            manifest = postprocess(folder, manifest)
+        manifest.compiled_check = add_compiled_graph(folder, manifest, atol)
+        stamp_stages(folder, manifest, getattr(cfg, "max_position", 0))
+        for stage in manifest.stages:
+            stage.sha256 = sha256_file(folder / stage.file)
+        manifest.tokenizer_sha256 = sha256_file(folder / manifest.tokenizer)
+        write_manifest(folder, manifest)
+        read_manifest(folder)  # the reader accepts what we wrote
+        if finish is not None:  # measurements on the complete bundle, before it is renamed into place
+            finish(folder)
+            manifest = read_manifest(folder)
+    return ExportResult(Path(out), manifest, checks)
+
+
+def stamp_stages(folder: Path, manifest: Manifest, max_position: int = 0) -> None:
+    """Write each graph's place in the bundle into its metadata (edgekd.stage, edgekd.kind, and the
+    embed graph's position-table size), so a runtime can tell swapped or foreign files apart."""
+    for stage in manifest.stages:
+        path = folder / stage.file
+        model = onnx.load(str(path))
+        meta = {"edgekd.stage": stage.name, "edgekd.kind": stage.kind}
+        if stage.kind in ("embed", "compiled") and max_position:
+            meta["edgekd.max_position"] = str(max_position)
+        kept = [p for p in model.metadata_props if p.key not in meta]
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
+        for key, value in meta.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(path))
+
+
+def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> dict:
+    """Compile the bundle's (already checked, maybe quantized) stage graphs into `model.onnx`,
+    add it to `manifest.stages`, and check it against the staged graphs. Returns the check summary.
+
+    A one-graph student (BiLSTM, TextCNN) gets the same contract around its graph, which it replaces.
+    """
+    import runtime
+
+    exact = manifest.precision == "fp32"
+    vocab = manifest.vocabulary.original_size
+    if manifest.student != "transformer":
+        full = manifest.stages[0]
+        reference = ort.InferenceSession(str(folder / full.file), providers=["CPUExecutionProvider"])
+        expected = {case: reference.run(None, dict(zip(STAGE_INPUTS["full"], (ids, mask))))[0]
+                    for case, (ids, mask) in graph_cases(vocab, manifest.max_length).items()}
+        del reference
+        onnx.save(compile_single(onnx.load(str(folder / full.file)), len(manifest.labels)), str(folder / GRAPH_FILE))
+        manifest.stages = [Stage(index=0, name="model", file=GRAPH_FILE, sha256="", kind="compiled")]
+        session = ort.InferenceSession(str(folder / GRAPH_FILE), providers=["CPUExecutionProvider"])
+        failures, worst = [], 0.0
+        for case, (ids, mask) in graph_cases(vocab, manifest.max_length).items():
+            feeds = dict(zip(GRAPH_INPUTS, (ids, mask, np.array(0.0, np.float32))))
+            logits, layers, _ = session.run(None, feeds)
+            worst = max(worst, float(np.abs(logits - expected[case]).max()))
+            if worst > atol or (layers != 1).any():
+                failures.append(f"compiled graph [{case}]: max diff {worst:.3g} > atol {atol:g} or exit_layer != 1")
+        if failures:
+            raise ExportValidationError(failures)
+        return {"reference": "one-graph student", "max_logit_diff": worst}
+    embed, *layers = [onnx.load(str(folder / stage.file)) for stage in manifest.staged]
+    onnx.save(compile_early_exit(embed, layers, len(manifest.labels)), str(folder / GRAPH_FILE))
+    manifest.stages.append(Stage(index=len(manifest.stages), name="model", file=GRAPH_FILE, sha256="",
+                                 kind="compiled"))
+    model = runtime.EdgeModel(folder, manifest, "cpu", None, engine="staged")
+    summary = validate_compiled(model, vocab, manifest.max_length, list(SPEED_GRID) + [1.0], exact=exact, atol=atol)
+    return {"reference": "staged runtime", **summary}
+
+
+def export_full_graph(model: nn.Module, path: str | os.PathLike, vocab_size: int, max_length: int, *,
+                      opset: int = DEFAULT_OPSET, atol: float = 1e-4, name: str = "full") -> list[Check]:
+    """Export any classifier `model(input_ids, mask)` as one graph (input_ids, mask -> logits),
+    validated against torch like the stages. Used for baselines and students without exits."""
+    from exporters.stages import full_stage_spec
+
+    path = Path(path)
+    specs = full_stage_spec(model.eval().cpu(), name)
+    spec = next(iter(specs.values()))
+    with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+        tmp_path = Path(tmp)
+        export_specs({path.name: spec}, tmp_path, {path.name: example_inputs(spec, 0, vocab_size)}, opset)
+        checks = validate_student_stages({path.name: spec}, tmp_path, vocab_size, max_length, atol)
+        os.replace(tmp_path / path.name, path)
+    return checks

@@ -1,0 +1,290 @@
+"""Compile a bundle's stage graphs into one ONNX graph with early exit inside.
+
+    input_ids (B,T) int64, attention_mask (B,T) int64, speed () float32
+      -> logits (B,C) float32, exit_layer (B,) int64 (1-based), uncertainty (B,) float32
+
+The embed graph and layer 1 run in the main graph. After layer k the exit
+head's normalized entropy is compared with `speed`; the rows that leave are
+set aside (their original row, logits and uncertainty), and an `If` node runs
+the rest of the chain only when some row stays. Its `then` branch holds layer
+k+1 (with that layer's weights inside the branch: onnxruntime pre-packs only a
+graph's own initializers, and a probe measured 1.4x against outer-scope
+weights), fed the surviving rows through the layer graph's `rows` input and
+the padding trimmed to the longest survivor. Where the chain stops (no row
+left, or the last layer) one ScatterND per output writes every row's result
+back into input order.
+
+A pure function from graphs to a graph (`compile_early_exit`), so any ONNX
+Runtime binding runs batched early exit with nothing but a tokenizer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import onnx
+from onnx import GraphProto, ModelProto, TensorProto, helper, numpy_helper
+
+from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS, STAGE_INPUTS, STAGE_OUTPUTS
+
+DEBUG_OUTPUT = "stage_rows"  # optional output: rows that entered each layer, (L,) int64
+
+
+class _Builder:
+    """Nodes and initializers of one (sub)graph, with names unique across the model."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[TensorProto] = []
+        self.value_info: list[onnx.ValueInfoProto] = []
+        self._count = 0
+
+    def name(self, hint: str) -> str:
+        self._count += 1
+        return f"{self.prefix}{hint}_{self._count}"
+
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attrs) -> str | list[str]:
+        names = [self.name(hint or op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, inputs, names, name=self.name(op_type), **attrs))
+        return names[0] if outputs == 1 else names
+
+    def const(self, value, dtype, hint: str = "c") -> str:
+        name = self.name(hint)
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def graph(self, name: str, outputs: list[onnx.ValueInfoProto]) -> GraphProto:
+        return helper.make_graph(self.nodes, name, [], outputs, self.initializers, value_info=self.value_info)
+
+
+def _inline(b: _Builder, graph: GraphProto, prefix: str, inputs: dict[str, str], outputs: dict[str, str]) -> None:
+    """Copy `graph`'s nodes and weights into `b`, its inputs and outputs bound to the given names."""
+    rename = dict(inputs)
+    for out in graph.output:
+        rename[out.name] = outputs[out.name]
+    for out in graph.output:
+        if out.name in inputs or any(init.name == out.name for init in graph.initializer):
+            raise ValueError(f"stage output {out.name!r} is not computed by a node; cannot inline")
+    missing = {i.name for i in graph.input} - set(inputs)
+    initializer_names = {init.name for init in graph.initializer}
+    if missing - initializer_names:
+        raise ValueError(f"stage graph {graph.name!r} has unbound inputs {sorted(missing - initializer_names)}")
+
+    def new(name: str) -> str:
+        return "" if name == "" else rename.get(name, prefix + name)
+
+    for init in graph.initializer:
+        copy = TensorProto()
+        copy.CopyFrom(init)
+        copy.name = new(init.name)
+        b.initializers.append(copy)
+    for node in graph.node:
+        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
+            raise ValueError(f"stage graph {graph.name!r} has a control-flow node ({node.op_type}); cannot inline")
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.ClearField("input")
+        copy.ClearField("output")
+        copy.input.extend(new(n) for n in node.input)
+        copy.output.extend(new(n) for n in node.output)
+        copy.name = prefix + (node.name or node.op_type)
+        b.nodes.append(copy)
+    for info in graph.value_info:
+        copy = onnx.ValueInfoProto()
+        copy.CopyFrom(info)
+        copy.name = new(info.name)
+        b.value_info.append(copy)
+
+
+class _Compiler:
+    def __init__(self, embed: ModelProto, layers: list[ModelProto], num_labels: int, debug: bool):
+        self.embed = embed
+        self.layers = layers
+        self.num_labels = num_labels
+        self.debug = debug
+        self.num_layers = len(layers)
+        self.main = _Builder("")
+        m = self.main
+        # Shared constants, visible from every branch (outer scope).
+        self.axis0 = m.const([0], np.int64, "axis0")
+        self.axis1 = m.const([1], np.int64, "axis1")
+        self.axis_last = m.const([-1], np.int64, "axis_last")
+        self.zero_i = m.const([0], np.int64, "zero_i")
+        self.neg_inv_log_c = m.const(-1.0 / math.log(num_labels), np.float32, "neg_inv_log_c")
+        self.f0 = m.const(0.0, np.float32, "f0")
+        self.f1 = m.const(1.0, np.float32, "f1")
+        self.i0 = m.const(0, np.int64, "i0")
+        self.i1 = m.const(1, np.int64, "i1")
+
+    # ---------------------------------------------------------------- pieces
+    def entropy(self, b: _Builder, logits: str) -> str:
+        log_p = b.op("LogSoftmax", [logits], "log_p", axis=-1)
+        p = b.op("Exp", [log_p], "p")
+        plogp = b.op("Mul", [p, log_p], "plogp")
+        total = b.op("ReduceSum", [plogp, self.axis_last], "sum_plogp", keepdims=0)
+        u = b.op("Mul", [total, self.neg_inv_log_c], "u_raw")
+        return b.op("Clip", [u, self.f0, self.f1], "u")
+
+    def finish(self, b: _Builder, left: list[tuple[str, str, str, int]], counts: list[str]) -> list[onnx.ValueInfoProto]:
+        """Write every row's result into input order; `left` holds (rows, logits, u, layer) per stage."""
+        if len(left) == 1:
+            rows, logits, unc = left[0][0], left[0][1], left[0][2]
+        else:
+            rows = b.op("Concat", [x[0] for x in left], "all_rows", axis=0)
+            logits = b.op("Concat", [x[1] for x in left], "all_logits", axis=0)
+            unc = b.op("Concat", [x[2] for x in left], "all_u", axis=0)
+        layer_parts = [b.op("Expand", [b.const(layer, np.int64, "layer"), b.op("Shape", [r])], "layers")
+                       for r, _, _, layer in left]
+        layers = layer_parts[0] if len(layer_parts) == 1 else b.op("Concat", layer_parts, "all_layers", axis=0)
+        index = b.op("Unsqueeze", [rows, self.axis_last], "index")
+        out_logits = b.op("ScatterND", [self.zero_logits, index, logits], "out_logits")
+        out_layer = b.op("ScatterND", [self.zero_layer, index, layers], "out_layer")
+        out_unc = b.op("ScatterND", [self.zero_unc, index, unc], "out_u")
+        names = [out_logits, out_layer, out_unc]
+        if self.debug:
+            pad = self.num_layers - len(counts)
+            parts = counts + ([b.const([0] * pad, np.int64, "no_rows")] if pad else [])
+            names.append(b.op("Concat", parts, "stage_rows", axis=0))
+        return self.outputs(names)
+
+    def outputs(self, names: list[str]) -> list[onnx.ValueInfoProto]:
+        types = [TensorProto.FLOAT, TensorProto.INT64, TensorProto.FLOAT, TensorProto.INT64]
+        return [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types)]
+
+    # ----------------------------------------------------------------- stages
+    def stage(self, b: _Builder, k: int, hidden: str, mask: str, rows: str, alive: str,
+              left: list[tuple[str, str, str, int]], counts: list[str]) -> list[onnx.ValueInfoProto]:
+        """Layer k on `rows` of (hidden, mask); alive maps those rows to input rows. Returns b's outputs."""
+        p = f"l{k}/"
+        hidden_out, logits = b.name("hidden"), b.name("logits")
+        _inline(b, self.layers[k - 1].graph, p, dict(zip(STAGE_INPUTS["layer"], (hidden, mask, rows))),
+                dict(zip(STAGE_OUTPUTS["layer"], (hidden_out, logits))))
+        u = self.entropy(b, logits)
+        counts = counts + ([b.op("Shape", [alive], "rows_in")] if self.debug else [])
+        if k == self.num_layers:
+            return self.finish(b, left + [(alive, logits, u, k)], counts)
+        leave = b.op("Less", [u, self.speed], "leave")
+        stay = b.op("Not", [leave], "stay")
+        gone = (b.op("Compress", [alive, leave], "gone_rows", axis=0),
+                b.op("Compress", [logits, leave], "gone_logits", axis=0),
+                b.op("Compress", [u, leave], "gone_u", axis=0), k)
+        left = left + [gone]
+        keep = b.op("Squeeze", [b.op("NonZero", [stay]), self.axis0], "keep")
+        any_stay = b.op("Greater", [b.op("Size", [keep]), self.i0], "any_stay")
+
+        # then: the next layer on the survivors, padding trimmed to the longest of them
+        t = _Builder(f"k{k}t/")
+        mask_rows = t.op("Gather", [mask, rows], "mask_rows", axis=0)  # the mask of layer k's output rows
+        kept_mask = t.op("Gather", [mask_rows, keep], "kept_mask", axis=0)
+        width = t.op("ReduceMax", [t.op("ReduceSum", [kept_mask, self.axis1], keepdims=0)], "width", keepdims=1)
+        next_hidden = t.op("Slice", [hidden_out, self.zero_i, width, self.axis1], "trim_hidden")
+        next_mask = t.op("Slice", [mask_rows, self.zero_i, width, self.axis1], "trim_mask")
+        next_alive = t.op("Gather", [alive, keep], "alive", axis=0)
+        then_outputs = self.stage(t, k + 1, next_hidden, next_mask, keep, next_alive, left, counts)
+        then_graph = t.graph(f"after_layer_{k}", then_outputs)
+
+        e = _Builder(f"k{k}e/")
+        else_graph = e.graph(f"all_left_at_{k}", self.finish(e, left, counts))
+        outs = b.op("If", [any_stay], "result", outputs=len(then_outputs),
+                    then_branch=then_graph, else_branch=else_graph)
+        return self.outputs(outs)
+
+    def build(self) -> ModelProto:
+        m = self.main
+        ids, mask, speed = GRAPH_INPUTS
+        self.speed = speed
+        hidden = m.name("hidden")
+        _inline(m, self.embed.graph, "embed/", dict(zip(STAGE_INPUTS["embed"], (ids,))),
+                dict(zip(STAGE_OUTPUTS["embed"], (hidden,))))
+        shape = m.op("Shape", [ids], "ids_shape")
+        batch = m.op("Gather", [shape, self.i0], "batch", axis=0)
+        batch_1d = m.op("Unsqueeze", [batch, self.axis0], "batch_1d")
+        self.zero_layer = m.op("ConstantOfShape", [batch_1d], "zero_layer",
+                               value=numpy_helper.from_array(np.zeros(1, np.int64)))
+        self.zero_unc = m.op("ConstantOfShape", [batch_1d], "zero_unc",
+                             value=numpy_helper.from_array(np.zeros(1, np.float32)))
+        bc = m.op("Concat", [batch_1d, m.const([self.num_labels], np.int64, "num_labels")], "bc_shape", axis=0)
+        self.zero_logits = m.op("ConstantOfShape", [bc], "zero_logits",
+                                value=numpy_helper.from_array(np.zeros(1, np.float32)))
+        alive = m.op("Range", [self.i0, batch, self.i1], "alive")
+        outputs = self.stage(m, 1, hidden, mask, alive, alive, [], [])
+        # Name the model's outputs.
+        final = list(GRAPH_OUTPUTS) + ([DEBUG_OUTPUT] if self.debug else [])
+        for src, dst in zip([o.name for o in outputs], final):
+            m.op("Identity", [src], dst)
+            m.nodes[-1].output[0] = dst
+        graph = helper.make_graph(
+            m.nodes, "edgekd_early_exit",
+            [helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "sequence"]),
+             helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "sequence"]),
+             helper.make_tensor_value_info(speed, TensorProto.FLOAT, [])],
+            [helper.make_tensor_value_info(GRAPH_OUTPUTS[0], TensorProto.FLOAT, ["batch", self.num_labels]),
+             helper.make_tensor_value_info(GRAPH_OUTPUTS[1], TensorProto.INT64, ["batch"]),
+             helper.make_tensor_value_info(GRAPH_OUTPUTS[2], TensorProto.FLOAT, ["batch"])]
+            + ([helper.make_tensor_value_info(DEBUG_OUTPUT, TensorProto.INT64, [self.num_layers])] if self.debug else []),
+            m.initializers, value_info=m.value_info,
+        )
+        return _model(graph, [self.embed] + self.layers)
+
+
+def _model(graph: GraphProto, sources: list[ModelProto]) -> ModelProto:
+    """A model around `graph` with the union of the sources' opsets (highest version per domain)."""
+    opsets: dict[str, int] = {}
+    for source in sources:
+        for entry in source.opset_import:
+            opsets[entry.domain] = max(opsets.get(entry.domain, 0), entry.version)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in sorted(opsets.items())],
+                              producer_name="edgekd")
+    model.ir_version = max(s.ir_version for s in sources)
+    return model
+
+
+def compile_early_exit(embed: ModelProto, layers: list[ModelProto], num_labels: int, *,
+                       debug: bool = False) -> ModelProto:
+    """One graph running `embed` then `layers` with the exit rule between them.
+
+    `embed`: input_ids -> hidden; each layer: hidden, mask, rows -> hidden_out,
+    logits (the stage contract in runtime/manifest.py). `debug` adds the output
+    `stage_rows` (L,): how many rows entered each layer.
+    """
+    if not layers:
+        raise ValueError("compile_early_exit needs at least one layer graph")
+    if num_labels < 2:
+        raise ValueError(f"an exit rule needs at least 2 labels, got {num_labels}")
+    return _Compiler(embed, layers, num_labels, debug).build()
+
+
+def compile_single(full: ModelProto, num_labels: int) -> ModelProto:
+    """The same contract for a classifier without exits (BiLSTM, TextCNN: input_ids, mask -> logits):
+    `speed` is accepted and ignored, `exit_layer` is 1 for every row, `uncertainty` the logits' entropy."""
+    c = _Compiler.__new__(_Compiler)
+    c.num_labels, c.debug, c.num_layers = num_labels, False, 1
+    m = c.main = _Builder("")
+    c.axis_last = m.const([-1], np.int64, "axis_last")
+    c.neg_inv_log_c = m.const(-1.0 / math.log(num_labels), np.float32, "neg_inv_log_c")
+    c.f0, c.f1 = m.const(0.0, np.float32, "f0"), m.const(1.0, np.float32, "f1")
+    ids, mask, speed = GRAPH_INPUTS
+    logits = m.name("logits")
+    _inline(m, full.graph, "model/", dict(zip(STAGE_INPUTS["full"], (ids, mask))),
+            dict(zip(STAGE_OUTPUTS["full"], (logits,))))
+    m.op("Identity", [logits], GRAPH_OUTPUTS[0])
+    m.nodes[-1].output[0] = GRAPH_OUTPUTS[0]
+    u = c.entropy(m, logits)
+    m.op("Identity", [u], GRAPH_OUTPUTS[2])
+    m.nodes[-1].output[0] = GRAPH_OUTPUTS[2]
+    batch = m.op("Shape", [ids], "ids_shape", start=0, end=1)
+    m.op("Expand", [m.const(1, np.int64, "one"), batch], GRAPH_OUTPUTS[1])
+    m.nodes[-1].output[0] = GRAPH_OUTPUTS[1]
+    graph = helper.make_graph(
+        m.nodes, "edgekd_single",
+        [helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "sequence"]),
+         helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "sequence"]),
+         helper.make_tensor_value_info(speed, TensorProto.FLOAT, [])],
+        [helper.make_tensor_value_info(GRAPH_OUTPUTS[0], TensorProto.FLOAT, ["batch", num_labels]),
+         helper.make_tensor_value_info(GRAPH_OUTPUTS[1], TensorProto.INT64, ["batch"]),
+         helper.make_tensor_value_info(GRAPH_OUTPUTS[2], TensorProto.FLOAT, ["batch"])],
+        m.initializers, value_info=m.value_info,
+    )
+    return _model(graph, [full])

@@ -1,0 +1,127 @@
+"""Stage modules and their ONNX export.
+
+An export is a mapping `{file name: StageSpec}`; each spec is exported to its
+own graph with dynamic batch and sequence axes. The stage wrappers below give
+each graph the signature the runtime expects (see runtime/manifest.py).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from runtime.manifest import EMBED_FILE, FULL_FILE, STAGE_INPUTS, STAGE_OUTPUTS, layer_file
+
+DEFAULT_OPSET = 17
+
+
+class EmbedStage(nn.Module):
+    """input_ids (B,T) -> hidden (B,T,H); the vocabulary remap (if any) is inside."""
+
+    def __init__(self, embeddings: nn.Module):
+        super().__init__()
+        self.embeddings = embeddings
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.embeddings(input_ids)
+
+
+class LayerStage(nn.Module):
+    """hidden (B,T,H), mask (B,T), rows (R,) -> hidden_out (R,T,H), logits (R,C).
+
+    `rows` gathers the surviving rows first, so hidden states can stay on the
+    device between stages while the batch shrinks.
+    """
+
+    def __init__(self, layer: nn.Module, head: nn.Module):
+        super().__init__()
+        self.layer = layer
+        self.head = head
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor, rows: torch.Tensor):
+        hidden = hidden.index_select(0, rows)
+        mask = mask.index_select(0, rows)
+        hidden, _ = self.layer(hidden, mask)
+        return hidden, self.head(hidden, mask)
+
+
+class FullStage(nn.Module):
+    """input_ids, mask (B,T) -> logits (B,C): a whole classifier as one graph."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids, mask)
+        if hasattr(out, "exit_logits"):
+            return out.exit_logits[-1]
+        return out.logits if hasattr(out, "logits") else out
+
+
+@dataclass
+class StageSpec:
+    name: str
+    kind: str  # embed | layer | full
+    module: nn.Module
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_axes: dict[str, dict[int, str]] = field(default_factory=dict)
+
+
+_BT = {0: "batch", 1: "sequence"}
+
+
+def student_stage_specs(model: nn.Module) -> dict[str, StageSpec]:
+    """The staged export of an early-exit student: embed.onnx + layer_NN.onnx.
+
+    The contract (duck-typed, so exporters never import the training side):
+    `model.embeddings(input_ids) -> hidden`, `model.layers[i](hidden, mask) ->
+    (hidden, _)` and `model.heads[i](hidden, mask) -> logits`.
+    """
+    (ids,), (hidden,) = STAGE_INPUTS["embed"], STAGE_OUTPUTS["embed"]
+    specs = {EMBED_FILE: StageSpec("embed", "embed", EmbedStage(model.embeddings), [ids], [hidden],
+                                   {ids: _BT, hidden: _BT})}
+    (h_in, mask, rows), (h_out, logits) = STAGE_INPUTS["layer"], STAGE_OUTPUTS["layer"]
+    for index, (layer, head) in enumerate(zip(model.layers, model.heads), start=1):
+        specs[layer_file(index)] = StageSpec(
+            f"layer_{index}", "layer", LayerStage(layer, head), [h_in, mask, rows], [h_out, logits],
+            {h_in: _BT, mask: _BT, rows: {0: "rows"}, h_out: {0: "rows", 1: "sequence"}, logits: {0: "rows"}},
+        )
+    return specs
+
+
+def full_stage_spec(model: nn.Module, name: str = "full") -> dict[str, StageSpec]:
+    """A classifier (student or teacher) as one graph: input_ids, mask -> logits."""
+    (ids, mask), (logits,) = STAGE_INPUTS["full"], STAGE_OUTPUTS["full"]
+    return {FULL_FILE: StageSpec(name, "full", FullStage(model), [ids, mask], [logits],
+                                 {ids: _BT, mask: _BT, logits: {0: "batch"}})}
+
+
+def example_inputs(spec: StageSpec, hidden_size: int, vocab_size: int, batch: int = 2, length: int = 8):
+    """Tracing inputs for a stage (batch 2, length 8; axes are declared dynamic)."""
+    ids = torch.randint(0, max(vocab_size, 1), (batch, length))
+    mask = torch.ones(batch, length, dtype=torch.long)
+    mask[-1, length // 2 :] = 0
+    if spec.kind == "embed":
+        return (ids,)
+    if spec.kind == "layer":
+        return (torch.randn(batch, length, hidden_size), mask, torch.arange(batch))
+    return (ids, mask)
+
+
+def export_specs(specs: dict[str, StageSpec], folder: Path, inputs: dict[str, tuple], opset: int = DEFAULT_OPSET) -> None:
+    """Export each spec to `folder/<file>`; the modules are put in eval mode."""
+    for file, spec in specs.items():
+        spec.module.eval()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TorchScript tracer warnings about Python control flow
+            torch.onnx.export(
+                spec.module, inputs[file], str(folder / file), dynamo=False, opset_version=opset,
+                input_names=spec.input_names, output_names=spec.output_names, dynamic_axes=spec.dynamic_axes,
+                do_constant_folding=True,
+            )

@@ -1,0 +1,359 @@
+"""The bundle manifest: the one format exporters write and the runtime reads.
+
+The reader owns the format. `exporters/` builds a `Manifest` and calls
+`write_manifest`; the runtime calls `read_manifest` + `verify_bundle` before it
+touches any graph. Bump `SCHEMA_VERSION` on any change an older reader could
+misread; a reader refuses newer schemas with a message that says what to upgrade.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import BundleError
+
+SCHEMA_VERSION = 2  # 2: model.onnx (kind "compiled") in every bundle; 1 is still read
+MANIFEST_FILE = "manifest.json"
+TOKENIZER_FILE = "tokenizer.json"
+EMBED_FILE = "embed.onnx"
+FULL_FILE = "model.onnx"
+GRAPH_FILE = "model.onnx"  # the compiled graph (schema 2); schema-1 small students had a "full" graph here
+
+# Stage kinds and their graph signatures (the one stage contract: exporters write it, runtimes read it).
+#   embed:    input_ids (B,T) int64 -> hidden (B,T,H)
+#   layer:    hidden (B,T,H), mask (B,T) int64, rows (R,) int64 -> hidden_out (R,T,H), logits (R,C)
+#             (rows picks the surviving rows of the incoming batch before the layer runs)
+#   full:     input_ids (B,T) int64, mask (B,T) int64 -> logits (B,C)   (schema 1 students without exits)
+#   compiled: input_ids (B,T) int64, attention_mask (B,T) int64, speed () float32
+#             -> logits (B,C) float32, exit_layer (B,) int64 1-based, uncertainty (B,) float32
+#             (the exit rule inside the graph; what JS and any other ONNX Runtime binding runs)
+STAGE_KINDS = ("embed", "layer", "full", "compiled")
+STAGE_INPUTS = {
+    "embed": ("input_ids",),
+    "layer": ("hidden", "mask", "rows"),
+    "full": ("input_ids", "mask"),
+    "compiled": ("input_ids", "attention_mask", "speed"),
+}
+STAGE_OUTPUTS = {
+    "embed": ("hidden",),
+    "layer": ("hidden_out", "logits"),
+    "full": ("logits",),
+    "compiled": ("logits", "exit_layer", "uncertainty"),
+}
+GRAPH_INPUTS = STAGE_INPUTS["compiled"]
+GRAPH_OUTPUTS = STAGE_OUTPUTS["compiled"]
+ENGINES = ("auto", "staged", "graph")
+
+
+def layer_file(index: int) -> str:
+    """File name of the 1-based layer stage `index`."""
+    return f"layer_{index:02d}.onnx"
+
+
+@dataclass
+class Stage:
+    index: int  # 0 for embed, 1..L for layers
+    name: str
+    file: str
+    sha256: str
+    kind: str  # one of STAGE_KINDS
+
+
+@dataclass
+class Vocabulary:
+    original_size: int  # ids the tokenizer produces
+    kept_size: int  # rows in the embedding table (== original_size when uncompressed)
+    remap_in_graph: bool = True  # the id remap is a Gather inside embed.onnx
+    remapped_token_share: float | None = None  # share of measured tokens that were remapped
+
+
+@dataclass
+class CalibrationPoint:
+    speed: float
+    accuracy: float
+    average_layers: float
+    latency_ms: float | None = None  # mean per text at batch 1 on the measuring machine
+
+
+@dataclass
+class Calibration:
+    data: str  # what it was measured on (file name, rows)
+    machine: str  # where latency was measured
+    points: list[CalibrationPoint] = field(default_factory=list)
+    rule: str | None = None  # how default_speed was chosen, e.g. "max_drop=1.0"
+    # batch-1 latency (ms per text, at the chosen speed) of each engine on the measuring machine,
+    # and the faster one, which runtime.load(engine="auto") picks there
+    engine_latency_ms: dict[str, float] | None = None
+    engine: str | None = None
+
+
+@dataclass
+class Manifest:
+    labels: list[str]  # the classifier's outputs, in order: what predictions are called
+    max_length: int
+    hidden_size: int
+    num_layers: int
+    stages: list[Stage]
+    vocabulary: Vocabulary
+    opset: int
+    producer: dict[str, str] = field(default_factory=dict)
+    student: str = "transformer"  # transformer | bilstm | textcnn
+    precision: str = "fp32"  # fp32 | int8 | fp16
+    default_speed: float = 0.0
+    tokenizer: str = TOKENIZER_FILE
+    tokenizer_sha256: str | None = None
+    label_values: list[str] | None = None  # the training data's own spellings of `labels` (e.g. "0", "1")  # required from schema 2 on: every file a runtime reads is hashed
+    calibration: Calibration | None = None
+    # fp32 vs this precision on measured texts: prediction and exit-layer agreement per speed
+    precision_check: dict[str, Any] | None = None
+    # model.onnx against the staged graphs at export: rows compared, agreement, max logit difference
+    compiled_check: dict[str, Any] | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Manifest:
+        """Build and type-check a manifest; one BundleError lists every problem."""
+        if not isinstance(data, dict):
+            raise BundleError("manifest is malformed: not a JSON object")
+        problems = _shape_problems(data)
+        if problems:
+            raise BundleError("manifest is malformed:\n  - " + "\n  - ".join(problems))
+        data = dict(data)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BundleError(f"manifest has unknown fields {unknown}; it was written by a newer edgekd")
+        try:
+            data["stages"] = [Stage(**s) for s in data["stages"]]
+            data["vocabulary"] = Vocabulary(**data["vocabulary"])
+            cal = data.get("calibration")
+            if cal is not None:
+                cal = dict(cal)
+                cal["points"] = [CalibrationPoint(**p) for p in cal.get("points", [])]
+                data["calibration"] = Calibration(**cal)
+            manifest = cls(**data)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise BundleError(f"manifest is malformed: {exc}") from exc
+        manifest.check_types()
+        return manifest
+
+    def check_types(self) -> None:
+        problems = []
+        if not isinstance(self.labels, list) or len(self.labels) < 1 or \
+                not all(isinstance(x, str) for x in self.labels):
+            problems.append("labels must be a list of names")
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 2:
+            problems.append(f"max_length must be an integer >= 2, got {self.max_length!r}")
+        if isinstance(self.default_speed, bool) or not isinstance(self.default_speed, (int, float)) or \
+                not 0 <= self.default_speed <= 1:
+            problems.append(f"default_speed must lie in [0, 1], got {self.default_speed!r}")
+        for i, stage in enumerate(self.stages):
+            if not isinstance(stage.file, str) or not isinstance(stage.sha256, str) or not isinstance(stage.name, str):
+                problems.append(f"stage {i}: file, name and sha256 must be strings")
+            if stage.index != i:
+                problems.append(f"stage {i} ({stage.name}) has index {stage.index}: the stage list is out of order")
+        for i, stage in enumerate(self.layer_stages, start=1):
+            if stage.name != f"layer_{i}":
+                problems.append(f"layer stage {i} is named {stage.name!r}; layers must be listed in order")
+        if problems:
+            raise BundleError("manifest is malformed:\n  - " + "\n  - ".join(problems))
+
+    @property
+    def layer_stages(self) -> list[Stage]:
+        return [s for s in self.stages if s.kind == "layer"]
+
+    @property
+    def staged(self) -> list[Stage]:
+        """The stages the staged engine runs (embed + layers, or a schema-1 'full' graph)."""
+        return [s for s in self.stages if s.kind != "compiled"]
+
+    @property
+    def graph(self) -> Stage | None:
+        """The compiled graph (model.onnx with the exit rule inside), if the bundle has one."""
+        return next((s for s in self.stages if s.kind == "compiled"), None)
+
+
+MAX_MANIFEST_BYTES = 4 << 20  # a manifest is a few kB; anything near this is not one
+
+
+_INT, _NUM, _STR = (int,), (int, float), (str,)
+# field -> (allowed JSON types, may be null)
+_TOP = {"labels": (list, False), "max_length": (_INT, False), "hidden_size": (_INT, False),
+        "num_layers": (_INT, False), "stages": (list, False), "vocabulary": (dict, False), "opset": (_INT, False),
+        "producer": (dict, False), "student": (_STR, False), "precision": (_STR, False),
+        "default_speed": (_NUM, False), "tokenizer": (_STR, False), "tokenizer_sha256": (_STR, True),
+        "label_values": (list, True), "calibration": (dict, True), "precision_check": (dict, True),
+        "compiled_check": (dict, True), "schema_version": (_INT, False)}
+_STAGE = {"index": (_INT, False), "name": (_STR, False), "file": (_STR, False), "sha256": (_STR, False),
+          "kind": (_STR, False)}
+_VOCAB = {"original_size": (_INT, False), "kept_size": (_INT, False), "remap_in_graph": ((bool,), False),
+          "remapped_token_share": (_NUM, True)}
+_POINT = {"speed": (_NUM, False), "accuracy": (_NUM, False), "average_layers": (_NUM, False),
+          "latency_ms": (_NUM, True)}
+_CALIBRATION = {"data": (_STR, False), "machine": (_STR, False), "points": (list, False), "rule": (_STR, True),
+                "engine_latency_ms": (dict, True), "engine": (_STR, True)}
+
+
+def _typed(value, types, nullable: bool) -> bool:
+    if value is None:
+        return nullable
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        return False
+    return isinstance(value, types)
+
+
+def _check_fields(data: dict, spec: dict, where: str, problems: list[str]) -> None:
+    for key, (types, nullable) in spec.items():
+        if key in data and not _typed(data[key], types, nullable):
+            problems.append(f"{where}{key} has the wrong type ({type(data[key]).__name__})")
+
+
+def _shape_problems(data: dict) -> list[str]:
+    """Every JSON value of the wrong type, so that no malformed manifest reaches a constructor."""
+    problems: list[str] = []
+    _check_fields(data, _TOP, "", problems)
+    for i, stage in enumerate(data.get("stages") if isinstance(data.get("stages"), list) else []):
+        if not isinstance(stage, dict):
+            problems.append(f"stages[{i}] is not an object")
+        else:
+            _check_fields(stage, _STAGE, f"stages[{i}].", problems)
+    if isinstance(data.get("vocabulary"), dict):
+        _check_fields(data["vocabulary"], _VOCAB, "vocabulary.", problems)
+    cal = data.get("calibration")
+    if isinstance(cal, dict):
+        _check_fields(cal, _CALIBRATION, "calibration.", problems)
+        for i, point in enumerate(cal.get("points") if isinstance(cal.get("points"), list) else []):
+            if not isinstance(point, dict):
+                problems.append(f"calibration.points[{i}] is not an object")
+            else:
+                _check_fields(point, _POINT, f"calibration.points[{i}].", problems)
+    for key in ("labels", "label_values"):
+        if isinstance(data.get(key), list) and not all(isinstance(x, str) for x in data[key]):
+            problems.append(f"{key} must be a list of strings")
+    return problems
+
+
+def read_manifest(bundle: str | os.PathLike) -> Manifest:
+    """Read and schema-check `bundle/manifest.json` (no graph is opened)."""
+    path = Path(bundle) / MANIFEST_FILE
+    if not Path(bundle).is_dir():
+        raise BundleError(f"{bundle} is not a bundle folder (no such directory)")
+    if path.is_symlink():
+        raise BundleError(f"{path} is a symbolic link; a bundle's files must be plain files inside it")
+    if not path.is_file():
+        raise BundleError(f"{path} is missing; is {bundle} a bundle written by `edgekd export`?")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise BundleError(f"{path} is {path.stat().st_size} bytes, more than a manifest can be "
+                          f"({MAX_MANIFEST_BYTES}); refusing to parse it")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise BundleError(f"{path} is nested too deeply to be a manifest") from None
+    if not isinstance(data, dict) or "schema_version" not in data:
+        raise BundleError(f"{path} has no schema_version; it is not an edgekd manifest")
+    version = data["schema_version"]
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise BundleError(
+            f"{path} has schema_version {version}, newer than this runtime reads "
+            f"({SCHEMA_VERSION}); upgrade with `pip install --upgrade edgekd`"
+        )
+    return Manifest.from_dict(data)
+
+
+def bundle_size(path: str | os.PathLike) -> int:
+    """Bytes of every file in a bundle folder."""
+    return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_inside(bundle: str | os.PathLike, name: str) -> Path:
+    """Path of `name` inside `bundle`; refuses names that escape the folder."""
+    root = Path(bundle).resolve()
+    path = (root / name).resolve()
+    if path.parent != root and root not in path.parents:
+        raise BundleError(f"manifest names {name!r}, which lies outside the bundle {root}; refusing to read it")
+    return path
+
+
+def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
+    """Check every file the manifest names: inside the folder, present, sha256 equal.
+
+    All problems are collected and reported together.
+    """
+    problems: list[str] = []
+    try:
+        tokenizer = resolve_inside(bundle, manifest.tokenizer)
+        if (Path(bundle) / manifest.tokenizer).is_symlink():
+            problems.append(f"tokenizer file {manifest.tokenizer} is a symbolic link; refusing to follow it")
+        elif not tokenizer.is_file():
+            problems.append(f"tokenizer file {manifest.tokenizer} is missing")
+        elif manifest.tokenizer_sha256 is None:
+            if manifest.schema_version >= 2:
+                problems.append(f"tokenizer file {manifest.tokenizer} has no sha256 in the manifest")
+        elif sha256_file(tokenizer) != manifest.tokenizer_sha256:
+            problems.append(f"tokenizer file {manifest.tokenizer} does not match its sha256 (corrupted or replaced)")
+    except BundleError as exc:
+        problems.append(str(exc))
+    if not manifest.stages:
+        problems.append("manifest lists no stages")
+    for stage in manifest.stages:
+        if stage.kind not in STAGE_KINDS:
+            problems.append(f"stage {stage.name}: unknown kind {stage.kind!r} (known: {', '.join(STAGE_KINDS)})")
+        try:
+            path = resolve_inside(bundle, stage.file)
+        except BundleError as exc:
+            problems.append(str(exc))
+            continue
+        if (Path(bundle) / stage.file).is_symlink():
+            problems.append(f"stage {stage.name}: {stage.file} is a symbolic link; refusing to follow it")
+        elif not path.is_file():
+            problems.append(f"stage {stage.name}: file {stage.file} is missing")
+        elif sha256_file(path) != stage.sha256:
+            problems.append(f"stage {stage.name}: {stage.file} does not match its sha256 (corrupted or replaced)")
+    listed = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.stages}
+    extra = sorted(p.name for p in Path(bundle).iterdir() if p.name not in listed and not p.name.startswith("."))
+    if extra:
+        problems.append(f"files the manifest does not list: {', '.join(extra)} (a bundle holds only what its "
+                        "manifest hashes; remove them)")
+    if problems:
+        raise BundleError(f"bundle {bundle} failed verification:\n  - " + "\n  - ".join(problems))
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_manifest(bundle: str | os.PathLike, manifest: Manifest) -> Path:
+    """Write `manifest.json` atomically (temp file + rename)."""
+    path = Path(bundle) / MANIFEST_FILE
+    text = json.dumps(manifest.to_dict(), indent=2) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a bundle is for other users too
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

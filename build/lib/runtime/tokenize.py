@@ -1,0 +1,63 @@
+"""Text -> padded token-id arrays with the bundle's own tokenizer (HF `tokenizers`)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from runtime.errors import BundleError
+
+
+class TextEncoder:
+    """Wraps a `tokenizers.Tokenizer`: truncation to `max_length`, right padding by us.
+
+    The training side uses this same class, so ids seen in training and at run
+    time come from one code path.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, max_length: int):
+        if max_length < 2:
+            raise ValueError(f"max_length must be at least 2, got {max_length}")
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(max_length)
+        self.pad_id = self._pad_id()
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, max_length: int) -> TextEncoder:
+        try:
+            tokenizer = Tokenizer.from_file(str(path))
+        except Exception as exc:  # tokenizers raises a bare Exception on bad JSON
+            raise BundleError(f"cannot read tokenizer {path}: {exc}") from exc
+        return cls(tokenizer, max_length)
+
+    def _pad_id(self) -> int:
+        for token in ("[PAD]", "<pad>", "<PAD>"):
+            token_id = self.tokenizer.token_to_id(token)
+            if token_id is not None:
+                return token_id
+        return 0
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        """Unpadded ids per text (special tokens added, truncated)."""
+        return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+
+    def pad(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Right-pad to the longest row: (input_ids (B,T) int64, mask (B,T) int64)."""
+        width = max((len(row) for row in ids), default=1) or 1
+        input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for i, row in enumerate(ids):
+            input_ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        return input_ids, mask
+
+    def __call__(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        return self.pad(self.token_ids(texts))
