@@ -272,8 +272,12 @@ def test_4_hostile_manifests_give_one_clear_error(bundle_copy, tmp_path):
     with pytest.raises(BundleError, match="nested too deeply|schema_version"):
         runtime.load(bundle_copy)
     path.write_text(good)
-    _edit(bundle_copy, lambda d: d.update(max_length="40", default_speed=7))
-    with pytest.raises(BundleError, match="max_length must be an integer.*\\n.*default_speed"):
+    _edit(bundle_copy, lambda d: d.update(max_length="40", tokenizer=None))
+    with pytest.raises(BundleError, match="max_length has the wrong type.*\\n.*tokenizer has the wrong type"):
+        runtime.load(bundle_copy)
+    path.write_text(good)
+    _edit(bundle_copy, lambda d: d.update(max_length=1, default_speed=7))
+    with pytest.raises(BundleError, match="max_length must be an integer >= 2.*\\n.*default_speed must lie"):
         runtime.load(bundle_copy)
     path.write_text(good)
     outside = tmp_path / "m.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from edgekd.bench import Row, add_ratios
@@ -22,6 +23,7 @@ def test_ratios_are_baseline_over_row():
     assert rows[0].ratios["b1_speedup_vs_b"] == 1.0
 
 
+@pytest.mark.slow
 def test_bench_command_writes_json_markdown_and_plot(finished_run, tiny_data, tmp_path):
     bundle = export_run(finished_run, tmp_path / "b").path
     int8 = export_run(finished_run, tmp_path / "b8", precision="int8").path
