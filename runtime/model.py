@@ -8,8 +8,12 @@ Rows that leave are dropped from the batch, so later layers run on fewer rows.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
+import re
+import sys
+import tempfile
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
@@ -51,6 +55,27 @@ class Prediction:
     probs: dict[str, float]  # label name -> probability, in the order of model.labels
     exit_layer: int  # 1-based layer whose head decided
     uncertainty: float  # normalized entropy at that layer
+
+
+class _Captured:
+    text = ""
+
+
+@contextlib.contextmanager
+def _captured_stderr():
+    """Collect what native code writes to file descriptor 2 (onnxruntime's C++ logging) meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    captured = _Captured()
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.text = sink.read().decode("utf-8", "replace")
 
 
 THREADING = ("stop", "global", "nospin", "spin")
@@ -163,14 +188,17 @@ class EdgeModel:
         if kinds and not self.full and (kinds[0] != "embed" or any(k != "layer" for k in kinds[1:]) or len(kinds) < 2):
             raise BundleError(f"bundle stages {kinds} are not 'embed' followed by 'layer' stages, nor one 'full' stage")
         self.engine = self._choose_engine(engine, device)
+        self._cuda_log = ""
         first = self._graph if self.engine == "graph" else self.sessions[0]
         active = first.get_providers()[0]
         if device == "cuda" and active != "CUDAExecutionProvider":
+            wants = re.search(r"Require (cuDNN [0-9.*]+ and )?CUDA [0-9]+(\.[0-9*]+)?", self._cuda_log)
             raise DeviceError(
-                "device='cuda' was asked for but onnxruntime could not start CUDA "
-                "(no GPU, or CUDA/cuDNN libraries missing); use device='cpu' or install "
-                "the CUDA runtime that your onnxruntime-gpu was built for"
-            )
+                "device='cuda' was asked for but onnxruntime could not start CUDA (no GPU, or CUDA/cuDNN "
+                "libraries missing" + (f"; this onnxruntime-gpu says: {wants.group(0)}" if wants else "") +
+                "); use device='cpu', or install the CUDA and cuDNN versions your onnxruntime-gpu was built for")
+        if active != "CUDAExecutionProvider":
+            self._providers = ["CPUExecutionProvider"]  # later stages: no second attempt, no second page of errors
         self.device = "cuda" if active == "CUDAExecutionProvider" else "cpu"
         self._check_graphs()
         self.encoder = TextEncoder.from_file(resolve_inside(path, manifest.tokenizer), manifest.max_length)
@@ -233,11 +261,18 @@ class EdgeModel:
 
     def _session(self, stage: Stage) -> ort.InferenceSession:
         file = resolve_inside(self.path, stage.file)
-        quiet = self._auto and "CUDAExecutionProvider" in self._providers
-        if quiet:  # device="auto": a host without a usable GPU falls back to the CPU without a page of CUDA errors
-            ort.set_default_logger_severity(4)
+        trying_cuda = "CUDAExecutionProvider" in self._providers
         try:
-            return ort.InferenceSession(str(file), self._options, providers=self._providers)
+            if not trying_cuda:
+                return ort.InferenceSession(str(file), self._options, providers=self._providers)
+            # onnxruntime prints a page of errors from C++ when CUDA cannot start; keep them for our own
+            # one-line message (device="cuda") or drop them (device="auto" falls back to the CPU quietly)
+            with _captured_stderr() as log:
+                session = ort.InferenceSession(str(file), self._options, providers=self._providers)
+            self._cuda_log = log.text
+            if session.get_providers()[0] == "CUDAExecutionProvider" and log.text:
+                sys.stderr.write(log.text)
+            return session
         except Exception as exc:  # onnxruntime raises its own untyped errors
             if not self._options.use_per_session_threads and "threadpool" in str(exc).lower().replace(" ", ""):
                 raise EdgeKDError(
@@ -245,9 +280,6 @@ class EdgeModel:
                     "before any other onnxruntime session in this process; load edgekd bundles first, or use "
                     "threading='stop' (the default)") from exc
             raise BundleError(f"stage {stage.name}: cannot load {stage.file}: {exc}") from exc
-        finally:
-            if quiet:
-                ort.set_default_logger_severity(2)
 
     @cached_property
     def sessions(self) -> list[ort.InferenceSession]:

@@ -71,3 +71,32 @@ except ImportError:
     subprocess.run([str(py), "-m", "pip", "uninstall", "-q", "-y", "onnxruntime"], check=True)
     out = subprocess.run([str(py), "-c", "import runtime"], capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode != 0 and "pip install 'edgekd[cpu]'" in out.stderr
+
+
+def test_onnxruntime_gpu_on_a_host_without_cuda_is_quiet_on_auto_and_exact_on_cuda(tmp_path):
+    """Issue item 17: with onnxruntime-gpu installed but no usable CUDA, device='auto' falls back to the CPU
+    without printing onnxruntime's page of errors, and device='cuda' names the versions it needs."""
+    import os
+
+    target = tmp_path / "ortgpu"
+    got = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
+                          "onnxruntime-gpu"], capture_output=True, text=True)
+    if got.returncode != 0:
+        pytest.skip(f"onnxruntime-gpu could not be installed here: {got.stderr[-300:]}")
+    script = f"""
+import onnxruntime as ort, runtime
+assert "CUDAExecutionProvider" in ort.get_available_providers()
+m = runtime.load({str(FIXTURE)!r}, device="auto")
+print("device", m.device)
+try:
+    runtime.load({str(FIXTURE)!r}, device="cuda")
+except runtime.DeviceError as exc:
+    print("error", exc)
+"""
+    env = dict(os.environ, PYTHONPATH=f"{target}{os.pathsep}{ROOT}")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    if "device cuda" in out.stdout:
+        pytest.skip("this host has a working CUDA")
+    assert "device cpu" in out.stdout and out.stderr.strip() == "", out.stderr[:500]
+    assert "Require" in out.stdout and "CUDA" in out.stdout and "use device='cpu'" in out.stdout

@@ -247,6 +247,7 @@ def js_rows(bundle: Path, precision: str, texts: list[str], gold: list[str], spe
         log("Node rows skipped: node or js/node_modules missing (scripts/setup.sh installs them)")
         return []
     tag = "" if precision == "fp32" else f" {precision}"
+    suffix = "" if precision == "fp32" else f"-{precision}"
     job = {"bundle": str(Path(bundle).resolve()), "texts": texts, "gold": gold, "speeds": speeds,
            "latencyTexts": latency_texts}
     rows = []
@@ -263,7 +264,7 @@ def js_rows(bundle: Path, precision: str, texts: list[str], gold: list[str], spe
         log(f"Node (onnxruntime-node): {bundle.name}")
         out = subprocess.run(["node", "scripts/bench.mjs", handle.name], cwd=JS_DIR, capture_output=True, text=True)
         if out.returncode == 0:
-            add(json.loads(out.stdout)["rows"], "Node", "edgekd-node")
+            add(json.loads(out.stdout)["rows"], "Node", "edgekd-node" + suffix)
         else:
             log(f"Node rows failed: {out.stderr[-500:]}")
     finally:
@@ -283,7 +284,7 @@ def js_rows(bundle: Path, precision: str, texts: list[str], gold: list[str], spe
         out = subprocess.run(["node", "scripts/drive-demo.mjs", json.dumps(drive)], cwd=JS_DIR, capture_output=True,
                              text=True)
         if out.returncode == 0:
-            add(json.loads(out.stdout)["bench"], "Chromium (wasm)", "edgekd-browser")
+            add(json.loads(out.stdout)["bench"], "Chromium (wasm)", "edgekd-browser" + suffix)
         else:
             log(f"browser rows failed: {out.stderr[-500:]}")
     finally:
@@ -324,7 +325,7 @@ def js_vs_python(rows) -> list[dict]:
     by = {r.name: r for r in rows}
     out = []
     for r in rows:
-        if r.kind not in ("edgekd-node", "edgekd-browser"):
+        if not r.kind.startswith(("edgekd-node", "edgekd-browser")):
             continue
         python = by.get(r.name.replace(" in Node", "").replace(" in Chromium (wasm)", ""))
         if python is not None:
@@ -359,7 +360,8 @@ def staged_overhead(rows, stages: int) -> dict | None:
 CURVE_NAMES = {"edgekd": "edgekd staged", "edgekd-graph": "edgekd graph (model.onnx)",
                "edgekd-int8": "edgekd staged (int8)", "edgekd-graph-int8": "edgekd graph (int8)",
                "edgekd-fp16": "edgekd staged (fp16)", "edgekd-graph-fp16": "edgekd graph (fp16)",
-               "edgekd-node": "graph in Node", "edgekd-browser": "graph in Chromium (wasm)"}
+               "edgekd-node": "graph in Node", "edgekd-browser": "graph in Chromium (wasm)",
+               "edgekd-node-int8": "graph in Node (int8)", "edgekd-browser-int8": "graph in Chromium (int8)"}
 
 
 def _plots(rows, out: Path, stem: str) -> None:

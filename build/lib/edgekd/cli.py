@@ -336,6 +336,33 @@ def demo(
         server.server_close()
 
 
+@app.command()
+@friendly
+def serve(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    host: Annotated[str, typer.Option(help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (each loads the bundle once).")] = 1,
+    speed: Annotated[Optional[float], typer.Option(help="Speed when a request gives none (default: the bundle's).")] = None,
+    engine: Annotated[str, typer.Option(help="graph | staged | auto.")] = "auto",
+    max_batch: Annotated[int, typer.Option(help="Texts run together across requests.")] = 64,
+    max_queue: Annotated[int, typer.Option(help="Texts that may wait; beyond, requests get 503 + Retry-After.")] = 1024,
+    max_texts: Annotated[int, typer.Option(help="Texts in one request.")] = 256,
+    max_chars: Annotated[int, typer.Option(help="Characters in one text.")] = 10_000,
+) -> None:
+    """Serve the bundle over HTTP: POST /v1/classify, GET /v1/model, /healthz, /readyz, /metrics.
+    Requests that arrive while the model is busy are batched together; SIGTERM drains and exits."""
+    from edgekd.serve import Limits, serve as run_server
+
+    for name, value in (("max-batch", max_batch), ("max-queue", max_queue), ("max-texts", max_texts),
+                        ("max-chars", max_chars), ("workers", workers)):
+        if value < 1:
+            raise typer.BadParameter(f"--{name} must be at least 1")
+    _err(f"serving {bundle} at http://{host}:{port}/v1/classify  (Ctrl-C or SIGTERM stops it)")
+    run_server(bundle, host, port, workers, speed, engine,
+               Limits(max_batch=max_batch, max_queue=max_queue, max_texts=max_texts, max_chars=max_chars))
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,256 @@
+"""`edgekd serve BUNDLE`: the bundle behind HTTP (Starlette under uvicorn), torch-free.
+
+    POST /v1/classify  {"texts": [...], "speed": 0.3}  -> {"predictions": [...], "model": {...}}
+    GET  /v1/model     labels, layers, default speed, engine, sha256 of the manifest
+    GET  /healthz      the process is alive
+    GET  /readyz       200 once the model is loaded and warmed up
+    GET  /metrics      Prometheus: requests, latency, batch sizes, exit layers, queue depth
+
+Cross-request batching: one worker runs the model; a request that arrives while it is
+idle runs at once, requests that arrive while it is busy wait in a bounded queue and go
+together into the next batch (up to `max_batch` texts), so batched early exit works
+across users while each row still exits on its own. A full queue answers 503 with
+Retry-After; bodies, texts per request and characters per text are capped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+import runtime
+from runtime.exits import check_speed
+from runtime.manifest import MANIFEST_FILE
+
+
+@dataclass
+class Limits:
+    max_batch: int = 64  # texts the worker runs together
+    max_queue: int = 1024  # texts waiting; beyond it requests get 503
+    max_texts: int = 256  # texts in one request
+    max_chars: int = 10_000  # characters in one text
+    max_body: int = 4 << 20  # bytes in one request body
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    speed: float
+    future: asyncio.Future
+    queued: float = field(default_factory=time.perf_counter)
+
+
+class _Metrics:
+    def __init__(self, num_layers: int):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("edgekd_requests", "HTTP requests by endpoint and status", ["endpoint", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("edgekd_request_seconds", "time to answer /v1/classify", registry=self.registry,
+                                 buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
+        self.batch = Histogram("edgekd_batch_texts", "texts per model run", registry=self.registry,
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+        self.exits = Histogram("edgekd_exit_layer", "layer each text left at", registry=self.registry,
+                               buckets=tuple(range(1, num_layers + 1)))
+        self.queue = Gauge("edgekd_queue_texts", "texts waiting for the model", registry=self.registry)
+
+
+class Server:
+    """The model, its batching worker and the HTTP routes."""
+
+    def __init__(self, bundle: str | Path, *, speed: float | None = None, engine: str = "auto",
+                 limits: Limits | None = None, warmup: bool = True):
+        self.bundle = Path(bundle)
+        self.limits = limits or Limits()
+        self.model = runtime.load(self.bundle, engine=engine, warmup=warmup)
+        self.speed = check_speed(self.model.manifest.default_speed if speed is None else speed)
+        self.metrics = _Metrics(self.model.num_layers)
+        self.manifest_sha256 = hashlib.sha256((self.bundle / MANIFEST_FILE).read_bytes()).hexdigest()
+        self.queue: asyncio.Queue[_Job] | None = None
+        self.waiting = 0
+        self.ready = False
+        self._worker: asyncio.Task | None = None
+        self.app = Starlette(routes=[
+            Route("/v1/classify", self.classify, methods=["POST"]),
+            Route("/v1/model", self.info, methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/readyz", self.readyz, methods=["GET"]),
+            Route("/metrics", self.prometheus, methods=["GET"]),
+        ], lifespan=self._lifespan)
+
+    # ----------------------------------------------------------------- lifecycle
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app):
+        self.queue = asyncio.Queue()
+        self._worker = asyncio.create_task(self._run())
+        self.ready = True
+        try:
+            yield
+        finally:
+            self.ready = False
+            await self.queue.join()  # finish what was accepted before stopping
+            self._worker.cancel()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            first = await self.queue.get()
+            jobs, texts = [first], len(first.texts)
+            while not self.queue.empty() and texts < self.limits.max_batch:
+                job = self.queue.get_nowait()
+                jobs.append(job)
+                texts += len(job.texts)
+            try:
+                results = await loop.run_in_executor(None, self._classify_jobs, jobs)
+                for job, result in zip(jobs, results):
+                    if not job.future.done():
+                        job.future.set_result(result)
+            except Exception as exc:  # the model failed: every waiting request hears why
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+            finally:
+                self.waiting -= texts
+                self.metrics.queue.set(self.waiting)
+                for _ in jobs:
+                    self.queue.task_done()
+
+    def _classify_jobs(self, jobs: list[_Job]) -> list[list]:
+        """One model call per speed among the gathered jobs (usually one); rows exit on their own."""
+        out: list[list | None] = [None] * len(jobs)
+        for speed in {job.speed for job in jobs}:
+            group = [i for i, job in enumerate(jobs) if job.speed == speed]
+            texts = [t for i in group for t in jobs[i].texts]
+            self.metrics.batch.observe(len(texts))
+            results = self.model.classify(texts, speed=speed, batch_size=max(1, len(texts)))
+            start = 0
+            for i in group:
+                out[i] = results[start : start + len(jobs[i].texts)]
+                start += len(jobs[i].texts)
+        return out  # type: ignore[return-value]
+
+    # -------------------------------------------------------------------- routes
+    def _error(self, status: int, message: str, endpoint: str, **headers) -> JSONResponse:
+        self.metrics.requests.labels(endpoint, str(status)).inc()
+        return JSONResponse({"error": message}, status_code=status, headers=headers or None)
+
+    async def classify(self, request: Request) -> Response:
+        began = time.perf_counter()
+        endpoint = "/v1/classify"
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limits.max_body):
+            return self._error(413, f"the body is larger than {self.limits.max_body} bytes", endpoint)
+        body = await request.body()
+        if len(body) > self.limits.max_body:
+            return self._error(413, f"the body is larger than {self.limits.max_body} bytes", endpoint)
+        try:
+            payload = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return self._error(400, f"the body is not valid JSON: {exc}", endpoint)
+        problem, texts, speed = self._validate(payload)
+        if problem:
+            return self._error(422, problem, endpoint)
+        if self.waiting + len(texts) > self.limits.max_queue:
+            return self._error(503, f"the queue is full ({self.waiting} texts waiting); retry shortly", endpoint,
+                               **{"Retry-After": "1"})
+        job = _Job(texts, speed, asyncio.get_running_loop().create_future())
+        self.waiting += len(texts)
+        self.metrics.queue.set(self.waiting)
+        await self.queue.put(job)
+        try:
+            results = await job.future
+        except Exception as exc:
+            return self._error(500, f"the model failed: {exc}", endpoint)
+        for r in results:
+            self.metrics.exits.observe(r.exit_layer)
+        self.metrics.requests.labels(endpoint, "200").inc()
+        self.metrics.latency.observe(time.perf_counter() - began)
+        return JSONResponse({
+            "predictions": [{"label": r.label, "probs": r.probs, "exit_layer": r.exit_layer,
+                             "uncertainty": r.uncertainty} for r in results],
+            "model": {"bundle": self.bundle.name, "speed": speed, "engine": self.model.engine},
+        })
+
+    def _validate(self, payload) -> tuple[str | None, list[str], float]:
+        if not isinstance(payload, dict):
+            return "the body must be a JSON object like {\"texts\": [\"...\"], \"speed\": 0.3}", [], 0.0
+        unknown = sorted(set(payload) - {"texts", "speed"})
+        if unknown:
+            return f"unknown field(s) {', '.join(unknown)}; the fields are texts and speed", [], 0.0
+        texts = payload.get("texts")
+        if not isinstance(texts, list) or not texts:
+            return "texts must be a non-empty list of strings", [], 0.0
+        if len(texts) > self.limits.max_texts:
+            return f"texts holds {len(texts)} items; at most {self.limits.max_texts} per request", [], 0.0
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                return f"texts[{i}] is {type(text).__name__}, not a string", [], 0.0
+            if len(text) > self.limits.max_chars:
+                return f"texts[{i}] has {len(text)} characters; at most {self.limits.max_chars}", [], 0.0
+        speed = payload.get("speed", self.speed)
+        try:
+            speed = check_speed(speed)
+        except (TypeError, ValueError) as exc:
+            return f"speed: {exc}", [], 0.0
+        return None, texts, speed
+
+    async def info(self, request: Request) -> Response:
+        self.metrics.requests.labels("/v1/model", "200").inc()
+        m = self.model.manifest
+        return JSONResponse({"bundle": self.bundle.name, "labels": self.model.labels, "layers": self.model.num_layers,
+                             "default_speed": m.default_speed, "serving_speed": self.speed,
+                             "engine": self.model.engine, "precision": m.precision,
+                             "manifest_sha256": self.manifest_sha256})
+
+    async def healthz(self, request: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(self, request: Request) -> Response:
+        if not self.ready:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    async def prometheus(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_app(bundle: str | Path, **kwargs) -> Starlette:
+    """An ASGI app serving `bundle` (for uvicorn, gunicorn -k uvicorn.workers.UvicornWorker, or tests)."""
+    return Server(bundle, **kwargs).app
+
+
+ENV = "EDGEKD_SERVE"  # JSON settings for app_from_env (so every uvicorn worker process builds the same app)
+
+
+def app_from_env() -> Starlette:
+    """The uvicorn factory: `uvicorn --factory edgekd.serve:app_from_env` with EDGEKD_SERVE set."""
+    import os
+
+    settings = json.loads(os.environ[ENV])
+    limits = Limits(**settings.pop("limits", {}))
+    return create_app(settings.pop("bundle"), limits=limits, **settings)
+
+
+def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          speed: float | None = None, engine: str = "auto", limits: Limits | None = None) -> None:
+    """Run the server until SIGTERM / Ctrl-C (then it stops accepting, answers what it took, and exits)."""
+    import os
+    from dataclasses import asdict
+
+    import uvicorn
+
+    runtime.load(bundle, engine=engine)  # a bad bundle fails here, once, with edgekd's own message
+    os.environ[ENV] = json.dumps({"bundle": str(Path(bundle).resolve()), "speed": speed, "engine": engine,
+                                  "limits": asdict(limits or Limits())})
+    uvicorn.run("edgekd.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", timeout_graceful_shutdown=30)
