@@ -395,3 +395,22 @@ except runtime.EdgeKDError as exc:
     last = out.stdout.strip().splitlines()[-1]  # onnxruntime prints its own EP error block before it
     assert last.startswith("EdgeKDError threading='global' needs onnxruntime's process-wide thread pool")
     assert "threading='stop'" in last and "BundleError" not in out.stdout
+
+
+def test_14_overwrite_starts_over_and_never_removes_a_foreign_folder(tiny_teacher_dir, tiny_data, tmp_path):
+    from edgekd.config import ConfigError
+    from edgekd.pipeline import distill
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher"])
+    distill(cfg, log=lambda _: None)
+    (tmp_path / "run" / "marker").write_text("old")
+    distill(cfg, log=lambda _: None, overwrite=True)
+    assert not (tmp_path / "run" / "marker").exists() and (tmp_path / "run" / "state.json").is_file()
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "cat.jpg").write_bytes(b"\xff\xd8")
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, foreign, stages=["teacher"])
+    with pytest.raises(ConfigError, match="not a run folder"):
+        distill(cfg, log=lambda _: None, overwrite=True)
+    assert (foreign / "cat.jpg").is_file()
