@@ -349,6 +349,7 @@ def serve(
     max_queue: Annotated[int, typer.Option(help="Texts that may wait; beyond, requests get 503 + Retry-After.")] = 1024,
     max_texts: Annotated[int, typer.Option(help="Texts in one request.")] = 256,
     max_chars: Annotated[int, typer.Option(help="Characters in one text.")] = 10_000,
+    threads: Annotated[Optional[int], typer.Option(help="onnxruntime threads per worker (default: one per core).")] = None,
 ) -> None:
     """Serve the bundle over HTTP: POST /v1/classify, GET /v1/model, /healthz, /readyz, /metrics.
     Requests that arrive while the model is busy are batched together; SIGTERM drains and exits."""
@@ -360,7 +361,7 @@ def serve(
             raise typer.BadParameter(f"--{name} must be at least 1")
     _err(f"serving {bundle} at http://{host}:{port}/v1/classify  (Ctrl-C or SIGTERM stops it)")
     run_server(bundle, host, port, workers, speed, engine,
-               Limits(max_batch=max_batch, max_queue=max_queue, max_texts=max_texts, max_chars=max_chars))
+               Limits(max_batch=max_batch, max_queue=max_queue, max_texts=max_texts, max_chars=max_chars), threads)
 
 
 def main() -> None:

@@ -69,10 +69,10 @@ class Server:
     """The model, its batching worker and the HTTP routes."""
 
     def __init__(self, bundle: str | Path, *, speed: float | None = None, engine: str = "auto",
-                 limits: Limits | None = None, warmup: bool = True):
+                 limits: Limits | None = None, warmup: bool = True, threads: int | None = None):
         self.bundle = Path(bundle)
         self.limits = limits or Limits()
-        self.model = runtime.load(self.bundle, engine=engine, warmup=warmup)
+        self.model = runtime.load(self.bundle, engine=engine, warmup=warmup, threads=threads)
         self.speed = check_speed(self.model.manifest.default_speed if speed is None else speed)
         self.metrics = _Metrics(self.model.num_layers)
         self.manifest_sha256 = hashlib.sha256((self.bundle / MANIFEST_FILE).read_bytes()).hexdigest()
@@ -242,7 +242,8 @@ def app_from_env() -> Starlette:
 
 
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
-          speed: float | None = None, engine: str = "auto", limits: Limits | None = None) -> None:
+          speed: float | None = None, engine: str = "auto", limits: Limits | None = None,
+          threads: int | None = None) -> None:
     """Run the server until SIGTERM / Ctrl-C (then it stops accepting, answers what it took, and exits)."""
     import os
     from dataclasses import asdict
@@ -251,6 +252,6 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers
 
     runtime.load(bundle, engine=engine)  # a bad bundle fails here, once, with edgekd's own message
     os.environ[ENV] = json.dumps({"bundle": str(Path(bundle).resolve()), "speed": speed, "engine": engine,
-                                  "limits": asdict(limits or Limits())})
+                                  "threads": threads, "limits": asdict(limits or Limits())})
     uvicorn.run("edgekd.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", timeout_graceful_shutdown=30)
