@@ -18,9 +18,19 @@ FIXTURE = ROOT / "js" / "test" / "fixtures" / "fp32"
 pytestmark = pytest.mark.slow
 
 
+def source_copy(tmp_path: Path) -> Path:
+    """The project's sources in a temp folder: building a wheel writes build/ beside pyproject.toml."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "node_modules", "js", "runs", "bundles",
+                                                             "build", "*.egg-info", "benchmarks", "tests"))
+    return src
+
+
 def test_extras_choose_exactly_one_onnx_runtime(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
-                   check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
+                    str(source_copy(tmp_path))], check=True, capture_output=True)
     wheel = next(tmp_path.glob("edgekd-*.whl"))
     with zipfile.ZipFile(wheel) as z:
         meta = z.read(next(n for n in z.namelist() if n.endswith("METADATA"))).decode()
@@ -47,7 +57,8 @@ def test_cpu_install_in_a_fresh_venv_runs_a_bundle_without_torch(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    install = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{ROOT}[cpu]"], capture_output=True, text=True)
+    install = subprocess.run([str(py), "-m", "pip", "install", "-q", f"{source_copy(tmp_path)}[cpu]"],
+                             capture_output=True, text=True)
     if install.returncode != 0 and "No matching distribution" in install.stderr:
         pytest.skip(f"the package registry is not reachable here: {install.stderr[-300:]}")
     assert install.returncode == 0, install.stderr[-2000:]
