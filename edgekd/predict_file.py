@@ -59,17 +59,9 @@ def iter_texts(path: Path, text_column: str | None = None) -> Iterator[str]:
 
 
 def _column(columns: list[str], wanted: str | None, path: Path) -> str:
-    from edgekd.data import TEXT_COLUMNS
+    from edgekd.data import TEXT_COLUMNS, _pick
 
-    if wanted:
-        if wanted not in columns:
-            raise EdgeKDError(f"{path}: no text column {wanted!r}; columns are: {', '.join(columns)}")
-        return wanted
-    for name in TEXT_COLUMNS:
-        if name in columns:
-            return name
-    raise EdgeKDError(f"{path}: no text column found (looked for {', '.join(TEXT_COLUMNS)}); columns are: "
-                      f"{', '.join(columns)}. Name it with --text-column")
+    return _pick(columns, wanted, TEXT_COLUMNS, "text", path)
 
 
 def done_rows(out: Path) -> int:

@@ -88,15 +88,9 @@ def tiny_teacher_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
-    from edgekd.tiny import tiny_sentiment
+    from tests.golden.make_golden import make_files
 
-    folder = tmp_path_factory.mktemp("data")
-    files = {}
-    for name, n, seed in (("train", 160, 0), ("dev", 48, 1)):
-        path = folder / f"{name}.tsv"
-        path.write_text("sentence\tlabel\n" + "".join(f"{t}\t{l}\n" for t, l in tiny_sentiment(n, seed)))
-        files[name] = path
-    return files
+    return make_files(tmp_path_factory.mktemp("data"))
 
 
 def tiny_config(teacher: Path, files: dict[str, Path], out: Path, **overrides):

@@ -16,7 +16,7 @@ import torch
 import runtime
 from exporters import export_classifier, export_student
 from exporters.compile import DEBUG_OUTPUT, compile_early_exit
-from exporters.quantize import apply_precision
+from exporters.quantize import precision_postprocess
 from runtime.exits import SPEED_GRID, decide, normalized_entropy
 from edgekd.tiny import SPECIALS, WORDS
 from tests.conftest import TEXTS, make_student
@@ -24,15 +24,6 @@ from tests.conftest import TEXTS, make_student
 VOCAB = len(SPECIALS) + len(WORDS) + 2
 
 SPEEDS = list(SPEED_GRID) + [1.0]
-
-
-def quantized(precision):
-    def finish(folder, manifest):
-        apply_precision(folder, [s.file for s in manifest.stages], precision)
-        manifest.precision = precision
-        return manifest
-
-    return finish
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +42,7 @@ def compressed_bundle(tmp_path_factory, tokenizer_file):
 def int8_bundle(tmp_path_factory, tokenizer_file):
     out = tmp_path_factory.mktemp("compiled") / "int8"
     export_student(make_student(sharpen=60.0, hidden=64), tokenizer_file, ["negative", "positive"], out,
-                   max_length=40, postprocess=quantized("int8"))
+                   max_length=40, postprocess=precision_postprocess("int8"))
     return out
 
 
