@@ -345,7 +345,7 @@ def serve(
     workers: Annotated[int, typer.Option(help="Server processes (each loads the bundle once).")] = 1,
     speed: Annotated[Optional[float], typer.Option(help="Speed when a request gives none (default: the bundle's).")] = None,
     engine: Annotated[str, typer.Option(help="graph | staged | auto.")] = "auto",
-    max_batch: Annotated[int, typer.Option(help="Texts run together across requests.")] = 64,
+    max_batch: Annotated[int, typer.Option(help="Texts run together across requests.")] = 32,
     max_queue: Annotated[int, typer.Option(help="Texts that may wait; beyond, requests get 503 + Retry-After.")] = 1024,
     max_texts: Annotated[int, typer.Option(help="Texts in one request.")] = 256,
     max_chars: Annotated[int, typer.Option(help="Characters in one text.")] = 10_000,
