@@ -147,7 +147,6 @@ def load_teacher(source: str | os.PathLike, num_labels: int, offline: bool = Tru
     from transformers.utils import logging as hf_logging
 
     source = str(source)
-    config = _config(source, offline)
     check_teacher(source, offline, init="random")
     folder = Path(source)
     if folder.is_dir() and not any(folder.glob("*.safetensors")):

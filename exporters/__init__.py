@@ -8,11 +8,11 @@ from __future__ import annotations
 from exporters.bundle import (
     ExportError,
     ExportResult,
-    bundle_size,
     export_classifier,
     export_full_graph,
     export_student,
 )
 from exporters.validate import ExportValidationError
+from runtime.manifest import bundle_size
 
 __all__ = ["ExportError", "ExportResult", "ExportValidationError", "bundle_size", "export_classifier", "export_full_graph", "export_student"]

@@ -29,7 +29,6 @@ from runtime.errors import EdgeKDError
 from runtime.exits import SPEED_GRID
 from runtime.manifest import (
     GRAPH_FILE,
-    bundle_size,
     GRAPH_INPUTS,
     STAGE_INPUTS,
     TOKENIZER_FILE,

@@ -181,7 +181,6 @@ class EdgeModel:
         self.manifest = manifest
         self.labels = list(manifest.labels)
         self._providers = _providers(device)
-        self._auto = device == "auto"
         self._options = _session_options(threads, threading)
         kinds = [s.kind for s in manifest.staged]
         self.full = manifest.student != "transformer" or kinds == ["full"]
