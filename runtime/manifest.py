@@ -217,25 +217,26 @@ def _check_fields(data: dict, spec: dict, where: str, problems: list[str]) -> No
             problems.append(f"{where}{key} has the wrong type ({type(data[key]).__name__})")
 
 
+def _check_objects(items, spec: dict, where: str, problems: list[str]) -> None:
+    """Each element of a JSON list of objects against `spec` (a list of the wrong type is _TOP's business)."""
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        if not isinstance(item, dict):
+            problems.append(f"{where}[{i}] is not an object")
+        else:
+            _check_fields(item, spec, f"{where}[{i}].", problems)
+
+
 def _shape_problems(data: dict) -> list[str]:
     """Every JSON value of the wrong type, so that no malformed manifest reaches a constructor."""
     problems: list[str] = []
     _check_fields(data, _TOP, "", problems)
-    for i, stage in enumerate(data.get("stages") if isinstance(data.get("stages"), list) else []):
-        if not isinstance(stage, dict):
-            problems.append(f"stages[{i}] is not an object")
-        else:
-            _check_fields(stage, _STAGE, f"stages[{i}].", problems)
+    _check_objects(data.get("stages"), _STAGE, "stages", problems)
     if isinstance(data.get("vocabulary"), dict):
         _check_fields(data["vocabulary"], _VOCAB, "vocabulary.", problems)
     cal = data.get("calibration")
     if isinstance(cal, dict):
         _check_fields(cal, _CALIBRATION, "calibration.", problems)
-        for i, point in enumerate(cal.get("points") if isinstance(cal.get("points"), list) else []):
-            if not isinstance(point, dict):
-                problems.append(f"calibration.points[{i}] is not an object")
-            else:
-                _check_fields(point, _POINT, f"calibration.points[{i}].", problems)
+        _check_objects(cal.get("points"), _POINT, "calibration.points", problems)
     for key in ("labels", "label_values"):
         if isinstance(data.get(key), list) and not all(isinstance(x, str) for x in data[key]):
             problems.append(f"{key} must be a list of strings")

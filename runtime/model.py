@@ -218,7 +218,7 @@ class EdgeModel:
                 problems.append(f"{where}: inputs {sorted(inputs)}, but a {stage.kind} stage takes {sorted(want_in)}")
             if not set(want_out) <= set(outputs):
                 problems.append(f"{where}: outputs {sorted(outputs)} lack {sorted(set(want_out) - set(outputs))}")
-            for name in set(inputs) & {IDS, MASK, FULL_MASK, ROWS, "attention_mask"}:
+            for name in set(inputs) & {IDS, MASK, FULL_MASK, ROWS, GRAPH_INPUTS[1]}:
                 if inputs[name] != "tensor(int64)":
                     problems.append(f"{where}: input {name} is {inputs[name]}, not tensor(int64)")
             logits = outputs.get(LOGITS)
