@@ -16,6 +16,7 @@ from edgekd.data import DataError, read_labelled, read_unlabelled
 from edgekd.export import export_run
 from runtime.errors import BundleError
 from runtime.manifest import sha256_file
+from tests.runtime.test_bundle_checks import edit_manifest
 
 
 def _tree(path):
@@ -231,16 +232,9 @@ def test_20_version_and_license():
     assert "Apache License" in (Path(__file__).resolve().parents[1] / "LICENSE").read_text()
 
 
-def _edit(bundle, change):
-    path = bundle / "manifest.json"
-    data = json.loads(path.read_text())
-    change(data)
-    path.write_text(json.dumps(data))
-
-
 @pytest.mark.parametrize("engine", ["graph", "staged"])
 def test_4_manifest_checked_against_the_graphs(bundle_copy, engine):
-    _edit(bundle_copy, lambda d: d.update(labels=["a", "b", "c"]))
+    edit_manifest(bundle_copy, lambda d: d.update(labels=["a", "b", "c"]))
     with pytest.raises(BundleError, match="gives 2 logits but the manifest lists 3 labels"):
         runtime.load(bundle_copy, engine=engine)
 
@@ -251,16 +245,16 @@ def test_4_swapped_layer_files_are_found(bundle_copy):
         first["file"], second["file"] = second["file"], first["file"]
         first["sha256"], second["sha256"] = second["sha256"], first["sha256"]
 
-    _edit(bundle_copy, swap)
+    edit_manifest(bundle_copy, swap)
     with pytest.raises(BundleError, match="the stage list is out of order or a file was swapped"):
         runtime.load(bundle_copy, engine="staged")
-    _edit(bundle_copy, lambda d: d["stages"].insert(1, d["stages"].pop(2)))
+    edit_manifest(bundle_copy, lambda d: d["stages"].insert(1, d["stages"].pop(2)))
     with pytest.raises(BundleError, match="out of order"):
         runtime.load(bundle_copy)
 
 
 def test_4_max_length_beyond_the_position_table(bundle_copy):
-    _edit(bundle_copy, lambda d: d.update(max_length=100000))
+    edit_manifest(bundle_copy, lambda d: d.update(max_length=100000))
     with pytest.raises(BundleError, match="exceeds the 64 positions"):
         runtime.load(bundle_copy)
 
@@ -272,11 +266,11 @@ def test_4_hostile_manifests_give_one_clear_error(bundle_copy, tmp_path):
     with pytest.raises(BundleError, match="nested too deeply|schema_version"):
         runtime.load(bundle_copy)
     path.write_text(good)
-    _edit(bundle_copy, lambda d: d.update(max_length="40", tokenizer=None))
+    edit_manifest(bundle_copy, lambda d: d.update(max_length="40", tokenizer=None))
     with pytest.raises(BundleError, match="max_length has the wrong type.*\\n.*tokenizer has the wrong type"):
         runtime.load(bundle_copy)
     path.write_text(good)
-    _edit(bundle_copy, lambda d: d.update(max_length=1, default_speed=7))
+    edit_manifest(bundle_copy, lambda d: d.update(max_length=1, default_speed=7))
     with pytest.raises(BundleError, match="max_length must be an integer >= 2.*\\n.*default_speed must lie"):
         runtime.load(bundle_copy)
     path.write_text(good)
