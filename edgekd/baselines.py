@@ -182,8 +182,10 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
         if model.full and system.kind.startswith("edgekd"):
             return None  # the transformer-layer estimate does not apply to BiLSTM / TextCNN bundles
         if system.kind.startswith("teacher") and teacher is not None:
-            c = teacher.config
-            return c.num_hidden_layers * layer_gflops(c.hidden_size, c.intermediate_size, tokens)
+            from edgekd.families import family_of
+
+            c, family = teacher.config, family_of(teacher.config)
+            return family.num_layers(c) * layer_gflops(c.hidden_size, family.ffn_size(c), tokens)
         ffn = getattr(getattr(student, "config", None), "ffn_size", 4 * model.manifest.hidden_size)
         hidden = model.manifest.hidden_size
         return layers * layer_gflops(hidden, ffn, tokens)

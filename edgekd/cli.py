@@ -81,7 +81,8 @@ def distill(
     heads: Annotated[Optional[int], typer.Option(help="Student attention heads.")] = None,
     ffn: Annotated[Optional[int], typer.Option(help="Student feed-forward size.")] = None,
     head_type: Annotated[Optional[str], typer.Option(help="Exit head: mean | cls | attention.")] = None,
-    init: Annotated[Optional[str], typer.Option(help="Student init: teacher (layer + width selection) | random.")] = None,
+    init: Annotated[Optional[str], typer.Option(help="Student init: auto (teacher where the family's layers can be copied, else random) | teacher (layer + width selection) | random.")] = None,
+    student_init: Annotated[Optional[str], typer.Option("--student-init", help="Start the student from this BERT-family checkpoint's layers instead of the teacher's (e.g. for a DeBERTa or ModernBERT teacher).")] = None,
     vocab_keep: Annotated[Optional[float], typer.Option(help="GLMD vocabulary compression: keep this fraction of the tokens (0 < f <= 1).")] = None,
     vocab_size: Annotated[Optional[int], typer.Option(help="GLMD vocabulary compression: keep this many tokens (instead of --vocab-keep).")] = None,
     stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages: teacher,attention,baseline,finetune,branches.")] = None,
@@ -116,7 +117,7 @@ def distill(
     if label_names:
         data["label_names"] = [n.strip() for n in label_names.split(",")]
     shape = {k: v for k, v in (("kind", student), ("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn),
-                                 ("head_type", head_type), ("init", init), ("vocab_keep", vocab_keep), ("vocab_size", vocab_size)) if v is not None}
+                                 ("head_type", head_type), ("init", init), ("init_from", student_init), ("vocab_keep", vocab_keep), ("vocab_size", vocab_size)) if v is not None}
     if data:
         overrides["data"] = data
     if shape:

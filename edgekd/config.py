@@ -48,7 +48,11 @@ class StudentShape:
     heads: int = 8
     ffn: int = 1024
     head_type: str = "mean"  # exit heads: mean | cls | attention
-    init: str = "teacher"  # teacher (layers + width selection; bilstm/textcnn: PCA of its embeddings) | random
+    # auto: teacher where the family's layers fit a BERT-shaped student (bert, roberta, xlm-roberta, camembert,
+    # electra, distilbert, albert), random for deberta-v2 / modernbert | teacher (layers + width selection;
+    # bilstm/textcnn: PCA of its embeddings) | random
+    init: str = "auto"
+    init_from: str = ""  # a BERT-family checkpoint whose layers start the student (--student-init), instead of the teacher's
     embed: int = 300  # bilstm / textcnn embedding width (hidden = LSTM units per direction)
     dropout: float = 0.1
     vocab_keep: float = 0.0  # GLMD vocabulary compression: fraction in (0, 1] of tokens kept; 0 = off
@@ -178,8 +182,10 @@ class DistillConfig:
                          "use --stages teacher,baseline,finetune")
         if s.head_type not in ("mean", "cls", "attention"):
             p.append(f"student.head_type {s.head_type!r} is not mean, cls or attention")
-        if s.init not in ("teacher", "random"):
-            p.append(f"student.init {s.init!r} is not teacher or random")
+        if s.init not in ("auto", "teacher", "random"):
+            p.append(f"student.init {s.init!r} is not auto, teacher or random")
+        if s.init_from and s.kind != "transformer":
+            p.append(f"student.init_from (--student-init) copies transformer layers; a {s.kind} student has none")
         for name in ("layers", "hidden", "heads", "ffn"):
             if getattr(s, name) < 1:
                 p.append(f"student.{name} must be positive")

@@ -136,9 +136,11 @@ def _compress(run: RunFolder, cfg: DistillConfig, student, keep: float | None, s
     if cfg.data.unlabeled:
         texts += read_unlabelled(cfg.data.unlabeled, cfg.data.text_column or None).texts
     if run.teacher.is_dir():
+        from edgekd.families import family_of
         from edgekd.teacher import load_teacher
 
-        embedding = load_teacher(run.teacher, student.config.num_labels).base_model.embeddings.word_embeddings.weight
+        teacher = load_teacher(run.teacher, student.config.num_labels)
+        embedding = family_of(teacher.config).word_embeddings(teacher)
     else:
         embedding = student.embeddings.word.weight
     try:

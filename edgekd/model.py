@@ -23,6 +23,7 @@ from torch import nn
 HEAD_TYPES = ("mean", "cls", "attention")
 CONFIG_FILE = "student.json"
 WEIGHTS_FILE = "model.safetensors"
+ACTIVATIONS = {"gelu": F.gelu, "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"), "relu": F.relu}
 MASK_NEG = -10000.0  # additive attention bias for padding; finite so fp16 stays finite
 
 
@@ -43,6 +44,8 @@ class StudentConfig:
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
     original_vocab_size: int = 0  # >0: input ids are remapped from this vocabulary (GLMD)
+    embedding_size: int = 0  # E < H: factorised embeddings projected to H (ELECTRA / ALBERT); 0 = H
+    activation: str = "gelu"  # feed-forward activation: gelu | gelu_tanh (gelu_new) | relu
 
     def validate(self) -> list[str]:
         problems = []
@@ -55,6 +58,10 @@ class StudentConfig:
             problems.append(f"student.hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}")
         if self.head_type not in HEAD_TYPES:
             problems.append(f"student.head_type {self.head_type!r} is not one of {', '.join(HEAD_TYPES)}")
+        if self.activation not in ACTIVATIONS:
+            problems.append(f"student.activation {self.activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        if self.embedding_size < 0:
+            problems.append(f"student.embedding_size must be >= 0 (0 = hidden size), got {self.embedding_size}")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"student.dropout must lie in [0, 1), got {self.dropout}")
         return problems
@@ -97,21 +104,28 @@ class VocabRemap(nn.Module):
 
 
 class StudentEmbeddings(VocabRemap):
-    """input ids (B,T) -> hidden (B,T,H): word + position + segment 0, LayerNorm."""
+    """input ids (B,T) -> hidden (B,T,H): word + position + segment 0, LayerNorm (at width E, then
+    projected to H when the embeddings are factorised)."""
 
     def __init__(self, cfg: StudentConfig):
         super().__init__(cfg.original_vocab_size)
-        self.word = nn.Embedding(cfg.vocab_size, cfg.hidden_size, padding_idx=None)
-        self.position = nn.Embedding(cfg.max_position, cfg.hidden_size)
-        self.segment = nn.Embedding(cfg.type_vocab_size, cfg.hidden_size)
-        self.norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        width = cfg.embedding_size or cfg.hidden_size
+        self.word = nn.Embedding(cfg.vocab_size, width, padding_idx=None)
+        self.position = nn.Embedding(cfg.max_position, width)
+        self.segment = nn.Embedding(cfg.type_vocab_size, width)
+        self.norm = nn.LayerNorm(width, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.project = nn.Linear(width, cfg.hidden_size) if width != cfg.hidden_size else None
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         input_ids = super().forward(input_ids)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (T,)
-        hidden = self.word(input_ids) + self.position(positions)[None] + self.segment.weight[0]
-        return self.dropout(self.norm(hidden))
+        hidden = self.dropout(self.norm(self.word(input_ids) + self.position(positions)[None] + self.segment.weight[0]))
+        return hidden if self.project is None else self.project(hidden)
+
+    def word_vectors(self) -> torch.Tensor:
+        """The word table in hidden space (V,H): through the projection when factorised."""
+        return self.word.weight if self.project is None else self.project(self.word.weight)
 
 
 class SelfAttention(nn.Module):
@@ -150,12 +164,13 @@ class StudentLayer(nn.Module):
         self.ffn_out = nn.Linear(cfg.ffn_size, cfg.hidden_size)
         self.ffn_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
+        self.activation = ACTIVATIONS[cfg.activation]
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor):
         """hidden (B,T,H), mask (B,T) 1/0 -> hidden (B,T,H), (q, k, v)."""
         attended, qkv = self.attention(hidden, extended_mask(mask, hidden.dtype))
         hidden = self.attention_norm(hidden + self.dropout(attended))
-        inner = F.gelu(self.ffn_in(hidden))
+        inner = self.activation(self.ffn_in(hidden))
         hidden = self.ffn_norm(hidden + self.dropout(self.ffn_out(inner)))
         return hidden, qkv
 

@@ -1,7 +1,8 @@
-"""The teacher: a BERT-family Hugging Face classifier behind a small adaptor.
+"""The teacher: a Hugging Face encoder classifier read through its family's adaptor.
 
 The distillation code never touches model classes: `TeacherAdaptor` turns a
-forward pass into `TeacherOutput(logits, last_qkv)`. New families plug in here.
+forward pass into `TeacherOutput(logits, last_qkv)`, and `edgekd.families` says
+where each family keeps its embeddings, layers and last-layer q, k, v.
 """
 
 from __future__ import annotations
@@ -13,16 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from runtime.errors import EdgeKDError
-
-# Families whose layers expose attention.self.{query,key,value} like BERT.
-SUPPORTED_FAMILIES = ("bert", "roberta", "xlm-roberta", "electra", "camembert")
-# Families whose weights map onto the student for --init teacher (absolute positions from 0).
-INIT_FAMILIES = ("bert", "electra")
-
-
-class TeacherError(EdgeKDError):
-    """The teacher checkpoint cannot be used."""
+from edgekd.families import LAYER_COPYING, LAYER_PARTS, TeacherError, family_of
 
 
 @dataclass
@@ -40,6 +32,25 @@ def _config(source: str, offline: bool):
     except OSError as exc:
         where = "folder" if Path(source).exists() else "hub id (offline?)"
         raise TeacherError(f"cannot read a Hugging Face config from {source!r} ({where}): {exc}") from exc
+
+
+teacher_config = _config
+
+
+def load_encoder(source: str | os.PathLike, offline: bool = True) -> nn.Module:
+    """Any checkpoint of a supported family as a bare encoder (for --student-init: layers only)."""
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoModel.from_pretrained(str(source), use_safetensors=True, local_files_only=offline,
+                                         trust_remote_code=False).eval()
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise TeacherError(f"cannot load {source}: {str(exc).splitlines()[0]}") from None
+    finally:
+        hf_logging.set_verbosity(verbosity)
 
 
 def head_names(source: str | os.PathLike, offline: bool = True) -> list[str] | None:
@@ -61,9 +72,11 @@ def check_teacher(source: str | os.PathLike, offline: bool, init: str) -> None:
     if getattr(config, "auto_map", None):
         problems.append("its config.json asks for remote code (auto_map); edgekd never runs code from a model "
                         "folder: use a checkpoint of a built-in transformers family")
-    if config.model_type not in SUPPORTED_FAMILIES:
-        problems.append(f"teacher family {config.model_type!r} is not supported; edgekd distils from "
-                        f"{', '.join(SUPPORTED_FAMILIES)} encoders")
+    family = None
+    try:
+        family = family_of(config)
+    except TeacherError as exc:
+        problems.append(str(exc))
     folder = Path(source)
     if folder.is_dir():
         weights = sorted(p.name for p in folder.glob("*.safetensors"))
@@ -71,12 +84,28 @@ def check_teacher(source: str | os.PathLike, offline: bool, init: str) -> None:
         if weights and "model.safetensors" not in weights and not index:
             problems.append(f"its weights must be model.safetensors (or sharded with model.safetensors.index.json); "
                             f"found only {', '.join(weights)}: is a file from another model in the folder?")
-    emb = getattr(config, "embedding_size", None)
-    if init == "teacher" and emb is not None and emb != config.hidden_size:
-        problems.append(f"--init teacher copies the teacher's embeddings, but its embedding size {emb} differs "
-                        f"from its hidden size {config.hidden_size} (factorised embeddings); use --init random")
+    if family is not None and init == "teacher":
+        problems += init_problems(family, config)
     if problems:
         raise TeacherError(f"teacher {source}: " + "; ".join(problems))
+
+
+def init_problems(family, config) -> list[str]:
+    """Why --init teacher cannot copy this teacher's layers (empty when it can)."""
+    if not family.copies_layers:
+        return [f"--init teacher copies teacher layers, but {family.why_not}; use --init random (the default for "
+                f"{config.model_type}) or --student-init PATH with a BERT-family checkpoint"]
+    if family.activation(config) is None:
+        act = getattr(config, "hidden_act", getattr(config, "activation", "?"))
+        return [f"--init teacher: the student has no {act!r} activation (gelu, gelu_new, relu); use --init random"]
+    return []
+
+
+def resolve_init(init: str, model_type: str) -> str:
+    """`auto` -> teacher where the family's layers can be copied, else random."""
+    if init != "auto":
+        return init
+    return "teacher" if model_type in LAYER_COPYING else "random"
 
 
 def check_tokenizer(encoder, source: str | os.PathLike, offline: bool, texts: list[str], log=print,
@@ -192,30 +221,14 @@ def teacher_tokenizer_json(source: str | os.PathLike, target: str | os.PathLike,
     return target
 
 
-def last_attention(model: nn.Module) -> nn.Module:
-    """The last layer's self-attention module (with .query, .key, .value)."""
-    try:
-        return model.base_model.encoder.layer[-1].attention.self
-    except AttributeError as exc:
-        raise TeacherError(f"cannot find the last self-attention of {type(model).__name__}") from exc
-
-
 class TeacherAdaptor(nn.Module):
-    """Runs the teacher and returns logits plus the last layer's q, k, v."""
+    """Runs the teacher and returns logits plus the last layer's q, k, v (captured by its family's hooks)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        attention = last_attention(model)
-        self._captured: dict[str, torch.Tensor] = {}
-        for name in ("query", "key", "value"):
-            getattr(attention, name).register_forward_hook(self._hook(name))
-
-    def _hook(self, name: str):
-        def hook(_module, _inputs, output):
-            self._captured[name] = output
-
-        return hook
+        self.family = family_of(model.config)
+        self._capture = self.family.capture(model)
 
     @property
     def hidden_size(self) -> int:
@@ -226,14 +239,20 @@ class TeacherAdaptor(nn.Module):
         return self.model.config.num_attention_heads
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, hidden: bool = False) -> TeacherOutput:
-        self._captured.clear()
+        self._capture.clear()
         out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=hidden)
-        qkv = tuple(self._captured[n] for n in ("query", "key", "value")) if self._captured else None
-        return TeacherOutput(out.logits, qkv, out.hidden_states[-1] if hidden else None)
+        return TeacherOutput(out.logits, self._capture.get(), out.hidden_states[-1] if hidden else None)
 
     @property
-    def input_embedding(self) -> torch.Tensor:
-        return self.model.base_model.embeddings.word_embeddings.weight
+    def word_embeddings(self) -> torch.Tensor:
+        """The input embedding table (V,E)."""
+        return self.family.word_embeddings(self.model)
+
+    @property
+    def word_vectors(self) -> torch.Tensor:
+        """The input embeddings in hidden space (V,H) (projected when the family factorises them)."""
+        with torch.no_grad():
+            return self.family.word_vectors(self.model)
 
 
 # ----------------------------------------------------------- student initialisation
@@ -247,62 +266,88 @@ def uniform_layers(teacher_layers: int, student_layers: int) -> list[int]:
     return [(i + 1) * teacher_layers // student_layers - 1 for i in range(student_layers)]
 
 
-def init_student_from_teacher(student: nn.Module, teacher: nn.Module, kept_tokens: torch.Tensor | None = None) -> list[int]:
+def student_shape(teacher_config) -> dict:
+    """StudentConfig fields that must follow the teacher for its layers to be copied exactly."""
+    family = family_of(teacher_config)
+    embedding = getattr(teacher_config, "embedding_size", None)
+    return {"activation": family.activation(teacher_config), "layer_norm_eps": family.layer_norm_eps(teacher_config),
+            "embedding_size": embedding if embedding and embedding != teacher_config.hidden_size else 0}
+
+
+def _slice(part: str, tensor: torch.Tensor, h, a, f) -> torch.Tensor:
+    """The student's share of one teacher weight: rows/columns kept by weight selection."""
+    rows, cols = {"query": (a, h), "key": (a, h), "value": (a, h), "output": (h, a), "attention_norm": (h, None),
+                  "ffn_in": (f, h), "ffn_out": (h, f), "ffn_norm": (h, None)}[part]
+    tensor = tensor[rows]
+    return tensor[:, cols] if cols is not None and tensor.dim() == 2 else tensor
+
+
+def init_student_from_teacher(student: nn.Module, teacher: nn.Module, kept_tokens: torch.Tensor | None = None,
+                              words: bool = True) -> list[int]:
     """Copy teacher weights into the student: uniformly selected layers, and
     when the student is narrower, an evenly spread selection of hidden dims,
-    whole attention heads and FFN units ("weight selection"). Returns the
-    teacher layers used. `kept_tokens` picks embedding rows (compressed vocab).
+    whole attention heads and FFN units ("weight selection"). Embeddings come
+    over with the family's position scheme (and projection, when factorised).
+    Returns the teacher layers used. `kept_tokens` picks embedding rows (compressed vocab);
+    words=False leaves the word table as it is (another vocabulary's checkpoint).
     """
     tcfg, scfg = teacher.config, student.config
-    if tcfg.model_type not in INIT_FAMILIES:
-        raise TeacherError(f"--init teacher supports {', '.join(INIT_FAMILIES)} teachers, not {tcfg.model_type!r}; "
-                           "use --init random")
+    family = family_of(tcfg)
+    problems = init_problems(family, tcfg)
+    if problems:
+        raise TeacherError(problems[0])
+    t_layers, t_ffn = family.num_layers(tcfg), family.ffn_size(tcfg)
     t_head_dim = tcfg.hidden_size // tcfg.num_attention_heads
     s_head_dim = scfg.hidden_size // scfg.num_heads
-    problems = []
+    wanted = student_shape(tcfg)
     if scfg.hidden_size > tcfg.hidden_size:
         problems.append(f"student hidden {scfg.hidden_size} > teacher {tcfg.hidden_size}")
-    if scfg.ffn_size > tcfg.intermediate_size:
-        problems.append(f"student ffn {scfg.ffn_size} > teacher {tcfg.intermediate_size}")
-    if scfg.num_layers > tcfg.num_hidden_layers:
-        problems.append(f"student layers {scfg.num_layers} > teacher {tcfg.num_hidden_layers}")
+    if scfg.ffn_size > t_ffn:
+        problems.append(f"student ffn {scfg.ffn_size} > teacher {t_ffn}")
+    if scfg.num_layers > t_layers:
+        problems.append(f"student layers {scfg.num_layers} > teacher {t_layers}")
     if s_head_dim != t_head_dim or scfg.num_heads > tcfg.num_attention_heads:
         problems.append(f"student heads must have the teacher's head size {t_head_dim}: use --heads "
                         f"{scfg.hidden_size // t_head_dim}")
-    if scfg.max_position > tcfg.max_position_embeddings:
-        problems.append(f"student max_position {scfg.max_position} > teacher {tcfg.max_position_embeddings}")
+    if scfg.max_position > family.max_positions(tcfg):
+        problems.append(f"student max_position {scfg.max_position} > teacher {family.max_positions(tcfg)}")
+    for name, value in wanted.items():
+        if getattr(scfg, name) != value:
+            problems.append(f"student {name} {getattr(scfg, name)!r} must be the teacher's {value!r}")
     if problems:
         raise TeacherError("cannot initialise the student from the teacher: " + "; ".join(problems))
     h = _spread(tcfg.hidden_size, scfg.hidden_size)
-    f = _spread(tcfg.intermediate_size, scfg.ffn_size)
+    f = _spread(t_ffn, scfg.ffn_size)
     heads = _spread(tcfg.num_attention_heads, scfg.num_heads)
     a = torch.cat([torch.arange(i * t_head_dim, (i + 1) * t_head_dim) for i in heads.tolist()])
-    layers = uniform_layers(tcfg.num_hidden_layers, scfg.num_layers)
-    tsd = teacher.base_model.state_dict()
-    emb = "embeddings."
+    layers = uniform_layers(t_layers, scfg.num_layers)
+    emb = family.embeddings(teacher)
+    e = torch.arange(emb.word.shape[1]) if emb.project is not None else h  # factorised: all E columns kept
     rows = kept_tokens if kept_tokens is not None else torch.arange(scfg.vocab_size)
+    segment = torch.zeros_like(student.embeddings.segment.weight)
+    if emb.segment is not None:
+        segment[0] = emb.segment[e]
     new = {
-        "embeddings.word.weight": tsd[emb + "word_embeddings.weight"][rows][:, h],
-        "embeddings.position.weight": tsd[emb + "position_embeddings.weight"][: scfg.max_position][:, h],
-        "embeddings.segment.weight": tsd[emb + "token_type_embeddings.weight"][:, h],
-        "embeddings.norm.weight": tsd[emb + "LayerNorm.weight"][h],
-        "embeddings.norm.bias": tsd[emb + "LayerNorm.bias"][h],
+        "embeddings.position.weight": emb.position[: scfg.max_position][:, e],
+        "embeddings.segment.weight": segment,
+        "embeddings.norm.weight": emb.norm_weight[e],
+        "embeddings.norm.bias": emb.norm_bias[e],
     }
+    if words:
+        new["embeddings.word.weight"] = emb.word[rows][:, e]
+    if emb.project is not None:
+        new["embeddings.project.weight"] = emb.project.weight[h]
+        new["embeddings.project.bias"] = emb.project.bias[h]
+    teacher_layers = family.layers(teacher)
     for s_index, t_index in enumerate(layers):
-        t, s = f"encoder.layer.{t_index}.", f"layers.{s_index}."
-        for name in ("query", "key", "value"):
-            new[s + f"attention.{name}.weight"] = tsd[t + f"attention.self.{name}.weight"][a][:, h]
-            new[s + f"attention.{name}.bias"] = tsd[t + f"attention.self.{name}.bias"][a]
-        new[s + "attention.output.weight"] = tsd[t + "attention.output.dense.weight"][h][:, a]
-        new[s + "attention.output.bias"] = tsd[t + "attention.output.dense.bias"][h]
-        new[s + "attention_norm.weight"] = tsd[t + "attention.output.LayerNorm.weight"][h]
-        new[s + "attention_norm.bias"] = tsd[t + "attention.output.LayerNorm.bias"][h]
-        new[s + "ffn_in.weight"] = tsd[t + "intermediate.dense.weight"][f][:, h]
-        new[s + "ffn_in.bias"] = tsd[t + "intermediate.dense.bias"][f]
-        new[s + "ffn_out.weight"] = tsd[t + "output.dense.weight"][h][:, f]
-        new[s + "ffn_out.bias"] = tsd[t + "output.dense.bias"][h]
-        new[s + "ffn_norm.weight"] = tsd[t + "output.LayerNorm.weight"][h]
-        new[s + "ffn_norm.bias"] = tsd[t + "output.LayerNorm.bias"][h]
+        parts = family.layer_parts(teacher_layers[t_index])
+        for part in LAYER_PARTS:
+            target = f"layers.{s_index}." + (f"attention.{part}" if part in ("query", "key", "value", "output")
+                                             else part)
+            new[target + ".weight"] = _slice(part, parts[part].weight, h, a, f)
+            new[target + ".bias"] = _slice(part, parts[part].bias, h, a, f)
+    with torch.no_grad():
+        new = {k: v.detach().clone() for k, v in new.items()}
     missing, unexpected = student.load_state_dict(new, strict=False)
     assert not unexpected, unexpected
     return layers

@@ -1,4 +1,4 @@
-"""Tiny, offline stand-ins for tests and demos: a BERT teacher and a WordPiece tokenizer built from config."""
+"""Tiny, offline stand-ins for tests and demos: a teacher of any supported family and a WordPiece tokenizer, built from config."""
 
 from __future__ import annotations
 
@@ -29,23 +29,51 @@ def tiny_tokenizer(path: str | Path) -> Path:
     return path
 
 
+# every supported family, small and random, for tests and demos (ELECTRA and ALBERT with factorised embeddings)
+TINY_FAMILIES = ("bert", "distilbert", "roberta", "xlm-roberta", "camembert", "albert", "electra", "deberta-v2",
+                 "modernbert")
+
+
+def tiny_config(family: str, hidden: int = 32, layers: int = 2, heads: int = 2):
+    """A transformers config of `family` sized for tests, matching `tiny_tokenizer`'s ids."""
+    from transformers import AutoConfig
+
+    vocab = len(SPECIALS) + len(WORDS) + 2
+    common = dict(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                  intermediate_size=hidden * 2, max_position_embeddings=128, pad_token_id=0)
+    extra = {
+        "distilbert": dict(dim=hidden, n_layers=layers, n_heads=heads, hidden_dim=hidden * 2),
+        # RoBERTa-style position ids start at pad + 1: leave room for 128 positions after it
+        "roberta": dict(max_position_embeddings=130), "xlm-roberta": dict(max_position_embeddings=130),
+        "camembert": dict(max_position_embeddings=130),
+        "albert": dict(embedding_size=hidden // 2), "electra": dict(embedding_size=hidden // 2),
+        "deberta-v2": dict(relative_attention=True, pos_att_type=["p2c", "c2p"], position_biased_input=False,
+                           max_relative_positions=-1, position_buckets=16, norm_rel_ebd="layer_norm",
+                           share_att_key=True, type_vocab_size=0),
+        "modernbert": dict(bos_token_id=2, eos_token_id=3, cls_token_id=2, sep_token_id=3, global_attn_every_n_layers=2,
+                           local_attention=8),
+    }.get(family, {})
+    if family == "distilbert":
+        common = {k: v for k, v in common.items() if k in ("vocab_size", "max_position_embeddings", "pad_token_id")}
+    return AutoConfig.for_model(family, **{**common, **extra})
+
+
 def tiny_teacher(folder: str | Path, hidden: int = 32, layers: int = 2, heads: int = 2, num_labels: int = 0,
-                 seed: int = 0) -> Path:
-    """A randomly initialised BertModel (no task head unless num_labels) + tokenizer in `folder`."""
+                 seed: int = 0, family: str = "bert") -> Path:
+    """A randomly initialised encoder of `family` (no task head unless num_labels) + tokenizer in `folder`."""
     import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertModel
+    from transformers import AutoModel, AutoModelForSequenceClassification
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tiny_tokenizer(folder / "tokenizer.json")
-    config = BertConfig(vocab_size=len(SPECIALS) + len(WORDS) + 2, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=heads, intermediate_size=hidden * 2, max_position_embeddings=128)
+    config = tiny_config(family, hidden, layers, heads)
     torch.manual_seed(seed)
     if num_labels:
         config.num_labels = num_labels
-        model = BertForSequenceClassification(config)
+        model = AutoModelForSequenceClassification.from_config(config)
     else:
-        model = BertModel(config)
+        model = AutoModel.from_config(config)
     model.save_pretrained(str(folder), safe_serialization=True)
     return folder
 

@@ -24,11 +24,12 @@ class AttentionStage:
         heads = a.relation_heads or losses.default_relation_heads(
             teacher.hidden_size, student.config.hidden_size, teacher.num_heads, student.config.num_heads)
         ctx.log(f"attention stage: objective {a.objective}" + (f", {heads} relation heads" if relations else ""))
-        t_embedding = teacher.input_embedding.detach()
+        t_embedding = teacher.word_vectors.detach()
         if student.config.original_vocab_size:  # word logits over the kept tokens only
             t_embedding = t_embedding[torch.from_numpy(ctx.vocab_map().kept).to(t_embedding.device)]
-        mask_id = ctx.encoder.tokenizer.token_to_id("[MASK]")
-        keep_ids = [i for i in (ctx.encoder.tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]")) if i is not None]
+        vocab = ctx.encoder.tokenizer
+        mask_id = next((i for i in map(vocab.token_to_id, ("[MASK]", "<mask>")) if i is not None), None)
+        keep_ids = [i for i in map(vocab.token_to_id, ("[CLS]", "[SEP]", "<s>", "</s>")) if i is not None]
 
         def loss_fn(module, batch):
             ids = batch.input_ids
@@ -42,7 +43,7 @@ class AttentionStage:
                 loss, parts = losses.self_attention_distillation(t.last_qkv, s.last_qkv, batch.mask, heads, a.alpha, a.beta)
                 total = total + loss
             if word:
-                wp = losses.word_prediction_kl(t.hidden, t_embedding, s.hidden, student.embeddings.word.weight,
+                wp = losses.word_prediction_kl(t.hidden, t_embedding, s.hidden, student.embeddings.word_vectors(),
                                                batch.mask, a.word_temperature)
                 total, parts = total + a.word_weight * wp, {**parts, "wp": wp.detach()}
             return total, parts

@@ -25,7 +25,11 @@ from edgekd.teacher import (
     head_names,
     head_order,
     init_student_from_teacher,
+    load_encoder,
     load_teacher,
+    resolve_init,
+    student_shape,
+    teacher_config,
     teacher_tokenizer_json,
 )
 from edgekd.train import TokenizedData, barrier, rank_world, setup_distributed
@@ -84,7 +88,11 @@ class RunContext:
         if d.label_names and len(d.label_names) != len(self.label_values):
             raise ConfigError([f"--label-names gives {len(d.label_names)} names but {d.train} has "
                                f"{len(self.label_values)} labels ({', '.join(self.label_values)})"])
-        check_teacher(cfg.teacher, cfg.offline, cfg.student.init if cfg.student.kind == "transformer" else "random")
+        # auto: copy the teacher's layers where its family allows it (bert, roberta, ...), else random
+        self.init = resolve_init(cfg.student.init, teacher_config(cfg.teacher, cfg.offline).model_type)
+        check_teacher(cfg.teacher, cfg.offline, self.init if cfg.student.kind == "transformer" else "random")
+        if cfg.student.init_from:
+            check_teacher(cfg.student.init_from, cfg.offline, "teacher")
         self.labels = list(d.label_names) or self.label_values  # the names the classifier's outputs carry
         names = head_names(cfg.teacher, cfg.offline)
         if names is not None and len(names) == len(self.labels):
@@ -139,18 +147,32 @@ class RunContext:
         if s.kind != "transformer":
             return self._new_small_student()
         teacher_cfg = self.teacher().model.config
+        source = None  # the checkpoint whose layers the student copies
+        if s.init_from:
+            source = load_encoder(s.init_from, self.cfg.offline)
+        elif self.init == "teacher":
+            source = self.teacher().model
         cfg = StudentConfig(
             vocab_size=self.encoder.vocab_size, hidden_size=s.hidden, num_layers=s.layers, num_heads=s.heads,
             ffn_size=s.ffn, num_labels=len(self.labels), head_type=s.head_type, dropout=s.dropout,
-            max_position=min(512, teacher_cfg.max_position_embeddings), pad_token_id=self.encoder.pad_id,
+            max_position=min(512, self.teacher().family.max_positions(teacher_cfg)), pad_token_id=self.encoder.pad_id,
+            **(student_shape(source.config) if source is not None else {}),
         )
         student = EarlyExitStudent(cfg)
-        if s.init == "teacher":
-            used = init_student_from_teacher(student, self.teacher().model)
-            self.log(f"student initialised from teacher layers {used}")
+        if source is not None:
+            words = source is self.teacher().model or self._same_vocabulary(s.init_from)
+            used = init_student_from_teacher(student, source, words=words)
+            where = s.init_from if s.init_from else "teacher"
+            self.log(f"student initialised from {where} layers {used}" +
+                     ("" if words else " (word embeddings random: its vocabulary is not the teacher's)"))
         if s.vocab_keep or s.vocab_size:
             student = compress_student(student, self.vocab_map())
         return student.to(self.device)
+
+    def _same_vocabulary(self, folder: str) -> bool:
+        """True when `folder`'s tokenizer.json is byte for byte the run's (its word rows then mean the same)."""
+        theirs = Path(folder) / "tokenizer.json"
+        return theirs.is_file() and theirs.read_bytes() == self.run.tokenizer.read_bytes()
 
     def _new_small_student(self):
         s = self.cfg.student
@@ -158,8 +180,8 @@ class RunContext:
                                  hidden_size=s.hidden, num_labels=len(self.labels), dropout=s.dropout,
                                  pad_token_id=self.encoder.pad_id)
         student = build_small_student(cfg)
-        if s.init == "teacher":
-            embedding = self.teacher().model.base_model.embeddings.word_embeddings.weight
+        if self.init == "teacher":
+            embedding = self.teacher().word_embeddings
             with torch.no_grad():
                 student.embeddings.word.weight.copy_(project_teacher_embeddings(embedding, s.embed))
             self.log(f"{s.kind} embeddings projected from the teacher's (PCA to {s.embed})")
@@ -172,7 +194,7 @@ class RunContext:
         if self._vocab is None:
             s = self.cfg.student
             texts = self.train_set.texts + (self.unlabeled_set.texts if self.cfg.data.unlabeled else [])
-            embedding = self.teacher().model.base_model.embeddings.word_embeddings.weight
+            embedding = self.teacher().word_embeddings
             self._vocab = build_vocab_map(self.encoder, texts, embedding, keep=s.vocab_keep or None,
                                           size=s.vocab_size or None, metric=s.vocab_metric)
             info = {"original_size": self._vocab.original_size, "kept_size": self._vocab.kept_size,

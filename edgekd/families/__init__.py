@@ -1,0 +1,31 @@
+"""Teacher families: one small adaptor per file. To add a family, write a `Family` subclass
+in a new file, list it in FAMILIES, and add its tiny config to `edgekd.tiny.TINY_CONFIGS`
+(the family tests then cover it)."""
+
+from __future__ import annotations
+
+from edgekd.families.albert import Albert
+from edgekd.families.base import LAYER_PARTS, Embeddings, Family, QKVCapture, TeacherError
+from edgekd.families.bert import Bert
+from edgekd.families.deberta import Deberta
+from edgekd.families.distilbert import DistilBert
+from edgekd.families.electra import Electra
+from edgekd.families.modernbert import ModernBert
+from edgekd.families.roberta import Roberta
+
+FAMILIES: tuple[Family, ...] = (Bert(), Roberta(), Electra(), DistilBert(), Albert(), Deberta(), ModernBert())
+SUPPORTED = tuple(name for family in FAMILIES for name in family.names)
+LAYER_COPYING = tuple(name for family in FAMILIES if family.copies_layers for name in family.names)
+
+
+def family_of(config) -> Family:
+    """The adaptor for a Hugging Face config (TeacherError when edgekd has none)."""
+    for family in FAMILIES:
+        if config.model_type in family.names:
+            return family
+    raise TeacherError(f"teacher family {config.model_type!r} is not supported; edgekd distils from "
+                       f"{', '.join(SUPPORTED)} encoders")
+
+
+__all__ = ["FAMILIES", "LAYER_COPYING", "LAYER_PARTS", "SUPPORTED", "Embeddings", "Family", "QKVCapture",
+           "TeacherError", "family_of"]
