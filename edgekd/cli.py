@@ -85,6 +85,7 @@ def distill(
     student_init: Annotated[Optional[str], typer.Option("--student-init", help="Start the student from this BERT-family checkpoint's layers instead of the teacher's (e.g. for a DeBERTa or ModernBERT teacher).")] = None,
     vocab_keep: Annotated[Optional[float], typer.Option(help="GLMD vocabulary compression: keep this fraction of the tokens (0 < f <= 1).")] = None,
     vocab_size: Annotated[Optional[int], typer.Option(help="GLMD vocabulary compression: keep this many tokens (instead of --vocab-keep).")] = None,
+    augment: Annotated[Optional[int], typer.Option(help="Transfer set N x the labelled rows (masked words, embedding-neighbour swaps, n-gram spans; labelled by the teacher) for the attention and finetune stages. Default: on below 20k labelled rows (factor printed); 0 turns it off.")] = None,
     stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages: teacher,attention,baseline,finetune,branches.")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Epochs for every stage.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Steps for every stage (overrides epochs).")] = None,
@@ -114,6 +115,8 @@ def distill(
             overrides[key] = value
     data = {k: v for k, v in (("train", train), ("dev", dev), ("unlabeled", unlabeled), ("max_length", max_length),
                               ("text_column", text_column), ("label_column", label_column)) if v}
+    if augment is not None:
+        data["augment"] = augment
     if label_names:
         data["label_names"] = [n.strip() for n in label_names.split(",")]
     shape = {k: v for k, v in (("kind", student), ("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn),

@@ -38,6 +38,9 @@ class DataConfig:
     max_unlabeled: int = 0  # use the first N unlabelled rows (0 = all)
     max_length: int = 64  # tokens per text, [CLS] and [SEP] included
     label_noise: float = 0.0  # experiments: flip this share of the training labels at random (dev stays clean)
+    # transfer set N x the labelled rows (masking, embedding-neighbour swaps, n-gram spans), labelled by the
+    # teacher, for the attention and finetune stages; -1 = auto (on below AUGMENT_BELOW labelled rows); 0 = off
+    augment: int = -1
 
 
 @dataclass
@@ -65,6 +68,8 @@ class Optim:
     lr: float = 1e-4
     epochs: float = 1.0
     max_steps: int = 0  # overrides epochs when > 0
+    min_steps: int = 0  # data-size schedule: at least this many steps however few the rows (not with max_steps)
+    eval_every: int = 0  # > 0: score on dev every N steps and at the end, keep the best (0 = keep the last)
     batch_size: int = 32
     grad_accum: int = 1  # micro-batches per optimizer step
     warmup: float = 0.06  # fraction of steps
@@ -201,6 +206,8 @@ class DistillConfig:
             p.append(f"student.vocab_metric {s.vocab_metric!r} is not dot or cosine")
         if s.heads > 0 and s.hidden % s.heads:
             p.append(f"student.hidden {s.hidden} must divide by student.heads {s.heads}")
+        if self.data.augment < -1:
+            p.append(f"data.augment is a factor >= 0 (0 = off) or -1 (auto), got {self.data.augment}")
         if not 2 <= self.data.max_length <= 512:
             p.append(f"data.max_length must lie in [2, 512], got {self.data.max_length}")
         for name in _ALL_OPTIM:
@@ -211,6 +218,8 @@ class DistillConfig:
                 p.append(f"{name}.batch_size ({o.batch_size}) must be a positive multiple of grad_accum ({o.grad_accum})")
             if o.epochs <= 0 and o.max_steps <= 0:
                 p.append(f"{name}: epochs or max_steps must be positive")
+            if o.min_steps < 0 or o.eval_every < 0:
+                p.append(f"{name}: min_steps and eval_every must be >= 0")
         if not 0 < self.refine.threshold <= 1 and self.refine.score == "gold_prob":
             p.append("refine.threshold must lie in (0, 1] for score gold_prob")
         if self.refine.score not in ("gold_prob", "margin", "ratio"):
@@ -276,9 +285,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "data": {"max_train": 0, "max_unlabeled": 40000, "max_length": 64},
         "stages": ["teacher", "attention", "baseline", "finetune", "branches"],
-        "teacher_stage": {"epochs": 1.0, "max_train": 0},
+        # small labelled sets: at least 1000 steps (SST-2's 67k rows give 2105 / 4210 anyway), best on dev kept
+        "teacher_stage": {"epochs": 1.0, "max_train": 0, "min_steps": 1000, "eval_every": 250},
         "attention": {"epochs": 1.0},
-        "finetune": {"epochs": 2.0},
+        "finetune": {"epochs": 2.0, "min_steps": 1000, "eval_every": 500},
         "branches": {"epochs": 1.0},
     },
     # The full schedule: all of train, more epochs (GPU advised).
@@ -292,7 +302,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # Seconds on a laptop: for smoke tests.
     "tiny": {
-        "data": {"max_train": 64, "max_unlabeled": 64, "max_length": 32},
+        "data": {"max_train": 64, "max_unlabeled": 64, "max_length": 32, "augment": 0},
         "teacher_stage": {"max_train": 64, "max_steps": 4, "batch_size": 8},
         "refine": {"max_steps": 4, "batch_size": 8},
         "student": {"layers": 2, "hidden": 32, "heads": 2, "ffn": 64, "init": "random"},
@@ -324,4 +334,6 @@ def resolve_config(file: str | None = None, preset: str | None = None, overrides
 def optim_overrides(epochs: float | None, max_steps: int | None, batch_size: int | None) -> dict[str, Any]:
     """Flags that apply to every training stage."""
     one = {k: v for k, v in (("epochs", epochs), ("max_steps", max_steps), ("batch_size", batch_size)) if v is not None}
+    if epochs is not None or max_steps is not None:
+        one["min_steps"] = 0  # an explicit schedule wins over the data-size one
     return {name: dict(one) for name in _ALL_OPTIM} if one else {}

@@ -118,8 +118,12 @@ KD_LOSSES = {KDLoss.soft.value: soft_target_kl, KDLoss.mse.value: logit_mse}
 
 def task_distillation(student_logits, teacher_logits, labels, kind: str = "soft", temperature: float = 1.0,
                       weight: float = 0.5):
-    """(1 - weight) * CE(gold) + weight * KD(kind). Returns (loss, parts)."""
-    ce = F.cross_entropy(student_logits.float(), labels)
+    """(1 - weight) * CE(gold) + weight * KD(kind). Returns (loss, parts).
+
+    Rows labelled -1 (transfer rows, gold unknown) take KD only; CE is the mean over the others."""
+    gold = labels >= 0
+    ce = F.cross_entropy(student_logits[gold].float(), labels[gold]) if bool(gold.any()) \
+        else student_logits.new_zeros((), dtype=torch.float32)
     kd = KD_LOSSES[kind](student_logits, teacher_logits, temperature)
     return (1.0 - weight) * ce + weight * kd, {"ce": ce.detach(), "kd": kd.detach()}
 

@@ -59,6 +59,7 @@ class RunFolder:
     teacher = property(lambda self: self.root / "teacher")
     teacher_logits = property(lambda self: self.root / "teacher_logits.pt")
     refined_logits = property(lambda self: self.root / "refined_logits.pt")
+    transfer = property(lambda self: self.root / "transfer")  # the augmented transfer set and its teacher logits
     student = property(lambda self: self.root / "student")
     state = property(lambda self: self.root / "state.json")
     metrics = property(lambda self: self.root / "metrics.json")

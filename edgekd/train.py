@@ -104,8 +104,22 @@ def setup_distributed(device: str) -> torch.device:
 
 
 def total_steps(opt: Optim, rows: int) -> int:
+    """max_steps when given; else the epochs' steps, at least min_steps (the data-size schedule)."""
     per_epoch = max(1, math.ceil(rows / opt.batch_size))
-    return opt.max_steps if opt.max_steps > 0 else max(1, math.ceil(opt.epochs * per_epoch))
+    return opt.max_steps if opt.max_steps > 0 else max(1, math.ceil(opt.epochs * per_epoch), opt.min_steps)
+
+
+def schedule_note(name: str, stats: dict, rows: int, opt: Optim) -> str:
+    """One line saying what schedule a stage ran and which checkpoint it kept."""
+    per_epoch = max(1, math.ceil(rows / opt.batch_size))
+    why = ("--max-steps" if opt.max_steps > 0 else
+           f"min_steps {opt.min_steps} (the data-size schedule: {opt.epochs:g} epochs would be "
+           f"{math.ceil(opt.epochs * per_epoch)})" if opt.min_steps > math.ceil(opt.epochs * per_epoch) else
+           f"{opt.epochs:g} epochs")
+    note = f"{name}: {stats['steps']} steps over {rows} rows ({stats['steps'] / per_epoch:.1f} epochs; {why})"
+    if "best_step" in stats:
+        note += f"; kept step {stats['best_step']} (dev {stats['best_score']:.4f}; last {stats['last_score']:.4f})"
+    return note
 
 
 GROUP_BATCHES = 50  # length grouping window, in batches
@@ -133,13 +147,14 @@ def epoch_batches(epoch: int, lengths: torch.Tensor, batch_size: int, seed: int)
 
 
 
-def _save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, step: int) -> None:
+def _save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, step: int, best: dict | None = None) -> None:
     state = {
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "step": step,
         "rng": torch.get_rng_state(),
+        "best": best or None,
     }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -157,12 +172,16 @@ def train_loop(
     device: torch.device,
     checkpoint_dir: Path,
     on_step: Callable[[int], None] | None = None,
+    evaluate: Callable[[], float] | None = None,
 ) -> dict[str, float]:
     """Train `parameters` of `model` for the stage's steps; resumable.
 
     `loss_fn(module, batch)` gets the (possibly DDP-wrapped) model. Returns
     {"steps", "seconds", "examples_per_s", "loss"}. `on_step(step)` is called
     after each finished step (tests use it to simulate an interruption).
+    With `evaluate` (a dev score, higher is better) and opt.eval_every > 0 the
+    model is scored every eval_every steps and at the end, and the best state is
+    what the model holds on return ("best_step", "best_score" in the result).
     """
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     path = checkpoint_dir / CHECKPOINT
@@ -173,6 +192,8 @@ def train_loop(
         optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
     )
     start = 0
+    best: dict = {}  # {"score", "step", "state"} of the best dev score so far
+    tracking = evaluate is not None and opt.eval_every > 0
     # A stage's randomness (dropout) starts from its own seed, not from whatever earlier stages in this
     # process consumed: a run killed before the stage's first checkpoint and resumed in a new process
     # then trains bit-for-bit like one that never stopped.
@@ -184,6 +205,7 @@ def train_loop(
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         start = state["step"]
+        best = state.get("best") or {}
     rank, world = rank_world()
     module = model
     trained = {id(p) for p in parameters}
@@ -226,8 +248,11 @@ def train_loop(
                         ex_s=f"{seen / (time.perf_counter() - began):.0f}", refresh=False)
         bar.update(1)
         done = step + 1
+        if tracking and (done % opt.eval_every == 0 or done == steps):
+            best = _track_best(model, evaluate, done, best)
+            bar.set_postfix(dev=f"{best['last']:.4f}", best=f"{best['score']:.4f}@{best['step']}", refresh=False)
         if rank == 0 and (done % opt.checkpoint_every == 0 or done == steps):
-            _save_checkpoint(path, model, optimizer, scheduler, done)
+            _save_checkpoint(path, model, optimizer, scheduler, done, best)
         if on_step is not None:
             on_step(done)
     bar.close()
@@ -235,5 +260,22 @@ def train_loop(
         p.requires_grad_(True)
     model.eval()
     seconds = time.perf_counter() - began
-    return {"steps": steps, "seconds": round(seconds, 2), "examples_per_s": round(seen / max(seconds, 1e-9), 1),
-            "loss": loss_value, "first_losses": first_losses}
+    stats = {"steps": steps, "seconds": round(seconds, 2), "examples_per_s": round(seen / max(seconds, 1e-9), 1),
+             "loss": loss_value, "first_losses": first_losses}
+    if best:
+        if best["step"] != steps:
+            model.load_state_dict(best["state"])
+        stats.update(best_step=best["step"], best_score=best["score"], last_score=best["last"])
+    return stats
+
+
+def _track_best(model: nn.Module, evaluate: Callable[[], float], step: int, best: dict) -> dict:
+    """Score the model now; keep a CPU copy of its state when it beats the best so far."""
+    model.eval()
+    with torch.no_grad():
+        score = float(evaluate())
+    model.train()
+    if not best or score > best["score"]:
+        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        return {"score": score, "step": step, "state": state, "last": score}
+    return {**best, "last": score}

@@ -7,9 +7,13 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+import hashlib
+
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 
+from edgekd.augment import Augmenter, auto_factor, embedding_neighbours
 from edgekd.config import ConfigError, DistillConfig
 from edgekd.data import TextDataset, read_labelled, read_unlabelled
 from edgekd.evaluate import accuracy, all_exit_logits, classifier_logits, exit_table
@@ -118,6 +122,7 @@ class RunContext:
         self.unlabeled = TokenizedData(self.encoder, self.unlabeled_set.texts)
         self._teacher = None
         self._vocab: VocabMap | None = None
+        self._transfer: tuple[list[str], torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ helpers
     def teacher_source(self) -> str:
@@ -236,6 +241,66 @@ class RunContext:
         if self.run.refined_logits.is_file() and "refine" in self.run.finished():
             return torch.load(self.run.refined_logits, map_location="cpu", weights_only=True)
         return self.teacher_logits()
+
+    # ------------------------------------------------------------ transfer set (small labelled data)
+    def augment_factor(self) -> int:
+        """data.augment, or for auto (-1) the factor the labelled set's size calls for (0 = off)."""
+        return auto_factor(len(self.train_set)) if self.cfg.data.augment < 0 else self.cfg.data.augment
+
+    def transfer(self) -> tuple[list[str], torch.Tensor] | None:
+        """(variants of the labelled texts, teacher logits of variants + --unlabeled texts), or None when off.
+
+        Built once (seeded, with a progress bar) and cached in transfer/; a resumed run reuses it unchanged."""
+        factor = self.augment_factor()
+        if factor == 0:
+            return None
+        if self._transfer is not None:
+            return self._transfer
+        folder = self.run.transfer
+        extra = self.unlabeled_set.texts if self.cfg.data.unlabeled else []
+        meta = {"factor": factor, "seed": self.cfg.seed, "labelled_rows": len(self.train_set),
+                "labelled_sha256": hashlib.sha256("\n".join(self.train_set.texts).encode()).hexdigest(),
+                "unlabeled_rows": len(extra)}
+        if read_json(folder / "meta.json", None) == meta and (folder / "logits.pt").is_file():
+            variants = read_json(folder / "variants.json", [])
+            logits = torch.load(folder / "logits.pt", map_location="cpu", weights_only=True)
+            self.log(f"transfer set: {len(variants)} variants ({factor}x) + {len(extra)} unlabelled rows, "
+                     f"reused from {folder}")
+        else:
+            self.log(f"transfer set: {factor}x the {len(self.train_set)} labelled rows (augmentation; data.augment "
+                     f"{self.cfg.data.augment}{' = auto' if self.cfg.data.augment < 0 else ''}, 0 turns it off)")
+            teacher = self.teacher()
+            vocab = self.encoder.tokenizer.get_vocab()
+            words = {w.lower() for text in self.train_set.texts for w in text.split()}
+            mask = next((t for t in ("[MASK]", "<mask>") if t in vocab), None)
+            augmenter = Augmenter(mask, embedding_neighbours(words, vocab, teacher.word_embeddings))
+            with tqdm(total=len(self.train_set), desc="transfer set", unit="text", disable=self.rank != 0) as bar:
+                variants = augmenter.transfer_set(self.train_set.texts, factor, self.cfg.seed, bar.update)
+            self.log(f"teacher logits on {len(variants) + len(extra)} transfer rows")
+            data = TokenizedData(self.encoder, variants + extra)
+            logits = classifier_logits(lambda i, m: teacher(i, m).logits, data, self.device).cpu()
+            if self.rank == 0:
+                tmp = folder.with_name("transfer.tmp")
+                shutil.rmtree(tmp, ignore_errors=True)
+                tmp.mkdir(parents=True)
+                write_json(tmp / "variants.json", variants)
+                torch.save(logits, tmp / "logits.pt")
+                write_json(tmp / "meta.json", meta)
+                replace_folder(tmp, folder)
+            barrier()
+        self._transfer = (variants, logits)
+        return self._transfer
+
+    def attention_data(self) -> TokenizedData:
+        """Unlabelled text for the attention stage: --unlabeled (or the train texts) + the transfer variants."""
+        transfer = self.transfer()
+        if transfer is None:
+            return self.unlabeled
+        return TokenizedData(self.encoder, self.unlabeled_set.texts + transfer[0])
+
+    def dev_accuracy(self, forward) -> float:
+        """Accuracy on dev of `forward(ids, mask) -> logits` (the best-checkpoint score)."""
+        return accuracy(classifier_logits(forward, self.dev, self.device), self.dev.labels)
 
     def teacher_logits(self) -> torch.Tensor:
         """The teacher's logits on the training rows, computed once and cached."""

@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
+import torch
+
 from edgekd import losses
 from edgekd.stages.context import RunContext
-from edgekd.train import train_loop
+from edgekd.train import TokenizedData, schedule_note, train_loop
 
 
 def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
-    """Train `student` on the labelled rows: CE alone (kd_weight 0) or mixed with task distillation."""
+    """Train `student` on the labelled rows: CE alone (kd_weight 0) or mixed with task distillation; with a
+    transfer set (data.augment), KD on every row and CE on the labelled rows only (label -1 marks the rest)."""
     f = ctx.cfg.finetune
     targets = ctx.train_targets() if kd_weight > 0 else None
-    ctx.train.targets = targets
+    transfer = ctx.transfer() if kd_weight > 0 else None
+    data = ctx.train
+    if transfer is not None:
+        texts = ctx.train_set.texts + transfer[0] + (ctx.unlabeled_set.texts if ctx.cfg.data.unlabeled else [])
+        labels = ctx.train.labels.tolist() + [-1] * len(transfer[1])
+        data = TokenizedData(ctx.encoder, texts, labels, torch.cat([targets.float().cpu(), transfer[1].float()]))
+        ctx.log(f"{name}: {len(ctx.train)} labelled rows (CE + KD) and {len(transfer[1])} transfer rows (KD)")
+    else:
+        data.targets = targets
 
     def loss_fn(module, batch):
         logits = module(batch.input_ids, batch.mask, exits=False).logits
@@ -25,12 +36,14 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
     params = (student.backbone_parameters() + list(student.heads[-1].parameters()) if hasattr(student, "heads")
               else list(student.parameters()))
     try:
-        stats = train_loop(name, student, params, loss_fn, ctx.train, f, ctx.cfg.seed, ctx.device,
-                           ctx.run.stage(name), ctx.step_hook(name))
+        stats = train_loop(name, student, params, loss_fn, data, f, ctx.cfg.seed, ctx.device, ctx.run.stage(name),
+                           ctx.step_hook(name), evaluate=lambda: ctx.dev_accuracy(
+                               lambda i, m: student(i, m, exits=False).logits))
     finally:
         ctx.train.targets = None
+    ctx.log(schedule_note(name, stats, len(data), f))
     ctx.save_student(name, student)
-    return {**ctx.student_dev(student), **stats}
+    return {**ctx.student_dev(student), **stats, "transfer_rows": 0 if transfer is None else len(transfer[1])}
 
 
 class FinetuneStage:

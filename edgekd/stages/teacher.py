@@ -10,7 +10,7 @@ import torch
 from edgekd.evaluate import accuracy, classifier_logits
 from edgekd.run_folder import replace_folder
 from edgekd.teacher import has_task_head, load_teacher
-from edgekd.train import TokenizedData, barrier, train_loop
+from edgekd.train import TokenizedData, barrier, schedule_note, train_loop
 from edgekd.stages.context import RunContext, classifier_ce
 
 
@@ -31,7 +31,10 @@ class TeacherStage:
             data = ctx.train if len(rows) == len(ctx.train_set) else TokenizedData(ctx.encoder, rows.texts, rows.labels)
 
             stats = train_loop("teacher", model, list(model.parameters()), classifier_ce, data, ctx.cfg.teacher_stage,
-                               ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"), ctx.step_hook("teacher"))
+                               ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"), ctx.step_hook("teacher"),
+                               evaluate=lambda: ctx.dev_accuracy(
+                                   lambda i, m: model(input_ids=i, attention_mask=m).logits))
+            ctx.log(schedule_note("teacher", stats, len(data), ctx.cfg.teacher_stage))
         if ctx.rank == 0:
             tmp = ctx.run.root / "teacher.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
