@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -102,8 +103,14 @@ def student_torch_exit_system(student, encoder: TextEncoder, labels: list[str], 
 def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike,
               run_dir: str | os.PathLike | None = None, speeds: list[float] | None = None,
               latency_texts: int = 200, limit: int | None = None, stem: str = "bench",
-              thread_study: bool = True, also: list[str] | None = None, js: bool = True, log=print) -> dict:
-    """Benchmark a bundle against its baselines on labelled `data`; write JSON + markdown (+ plots)."""
+              thread_study: bool = True, also: list[str] | None = None, js: bool = True, log=print,
+              competitors: bool = False, train: str | os.PathLike | None = None,
+              profile: bool = False) -> dict:
+    """Benchmark a bundle against its baselines on labelled `data`; write JSON + markdown (+ plots).
+
+    competitors: also what a user would deploy instead (edgekd.competitors: the teacher the Optimum way,
+    fastText, TF-IDF + LR, model2vec), trained on `train` (default: the run's train file).
+    profile: onnxruntime's per-node profile of one batch through the compiled graph (<stem>_profile.json/.md)."""
     speeds = list(DEFAULT_SPEEDS if speeds is None else speeds)
     model = runtime.load(bundle, warmup=True, engine="graph" if runtime.read_manifest(bundle).student != "transformer"
                          else "staged")
@@ -136,6 +143,13 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
                               atol=2e-4, name="teacher")
             systems.append(onnx_system("teacher, one ONNX graph", "teacher-onnx", tmp / "teacher.onnx", encoder, labels,
                                        teacher.config.num_hidden_layers))
+            if competitors:
+                from edgekd.competitors import teacher_optimum
+
+                log("the teacher the Optimum way: fused by onnxruntime's transformer optimizer, dynamic int8")
+                systems.append(teacher_optimum(tmp / "teacher.onnx", teacher.config.num_attention_heads,
+                                               teacher.config.hidden_size, encoder, labels,
+                                               teacher.config.num_hidden_layers, tmp))
         log("exporting the student as one ONNX graph")
         export_full_graph(student, tmp / "student.onnx", student.config.original_vocab_size or student.config.vocab_size,
                           model.manifest.max_length, name="student")
@@ -144,6 +158,8 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
         if hasattr(student, "heads"):  # an early-exit student (BiLSTM / TextCNN have no exits)
             calibrated = model.manifest.default_speed
             systems.append(student_torch_exit_system(student.eval(), encoder, labels, calibrated or 0.3))
+    if competitors:
+        systems += _competitors(run_dir, train, labels, model, tmp, log)
     systems += [staged_system(model, s, size) for s in speeds]
     if graph is not None:
         systems += [staged_system(graph, s, size, kind="edgekd-graph") for s in speeds]
@@ -224,6 +240,13 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
                   "(full graph's latency x layers used / all layers, over this latency).\n")
     for j in payload["js_vs_python"]:
         table += f"\n{j['js']} vs {j['python']}: {j['b1_ratio']:.2f}x the batch-1 latency.\n"
+    if profile and graph is not None:
+        payload["profile"] = profile_graph(graph, texts, Path(out), stem, log)
+        table += "\n" + payload["profile"]["markdown"]
+    if competitors:
+        payload["pareto"] = pareto(rows)
+        table += "\n" + payload["pareto"]["markdown"]
+        _pareto_plot(rows, Path(out), stem.replace("bench", "pareto") if "bench" in stem else f"{stem}_pareto")
     json_path, md_path = write_results(Path(out), stem, payload, table)
     _plots(rows, Path(out), stem)
     log(table)
@@ -399,3 +422,109 @@ def _plots(rows, out: Path, stem: str) -> None:
     fig.tight_layout()
     fig.savefig(out / f"{stem}.png", dpi=120)
     plt.close(fig)
+
+
+def _competitors(run_dir, train, labels: list[str], model, work: Path, log) -> list[System]:
+    """fastText, TF-IDF + LR and model2vec trained on the run's (or the given) train split."""
+    from edgekd import competitors as c
+
+    if train is None and run_dir is not None:
+        train = json.loads((Path(run_dir) / "config.json").read_text())["data"]["train"]
+    if train is None:
+        raise ValueError("--competitors needs the training file: give --teacher RUN_DIR or --train PATH")
+    rows = read_labelled(train, label_names=labels, label_values=model.manifest.label_values)
+    log(f"competitors trained on {len(rows.texts)} rows of {train}")
+    systems = [c.fasttext_system(rows.texts, rows.labels, labels, work),
+               c.tfidf_system(rows.texts, rows.labels, labels, work)]
+    backbone = Path(run_dir) / "teacher" if run_dir is not None and (Path(run_dir) / "teacher").is_dir() else None
+    if backbone is not None:
+        log("model2vec: distilling static embeddings from the teacher (a minute on 2 cores)")
+        systems.append(c.model2vec_system(backbone, rows.texts, rows.labels, labels, work))
+    return systems
+
+
+def pareto(rows) -> dict:
+    """Which systems no other system beats on both accuracy and batch-1 latency; for each edgekd
+    compiled-graph point, any system that does ("dominated_by")."""
+    points = [r for r in rows if r.kind not in ("edgekd-variant",) and r.p50_ms_b1]
+    front = [r.name for r in points if not any(o.accuracy > r.accuracy and o.p50_ms_b1 < r.p50_ms_b1 for o in points)]
+    edgekd = [r for r in points if r.kind.startswith("edgekd-graph")]
+    others = [r for r in points if not r.kind.startswith("edgekd")]
+    beaten = {r.name: [o.name for o in others if o.accuracy > r.accuracy and o.p50_ms_b1 < r.p50_ms_b1]
+              for r in edgekd}
+    lines = ["### Accuracy / batch-1 latency frontier", "",
+             "| system | accuracy % | p50 ms b1 | on the frontier |", "|---|---|---|---|"]
+    for r in sorted(points, key=lambda r: r.p50_ms_b1):
+        lines.append(f"| {r.name} | {100 * r.accuracy:.2f} | {r.p50_ms_b1:.3f} | {'yes' if r.name in front else ''} |")
+    lines.append("")
+    worst = {k: v for k, v in beaten.items() if v}
+    lines.append("No baseline is both more accurate and faster than any edgekd compiled-graph point." if not worst else
+                 "edgekd points beaten on both axes: " + "; ".join(f"{k} by {', '.join(v)}" for k, v in worst.items()))
+    return {"frontier": front, "edgekd_dominated_by": beaten, "markdown": "\n".join(lines) + "\n"}
+
+
+def _pareto_plot(rows, out: Path, stem: str) -> None:
+    """Accuracy against batch-1 latency (log scale): edgekd's compiled graph as curves over speeds
+    (fp32 and int8), every other system as a point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    curves: dict[str, list] = {}
+    for r in rows:
+        if r.kind.startswith("edgekd-graph"):
+            curves.setdefault(r.kind, []).append(r)
+    for kind, curve in curves.items():
+        curve = sorted(curve, key=lambda r: r.speed)
+        ax.plot([r.p50_ms_b1 for r in curve], [100 * r.accuracy for r in curve], "o-", ms=4,
+                label=f"edgekd {CURVE_NAMES.get(kind, kind)}")
+        for r in curve:
+            ax.annotate(f"{r.speed:g}", (r.p50_ms_b1, 100 * r.accuracy), fontsize=6, xytext=(2, 3),
+                        textcoords="offset points")
+    markers = iter("sD^vP*Xh<>")
+    for r in rows:
+        if not r.kind.startswith("edgekd") and r.kind != "student-torch-exit":
+            ax.plot(r.p50_ms_b1, 100 * r.accuracy, next(markers, "s"), ms=7, label=r.name)
+    ax.set_xscale("log")
+    ax.set_xlabel("p50 latency at batch 1 (ms, log scale)")
+    ax.set_ylabel("dev accuracy (%)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / f"{stem}.png", dpi=120)
+    plt.close(fig)
+
+
+def profile_graph(model: runtime.EdgeModel, texts: list[str], out: Path, stem: str, log, batch: int = 32) -> dict:
+    """onnxruntime's profile of one batch through the compiled graph at the bundle's speed: the raw
+    Chrome-trace JSON beside the results, and the time per operator type."""
+    import collections
+
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(out / f"{stem}_profile")
+    path = Path(model.path) / model.manifest.graph.file
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ids, mask = model.encoder(texts[:batch])
+    feed = {"input_ids": ids, "attention_mask": mask, "speed": np.array(model.manifest.default_speed, np.float32)}
+    session.run(None, feed)
+    trace = Path(session.end_profiling())
+    target = out / f"{stem}_profile.json"
+    os.replace(trace, target)
+    events = json.loads(target.read_text())
+    per_op: dict[str, float] = collections.defaultdict(float)
+    for e in events:
+        op = e.get("args", {}).get("op_name", "?")
+        # an If's time holds its branch's nodes, which the profile also lists one by one: not counted twice
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and op not in ("If", "Loop"):
+            per_op[op] += e.get("dur", 0) / 1e3
+    total = sum(per_op.values()) or 1.0
+    top = sorted(per_op.items(), key=lambda kv: -kv[1])[:12]
+    lines = [f"### Where the time goes: one batch of {len(ids)} through model.onnx at speed "
+             f"{model.manifest.default_speed:g} (onnxruntime profile, {target.name})", "",
+             "| operator | ms | share |", "|---|---|---|"]
+    lines += [f"| {op} | {ms:.3f} | {100 * ms / total:.1f}% |" for op, ms in top]
+    log(f"profile written to {target}")
+    return {"file": target.name, "ms_by_op": dict(top), "kernel_ms": total, "markdown": "\n".join(lines) + "\n"}

@@ -158,6 +158,7 @@ def export(
     vocab_keep: Annotated[Optional[float], typer.Option(help="Compress the vocabulary (GLMD): keep this fraction of the tokens (0 < f <= 1).")] = None,
     vocab_size: Annotated[Optional[int], typer.Option(help="Compress the vocabulary (GLMD): keep this many tokens (instead of --vocab-keep).")] = None,
     vocab_metric: Annotated[str, typer.Option(help="Nearest kept token by dot | cosine.")] = "dot",
+    optimize: Annotated[str, typer.Option(help="Layer graphs: none (plain) | fused (onnxruntime transformer optimizer) | auto (time both on this machine at batch 1 and 32, keep the faster; the choice and timings go into the manifest). model.onnx always stays plain ONNX.")] = "auto",
 ) -> None:
     """Export a run's student as a bundle: model.onnx (early exit compiled in), one graph per layer, tokenizer,
     manifest; every graph checked against torch, model.onnx against the staged graphs."""
@@ -165,7 +166,7 @@ def export(
 
     result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed, precision=quantize,
                         data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_size=vocab_size,
-                        vocab_metric=vocab_metric)
+                        vocab_metric=vocab_metric, optimize=optimize)
     worst = max((c.max_diff for c in result.checks), default=0.0)
     _err(f"wrote {result.path} ({len(result.manifest.stages)} stages, {result.manifest.precision}; "
          f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")
@@ -284,6 +285,9 @@ def bench(
     limit: Annotated[Optional[int], typer.Option(help="Use only the first N texts.")] = None,
     also: Annotated[Optional[list[Path]], typer.Option(help="Another bundle of the same student (e.g. int8) measured beside it at the same speeds.")] = None,
     js: Annotated[bool, typer.Option(help="Add the compiled graph in Node and in Chromium (needs node, js/node_modules, chromium).")] = True,
+    competitors: Annotated[bool, typer.Option(help="Add what a user would deploy instead: the teacher fused + int8 (the Optimum way), fastText, TF-IDF + LR, model2vec; and the accuracy/latency frontier plot.")] = False,
+    train: Annotated[Optional[Path], typer.Option(help="Training file for --competitors (default: the run's).")] = None,
+    profile: Annotated[bool, typer.Option(help="Write onnxruntime's per-node profile of one batch through model.onnx (<stem>_profile.json) and its time per operator.")] = False,
 ) -> None:
     """Accuracy, layers, FLOPs, latency and throughput of a bundle beside its baselines, in one run."""
     from edgekd.baselines import run_bench
@@ -295,7 +299,8 @@ def bench(
     except ValueError as exc:
         raise typer.BadParameter(f"--speeds: {exc}") from None
     run_bench(bundle, data, out, teacher, values, latency_texts, limit, stem,
-              also=[str(p) for p in also or []], js=js, log=_err)
+              also=[str(p) for p in also or []], js=js, log=_err, competitors=competitors, train=train,
+              profile=profile)
 
 
 @app.command()

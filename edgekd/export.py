@@ -56,18 +56,24 @@ def precision_agreement(bundle: Path, student, data: str | os.PathLike,
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False, atol: float = 1e-4,
                default_speed: float = 0.0, precision: str = "fp32", data: str | os.PathLike | None = None,
                max_drop: float | None = None, vocab_keep: float | None = None, vocab_size: int | None = None,
-               vocab_metric: str = "dot") -> ExportResult:
+               vocab_metric: str = "dot", optimize: str = "none") -> ExportResult:
     """Export `run_dir/student` (tokenizer, labels and max_length from the run) to bundle `out`.
 
     `vocab_keep` (a fraction) or `vocab_size` (a count) compresses the vocabulary of an existing student (GLMD; counts
     from the run's train + unlabelled text, nearest tokens by the teacher's
     input embeddings, or the student's own when the run has no teacher).
     `precision` int8 (CPU) or fp16 (GPU) rewrites the validated fp32 graphs.
+    `optimize` none | fused | auto: each layer graph plain or fused, auto by timing both here (`edgekd export`
+    defaults to auto; the Python default stays none so that tests export fast).
     With `data`, quantized bundles get an agreement report in the manifest and,
     with `max_drop`, any bundle is calibrated on it.
     """
+    from exporters.optimize import OPTIMIZE_MODES
+
     if precision not in PRECISIONS:
         raise ExportError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if optimize not in OPTIMIZE_MODES:
+        raise ExportError(f"--optimize {optimize!r} is not one of {', '.join(OPTIMIZE_MODES)}")
     run = RunFolder(Path(run_dir))
     if not run.root.is_dir():
         raise ExportError(f"{run.root} is not a folder; give the run folder written by `edgekd distill`")
@@ -118,7 +124,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
                                    overwrite=overwrite, postprocess=finish, finish=measure)
     else:
         result = export_student(student, tokenizer, labels, out, max_length, atol=atol,
-                                overwrite=overwrite, default_speed=default_speed, postprocess=finish, finish=measure)
+                                overwrite=overwrite, default_speed=default_speed, postprocess=finish, finish=measure,
+                                optimize=optimize)
     result.manifest = read_manifest(result.path)
     return result
 

@@ -22,6 +22,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from exporters.optimize import choose_stage_graphs
 from exporters.compile import compile_early_exit, compile_single
 from exporters.stages import DEFAULT_OPSET, StageSpec, example_inputs, export_specs, student_stage_specs
 from exporters.validate import Check, ExportValidationError, graph_cases, validate_compiled, validate_student_stages
@@ -113,6 +114,7 @@ def export_student(
     default_speed: float = 0.0,
     postprocess: Callable[[Path, Manifest], Manifest] | None = None,
     finish: Callable[[Path], None] | None = None,
+    optimize: str = "none",
 ) -> ExportResult:
     """Export an early-exit student to a bundle folder `out`.
 
@@ -120,7 +122,8 @@ def export_student(
     and has a `.config` with hidden_size, num_layers, vocab_size and
     original_vocab_size. Every stage is validated against torch (atol) before
     the bundle is moved into place. `postprocess(folder, manifest)` may rewrite
-    graphs (quantization) before the manifest is written.
+    graphs (quantization) before the manifest is written. `optimize` (none | fused |
+    auto) picks each layer graph's form by measurement (exporters.optimize).
     """
     cfg = model.config
     _check_inputs(cfg, labels, tokenizer_file)
@@ -130,7 +133,8 @@ def export_student(
     input_vocab = cfg.original_vocab_size or cfg.vocab_size
     specs = student_stage_specs(model)
     return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
-                         default_speed, postprocess, student="transformer", finish=finish)
+                         default_speed, postprocess, student="transformer", finish=finish, optimize=optimize,
+                         num_heads=cfg.num_heads)
 
 
 def export_classifier(
@@ -167,7 +171,8 @@ def _check_inputs(cfg, labels: list[str], tokenizer_file) -> None:
 
 
 def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
-                  default_speed, postprocess, student: str, finish=None) -> ExportResult:
+                  default_speed, postprocess, student: str, finish=None, optimize: str = "none",
+                  num_heads: int = 0) -> ExportResult:
     with atomic_folder(Path(out), overwrite) as folder:
         inputs = {f: example_inputs(s, cfg.hidden_size, input_vocab) for f, s in specs.items()}
         export_specs(specs, folder, inputs, opset)
@@ -182,6 +187,11 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
         if postprocess is not None:
             manifest = postprocess(folder, manifest)
         manifest.compiled_check = add_compiled_graph(folder, manifest, atol)
+        if manifest.precision == "fp32":  # after model.onnx is composed from the plain (portable) graphs
+            manifest.optimization = choose_stage_graphs(folder, manifest, optimize, num_heads, atol)
+        elif optimize != "none":
+            manifest.optimization = {"mode": optimize, "stages": {}, "skipped": f"{manifest.precision} graphs are "
+                                     "kept as quantized (fuse before quantizing: see the teacher-optimum baseline)"}
         stamp_stages(folder, manifest, getattr(cfg, "max_position", 0))
         for stage in manifest.stages:
             stage.sha256 = sha256_file(folder / stage.file)

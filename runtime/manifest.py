@@ -114,6 +114,8 @@ class Manifest:
     precision_check: dict[str, Any] | None = None
     # model.onnx against the staged graphs at export: rows compared, agreement, max logit difference
     compiled_check: dict[str, Any] | None = None
+    # how each layer graph was chosen (export --optimize): mode, per-stage fused ops, timings, choice and why
+    optimization: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,7 +194,7 @@ _TOP = {"labels": (list, False), "max_length": (_INT, False), "hidden_size": (_I
         "producer": (dict, False), "student": (_STR, False), "precision": (_STR, False),
         "default_speed": (_NUM, False), "tokenizer": (_STR, False), "tokenizer_sha256": (_STR, True),
         "label_values": (list, True), "calibration": (dict, True), "precision_check": (dict, True),
-        "compiled_check": (dict, True), "schema_version": (_INT, False)}
+        "compiled_check": (dict, True), "optimization": (dict, True), "schema_version": (_INT, False)}
 _STAGE = {"index": (_INT, False), "name": (_STR, False), "file": (_STR, False), "sha256": (_STR, False),
           "kind": (_STR, False)}
 _VOCAB = {"original_size": (_INT, False), "kept_size": (_INT, False), "remap_in_graph": ((bool,), False),

@@ -53,3 +53,46 @@ def test_bench_command_writes_json_markdown_and_plot(finished_run, tiny_data, tm
     assert eff["edgekd graph, speed 0"]["b1"] == full["p50_ms_b1"] / graph0["p50_ms_b1"]
     assert (out / "bench.md").read_text().count("\n|") >= 8
     assert (out / "bench.png").stat().st_size > 1000
+
+
+def test_pareto_names_the_frontier_and_who_beats_an_edgekd_point():
+    from edgekd.baselines import pareto
+    from edgekd.bench import Row
+
+    def row(name, kind, acc, ms):
+        return Row(name, kind, 0.0, acc, 1.0, None, ms, ms, 1.0, None, None, None)
+
+    rows = [row("edgekd graph, speed 0", "edgekd-graph", 0.88, 2.0), row("edgekd graph, speed 0.5", "edgekd-graph", 0.87, 1.0),
+            row("teacher", "teacher-optimum", 0.875, 1.5), row("fastText", "fasttext", 0.80, 0.01)]
+    result = pareto(rows)
+    assert set(result["frontier"]) == {"edgekd graph, speed 0", "edgekd graph, speed 0.5", "teacher", "fastText"}
+    assert result["edgekd_dominated_by"] == {"edgekd graph, speed 0": [], "edgekd graph, speed 0.5": []}
+    rows.append(row("magic", "tfidf-lr", 0.90, 0.5))
+    result = pareto(rows)
+    assert result["edgekd_dominated_by"]["edgekd graph, speed 0.5"] == ["magic"]
+    assert "beaten on both axes" in result["markdown"]
+
+
+@pytest.mark.slow
+def test_competitors_and_profile_sit_beside_edgekd_in_one_run(tiny_teacher_dir, tiny_data, tmp_path):
+    import json
+
+    from edgekd.baselines import run_bench
+    from edgekd.export import export_run
+    from edgekd.pipeline import distill
+    from tests.conftest import tiny_config
+
+    run = distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher", "finetune"]),
+                  log=lambda _: None)
+    bundle = export_run(run, tmp_path / "bundle").path
+    run_bench(bundle, tiny_data["dev"], tmp_path / "out", run_dir=run, latency_texts=5, speeds=[0.0],
+              thread_study=False, js=False, log=lambda _: None, competitors=True, profile=True, stem="bench_t")
+    payload = json.loads((tmp_path / "out" / "bench_t.json").read_text())
+    rows = {r["kind"]: r for r in payload["rows"]}
+    for kind in ("teacher-optimum", "fasttext", "tfidf-lr", "model2vec"):
+        assert 0.0 <= rows[kind]["accuracy"] <= 1.0 and rows[kind]["p50_ms_b1"] > 0, kind
+    assert (tmp_path / "out" / "pareto_t.png").stat().st_size > 10_000
+    assert payload["pareto"]["frontier"]
+    profile = payload["profile"]
+    assert (tmp_path / "out" / profile["file"]).is_file() and profile["kernel_ms"] > 0
+    assert "MatMul" in "".join(profile["ms_by_op"]) and "If" not in profile["ms_by_op"]

@@ -1,0 +1,122 @@
+"""What a user would deploy instead of edgekd, built the way they would build it, as bench systems.
+
+- teacher-optimum: the fine-tuned teacher as one ONNX graph, fused by onnxruntime's transformer
+  optimizer and dynamically quantized to int8 (what `optimum-cli export onnx` + `optimum-cli onnxruntime
+  quantize` give), run with onnxruntime's default session options;
+- fasttext: supervised fastText on the same train split (bigrams, 10 epochs);
+- tfidf-lr: TF-IDF (words and bigrams) + logistic regression (scikit-learn);
+- model2vec: static embeddings distilled from the teacher's backbone (model2vec.distill, PCA 256) with a
+  logistic-regression head trained on the train split.
+
+Each builder trains / converts once into `work` and returns a `System` whose predict takes raw texts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.bench import System
+
+FASTTEXT_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def teacher_optimum(teacher_onnx: Path, num_heads: int, hidden_size: int, encoder, labels: list[str], layers: int,
+                    work: Path) -> System:
+    """The teacher graph fused (model type bert) then dynamic int8 (float default tensors for the fused ops)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
+
+    from edgekd.baselines import onnx_system
+
+    fused = work / "teacher-fused.onnx"
+    out = work / "teacher-optimum-int8.onnx"
+    if not out.is_file():
+        model = optimizer.optimize_model(str(teacher_onnx), model_type="bert", num_heads=num_heads,
+                                         hidden_size=hidden_size)
+        model.save_model_to_file(str(fused))
+        quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return onnx_system("teacher, fused + dynamic int8 (Optimum way)", "teacher-optimum", out, encoder, labels, layers)
+
+
+def _fasttext_line(text: str) -> str:
+    return " ".join(FASTTEXT_TOKEN.findall(text.lower()))
+
+
+def fasttext_system(train_texts: list[str], train_labels: list[int], labels: list[str], work: Path,
+                    seed: int = 0) -> System:
+    import fasttext
+
+    path = work / "fasttext.bin"
+    if not path.is_file():
+        data = work / "fasttext.train"
+        data.write_text("".join(f"__label__{y} {_fasttext_line(t)}\n" for t, y in zip(train_texts, train_labels)),
+                        encoding="utf-8")
+        model = fasttext.train_supervised(str(data), epoch=10, wordNgrams=2, lr=0.5, dim=100, thread=1, seed=seed,
+                                          verbose=0)
+        model.save_model(str(path))
+    model = fasttext.load_model(str(path))
+    names = np.array(labels)
+
+    def predict(texts):
+        # model.f.predict directly: fastText 0.9's Python predict() breaks under numpy 2 (np.array(copy=False))
+        out = [model.f.predict(_fasttext_line(t), 1, 0.0, "strict") for t in texts]
+        return names[[int(row[0][1].removeprefix("__label__")) for row in out]], np.ones(len(texts))
+
+    return System("fastText (supervised, bigrams)", predict, "fasttext", size_bytes=path.stat().st_size)
+
+
+def tfidf_system(train_texts: list[str], train_labels: list[int], labels: list[str], work: Path) -> System:
+    import joblib
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    path = work / "tfidf-lr.joblib"
+    if not path.is_file():
+        pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+                             LogisticRegression(C=4.0, max_iter=2000))
+        pipe.fit(train_texts, train_labels)
+        joblib.dump(pipe, path)
+    pipe = joblib.load(path)
+    names = np.array(labels)
+
+    def predict(texts):
+        return names[pipe.predict(texts)], np.ones(len(texts))
+
+    return System("TF-IDF + logistic regression", predict, "tfidf-lr", size_bytes=path.stat().st_size)
+
+
+def model2vec_system(backbone: str | os.PathLike, train_texts: list[str], train_labels: list[int], labels: list[str],
+                     work: Path) -> System:
+    """Static embeddings distilled from `backbone` (a local transformers folder), LR head on train."""
+    import joblib
+    from model2vec import StaticModel
+    from sklearn.linear_model import LogisticRegression
+
+    folder, head_path = work / "model2vec", work / "model2vec-head.joblib"
+    if not (folder / "config.json").is_file():
+        from model2vec.distill import distill
+
+        distill(model_name=str(backbone), pca_dims=256).save_pretrained(str(folder))
+    model = StaticModel.from_pretrained(str(folder))
+    if not head_path.is_file():
+        head = LogisticRegression(C=4.0, max_iter=2000).fit(model.encode(train_texts), train_labels)
+        joblib.dump(head, head_path)
+    head = joblib.load(head_path)
+    names = np.array(labels)
+
+    def predict(texts):
+        return names[head.predict(model.encode(texts))], np.ones(len(texts))
+
+    return System("model2vec (distilled from the teacher, PCA 256) + LR", predict, "model2vec",
+                  size_bytes=_size(folder) + head_path.stat().st_size)

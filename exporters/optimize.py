@@ -1,0 +1,110 @@
+"""Per-stage graph choice by measurement: plain, or fused by onnxruntime's transformer optimizer.
+
+Fusion (Attention, SkipLayerNormalization, BiasGelu, ...) wins on some devices (GPUs above all) and
+loses on others (the 2-core CPU this was written on: a fused 4x256 layer is as fast at batch 1 and
+slower at batch 32). So `auto` times both variants of every layer graph on this device at batch 1 and
+batch 32, keeps the faster by their sum, and records the timings; `fused` keeps the fused graphs
+wherever they pass the parity check; `none` leaves the plain ones.
+
+Only the stage graphs the Python runtime runs are rewritten: model.onnx is composed from the plain
+graphs before this step, so it keeps to standard ONNX operators every onnxruntime binding runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from runtime.manifest import STAGE_INPUTS, STAGE_OUTPUTS, Manifest
+
+OPTIMIZE_MODES = ("none", "fused", "auto")
+TIMING_SHAPES = ((1, 24), (32, 24))  # (batch, tokens): a short text alone, and a serving batch
+
+
+def _feeds(batch: int, tokens: int, hidden: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    mask = np.ones((batch, tokens), np.int64)
+    mask[batch // 2 :, tokens * 2 // 3 :] = 0
+    return dict(zip(STAGE_INPUTS["layer"], (rng.standard_normal((batch, tokens, hidden)).astype(np.float32), mask,
+                                            np.arange(batch, dtype=np.int64))))
+
+
+def _session(path: Path, threads: int | None = None) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def median_ms(session: ort.InferenceSession, feeds: dict, repeats: int = 60) -> float:
+    for _ in range(5):
+        session.run(None, feeds)
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - began)
+    return 1e3 * statistics.median(times)
+
+
+def fuse(path: Path, out: Path, num_heads: int, hidden: int) -> dict[str, int]:
+    """onnxruntime's transformer optimizer (model type bert) over one stage graph; returns the fused op counts."""
+    from onnxruntime.transformers import optimizer
+
+    model = optimizer.optimize_model(str(path), model_type="bert", num_heads=num_heads, hidden_size=hidden,
+                                     opt_level=0)
+    model.save_model_to_file(str(out))
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(out)).graph.node:
+        if node.domain == "com.microsoft":
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+def choose_stage_graphs(folder: Path, manifest: Manifest, mode: str, num_heads: int, atol: float = 1e-4,
+                        repeats: int = 60, log=print) -> dict | None:
+    """Apply `mode` to every layer graph of the bundle in `folder` (in place); the record for the manifest."""
+    if mode not in OPTIMIZE_MODES:
+        raise ValueError(f"optimize must be one of {', '.join(OPTIMIZE_MODES)}, got {mode!r}")
+    if mode == "none" or manifest.student != "transformer":
+        return None
+    hidden = manifest.hidden_size
+    record: dict = {"mode": mode, "shapes": [list(s) for s in TIMING_SHAPES], "stages": {}}
+    for stage in manifest.staged:
+        if stage.kind != "layer":
+            continue
+        plain = folder / stage.file
+        fused = plain.with_name(plain.stem + ".fused.onnx")
+        entry: dict = {"fused_ops": fuse(plain, fused, num_heads, hidden)}
+        a, b = _session(plain), _session(fused)
+        diff = 0.0
+        for shape in TIMING_SHAPES:
+            feeds = _feeds(*shape, hidden, seed=shape[0])
+            for x, y in zip(a.run(STAGE_OUTPUTS["layer"], feeds), b.run(STAGE_OUTPUTS["layer"], feeds)):
+                diff = max(diff, float(np.abs(x - y).max()))
+        entry["max_diff"] = diff
+        if diff > atol * 10 or not entry["fused_ops"]:
+            entry["chosen"], entry["why"] = "none", ("no fusion applied" if not entry["fused_ops"] else
+                                                     f"fused graph differs by {diff:.2g}")
+        elif mode == "fused":
+            entry["chosen"], entry["why"] = "fused", "asked for"
+        else:
+            ms = {"none": [median_ms(a, _feeds(*s, hidden), repeats) for s in TIMING_SHAPES],
+                  "fused": [median_ms(b, _feeds(*s, hidden), repeats) for s in TIMING_SHAPES]}
+            entry["ms"] = ms
+            entry["chosen"] = min(ms, key=lambda k: sum(ms[k]))
+            entry["why"] = (f"faster here: batch 1 {ms['none'][0]:.3f} vs fused {ms['fused'][0]:.3f} ms, batch 32 "
+                            f"{ms['none'][1]:.3f} vs fused {ms['fused'][1]:.3f} ms")
+        del a, b
+        if entry["chosen"] == "fused":
+            fused.replace(plain)
+        else:
+            fused.unlink()
+        record["stages"][stage.name] = entry
+        log(f"{stage.name}: {entry['chosen']} ({entry['why']})")
+    return record

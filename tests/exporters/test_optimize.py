@@ -1,0 +1,58 @@
+"""export --optimize: layer graphs plain or fused, chosen by timing both on this machine, recorded in the manifest."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import runtime
+from exporters import export_student
+from tests.conftest import TEXTS
+
+FUSED = {"Attention", "SkipLayerNormalization", "BiasGelu"}
+
+
+def _ops(path):
+    return {(n.domain, n.op_type) for n in onnx.load(str(path)).graph.node}
+
+
+def test_fused_layers_answer_like_plain_ones_and_model_onnx_stays_portable(student, tokenizer_file, bundle, tmp_path):
+    out = tmp_path / "fused"
+    export_student(student, tokenizer_file, ["negative", "positive"], out, max_length=40, optimize="fused")
+    manifest = runtime.read_manifest(out)
+    record = manifest.optimization
+    assert record["mode"] == "fused" and len(record["stages"]) == manifest.num_layers
+    for stage in manifest.staged[1:]:
+        entry = record["stages"][stage.name]
+        assert entry["chosen"] == "fused" and set(entry["fused_ops"]) <= FUSED | {"FastGelu", "Gelu"}
+        assert any(domain == "com.microsoft" for domain, _ in _ops(out / stage.file))
+    assert not any(domain == "com.microsoft" for domain, _ in _ops(out / "model.onnx"))
+    plain, fused = runtime.load(bundle, engine="staged"), runtime.load(out, engine="staged")
+    ids, mask = plain.encoder(TEXTS)
+    for speed in (0.0, 0.3):
+        a, la, _ = plain.run_ids(ids, mask, speed=speed)
+        b, lb, _ = fused.run_ids(ids, mask, speed=speed)
+        assert np.abs(a - b).max() < 1e-4
+    assert runtime.read_manifest(bundle).optimization is None  # the default (none) records nothing
+
+
+def test_auto_keeps_the_faster_variant_by_its_measured_times(student, tokenizer_file, tmp_path):
+    out = tmp_path / "auto"
+    export_student(student, tokenizer_file, ["negative", "positive"], out, max_length=40, optimize="auto")
+    manifest = runtime.read_manifest(out)
+    for stage in manifest.staged[1:]:
+        entry = manifest.optimization["stages"][stage.name]
+        ms = entry["ms"]
+        assert set(ms) == {"none", "fused"} and all(len(v) == 2 and min(v) > 0 for v in ms.values())
+        assert entry["chosen"] == min(ms, key=lambda k: sum(ms[k])) and "batch 32" in entry["why"]
+        fused_here = any(domain == "com.microsoft" for domain, _ in _ops(out / stage.file))
+        assert fused_here == (entry["chosen"] == "fused")
+
+
+def test_a_bad_mode_is_refused_before_anything_is_written(finished_run, tmp_path):
+    from edgekd.export import ExportError, export_run
+
+    with pytest.raises(ExportError, match="'fastest' is not one of none, fused, auto"):
+        export_run(finished_run, tmp_path / "b", optimize="fastest")
+    assert not (tmp_path / "b").exists()
