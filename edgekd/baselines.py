@@ -479,7 +479,7 @@ def _pareto_plot(rows, out: Path, stem: str) -> None:
     for kind, curve in curves.items():
         curve = sorted(curve, key=lambda r: r.speed)
         ax.plot([r.p50_ms_b1 for r in curve], [100 * r.accuracy for r in curve], "o-", ms=4,
-                label=f"edgekd {CURVE_NAMES.get(kind, kind)}")
+                label=CURVE_NAMES.get(kind, kind))
         for r in curve:
             ax.annotate(f"{r.speed:g}", (r.p50_ms_b1, 100 * r.accuracy), fontsize=6, xytext=(2, 3),
                         textcoords="offset points")
