@@ -389,6 +389,17 @@ CURVE_NAMES = {"edgekd": "edgekd staged", "edgekd-graph": "edgekd graph (model.o
                "edgekd-node-int8": "graph in Node (int8)", "edgekd-browser-int8": "graph in Chromium (int8)"}
 
 
+def _draw_curves(ax, curves: dict[str, list], x: str) -> None:
+    """One accuracy curve per kind over its speeds (x = a Row field), each point labelled with its speed."""
+    for kind, curve in curves.items():
+        curve = sorted(curve, key=lambda r: r.speed)
+        ax.plot([getattr(r, x) for r in curve], [100 * r.accuracy for r in curve], "o-", ms=4,
+                label=CURVE_NAMES.get(kind, kind))
+        for r in curve:
+            ax.annotate(f"{r.speed:g}", (getattr(r, x), 100 * r.accuracy), fontsize=6, xytext=(2, 3),
+                        textcoords="offset points")
+
+
 def _plots(rows, out: Path, stem: str) -> None:
     """Accuracy against latency (batch 1) and against average layers: one curve per bundle
     precision over its speeds, one point per baseline."""
@@ -405,13 +416,7 @@ def _plots(rows, out: Path, stem: str) -> None:
     points = [r for r in rows if not r.kind.startswith("edgekd")]
     for ax, x, label in ((axes[0], "p50_ms_b1", "p50 latency at batch 1 (ms, log scale)"),
                          (axes[1], "average_layers", "average layers used")):
-        for kind, curve in curves.items():
-            curve = sorted(curve, key=lambda r: r.speed)
-            name = CURVE_NAMES.get(kind, kind)
-            ax.plot([getattr(r, x) for r in curve], [100 * r.accuracy for r in curve], "o-", ms=4, label=name)
-            for r in curve:
-                ax.annotate(f"{r.speed:g}", (getattr(r, x), 100 * r.accuracy), fontsize=6, xytext=(2, 3),
-                            textcoords="offset points")
+        _draw_curves(ax, curves, x)
         for r in points:
             ax.plot(getattr(r, x), 100 * r.accuracy, "s", label=r.name)
         ax.set_xlabel(label)
@@ -476,13 +481,7 @@ def _pareto_plot(rows, out: Path, stem: str) -> None:
     for r in rows:
         if r.kind.startswith("edgekd-graph"):
             curves.setdefault(r.kind, []).append(r)
-    for kind, curve in curves.items():
-        curve = sorted(curve, key=lambda r: r.speed)
-        ax.plot([r.p50_ms_b1 for r in curve], [100 * r.accuracy for r in curve], "o-", ms=4,
-                label=CURVE_NAMES.get(kind, kind))
-        for r in curve:
-            ax.annotate(f"{r.speed:g}", (r.p50_ms_b1, 100 * r.accuracy), fontsize=6, xytext=(2, 3),
-                        textcoords="offset points")
+    _draw_curves(ax, curves, "p50_ms_b1")
     markers = iter("sD^vP*Xh<>")
     for r in rows:
         if not r.kind.startswith("edgekd") and r.kind != "student-torch-exit":

@@ -8,6 +8,7 @@ where each family keeps its embeddings, layers and last-layer q, k, v.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ class TeacherOutput:
     hidden: torch.Tensor | None = None  # last layer output (B,T,H), when asked for
 
 
-def _config(source: str, offline: bool):
+def teacher_config(source: str, offline: bool):
     from transformers import AutoConfig
 
     try:
@@ -34,29 +35,36 @@ def _config(source: str, offline: bool):
         raise TeacherError(f"cannot read a Hugging Face config from {source!r} ({where}): {exc}") from exc
 
 
-teacher_config = _config
 
-
-def load_encoder(source: str | os.PathLike, offline: bool = True) -> nn.Module:
-    """Any checkpoint of a supported family as a bare encoder (for --student-init: layers only)."""
-    from transformers import AutoModel
+@contextmanager
+def _loading(what: str):
+    """Quiet transformers' loading chatter ("some weights were newly initialised" is expected for a fresh
+    head) and turn its loading errors into one TeacherError line naming `what`."""
     from transformers.utils import logging as hf_logging
 
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        return AutoModel.from_pretrained(str(source), use_safetensors=True, local_files_only=offline,
-                                         trust_remote_code=False).eval()
+        yield
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise TeacherError(f"cannot load {source}: {str(exc).splitlines()[0]}") from None
+        raise TeacherError(f"cannot load {what}: {str(exc).splitlines()[0]}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
+
+
+def load_encoder(source: str | os.PathLike, offline: bool = True) -> nn.Module:
+    """Any checkpoint of a supported family as a bare encoder (for --student-init: layers only)."""
+    from transformers import AutoModel
+
+    with _loading(str(source)):
+        return AutoModel.from_pretrained(str(source), use_safetensors=True, local_files_only=offline,
+                                         trust_remote_code=False).eval()
 
 
 def head_names(source: str | os.PathLike, offline: bool = True) -> list[str] | None:
     """The class names of the checkpoint's classification head, in output order; None when it has no
     head or only transformers' placeholders (LABEL_0 ... LABEL_{n-1}, what a config without id2label gets)."""
-    config = _config(str(source), offline)
+    config = teacher_config(str(source), offline)
     if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
         return None
     names = [str(config.id2label[i]) for i in sorted(config.id2label)] if config.id2label else []
@@ -67,7 +75,7 @@ def head_names(source: str | os.PathLike, offline: bool = True) -> list[str] | N
 
 def check_teacher(source: str | os.PathLike, offline: bool, init: str) -> None:
     """Refuse, before anything is written, a teacher folder edgekd cannot use, naming why and what to do."""
-    config = _config(str(source), offline)
+    config = teacher_config(str(source), offline)
     problems = []
     if getattr(config, "auto_map", None):
         problems.append("its config.json asks for remote code (auto_map); edgekd never runs code from a model "
@@ -114,7 +122,7 @@ def check_tokenizer(encoder, source: str | os.PathLike, offline: bool, texts: li
     tokens on the training texts (a warning above `max_unknown`). Returns the unknown share."""
     import warnings
 
-    rows = _config(str(source), offline).vocab_size
+    rows = teacher_config(str(source), offline).vocab_size
     if encoder.vocab_size > rows:
         raise TeacherError(f"the tokenizer has {encoder.vocab_size} tokens but the teacher's embedding only {rows} "
                            f"rows: tokenizer.json is not this teacher's (wrong folder?)")
@@ -160,7 +168,7 @@ def reorder_head(model: nn.Module, order: list[int]) -> None:
 
 def has_task_head(source: str | os.PathLike, num_labels: int, offline: bool = True) -> bool:
     """True when the checkpoint already is a sequence classifier with `num_labels` outputs."""
-    config = _config(str(source), offline)
+    config = teacher_config(str(source), offline)
     archs = config.architectures or []
     return any(a.endswith("ForSequenceClassification") for a in archs) and config.num_labels == num_labels
 
@@ -173,7 +181,6 @@ def load_teacher(source: str | os.PathLike, num_labels: int, offline: bool = Tru
     gets a freshly initialised classifier (the `teacher` stage trains it).
     """
     from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
 
     source = str(source)
     check_teacher(source, offline, init="random")
@@ -181,17 +188,11 @@ def load_teacher(source: str | os.PathLike, num_labels: int, offline: bool = Tru
     if folder.is_dir() and not any(folder.glob("*.safetensors")):
         raise TeacherError(f"{folder} has no .safetensors weights; edgekd loads no pickled checkpoints. Convert "
                            "it with `model.save_pretrained(dir, safe_serialization=True)`")
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # "some weights were newly initialised" is expected for a fresh head
-    try:
+    with _loading(f"the teacher from {source}"):
         model = AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=num_labels, use_safetensors=True, local_files_only=offline,
             trust_remote_code=False, ignore_mismatched_sizes=True,
         )
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
-        raise TeacherError(f"cannot load the teacher from {source}: {str(exc).splitlines()[0]}") from None
-    finally:
-        hf_logging.set_verbosity(verbosity)
     names = head_names(source, offline)
     if labels is not None:
         if names is not None and len(names) == num_labels:
@@ -266,12 +267,13 @@ def uniform_layers(teacher_layers: int, student_layers: int) -> list[int]:
     return [(i + 1) * teacher_layers // student_layers - 1 for i in range(student_layers)]
 
 
-def student_shape(teacher_config) -> dict:
-    """StudentConfig fields that must follow the teacher for its layers to be copied exactly."""
-    family = family_of(teacher_config)
-    embedding = getattr(teacher_config, "embedding_size", None)
-    return {"activation": family.activation(teacher_config), "layer_norm_eps": family.layer_norm_eps(teacher_config),
-            "embedding_size": embedding if embedding and embedding != teacher_config.hidden_size else 0}
+def student_shape(config) -> dict:
+    """StudentConfig fields that must follow the teacher (its transformers `config`) for its layers to be
+    copied exactly."""
+    family = family_of(config)
+    embedding = getattr(config, "embedding_size", None)
+    return {"activation": family.activation(config), "layer_norm_eps": family.layer_norm_eps(config),
+            "embedding_size": embedding if embedding and embedding != config.hidden_size else 0}
 
 
 def _slice(part: str, tensor: torch.Tensor, h, a, f) -> torch.Tensor:
@@ -346,8 +348,6 @@ def init_student_from_teacher(student: nn.Module, teacher: nn.Module, kept_token
                                              else part)
             new[target + ".weight"] = _slice(part, parts[part].weight, h, a, f)
             new[target + ".bias"] = _slice(part, parts[part].bias, h, a, f)
-    with torch.no_grad():
-        new = {k: v.detach().clone() for k, v in new.items()}
     missing, unexpected = student.load_state_dict(new, strict=False)
     assert not unexpected, unexpected
     return layers

@@ -103,20 +103,28 @@ def setup_distributed(device: str) -> torch.device:
     return torch.device("cpu")
 
 
+def _steps_per_epoch(opt: Optim, rows: int) -> int:
+    return max(1, math.ceil(rows / opt.batch_size))
+
+
+def _epoch_steps(opt: Optim, rows: int) -> int:
+    """The steps opt.epochs make over `rows` rows (before min_steps / max_steps)."""
+    return max(1, math.ceil(opt.epochs * _steps_per_epoch(opt, rows)))
+
+
 def total_steps(opt: Optim, rows: int) -> int:
     """max_steps when given; else the epochs' steps, at least min_steps (the data-size schedule)."""
-    per_epoch = max(1, math.ceil(rows / opt.batch_size))
-    return opt.max_steps if opt.max_steps > 0 else max(1, math.ceil(opt.epochs * per_epoch), opt.min_steps)
+    return opt.max_steps if opt.max_steps > 0 else max(_epoch_steps(opt, rows), opt.min_steps)
 
 
 def schedule_note(name: str, stats: dict, rows: int, opt: Optim) -> str:
     """One line saying what schedule a stage ran and which checkpoint it kept."""
-    per_epoch = max(1, math.ceil(rows / opt.batch_size))
+    by_epochs = _epoch_steps(opt, rows)
     why = ("--max-steps" if opt.max_steps > 0 else
-           f"min_steps {opt.min_steps} (the data-size schedule: {opt.epochs:g} epochs would be "
-           f"{math.ceil(opt.epochs * per_epoch)})" if opt.min_steps > math.ceil(opt.epochs * per_epoch) else
-           f"{opt.epochs:g} epochs")
-    note = f"{name}: {stats['steps']} steps over {rows} rows ({stats['steps'] / per_epoch:.1f} epochs; {why})"
+           f"min_steps {opt.min_steps} (the data-size schedule: {opt.epochs:g} epochs would be {by_epochs})"
+           if opt.min_steps > by_epochs else f"{opt.epochs:g} epochs")
+    note = (f"{name}: {stats['steps']} steps over {rows} rows "
+            f"({stats['steps'] / _steps_per_epoch(opt, rows):.1f} epochs; {why})")
     if "best_step" in stats:
         note += f"; kept step {stats['best_step']} (dev {stats['best_score']:.4f}; last {stats['last_score']:.4f})"
     return note

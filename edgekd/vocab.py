@@ -46,6 +46,12 @@ def token_counts(encoder: TextEncoder, texts: list[str]) -> np.ndarray:
 
 
 CONVENTIONAL_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>", "<pad>", "<unk>", "<mask>")
+MASK_TOKENS = ("[MASK]", "<mask>")  # BERT's and RoBERTa's spelling of the mask token
+
+
+def first_token(tokenizer, names) -> str | None:
+    """The first of `names` the tokenizer knows (e.g. its mask token out of MASK_TOKENS), or None."""
+    return next((name for name in names if tokenizer.token_to_id(name) is not None), None)
 
 
 def special_ids(encoder: TextEncoder) -> list[int]:

@@ -22,8 +22,8 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from exporters.optimize import choose_stage_graphs
 from exporters.compile import compile_early_exit, compile_single
+from exporters.optimize import choose_stage_graphs
 from exporters.stages import DEFAULT_OPSET, StageSpec, example_inputs, export_specs, student_stage_specs
 from exporters.validate import Check, ExportValidationError, graph_cases, validate_compiled, validate_student_stages
 from runtime.errors import EdgeKDError

@@ -7,6 +7,7 @@ import torch
 
 from edgekd import losses
 from edgekd.train import train_loop
+from edgekd.vocab import MASK_TOKENS, first_token
 from edgekd.stages.context import RunContext
 
 
@@ -28,7 +29,8 @@ class AttentionStage:
         if student.config.original_vocab_size:  # word logits over the kept tokens only
             t_embedding = t_embedding[torch.from_numpy(ctx.vocab_map().kept).to(t_embedding.device)]
         vocab = ctx.encoder.tokenizer
-        mask_id = next((i for i in map(vocab.token_to_id, ("[MASK]", "<mask>")) if i is not None), None)
+        mask = first_token(vocab, MASK_TOKENS)
+        mask_id = None if mask is None else vocab.token_to_id(mask)
         keep_ids = [i for i in map(vocab.token_to_id, ("[CLS]", "[SEP]", "<s>", "</s>")) if i is not None]
 
         def loss_fn(module, batch):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 import hashlib
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -37,10 +38,24 @@ from edgekd.teacher import (
     teacher_tokenizer_json,
 )
 from edgekd.train import TokenizedData, barrier, rank_world, setup_distributed
-from edgekd.vocab import VocabMap, build_vocab_map, compress_student, remapped_share
+from edgekd.vocab import MASK_TOKENS, VocabMap, build_vocab_map, compress_student, first_token, remapped_share
 from runtime.tokenize import TextEncoder
 
 Log = Callable[[str], None]
+
+
+@dataclass
+class TransferSet:
+    """The augmented transfer set: variants of the labelled texts, any --unlabeled text, and the teacher's
+    logits on both (variants first)."""
+
+    variants: list[str]
+    unlabeled: list[str]
+    logits: torch.Tensor
+
+    @property
+    def texts(self) -> list[str]:
+        return self.variants + self.unlabeled
 
 
 def classifier_ce(module, batch):
@@ -122,7 +137,7 @@ class RunContext:
         self.unlabeled = TokenizedData(self.encoder, self.unlabeled_set.texts)
         self._teacher = None
         self._vocab: VocabMap | None = None
-        self._transfer: tuple[list[str], torch.Tensor] | None = None
+        self._transfer: TransferSet | None = None
 
     # ------------------------------------------------------------------ helpers
     def teacher_source(self) -> str:
@@ -247,8 +262,8 @@ class RunContext:
         """data.augment, or for auto (-1) the factor the labelled set's size calls for (0 = off)."""
         return auto_factor(len(self.train_set)) if self.cfg.data.augment < 0 else self.cfg.data.augment
 
-    def transfer(self) -> tuple[list[str], torch.Tensor] | None:
-        """(variants of the labelled texts, teacher logits of variants + --unlabeled texts), or None when off.
+    def transfer(self) -> TransferSet | None:
+        """The transfer set, or None when augmentation is off.
 
         Built once (seeded, with a progress bar) and cached in transfer/; a resumed run reuses it unchanged."""
         factor = self.augment_factor()
@@ -272,8 +287,8 @@ class RunContext:
             teacher = self.teacher()
             vocab = self.encoder.tokenizer.get_vocab()
             words = {w.lower() for text in self.train_set.texts for w in text.split()}
-            mask = next((t for t in ("[MASK]", "<mask>") if t in vocab), None)
-            augmenter = Augmenter(mask, embedding_neighbours(words, vocab, teacher.word_embeddings))
+            augmenter = Augmenter(first_token(self.encoder.tokenizer, MASK_TOKENS),
+                                  embedding_neighbours(words, vocab, teacher.word_embeddings))
             with tqdm(total=len(self.train_set), desc="transfer set", unit="text", disable=self.rank != 0) as bar:
                 variants = augmenter.transfer_set(self.train_set.texts, factor, self.cfg.seed, bar.update)
             self.log(f"teacher logits on {len(variants) + len(extra)} transfer rows")
@@ -288,7 +303,7 @@ class RunContext:
                 write_json(tmp / "meta.json", meta)
                 replace_folder(tmp, folder)
             barrier()
-        self._transfer = (variants, logits)
+        self._transfer = TransferSet(variants, extra, logits)
         return self._transfer
 
     def attention_data(self) -> TokenizedData:
@@ -296,7 +311,7 @@ class RunContext:
         transfer = self.transfer()
         if transfer is None:
             return self.unlabeled
-        return TokenizedData(self.encoder, self.unlabeled_set.texts + transfer[0])
+        return TokenizedData(self.encoder, self.unlabeled_set.texts + transfer.variants)
 
     def dev_accuracy(self, forward) -> float:
         """Accuracy on dev of `forward(ids, mask) -> logits` (the best-checkpoint score)."""

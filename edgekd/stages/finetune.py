@@ -20,10 +20,10 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
     transfer = ctx.transfer() if kd_weight > 0 else None
     data = ctx.train
     if transfer is not None:
-        texts = ctx.train_set.texts + transfer[0] + (ctx.unlabeled_set.texts if ctx.cfg.data.unlabeled else [])
-        labels = ctx.train.labels.tolist() + [-1] * len(transfer[1])
-        data = TokenizedData(ctx.encoder, texts, labels, torch.cat([targets.float().cpu(), transfer[1].float()]))
-        ctx.log(f"{name}: {len(ctx.train)} labelled rows (CE + KD) and {len(transfer[1])} transfer rows (KD)")
+        labels = ctx.train.labels.tolist() + [-1] * len(transfer.texts)
+        data = TokenizedData(ctx.encoder, ctx.train_set.texts + transfer.texts, labels,
+                             torch.cat([targets.float().cpu(), transfer.logits.float()]))
+        ctx.log(f"{name}: {len(ctx.train)} labelled rows (CE + KD) and {len(transfer.texts)} transfer rows (KD)")
     else:
         data.targets = targets
 
@@ -43,7 +43,7 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
         ctx.train.targets = None
     ctx.log(schedule_note(name, stats, len(data), f))
     ctx.save_student(name, student)
-    return {**ctx.student_dev(student), **stats, "transfer_rows": 0 if transfer is None else len(transfer[1])}
+    return {**ctx.student_dev(student), **stats, "transfer_rows": 0 if transfer is None else len(transfer.texts)}
 
 
 class FinetuneStage:

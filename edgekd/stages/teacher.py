@@ -7,7 +7,6 @@ import shutil
 
 import torch
 
-from edgekd.evaluate import accuracy, classifier_logits
 from edgekd.run_folder import replace_folder
 from edgekd.teacher import has_task_head, load_teacher
 from edgekd.train import TokenizedData, barrier, schedule_note, train_loop
@@ -44,5 +43,4 @@ class TeacherStage:
         barrier()
         ctx.reset_teacher()
         teacher = ctx.teacher()
-        dev = classifier_logits(lambda i, m: teacher(i, m).logits, ctx.dev, ctx.device)
-        return {"dev_accuracy": accuracy(dev, ctx.dev.labels), **stats}
+        return {"dev_accuracy": ctx.dev_accuracy(lambda i, m: teacher(i, m).logits), **stats}
