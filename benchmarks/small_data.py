@@ -32,11 +32,11 @@ RUNS = {
     "5k": (5000, ["--augment", "0"], None),
     "5k-aug": (5000, [], "5k"),
     "20k": (20000, ["--augment", "0"], None),
-    "20k-aug": (20000, [], "20k"),
+    "20k-aug": (20000, ["--augment", "2"], "20k"),  # auto is off from 20k rows: the factor it would pick below
     "5k-bilstm": (5000, ["--augment", "0", "--student", "bilstm", "--stages", "teacher,finetune"], "5k"),
     "5k-bilstm-aug": (5000, ["--student", "bilstm", "--stages", "teacher,finetune"], "5k"),
     "5k-aug-word": (5000, ["--objective", "word"], "5k"),
-    "20k-aug-word": (20000, ["--objective", "word"], "20k"),
+    "20k-aug-word": (20000, ["--augment", "2", "--objective", "word"], "20k"),
 }
 
 
