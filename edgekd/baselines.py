@@ -39,8 +39,9 @@ def staged_system(model: runtime.EdgeModel, speed: float, size: int | None = Non
         return np.array([r.label for r in results]), np.array([r.exit_layer for r in results])
 
     precision = "" if model.manifest.precision == "fp32" else f" {model.manifest.precision}"
+    recipe = None if suffix else {"kind": "edgekd", "bundle": str(model.path), "engine": model.engine, "speed": speed}
     return System(f"edgekd{precision} {model.engine}, speed {speed:g}{suffix}", predict,
-                  kind if not suffix else "edgekd-variant", speed, size)
+                  kind if not suffix else "edgekd-variant", speed, size, recipe=recipe)
 
 
 def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: list[str], layers: int,
@@ -57,7 +58,8 @@ def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: 
         logits = session.run(None, {"input_ids": ids, "mask": mask})[0]
         return names[logits.argmax(1)], np.full(len(texts), layers)
 
-    return System(name, predict, kind, None, path.stat().st_size)
+    return System(name, predict, kind, None, path.stat().st_size,
+                  recipe={"kind": "onnx", "path": str(path), "layers": layers})
 
 
 def teacher_torch_system(teacher, encoder: TextEncoder, labels: list[str]) -> System:
@@ -105,12 +107,13 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
               latency_texts: int = 200, limit: int | None = None, stem: str = "bench",
               thread_study: bool = True, also: list[str] | None = None, js: bool = True, log=print,
               competitors: bool = False, train: str | os.PathLike | None = None,
-              profile: bool = False) -> dict:
+              profile: bool = False, large_batch: bool = False, rss: bool = False) -> dict:
     """Benchmark a bundle against its baselines on labelled `data`; write JSON + markdown (+ plots).
 
     competitors: also what a user would deploy instead (edgekd.competitors: the teacher the Optimum way,
     fastText, TF-IDF + LR, model2vec), trained on `train` (default: the run's train file).
-    profile: onnxruntime's per-node profile of one batch through the compiled graph (<stem>_profile.json/.md)."""
+    profile: onnxruntime's per-node profile of one batch through the compiled graph (<stem>_profile.json/.md).
+    large_batch: throughput at batch 256 too. rss: each system's peak RSS, alone in a fresh process (edgekd.rss)."""
     speeds = list(DEFAULT_SPEEDS if speeds is None else speeds)
     model = runtime.load(bundle, warmup=True, engine="graph" if runtime.read_manifest(bundle).student != "transformer"
                          else "staged")
@@ -206,7 +209,10 @@ def run_bench(bundle: str | os.PathLike, data: str | os.PathLike, out: str | os.
         hidden = model.manifest.hidden_size
         return layers * layer_gflops(hidden, ffn, tokens)
 
-    rows = evaluate(systems, texts, gold, labels, latency_texts=latency_texts, gflops=gflops, log=log)
+    rows = evaluate(systems, texts, gold, labels, latency_texts=latency_texts, gflops=gflops, log=log,
+                    large_batch=large_batch)
+    if rss:
+        _peak_rss(systems, rows, bundle, run_dir, texts[:256], log)
     if graph is not None and js:
         js_speeds = sorted({0.0, model.manifest.default_speed})
         for path, precision in [(Path(bundle), model.manifest.precision)] + \
@@ -446,6 +452,24 @@ def _competitors(run_dir, train, labels: list[str], model, work: Path, log) -> l
         log("model2vec: distilling static embeddings from the teacher (a minute on 2 cores)")
         systems.append(c.model2vec_system(backbone, rows.texts, rows.labels, labels, work))
     return systems
+
+
+def _peak_rss(systems: list[System], rows, bundle, run_dir, texts: list[str], log) -> None:
+    """Fill each row's peak_rss_mb: its system alone in a fresh process (edgekd.rss); rows without a recipe
+    (thread-setting variants, Node / browser) stay None."""
+    from edgekd import rss
+
+    recipes = {}
+    for s in systems:
+        recipe = dict(s.recipe) if s.recipe else None
+        if recipe is None and s.kind in ("teacher-torch", "student-torch-exit") and run_dir is not None:
+            recipe = {"kind": s.kind, "run": str(run_dir), "speed": s.speed}
+        if recipe is not None:
+            recipes[s.name] = {"bundle": str(bundle), **recipe}
+    measured = rss.measure(recipes, texts, log)
+    for row in rows:
+        if measured.get(row.name):
+            row.peak_rss_mb = measured[row.name]["peak_rss_mb"]
 
 
 def pareto(rows) -> dict:

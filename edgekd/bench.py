@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+LARGE_BATCH = 256  # the offline / bulk-scoring batch (bench --large-batch)
 Predict = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
 
 
@@ -30,6 +31,7 @@ class System:
     speed: float | None = None
     size_bytes: int | None = None
     batched: bool = True  # False: runs texts one by one (peers' batch-1 exit)
+    recipe: dict | None = None  # how to rebuild it in a fresh process (edgekd.rss: peak RSS)
 
 
 @dataclass
@@ -47,6 +49,8 @@ class Row:
     p95_ms_b32: float | None
     size_mb: float | None
     ratios: dict[str, float] = field(default_factory=dict)
+    throughput_b256: float | None = None  # texts per second at batch 256 (bench --large-batch)
+    peak_rss_mb: float | None = None  # the system alone in a fresh process (bench --rss)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -103,8 +107,9 @@ def layer_gflops(hidden: int, ffn: int, tokens: float) -> float:
 
 def evaluate(systems: list[System], texts: list[str], labels: np.ndarray, label_names: list[str],
              latency_texts: int = 200, batch_size: int = 32, gflops: Callable[[System, float], float] | None = None,
-             log: Callable[[str], None] = print) -> list[Row]:
-    """Accuracy and layers on all texts; latency on the first `latency_texts`; throughput on all."""
+             log: Callable[[str], None] = print, large_batch: bool = False) -> list[Row]:
+    """Accuracy and layers on all texts; latency on the first `latency_texts`; throughput on all (also at
+    batch LARGE_BATCH with `large_batch`)."""
     index = {name: i for i, name in enumerate(label_names)}
     quality = {}
     for s in systems:
@@ -122,6 +127,10 @@ def evaluate(systems: list[System], texts: list[str], labels: np.ndarray, label_
     lat = time_batch1(systems, sample)
     log(f"throughput at batch {batch_size} on {len(texts)} texts")
     thr, batch_times = time_throughput(systems, texts, batch_size)
+    large: dict[str, float] = {}
+    if large_batch:
+        log(f"throughput at batch {LARGE_BATCH} on {len(texts)} texts")
+        large, _ = time_throughput(systems, texts, LARGE_BATCH)
     rows = []
     for s in systems:
         acc, layers = quality[s.name]
@@ -132,7 +141,7 @@ def evaluate(systems: list[System], texts: list[str], labels: np.ndarray, label_
             throughput_b32=thr.get(s.name),
             p50_ms_b32=1e3 * statistics.median(batch_times[s.name]) if s.name in batch_times else None,
             p95_ms_b32=1e3 * percentile(batch_times[s.name], 95) if s.name in batch_times else None,
-            size_mb=None if s.size_bytes is None else s.size_bytes / 1e6,
+            size_mb=None if s.size_bytes is None else s.size_bytes / 1e6, throughput_b256=large.get(s.name),
         ))
     return rows
 
@@ -152,7 +161,11 @@ def add_ratios(rows: list[Row], baselines: dict[str, str]) -> None:
 
 def markdown(rows: list[Row], title: str, ratio_keys: list[str]) -> str:
     head = ["system", "speed", "accuracy %", "avg layers", "GFLOPs/text", "p50 ms (b1)", "p95 ms (b1)",
-            "p50 ms (b32)", "p95 ms (b32)", "texts/s (b32)", "size MB"] + ratio_keys
+            "p50 ms (b32)", "p95 ms (b32)", "texts/s (b32)", "size MB"]
+    extra = [(label, key, spec) for label, key, spec in (("texts/s (b256)", "throughput_b256", ".0f"),
+                                                          ("peak RSS MB", "peak_rss_mb", ".0f"))
+             if any(getattr(r, key) is not None for r in rows)]
+    head += [label for label, _, _ in extra] + ratio_keys
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def fmt(v, spec):
@@ -163,6 +176,7 @@ def markdown(rows: list[Row], title: str, ratio_keys: list[str]) -> str:
                  fmt(r.gflops_per_text, ".3f"), f"{r.p50_ms_b1:.3f}", f"{r.p95_ms_b1:.3f}",
                  fmt(r.p50_ms_b32, ".2f"), fmt(r.p95_ms_b32, ".2f"), fmt(r.throughput_b32, ".0f"),
                  fmt(r.size_mb, ".1f")]
+        cells += [fmt(getattr(r, key), spec) for _, key, spec in extra]
         cells += [fmt(r.ratios.get(k), ".2f") for k in ratio_keys]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -59,6 +59,41 @@ def engine_latency(bundle: str | os.PathLike, texts: list[str], speed: float, ro
     return {e: round(1e3 * t, 4) for e, t in best.items()}
 
 
+def thread_policy(bundle: str | os.PathLike, texts: list[str], speed: float, engine: str | None,
+                  batch: int = 32, rounds: int = 2) -> dict | None:
+    """How to use this machine's cores, measured per batch size at `speed`: batch 1 on onnxruntime's default
+    intra-op threads or on one thread; batch `batch` whole on every core or split across cores (one part
+    per core, one thread each). None on one core (nothing to choose)."""
+    cores = os.cpu_count() or 1
+    if cores < 2 or not texts:
+        return None
+    engine = engine or "auto"
+    default = runtime.load(bundle, threads=0, warmup=True, engine=engine)  # 0: onnxruntime's default threads
+    one = runtime.load(bundle, threads=1, warmup=True, engine=engine)
+    singles = [default.encoder([t]) for t in texts]
+    batches = [default.encoder(texts[i : i + batch]) for i in range(0, len(texts), batch)]
+    rows = sum(len(ids) for ids, _ in batches)
+    ms = {"default": float("inf"), "one": float("inf")}
+    rate = {"whole": 0.0, "split": 0.0}
+    for _ in range(rounds):
+        for name, model in (("default", default), ("one", one)):
+            times = []
+            for ids, mask in singles:
+                began = time.perf_counter()
+                model.run_ids(ids, mask, speed)
+                times.append(time.perf_counter() - began)
+            ms[name] = min(ms[name], 1e3 * float(np.median(times)))
+        for name, run in (("whole", default.run_ids), ("split", default.run_split)):
+            began = time.perf_counter()
+            for ids, mask in batches:
+                run(ids, mask, speed)
+            rate[name] = max(rate[name], rows / (time.perf_counter() - began))
+    return {"cores": cores, "speed": speed,
+            "batch_1": {"ms": {k: round(v, 4) for k, v in ms.items()}, "chosen": min(ms, key=ms.get)},
+            f"batch_{batch}": {"texts_per_s": {k: round(v, 1) for k, v in rate.items()},
+                               "chosen": max(rate, key=rate.get)}}
+
+
 def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: float | None = None,
               latency_ms: float | None = None, latency_texts: int = 100, grid: list[float] | None = None,
               write: bool = True) -> CalibrationResult:
@@ -105,11 +140,13 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         chosen = max(ok, key=lambda p: (p.accuracy, -p.speed))
         rule = f"latency_ms={latency_ms:g}"
     engines = engine_latency(bundle, [dataset.texts[i] for i in sample], chosen.speed)
+    engine = min(engines, key=engines.get) if engines else None
+    threads = thread_policy(bundle, [dataset.texts[i] for i in sample], chosen.speed, engine)
     if write:
         manifest = read_manifest(bundle)
         manifest.default_speed = chosen.speed
         manifest.calibration = Calibration(data=f"{Path(data).name} ({len(ids)} rows)", machine=machine_description(),
-                                           points=points, rule=rule, engine_latency_ms=engines,
-                                           engine=min(engines, key=engines.get) if engines else None)
+                                           points=points, rule=rule, engine_latency_ms=engines, engine=engine,
+                                           threads=threads)
         write_manifest(bundle, manifest)
     return CalibrationResult(points, chosen.speed, rule, full)

@@ -152,7 +152,8 @@ def export(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle (atomically).")] = False,
     atol: Annotated[float, typer.Option(help="Tolerance of the ONNX-vs-torch check of every stage.")] = 1e-4,
     speed: Annotated[float, typer.Option(help="Default speed stored in the manifest.")] = 0.0,
-    quantize: Annotated[str, typer.Option(help="fp32 | int8 (CPU, dynamic) | fp16 (GPU).")] = "fp32",
+    quantize: Annotated[str, typer.Option(help="fp32 | int8 (CPU) | fp16 (GPU).")] = "fp32",
+    int8: Annotated[str, typer.Option(help="With --quantize int8: auto | dynamic | dynamic-per-channel | static | static-per-channel. auto builds each on --data (static ones calibrated on its texts), compares every exit's labels with fp32 and times them here, and keeps the fastest that agrees on >= 99% (dynamic when there is no --data); the record goes into the manifest.")] = "auto",
     data: Annotated[Optional[Path], typer.Option(help="Labelled file: agreement of a quantized bundle with fp32, and calibration with --max-drop.")] = None,
     max_drop: Annotated[Optional[float], typer.Option(help="Calibrate the default speed on --data: accuracy points allowed below full depth.")] = None,
     vocab_keep: Annotated[Optional[float], typer.Option(help="Compress the vocabulary (GLMD): keep this fraction of the tokens (0 < f <= 1).")] = None,
@@ -165,8 +166,8 @@ def export(
     from edgekd.export import export_run
 
     result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed, precision=quantize,
-                        data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_size=vocab_size,
-                        vocab_metric=vocab_metric, optimize=optimize)
+                        int8=int8, data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_size=vocab_size,
+                        vocab_metric=vocab_metric, optimize=optimize, log=_err)
     worst = max((c.max_diff for c in result.checks), default=0.0)
     _err(f"wrote {result.path} ({len(result.manifest.stages)} stages, {result.manifest.precision}; "
          f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")
@@ -288,6 +289,8 @@ def bench(
     competitors: Annotated[bool, typer.Option(help="Add what a user would deploy instead: the teacher fused + int8 (the Optimum way), fastText, TF-IDF + LR, model2vec; and the accuracy/latency frontier plot.")] = False,
     train: Annotated[Optional[Path], typer.Option(help="Training file for --competitors (default: the run's).")] = None,
     profile: Annotated[bool, typer.Option(help="Write onnxruntime's per-node profile of one batch through model.onnx (<stem>_profile.json) and its time per operator.")] = False,
+    large_batch: Annotated[bool, typer.Option(help="Also throughput at batch 256 (bulk scoring) for every system.")] = False,
+    rss: Annotated[bool, typer.Option(help="Also peak RSS of every system, each loaded alone in a fresh process and run over 256 texts at batch 32 (what a service running only it holds).")] = False,
 ) -> None:
     """Accuracy, layers, FLOPs, latency and throughput of a bundle beside its baselines, in one run."""
     from edgekd.baselines import run_bench
@@ -300,7 +303,22 @@ def bench(
         raise typer.BadParameter(f"--speeds: {exc}") from None
     run_bench(bundle, data, out, teacher, values, latency_texts, limit, stem,
               also=[str(p) for p in also or []], js=js, log=_err, competitors=competitors, train=train,
-              profile=profile)
+              profile=profile, large_batch=large_batch, rss=rss)
+
+
+def runtime_threads_line(bundle: Path) -> str | None:
+    """One line on the thread use calibrate measured (calibration.threads), or None."""
+    from runtime.manifest import read_manifest
+
+    cal = read_manifest(bundle).calibration
+    policy = cal.threads if cal else None
+    if not policy:
+        return None
+    b1, large = policy["batch_1"], next(v for k, v in policy.items() if k.startswith("batch_") and k != "batch_1")
+    return (f"threads ({policy['cores']} cores): batch 1 on {'one thread' if b1['chosen'] == 'one' else 'default threads'} "
+            f"({b1['ms']['default']:.3f} ms default vs {b1['ms']['one']:.3f} ms one), large batches "
+            f"{'split across cores' if large['chosen'] == 'split' else 'whole'} ({large['texts_per_s']['whole']:.0f} "
+            f"vs {large['texts_per_s']['split']:.0f} texts/s split)")
 
 
 @app.command()
@@ -321,6 +339,9 @@ def calibrate(
         typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {p.latency_ms:10.3f}{mark}")
     _err(f"default speed {result.chosen:g} ({result.rule}; full depth {100 * result.full_accuracy:.2f}%) written to "
          f"{bundle}/manifest.json")
+    threads = runtime_threads_line(bundle)
+    if threads:
+        _err(threads)
 
 
 @app.command()

@@ -72,7 +72,8 @@ def fasttext_system(train_texts: list[str], train_labels: list[int], labels: lis
         out = [model.f.predict(_fasttext_line(t), 1, 0.0, "strict") for t in texts]
         return names[[int(row[0][1].removeprefix("__label__")) for row in out]], np.ones(len(texts))
 
-    return System("fastText (supervised, bigrams)", predict, "fasttext", size_bytes=path.stat().st_size)
+    return System("fastText (supervised, bigrams)", predict, "fasttext", size_bytes=path.stat().st_size,
+                  recipe={"kind": "fasttext", "work": str(work)})
 
 
 def tfidf_system(train_texts: list[str], train_labels: list[int], labels: list[str], work: Path) -> System:
@@ -93,7 +94,8 @@ def tfidf_system(train_texts: list[str], train_labels: list[int], labels: list[s
     def predict(texts):
         return names[pipe.predict(texts)], np.ones(len(texts))
 
-    return System("TF-IDF + logistic regression", predict, "tfidf-lr", size_bytes=path.stat().st_size)
+    return System("TF-IDF + logistic regression", predict, "tfidf-lr", size_bytes=path.stat().st_size,
+                  recipe={"kind": "tfidf-lr", "work": str(work)})
 
 
 def model2vec_system(backbone: str | os.PathLike, train_texts: list[str], train_labels: list[int], labels: list[str],
@@ -119,4 +121,4 @@ def model2vec_system(backbone: str | os.PathLike, train_texts: list[str], train_
         return names[head.predict(model.encode(texts))], np.ones(len(texts))
 
     return System("model2vec (distilled from the teacher, PCA 256) + LR", predict, "model2vec",
-                  size_bytes=_size(folder) + head_path.stat().st_size)
+                  size_bytes=_size(folder) + head_path.stat().st_size, recipe={"kind": "model2vec", "work": str(work)})

@@ -16,13 +16,13 @@ import numpy as np
 
 import runtime
 from edgekd.config import DistillConfig
-from edgekd.data import read_labelled
+from edgekd.data import read_labelled, read_unlabelled
 from edgekd.evaluate import all_exit_logits
 from edgekd.run_folder import RunFolder, StudentFolder
 from edgekd.students import SmallStudent, load_student
 from edgekd.train import TokenizedData
 from exporters import ExportError, ExportResult, export_classifier, export_student
-from exporters.quantize import PRECISIONS, apply_precision
+from exporters.quantize import INT8_CHOICES, PRECISIONS, apply_precision, choose_int8
 from runtime.exits import REPORT_SPEEDS, decide
 from runtime.manifest import read_manifest, write_manifest
 
@@ -56,13 +56,15 @@ def precision_agreement(bundle: Path, student, data: str | os.PathLike,
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False, atol: float = 1e-4,
                default_speed: float = 0.0, precision: str = "fp32", data: str | os.PathLike | None = None,
                max_drop: float | None = None, vocab_keep: float | None = None, vocab_size: int | None = None,
-               vocab_metric: str = "dot", optimize: str = "none") -> ExportResult:
+               vocab_metric: str = "dot", optimize: str = "none", int8: str = "dynamic", log=print) -> ExportResult:
     """Export `run_dir/student` (tokenizer, labels and max_length from the run) to bundle `out`.
 
     `vocab_keep` (a fraction) or `vocab_size` (a count) compresses the vocabulary of an existing student (GLMD; counts
     from the run's train + unlabelled text, nearest tokens by the teacher's
     input embeddings, or the student's own when the run has no teacher).
-    `precision` int8 (CPU) or fp16 (GPU) rewrites the validated fp32 graphs.
+    `precision` int8 (CPU) or fp16 (GPU) rewrites the validated fp32 graphs; `int8` picks how (INT8_CHOICES;
+    `edgekd export` defaults to auto: each method built, compared with fp32 on `data` and timed, the fastest
+    agreeing one kept; the Python default stays dynamic so that tests export fast).
     `optimize` none | fused | auto: each layer graph plain or fused, auto by timing both here (`edgekd export`
     defaults to auto; the Python default stays none so that tests export fast).
     With `data`, quantized bundles get an agreement report in the manifest and,
@@ -74,6 +76,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
         raise ExportError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     if optimize not in OPTIMIZE_MODES:
         raise ExportError(f"--optimize {optimize!r} is not one of {', '.join(OPTIMIZE_MODES)}")
+    if int8 not in INT8_CHOICES:
+        raise ExportError(f"--int8 {int8!r} is not one of {', '.join(INT8_CHOICES)}")
+    if precision == "int8" and int8.startswith("static") and data is None:
+        raise ExportError(f"--int8 {int8} needs --data: its activation scales are calibrated on those texts")
     run = RunFolder(Path(run_dir))
     if not run.root.is_dir():
         raise ExportError(f"{run.root} is not a folder; give the run folder written by `edgekd distill`")
@@ -101,7 +107,11 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
         read_labelled(data, label_names=labels, label_values=values)
 
     def finish(folder, manifest):
-        apply_precision(folder, [s.file for s in manifest.stages], precision)
+        if precision == "int8":
+            texts = read_unlabelled(data).texts if data is not None else None
+            manifest.quantization = choose_int8(folder, manifest, int8, texts, log=log)
+        else:
+            apply_precision(folder, [s.file for s in manifest.stages], precision)
         manifest.precision = precision
         manifest.vocabulary.remapped_token_share = share
         manifest.label_values = values if values and values != labels else None

@@ -2,37 +2,187 @@
 
 Each pass reads one ONNX file and writes another; the bundle writer applies
 them stage by stage after the fp32 graphs have passed their torch checks.
+
+int8 comes in several forms (INT8_METHODS): dynamic (activations quantized at run time, per tensor or
+per output channel of the weights) and static QDQ (activation scales fixed from calibration texts run
+through the fp32 stages). Which is fastest, and which keeps the answers, depends on the device and the
+student, so `choose_int8` with method "auto" builds each, measures its label agreement with the fp32
+stages and its speed on this machine, and keeps the fastest that agrees on >= 99% of the texts.
+The embed graph's only int8 part is its table (Gather), quantized the same way for every method.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 PRECISIONS = ("fp32", "int8", "fp16")
+INT8_METHODS = ("dynamic", "dynamic-per-channel", "static", "static-per-channel")
+INT8_CHOICES = ("auto", *INT8_METHODS)
+MIN_AGREEMENT = 0.99  # auto keeps only methods whose labels agree with fp32 on at least this share of texts
+CALIBRATION_TEXTS = 256  # texts whose activations set the static scales
 
 
-def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Dynamic int8 quantization of MatMul/Gemm weights (activations quantized at run time) and of
-    the embedding table (Gather: int8 rows, dequantized after the lookup; 4x smaller)."""
-    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+@contextlib.contextmanager
+def _quiet_quantizer():
+    quiet = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logging.getLogger().setLevel(quiet)
 
+
+class _Feeds:
+    """onnxruntime's CalibrationDataReader protocol over a list of feed dicts."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]):
+        self._it = iter(feeds)
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self):  # pragma: no cover - only some calibraters ask
+        pass
+
+
+def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str = "dynamic",
+                  feeds: list[dict[str, np.ndarray]] | None = None) -> Path:
+    """int8 weights for MatMul/Gemm and the embedding table (Gather: int8 rows, dequantized after the
+    lookup; 4x smaller). `method`: dynamic (activations quantized at run time) or static (QDQ, activation
+    scales from `feeds`, the graph's inputs on calibration texts), each per tensor or "-per-channel"."""
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quant_pre_process,
+                                          quantize_dynamic, quantize_static)
+
+    if method not in INT8_METHODS:
+        raise ValueError(f"unknown int8 method {method!r}; use one of {', '.join(INT8_CHOICES)}")
     dst = Path(dst)
-    with tempfile.TemporaryDirectory() as tmp:
+    per_channel = method.endswith("per-channel")
+    with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
         prepared = Path(tmp) / "prepared.onnx"
-        quiet = logging.getLogger().level
-        logging.getLogger().setLevel(logging.ERROR)
-        try:
-            quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
-            quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=False,
+        quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        if method.startswith("static"):
+            if not feeds:
+                raise ValueError(f"int8 method {method!r} needs calibration inputs (give --data)")
+            quantize_static(str(prepared), str(dst), _Feeds(feeds), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=["MatMul", "Gemm"], per_channel=per_channel,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            calibrate_method=CalibrationMethod.MinMax)
+        else:
+            quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
                              op_types_to_quantize=["MatMul", "Gemm", "Gather"])
-        finally:
-            logging.getLogger().setLevel(quiet)
     return dst
+
+
+def _chain(paths: list[Path], encoder, texts: list[str], batch: int = 32, keep_inputs: bool = False):
+    """Run embed + layer graphs over `texts`: each layer's predicted labels (L, N) and, with `keep_inputs`,
+    each layer graph's feeds (for static calibration)."""
+    import onnxruntime as ort
+
+    from runtime.manifest import STAGE_INPUTS, STAGE_OUTPUTS
+
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in paths]
+    (ids_name,), (hidden_name, mask_name, rows_name) = STAGE_INPUTS["embed"], STAGE_INPUTS["layer"]
+    inputs: list[list[dict]] = [[] for _ in sessions[1:]]
+    labels: list[list[np.ndarray]] = [[] for _ in sessions[1:]]
+    for start in range(0, len(texts), batch):
+        ids, mask = encoder(texts[start:start + batch])
+        hidden = sessions[0].run(None, {ids_name: ids})[0]
+        rows = np.arange(len(ids), dtype=np.int64)
+        for k, session in enumerate(sessions[1:]):
+            feed = {hidden_name: hidden, mask_name: mask, rows_name: rows}
+            if keep_inputs:
+                inputs[k].append(feed)
+            hidden, logits = session.run(list(STAGE_OUTPUTS["layer"]), feed)
+            labels[k].append(logits.argmax(-1))
+    return np.stack([np.concatenate(x) for x in labels]), inputs
+
+
+def _relative_time(ms: dict[str, dict[str, float]], method: str) -> float:
+    """A method's time relative to dynamic int8, averaged over the timed shapes (each shape counts alike)."""
+    base = ms["dynamic"] if "dynamic" in ms else ms[method]
+    return float(np.mean([ms[method][shape] / base[shape] for shape in ms[method]]))
+
+
+def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str] | None = None,
+                max_texts: int = 2000, repeats: int = 60, log=print) -> dict:
+    """Rewrite the bundle's stage graphs in `folder` to int8 by `method` (INT8_CHOICES) and return the record
+    for manifest.quantization. For a transformer student each candidate's layer graphs are built, chained
+    over `texts` beside the fp32 graphs (labels of every exit compared) and timed at batch 1 and 32 here;
+    "auto" keeps the fastest with >= MIN_AGREEMENT agreement at every exit (or the best-agreeing one)."""
+    from exporters.optimize import TIMING_SHAPES, _feeds, _session, median_ms
+    from runtime.tokenize import TextEncoder
+
+    if method not in INT8_CHOICES:
+        raise ValueError(f"unknown int8 method {method!r}; use one of {', '.join(INT8_CHOICES)}")
+    files = [s.file for s in manifest.stages]
+    record: dict = {"method": method}
+    if manifest.student != "transformer" or not texts:
+        if method.startswith("static"):
+            raise ValueError(f"int8 method {method!r} needs calibration texts (--data) and a transformer student")
+        chosen = "dynamic" if method == "auto" else method
+        for name in files:
+            _replace(folder / name, lambda src, dst: quantize_int8(src, dst, chosen))
+        why = "asked for" if method != "auto" else \
+            ("no --data to calibrate and compare on: dynamic" if texts is None or not texts else "one-graph student")
+        return {**record, "chosen": chosen, "why": why}
+    texts = texts[:max_texts]
+    encoder = TextEncoder.from_file(folder / manifest.tokenizer, manifest.max_length)
+    embed, *layers = files
+    calibration = texts[:: max(1, len(texts) // CALIBRATION_TEXTS)][:CALIBRATION_TEXTS]
+    candidates = list(INT8_METHODS) if method == "auto" else [method]
+    hidden = manifest.hidden_size
+    shapes = {f"{b}x{t}": _feeds(b, t, hidden, seed=b) for b, t in TIMING_SHAPES}
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp_name:
+        tmp = Path(tmp_name)
+        plain = [folder / f for f in files]
+        reference, _ = _chain(plain, encoder, texts)
+        feeds = None
+        if any(m.startswith("static") for m in candidates):
+            _, feeds = _chain(plain, encoder, calibration, keep_inputs=True)
+        quantize_int8(folder / embed, tmp / embed, "dynamic")
+        results: dict[str, dict] = {}
+        for candidate in candidates:
+            (tmp / candidate).mkdir()
+            for k, name in enumerate(layers):
+                quantize_int8(folder / name, tmp / candidate / name, candidate, feeds[k] if feeds else None)
+            got, _ = _chain([tmp / embed] + [tmp / candidate / f for f in layers], encoder, texts)
+            agreement = [round(float(a), 5) for a in (got == reference).mean(axis=1)]
+            ms = {}
+            for shape, feed in shapes.items():
+                ms[shape] = round(sum(median_ms(_session(tmp / candidate / f), feed, repeats) for f in layers), 4)
+            results[candidate] = {"agreement": agreement, "ms": ms}
+            log(f"int8 {candidate}: agreement with fp32 per exit {', '.join(f'{a:.4f}' for a in agreement)}; "
+                + ", ".join(f"batch {s} {v:.3f} ms" for s, v in ms.items()))
+        times = {m: r["ms"] for m, r in results.items()}
+        ok = [m for m, r in results.items() if min(r["agreement"]) >= MIN_AGREEMENT]
+        if ok:
+            chosen = min(ok, key=lambda m: _relative_time(times, m))
+            why = ("asked for" if method != "auto" else
+                   f"fastest here of those agreeing with fp32 on >= {MIN_AGREEMENT:.0%} of {len(texts)} texts at "
+                   f"every exit ({_relative_time(times, chosen):.2f}x dynamic's time)")
+        else:
+            chosen = max(results, key=lambda m: min(results[m]["agreement"]))
+            why = (f"no method agrees with fp32 on >= {MIN_AGREEMENT:.0%} at every exit; the best-agreeing "
+                   f"({min(results[chosen]['agreement']):.4f})")
+        os.replace(tmp / embed, folder / embed)
+        for name in layers:
+            os.replace(tmp / chosen / name, folder / name)
+    log(f"int8: {chosen} ({why})")
+    return {**record, "chosen": chosen, "why": why, "texts": len(texts), "calibration_texts":
+            len(calibration) if any(m.startswith("static") for m in candidates) else 0, "candidates": results}
+
+
+def _replace(path: Path, make) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    make(path, tmp)
+    os.replace(tmp, path)
 
 
 def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
@@ -64,7 +214,4 @@ def apply_precision(folder: Path, files: list[str], precision: str) -> None:
     if precision == "fp32":
         return
     for name in files:
-        path = folder / name
-        tmp = folder / f".{name}.{precision}"
-        PASSES[precision](path, tmp)
-        os.replace(tmp, path)
+        _replace(folder / name, PASSES[precision])

@@ -91,6 +91,10 @@ class Calibration:
     # and the faster one, which runtime.load(engine="auto") picks there
     engine_latency_ms: dict[str, float] | None = None
     engine: str | None = None
+    # thread use measured per batch size on the measuring machine, which runtime.load follows unless given
+    # threads: {"batch_1": {"ms": {"default": ., "one": .}, "chosen": "default" | "one"},
+    #           "batch_32": {"texts_per_s": {"whole": ., "split": .}, "chosen": "whole" | "split"}, "cores": n}
+    threads: dict[str, Any] | None = None
 
 
 @dataclass
@@ -116,6 +120,8 @@ class Manifest:
     compiled_check: dict[str, Any] | None = None
     # how each layer graph was chosen (export --optimize): mode, per-stage fused ops, timings, choice and why
     optimization: dict[str, Any] | None = None
+    # how the int8 graphs were made (export --int8): the methods tried, their agreement with fp32 and timings
+    quantization: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,7 +200,8 @@ _TOP = {"labels": (list, False), "max_length": (_INT, False), "hidden_size": (_I
         "producer": (dict, False), "student": (_STR, False), "precision": (_STR, False),
         "default_speed": (_NUM, False), "tokenizer": (_STR, False), "tokenizer_sha256": (_STR, True),
         "label_values": (list, True), "calibration": (dict, True), "precision_check": (dict, True),
-        "compiled_check": (dict, True), "optimization": (dict, True), "schema_version": (_INT, False)}
+        "compiled_check": (dict, True), "optimization": (dict, True), "quantization": (dict, True),
+        "schema_version": (_INT, False)}
 _STAGE = {"index": (_INT, False), "name": (_STR, False), "file": (_STR, False), "sha256": (_STR, False),
           "kind": (_STR, False)}
 _VOCAB = {"original_size": (_INT, False), "kept_size": (_INT, False), "remap_in_graph": ((bool,), False),
@@ -202,7 +209,7 @@ _VOCAB = {"original_size": (_INT, False), "kept_size": (_INT, False), "remap_in_
 _POINT = {"speed": (_NUM, False), "accuracy": (_NUM, False), "average_layers": (_NUM, False),
           "latency_ms": (_NUM, True)}
 _CALIBRATION = {"data": (_STR, False), "machine": (_STR, False), "points": (list, False), "rule": (_STR, True),
-                "engine_latency_ms": (dict, True), "engine": (_STR, True)}
+                "engine_latency_ms": (dict, True), "engine": (_STR, True), "threads": (dict, True)}
 
 
 def _typed(value, types, nullable: bool) -> bool:

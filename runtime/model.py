@@ -79,6 +79,7 @@ def _captured_stderr():
 
 
 THREADING = ("stop", "global", "nospin", "spin")
+SPLIT_MIN_ROWS = 16  # batches from this size may be split across cores, when calibration measured that faster
 _global_pool: list[int] = []  # intra-op size of the process-wide pool, once this module created it
 
 
@@ -182,6 +183,10 @@ class EdgeModel:
         self.labels = list(manifest.labels)
         self._providers = _providers(device)
         self._options = _session_options(threads, threading)
+        self._threading = threading
+        calibration = manifest.calibration
+        # the thread use calibrate measured best here per batch size; an explicit `threads` overrides it
+        self.thread_policy = calibration.threads if threads is None and calibration is not None else None
         kinds = [s.kind for s in manifest.staged]
         self.full = manifest.student != "transformer" or kinds == ["full"]
         if kinds and not self.full and (kinds[0] != "embed" or any(k != "layer" for k in kinds[1:]) or len(kinds) < 2):
@@ -319,7 +324,7 @@ class EdgeModel:
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             input_ids, mask = self.encoder.pad([ids[i] for i in chunk])
-            logits, layers, uncertainty = self.run_ids(input_ids, mask, speed)
+            logits, layers, uncertainty = self._run_by_policy(input_ids, mask, speed)
             probs = softmax(logits)
             for row, index in enumerate(chunk):
                 results[index] = Prediction(
@@ -331,6 +336,41 @@ class EdgeModel:
         return results  # type: ignore[return-value]
 
     # ------------------------------------------------------------------- id API
+    def _run_by_policy(self, input_ids, mask, speed):
+        """run_ids, with the calibrated thread use on CPU: batches of SPLIT_MIN_ROWS or more whole on
+        every core or split across cores; smaller ones on onnxruntime's default threads or on one."""
+        policy = self.thread_policy
+        if not policy or self.device != "cpu":
+            return self.run_ids(input_ids, mask, speed)
+        if len(input_ids) >= SPLIT_MIN_ROWS:
+            if policy.get("batch_32", {}).get("chosen") == "split":
+                return self.run_split(input_ids, mask, speed)
+        elif policy.get("batch_1", {}).get("chosen") == "one":
+            return self._one_thread.run_ids(input_ids, mask, speed)
+        return self.run_ids(input_ids, mask, speed)
+
+    @cached_property
+    def _one_thread(self) -> EdgeModel:
+        """The same bundle on sessions with one intra-op thread each (opened on first use)."""
+        return EdgeModel(self.path, self.manifest, "cpu", 1, self._threading, self.engine)
+
+    @cached_property
+    def _pool(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="edgekd")
+
+    def run_split(self, input_ids: np.ndarray, mask: np.ndarray, speed: float,
+                  workers: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """run_ids with the batch split into `workers` parts (default: one per core) run at once, each part
+        on one-thread sessions: data parallel across cores instead of parallel inside each operator."""
+        workers = max(1, min(workers or os.cpu_count() or 1, len(input_ids)))
+        parts = [p for p in np.array_split(np.arange(len(input_ids)), workers) if len(p)]
+        if len(parts) == 1:
+            return self._one_thread.run_ids(input_ids, mask, speed)
+        done = list(self._pool.map(lambda p: self._one_thread.run_ids(input_ids[p], mask[p], speed), parts))
+        return tuple(np.concatenate([d[i] for d in done]) for i in range(3))
+
     def run_ids(self, input_ids: np.ndarray, mask: np.ndarray, speed: float,
                 engine: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Early-exit inference on one padded batch (through `engine`, default this model's).
@@ -467,7 +507,10 @@ def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = Non
     Checks the manifest schema, that every file exists inside the folder and
     matches its sha256, before any graph is opened. `device` is "cpu", "cuda"
     or "auto" (CUDA when onnxruntime can start it, else CPU). `threads` sets
-    intra-op threads (default: onnxruntime's, one per physical core).
+    intra-op threads; None (default) follows what `edgekd calibrate` measured
+    here per batch size (calibration.threads: batch 1 on onnxruntime's default
+    threads or one; large batches whole or split across cores), 0 is
+    onnxruntime's default (one thread per physical core) everywhere.
     `warmup` runs two texts once so the first real call is not slow.
     `threading`: "stop" (default) gives each stage its own pool whose threads
     spin only while a run lasts; "global" shares one process-wide pool (faster

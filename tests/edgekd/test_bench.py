@@ -86,13 +86,32 @@ def test_competitors_and_profile_sit_beside_edgekd_in_one_run(tiny_teacher_dir, 
                   log=lambda _: None)
     bundle = export_run(run, tmp_path / "bundle").path
     run_bench(bundle, tiny_data["dev"], tmp_path / "out", run_dir=run, latency_texts=5, speeds=[0.0],
-              thread_study=False, js=False, log=lambda _: None, competitors=True, profile=True, stem="bench_t")
+              thread_study=False, js=False, log=lambda _: None, competitors=True, profile=True, stem="bench_t",
+              large_batch=True, rss=True)
     payload = json.loads((tmp_path / "out" / "bench_t.json").read_text())
     rows = {r["kind"]: r for r in payload["rows"]}
     for kind in ("teacher-optimum", "fasttext", "tfidf-lr", "model2vec"):
         assert 0.0 <= rows[kind]["accuracy"] <= 1.0 and rows[kind]["p50_ms_b1"] > 0, kind
+    for kind in ("teacher-torch", "teacher-onnx", "teacher-optimum", "student-onnx", "fasttext", "tfidf-lr",
+                 "model2vec", "edgekd"):
+        assert rows[kind]["throughput_b256"] > 0 and rows[kind]["peak_rss_mb"] > 0, kind
+    # each system alone: the runtime's process never loads torch, so it holds far less than the torch teacher's
+    assert rows["edgekd"]["peak_rss_mb"] < rows["teacher-torch"]["peak_rss_mb"] - 100
+    assert "peak RSS MB" in (tmp_path / "out" / "bench_t.md").read_text()
     assert (tmp_path / "out" / "pareto_t.png").stat().st_size > 10_000
     assert payload["pareto"]["frontier"]
     profile = payload["profile"]
     assert (tmp_path / "out" / profile["file"]).is_file() and profile["kernel_ms"] > 0
     assert "MatMul" in "".join(profile["ms_by_op"]) and "If" not in profile["ms_by_op"]
+
+
+@pytest.mark.slow
+def test_peak_rss_runs_each_system_alone_and_reports_failures(bundle):
+    from edgekd import rss
+
+    texts = ["good film", "bad plot and a long dull story"] * 40
+    got = rss.measure({"edgekd": {"kind": "edgekd", "bundle": str(bundle), "engine": "graph", "speed": 0.0},
+                       "broken": {"kind": "nonsense", "bundle": str(bundle)}}, texts, log=lambda _: None)
+    assert got["broken"] is None
+    assert got["edgekd"]["peak_rss_mb"] >= got["edgekd"]["after_load_mb"] > 10
+    assert got["edgekd"]["torch_imported"] is False  # what an app embedding the runtime pays

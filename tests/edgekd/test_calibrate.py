@@ -64,3 +64,54 @@ def test_needs_exactly_one_budget(bundle_copy, tiny_data):
         calibrate(bundle_copy, tiny_data["dev"])
     with pytest.raises(EdgeKDError, match="exactly one"):
         calibrate(bundle_copy, tiny_data["dev"], max_drop=1, latency_ms=3)
+
+
+def test_thread_use_is_measured_per_batch_size_and_recorded(bundle_copy, tiny_data, monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    calibrate(bundle_copy, tiny_data["dev"], max_drop=1.0, latency_texts=8)
+    policy = read_manifest(bundle_copy).calibration.threads
+    assert policy["cores"] == 2
+    b1, b32 = policy["batch_1"], policy["batch_32"]
+    assert b1["chosen"] == min(b1["ms"], key=b1["ms"].get) and all(v > 0 for v in b1["ms"].values())
+    assert b32["chosen"] == max(b32["texts_per_s"], key=b32["texts_per_s"].get)
+
+
+def _with_policy(bundle, b1: str, large: str):
+    import json
+
+    from runtime.manifest import Calibration, write_manifest
+
+    manifest = read_manifest(bundle)
+    manifest.calibration = Calibration(data="t", machine="m", threads={
+        "cores": 2, "batch_1": {"ms": {"default": 1.0, "one": 0.5}, "chosen": b1},
+        "batch_32": {"texts_per_s": {"whole": 1.0, "split": 2.0}, "chosen": large}})
+    write_manifest(bundle, manifest)
+    return json.loads((bundle / "manifest.json").read_text())["calibration"]["threads"]
+
+
+@pytest.mark.parametrize("engine", ["graph", "staged"])
+def test_runtime_follows_the_recorded_thread_use_with_the_same_answers(bundle_copy, engine):
+    texts = [f"{'good ' * (i % 7)}film {'bad ' * (i % 3)}plot" for i in range(40)]
+    want = runtime.load(bundle_copy, engine=engine, threads=0).classify(texts, speed=0.3)
+    assert _with_policy(bundle_copy, "one", "split")["batch_32"]["chosen"] == "split"
+    model = runtime.load(bundle_copy, engine=engine)
+    assert model.thread_policy is not None and "_one_thread" not in model.__dict__
+    got = model.classify(texts, speed=0.3, batch_size=32)  # 32 rows split across cores, 8 rows on one thread
+    assert "_one_thread" in model.__dict__ and "_pool" in model.__dict__
+    for a, b in zip(want, got):
+        assert a.label == b.label and a.exit_layer == b.exit_layer
+        assert a.probs == pytest.approx(b.probs, abs=1e-5)
+    explicit = runtime.load(bundle_copy, engine=engine, threads=2)  # an explicit thread count wins
+    assert explicit.thread_policy is None
+    explicit.classify(texts, speed=0.3)
+    assert "_one_thread" not in explicit.__dict__
+
+
+def test_split_batches_match_whole_ones(bundle):
+    model = runtime.load(bundle, engine="staged")
+    ids, mask = model.encoder(["good film", "bad plot", "a long and very dull story", "fine"] * 5)
+    whole = model.run_ids(ids, mask, 0.4)
+    for workers in (1, 2, 3, 64):
+        split = model.run_split(ids, mask, 0.4, workers=workers)
+        np.testing.assert_allclose(split[0], whole[0], atol=1e-5)
+        np.testing.assert_array_equal(split[1], whole[1])

@@ -10,7 +10,7 @@ import pytest
 import runtime
 from edgekd.export import export_run
 from exporters import export_student
-from exporters.quantize import apply_precision
+from exporters.quantize import INT8_METHODS, apply_precision, quantize_int8
 from runtime.exits import REPORT_SPEEDS
 from tests.conftest import make_student
 
@@ -65,3 +65,97 @@ def test_int8_run_export_reports_agreement_and_recalibrates(finished_run, tiny_d
     assert m.calibration is not None and m.calibration.rule == "max_drop=1 points"
     model = runtime.load(result.path)
     assert len(model.classify(["good film"])) == 1
+
+
+def _words_texts(n: int, seed: int = 0) -> list[str]:
+    from edgekd.tiny import WORDS
+
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 12)))) for _ in range(n)]
+
+
+def _layer_feeds(n: int, hidden: int = 64, seed: int = 1) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    return [{"hidden": rng.standard_normal((4, 9, hidden)).astype(np.float32), "mask": np.ones((4, 9), np.int64),
+             "rows": np.arange(4, dtype=np.int64)} for _ in range(n)]
+
+
+@pytest.mark.parametrize("method", INT8_METHODS)
+def test_every_int8_method_rewrites_the_layer_and_stays_close(fp32_bundle, tmp_path, method):
+    target = tmp_path / "layer.onnx"
+    quantize_int8(fp32_bundle / "layer_02.onnx", target, method, feeds=_layer_feeds(8))
+    model = onnx.load(str(target))
+    ops = {n.op_type for n in model.graph.node}
+    if method.startswith("static"):  # QDQ: fixed scales, no run-time range search
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "DynamicQuantizeLinear" not in ops
+    else:
+        assert "DynamicQuantizeLinear" in ops
+    weight_scales = [i for i in model.graph.initializer if i.name.endswith("scale") and "weight" in i.name.lower()
+                     or (i.name.endswith("_scale") and len(i.dims) == 1)]
+    widths = {int(np.prod(i.dims)) for i in weight_scales}
+    assert (max(widths, default=1) > 1) == method.endswith("per-channel")  # one scale per output channel
+    feed = _layer_feeds(1, seed=7)[0]
+    want = run_layer(fp32_bundle / "layer_02.onnx", feed["hidden"], feed["mask"])
+    got = run_layer(target, feed["hidden"], feed["mask"])
+    assert np.abs(want[1] - got[1]).max() < 0.1
+    assert np.abs(want[0] - got[0]).mean() < 0.05
+
+
+def test_static_int8_needs_calibration_inputs(fp32_bundle, tmp_path):
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_int8(fp32_bundle / "layer_02.onnx", tmp_path / "l.onnx", "static")
+    with pytest.raises(ValueError, match="unknown int8 method"):
+        quantize_int8(fp32_bundle / "layer_02.onnx", tmp_path / "l.onnx", "int4")
+
+
+def test_auto_int8_keeps_the_fastest_agreeing_method_and_records_true_agreement(fp32_bundle, tmp_path):
+    import shutil
+
+    from exporters.quantize import MIN_AGREEMENT, _relative_time, choose_int8
+    from runtime.manifest import read_manifest
+
+    folder = tmp_path / "b"
+    shutil.copytree(fp32_bundle, folder)
+    manifest = read_manifest(folder)
+    manifest.stages = list(manifest.staged)
+    texts = _words_texts(120)
+    record = choose_int8(folder, manifest, "auto", texts, repeats=5, log=lambda _: None)
+    assert set(record["candidates"]) == set(INT8_METHODS) and record["texts"] == 120
+    ok = [m for m, r in record["candidates"].items() if min(r["agreement"]) >= MIN_AGREEMENT]
+    times = {m: r["ms"] for m, r in record["candidates"].items()}
+    if ok:
+        assert record["chosen"] == min(ok, key=lambda m: _relative_time(times, m))
+    else:
+        assert record["chosen"] == max(record["candidates"], key=lambda m: min(record["candidates"][m]["agreement"]))
+    # the recorded agreement is that of the graphs now in the folder, exit by exit
+    from exporters.bundle import sha256_file
+    from runtime.manifest import write_manifest
+
+    manifest = read_manifest(folder)
+    for stage in manifest.staged:
+        stage.sha256 = sha256_file(folder / stage.file)
+    write_manifest(folder, manifest)
+    fp32 = runtime.load(fp32_bundle, engine="staged")
+    int8 = runtime.load(folder, engine="staged")
+    ids, mask = fp32.encoder(texts)
+    agree = (fp32.trace_ids(ids, mask).argmax(-1) == int8.trace_ids(ids, mask).argmax(-1)).mean(axis=1)
+    np.testing.assert_allclose(agree, record["candidates"][record["chosen"]]["agreement"], atol=0.02)
+    ops = {n.op_type for n in onnx.load(str(folder / "layer_01.onnx")).graph.node}
+    assert ("DynamicQuantizeLinear" in ops) == record["chosen"].startswith("dynamic")
+
+
+def test_explicit_static_int8_needs_data_and_bad_methods_are_refused(finished_run, tmp_path):
+    from edgekd.export import ExportError
+
+    with pytest.raises(ExportError, match="needs --data"):
+        export_run(finished_run, tmp_path / "s", precision="int8", int8="static")
+    with pytest.raises(ExportError, match="--int8 'int4'"):
+        export_run(finished_run, tmp_path / "s", precision="int8", int8="int4")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_auto_int8_without_texts_is_dynamic(finished_run, tmp_path):
+    result = export_run(finished_run, tmp_path / "a", precision="int8", int8="auto", log=lambda _: None)
+    assert result.manifest.quantization["chosen"] == "dynamic"
+    assert "no --data" in result.manifest.quantization["why"]
