@@ -271,6 +271,12 @@ def inspect(
         for p in cal.points:
             lat = f"{p.latency_ms:10.3f}" if p.latency_ms is not None else "         -"
             typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {lat}")
+        threads = runtime_threads_line(bundle)
+        if threads:
+            typer.echo(threads)
+    q = manifest.quantization
+    if q:
+        typer.echo(f"int8: {q['chosen']} ({q['why']})")
 
 
 @app.command()

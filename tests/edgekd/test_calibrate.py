@@ -74,6 +74,13 @@ def test_thread_use_is_measured_per_batch_size_and_recorded(bundle_copy, tiny_da
     b1, b32 = policy["batch_1"], policy["batch_32"]
     assert b1["chosen"] == min(b1["ms"], key=b1["ms"].get) and all(v > 0 for v in b1["ms"].values())
     assert b32["chosen"] == max(b32["texts_per_s"], key=b32["texts_per_s"].get)
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+
+    shown = CliRunner().invoke(app, ["inspect", str(bundle_copy)]).output
+    assert "threads (2 cores): batch 1 on " + ("one thread" if b1["chosen"] == "one" else "default threads") in shown
+    assert ("split across cores" if b32["chosen"] == "split" else "large batches whole") in shown
 
 
 def _with_policy(bundle, b1: str, large: str):
