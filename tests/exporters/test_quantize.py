@@ -108,6 +108,7 @@ def test_static_int8_needs_calibration_inputs(fp32_bundle, tmp_path):
         quantize_int8(fp32_bundle / "layer_02.onnx", tmp_path / "l.onnx", "int4")
 
 
+@pytest.mark.slow  # builds and times four int8 variants
 def test_auto_int8_keeps_the_fastest_agreeing_method_and_records_true_agreement(fp32_bundle, tmp_path):
     import shutil
 
