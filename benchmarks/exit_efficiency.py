@@ -41,7 +41,7 @@ def main() -> None:
     from edgekd.data import read_labelled
     from edgekd.students import load_student
     from exporters import export_full_graph
-    from runtime.model import _session_options
+    from runtime.sessions import session_options
 
     model = runtime.load(args.bundle, engine="graph")
     texts = read_labelled(args.data, label_names=model.labels, label_values=model.manifest.label_values).texts
@@ -49,8 +49,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     export_full_graph(student, tmp / "full.onnx", student.config.original_vocab_size or student.config.vocab_size,
                       model.manifest.max_length)
-    full = ort.InferenceSession(str(tmp / "full.onnx"), _session_options(None), providers=["CPUExecutionProvider"])
-    graph = ort.InferenceSession(str(Path(args.bundle) / "model.onnx"), _session_options(None),
+    full = ort.InferenceSession(str(tmp / "full.onnx"), session_options(None), providers=["CPUExecutionProvider"])
+    graph = ort.InferenceSession(str(Path(args.bundle) / "model.onnx"), session_options(None),
                                  providers=["CPUExecutionProvider"])
     ones = [model.encoder([t]) for t in texts[:200]]
     ids = model.encoder.token_ids(texts)

@@ -24,7 +24,7 @@ for kind in bilstm textcnn; do
     --preset quick --student $kind --stages teacher,baseline,finetune --epochs 1 --config benchmarks/small_student.json
   $E export runs/sst2-$kind --out bundles/sst2-$kind --overwrite
   $PY benchmarks/distill_table.py runs/sst2-$kind --out $OUT
-  $PY benchmarks/bench_runtime.py bundles/sst2-$kind --data "$DATA/dev.tsv" --out $OUT --stem bench_$kind --speeds 0
+  .venv/bin/edgekd bench bundles/sst2-$kind --data "$DATA/dev.tsv" --out $OUT --stem bench_$kind --speeds 0 --no-js
 done
 
 # Refinement: the same small schedule three times (teacher and student on 20k rows, no attention stage).

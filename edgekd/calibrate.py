@@ -22,7 +22,7 @@ from edgekd.data import read_labelled
 from runtime.errors import EdgeKDError
 from runtime.exits import SPEED_GRID, decide
 from runtime.manifest import Calibration, CalibrationPoint, read_manifest, write_manifest
-from runtime.model import machine_description
+from runtime.timing import machine_description, stage_times
 
 GRID = list(SPEED_GRID)
 
@@ -118,7 +118,7 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         padded, mask = model.encoder.pad([ids[i] for i in chunk])
         exit_logits[:, chunk] = model.trace_ids(padded, mask)
     sample = list(range(min(latency_texts, len(ids))))
-    front, per_layer = model.stage_times([dataset.texts[i] for i in sample])
+    front, per_layer = stage_times(model, [dataset.texts[i] for i in sample])
     cumulative = np.cumsum(per_layer)
     points = []
     for speed in grid or GRID:

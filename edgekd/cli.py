@@ -217,7 +217,7 @@ def predict(
     try:
         model = runtime.load(bundle, device=device, engine=engine)
         if file is not None:
-            from edgekd.predict_file import predict_file
+            from edgekd.apps.predict_file import predict_file
 
             rows = predict_file(model, file, out, speed=speed, batch_size=batch_size, text_column=text_column,
                                 resume=resume)
@@ -279,13 +279,20 @@ def inspect(
         typer.echo(f"int8: {q['chosen']} ({q['why']})")
 
 
+def _bench_systems_help() -> str:
+    # the names, without importing the bench (it imports onnxruntime): kept equal to registry.GROUPS by a test
+    return ("teacher-torch, teacher-onnx, teacher-optimum, student-onnx, student-torch-exit, edgekd-staged, "
+            "edgekd-graph, edgekd-threads, fasttext, tfidf-lr, model2vec, node, browser")
+
+
 @app.command()
 @friendly
 def bench(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
     data: Annotated[Path, typer.Option(help="Labelled file to measure on (e.g. SST-2 dev.tsv).")],
-    teacher: Annotated[Optional[Path], typer.Option(help="Run folder: adds the teacher (PyTorch, one ONNX graph), the student as one graph and with per-sample exit in PyTorch.")] = None,
-    out: Annotated[Path, typer.Option(help="Folder for <stem>.json, .md and .png.")] = Path("benchmarks/results"),
+    run: Annotated[Optional[Path], typer.Option("--run", help="The run folder (edgekd distill --out): adds the teacher (PyTorch, one ONNX graph), the student as one graph and with per-sample exit in PyTorch.")] = None,
+    teacher: Annotated[Optional[Path], typer.Option(help="Deprecated name of --run.", hidden=True)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Folder for <stem>.json, .md and .png [default: ./<bundle name>-bench].")] = None,
     stem: Annotated[str, typer.Option(help="File name stem of the results.")] = "bench",
     speeds: Annotated[Optional[str], typer.Option(help="Comma-separated speeds (default: 0,0.1,...,0.6,0.8).")] = None,
     latency_texts: Annotated[int, typer.Option(help="Texts timed one by one at batch 1.")] = 200,
@@ -297,19 +304,32 @@ def bench(
     profile: Annotated[bool, typer.Option(help="Write onnxruntime's per-node profile of one batch through model.onnx (<stem>_profile.json) and its time per operator.")] = False,
     large_batch: Annotated[bool, typer.Option(help="Also throughput at batch 256 (bulk scoring) for every system.")] = False,
     rss: Annotated[bool, typer.Option(help="Also peak RSS of every system, each loaded alone in a fresh process and run over 256 texts at batch 32 (what a service running only it holds).")] = False,
+    systems: Annotated[Optional[str], typer.Option(help="Comma-separated systems to run (default: every one the other options enable): " + _bench_systems_help() + ".")] = None,
+    skip: Annotated[Optional[str], typer.Option(help="Comma-separated systems to leave out (same names as --systems).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed or partly failed run in --out: measure only what <stem>.state.json lacks (the same settings are required).")] = False,
 ) -> None:
-    """Accuracy, layers, FLOPs, latency and throughput of a bundle beside its baselines, in one run."""
-    from edgekd.baselines import run_bench
+    """Accuracy, layers, FLOPs, latency and throughput of a bundle beside its baselines, in one run.
 
+    Each measurement is recorded as it completes (<stem>.state.json), so a kill loses at most the system in
+    progress (--resume goes on); a system that fails is named and the others are still written (exit 2)."""
+    from edgekd.bench import BenchOptions, run_bench
     from runtime.exits import REPORT_SPEEDS, check_speed
 
     try:
         values = [check_speed(float(s)) for s in speeds.split(",") if s.strip()] if speeds else list(REPORT_SPEEDS)
     except ValueError as exc:
         raise typer.BadParameter(f"--speeds: {exc}") from None
-    run_bench(bundle, data, out, teacher, values, latency_texts, limit, stem,
-              also=[str(p) for p in also or []], js=js, log=_err, competitors=competitors, train=train,
-              profile=profile, large_batch=large_batch, rss=rss)
+    if teacher is not None:
+        _err("warning: --teacher is deprecated for bench (it takes the run folder); use --run")
+        run = run or teacher
+
+    def names(value: str | None) -> list[str]:
+        return [n.strip() for n in (value or "").split(",") if n.strip()]
+
+    run_bench(BenchOptions(bundle=bundle, data=data, out=out, run_dir=run, speeds=values, latency_texts=latency_texts,
+                           limit=limit, stem=stem, also=list(also or []), js=js, competitors=competitors, train=train,
+                           profile=profile, large_batch=large_batch, rss=rss, systems=names(systems) or None,
+                           skip=names(skip), resume=resume), log=_err)
 
 
 def runtime_threads_line(bundle: Path) -> str | None:
@@ -360,7 +380,7 @@ def demo(
 ) -> None:
     """Serve a page that runs the bundle in the browser (onnxruntime-web): type a text, move the speed
     slider, see the label, its probability and the layer it left at. No inference on the server."""
-    from edgekd.demo import demo_server
+    from edgekd.apps.demo import demo_server
 
     server = demo_server(bundle, host, port, js_dir)
     _err(f"demo of {bundle} at http://{host}:{server.server_address[1]}/  (Ctrl-C stops it)")
@@ -389,7 +409,7 @@ def serve(
 ) -> None:
     """Serve the bundle over HTTP: POST /v1/classify, GET /v1/model, /healthz, /readyz, /metrics.
     Requests that arrive while the model is busy are batched together; SIGTERM drains and exits."""
-    from edgekd.serve import Limits, serve as run_server
+    from edgekd.apps.serve import Limits, serve as run_server
 
     for name, value in (("max-batch", max_batch), ("max-queue", max_queue), ("max-texts", max_texts),
                         ("max-chars", max_chars), ("workers", workers)):

@@ -122,7 +122,7 @@ def _rows(path: Path, fmt: str) -> tuple[list[str], list[tuple[int, dict]]]:
     return header, rows
 
 
-def _pick(columns: list[str], wanted: str | None, defaults: tuple[str, ...], what: str, path: Path) -> str:
+def pick_column(columns: list[str], wanted: str | None, defaults: tuple[str, ...], what: str, path: Path) -> str:
     if wanted:
         if wanted not in columns:
             raise DataError(f"{path}: no {what} column {wanted!r}; columns are: {', '.join(columns)}")
@@ -172,8 +172,8 @@ def read_labelled(
     columns, rows = _rows(path, fmt)
     if not rows:
         raise DataError(f"{path}: the file has a header but no rows")
-    text_col = _pick(columns, text_column, TEXT_COLUMNS, "text", path)
-    label_col = _pick(columns, label_column, LABEL_COLUMNS, "label", path)
+    text_col = pick_column(columns, text_column, TEXT_COLUMNS, "text", path)
+    label_col = pick_column(columns, label_column, LABEL_COLUMNS, "label", path)
     texts, raw_labels = [], []
     for number, row in rows:
         text, label = row.get(text_col), row.get(label_col)
@@ -210,7 +210,7 @@ def read_unlabelled(path: str | os.PathLike, text_column: str | None = None, fmt
         texts = [line.strip() for line in _read_text(path).split("\n") if line.strip()]
     else:
         columns, rows = _rows(path, fmt)
-        col = _pick(columns, text_column, TEXT_COLUMNS, "text", path)
+        col = pick_column(columns, text_column, TEXT_COLUMNS, "text", path)
         texts = [str(row[col]).strip() for _, row in rows if str(row.get(col, "")).strip()]
     if not texts:
         raise DataError(f"{path}: no text found")

@@ -17,12 +17,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgekd.config import CONFIG_FILE
+from runtime.files import atomic_folder, atomic_write_text
 
 LABELS_FILE = "labels.json"
 LABEL_VALUES_FILE = "label_values.json"  # the labels as the data spells them (e.g. "0", "1"), same order
@@ -31,20 +31,12 @@ INFERENCE_FILE = "inference.json"  # in a finished student folder: {"max_length"
 
 
 def write_json(path: Path, data) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write JSON atomically (runtime.files)."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def read_json(path: Path, default):
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
-
-
-def replace_folder(tmp: Path, target: Path) -> None:
-    """Move a finished temp folder over `target` (the old one is removed first)."""
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
 
 
 @dataclass
@@ -85,15 +77,13 @@ class RunFolder:
 
     def publish_student(self, stage: str, max_length: int) -> Path:
         """Make `student/` from a stage's student: weights + config, tokenizer, labels, max_length."""
-        tmp = self.root / "student.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(self.stage_student(stage), tmp)
-        shutil.copyfile(self.tokenizer, tmp / TOKENIZER_FILE)
-        shutil.copyfile(self.labels, tmp / LABELS_FILE)
-        if self.label_values.is_file():
-            shutil.copyfile(self.label_values, tmp / LABEL_VALUES_FILE)
-        write_json(tmp / INFERENCE_FILE, {"max_length": max_length, "stage": stage})
-        replace_folder(tmp, self.student)
+        with atomic_folder(self.student) as tmp:
+            shutil.copytree(self.stage_student(stage), tmp, dirs_exist_ok=True)
+            shutil.copyfile(self.tokenizer, tmp / TOKENIZER_FILE)
+            shutil.copyfile(self.labels, tmp / LABELS_FILE)
+            if self.label_values.is_file():
+                shutil.copyfile(self.label_values, tmp / LABEL_VALUES_FILE)
+            write_json(tmp / INFERENCE_FILE, {"max_length": max_length, "stage": stage})
         return self.student
 
 

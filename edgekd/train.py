@@ -23,6 +23,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from edgekd.config import Optim
+from runtime.files import atomic_write
 from runtime.tokenize import TextEncoder
 
 CHECKPOINT = "checkpoint.pt"
@@ -164,9 +165,7 @@ def _save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, step: i
         "rng": torch.get_rng_state(),
         "best": best or None,
     }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def train_loop(

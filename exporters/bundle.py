@@ -26,6 +26,7 @@ from exporters.compile import compile_early_exit, compile_single
 from exporters.optimize import choose_stage_graphs
 from exporters.stages import DEFAULT_OPSET, StageSpec, example_inputs, export_specs, student_stage_specs
 from exporters.validate import Check, ExportValidationError, graph_cases, validate_compiled, validate_student_stages
+from runtime import files
 from runtime.errors import EdgeKDError
 from runtime.exits import SPEED_GRID
 from runtime.manifest import (
@@ -36,7 +37,6 @@ from runtime.manifest import (
     Manifest,
     Stage,
     Vocabulary,
-    current_umask,
     read_manifest,
     sha256_file,
     write_manifest,
@@ -75,23 +75,8 @@ def atomic_folder(target: Path, overwrite: bool) -> Iterator[Path]:
         raise ExportError(f"{target} already exists; pass --overwrite to replace it")
     if target.exists() and not target.is_dir():
         raise ExportError(f"{target} exists and is not a folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in [*target.parent.glob(f".{target.name}.tmp-*"), *target.parent.glob(f".{target.name}.old-*")]:
-        shutil.rmtree(stale, ignore_errors=True)  # left by an export that was killed
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    with files.atomic_folder(target) as tmp:
         yield tmp
-        tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700; a bundle is for other users too
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-            os.replace(target, old / "bundle")
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _stage_entries(specs: dict[str, StageSpec], folder: Path) -> list[Stage]:

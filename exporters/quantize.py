@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from runtime.files import atomic_write
+
 PRECISIONS = ("fp32", "int8", "fp16")
 INT8_METHODS = ("dynamic", "dynamic-per-channel", "static", "static-per-channel")
 INT8_CHOICES = ("auto", *INT8_METHODS)
@@ -186,9 +188,7 @@ def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str
 
 
 def _replace(path: Path, make) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    make(path, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: make(path, tmp))
 
 
 def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:

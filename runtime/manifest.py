@@ -11,19 +11,21 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from runtime.errors import BundleError
+from runtime.files import atomic_write_text
 
 SCHEMA_VERSION = 2  # 2: model.onnx (kind "compiled") in every bundle; 1 is still read
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 EMBED_FILE = "embed.onnx"
-FULL_FILE = "model.onnx"
-GRAPH_FILE = "model.onnx"  # the compiled graph (schema 2); schema-1 small students had a "full" graph here
+GRAPH_FILE = "model.onnx"  # the compiled graph (schema 2): what every ONNX Runtime binding runs
+# A BiLSTM / TextCNN student's one graph ("full" stage) is exported to the same file, then compiled in place
+# (exit outputs added); schema-1 bundles kept it there uncompiled.
+FULL_FILE = GRAPH_FILE
 
 # Stage kinds and their graph signatures (the one stage contract: exporters write it, runtimes read it).
 #   embed:    input_ids (B,T) int64 -> hidden (B,T,H)
@@ -112,7 +114,7 @@ class Manifest:
     default_speed: float = 0.0
     tokenizer: str = TOKENIZER_FILE
     tokenizer_sha256: str | None = None
-    label_values: list[str] | None = None  # the training data's own spellings of `labels` (e.g. "0", "1")  # required from schema 2 on: every file a runtime reads is hashed
+    label_values: list[str] | None = None  # the training data's own spellings of `labels` (e.g. "0", "1")
     calibration: Calibration | None = None
     # fp32 vs this precision on measured texts: prediction and exit-layer agreement per speed
     precision_check: dict[str, Any] | None = None
@@ -347,23 +349,7 @@ def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
         raise BundleError(f"bundle {bundle} failed verification:\n  - " + "\n  - ".join(problems))
 
 
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_manifest(bundle: str | os.PathLike, manifest: Manifest) -> Path:
     """Write `manifest.json` atomically (temp file + rename)."""
     path = Path(bundle) / MANIFEST_FILE
-    text = json.dumps(manifest.to_dict(), indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a bundle is for other users too
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(manifest.to_dict(), indent=2) + "\n")

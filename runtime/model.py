@@ -8,16 +8,13 @@ Rows that leave are dropped from the batch, so later layers run on fewer rows.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import platform
 import re
 import sys
-import tempfile
-import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -40,9 +37,10 @@ from runtime.manifest import (
     resolve_inside,
     verify_bundle,
 )
+from runtime.sessions import captured_stderr, check_graphs, providers, session_options
 from runtime.tokenize import TextEncoder
 
-DEVICES = ("cpu", "cuda", "auto")
+SPLIT_MIN_ROWS = 16  # batches from this size may be split across cores, when calibration measured that faster
 # The stage contract's names (runtime/manifest.py), unpacked once for the executors below.
 (IDS,), (HIDDEN,) = STAGE_INPUTS["embed"], STAGE_OUTPUTS["embed"]
 (_, MASK, ROWS), (HIDDEN_OUT, LOGITS) = STAGE_INPUTS["layer"], STAGE_OUTPUTS["layer"]
@@ -55,96 +53,6 @@ class Prediction:
     probs: dict[str, float]  # label name -> probability, in the order of model.labels
     exit_layer: int  # 1-based layer whose head decided
     uncertainty: float  # normalized entropy at that layer
-
-
-class _Captured:
-    text = ""
-
-
-@contextlib.contextmanager
-def _captured_stderr():
-    """Collect what native code writes to file descriptor 2 (onnxruntime's C++ logging) meanwhile."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    captured = _Captured()
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            sink.seek(0)
-            captured.text = sink.read().decode("utf-8", "replace")
-
-
-THREADING = ("stop", "global", "nospin", "spin")
-SPLIT_MIN_ROWS = 16  # batches from this size may be split across cores, when calibration measured that faster
-_global_pool: list[int] = []  # intra-op size of the process-wide pool, once this module created it
-
-
-def _use_global_pool(threads: int | None) -> bool:
-    """Make sure onnxruntime's process-wide thread pool exists; False where this onnxruntime cannot."""
-    if not hasattr(ort, "set_global_thread_pool_sizes"):
-        return False
-    size = threads or 0  # 0: one thread per physical core
-    if not _global_pool:
-        try:
-            ort.set_global_thread_pool_sizes(size, 1)
-        except Exception:  # created already, by the app: use it as it is
-            pass
-        _global_pool.append(size)
-    elif _global_pool[0] != size:
-        warnings.warn(f"the global onnxruntime thread pool already has intra-op size {_global_pool[0] or 'auto'}; "
-                      f"threads={threads} is ignored", stacklevel=3)
-    return True
-
-
-def _session_options(threads: int | None, threading: str = "stop") -> ort.SessionOptions:
-    """Session options for one stage.
-
-    With one session per layer, each session's idle intra-op threads keep
-    spinning while the next session runs: a 6-stage chain was 3.5-5x slower
-    than one graph on 2 cores (onnxruntime issue 17011). Modes:
-    - stop (default): per-session pools that spin during a run and stop at its end;
-    - global: one process-wide pool for every stage (fastest at batch 1, but
-      onnxruntime then refuses any session in the process that asks for its own
-      pool, so only for apps whose sessions all use the global pool);
-    - nospin: per-session pools that never spin;
-    - spin: onnxruntime's default (the slow case above).
-    """
-    if threading not in THREADING:
-        raise ValueError(f"unknown threading {threading!r}; use one of {', '.join(THREADING)}")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    if threading == "global" and _use_global_pool(threads):
-        options.use_per_session_threads = False
-        return options
-    if threads:
-        options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if threading == "nospin" else "1")
-    if threading == "stop":
-        options.add_session_config_entry("session.force_spinning_stop", "1")
-    return options
-
-
-def _providers(device: str) -> list[str]:
-    if device not in DEVICES:
-        raise DeviceError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
-    available = ort.get_available_providers()
-    if device == "cpu":
-        return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" not in available:
-        if device == "auto":
-            return ["CPUExecutionProvider"]
-        raise DeviceError(
-            "device='cuda' needs onnxruntime-gpu with CUDA; this onnxruntime offers "
-            f"{available}. Install it with `pip install onnxruntime-gpu` (Linux x86-64) "
-            "or use device='cpu'"
-        )
-    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 class _Outputs:
@@ -181,9 +89,10 @@ class EdgeModel:
         self.path = path
         self.manifest = manifest
         self.labels = list(manifest.labels)
-        self._providers = _providers(device)
-        self._options = _session_options(threads, threading)
+        self._providers = providers(device)
+        self._options = session_options(threads, threading)
         self._threading = threading
+        self._threads = threads
         calibration = manifest.calibration
         # the thread use calibrate measured best here per batch size; an explicit `threads` overrides it
         self.thread_policy = calibration.threads if threads is None and calibration is not None else None
@@ -204,43 +113,9 @@ class EdgeModel:
         if active != "CUDAExecutionProvider":
             self._providers = ["CPUExecutionProvider"]  # later stages: no second attempt, no second page of errors
         self.device = "cuda" if active == "CUDAExecutionProvider" else "cpu"
-        self._check_graphs()
+        pairs = [(manifest.graph, self._graph)] if self.engine == "graph" else list(zip(manifest.staged, self.sessions))
+        check_graphs(path, manifest, pairs)
         self.encoder = TextEncoder.from_file(resolve_inside(path, manifest.tokenizer), manifest.max_length)
-
-    def _check_graphs(self) -> None:
-        """The manifest must describe the graphs it lists: the stage contract's input/output names and
-        dtypes, as many logits as labels, each graph in its place (edgekd.stage metadata), and a max_length
-        the position table holds. Every mismatch is reported in one BundleError."""
-        problems: list[str] = []
-        pairs = [(self.manifest.graph, self._graph)] if self.engine == "graph" else \
-            list(zip(self.manifest.staged, self.sessions))
-        for stage, session in pairs:
-            where = f"{stage.file} (stage {stage.name!r})"
-            inputs = {i.name: i.type for i in session.get_inputs()}
-            outputs = {o.name: o for o in session.get_outputs()}
-            want_in, want_out = STAGE_INPUTS.get(stage.kind, ()), STAGE_OUTPUTS.get(stage.kind, ())
-            if set(inputs) != set(want_in):
-                problems.append(f"{where}: inputs {sorted(inputs)}, but a {stage.kind} stage takes {sorted(want_in)}")
-            if not set(want_out) <= set(outputs):
-                problems.append(f"{where}: outputs {sorted(outputs)} lack {sorted(set(want_out) - set(outputs))}")
-            for name in set(inputs) & {IDS, MASK, FULL_MASK, ROWS, GRAPH_INPUTS[1]}:
-                if inputs[name] != "tensor(int64)":
-                    problems.append(f"{where}: input {name} is {inputs[name]}, not tensor(int64)")
-            logits = outputs.get(LOGITS)
-            width = logits.shape[-1] if logits is not None and logits.shape else None
-            if isinstance(width, int) and width != len(self.labels):
-                problems.append(f"{where}: the graph gives {width} logits but the manifest lists "
-                                f"{len(self.labels)} labels")
-            meta = session.get_modelmeta().custom_metadata_map
-            if "edgekd.stage" in meta and meta["edgekd.stage"] != stage.name:
-                problems.append(f"{where}: the graph is stage {meta['edgekd.stage']!r}; the stage list is out of "
-                                "order or a file was swapped")
-            limit = int(meta.get("edgekd.max_position", 0) or 0)
-            if limit and self.manifest.max_length > limit:
-                problems.append(f"max_length {self.manifest.max_length} exceeds the {limit} positions the graphs "
-                                "hold")
-        if problems:
-            raise BundleError(f"bundle {self.path} does not match its graphs:\n  - " + "\n  - ".join(problems))
 
     def _choose_engine(self, engine: str, device: str) -> str:
         if engine not in ENGINES:
@@ -271,7 +146,7 @@ class EdgeModel:
                 return ort.InferenceSession(str(file), self._options, providers=self._providers)
             # onnxruntime prints a page of errors from C++ when CUDA cannot start; keep them for our own
             # one-line message (device="cuda") or drop them (device="auto" falls back to the CPU quietly)
-            with _captured_stderr() as log:
+            with captured_stderr() as log:
                 session = ort.InferenceSession(str(file), self._options, providers=self._providers)
             self._cuda_log = log.text
             if session.get_providers()[0] == "CUDAExecutionProvider" and log.text:
@@ -349,10 +224,16 @@ class EdgeModel:
             return self._one_thread.run_ids(input_ids, mask, speed)
         return self.run_ids(input_ids, mask, speed)
 
+    def variant(self, *, engine: str | None = None, threading: str | None = None, threads: int | None = -1) -> EdgeModel:
+        """The same bundle on new sessions with another engine, thread-pool mode or thread count (-1: this
+        model's); the manifest is not read or hash-checked again."""
+        return EdgeModel(self.path, self.manifest, self.device, self._threads if threads == -1 else threads,
+                         threading or self._threading, engine or self.engine)
+
     @cached_property
     def _one_thread(self) -> EdgeModel:
         """The same bundle on sessions with one intra-op thread each (opened on first use)."""
-        return EdgeModel(self.path, self.manifest, "cpu", 1, self._threading, self.engine)
+        return self.variant(threads=1)
 
     @cached_property
     def _pool(self):
@@ -385,19 +266,24 @@ class EdgeModel:
         if self.full:
             logits = self.sessions[0].run(None, {IDS: input_ids, FULL_MASK: mask})[0]
             return logits, np.ones(len(logits), dtype=np.int64), normalized_entropy(logits)
-        if self.device == "cuda":
-            return self._run_cuda(input_ids, mask, speed)
-        return self._run_cpu(input_ids, mask, speed)
+        return self._run_stages(input_ids, mask, speed)
 
-    def _run_cpu(self, input_ids, mask, speed):
-        batch = input_ids.shape[0]
-        out = _Outputs(batch, len(self.labels))
-        hidden = self.sessions[0].run([HIDDEN], {IDS: input_ids})[0]
-        alive = np.arange(batch)  # original row of each current row
-        rows = np.arange(batch, dtype=np.int64)
-        last = len(self.sessions) - 1
+    def _chain(self, input_ids: np.ndarray, mask: np.ndarray) -> HostChain | _CudaChain:
+        """The batch after the embed stage, on the host (CPU) or with hidden states kept on the GPU."""
+        return (_CudaChain if self.device == "cuda" else HostChain)(self.sessions[0], input_ids, mask)
+
+    def walk(self, chain: HostChain | _CudaChain) -> Iterator[tuple[int, np.ndarray]]:
+        """The one loop over the layer stages: (1-based layer, the current rows' exit logits) after each.
+        The early-exit run, tracing and stage timing all walk it; `chain.keep` between steps drops rows."""
         for layer, session in enumerate(self.sessions[1:], start=1):
-            hidden, logits = session.run([HIDDEN_OUT, LOGITS], {HIDDEN: hidden, MASK: mask, ROWS: rows})
+            yield layer, chain.step(session)
+
+    def _run_stages(self, input_ids, mask, speed):
+        out = _Outputs(input_ids.shape[0], len(self.labels))
+        alive = np.arange(input_ids.shape[0])  # original row of each current row
+        chain = self._chain(input_ids, mask)
+        last = self.num_layers
+        for layer, logits in self.walk(chain):
             if layer < last and speed <= 0.0:
                 continue  # u >= 0 always: nothing can leave before the last layer
             stay = out.record(logits, alive, layer, speed, layer == last)
@@ -406,45 +292,7 @@ class EdgeModel:
             if not stay.any():
                 break
             alive = alive[stay]
-            # Compact on the host and trim padding to the longest survivor.
-            width = int(mask[stay].sum(axis=1).max())
-            hidden = hidden[stay, :width]
-            mask = mask[stay, :width]
-            rows = np.arange(len(alive), dtype=np.int64)
-        return out.logits, out.layer, out.uncertainty
-
-    def _run_cuda(self, input_ids, mask, speed):
-        # Hidden states stay on the GPU between stages (IO binding); only the
-        # logits come back, and the surviving rows are gathered inside each
-        # layer graph through its `rows` input.
-        batch = input_ids.shape[0]
-        out = _Outputs(batch, len(self.labels))
-        binding = self.sessions[0].io_binding()
-        binding.bind_cpu_input(IDS, input_ids)
-        binding.bind_output(HIDDEN, "cuda")
-        self.sessions[0].run_with_iobinding(binding)
-        hidden = binding.get_outputs()[0]
-        alive = np.arange(batch)
-        rows = np.arange(batch, dtype=np.int64)
-        last = len(self.sessions) - 1
-        for layer, session in enumerate(self.sessions[1:], start=1):
-            binding = session.io_binding()
-            binding.bind_ortvalue_input(HIDDEN, hidden)
-            binding.bind_cpu_input(MASK, mask)
-            binding.bind_cpu_input(ROWS, rows)
-            binding.bind_output(HIDDEN_OUT, "cuda")
-            binding.bind_output(LOGITS, "cpu")
-            session.run_with_iobinding(binding)
-            hidden, logits_value = binding.get_outputs()
-            mask = mask[rows]
-            rows = np.arange(len(alive), dtype=np.int64)
-            stay = out.record(logits_value.numpy(), alive, layer, speed, layer == last)
-            if stay is None:
-                continue
-            if not stay.any():
-                break
-            alive = alive[stay]
-            rows = np.flatnonzero(stay).astype(np.int64)
+            chain.keep(stay)
         return out.logits, out.layer, out.uncertainty
 
     def run_graph(self, input_ids: np.ndarray, mask: np.ndarray, speed: float,
@@ -462,42 +310,56 @@ class EdgeModel:
         mask = np.ascontiguousarray(mask, dtype=np.int64)
         if self.full:
             return self.run_ids(input_ids, mask, 0.0)[0][None]
-        hidden = self.sessions[0].run([HIDDEN], {IDS: input_ids})[0]
-        rows = np.arange(input_ids.shape[0], dtype=np.int64)
-        every = []
-        for session in self.sessions[1:]:
-            hidden, logits = session.run([HIDDEN_OUT, LOGITS], {HIDDEN: hidden, MASK: mask, ROWS: rows})
-            every.append(logits)
-        return np.stack(every)
+        return np.stack([logits for _, logits in self.walk(HostChain(self.sessions[0], input_ids, mask))])
 
-    def stage_times(self, texts: list[str], repeats: int = 3) -> tuple[float, np.ndarray]:
-        """Where the time goes: mean seconds per text at batch 1 of (tokenize + embed, each layer
-        with its exit test (L,)), best of `repeats` per text. Used by calibration and the bench."""
-        import time
+class HostChain:
+    """A batch walking the layer stages on the host: leaving rows are dropped and padding trimmed to
+    the longest survivor (numpy), so later layers run on less."""
 
-        if self.full:
-            raise BundleError(f"{self.path} holds one graph without exits; it has no stages to time")
-        sessions = self.sessions
-        front, layers = [], []
-        for text in texts:
-            best = (float("inf"), [])
-            for _ in range(repeats):
-                start = time.perf_counter()
-                ids, mask = self.encoder([text])
-                hidden = sessions[0].run([HIDDEN], {IDS: ids})[0]
-                t_front = time.perf_counter() - start
-                per = []
-                rows = np.arange(1, dtype=np.int64)
-                for session in sessions[1:]:
-                    start = time.perf_counter()
-                    hidden, logits = session.run([HIDDEN_OUT, LOGITS], {HIDDEN: hidden, MASK: mask, ROWS: rows})
-                    normalized_entropy(logits)
-                    per.append(time.perf_counter() - start)
-                if t_front + sum(per) < best[0] + sum(best[1]):
-                    best = (t_front, per)
-            front.append(best[0])
-            layers.append(best[1])
-        return float(np.mean(front)), np.mean(np.array(layers), axis=0)
+    def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray):
+        self.hidden = embed.run([HIDDEN], {IDS: input_ids})[0]
+        self.mask = mask
+        self.rows = np.arange(len(input_ids), dtype=np.int64)
+
+    def step(self, session: ort.InferenceSession) -> np.ndarray:
+        self.hidden, logits = session.run([HIDDEN_OUT, LOGITS], {HIDDEN: self.hidden, MASK: self.mask, ROWS: self.rows})
+        return logits
+
+    def keep(self, stay: np.ndarray) -> None:
+        width = int(self.mask[stay].sum(axis=1).max())
+        self.hidden = self.hidden[stay, :width]
+        self.mask = self.mask[stay, :width]
+        self.rows = np.arange(len(self.mask), dtype=np.int64)
+
+
+class _CudaChain:
+    """A batch walking the layer stages with hidden states kept on the GPU (IO binding): only the logits
+    come back to the host, and the surviving rows are gathered inside the next layer graph (`rows`)."""
+
+    def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray):
+        binding = embed.io_binding()
+        binding.bind_cpu_input(IDS, input_ids)
+        binding.bind_output(HIDDEN, "cuda")
+        embed.run_with_iobinding(binding)
+        self.hidden = binding.get_outputs()[0]
+        self.mask = mask
+        self.rows = np.arange(len(input_ids), dtype=np.int64)
+
+    def step(self, session: ort.InferenceSession) -> np.ndarray:
+        binding = session.io_binding()
+        binding.bind_ortvalue_input(HIDDEN, self.hidden)
+        binding.bind_cpu_input(MASK, self.mask)
+        binding.bind_cpu_input(ROWS, self.rows)
+        binding.bind_output(HIDDEN_OUT, "cuda")
+        binding.bind_output(LOGITS, "cpu")
+        session.run_with_iobinding(binding)
+        self.hidden, logits = binding.get_outputs()
+        self.mask = self.mask[self.rows]  # the graph gathered these rows
+        self.rows = np.arange(len(self.mask), dtype=np.int64)
+        return logits.numpy()
+
+    def keep(self, stay: np.ndarray) -> None:
+        self.rows = np.flatnonzero(stay).astype(np.int64)
 
 
 def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = None, warmup: bool = False,
@@ -529,8 +391,3 @@ def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = Non
     if warmup:
         model.classify(["warm up"] * 2, speed=0.0)
     return model
-
-
-def machine_description() -> str:
-    """A short description of this machine for calibration tables."""
-    return f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} cores"

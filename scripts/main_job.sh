@@ -28,4 +28,4 @@ $EDGEKD export "$RUN" --out "$BUNDLE-int8" --overwrite --quantize int8 --data "$
 $EDGEKD inspect "$BUNDLE"
 $EDGEKD predict "$BUNDLE" "a gripping , beautifully acted film" "dull , lifeless and far too long"
 $PY benchmarks/distill_table.py "$RUN" --out "$RESULTS" --stem distill_sst2
-$EDGEKD bench "$BUNDLE" --data "$DATA/dev.tsv" --teacher "$RUN" --also "$BUNDLE-int8" --out "$RESULTS" --stem bench_sst2
+$EDGEKD bench "$BUNDLE" --data "$DATA/dev.tsv" --run "$RUN" --also "$BUNDLE-int8" --out "$RESULTS" --stem bench_sst2

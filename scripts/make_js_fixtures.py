@@ -57,7 +57,7 @@ def make_bundles(work: Path) -> dict[str, Path]:
     import torch
 
     from edgekd.model import EarlyExitStudent, StudentConfig
-    from edgekd.tiny import SPECIALS, WORDS, tiny_tokenizer
+    from edgekd.fixtures import SPECIALS, WORDS, tiny_tokenizer
     from edgekd.vocab import VocabMap, compress_student, nearest_kept
     from exporters import export_student
     from exporters.quantize import precision_postprocess

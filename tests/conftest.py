@@ -33,7 +33,7 @@ def make_student(head_type: str = "mean", layers: int = 3, hidden: int = 32, sha
     import torch
 
     from edgekd.model import EarlyExitStudent, StudentConfig
-    from edgekd.tiny import SPECIALS, WORDS
+    from edgekd.fixtures import SPECIALS, WORDS
 
     torch.manual_seed(seed)
     cfg = StudentConfig(vocab_size=len(SPECIALS) + len(WORDS) + 2, hidden_size=hidden, num_layers=layers,
@@ -50,7 +50,7 @@ def make_student(head_type: str = "mean", layers: int = 3, hidden: int = 32, sha
 
 @pytest.fixture(scope="session")
 def tokenizer_file(tmp_path_factory) -> Path:
-    from edgekd.tiny import tiny_tokenizer
+    from edgekd.fixtures import tiny_tokenizer
 
     return tiny_tokenizer(tmp_path_factory.mktemp("tok") / "tokenizer.json")
 
@@ -81,7 +81,7 @@ def bundle_copy(bundle, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_teacher_dir(tmp_path_factory) -> Path:
-    from edgekd.tiny import tiny_teacher
+    from edgekd.fixtures import tiny_teacher
 
     return tiny_teacher(tmp_path_factory.mktemp("teacher") / "bert")
 

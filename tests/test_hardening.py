@@ -166,7 +166,7 @@ def test_8_predict_file_writes_one_row_per_input_line_in_order(bundle, tmp_path)
 
 
 def test_8_predict_file_resume_continues_after_the_last_complete_row(bundle, tmp_path):
-    from edgekd.predict_file import predict_file
+    from edgekd.apps.predict_file import predict_file
     from tests.conftest import TEXTS
 
     src = tmp_path / "in.txt"
@@ -202,7 +202,7 @@ def test_14_a_distill_that_cannot_start_leaves_no_folder(tiny_teacher_dir, tiny_
 
 def test_15_label_names_reach_the_bundle_and_predictions(tiny_teacher_dir, tmp_path):
     from edgekd.pipeline import distill
-    from edgekd.tiny import tiny_sentiment
+    from edgekd.fixtures import tiny_sentiment
     from tests.conftest import tiny_config
 
     files = {}
@@ -292,7 +292,7 @@ def _teacher_with_head(folder, names, auto_map=False):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from edgekd.tiny import SPECIALS, WORDS, tiny_tokenizer
+    from edgekd.fixtures import SPECIALS, WORDS, tiny_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     tiny_tokenizer(folder / "tokenizer.json")
@@ -379,8 +379,8 @@ def test_19_global_threading_without_the_pool_says_what_to_do(bundle):
     import sys
 
     script = f"""
-import runtime, runtime.model as rm
-rm._global_pool.append(0)  # as if the pool were made, while onnxruntime's environment has none
+import runtime, runtime.sessions as rs
+rs._global_pool.append(0)  # as if the pool were made, while onnxruntime's environment has none
 try:
     runtime.load({str(bundle)!r}, threading="global")
 except runtime.EdgeKDError as exc:

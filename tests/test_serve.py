@@ -16,7 +16,7 @@ import pytest
 from starlette.testclient import TestClient
 
 import runtime
-from edgekd.serve import Limits, Server
+from edgekd.apps.serve import Limits, Server
 from tests.conftest import TEXTS
 
 

@@ -1,5 +1,5 @@
 """Teacher families: one small adaptor per file. To add a family, write a `Family` subclass
-in a new file, list it in FAMILIES, and add its tiny config to `edgekd.tiny.TINY_CONFIGS`
+in a new file, list it in FAMILIES, and its name to `edgekd.fixtures.TINY_FAMILIES` (with any config it needs in `tiny_config`)
 (the family tests then cover it)."""
 
 from __future__ import annotations

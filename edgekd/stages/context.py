@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +18,7 @@ from edgekd.data import TextDataset, read_labelled, read_unlabelled
 from edgekd.evaluate import accuracy, all_exit_logits, classifier_logits, exit_table
 from edgekd.model import EarlyExitStudent, StudentConfig
 from edgekd.refine import flip_labels
-from edgekd.run_folder import RunFolder, read_json, replace_folder, write_json
+from edgekd.run_folder import RunFolder, read_json, write_json
 from edgekd.students import SmallStudentConfig, build_small_student, load_student, project_teacher_embeddings
 from edgekd.teacher import (
     TeacherAdaptor,
@@ -39,6 +37,7 @@ from edgekd.teacher import (
 )
 from edgekd.train import TokenizedData, barrier, rank_world, setup_distributed
 from edgekd.vocab import MASK_TOKENS, VocabMap, build_vocab_map, compress_student, first_token, remapped_share
+from runtime.files import atomic_folder, atomic_write
 from runtime.tokenize import TextEncoder
 
 Log = Callable[[str], None]
@@ -236,10 +235,8 @@ class RunContext:
 
     def save_student(self, name: str, student: EarlyExitStudent) -> None:
         if self.rank == 0:
-            tmp = self.run.stage(name) / "student.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            student.save(tmp)
-            replace_folder(tmp, self.run.stage_student(name))
+            with atomic_folder(self.run.stage_student(name)) as tmp:
+                student.save(tmp)
         barrier()
 
     def step_hook(self, name: str):
@@ -295,13 +292,10 @@ class RunContext:
             data = TokenizedData(self.encoder, variants + extra)
             logits = classifier_logits(lambda i, m: teacher(i, m).logits, data, self.device).cpu()
             if self.rank == 0:
-                tmp = folder.with_name("transfer.tmp")
-                shutil.rmtree(tmp, ignore_errors=True)
-                tmp.mkdir(parents=True)
-                write_json(tmp / "variants.json", variants)
-                torch.save(logits, tmp / "logits.pt")
-                write_json(tmp / "meta.json", meta)
-                replace_folder(tmp, folder)
+                with atomic_folder(folder) as tmp:
+                    write_json(tmp / "variants.json", variants)
+                    torch.save(logits, tmp / "logits.pt")
+                    write_json(tmp / "meta.json", meta)
             barrier()
         self._transfer = TransferSet(variants, extra, logits)
         return self._transfer
@@ -328,7 +322,6 @@ class RunContext:
         self.log(f"teacher logits on {len(self.train)} training rows")
         logits = classifier_logits(lambda i, m: teacher(i, m).logits, self.train, self.device)
         if self.rank == 0:
-            torch.save(logits, path.with_suffix(".tmp"))
-            os.replace(path.with_suffix(".tmp"), path)
+            atomic_write(path, lambda tmp: torch.save(logits, tmp))
         barrier()
         return logits

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import torch
 
@@ -11,6 +10,7 @@ from edgekd.refine import merge_targets, score_rows, split_rows
 from edgekd.teacher import load_teacher
 from edgekd.train import TokenizedData, barrier, train_loop
 from edgekd.stages.context import RunContext, classifier_ce
+from runtime.files import atomic_write
 
 
 class RefineStage:
@@ -50,7 +50,6 @@ class RefineStage:
             result["b_agrees_with_given_labels_on_failing"] = float((b_logits.argmax(-1) == labels[failing]).float().mean())
         result["targets_agree_with_given_labels"] = float((targets.argmax(-1) == labels).float().mean())
         if ctx.rank == 0:
-            torch.save(targets, ctx.run.refined_logits.with_suffix(".tmp"))
-            os.replace(ctx.run.refined_logits.with_suffix(".tmp"), ctx.run.refined_logits)
+            atomic_write(ctx.run.refined_logits, lambda tmp: torch.save(targets, tmp))
         barrier()
         return result

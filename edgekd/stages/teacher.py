@@ -7,10 +7,10 @@ import shutil
 
 import torch
 
-from edgekd.run_folder import replace_folder
 from edgekd.teacher import has_task_head, load_teacher
 from edgekd.train import TokenizedData, barrier, schedule_note, train_loop
 from edgekd.stages.context import RunContext, classifier_ce
+from runtime.files import atomic_folder
 
 
 class TeacherStage:
@@ -35,11 +35,9 @@ class TeacherStage:
                                    lambda i, m: model(input_ids=i, attention_mask=m).logits))
             ctx.log(schedule_note("teacher", stats, len(data), ctx.cfg.teacher_stage))
         if ctx.rank == 0:
-            tmp = ctx.run.root / "teacher.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            model.save_pretrained(str(tmp), safe_serialization=True)
-            shutil.copyfile(ctx.run.tokenizer, tmp / "tokenizer.json")
-            replace_folder(tmp, ctx.run.teacher)
+            with atomic_folder(ctx.run.teacher) as tmp:
+                model.save_pretrained(str(tmp), safe_serialization=True)
+                shutil.copyfile(ctx.run.tokenizer, tmp / "tokenizer.json")
         barrier()
         ctx.reset_teacher()
         teacher = ctx.teacher()

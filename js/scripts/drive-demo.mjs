@@ -2,11 +2,17 @@
 // type a text, set the speed, read what the page shows, run a batch of texts in the page,
 // time batch-1 calls, and save a screenshot. Prints one JSON object.
 //
-//   node scripts/drive-demo.mjs '{"url": "...", "text": "...", "speed": 0.3, "screenshot": "out.png",
-//                                 "batch": {"texts": [...], "speeds": [0, 0.5]}, "latencyTexts": [...]}'
+//   node scripts/drive-demo.mjs JOB.json     (or the job on standard input: node scripts/drive-demo.mjs - < JOB.json)
+//   JOB: {"url": "...", "text": "...", "speed": 0.3, "screenshot": "out.png",
+//         "batch": {"texts": [...], "speeds": [0, 0.5]}, "latencyTexts": [...]}
+// The job travels in a file or on stdin, never on the command line: a bench's texts pass the kernel's
+// limit for one argument (about 128 kB).
+import { readFileSync } from 'node:fs';
+
 import { chromium } from 'playwright-core';
 
-const job = JSON.parse(process.argv[2]);
+const source = process.argv[2] && process.argv[2] !== '-' ? process.argv[2] : 0;  // 0: standard input
+const job = JSON.parse(readFileSync(source, 'utf8'));
 const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const browser = await chromium.launch({ executablePath, args: ['--no-sandbox', '--disable-dev-shm-usage'] });
 try {

@@ -70,7 +70,7 @@ def test_the_data_size_schedule_gives_way_to_an_explicit_one():
 
 
 def test_the_best_dev_checkpoint_is_kept(tmp_path):
-    from edgekd.tiny import tiny_tokenizer
+    from edgekd.fixtures import tiny_tokenizer
     from runtime.tokenize import TextEncoder
 
     encoder = TextEncoder.from_file(tiny_tokenizer(tmp_path / "tok.json"), 8)

@@ -16,7 +16,7 @@ import torch
 from edgekd.families import LAYER_COPYING, family_of
 from edgekd.model import EarlyExitStudent, StudentConfig
 from edgekd.teacher import TeacherAdaptor, TeacherError, check_teacher, init_student_from_teacher, student_shape
-from edgekd.tiny import TINY_FAMILIES, tiny_config, tiny_teacher
+from edgekd.fixtures import TINY_FAMILIES, tiny_config, tiny_teacher
 
 LENGTH = 9
 
@@ -209,7 +209,7 @@ def test_student_init_copies_layers_from_another_checkpoint(tiny_data, tmp_path)
 @pytest.mark.slow
 @pytest.mark.parametrize("family", ["distilbert", "deberta-v2", "modernbert"])
 def test_bench_runs_the_teacher_of_other_families_in_torch_and_onnx(family, tiny_data, tmp_path):
-    from edgekd.baselines import run_bench
+    from edgekd.bench import BenchOptions, run_bench
     from edgekd.export import export_run
     from edgekd.pipeline import distill
     from tests.conftest import tiny_config as run_config
@@ -217,8 +217,8 @@ def test_bench_runs_the_teacher_of_other_families_in_torch_and_onnx(family, tiny
     teacher = tiny_teacher(tmp_path / "teacher", family=family)
     run = distill(run_config(teacher, tiny_data, tmp_path / "run", stages=["teacher", "finetune"]), log=lambda _: None)
     bundle = export_run(run, tmp_path / "bundle").path
-    payload = run_bench(bundle, tiny_data["dev"], tmp_path / "bench", run_dir=run, latency_texts=5, speeds=[0.0],
-                        thread_study=False, js=False, log=lambda _: None)
+    payload = run_bench(BenchOptions(bundle, tiny_data["dev"], tmp_path / "bench", run_dir=run, latency_texts=5,
+                                     speeds=[0.0], thread_study=False, js=False), log=lambda _: None)
     rows = {r["kind"]: r for r in payload["rows"]}
     # the ONNX export of the teacher answers as torch does, on every dev text
     assert rows["teacher-onnx"]["accuracy"] == rows["teacher-torch"]["accuracy"]

@@ -134,7 +134,7 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     import torch.nn.functional as F
 
     from edgekd.config import Optim
-    from edgekd.tiny import tiny_sentiment, tiny_tokenizer
+    from edgekd.fixtures import tiny_sentiment, tiny_tokenizer
     from edgekd.train import TokenizedData, train_loop
     from runtime.tokenize import TextEncoder
     from tests.conftest import make_student

@@ -14,7 +14,7 @@ from edgekd.pipeline import distill
 from edgekd.vocab import VocabMap, choose_kept, compress_student, keep_count, nearest_kept, special_ids
 from exporters import export_student
 from runtime.tokenize import TextEncoder
-from edgekd.tiny import SPECIALS, WORDS
+from edgekd.fixtures import SPECIALS, WORDS
 from tests.conftest import TEXTS, make_student, tiny_config
 
 

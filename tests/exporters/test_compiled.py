@@ -18,7 +18,7 @@ from exporters import export_classifier, export_student
 from exporters.compile import DEBUG_OUTPUT, compile_early_exit
 from exporters.quantize import precision_postprocess
 from runtime.exits import SPEED_GRID, decide, normalized_entropy
-from edgekd.tiny import SPECIALS, WORDS
+from edgekd.fixtures import SPECIALS, WORDS
 from tests.conftest import TEXTS, make_student
 
 VOCAB = len(SPECIALS) + len(WORDS) + 2

@@ -68,7 +68,7 @@ def test_int8_run_export_reports_agreement_and_recalibrates(finished_run, tiny_d
 
 
 def _words_texts(n: int, seed: int = 0) -> list[str]:
-    from edgekd.tiny import WORDS
+    from edgekd.fixtures import WORDS
 
     rng = np.random.default_rng(seed)
     return [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 12)))) for _ in range(n)]

@@ -23,7 +23,7 @@ STAGES = ["teacher", "attention", "refine", "baseline", "finetune", "branches"]
 
 
 def make_files(folder: Path) -> dict[str, Path]:
-    from edgekd.tiny import tiny_sentiment
+    from edgekd.fixtures import tiny_sentiment
 
     files = {}
     for name, n, seed in (("train", 160, 0), ("dev", 48, 1)):
@@ -37,7 +37,7 @@ def golden_run(folder: Path) -> dict:
     import runtime
     from edgekd.export import export_run
     from edgekd.pipeline import distill
-    from edgekd.tiny import tiny_teacher
+    from edgekd.fixtures import tiny_teacher
     from tests.conftest import TEXTS, tiny_config
 
     teacher = tiny_teacher(folder / "teacher")

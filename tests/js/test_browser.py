@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import runtime
-from edgekd.demo import demo_server, serve_in_thread
+from edgekd.apps.demo import demo_server, serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 JS = ROOT / "js"
@@ -51,8 +51,8 @@ def demo_url():
 
 
 def drive(job: dict) -> dict:
-    out = subprocess.run(["node", "scripts/drive-demo.mjs", json.dumps(job)], cwd=JS, capture_output=True,
-                         text=True, timeout=180)
+    out = subprocess.run(["node", "scripts/drive-demo.mjs", "-"], cwd=JS, capture_output=True, text=True,
+                         timeout=180, input=json.dumps(job))  # on stdin: never the command line
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout)
 
@@ -82,13 +82,14 @@ def test_demo_page_shows_what_python_answers(demo_url, tmp_path):
 def test_bench_rows_for_node_and_chromium():
     if _skip_reason():
         pytest.skip(_skip_reason())
-    from edgekd.baselines import js_rows
+    from edgekd.bench.js import js_rows
 
     expected = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
     texts = expected["texts"][:12]
     python = runtime.load(FIXTURES / "fp32", engine="graph").classify(texts, speed=0.5)
     gold = [p.label for p in python]  # Python's own labels as gold: JS must score 100%
-    rows = js_rows(FIXTURES / "fp32", "fp32", texts, gold, [0.0, 0.5], latency_texts=4, log=lambda *_: None)
+    rows = [r for runner in ("node", "browser")
+            for r in js_rows(runner, FIXTURES / "fp32", "fp32", texts, gold, [0.0, 0.5], latency_texts=4)]
     by = {r.name: r for r in rows}
     assert set(by) == {f"edgekd graph in {w}, speed {s:g}" for w in ("Node", "Chromium (wasm)") for s in (0.0, 0.5)}
     for runner in ("Node", "Chromium (wasm)"):

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import IO, Iterator
 
+from edgekd.data import TEXT_COLUMNS, pick_column
 from runtime.errors import EdgeKDError
 
 CHUNK = 1024  # rows read, classified and written together
@@ -59,9 +60,7 @@ def iter_texts(path: Path, text_column: str | None = None) -> Iterator[str]:
 
 
 def _column(columns: list[str], wanted: str | None, path: Path) -> str:
-    from edgekd.data import TEXT_COLUMNS, _pick
-
-    return _pick(columns, wanted, TEXT_COLUMNS, "text", path)
+    return pick_column(columns, wanted, TEXT_COLUMNS, "text", path)
 
 
 def done_rows(out: Path) -> int:

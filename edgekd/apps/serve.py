@@ -6,21 +6,19 @@
     GET  /readyz       200 once the model is loaded and warmed up
     GET  /metrics      Prometheus: requests, latency, batch sizes, exit layers, queue depth
 
-Cross-request batching: one worker runs the model; a request that arrives while it is
-idle runs at once, requests that arrive while it is busy wait in a bounded queue and go
-together into the next batch (up to `max_batch` texts), so batched early exit works
+Cross-request batching (edgekd.apps.batching): requests that arrive while the model is busy
+go together into the next batch (up to `max_batch` texts), so batched early exit works
 across users while each row still exits on its own. A full queue answers 503 with
 Retry-After; bodies, texts per request and characters per text are capped.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -30,8 +28,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import runtime
+from edgekd.apps.batching import BatchQueue
 from runtime.exits import check_speed
-from runtime.manifest import MANIFEST_FILE
+from runtime.manifest import MANIFEST_FILE, verify_bundle
 
 
 @dataclass
@@ -41,14 +40,6 @@ class Limits:
     max_texts: int = 256  # texts in one request
     max_chars: int = 10_000  # characters in one text
     max_body: int = 4 << 20  # bytes in one request body
-
-
-@dataclass
-class _Job:
-    texts: list[str]
-    speed: float
-    future: asyncio.Future
-    queued: float = field(default_factory=time.perf_counter)
 
 
 class _Metrics:
@@ -76,10 +67,10 @@ class Server:
         self.speed = check_speed(self.model.manifest.default_speed if speed is None else speed)
         self.metrics = _Metrics(self.model.num_layers)
         self.manifest_sha256 = hashlib.sha256((self.bundle / MANIFEST_FILE).read_bytes()).hexdigest()
-        self.queue: asyncio.Queue[_Job] | None = None
-        self.waiting = 0
+        self.queue = BatchQueue(lambda texts, speed: self.model.classify(texts, speed=speed, batch_size=max(1, len(texts))),
+                                self.limits.max_batch, on_batch=self.metrics.batch.observe,
+                                on_waiting=self.metrics.queue.set)
         self.ready = False
-        self._worker: asyncio.Task | None = None
         self.app = Starlette(routes=[
             Route("/v1/classify", self.classify, methods=["POST"]),
             Route("/v1/model", self.info, methods=["GET"]),
@@ -91,53 +82,13 @@ class Server:
     # ----------------------------------------------------------------- lifecycle
     @contextlib.asynccontextmanager
     async def _lifespan(self, app):
-        self.queue = asyncio.Queue()
-        self._worker = asyncio.create_task(self._run())
+        self.queue.start()
         self.ready = True
         try:
             yield
         finally:
             self.ready = False
-            await self.queue.join()  # finish what was accepted before stopping
-            self._worker.cancel()
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            first = await self.queue.get()
-            jobs, texts = [first], len(first.texts)
-            while not self.queue.empty() and texts < self.limits.max_batch:
-                job = self.queue.get_nowait()
-                jobs.append(job)
-                texts += len(job.texts)
-            try:
-                results = await loop.run_in_executor(None, self._classify_jobs, jobs)
-                for job, result in zip(jobs, results):
-                    if not job.future.done():
-                        job.future.set_result(result)
-            except Exception as exc:  # the model failed: every waiting request hears why
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-            finally:
-                self.waiting -= texts
-                self.metrics.queue.set(self.waiting)
-                for _ in jobs:
-                    self.queue.task_done()
-
-    def _classify_jobs(self, jobs: list[_Job]) -> list[list]:
-        """One model call per speed among the gathered jobs (usually one); rows exit on their own."""
-        out: list[list | None] = [None] * len(jobs)
-        for speed in {job.speed for job in jobs}:
-            group = [i for i, job in enumerate(jobs) if job.speed == speed]
-            texts = [t for i in group for t in jobs[i].texts]
-            self.metrics.batch.observe(len(texts))
-            results = self.model.classify(texts, speed=speed, batch_size=max(1, len(texts)))
-            start = 0
-            for i in group:
-                out[i] = results[start : start + len(jobs[i].texts)]
-                start += len(jobs[i].texts)
-        return out  # type: ignore[return-value]
+            await self.queue.stop()  # finish what was accepted before stopping
 
     # -------------------------------------------------------------------- routes
     def _error(self, status: int, message: str, endpoint: str, **headers) -> JSONResponse:
@@ -160,15 +111,11 @@ class Server:
         problem, texts, speed = self._validate(payload)
         if problem:
             return self._error(422, problem, endpoint)
-        if self.waiting + len(texts) > self.limits.max_queue:
-            return self._error(503, f"the queue is full ({self.waiting} texts waiting); retry shortly", endpoint,
+        if self.queue.waiting + len(texts) > self.limits.max_queue:
+            return self._error(503, f"the queue is full ({self.queue.waiting} texts waiting); retry shortly", endpoint,
                                **{"Retry-After": "1"})
-        job = _Job(texts, speed, asyncio.get_running_loop().create_future())
-        self.waiting += len(texts)
-        self.metrics.queue.set(self.waiting)
-        await self.queue.put(job)
         try:
-            results = await job.future
+            results = await self.queue.submit(texts, speed)
         except Exception as exc:
             return self._error(500, f"the model failed: {exc}", endpoint)
         for r in results:
@@ -233,7 +180,7 @@ ENV = "EDGEKD_SERVE"  # JSON settings for app_from_env (so every uvicorn worker 
 
 
 def app_from_env() -> Starlette:
-    """The uvicorn factory: `uvicorn --factory edgekd.serve:app_from_env` with EDGEKD_SERVE set."""
+    """The uvicorn factory: `uvicorn --factory edgekd.apps.serve:app_from_env` with EDGEKD_SERVE set."""
     import os
 
     settings = json.loads(os.environ[ENV])
@@ -250,8 +197,16 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers
 
     import uvicorn
 
-    runtime.load(bundle, engine=engine)  # a bad bundle fails here, once, with edgekd's own message
-    os.environ[ENV] = json.dumps({"bundle": str(Path(bundle).resolve()), "speed": speed, "engine": engine,
-                                  "threads": threads, "limits": asdict(limits or Limits())})
-    uvicorn.run("edgekd.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
+    settings = dict(speed=speed, engine=engine, threads=threads, limits=limits or Limits())
+    if workers == 1:  # the bundle is loaded once, here, and served by this process
+        uvicorn.run(Server(bundle, **settings).app, host=host, port=port, log_level="warning",
+                    timeout_graceful_shutdown=30)
+        return
+    # several processes: each worker loads the bundle; the parent only checks its manifest and hashes, so a
+    # bad bundle fails here, once, with edgekd's own message
+    manifest = runtime.read_manifest(bundle)
+    verify_bundle(bundle, manifest)
+    os.environ[ENV] = json.dumps({"bundle": str(Path(bundle).resolve()), **settings,
+                                  "limits": asdict(settings["limits"])})
+    uvicorn.run("edgekd.apps.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", timeout_graceful_shutdown=30)

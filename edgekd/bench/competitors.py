@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.bench import System
+from edgekd.bench.measure import System
+from edgekd.bench.systems import onnx_system
 
 FASTTEXT_TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -35,7 +36,6 @@ def teacher_optimum(teacher_onnx: Path, num_heads: int, hidden_size: int, encode
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
 
-    from edgekd.baselines import onnx_system
 
     fused = work / "teacher-fused.onnx"
     out = work / "teacher-optimum-int8.onnx"
@@ -72,8 +72,7 @@ def fasttext_system(train_texts: list[str], train_labels: list[int], labels: lis
         out = [model.f.predict(_fasttext_line(t), 1, 0.0, "strict") for t in texts]
         return names[[int(row[0][1].removeprefix("__label__")) for row in out]], np.ones(len(texts))
 
-    return System("fastText (supervised, bigrams)", predict, "fasttext", size_bytes=path.stat().st_size,
-                  recipe={"kind": "fasttext", "work": str(work)})
+    return System("fastText (supervised, bigrams)", predict, "fasttext", size_bytes=path.stat().st_size)
 
 
 def tfidf_system(train_texts: list[str], train_labels: list[int], labels: list[str], work: Path) -> System:
@@ -94,8 +93,7 @@ def tfidf_system(train_texts: list[str], train_labels: list[int], labels: list[s
     def predict(texts):
         return names[pipe.predict(texts)], np.ones(len(texts))
 
-    return System("TF-IDF + logistic regression", predict, "tfidf-lr", size_bytes=path.stat().st_size,
-                  recipe={"kind": "tfidf-lr", "work": str(work)})
+    return System("TF-IDF + logistic regression", predict, "tfidf-lr", size_bytes=path.stat().st_size)
 
 
 def model2vec_system(backbone: str | os.PathLike, train_texts: list[str], train_labels: list[int], labels: list[str],
@@ -121,4 +119,4 @@ def model2vec_system(backbone: str | os.PathLike, train_texts: list[str], train_
         return names[head.predict(model.encode(texts))], np.ones(len(texts))
 
     return System("model2vec (distilled from the teacher, PCA 256) + LR", predict, "model2vec",
-                  size_bytes=_size(folder) + head_path.stat().st_size, recipe={"kind": "model2vec", "work": str(work)})
+                  size_bytes=_size(folder) + head_path.stat().st_size)

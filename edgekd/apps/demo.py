@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 from runtime.errors import BundleError, EdgeKDError
 from runtime.manifest import MANIFEST_FILE, read_manifest, verify_bundle
 
-JS_DIR = Path(__file__).resolve().parents[1] / "js"
+JS_DIR = Path(__file__).resolve().parents[2] / "js"
 # node_modules folders the page may load (browser builds only)
 SERVED_MODULES = ("onnxruntime-web/dist/", "@huggingface/tokenizers/dist/")
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",

@@ -1,4 +1,5 @@
-"""Tiny, offline stand-ins for tests and demos: a teacher of any supported family and a WordPiece tokenizer, built from config."""
+"""Test fixtures: tiny, offline stand-ins for tests and demos (a teacher of any supported family, a WordPiece
+tokenizer, a toy sentiment set), built from config; nothing is downloaded."""
 
 from __future__ import annotations
 

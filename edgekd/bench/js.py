@@ -1,0 +1,85 @@
+"""The compiled graph in Node and in Chromium, measured by the JS package's own bench code
+(js/src/bench.js): `node scripts/bench.mjs JOB.json` for onnxruntime-node, and the demo page driven
+in Chromium (`node scripts/drive-demo.mjs JOB.json`) for onnxruntime-web. The texts travel in a
+job file, never on the command line (one argument past about 128 kB is refused by the kernel).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from edgekd.apps.demo import JS_DIR, demo_server, serve_in_thread
+from edgekd.bench.measure import Row
+
+RUNNERS = {"node": "Node", "browser": "Chromium (wasm)"}
+TIMEOUT_S = 3600
+
+
+class RunnerMissing(RuntimeError):
+    """node, js/node_modules or chromium is not installed here (the row is skipped, not failed)."""
+
+
+def missing(runner: str) -> str | None:
+    """Why `runner` cannot run here, or None."""
+    if shutil.which("node") is None or not (JS_DIR / "node_modules").is_dir():
+        return "node or js/node_modules missing (scripts/setup.sh installs them)"
+    if runner == "browser" and shutil.which("chromium") is None:
+        return "no chromium here (scripts/setup.sh installs it)"
+    return None
+
+
+def _rows(result: list[dict], runner: str, precision: str) -> list[Row]:
+    tag = "" if precision == "fp32" else f" {precision}"
+    kind = f"edgekd-{runner}" + ("" if precision == "fp32" else f"-{precision}")
+    return [Row(f"edgekd{tag} graph in {RUNNERS[runner]}, speed {r['speed']:g}", kind, r["speed"], r["accuracy"],
+                r["averageLayers"], None, r["p50MsB1"], r["p95MsB1"], r["throughputB32"], None, None, None)
+            for r in result]
+
+
+def _node(job_file: Path, job: dict) -> list[dict]:
+    job_file.write_text(json.dumps(job), encoding="utf-8")
+    out = subprocess.run(["node", "scripts/bench.mjs", str(job_file)], cwd=JS_DIR, capture_output=True, text=True,
+                         timeout=TIMEOUT_S)
+    if out.returncode != 0:
+        raise RuntimeError(f"node exited {out.returncode}: {_last_line(out.stderr)}")
+    return json.loads(out.stdout)["rows"]
+
+
+def _browser(job_file: Path, job: dict) -> list[dict]:
+    server = demo_server(job["bundle"], port=0)
+    serve_in_thread(server)
+    try:
+        drive = {"url": f"http://127.0.0.1:{server.server_address[1]}/?device=wasm", "text": job["texts"][0],
+                 "speed": 0.0, "bench": {k: job[k] for k in ("texts", "gold", "speeds", "latencyTexts")}}
+        job_file.write_text(json.dumps(drive), encoding="utf-8")
+        out = subprocess.run(["node", "scripts/drive-demo.mjs", str(job_file)], cwd=JS_DIR, capture_output=True,
+                             text=True, timeout=TIMEOUT_S)
+    finally:
+        server.shutdown()
+        server.server_close()
+    if out.returncode != 0:
+        raise RuntimeError(f"the browser run exited {out.returncode}: {_last_line(out.stderr)}")
+    return json.loads(out.stdout)["bench"]
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else "no output"
+
+
+def js_rows(runner: str, bundle: Path, precision: str, texts: list[str], gold: list[str], speeds: list[float],
+            latency_texts: int) -> list[Row]:
+    """One runner's rows (one per speed) for `bundle`; RunnerMissing where it cannot run here, RuntimeError
+    with the runner's last error line where it failed."""
+    reason = missing(runner)
+    if reason:
+        raise RunnerMissing(reason)
+    job = {"bundle": str(Path(bundle).resolve()), "texts": texts, "gold": gold, "speeds": speeds,
+           "latencyTexts": latency_texts}
+    with tempfile.TemporaryDirectory() as tmp:
+        result = (_node if runner == "node" else _browser)(Path(tmp) / "job.json", job)
+    return _rows(result, runner, precision)

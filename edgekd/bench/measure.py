@@ -1,0 +1,105 @@
+"""How one system is measured: accuracy and layers used, batch-1 latency, batch throughput.
+
+A system is a callable `texts -> (labels, layers_used)` with a name and a kind. Each measurement
+here takes one system; the run (edgekd.bench.run) decides the order (blocks, two rounds with the
+order reversed, so slow drifts of a shared machine hit all systems alike and one runtime's idle
+threads do not tax the next) and keeps what each step measured, so a crash loses one step.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+LARGE_BATCH = 256  # the offline / bulk-scoring batch (bench --large-batch)
+Predict = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
+Tick = Callable[[int], None]  # called with the texts done so far (progress)
+
+
+@dataclass
+class System:
+    name: str
+    predict: Predict
+    # teacher-torch | teacher-onnx | teacher-optimum | student-onnx | student-torch-exit | fasttext | tfidf-lr |
+    # model2vec | edgekd (staged runtime) | edgekd-graph (model.onnx) | edgekd-<precision> |
+    # edgekd-graph-<precision> | edgekd-variant (thread-pool settings) | edgekd-node[-<precision>] |
+    # edgekd-browser[-<precision>]
+    kind: str
+    speed: float | None = None
+    size_bytes: int | None = None
+    batched: bool = True  # False: runs texts one by one (peers' batch-1 exit)
+    recipe: dict | None = None  # how edgekd.bench.registry rebuilds it in a fresh process (peak RSS)
+
+
+@dataclass
+class Row:
+    name: str
+    kind: str
+    speed: float | None
+    accuracy: float
+    average_layers: float
+    gflops_per_text: float | None
+    p50_ms_b1: float
+    p95_ms_b1: float
+    throughput_b32: float | None  # texts per second at batch 32
+    p50_ms_b32: float | None  # per-batch latency at batch 32
+    p95_ms_b32: float | None
+    size_mb: float | None
+    ratios: dict[str, float] = field(default_factory=dict)
+    throughput_b256: float | None = None  # texts per second at batch 256 (bench --large-batch)
+    peak_rss_mb: float | None = None  # the system alone in a fresh process (bench --rss)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def quality(system: System, texts: list[str], gold: np.ndarray, label_index: dict[str, int], batch_size: int = 32,
+            tick: Tick = lambda n: None) -> tuple[float, float]:
+    """(accuracy, average layers used) over every text."""
+    step = batch_size if system.batched else 1
+    preds, layers = [], []
+    for i in range(0, len(texts), step):
+        p, used = system.predict(texts[i : i + step])
+        preds += list(p)
+        layers += list(used)
+        tick(i + step)
+    pred_idx = np.array([label_index[p] for p in preds])
+    return float((pred_idx == gold).mean()), float(np.mean(layers))
+
+
+def latency_b1(system: System, texts: list[str], warmup: int = 10) -> list[float]:
+    """Seconds per text at batch 1, every text of `texts` in one block (as in its own process)."""
+    for text in texts[:warmup]:
+        system.predict([text])
+    times = []
+    for text in texts:
+        start = time.perf_counter()
+        system.predict([text])
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def throughput(system: System, texts: list[str], batch_size: int) -> tuple[float, list[float]]:
+    """(texts per second over all `texts` at `batch_size`, every batch's seconds)."""
+    batches = []
+    began = time.perf_counter()
+    for i in range(0, len(texts), batch_size):
+        start = time.perf_counter()
+        system.predict(texts[i : i + batch_size])
+        batches.append(time.perf_counter() - start)
+    return len(texts) / (time.perf_counter() - began), batches
+
+
+def best_round(rounds: list[list[float]]) -> list[float]:
+    """The batch-1 round with the lower median."""
+    return min(rounds, key=statistics.median)
+
+
+def layer_gflops(hidden: int, ffn: int, tokens: float) -> float:
+    """Multiply-adds x2 of one transformer layer on `tokens` tokens (projections, FFN, attention)."""
+    return (2 * tokens * (4 * hidden * hidden + 2 * hidden * ffn) + 4 * tokens * tokens * hidden) / 1e9

@@ -1,0 +1,474 @@
+"""`edgekd bench`: every system on the same texts, side by side, in one run that keeps what it measured.
+
+The run plans its systems (one recipe each, built through edgekd.bench.registry), then measures in
+phases: accuracy and layers, batch-1 latency in two rounds (order reversed in the second), throughput
+at batch 32 in two rounds (and at batch 256), peak RSS, the Node and Chromium rows, the profile.
+After every system's step the state (`<stem>.state.json`) is written atomically, so a kill or a
+crash loses at most the step in progress, and `resume=True` measures only what is missing (with the
+run's settings checked against the recorded ones). A system that fails is recorded with its
+one-line reason and the others go on; the report is written with every system that finished, and
+`BenchFailed` names what failed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgekd.bench import js, report
+from edgekd.bench.measure import (
+    LARGE_BATCH,
+    Row,
+    System,
+    best_round,
+    latency_b1,
+    layer_gflops,
+    percentile,
+    quality,
+    throughput,
+)
+from edgekd.bench.registry import GROUPS, Context, build
+from edgekd.bench.rss import measure_one
+from edgekd.data import read_labelled
+from runtime.errors import EdgeKDError
+from runtime.exits import REPORT_SPEEDS
+from runtime.files import atomic_write_text
+from runtime.manifest import read_manifest
+from runtime.timing import profile_graph, stage_times
+
+DEFAULT_SPEEDS = list(REPORT_SPEEDS)
+STATE_VERSION = 1
+PROGRESS_EVERY_S = 10.0  # a progress line at least this often inside a long step
+
+
+class BenchFailed(EdgeKDError):
+    """Some systems failed; the others were measured and written."""
+
+
+@dataclass
+class BenchOptions:
+    bundle: Path
+    data: Path
+    out: Path | None = None  # results folder; default: ./<bundle name>-bench
+    run_dir: Path | None = None  # the run folder (edgekd distill --out): teacher and student baselines
+    speeds: list[float] | None = None  # default: REPORT_SPEEDS
+    latency_texts: int = 200  # texts timed one by one at batch 1
+    limit: int | None = None  # only the first N texts
+    stem: str = "bench"
+    thread_study: bool = True
+    also: list[Path] = field(default_factory=list)  # other bundles of the same student (e.g. int8)
+    js: bool = True
+    competitors: bool = False
+    train: Path | None = None  # train file for the competitors (default: the run's)
+    profile: bool = False
+    large_batch: bool = False
+    rss: bool = False
+    systems: list[str] | None = None  # groups to run (GROUPS); None: every group the options enable
+    skip: list[str] = field(default_factory=list)
+    resume: bool = False
+
+    def folder(self) -> Path:
+        return Path(self.out) if self.out else Path(f"{Path(self.bundle).name}-bench")
+
+    def settings(self, texts: int, speeds: list[float]) -> dict:
+        """What a resumed run must share with the run it continues."""
+        keep = ("latency_texts", "limit", "thread_study", "js", "competitors", "profile", "large_batch", "rss")
+        return {"bundle": str(Path(self.bundle).resolve()), "data": str(Path(self.data).resolve()), "texts": texts,
+                "run_dir": str(Path(self.run_dir).resolve()) if self.run_dir else None,
+                "also": [str(Path(a).resolve()) for a in self.also], "speeds": speeds,
+                "train": str(self.train) if self.train else None, **{k: getattr(self, k) for k in keep}}
+
+
+@dataclass
+class Unit:
+    """One system of the plan: its row name, the group that selects it, and its recipe."""
+    name: str
+    group: str
+    recipe: dict
+
+
+class Progress:
+    def __init__(self, log: Callable[[str], None]):
+        self.log = log
+        self.began = time.perf_counter()
+
+    def elapsed(self) -> str:
+        s = int(time.perf_counter() - self.began)
+        return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+    def step(self, phase: str, index: int, total: int, name: str, texts: int) -> None:
+        self.log(f"[{self.elapsed()}] {phase} {index}/{total}: {name} ({texts} texts)")
+
+    def ticker(self, name: str, total: int) -> Callable[[int], None]:
+        last = [time.perf_counter()]
+
+        def tick(done: int) -> None:
+            if time.perf_counter() - last[0] >= PROGRESS_EVERY_S:
+                last[0] = time.perf_counter()
+                self.log(f"[{self.elapsed()}]   {name}: {min(done, total)}/{total} texts")
+
+        return tick
+
+
+def selected_groups(options: BenchOptions) -> set[str]:
+    """The groups this run measures; unknown names are refused with the list."""
+    enabled = {"edgekd-staged", "edgekd-graph"}
+    if options.thread_study:
+        enabled.add("edgekd-threads")
+    if options.run_dir:
+        enabled |= {"teacher-torch", "teacher-onnx", "student-onnx", "student-torch-exit"}
+    if options.competitors:
+        enabled |= {"fasttext", "tfidf-lr"} | ({"teacher-optimum", "model2vec"} if options.run_dir else set())
+    if options.js:
+        enabled |= {"node", "browser"}
+    named = list(options.systems or []) + list(options.skip)
+    unknown = [n for n in named if n not in GROUPS]
+    if unknown:
+        raise EdgeKDError(f"unknown system(s) {', '.join(unknown)}; the systems are: {', '.join(GROUPS)}")
+    chosen = set(options.systems) if options.systems else enabled
+    needs_run = {"teacher-torch", "teacher-onnx", "teacher-optimum", "student-onnx", "student-torch-exit", "model2vec"}
+    if not options.run_dir and chosen & needs_run:
+        raise EdgeKDError(f"{', '.join(sorted(chosen & needs_run))} need the run folder: give --run RUN_DIR")
+    return chosen - set(options.skip)
+
+
+def plan(options: BenchOptions, ctx: Context, speeds: list[float], groups: set[str]) -> list[Unit]:
+    """Every system in the order of the report's rows."""
+    units: list[Unit] = []
+
+    def add(name: str, group: str, kind: str, **settings) -> None:
+        if group in groups and name not in {u.name for u in units}:
+            units.append(Unit(name, group, ctx.recipe(kind, **settings)))
+
+    manifest = ctx.manifest
+    transformer = manifest.student == "transformer"
+    engine = "staged" if transformer else "graph"
+    has_graph = transformer and manifest.graph is not None
+    if ctx.run is not None:
+        if ctx.run.teacher.is_dir():
+            config = ctx.teacher_shape()
+            add("teacher, PyTorch eager", "teacher-torch", "teacher-torch")
+            add("teacher, one ONNX graph", "teacher-onnx", "teacher-onnx", layers=config["layers"])
+            add("teacher, fused + dynamic int8 (Optimum way)", "teacher-optimum", "teacher-optimum", **config)
+        add("student, one ONNX graph", "student-onnx", "student-onnx", layers=manifest.num_layers)
+        if transformer:  # an early-exit student (BiLSTM / TextCNN have no exits)
+            speed = manifest.default_speed or 0.3
+            add(f"student, PyTorch per-sample exit b1, speed {speed:g}", "student-torch-exit", "student-torch-exit",
+                speed=speed)
+    add("fastText (supervised, bigrams)", "fasttext", "fasttext")
+    add("TF-IDF + logistic regression", "tfidf-lr", "tfidf-lr")
+    if ctx.run is not None and ctx.run.teacher.is_dir():
+        add("model2vec (distilled from the teacher, PCA 256) + LR", "model2vec", "model2vec")
+
+    def edgekd_units(bundle: Path, speed: float, precision: str) -> list[str]:
+        tag = "" if precision == "fp32" else f" {precision}"
+        names = [f"edgekd{tag} {engine}, speed {speed:g}"]
+        add(names[0], "edgekd-staged" if engine == "staged" else "edgekd-graph", "edgekd",
+            system_bundle=str(bundle), engine=engine, speed=speed)
+        if has_graph:
+            names.append(f"edgekd{tag} graph, speed {speed:g}")
+            add(names[1], "edgekd-graph", "edgekd", system_bundle=str(bundle), engine="graph", speed=speed)
+        return names
+
+    for speed in speeds:
+        add(f"edgekd {engine}, speed {speed:g}", "edgekd-staged" if engine == "staged" else "edgekd-graph", "edgekd",
+            system_bundle=str(ctx.bundle), engine=engine, speed=speed)
+    if has_graph:
+        for speed in speeds:
+            add(f"edgekd graph, speed {speed:g}", "edgekd-graph", "edgekd", system_bundle=str(ctx.bundle),
+                engine="graph", speed=speed)
+    if options.thread_study and transformer:
+        for threading, label in (("nospin", "pools never spin"), ("spin", "pools spin when idle (ORT default)")):
+            add(f"edgekd staged, speed 0, {label}", "edgekd-threads", "edgekd", system_bundle=str(ctx.bundle),
+                engine="staged", speed=0.0, threading=threading, variant=f", {label}")
+    for other in options.also:
+        extra = read_manifest(other)
+        for speed in sorted({0.0, manifest.default_speed, extra.default_speed}):
+            edgekd_units(ctx.bundle, speed, "fp32")
+            edgekd_units(Path(other), speed, extra.precision)
+    if manifest.default_speed:
+        edgekd_units(ctx.bundle, manifest.default_speed, "fp32")
+    return units
+
+
+def precision_pairs_of(units: list[Unit]) -> list[tuple[str, str]]:
+    """(fp32 row, other-precision row) at the same speed and engine, for the --also bundles."""
+    by_key = {}
+    for u in units:
+        r = u.recipe
+        if r["kind"] == "edgekd" and not r.get("variant"):
+            by_key.setdefault((r["engine"], r["speed"]), []).append(u)
+    pairs = []
+    for group in by_key.values():
+        main = [u for u in group if u.recipe["system_bundle"] == u.recipe["bundle"]]
+        pairs += [(main[0].name, u.name) for u in group if main and u is not main[0]]
+    return pairs
+
+
+class State:
+    """What the run measured so far, written atomically after every step."""
+
+    def __init__(self, path: Path, settings: dict):
+        self.path = path
+        self.data = {"version": STATE_VERSION, "settings": settings, "systems": {}, "js": {}, "failed": {}}
+
+    @classmethod
+    def resume(cls, path: Path, settings: dict, log) -> State:
+        state = cls(path, settings)
+        if not path.is_file():
+            log(f"--resume: nothing recorded at {path}; measuring everything")
+            return state
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+        old = recorded.get("settings", {})
+        differ = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+        if recorded.get("version") != STATE_VERSION or differ:
+            raise EdgeKDError(f"--resume: {path} was measured with other settings ({', '.join(differ) or 'version'}"
+                              "); rerun with the same ones, or without --resume to start over")
+        state.data = recorded
+        state.data["failed"] = {}  # systems that failed are tried again
+        done = sum(1 for s in recorded["systems"].values() if "b32" in s or "b1" in s)
+        log(f"--resume: {len(recorded['systems'])} systems recorded ({done} with timings) in {path}")
+        return state
+
+    def system(self, name: str) -> dict:
+        return self.data["systems"].setdefault(name, {})
+
+    def fail(self, name: str, exc: BaseException) -> None:
+        self.data["failed"][name] = one_line(exc)
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_text(self.path, json.dumps(self.data) + "\n")
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1] if text else ''}"[:300]
+
+
+def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict:
+    """Benchmark a bundle against its baselines on labelled data; write JSON + markdown + plots into
+    options.folder(). Raises BenchFailed (after writing) when any system failed."""
+    out = options.folder()
+    out.mkdir(parents=True, exist_ok=True)
+    groups = selected_groups(options)
+    ctx = Context(options.bundle, options.run_dir, out / f".{options.stem}-work", options.train, log)
+    labels = ctx.labels
+    dataset = read_labelled(options.data, label_names=labels, label_values=ctx.manifest.label_values)
+    texts = dataset.texts[: options.limit] if options.limit else dataset.texts
+    gold = np.array(dataset.labels[: len(texts)])
+    speeds = list(DEFAULT_SPEEDS if options.speeds is None else options.speeds)
+    settings = options.settings(len(texts), speeds)
+    state_path = out / f"{options.stem}.state.json"
+    state = State.resume(state_path, settings, log) if options.resume else State(state_path, settings)
+    units = plan(options, ctx, speeds, groups)
+    manifest = ctx.manifest
+    has_graph = manifest.student == "transformer" and manifest.graph is not None
+    js_units = [(runner, Path(b)) for runner in ("node", "browser") if runner in groups and has_graph
+                for b in [options.bundle, *options.also]]
+    progress = Progress(log)
+    log(f"bench of {options.bundle} on {len(texts)} texts of {options.data}: {len(units) + len(js_units)} systems "
+        f"({', '.join(sorted(groups))}); state in {state_path}")
+    built: dict[str, System] = {}
+
+    def system(unit: Unit) -> System | None:
+        if unit.name in state.data["failed"]:
+            return None
+        if unit.name not in built:
+            try:
+                built[unit.name] = build(unit.recipe, ctx)
+                state.system(unit.name).update(kind=built[unit.name].kind, size_bytes=built[unit.name].size_bytes)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:
+                log(f"  {unit.name}: failed to build: {one_line(exc)}")
+                state.fail(unit.name, exc)
+                return None
+        return built[unit.name]
+
+    def each(phase: str, key: str, units_: list[Unit], sample: int, measure) -> None:
+        todo = [u for u in units_ if key not in state.system(u.name) and u.name not in state.data["failed"]]
+        for index, unit in enumerate(todo, start=1):
+            s = system(unit)
+            if s is None:
+                continue
+            progress.step(phase, index, len(todo), unit.name, sample)
+            try:
+                state.system(unit.name)[key] = measure(s, unit)
+                state.save()
+            except (KeyboardInterrupt, SystemExit):
+                log(f"interrupted during {phase} of {unit.name}; what was measured is in {state_path}: "
+                    "rerun with --resume to go on")
+                raise
+            except Exception as exc:
+                log(f"  {unit.name}: failed: {one_line(exc)}")
+                state.fail(unit.name, exc)
+
+    index = {name: i for i, name in enumerate(labels)}
+    each("accuracy", "quality", units, len(texts),
+         lambda s, u: quality(s, texts, gold, index, tick=progress.ticker(u.name, len(texts))))
+    sample = texts[: options.latency_texts]
+    for r in range(2):
+        order = units if r == 0 else units[::-1]
+        each(f"batch-1 latency, round {r + 1}/2", f"b1_{r}", order, len(sample), lambda s, u: latency_b1(s, sample))
+    batched = [u for u in units if u.recipe["kind"] != "student-torch-exit"]
+    sizes = [32] + ([LARGE_BATCH] if options.large_batch else [])
+    for size in sizes:
+        for r in range(2):
+            each(f"throughput at batch {size}, round {r + 1}/2", f"b{size}_{r}", batched, len(texts),
+                 lambda s, u, size=size: throughput(s, texts, size))
+    if options.rss:
+        rss_units = [u for u in units if not u.recipe.get("variant")]
+        each("peak RSS (each alone in a fresh process)", "rss", rss_units, 256,
+             lambda s, u: measure_one(u.recipe, texts[:256]))
+
+    js_speeds = sorted({0.0, manifest.default_speed})
+    gold_names = [labels[g] for g in gold]
+    for index, (runner, bundle) in enumerate(js_units, start=1):
+        name = f"{js.RUNNERS[runner]}: {bundle.name}"
+        if name in state.data["js"]:
+            continue
+        progress.step("JS runtimes", index, len(js_units), name, len(texts))
+        try:
+            rows = js.js_rows(runner, bundle, read_manifest(bundle).precision, texts, gold_names, js_speeds,
+                              options.latency_texts)
+            state.data["js"][name] = [asdict(r) for r in rows]
+            state.save()
+        except js.RunnerMissing as exc:
+            log(f"  {name} skipped: {exc}")
+        except (KeyboardInterrupt, SystemExit):
+            log(f"interrupted during {name}; what was measured is in {state_path}: rerun with --resume to go on")
+            raise
+        except Exception as exc:
+            log(f"  {name}: failed: {one_line(exc)}")
+            state.fail(name, exc)
+
+    payload, table, written = _report(options, ctx, units, state, texts, out, progress, has_graph)
+    failed = state.data["failed"]
+    if failed:
+        log(f"{len(failed)} of {len(units) + len(js_units)} systems failed (the rest are written; `--resume` retries only these):")
+        for name, reason in failed.items():
+            log(f"  {name}: {reason}")
+    else:
+        state_path.unlink(missing_ok=True)
+        shutil.rmtree(ctx.work, ignore_errors=True)  # exported / trained baselines: scratch
+    log(table)
+    log("wrote " + ", ".join(str(p) for p in written))
+    if failed:
+        raise BenchFailed(f"{len(failed)} system(s) failed: {', '.join(failed)}; the others are in "
+                          f"{out / (options.stem + '.json')}")
+    return payload
+
+
+def _row(unit: Unit, system_state: dict, built: System | None, gflops) -> Row | None:
+    """The report row of a system with every measurement done, else None."""
+    s = system_state
+    if "quality" not in s or "b1_0" not in s or "b1_1" not in s:
+        return None
+    batched = unit.recipe["kind"] != "student-torch-exit"
+    if batched and ("b32_0" not in s or "b32_1" not in s):
+        return None
+    lat = best_round([s["b1_0"], s["b1_1"]])
+    acc, layers = s["quality"]
+    b32 = [s["b32_0"], s["b32_1"]] if batched else []
+    batches = [t for _, times in b32 for t in times]
+    large = [s[k][0] for k in ("b256_0", "b256_1") if k in s]
+    kind = s.get("kind") or (built.kind if built else unit.group)
+    return Row(name=unit.name, kind=kind, speed=unit.recipe.get("speed"), accuracy=acc, average_layers=layers,
+               gflops_per_text=gflops(kind, layers), p50_ms_b1=1e3 * statistics.median(lat),
+               p95_ms_b1=1e3 * percentile(lat, 95), throughput_b32=max(r for r, _ in b32) if b32 else None,
+               p50_ms_b32=1e3 * statistics.median(batches) if batches else None,
+               p95_ms_b32=1e3 * percentile(batches, 95) if batches else None,
+               size_mb=s["size_bytes"] / 1e6 if s.get("size_bytes") else None,
+               throughput_b256=max(large) if large else None,
+               peak_rss_mb=s["rss"]["peak_rss_mb"] if s.get("rss") else None)
+
+
+def _report(options: BenchOptions, ctx: Context, units: list[Unit], state: State, texts: list[str], out: Path,
+            progress: Progress, has_graph: bool):
+    manifest = ctx.manifest
+    tokens = float(np.mean([len(i) for i in ctx.encoder.token_ids(texts[: options.latency_texts])]))
+
+    def gflops(kind: str, layers: float) -> float | None:
+        if manifest.student != "transformer" and kind.startswith("edgekd"):
+            return None  # the transformer-layer estimate does not apply to BiLSTM / TextCNN bundles
+        if kind.startswith("teacher"):
+            shape = ctx.teacher_shape() if ctx.run is not None and ctx.run.teacher.is_dir() else None
+            return shape and shape["layers"] * layer_gflops(shape["hidden"], shape["ffn"], tokens)
+        ffn = ctx.student.config.ffn_size if ctx.run is not None and hasattr(ctx.student.config, "ffn_size") \
+            else 4 * manifest.hidden_size
+        return layers * layer_gflops(manifest.hidden_size, ffn, tokens)
+
+    rows = []
+    for unit in units:
+        s = state.system(unit.name)
+        if unit.name in state.data["failed"]:
+            continue
+        row = _row(unit, s, None, gflops)
+        if row is not None:
+            rows.append(row)
+    for js_rows in state.data["js"].values():
+        rows += [Row(**r) for r in js_rows]
+    report.add_ratios(rows, {"teacher_torch": "teacher, PyTorch eager", "teacher_onnx": "teacher, one ONNX graph",
+                             "student_onnx": "student, one ONNX graph"})
+    keys = [k for k in ("b1_speedup_vs_teacher_torch", "b1_speedup_vs_teacher_onnx", "b1_speedup_vs_student_onnx",
+                        "b32_throughput_vs_student_onnx") if any(k in r.ratios for r in rows)]
+    bundle = Path(options.bundle)
+    title = (f"{bundle.name} on {Path(options.data).name} ({len(texts)} texts; batch-1 latency on "
+             f"{min(options.latency_texts, len(texts))})")
+    failed = state.data["failed"]
+    table = report.markdown(rows, title, keys, failed)
+    main = ctx.model(bundle, "staged" if manifest.student == "transformer" else "graph")
+    payload = {"bundle": str(bundle), "data": str(options.data), "texts": len(texts), "machine": report.machine(),
+               "manifest_default_speed": manifest.default_speed, "rows": [asdict(r) for r in rows],
+               "failed": failed, "staged_overhead": report.staged_overhead(rows, main.num_layers + 1),
+               "exit_efficiency": report.exit_efficiency(rows, main.num_layers),
+               "stage_times_ms": None, "js_vs_python": report.js_vs_python(rows),
+               "precision_pairs": report.precision_pairs(rows, precision_pairs_of(units))}
+    if not main.full:
+        front, layers = stage_times(main, texts[: options.latency_texts], repeats=2)
+        payload["stage_times_ms"] = {"tokenize_embed": 1e3 * front, "layers": [1e3 * t for t in layers]}
+    for p in payload["precision_pairs"]:
+        table += (f"\n{p['other']} vs {p['fp32']}: {p['b1_speedup']:.2f}x faster at batch 1, "
+                  f"{p['b32_throughput_ratio']:.2f}x throughput at batch 32, accuracy "
+                  f"{p['accuracy_change_points']:+.2f} points.\n")
+    if payload["staged_overhead"]:
+        o = payload["staged_overhead"]
+        table += (f"\nStaged runtime at speed 0 vs the same student as one graph: {o['b1_ratio']:.3f}x at batch 1, "
+                  f"{o['b32_ratio']:.3f}x at batch 32 (throughput); overhead per stage at batch 1: "
+                  f"{o['per_stage_us_b1']:.0f} us.\n")
+    for e in payload["exit_efficiency"]:
+        table += (f"\nExit efficiency of {e['system']} ({e['average_layers']:.2f} of {main.num_layers} layers): "
+                  f"{e['b1']:.2f} at batch 1, {e['b32']:.2f} at batch 32 "
+                  "(full graph's latency x layers used / all layers, over this latency).\n")
+    for j in payload["js_vs_python"]:
+        table += f"\n{j['js']} vs {j['python']}: {j['b1_ratio']:.2f}x the batch-1 latency.\n"
+    stem = options.stem
+    written = []
+    if options.profile and has_graph:
+        target = out / f"{stem}_profile.json"
+        graph = ctx.model(bundle, "graph")
+        progress.step("profile", 1, 1, "model.onnx", 32)
+        ms_by_op = profile_graph(graph, texts[:32], target)
+        payload["profile"] = report.profile_markdown(ms_by_op, min(32, len(texts)), manifest.default_speed,
+                                                     target.name)
+        table += "\n" + payload["profile"]["markdown"]
+        written.append(target)
+    if options.competitors:
+        payload["pareto"] = report.pareto(rows)
+        table += "\n" + payload["pareto"]["markdown"]
+        pareto_png = out / f"{stem.replace('bench', 'pareto') if 'bench' in stem else stem + '_pareto'}.png"
+        report.plot_pareto(rows, pareto_png)
+        written.append(pareto_png)
+    json_path, md_path, png = out / f"{stem}.json", out / f"{stem}.md", out / f"{stem}.png"
+    atomic_write_text(json_path, json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(md_path, table)
+    report.plot_curves(rows, png)
+    return payload, table, [json_path, md_path, png] + written

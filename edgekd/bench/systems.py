@@ -1,0 +1,93 @@
+"""The systems a bench compares, each built the way a user would run it:
+
+- the edgekd runtime at one speed (the staged engine, or the compiled model.onnx: engine "graph");
+- one full ONNX graph with onnxruntime's default session options (the teacher, or the student without exits);
+- the teacher in PyTorch (transformers, eager attention);
+- the student in PyTorch with FastBERT-style per-sample exit at batch 1 (how peers run early exit).
+
+Builders take what they run (a loaded model, a graph file, a torch module) and return a `System`;
+edgekd.bench.registry turns a recipe into these arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+import runtime
+from edgekd.bench.measure import System
+from runtime.exits import normalized_entropy
+from runtime.tokenize import TextEncoder
+
+
+def edgekd_system(model: runtime.EdgeModel, speed: float, size: int | None = None, variant: str = "") -> System:
+    """The edgekd runtime (either engine) at `speed`; `variant` names a thread-pool setting (a side row)."""
+
+    def predict(texts):
+        results = model.classify(texts, speed=speed, batch_size=max(1, len(texts)))
+        return np.array([r.label for r in results]), np.array([r.exit_layer for r in results])
+
+    precision = model.manifest.precision
+    tag = "" if precision == "fp32" else f" {precision}"
+    graph = "-graph" if model.engine == "graph" else ""
+    kind = "edgekd-variant" if variant else f"edgekd{graph}" + ("" if precision == "fp32" else f"-{precision}")
+    return System(f"edgekd{tag} {model.engine}, speed {speed:g}{variant}", predict, kind, speed, size)
+
+
+def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: list[str], layers: int,
+                threads: int | None = None) -> System:
+    """One full graph with onnxruntime's default session options (what a user would do)."""
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = np.array(labels)
+
+    def predict(texts):
+        ids, mask = encoder(texts)
+        logits = session.run(None, {"input_ids": ids, "mask": mask})[0]
+        return names[logits.argmax(1)], np.full(len(texts), layers)
+
+    return System(name, predict, kind, None, path.stat().st_size)
+
+
+def teacher_torch_system(teacher, encoder: TextEncoder, labels: list[str]) -> System:
+    import torch
+
+    names = np.array(labels)
+    layers = teacher.config.num_hidden_layers
+
+    @torch.inference_mode()
+    def predict(texts):
+        ids, mask = (torch.from_numpy(a) for a in encoder(texts))
+        logits = teacher(input_ids=ids, attention_mask=mask).logits
+        return names[logits.argmax(1).numpy()], np.full(len(texts), layers)
+
+    return System("teacher, PyTorch eager", predict, "teacher-torch")
+
+
+def student_torch_exit_system(student, encoder: TextEncoder, labels: list[str], speed: float) -> System:
+    """FastBERT-style: one text at a time, stop at the first confident layer."""
+    import torch
+
+    names = np.array(labels)
+
+    @torch.inference_mode()
+    def predict(texts):
+        out_labels, out_layers = [], []
+        for text in texts:
+            ids, mask = (torch.from_numpy(a) for a in encoder([text]))
+            hidden = student.embeddings(ids)
+            for index, (layer, head) in enumerate(zip(student.layers, student.heads), start=1):
+                hidden, _ = layer(hidden, mask)
+                logits = head(hidden, mask)
+                if index == len(student.layers) or normalized_entropy(logits.numpy())[0] < speed:
+                    break
+            out_labels.append(names[int(logits.argmax())])
+            out_layers.append(index)
+        return np.array(out_labels), np.array(out_layers)
+
+    return System(f"student, PyTorch per-sample exit b1, speed {speed:g}", predict, "student-torch-exit", speed,
+                  batched=False)

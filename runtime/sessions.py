@@ -1,0 +1,149 @@
+"""onnxruntime plumbing for the runtime: execution providers, session options, thread pools,
+and the capture of onnxruntime's C++ logging while a CUDA session starts.
+
+Kept apart from the engines (runtime/model.py) so that what a session is opened with is read in
+one place; torch-free like the rest of the runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
+
+import onnxruntime as ort
+
+from runtime.errors import BundleError, DeviceError
+from runtime.manifest import GRAPH_INPUTS, STAGE_INPUTS, STAGE_OUTPUTS
+
+# inputs of the stage contract that carry token ids, masks or row indices: int64 in every graph
+INT64_INPUTS = {STAGE_INPUTS["embed"][0], *STAGE_INPUTS["layer"][1:], *STAGE_INPUTS["full"], GRAPH_INPUTS[1]}
+LOGITS = STAGE_OUTPUTS["layer"][1]
+
+DEVICES = ("cpu", "cuda", "auto")
+
+
+class Captured:
+    text = ""
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Collect what native code writes to file descriptor 2 (onnxruntime's C++ logging) meanwhile."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    captured = Captured()
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.text = sink.read().decode("utf-8", "replace")
+
+
+THREADING = ("stop", "global", "nospin", "spin")
+_global_pool: list[int] = []  # intra-op size of the process-wide pool, once this module created it
+
+
+def _use_global_pool(threads: int | None) -> bool:
+    """Make sure onnxruntime's process-wide thread pool exists; False where this onnxruntime cannot."""
+    if not hasattr(ort, "set_global_thread_pool_sizes"):
+        return False
+    size = threads or 0  # 0: one thread per physical core
+    if not _global_pool:
+        try:
+            ort.set_global_thread_pool_sizes(size, 1)
+        except Exception:  # created already, by the app: use it as it is
+            pass
+        _global_pool.append(size)
+    elif _global_pool[0] != size:
+        warnings.warn(f"the global onnxruntime thread pool already has intra-op size {_global_pool[0] or 'auto'}; "
+                      f"threads={threads} is ignored", stacklevel=3)
+    return True
+
+
+def session_options(threads: int | None, threading: str = "stop") -> ort.SessionOptions:
+    """Session options for one stage.
+
+    With one session per layer, each session's idle intra-op threads keep
+    spinning while the next session runs: a 6-stage chain was 3.5-5x slower
+    than one graph on 2 cores (onnxruntime issue 17011). Modes:
+    - stop (default): per-session pools that spin during a run and stop at its end;
+    - global: one process-wide pool for every stage (fastest at batch 1, but
+      onnxruntime then refuses any session in the process that asks for its own
+      pool, so only for apps whose sessions all use the global pool);
+    - nospin: per-session pools that never spin;
+    - spin: onnxruntime's default (the slow case above).
+    """
+    if threading not in THREADING:
+        raise ValueError(f"unknown threading {threading!r}; use one of {', '.join(THREADING)}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    if threading == "global" and _use_global_pool(threads):
+        options.use_per_session_threads = False
+        return options
+    if threads:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0" if threading == "nospin" else "1")
+    if threading == "stop":
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+    return options
+
+
+def providers(device: str) -> list[str]:
+    if device not in DEVICES:
+        raise DeviceError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in available:
+        if device == "auto":
+            return ["CPUExecutionProvider"]
+        raise DeviceError(
+            "device='cuda' needs onnxruntime-gpu with CUDA; this onnxruntime offers "
+            f"{available}. Install it with `pip install onnxruntime-gpu` (Linux x86-64) "
+            "or use device='cpu'"
+        )
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def check_graphs(path, manifest, pairs) -> None:
+    """The manifest must describe the graphs it lists (`pairs`: (stage entry, its open session)): the
+    stage contract's input/output names and dtypes, as many logits as labels, each graph in its place
+    (edgekd.stage metadata), and a max_length the position table holds. Every mismatch is reported in
+    one BundleError."""
+    problems: list[str] = []
+    for stage, session in pairs:
+        where = f"{stage.file} (stage {stage.name!r})"
+        inputs = {i.name: i.type for i in session.get_inputs()}
+        outputs = {o.name: o for o in session.get_outputs()}
+        want_in, want_out = STAGE_INPUTS.get(stage.kind, ()), STAGE_OUTPUTS.get(stage.kind, ())
+        if set(inputs) != set(want_in):
+            problems.append(f"{where}: inputs {sorted(inputs)}, but a {stage.kind} stage takes {sorted(want_in)}")
+        if not set(want_out) <= set(outputs):
+            problems.append(f"{where}: outputs {sorted(outputs)} lack {sorted(set(want_out) - set(outputs))}")
+        for name in set(inputs) & INT64_INPUTS:
+            if inputs[name] != "tensor(int64)":
+                problems.append(f"{where}: input {name} is {inputs[name]}, not tensor(int64)")
+        logits = outputs.get(LOGITS)
+        width = logits.shape[-1] if logits is not None and logits.shape else None
+        if isinstance(width, int) and width != len(manifest.labels):
+            problems.append(f"{where}: the graph gives {width} logits but the manifest lists "
+                            f"{len(manifest.labels)} labels")
+        meta = session.get_modelmeta().custom_metadata_map
+        if "edgekd.stage" in meta and meta["edgekd.stage"] != stage.name:
+            problems.append(f"{where}: the graph is stage {meta['edgekd.stage']!r}; the stage list is out of "
+                            "order or a file was swapped")
+        limit = int(meta.get("edgekd.max_position", 0) or 0)
+        if limit and manifest.max_length > limit:
+            problems.append(f"max_length {manifest.max_length} exceeds the {limit} positions the graphs "
+                            "hold")
+    if problems:
+        raise BundleError(f"bundle {path} does not match its graphs:\n  - " + "\n  - ".join(problems))
