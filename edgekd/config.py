@@ -7,14 +7,21 @@ partial configs (dicts) merged under the user's file and flags.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 from runtime.errors import EdgeKDError
 from runtime.exits import REPORT_SPEEDS
+from runtime.files import atomic_write_text
+from runtime.records import decode
 
-STAGES = ("teacher", "refine", "attention", "baseline", "finetune", "branches")  # run in this order
+# The stages of `edgekd distill` in run order: the one place it is written (edgekd.stages.REGISTRY follows it,
+# validation reads it without importing torch).
+STAGES = ("teacher", "refine", "attention", "baseline", "finetune", "branches")
+# The stages that carry the early-exit student forward, in run order: each starts from the last one's student,
+# and the run publishes the latest that finished.
+STUDENT_STAGES = tuple(s for s in STAGES if s in ("attention", "finetune", "branches"))
 DEFAULT_STAGES = ["teacher", "attention", "finetune", "branches"]
 SMALL_STUDENT_STAGES = ["teacher", "finetune"]  # BiLSTM / TextCNN: no attention to distil, no exits to train
 CONFIG_FILE = "config.json"
@@ -78,14 +85,14 @@ class Optim:
 
 
 @dataclass
-class TeacherStage(Optim):
+class TeacherOptions(Optim):
     lr: float = 5e-5
     max_train: int = 0  # the teacher trains on the first N train rows (0 = all of the file)
     force: bool = False  # fine-tune even when the checkpoint already has a task head
 
 
 @dataclass
-class AttentionStage(Optim):
+class AttentionOptions(Optim):
     lr: float = 2e-4
     alpha: float = 1.0  # weight of attention-distribution KL
     beta: float = 1.0  # weight of value-relation KL
@@ -97,7 +104,7 @@ class AttentionStage(Optim):
 
 
 @dataclass
-class FinetuneStage(Optim):
+class FinetuneOptions(Optim):
     lr: float = 1e-4
     epochs: float = 2.0
     kd: str = "soft"  # soft (Hinton, T^2-scaled KL) | mse (Tang, logits)
@@ -106,12 +113,12 @@ class FinetuneStage(Optim):
 
 
 @dataclass
-class BranchesStage(Optim):
+class BranchesOptions(Optim):
     lr: float = 5e-4
 
 
 @dataclass
-class RefineStage(Optim):
+class RefineOptions(Optim):
     lr: float = 5e-5
     threshold: float = 0.9  # teacher A keeps rows whose score >= threshold
     score: str = "gold_prob"  # gold_prob | margin | ratio (p(gold) / max p)
@@ -129,11 +136,11 @@ class DistillConfig:
     stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
     data: DataConfig = field(default_factory=DataConfig)
     student: StudentShape = field(default_factory=StudentShape)
-    teacher_stage: TeacherStage = field(default_factory=TeacherStage)
-    attention: AttentionStage = field(default_factory=AttentionStage)
-    finetune: FinetuneStage = field(default_factory=FinetuneStage)
-    branches: BranchesStage = field(default_factory=BranchesStage)
-    refine: RefineStage = field(default_factory=RefineStage)
+    teacher_stage: TeacherOptions = field(default_factory=TeacherOptions)
+    attention: AttentionOptions = field(default_factory=AttentionOptions)
+    finetune: FinetuneOptions = field(default_factory=FinetuneOptions)
+    branches: BranchesOptions = field(default_factory=BranchesOptions)
+    refine: RefineOptions = field(default_factory=RefineOptions)
     eval_speeds: list[float] = field(default_factory=lambda: list(REPORT_SPEEDS))
 
     # ------------------------------------------------------------ (de)serialise
@@ -143,13 +150,13 @@ class DistillConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
         problems: list[str] = []
-        obj = _build(cls, data, "", problems)
+        obj = decode(cls, data, "", problems)  # types from the dataclasses; unknown keys refused
         if problems:
             raise ConfigError(problems)
         return obj
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> DistillConfig:
@@ -241,31 +248,6 @@ class DistillConfig:
         if p:
             raise ConfigError(p)
         return self
-
-
-def _build(cls, data: Any, prefix: str, problems: list[str]):
-    if not isinstance(data, dict):
-        problems.append(f"{prefix or 'config'} must be an object, got {type(data).__name__}")
-        return cls()
-    hints = get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
-    for key in data:
-        if key not in names:
-            problems.append(f"unknown key {prefix}{key}; known: {', '.join(sorted(names))}")
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        value, hint = data[f.name], hints[f.name]
-        if is_dataclass(hint):
-            kwargs[f.name] = _build(hint, value, f"{prefix}{f.name}.", problems)
-        elif hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            kwargs[f.name] = float(value)
-        elif hint in (int, str, bool) and not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-            problems.append(f"{prefix}{f.name} must be {hint.__name__}, got {value!r}")
-        else:
-            kwargs[f.name] = value
-    return cls(**kwargs)
 
 
 def deep_merge(base: dict, override: dict) -> dict:

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from runtime.files import atomic_write_text
+from runtime.records import from_json, to_json
 
 HEAD_TYPES = ("mean", "cls", "attention")
 CONFIG_FILE = "student.json"
@@ -67,13 +70,12 @@ class StudentConfig:
         return problems
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(path, json.dumps(to_json(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> StudentConfig:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        """Read a saved config; unknown keys and wrong types are refused, naming the key (runtime.records)."""
+        return from_json(cls, json.loads(Path(path).read_text(encoding="utf-8")), f"student config {path}")
 
 
 def extended_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

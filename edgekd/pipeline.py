@@ -12,13 +12,13 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from edgekd.config import CONFIG_FILE, ConfigError, DistillConfig
+from edgekd.config import CONFIG_FILE, STUDENT_STAGES, ConfigError, DistillConfig
 from edgekd.stages import REGISTRY, RunContext
 from edgekd.stages.context import Log
 from edgekd.train import barrier, rank_world
 
-# Which stage's student becomes the run's student, in order of preference.
-PUBLISH_ORDER = ("branches", "finetune", "attention")
+# Which stage's student becomes the run's student: the latest that finished.
+PUBLISH_ORDER = tuple(reversed(STUDENT_STAGES))
 
 
 def run_stages(ctx: RunContext):

@@ -56,6 +56,12 @@ class RunFolder:
     state = property(lambda self: self.root / "state.json")
     metrics = property(lambda self: self.root / "metrics.json")
 
+    @staticmethod
+    def transfer_files(folder: Path) -> tuple[Path, Path, Path]:
+        """(variants.json, logits.pt, meta.json) of a transfer set in `folder` (`transfer`, or the temporary
+        folder it is written to)."""
+        return folder / "variants.json", folder / "logits.pt", folder / "meta.json"
+
     def stage(self, name: str) -> Path:
         return self.root / "stages" / name
 

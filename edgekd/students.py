@@ -8,13 +8,15 @@ tokens, E embedding width, C classes.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from edgekd.model import CONFIG_FILE, WEIGHTS_FILE, EarlyExitStudent, StudentOutput, VocabRemap
+from runtime.files import atomic_write_text
+from runtime.records import from_json, to_json
 
 KINDS = ("bilstm", "textcnn")
 
@@ -34,12 +36,12 @@ class SmallStudentConfig:
     num_layers: int = 1  # one stage, for the manifest
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        atomic_write_text(path, json.dumps(to_json(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> SmallStudentConfig:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return cls(**{k: v for k, v in data.items() if k in {f.name for f in fields(cls)}})
+        """Read a saved config; unknown keys and wrong types are refused, naming the key (runtime.records)."""
+        return from_json(cls, json.loads(Path(path).read_text(encoding="utf-8")), f"student config {path}")
 
 
 class TokenEmbedding(VocabRemap):

@@ -17,6 +17,7 @@ from typing import Any
 
 from runtime.errors import BundleError
 from runtime.files import atomic_write_text
+from runtime.records import decode
 
 SCHEMA_VERSION = 2  # 2: model.onnx (kind "compiled") in every bundle; 1 is still read
 MANIFEST_FILE = "manifest.json"
@@ -131,28 +132,17 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
-        """Build and type-check a manifest; one BundleError lists every problem."""
+        """Build and type-check a manifest (types from the dataclasses, runtime.records); one BundleError
+        lists every problem."""
         if not isinstance(data, dict):
             raise BundleError("manifest is malformed: not a JSON object")
-        problems = _shape_problems(data)
+        problems: list[str] = []
+        manifest = decode(cls, data, "", problems)
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown and all(p.startswith("unknown key") for p in problems):
+            raise BundleError(f"manifest has unknown fields {unknown}; it was written by a newer edgekd")
         if problems:
             raise BundleError("manifest is malformed:\n  - " + "\n  - ".join(problems))
-        data = dict(data)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise BundleError(f"manifest has unknown fields {unknown}; it was written by a newer edgekd")
-        try:
-            data["stages"] = [Stage(**s) for s in data["stages"]]
-            data["vocabulary"] = Vocabulary(**data["vocabulary"])
-            cal = data.get("calibration")
-            if cal is not None:
-                cal = dict(cal)
-                cal["points"] = [CalibrationPoint(**p) for p in cal.get("points", [])]
-                data["calibration"] = Calibration(**cal)
-            manifest = cls(**data)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise BundleError(f"manifest is malformed: {exc}") from exc
         manifest.check_types()
         return manifest
 
@@ -193,65 +183,6 @@ class Manifest:
 
 
 MAX_MANIFEST_BYTES = 4 << 20  # a manifest is a few kB; anything near this is not one
-
-
-_INT, _NUM, _STR = (int,), (int, float), (str,)
-# field -> (allowed JSON types, may be null)
-_TOP = {"labels": (list, False), "max_length": (_INT, False), "hidden_size": (_INT, False),
-        "num_layers": (_INT, False), "stages": (list, False), "vocabulary": (dict, False), "opset": (_INT, False),
-        "producer": (dict, False), "student": (_STR, False), "precision": (_STR, False),
-        "default_speed": (_NUM, False), "tokenizer": (_STR, False), "tokenizer_sha256": (_STR, True),
-        "label_values": (list, True), "calibration": (dict, True), "precision_check": (dict, True),
-        "compiled_check": (dict, True), "optimization": (dict, True), "quantization": (dict, True),
-        "schema_version": (_INT, False)}
-_STAGE = {"index": (_INT, False), "name": (_STR, False), "file": (_STR, False), "sha256": (_STR, False),
-          "kind": (_STR, False)}
-_VOCAB = {"original_size": (_INT, False), "kept_size": (_INT, False), "remap_in_graph": ((bool,), False),
-          "remapped_token_share": (_NUM, True)}
-_POINT = {"speed": (_NUM, False), "accuracy": (_NUM, False), "average_layers": (_NUM, False),
-          "latency_ms": (_NUM, True)}
-_CALIBRATION = {"data": (_STR, False), "machine": (_STR, False), "points": (list, False), "rule": (_STR, True),
-                "engine_latency_ms": (dict, True), "engine": (_STR, True), "threads": (dict, True)}
-
-
-def _typed(value, types, nullable: bool) -> bool:
-    if value is None:
-        return nullable
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        return False
-    return isinstance(value, types)
-
-
-def _check_fields(data: dict, spec: dict, where: str, problems: list[str]) -> None:
-    for key, (types, nullable) in spec.items():
-        if key in data and not _typed(data[key], types, nullable):
-            problems.append(f"{where}{key} has the wrong type ({type(data[key]).__name__})")
-
-
-def _check_objects(items, spec: dict, where: str, problems: list[str]) -> None:
-    """Each element of a JSON list of objects against `spec` (a list of the wrong type is _TOP's business)."""
-    for i, item in enumerate(items if isinstance(items, list) else []):
-        if not isinstance(item, dict):
-            problems.append(f"{where}[{i}] is not an object")
-        else:
-            _check_fields(item, spec, f"{where}[{i}].", problems)
-
-
-def _shape_problems(data: dict) -> list[str]:
-    """Every JSON value of the wrong type, so that no malformed manifest reaches a constructor."""
-    problems: list[str] = []
-    _check_fields(data, _TOP, "", problems)
-    _check_objects(data.get("stages"), _STAGE, "stages", problems)
-    if isinstance(data.get("vocabulary"), dict):
-        _check_fields(data["vocabulary"], _VOCAB, "vocabulary.", problems)
-    cal = data.get("calibration")
-    if isinstance(cal, dict):
-        _check_fields(cal, _CALIBRATION, "calibration.", problems)
-        _check_objects(cal.get("points"), _POINT, "calibration.points", problems)
-    for key in ("labels", "label_values"):
-        if isinstance(data.get(key), list) and not all(isinstance(x, str) for x in data[key]):
-            problems.append(f"{key} must be a list of strings")
-    return problems
 
 
 def read_manifest(bundle: str | os.PathLike) -> Manifest:

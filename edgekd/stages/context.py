@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from edgekd.augment import Augmenter, auto_factor, embedding_neighbours
-from edgekd.config import ConfigError, DistillConfig
+from edgekd.config import STUDENT_STAGES, ConfigError, DistillConfig
 from edgekd.data import TextDataset, read_labelled, read_unlabelled
 from edgekd.evaluate import accuracy, all_exit_logits, classifier_logits, exit_table
 from edgekd.model import EarlyExitStudent, StudentConfig
@@ -226,7 +226,7 @@ class RunContext:
 
     def latest_student(self, before: str) -> EarlyExitStudent | None:
         """The student written by the last finished stage before `before`."""
-        order = ["attention", "finetune", "branches"]
+        order = list(STUDENT_STAGES)
         for name in reversed(order[: order.index(before)] if before in order else order):
             folder = self.run.stage_student(name)
             if folder.is_dir():
@@ -273,9 +273,10 @@ class RunContext:
         meta = {"factor": factor, "seed": self.cfg.seed, "labelled_rows": len(self.train_set),
                 "labelled_sha256": hashlib.sha256("\n".join(self.train_set.texts).encode()).hexdigest(),
                 "unlabeled_rows": len(extra)}
-        if read_json(folder / "meta.json", None) == meta and (folder / "logits.pt").is_file():
-            variants = read_json(folder / "variants.json", [])
-            logits = torch.load(folder / "logits.pt", map_location="cpu", weights_only=True)
+        variants_file, logits_file, meta_file = self.run.transfer_files(folder)
+        if read_json(meta_file, None) == meta and logits_file.is_file():
+            variants = read_json(variants_file, [])
+            logits = torch.load(logits_file, map_location="cpu", weights_only=True)
             self.log(f"transfer set: {len(variants)} variants ({factor}x) + {len(extra)} unlabelled rows, "
                      f"reused from {folder}")
         else:
@@ -293,9 +294,10 @@ class RunContext:
             logits = classifier_logits(lambda i, m: teacher(i, m).logits, data, self.device).cpu()
             if self.rank == 0:
                 with atomic_folder(folder) as tmp:
-                    write_json(tmp / "variants.json", variants)
-                    torch.save(logits, tmp / "logits.pt")
-                    write_json(tmp / "meta.json", meta)
+                    variants_file, logits_file, meta_file = self.run.transfer_files(tmp)
+                    write_json(variants_file, variants)
+                    torch.save(logits, logits_file)
+                    write_json(meta_file, meta)
             barrier()
         self._transfer = TransferSet(variants, extra, logits)
         return self._transfer

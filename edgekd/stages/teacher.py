@@ -37,7 +37,7 @@ class TeacherStage:
         if ctx.rank == 0:
             with atomic_folder(ctx.run.teacher) as tmp:
                 model.save_pretrained(str(tmp), safe_serialization=True)
-                shutil.copyfile(ctx.run.tokenizer, tmp / "tokenizer.json")
+                shutil.copyfile(ctx.run.tokenizer, tmp / ctx.run.tokenizer.name)
         barrier()
         ctx.reset_teacher()
         teacher = ctx.teacher()
