@@ -21,7 +21,8 @@ import runtime
 from edgekd.data import read_labelled
 from runtime.errors import EdgeKDError
 from runtime.exits import SPEED_GRID, decide
-from runtime.manifest import Calibration, CalibrationPoint, read_manifest, write_manifest
+from runtime.choose import fastest
+from runtime.manifest import Calibration, CalibrationPoint, write_manifest
 from runtime.timing import machine_description, stage_times
 
 GRID = list(SPEED_GRID)
@@ -41,25 +42,31 @@ def simulate(exit_logits: np.ndarray, labels: np.ndarray, speed: float) -> tuple
     return float((logits.argmax(1) == labels).mean()), layers
 
 
-def engine_latency(bundle: str | os.PathLike, texts: list[str], speed: float, rounds: int = 3) -> dict[str, float]:
-    """Mean ms per text at batch 1 and `speed` for each engine the bundle has (best of `rounds`)."""
-    manifest = read_manifest(bundle)
+def engine_latency(model: runtime.EdgeModel, texts: list[str], speed: float, rounds: int = 3) -> dict[str, float]:
+    """Mean ms per text at batch 1 and `speed` for each engine the bundle has (best of `rounds`, each engine
+    over all texts in one block, the order reversed every other round)."""
+    manifest = model.manifest
     engines = [e for e, ok in (("staged", bool(manifest.staged)), ("graph", manifest.graph is not None)) if ok]
     if len(engines) < 2:
         return {}
-    models = {e: runtime.load(bundle, engine=e, warmup=True) for e in engines}
-    encoded = [models["graph"].encoder([text]) for text in texts]
-    best = {e: float("inf") for e in engines}
-    for _ in range(rounds):
-        for engine, model in models.items():  # each engine over all texts in one block: no interleaving
+    models = {e: model if model.engine == e else model.variant(engine=e) for e in engines}
+    encoded = [model.encoder([text]) for text in texts]
+
+    def timer(m: runtime.EdgeModel):
+        def run() -> dict[str, float]:
             start = time.perf_counter()
             for ids, mask in encoded:
-                model.run_ids(ids, mask, speed)
-            best[engine] = min(best[engine], (time.perf_counter() - start) / max(len(encoded), 1))
-    return {e: round(1e3 * t, 4) for e, t in best.items()}
+                m.run_ids(ids, mask, speed)
+            return {"b1": 1e3 * (time.perf_counter() - start) / max(len(encoded), 1)}
+        return run
+
+    for m in models.values():
+        m.run_ids(*encoded[0], speed)  # warm up
+    choice = fastest({e: timer(m) for e, m in models.items()}, rounds=rounds)
+    return {e: round(t["b1"], 4) for e, t in choice.ms.items()}
 
 
-def thread_policy(bundle: str | os.PathLike, texts: list[str], speed: float, engine: str | None,
+def thread_policy(model: runtime.EdgeModel, texts: list[str], speed: float, engine: str | None,
                   batch: int = 32, rounds: int = 2) -> dict | None:
     """How to use this machine's cores, measured per batch size at `speed`: batch 1 on onnxruntime's default
     intra-op threads or on one thread; batch `batch` whole on every core or split across cores (one part
@@ -67,31 +74,38 @@ def thread_policy(bundle: str | os.PathLike, texts: list[str], speed: float, eng
     cores = os.cpu_count() or 1
     if cores < 2 or not texts:
         return None
-    engine = engine or "auto"
-    default = runtime.load(bundle, threads=0, warmup=True, engine=engine)  # 0: onnxruntime's default threads
-    one = runtime.load(bundle, threads=1, warmup=True, engine=engine)
+    default = model.variant(threads=0, engine=engine)  # 0: onnxruntime's default threads
+    one = default.variant(threads=1)
     singles = [default.encoder([t]) for t in texts]
     batches = [default.encoder(texts[i : i + batch]) for i in range(0, len(texts), batch)]
     rows = sum(len(ids) for ids, _ in batches)
-    ms = {"default": float("inf"), "one": float("inf")}
-    rate = {"whole": 0.0, "split": 0.0}
-    for _ in range(rounds):
-        for name, model in (("default", default), ("one", one)):
+
+    def batch_1(m: runtime.EdgeModel):
+        def run() -> dict[str, float]:
             times = []
             for ids, mask in singles:
                 began = time.perf_counter()
-                model.run_ids(ids, mask, speed)
+                m.run_ids(ids, mask, speed)
                 times.append(time.perf_counter() - began)
-            ms[name] = min(ms[name], 1e3 * float(np.median(times)))
-        for name, run in (("whole", default.run_ids), ("split", default.run_split)):
+            return {"b1": 1e3 * float(np.median(times))}
+        return run
+
+    def batched(run_batch):
+        def run() -> dict[str, float]:
             began = time.perf_counter()
             for ids, mask in batches:
-                run(ids, mask, speed)
-            rate[name] = max(rate[name], rows / (time.perf_counter() - began))
+                run_batch(ids, mask, speed)
+            return {"all": 1e3 * (time.perf_counter() - began)}
+        return run
+
+    for m in (default, one):
+        m.run_ids(*singles[0], speed)  # warm up
+    small = fastest({"default": batch_1(default), "one": batch_1(one)}, rounds=rounds)
+    large = fastest({"whole": batched(default.run_ids), "split": batched(default.run_split)}, rounds=rounds)
     return {"cores": cores, "speed": speed,
-            "batch_1": {"ms": {k: round(v, 4) for k, v in ms.items()}, "chosen": min(ms, key=ms.get)},
-            f"batch_{batch}": {"texts_per_s": {k: round(v, 1) for k, v in rate.items()},
-                               "chosen": max(rate, key=rate.get)}}
+            "batch_1": {"ms": {k: round(v["b1"], 4) for k, v in small.ms.items()}, "chosen": small.chosen},
+            f"batch_{batch}": {"texts_per_s": {k: round(rows / (v["all"] / 1e3), 1) for k, v in large.ms.items()},
+                               "chosen": large.chosen}}
 
 
 def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: float | None = None,
@@ -139,11 +153,11 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
                               f"{fastest.latency_ms:.3f} ms per text")
         chosen = max(ok, key=lambda p: (p.accuracy, -p.speed))
         rule = f"latency_ms={latency_ms:g}"
-    engines = engine_latency(bundle, [dataset.texts[i] for i in sample], chosen.speed)
+    engines = engine_latency(model, [dataset.texts[i] for i in sample], chosen.speed)
     engine = min(engines, key=engines.get) if engines else None
-    threads = thread_policy(bundle, [dataset.texts[i] for i in sample], chosen.speed, engine)
+    threads = thread_policy(model, [dataset.texts[i] for i in sample], chosen.speed, engine)
     if write:
-        manifest = read_manifest(bundle)
+        manifest = model.manifest
         manifest.default_speed = chosen.speed
         manifest.calibration = Calibration(data=f"{Path(data).name} ({len(ids)} rows)", machine=machine_description(),
                                            points=points, rule=rule, engine_latency_ms=engines, engine=engine,

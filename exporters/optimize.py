@@ -12,41 +12,16 @@ graphs before this step, so it keeps to standard ONNX operators every onnxruntim
 
 from __future__ import annotations
 
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
-from runtime.manifest import STAGE_INPUTS, STAGE_OUTPUTS, Manifest
+from exporters.measure import TIMING_SHAPES, cpu_session, layer_feeds, median_ms
+from runtime.choose import fastest
+from runtime.manifest import STAGE_OUTPUTS, Manifest
 
 OPTIMIZE_MODES = ("none", "fused", "auto")
-TIMING_SHAPES = ((1, 24), (32, 24))  # (batch, tokens): a short text alone, and a serving batch
-
-
-def _feeds(batch: int, tokens: int, hidden: int, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    mask = np.ones((batch, tokens), np.int64)
-    mask[batch // 2 :, tokens * 2 // 3 :] = 0
-    return dict(zip(STAGE_INPUTS["layer"], (rng.standard_normal((batch, tokens, hidden)).astype(np.float32), mask,
-                                            np.arange(batch, dtype=np.int64))))
-
-
-def _session(path: Path) -> ort.InferenceSession:
-    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-
-
-def median_ms(session: ort.InferenceSession, feeds: dict, repeats: int = 60) -> float:
-    for _ in range(5):
-        session.run(None, feeds)
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        session.run(None, feeds)
-        times.append(time.perf_counter() - began)
-    return 1e3 * statistics.median(times)
 
 
 def fuse(path: Path, out: Path, num_heads: int, hidden: int) -> dict[str, int]:
@@ -71,7 +46,7 @@ def choose_stage_graphs(folder: Path, manifest: Manifest, mode: str, num_heads: 
     if mode == "none" or manifest.student != "transformer":
         return None
     hidden = manifest.hidden_size
-    feeds = {shape: _feeds(*shape, hidden, seed=shape[0]) for shape in TIMING_SHAPES}  # parity and timing alike
+    feeds = {shape: layer_feeds(*shape, hidden, seed=shape[0]) for shape in TIMING_SHAPES}  # parity and timing alike
     record: dict = {"mode": mode, "shapes": [list(s) for s in TIMING_SHAPES], "stages": {}}
     for stage in manifest.staged:
         if stage.kind != "layer":
@@ -79,7 +54,7 @@ def choose_stage_graphs(folder: Path, manifest: Manifest, mode: str, num_heads: 
         plain = folder / stage.file
         fused = plain.with_name(plain.stem + ".fused.onnx")
         entry: dict = {"fused_ops": fuse(plain, fused, num_heads, hidden)}
-        a, b = _session(plain), _session(fused)
+        a, b = cpu_session(plain), cpu_session(fused)
         diff = 0.0
         for feed in feeds.values():
             for x, y in zip(a.run(STAGE_OUTPUTS["layer"], feed), b.run(STAGE_OUTPUTS["layer"], feed)):
@@ -91,10 +66,12 @@ def choose_stage_graphs(folder: Path, manifest: Manifest, mode: str, num_heads: 
         elif mode == "fused":
             entry["chosen"], entry["why"] = "fused", "asked for"
         else:
-            ms = {"none": [median_ms(a, feed, repeats) for feed in feeds.values()],
-                  "fused": [median_ms(b, feed, repeats) for feed in feeds.values()]}
+            choice = fastest({name: (lambda session=session: {f"{b}x{t}": median_ms(session, feed, repeats)
+                                                               for (b, t), feed in feeds.items()})
+                              for name, session in (("none", a), ("fused", b))}, rounds=1, by="total")
+            ms = {name: list(times.values()) for name, times in choice.ms.items()}
             entry["ms"] = ms
-            entry["chosen"] = min(ms, key=lambda k: sum(ms[k]))
+            entry["chosen"] = choice.chosen
             entry["why"] = (f"faster here: batch 1 {ms['none'][0]:.3f} vs fused {ms['fused'][0]:.3f} ms, batch 32 "
                             f"{ms['none'][1]:.3f} vs fused {ms['fused'][1]:.3f} ms")
         del a, b

@@ -106,19 +106,14 @@ def _chain(paths: list[Path], encoder, texts: list[str], batch: int = 32, keep_i
     return np.stack([np.concatenate(x) for x in labels]), inputs
 
 
-def _relative_time(ms: dict[str, dict[str, float]], method: str) -> float:
-    """A method's time relative to dynamic int8, averaged over the timed shapes (each shape counts alike)."""
-    base = ms["dynamic"] if "dynamic" in ms else ms[method]
-    return float(np.mean([ms[method][shape] / base[shape] for shape in ms[method]]))
-
-
 def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str] | None = None,
                 max_texts: int = 2000, repeats: int = 60, log=print) -> dict:
     """Rewrite the bundle's stage graphs in `folder` to int8 by `method` (INT8_CHOICES) and return the record
     for manifest.quantization. For a transformer student each candidate's layer graphs are built, chained
     over `texts` beside the fp32 graphs (labels of every exit compared) and timed at batch 1 and 32 here;
     "auto" keeps the fastest with >= MIN_AGREEMENT agreement at every exit (or the best-agreeing one)."""
-    from exporters.optimize import TIMING_SHAPES, _feeds, _session, median_ms
+    from exporters.measure import TIMING_SHAPES, cpu_session, layer_feeds, median_ms
+    from runtime.choose import fastest
     from runtime.tokenize import TextEncoder
 
     if method not in INT8_CHOICES:
@@ -140,7 +135,7 @@ def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str
     calibration = texts[:: max(1, len(texts) // CALIBRATION_TEXTS)][:CALIBRATION_TEXTS]
     candidates = list(INT8_METHODS) if method == "auto" else [method]
     hidden = manifest.hidden_size
-    shapes = {f"{b}x{t}": _feeds(b, t, hidden, seed=b) for b, t in TIMING_SHAPES}
+    shapes = {f"{b}x{t}": layer_feeds(b, t, hidden, seed=b) for b, t in TIMING_SHAPES}
     with tempfile.TemporaryDirectory(dir=folder.parent) as tmp_name:
         tmp = Path(tmp_name)
         plain = [folder / f for f in files]
@@ -155,28 +150,23 @@ def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str
             for k, name in enumerate(layers):
                 quantize_int8(folder / name, tmp / candidate / name, candidate, feeds[k] if feeds else None)
             got, _ = _chain([tmp / embed] + [tmp / candidate / f for f in layers], encoder, texts)
-            results[candidate] = {"agreement": [round(float(a), 5) for a in (got == reference).mean(axis=1)],
-                                  "ms": {shape: float("inf") for shape in shapes}}
-        # timed in two rounds, the order reversed in the second, best kept: no candidate pays for going first
-        sessions = {c: [_session(tmp / c / f) for f in layers] for c in candidates}
-        for order in (candidates, candidates[::-1]):
-            for candidate in order:
-                for shape, feed in shapes.items():
-                    ms = sum(median_ms(session, feed, repeats) for session in sessions[candidate])
-                    results[candidate]["ms"][shape] = round(min(results[candidate]["ms"][shape], ms), 4)
-        del sessions
+            results[candidate] = {"agreement": [round(float(a), 5) for a in (got == reference).mean(axis=1)]}
+        sessions = {c: [cpu_session(tmp / c / f) for f in layers] for c in candidates}
+        timers = {c: (lambda c=c: {shape: sum(median_ms(s, feed, repeats) for s in sessions[c])
+                                   for shape, feed in shapes.items()}) for c in candidates}
+        choice = fastest(timers, {c: min(r["agreement"]) for c, r in results.items()}, MIN_AGREEMENT,
+                         baseline="dynamic" if "dynamic" in candidates else None)
+        sessions.clear()
         for candidate, r in results.items():
+            r["ms"] = {shape: round(v, 4) for shape, v in choice.ms[candidate].items()}
             log(f"int8 {candidate}: agreement with fp32 per exit {', '.join(f'{a:.4f}' for a in r['agreement'])}; "
                 + ", ".join(f"batch {s} {v:.3f} ms" for s, v in r["ms"].items()))
-        times = {m: r["ms"] for m, r in results.items()}
-        ok = [m for m, r in results.items() if min(r["agreement"]) >= MIN_AGREEMENT]
-        if ok:
-            chosen = min(ok, key=lambda m: _relative_time(times, m))
-            why = ("asked for" if method != "auto" else
-                   f"fastest here of those agreeing with fp32 on >= {MIN_AGREEMENT:.0%} of {len(texts)} texts at "
-                   f"every exit ({_relative_time(times, chosen):.2f}x dynamic's time)")
+        chosen = choice.chosen
+        if choice.eligible:
+            why = "asked for" if method != "auto" else (
+                f"fastest here of those agreeing with fp32 on >= {MIN_AGREEMENT:.0%} of {len(texts)} texts at every "
+                f"exit ({choice.relative[chosen]:.2f}x dynamic's time)")
         else:
-            chosen = max(results, key=lambda m: min(results[m]["agreement"]))
             why = (f"no method agrees with fp32 on >= {MIN_AGREEMENT:.0%} at every exit; the best-agreeing "
                    f"({min(results[chosen]['agreement']):.4f})")
         os.replace(tmp / embed, folder / embed)
