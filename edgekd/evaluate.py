@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from edgekd.train import TokenizedData
+from edgekd.batches import TokenizedData
 
 
 def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from edgekd.data import read_labelled, read_unlabelled
 from edgekd.evaluate import all_exit_logits
 from edgekd.run_folder import RunFolder, StudentFolder
 from edgekd.students import SmallStudent, load_student
-from edgekd.train import TokenizedData
+from edgekd.batches import TokenizedData
 from exporters import ExportError, ExportResult, export_classifier, export_student
 from exporters.quantize import INT8_CHOICES, PRECISIONS, apply_precision, choose_int8
 from runtime.exits import REPORT_SPEEDS, decide
@@ -106,7 +106,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     if data is not None:  # a bad --data fails here, before anything is written
         read_labelled(data, label_names=labels, label_values=values)
 
-    def finish(folder, manifest):
+    def rewrite(folder, manifest):
+        """The graphs in the export's precision, and what the manifest records of it."""
         if precision == "int8":
             texts = read_unlabelled(data).texts if data is not None else None
             manifest.quantization = choose_int8(folder, manifest, int8, texts, log=log)
@@ -131,10 +132,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
 
     if isinstance(student, SmallStudent):
         result = export_classifier(student, tokenizer, labels, out, max_length, atol=atol,
-                                   overwrite=overwrite, postprocess=finish, finish=measure)
+                                   overwrite=overwrite, rewrite=rewrite, measure=measure)
     else:
         result = export_student(student, tokenizer, labels, out, max_length, atol=atol,
-                                overwrite=overwrite, default_speed=default_speed, postprocess=finish, finish=measure,
+                                overwrite=overwrite, default_speed=default_speed, rewrite=rewrite, measure=measure,
                                 optimize=optimize)
     result.manifest = read_manifest(result.path)
     return result

@@ -14,7 +14,6 @@ import os
 import sys
 import time
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -22,56 +21,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from edgekd.batches import Batch, TokenizedData
 from edgekd.config import Optim
 from runtime.files import atomic_write
-from runtime.tokenize import TextEncoder
 
 CHECKPOINT = "checkpoint.pt"
-
-
-@dataclass
-class Batch:
-    input_ids: torch.Tensor  # (B,T)
-    mask: torch.Tensor  # (B,T)
-    labels: torch.Tensor | None  # (B,)
-    index: torch.Tensor  # (B,) row numbers in the dataset
-    targets: torch.Tensor | None = None  # (B,C) soft / teacher targets when precomputed
-
-
-class TokenizedData:
-    """Texts tokenized once; batches padded to their own longest row."""
-
-    def __init__(self, encoder: TextEncoder, texts: list[str], labels: list[int] | None = None,
-                 targets: torch.Tensor | None = None):
-        self.encoder = encoder
-        self.ids = encoder.token_ids(texts)
-        self.lengths = torch.tensor([len(i) for i in self.ids])
-        self.labels = None if labels is None else torch.tensor(labels, dtype=torch.long)
-        self.targets = targets
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def batch(self, index: torch.Tensor, device: torch.device) -> Batch:
-        ids, mask = self.encoder.pad([self.ids[i] for i in index.tolist()])
-        labels = None if self.labels is None else self.labels[index].to(device)
-        targets = None if self.targets is None else self.targets[index].to(device)
-        return Batch(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), labels, index, targets)
-
-    def step_rows(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
-        """Rows of global training step `step` (see epoch_batches); one epoch is cached."""
-        per_epoch = max(1, math.ceil(len(self) / batch_size))
-        epoch, position = divmod(step, per_epoch)
-        key = (batch_size, seed, epoch)
-        if getattr(self, "_epoch_key", None) != key:
-            self._epoch = epoch_batches(epoch, self.lengths, batch_size, seed)
-            self._epoch_key = key
-        return self._epoch[position]
-
-    def batches(self, batch_size: int, device: torch.device):
-        """In order, for evaluation."""
-        for start in range(0, len(self), batch_size):
-            yield self.batch(torch.arange(start, min(start + batch_size, len(self))), device)
 
 
 def rank_world() -> tuple[int, int]:
@@ -129,31 +83,6 @@ def schedule_note(name: str, stats: dict, rows: int, opt: Optim) -> str:
     if "best_step" in stats:
         note += f"; kept step {stats['best_step']} (dev {stats['best_score']:.4f}; last {stats['last_score']:.4f})"
     return note
-
-
-GROUP_BATCHES = 50  # length grouping window, in batches
-
-
-def epoch_batches(epoch: int, lengths: torch.Tensor, batch_size: int, seed: int) -> list[torch.Tensor]:
-    """The batches of one epoch, a pure function of (seed, epoch).
-
-    Rows are shuffled, then sorted by length inside windows of GROUP_BATCHES
-    batches so that each batch pads little; the batches are shuffled again.
-    """
-    rows = len(lengths)
-    gen = torch.Generator().manual_seed(seed * 100003 + epoch)
-    perm = torch.randperm(rows, generator=gen)
-    window = batch_size * GROUP_BATCHES
-    batches = []
-    for start in range(0, rows, window):
-        chunk = perm[start : start + window]
-        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
-        batches += list(chunk.split(batch_size))
-    order = torch.randperm(len(batches), generator=gen)
-    return [batches[i] for i in order.tolist()]
-
-
-
 
 
 def _save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, step: int, best: dict | None = None) -> None:

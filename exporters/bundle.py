@@ -97,8 +97,8 @@ def export_student(
     atol: float = 1e-4,
     overwrite: bool = False,
     default_speed: float = 0.0,
-    postprocess: Callable[[Path, Manifest], Manifest] | None = None,
-    finish: Callable[[Path], None] | None = None,
+    rewrite: Callable[[Path, Manifest], Manifest] | None = None,
+    measure: Callable[[Path], None] | None = None,
     optimize: str = "none",
 ) -> ExportResult:
     """Export an early-exit student to a bundle folder `out`.
@@ -106,8 +106,9 @@ def export_student(
     `model` follows the staged contract of `exporters.stages.student_stage_specs`
     and has a `.config` with hidden_size, num_layers, vocab_size and
     original_vocab_size. Every stage is validated against torch (atol) before
-    the bundle is moved into place. `postprocess(folder, manifest)` may rewrite
-    graphs (quantization) before the manifest is written. `optimize` (none | fused |
+    the bundle is moved into place. `rewrite(folder, manifest)` may rewrite
+    graphs (quantization) before the manifest is written; `measure(folder)` runs on the complete bundle
+    (agreement, calibration) before it is renamed into place. `optimize` (none | fused |
     auto) picks each layer graph's form by measurement (exporters.optimize).
     """
     cfg = model.config
@@ -118,7 +119,7 @@ def export_student(
     input_vocab = cfg.original_vocab_size or cfg.vocab_size
     specs = student_stage_specs(model)
     return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
-                         default_speed, postprocess, student="transformer", finish=finish, optimize=optimize,
+                         default_speed, rewrite, student="transformer", measure=measure, optimize=optimize,
                          num_heads=cfg.num_heads)
 
 
@@ -132,8 +133,8 @@ def export_classifier(
     opset: int = DEFAULT_OPSET,
     atol: float = 1e-4,
     overwrite: bool = False,
-    postprocess: Callable[[Path, Manifest], Manifest] | None = None,
-    finish: Callable[[Path], None] | None = None,
+    rewrite: Callable[[Path, Manifest], Manifest] | None = None,
+    measure: Callable[[Path], None] | None = None,
 ) -> ExportResult:
     """Export a classifier without exits (BiLSTM, TextCNN: `model(input_ids, mask)`) as a
     one-stage bundle (`model.onnx`, kind `full`) that the same runtime runs."""
@@ -145,7 +146,7 @@ def export_classifier(
     input_vocab = cfg.original_vocab_size or cfg.vocab_size
     specs = full_stage_spec(model, getattr(cfg, "kind", "full"))
     return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
-                         0.0, postprocess, student=getattr(cfg, "kind", "full"), finish=finish)
+                         0.0, rewrite, student=getattr(cfg, "kind", "full"), measure=measure)
 
 
 def _check_inputs(cfg, labels: list[str], tokenizer_file) -> None:
@@ -156,7 +157,7 @@ def _check_inputs(cfg, labels: list[str], tokenizer_file) -> None:
 
 
 def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
-                  default_speed, postprocess, student: str, finish=None, optimize: str = "none",
+                  default_speed, rewrite, student: str, measure=None, optimize: str = "none",
                   num_heads: int = 0) -> ExportResult:
     with atomic_folder(Path(out), overwrite) as folder:
         inputs = {f: example_inputs(s, cfg.hidden_size, input_vocab) for f, s in specs.items()}
@@ -169,8 +170,8 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
             vocabulary=Vocabulary(original_size=input_vocab, kept_size=cfg.vocab_size),
             opset=opset, producer=producer_versions(), default_speed=default_speed, student=student,
         )
-        if postprocess is not None:
-            manifest = postprocess(folder, manifest)
+        if rewrite is not None:
+            manifest = rewrite(folder, manifest)
         manifest.compiled_check = add_compiled_graph(folder, manifest, atol)
         if manifest.precision == "fp32":  # after model.onnx is composed from the plain (portable) graphs
             manifest.optimization = choose_stage_graphs(folder, manifest, optimize, num_heads, atol)
@@ -183,8 +184,8 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
         manifest.tokenizer_sha256 = sha256_file(folder / manifest.tokenizer)
         write_manifest(folder, manifest)
         read_manifest(folder)  # the reader accepts what we wrote
-        if finish is not None:  # measurements on the complete bundle, before it is renamed into place
-            finish(folder)
+        if measure is not None:  # measurements on the complete bundle, before it is renamed into place
+            measure(folder)
             manifest = read_manifest(folder)
     return ExportResult(Path(out), manifest, checks)
 

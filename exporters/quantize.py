@@ -193,14 +193,14 @@ def convert_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 PASSES = {"int8": quantize_int8, "fp16": convert_fp16}
 
 
-def precision_postprocess(precision: str):
-    """A bundle writer's `postprocess(folder, manifest)` that rewrites every stage graph to `precision`."""
-    def postprocess(folder: Path, manifest):
+def precision_rewrite(precision: str):
+    """A bundle writer's `rewrite(folder, manifest)` that rewrites every stage graph to `precision`."""
+    def rewrite(folder: Path, manifest):
         apply_precision(folder, [s.file for s in manifest.stages], precision)
         manifest.precision = precision
         return manifest
 
-    return postprocess
+    return rewrite
 
 
 def apply_precision(folder: Path, files: list[str], precision: str) -> None:

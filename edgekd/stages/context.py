@@ -27,15 +27,15 @@ from edgekd.teacher import (
     has_task_head,
     head_names,
     head_order,
-    init_student_from_teacher,
     load_encoder,
     load_teacher,
     resolve_init,
-    student_shape,
     teacher_config,
     teacher_tokenizer_json,
 )
-from edgekd.train import TokenizedData, barrier, rank_world, setup_distributed
+from edgekd.batches import TokenizedData
+from edgekd.student_init import init_student_from_teacher, student_shape
+from edgekd.train import barrier, rank_world, setup_distributed
 from edgekd.vocab import MASK_TOKENS, VocabMap, build_vocab_map, compress_student, first_token, remapped_share
 from runtime.files import atomic_folder, atomic_write
 from runtime.tokenize import TextEncoder

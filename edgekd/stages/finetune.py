@@ -9,7 +9,8 @@ import torch
 
 from edgekd import losses
 from edgekd.stages.context import RunContext
-from edgekd.train import TokenizedData, schedule_note, train_loop
+from edgekd.batches import TokenizedData
+from edgekd.train import schedule_note, train_loop
 
 
 def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:

@@ -8,7 +8,8 @@ import torch
 from edgekd.evaluate import classifier_logits
 from edgekd.refine import merge_targets, score_rows, split_rows
 from edgekd.teacher import load_teacher
-from edgekd.train import TokenizedData, barrier, train_loop
+from edgekd.batches import TokenizedData
+from edgekd.train import barrier, train_loop
 from edgekd.stages.context import RunContext, classifier_ce
 from runtime.files import atomic_write
 

@@ -8,7 +8,8 @@ import shutil
 import torch
 
 from edgekd.teacher import has_task_head, load_teacher
-from edgekd.train import TokenizedData, barrier, schedule_note, train_loop
+from edgekd.batches import TokenizedData
+from edgekd.train import barrier, schedule_note, train_loop
 from edgekd.stages.context import RunContext, classifier_ce
 from runtime.files import atomic_folder
 

@@ -11,7 +11,8 @@ import torch
 from edgekd.augment import Augmenter, auto_factor, embedding_neighbours
 from edgekd.config import Optim, optim_overrides, resolve_config
 from edgekd.losses import task_distillation
-from edgekd.train import TokenizedData, total_steps, train_loop
+from edgekd.batches import TokenizedData
+from edgekd.train import total_steps, train_loop
 from tests.conftest import tiny_config
 
 

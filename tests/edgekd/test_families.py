@@ -15,7 +15,8 @@ import torch
 
 from edgekd.families import LAYER_COPYING, family_of
 from edgekd.model import EarlyExitStudent, StudentConfig
-from edgekd.teacher import TeacherAdaptor, TeacherError, check_teacher, init_student_from_teacher, student_shape
+from edgekd.teacher import TeacherAdaptor, TeacherError, check_teacher
+from edgekd.student_init import init_student_from_teacher, student_shape
 from edgekd.fixtures import TINY_FAMILIES, tiny_config, tiny_teacher
 
 LENGTH = 9

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from edgekd.model import EarlyExitStudent, StudentConfig
-from edgekd.teacher import TeacherError, init_student_from_teacher, load_teacher, uniform_layers
+from edgekd.teacher import TeacherError, load_teacher
+from edgekd.student_init import init_student_from_teacher, uniform_layers
 from tests.conftest import make_student
 
 

@@ -117,7 +117,7 @@ def test_distill_export_and_run_without_torch_agree(finished_run, tmp_path):
 
 
 def test_epoch_batches_cover_every_row_once_and_group_lengths():
-    from edgekd.train import epoch_batches
+    from edgekd.batches import epoch_batches
 
     lengths = torch.randint(2, 60, (1000,))
     batches = epoch_batches(0, lengths, 32, seed=1)
@@ -135,7 +135,8 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
 
     from edgekd.config import Optim
     from edgekd.fixtures import tiny_sentiment, tiny_tokenizer
-    from edgekd.train import TokenizedData, train_loop
+    from edgekd.batches import TokenizedData
+    from edgekd.train import train_loop
     from runtime.tokenize import TextEncoder
     from tests.conftest import make_student
 

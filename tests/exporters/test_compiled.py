@@ -16,7 +16,7 @@ import torch
 import runtime
 from exporters import export_classifier, export_student
 from exporters.compile import DEBUG_OUTPUT, compile_early_exit
-from exporters.quantize import precision_postprocess
+from exporters.quantize import precision_rewrite
 from runtime.exits import SPEED_GRID, decide, normalized_entropy
 from edgekd.fixtures import SPECIALS, WORDS
 from tests.conftest import TEXTS, make_student
@@ -42,7 +42,7 @@ def compressed_bundle(tmp_path_factory, tokenizer_file):
 def int8_bundle(tmp_path_factory, tokenizer_file):
     out = tmp_path_factory.mktemp("compiled") / "int8"
     export_student(make_student(sharpen=60.0, hidden=64), tokenizer_file, ["negative", "positive"], out,
-                   max_length=40, postprocess=precision_postprocess("int8"))
+                   max_length=40, rewrite=precision_rewrite("int8"))
     return out
 
 

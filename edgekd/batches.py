@@ -1,0 +1,79 @@
+"""Training data on the torch side: texts tokenized once, padded batches, and the batch order of an
+epoch as a pure function of (seed, epoch), so a resumed stage sees exactly the batches an
+uninterrupted one would. (The file readers, torch-free, are in edgekd/data.py.)"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from runtime.tokenize import TextEncoder
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B,T)
+    mask: torch.Tensor  # (B,T)
+    labels: torch.Tensor | None  # (B,)
+    index: torch.Tensor  # (B,) row numbers in the dataset
+    targets: torch.Tensor | None = None  # (B,C) soft / teacher targets when precomputed
+
+
+class TokenizedData:
+    """Texts tokenized once; batches padded to their own longest row."""
+
+    def __init__(self, encoder: TextEncoder, texts: list[str], labels: list[int] | None = None,
+                 targets: torch.Tensor | None = None):
+        self.encoder = encoder
+        self.ids = encoder.token_ids(texts)
+        self.lengths = torch.tensor([len(i) for i in self.ids])
+        self.labels = None if labels is None else torch.tensor(labels, dtype=torch.long)
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, index: torch.Tensor, device: torch.device) -> Batch:
+        ids, mask = self.encoder.pad([self.ids[i] for i in index.tolist()])
+        labels = None if self.labels is None else self.labels[index].to(device)
+        targets = None if self.targets is None else self.targets[index].to(device)
+        return Batch(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), labels, index, targets)
+
+    def step_rows(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
+        """Rows of global training step `step` (see epoch_batches); one epoch is cached."""
+        per_epoch = max(1, math.ceil(len(self) / batch_size))
+        epoch, position = divmod(step, per_epoch)
+        key = (batch_size, seed, epoch)
+        if getattr(self, "_epoch_key", None) != key:
+            self._epoch = epoch_batches(epoch, self.lengths, batch_size, seed)
+            self._epoch_key = key
+        return self._epoch[position]
+
+    def batches(self, batch_size: int, device: torch.device):
+        """In order, for evaluation."""
+        for start in range(0, len(self), batch_size):
+            yield self.batch(torch.arange(start, min(start + batch_size, len(self))), device)
+
+
+GROUP_BATCHES = 50  # length grouping window, in batches
+
+
+def epoch_batches(epoch: int, lengths: torch.Tensor, batch_size: int, seed: int) -> list[torch.Tensor]:
+    """The batches of one epoch, a pure function of (seed, epoch).
+
+    Rows are shuffled, then sorted by length inside windows of GROUP_BATCHES
+    batches so that each batch pads little; the batches are shuffled again.
+    """
+    rows = len(lengths)
+    gen = torch.Generator().manual_seed(seed * 100003 + epoch)
+    perm = torch.randperm(rows, generator=gen)
+    window = batch_size * GROUP_BATCHES
+    batches = []
+    for start in range(0, rows, window):
+        chunk = perm[start : start + window]
+        chunk = chunk[torch.argsort(lengths[chunk], stable=True)]
+        batches += list(chunk.split(batch_size))
+    order = torch.randperm(len(batches), generator=gen)
+    return [batches[i] for i in order.tolist()]
