@@ -44,7 +44,8 @@ def _main(
 
 
 def friendly(command):
-    """Print edgekd's own errors (bad input, bad bundle) as one message and exit 2."""
+    """Print edgekd's own errors (bad input, bad bundle: EdgeKDError and its kinds) as one message and exit 2;
+    any other exception is a bug and keeps its traceback."""
 
     @wraps(command)
     def wrapper(*args, **kwargs):
@@ -96,7 +97,7 @@ def distill(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.")] = None,
     config: Annotated[Optional[str], typer.Option(help="JSON config file (see config.json in any run folder).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="quick (20k rows, ~45 min on 2 cores) | full | tiny.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="quick (every labelled row, 40k unlabelled, short schedule: ~45 min for SST-2 on 2 cores) | full (longer schedule, max length 128; GPU advised) | tiny (seconds: smoke tests).")] = None,
     online: Annotated[bool, typer.Option(help="Allow hub downloads for --teacher.")] = False,
 ) -> None:
     """Fine-tune the teacher and distil an early-exit student into a run folder.
@@ -214,19 +215,16 @@ def predict(
             raise runtime.EdgeKDError(f"stdin: line {line} has bytes that are not UTF-8 (at byte {exc.start}); "
                                       "send UTF-8 text") from None
         texts = [line.rstrip("\r") for line in decoded.split("\n") if line.strip()]
-    try:
-        model = runtime.load(bundle, device=device, engine=engine)
-        if file is not None:
-            from edgekd.apps.predict_file import predict_file
+    model = runtime.load(bundle, device=device, engine=engine)
+    if file is not None:
+        from edgekd.apps.predict_file import predict_file
 
-            rows = predict_file(model, file, out, speed=speed, batch_size=batch_size, text_column=text_column,
-                                resume=resume)
-            if out:
-                _err(f"wrote {rows} rows to {out}")
-            return
-        results = model.classify(texts, speed=speed, batch_size=batch_size)
-    except (ValueError, TypeError) as exc:
-        raise runtime.EdgeKDError(str(exc)) from exc
+        rows = predict_file(model, file, out, speed=speed, batch_size=batch_size, text_column=text_column,
+                            resume=resume)
+        if out:
+            _err(f"wrote {rows} rows to {out}")
+        return
+    results = model.classify(texts, speed=speed, batch_size=batch_size)
     for text, r in zip(texts, results):
         if as_json:
             typer.echo(json.dumps({"text": text, "label": r.label, "probs": r.probs, "exit_layer": r.exit_layer,

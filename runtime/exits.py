@@ -15,6 +15,8 @@ import math
 
 import numpy as np
 
+from runtime.errors import InputError, InputTypeError
+
 # Speeds that calibration tables, agreement checks and the bench sweep: 0.00 .. 0.95.
 SPEED_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(20))
 # The speeds tables and the bench report by default: a subset of the grid.
@@ -69,8 +71,8 @@ def decide(exit_logits: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarra
 def check_speed(speed: object) -> float:
     """A speed as a float in [0, 1]; TypeError for a non-number, ValueError out of range."""
     if isinstance(speed, bool) or not isinstance(speed, (int, float, np.floating, np.integer)):
-        raise TypeError(f"speed must be a number in [0, 1], got {type(speed).__name__} {speed!r}")
+        raise InputTypeError(f"speed must be a number in [0, 1], got {type(speed).__name__} {speed!r}")
     value = float(speed)
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"speed must lie in [0, 1] (0 runs every layer), got {value}")
+        raise InputError(f"speed must lie in [0, 1] (0 runs every layer), got {value}")
     return value

@@ -24,7 +24,7 @@ except ImportError as exc:  # the core install leaves the choice of ONNX Runtime
     raise ImportError("edgekd's runtime needs ONNX Runtime: pip install 'edgekd[cpu]' "
                       "(or 'edgekd[gpu]' on a machine with an NVIDIA GPU and CUDA)") from exc
 
-from runtime.errors import BundleError, DeviceError, EdgeKDError
+from runtime.errors import BundleError, DeviceError, EdgeKDError, InputError, InputTypeError
 from runtime.exits import check_speed, leaves, normalized_entropy, softmax
 from runtime.manifest import (
     ENGINES,
@@ -119,7 +119,7 @@ class EdgeModel:
 
     def _choose_engine(self, engine: str, device: str) -> str:
         if engine not in ENGINES:
-            raise ValueError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+            raise InputError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
         has_graph = self.manifest.graph is not None
         has_staged = bool(self.manifest.staged)
         if engine == "graph" and not has_graph:
@@ -185,14 +185,14 @@ class EdgeModel:
         if isinstance(texts, str):
             texts = [texts]
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
-            raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
+            raise InputTypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise InputError(f"batch_size must be at least 1, got {batch_size}")
         speed = check_speed(self.manifest.default_speed if speed is None else speed)
         texts = list(texts)
         for index, text in enumerate(texts):
             if not isinstance(text, str):
-                raise TypeError(f"texts[{index}] is {type(text).__name__}, not str")
+                raise InputTypeError(f"texts[{index}] is {type(text).__name__}, not str")
         ids = self.encoder.token_ids(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         results: list[Prediction | None] = [None] * len(ids)

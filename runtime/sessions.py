@@ -15,7 +15,7 @@ import warnings
 
 import onnxruntime as ort
 
-from runtime.errors import BundleError, DeviceError
+from runtime.errors import BundleError, DeviceError, InputError
 from runtime.manifest import GRAPH_INPUTS, STAGE_INPUTS, STAGE_OUTPUTS
 
 # inputs of the stage contract that carry token ids, masks or row indices: int64 in every graph
@@ -81,7 +81,7 @@ def session_options(threads: int | None, threading: str = "stop") -> ort.Session
     - spin: onnxruntime's default (the slow case above).
     """
     if threading not in THREADING:
-        raise ValueError(f"unknown threading {threading!r}; use one of {', '.join(THREADING)}")
+        raise InputError(f"unknown threading {threading!r}; use one of {', '.join(THREADING)}")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3

@@ -7,7 +7,7 @@ import os
 import numpy as np
 from tokenizers import Tokenizer
 
-from runtime.errors import BundleError
+from runtime.errors import BundleError, InputError
 
 
 class TextEncoder:
@@ -19,7 +19,7 @@ class TextEncoder:
 
     def __init__(self, tokenizer: Tokenizer, max_length: int):
         if max_length < 2:
-            raise ValueError(f"max_length must be at least 2, got {max_length}")
+            raise InputError(f"max_length must be at least 2, got {max_length}")
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.tokenizer.no_padding()

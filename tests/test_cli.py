@@ -92,3 +92,18 @@ def test_distill_data_error_names_the_file(tiny_teacher_dir, tmp_path):
 def test_export_of_a_missing_run(tmp_path):
     result = runner.invoke(app, ["export", str(tmp_path / "nope"), "--out", str(tmp_path / "b")])
     assert result.exit_code == 2 and "not a folder" in result.output
+
+
+def test_own_errors_are_one_line_and_a_bug_keeps_its_traceback(bundle, monkeypatch):
+    import runtime
+
+    result = CliRunner().invoke(app, ["predict", str(bundle), "x", "--speed", "2"])
+    assert result.exit_code == 2 and result.output.strip().startswith("error: speed must lie in [0, 1]")
+
+    def bug(self, *args, **kwargs):
+        raise ValueError("a bug inside edgekd")
+
+    monkeypatch.setattr(runtime.EdgeModel, "classify", bug)
+    result = CliRunner().invoke(app, ["predict", str(bundle), "x"])
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+    assert "error: a bug" not in result.output

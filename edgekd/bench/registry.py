@@ -20,6 +20,7 @@ from edgekd.bench import competitors, systems
 from edgekd.bench.measure import System
 from edgekd.data import read_labelled
 from edgekd.run_folder import RunFolder
+from runtime.errors import EdgeKDError
 from runtime.manifest import bundle_size, read_manifest
 from runtime.tokenize import TextEncoder
 
@@ -80,7 +81,7 @@ class Context:
 
     def _need_run(self, what: str) -> RunFolder:
         if self.run is None:
-            raise ValueError(f"{what} needs the run folder: give --run RUN_DIR")
+            raise EdgeKDError(f"{what} needs the run folder: give --run RUN_DIR")
         return self.run
 
     @cached_property
@@ -144,7 +145,7 @@ class Context:
         if train is None and self.run is not None:
             train = json.loads(self.run.config.read_text())["data"]["train"]
         if train is None:
-            raise ValueError("the competitors need the training file: give --run RUN_DIR or --train PATH")
+            raise EdgeKDError("the competitors need the training file: give --run RUN_DIR or --train PATH")
         rows = read_labelled(train, label_names=self.labels, label_values=self.manifest.label_values)
         self.log(f"competitors trained on {len(rows.texts)} rows of {train}")
         return rows

@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 import runtime
 from edgekd.bench.measure import System
-from runtime.exits import normalized_entropy
+from runtime.exits import leaves, normalized_entropy
 from runtime.tokenize import TextEncoder
 
 
@@ -83,7 +83,7 @@ def student_torch_exit_system(student, encoder: TextEncoder, labels: list[str], 
             for index, (layer, head) in enumerate(zip(student.layers, student.heads), start=1):
                 hidden, _ = layer(hidden, mask)
                 logits = head(hidden, mask)
-                if index == len(student.layers) or normalized_entropy(logits.numpy())[0] < speed:
+                if leaves(normalized_entropy(logits.numpy()), speed, index == len(student.layers))[0]:
                     break
             out_labels.append(names[int(logits.argmax())])
             out_layers.append(index)
