@@ -107,3 +107,26 @@ def test_own_errors_are_one_line_and_a_bug_keeps_its_traceback(bundle, monkeypat
     result = CliRunner().invoke(app, ["predict", str(bundle), "x"])
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)
     assert "error: a bug" not in result.output
+
+
+def test_non_utf8_stdin_to_predict_is_one_clear_line(bundle):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "edgekd.cli", "predict", str(bundle), "-"],
+                         input=b"good film\n\xff\xfe bad bytes\n", capture_output=True)
+    assert out.returncode == 2
+    err = out.stderr.decode()
+    assert "UTF-8" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_version_and_license():
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("edgekd ")
+    assert "Apache License" in (Path(__file__).resolve().parents[1] / "LICENSE").read_text()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edgekd.bench import BenchFailed, BenchOptions, run_bench
+from edgekd.bench import BenchOptions, run_bench
 from edgekd.bench import measure as measure_module
 from edgekd.bench import registry
 from edgekd.bench.measure import Row

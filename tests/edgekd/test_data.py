@@ -91,3 +91,47 @@ def test_unlabelled_lines_and_columns(tmp_path):
     assert read_unlabelled(write(tmp_path, "u.txt", "one\n\ntwo\n")).texts == ["one", "two"]
     d = read_unlabelled(write(tmp_path, "u.tsv", "sentence\tlabel\na\t1\nb\t0\n"))
     assert d.texts == ["a", "b"] and d.labels is None
+
+
+def test_quoted_newlines_and_unicode_line_separators_survive(tmp_path):
+    odd = "one\u2028two\x85three\x0cfour"
+    csv_file = tmp_path / "d.csv"
+    csv_file.write_text('text,label\n"line one\nline two",a\n"' + odd + '",b\nplain,a\n', encoding="utf-8")
+    d = read_labelled(csv_file)
+    assert d.texts == ["line one\nline two", odd, "plain"] and d.labels == [0, 1, 0]
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text(f"sentence\tlabel\n{odd}\t1\nfine\t0\n", encoding="utf-8")
+    assert read_labelled(tsv).texts == [odd, "fine"]
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text(json.dumps({"text": odd, "label": 1}) + "\n" + json.dumps({"text": "x", "label": 0}) + "\n")
+    assert read_labelled(jsonl).texts == [odd, "x"]
+    txt = tmp_path / "u.txt"
+    txt.write_text(f"{odd}\nsecond\n", encoding="utf-8")
+    assert read_unlabelled(txt).texts == [odd, "second"]
+
+
+def test_text_and_label_columns_are_named_on_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+
+    result = CliRunner().invoke(app, ["distill", "--help"])
+    assert "--text-column" in result.output and "--label-column" in result.output
+
+
+def test_numeric_labels_are_one_class_per_value(tmp_path):
+    f = tmp_path / "d.tsv"
+    f.write_text("sentence\tlabel\na\t1\nb\t1.0\nc\t 1\nd\t0\ne\t0.0\n")
+    d = read_labelled(f)
+    assert d.label_names == ["0", "1"] and d.labels == [1, 1, 1, 0, 0]
+
+
+def test_a_rare_label_warns_and_an_unknown_dev_label_is_named(tmp_path):
+    train = tmp_path / "t.tsv"
+    train.write_text("sentence\tlabel\na\tpos\nb\tpos\nc\tneg\nd\tneg\ne\tneu\n")
+    with pytest.warns(UserWarning, match="'neu' occur only once"):
+        names = read_labelled(train).label_names
+    dev = tmp_path / "d.tsv"
+    dev.write_text("sentence\tlabel\na\tpos\nb\tmixed\n")
+    with pytest.raises(DataError, match="unknown label 'mixed' in row 3"):
+        read_labelled(dev, label_names=names)

@@ -17,6 +17,7 @@ from edgekd.run_folder import StudentFolder
 from edgekd.stages import RunContext
 from runtime.exits import REPORT_SPEEDS
 from tests.conftest import tiny_config
+from edgekd.data import DataError
 
 
 def test_run_folder_holds_every_artifact(finished_run):
@@ -181,3 +182,59 @@ def test_resume_is_bit_exact_from_any_kill_point(tiny_teacher_dir, tiny_data, tm
     a = EarlyExitStudent.load(straight / "student").state_dict()
     b = EarlyExitStudent.load(resumed / "student").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:3]
+
+
+def test_a_distill_that_cannot_start_leaves_no_folder(tiny_teacher_dir, tiny_data, tmp_path):
+    from edgekd.config import ConfigError
+    from edgekd.pipeline import distill
+    from tests.conftest import tiny_config
+
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence\tlabel\nonly one\tpos\n")
+    cfg = tiny_config(tiny_teacher_dir, {"train": bad, "dev": tiny_data["dev"]}, tmp_path / "run")
+    with pytest.raises(DataError):
+        distill(cfg, log=lambda _: None)
+    assert not (tmp_path / "run").exists()
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", data={"label_names": ["a", "b", "c"]})
+    with pytest.raises(ConfigError, match="--label-names gives 3 names"):
+        distill(cfg, log=lambda _: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_overwrite_starts_over_and_never_removes_a_foreign_folder(tiny_teacher_dir, tiny_data, tmp_path):
+    from edgekd.config import ConfigError
+    from edgekd.pipeline import distill
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher"])
+    distill(cfg, log=lambda _: None)
+    (tmp_path / "run" / "marker").write_text("old")
+    distill(cfg, log=lambda _: None, overwrite=True)
+    assert not (tmp_path / "run" / "marker").exists() and (tmp_path / "run" / "state.json").is_file()
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "cat.jpg").write_bytes(b"\xff\xd8")
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, foreign, stages=["teacher"])
+    with pytest.raises(ConfigError, match="not a run folder"):
+        distill(cfg, log=lambda _: None, overwrite=True)
+    assert (foreign / "cat.jpg").is_file()
+
+
+def test_label_names_reach_the_bundle_and_predictions(tiny_teacher_dir, tmp_path):
+    from edgekd.pipeline import distill
+    from edgekd.fixtures import tiny_sentiment
+    from tests.conftest import tiny_config
+
+    files = {}
+    for name, n, seed in (("train", 64, 0), ("dev", 24, 1)):
+        files[name] = tmp_path / f"{name}.tsv"
+        files[name].write_text("sentence\tlabel\n" + "".join(
+            f"{t}\t{1 if l == 'positive' else 0}\n" for t, l in tiny_sentiment(n, seed)))
+    cfg = tiny_config(tiny_teacher_dir, files, tmp_path / "run", stages=["teacher", "finetune"],
+                      data={"label_names": ["negative", "positive"]})
+    run = distill(cfg, log=lambda _: None)
+    bundle = export_run(run, tmp_path / "b", data=files["dev"], max_drop=1.0).path  # dev labels are 0/1
+    model = runtime.load(bundle)
+    assert model.labels == ["negative", "positive"] and model.manifest.label_values == ["0", "1"]
+    p = model.classify(["good film"])[0]
+    assert p.label in ("negative", "positive") and list(p.probs) == ["negative", "positive"]

@@ -15,7 +15,7 @@ import torch
 
 import runtime
 from exporters import export_classifier, export_student
-from exporters.compile import DEBUG_OUTPUT, compile_early_exit
+from exporters.compile import compile_early_exit
 from exporters.quantize import precision_rewrite
 from runtime.exits import SPEED_GRID, decide, normalized_entropy
 from edgekd.fixtures import SPECIALS, WORDS

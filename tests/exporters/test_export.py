@@ -14,6 +14,10 @@ from exporters import ExportError, ExportValidationError, export_student
 from exporters.stages import student_stage_specs
 from runtime.manifest import SCHEMA_VERSION, read_manifest, sha256_file
 from tests.conftest import make_student
+import os
+import stat
+from edgekd.data import DataError
+from edgekd.export import export_run
 
 
 @pytest.mark.parametrize("head_type", ["mean", "cls", "attention"])
@@ -125,3 +129,53 @@ def test_bad_export_inputs(tmp_path, tokenizer_file):
 def test_stage_specs_cover_every_layer():
     specs = student_stage_specs(make_student(layers=4))
     assert list(specs) == ["embed.onnx", "layer_01.onnx", "layer_02.onnx", "layer_03.onnx", "layer_04.onnx"]
+
+
+def test_export_with_bad_data_leaves_the_old_bundle_untouched(finished_run, tmp_path):
+    out = tmp_path / "b"
+    export_run(finished_run, out)
+    before = _tree(out)
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("sentence\tlabel\ngood film\tneutral\n")
+    with pytest.raises(DataError, match="neutral"):
+        export_run(finished_run, out, overwrite=True, data=bad, max_drop=1.0)
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "bad.tsv"], "no temporary folder left behind"
+
+
+def test_a_failure_after_the_graphs_leaves_no_half_bundle(finished_run, tmp_path, monkeypatch):
+    import edgekd.calibrate
+
+    out = tmp_path / "b"
+    export_run(finished_run, out)
+    before = _tree(out)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("killed during calibration")
+
+    monkeypatch.setattr(edgekd.calibrate, "calibrate", boom)
+    good = tmp_path / "dev.tsv"
+    good.write_text("sentence\tlabel\ngood film\tpositive\nawful film\tnegative\n")
+    with pytest.raises(RuntimeError, match="killed"):
+        export_run(finished_run, out, overwrite=True, data=good, max_drop=1.0)
+    assert _tree(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "dev.tsv"]
+
+
+def test_stale_temporary_folders_of_a_killed_export_are_removed(finished_run, tmp_path):
+    (tmp_path / ".b.tmp-dead").mkdir()
+    (tmp_path / ".b.tmp-dead" / "embed.onnx").write_bytes(b"half")
+    export_run(finished_run, tmp_path / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_bundles_are_readable_by_other_users(bundle):
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(bundle.stat().st_mode) == 0o777 & ~mask
+    for path in bundle.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask, path.name
+
+
+def _tree(path):
+    return {p.relative_to(path).as_posix(): sha256_file(p) for p in sorted(path.rglob("*")) if p.is_file()}

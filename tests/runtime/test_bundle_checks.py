@@ -105,3 +105,66 @@ def test_classify_without_torch_in_a_subprocess(bundle):
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "BANNED []" in proc.stdout
+
+
+def test_a_replaced_tokenizer_is_refused(bundle_copy):
+    path = bundle_copy / "tokenizer.json"
+    path.write_text(path.read_text().replace('"good"', '"goood"'))
+    with pytest.raises(BundleError, match="tokenizer.json does not match its sha256"):
+        runtime.load(bundle_copy)
+
+
+def test_unlisted_files_are_refused(bundle_copy):
+    (bundle_copy / "vocab_map.json").write_text("{}")
+    with pytest.raises(BundleError, match="files the manifest does not list: vocab_map.json"):
+        runtime.load(bundle_copy)
+
+
+@pytest.mark.parametrize("engine", ["graph", "staged"])
+def test_the_manifest_is_checked_against_the_graphs(bundle_copy, engine):
+    edit_manifest(bundle_copy, lambda d: d.update(labels=["a", "b", "c"]))
+    with pytest.raises(BundleError, match="gives 2 logits but the manifest lists 3 labels"):
+        runtime.load(bundle_copy, engine=engine)
+
+
+def test_swapped_layer_files_are_found(bundle_copy):
+    def swap(d):
+        first, second = d["stages"][1], d["stages"][2]
+        first["file"], second["file"] = second["file"], first["file"]
+        first["sha256"], second["sha256"] = second["sha256"], first["sha256"]
+
+    edit_manifest(bundle_copy, swap)
+    with pytest.raises(BundleError, match="the stage list is out of order or a file was swapped"):
+        runtime.load(bundle_copy, engine="staged")
+    edit_manifest(bundle_copy, lambda d: d["stages"].insert(1, d["stages"].pop(2)))
+    with pytest.raises(BundleError, match="out of order"):
+        runtime.load(bundle_copy)
+
+
+def test_a_max_length_beyond_the_position_table_is_refused(bundle_copy):
+    edit_manifest(bundle_copy, lambda d: d.update(max_length=100000))
+    with pytest.raises(BundleError, match="exceeds the 64 positions"):
+        runtime.load(bundle_copy)
+
+
+def test_hostile_manifests_give_one_clear_error(bundle_copy, tmp_path):
+    path = bundle_copy / "manifest.json"
+    good = path.read_text()
+    path.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(BundleError, match="nested too deeply|schema_version"):
+        runtime.load(bundle_copy)
+    path.write_text(good)
+    edit_manifest(bundle_copy, lambda d: d.update(max_length="40", tokenizer=None))
+    with pytest.raises(BundleError, match="max_length has the wrong type.*\\n.*tokenizer has the wrong type"):
+        runtime.load(bundle_copy)
+    path.write_text(good)
+    edit_manifest(bundle_copy, lambda d: d.update(max_length=1, default_speed=7))
+    with pytest.raises(BundleError, match="max_length must be an integer >= 2.*\\n.*default_speed must lie"):
+        runtime.load(bundle_copy)
+    path.write_text(good)
+    outside = tmp_path / "m.json"
+    outside.write_text(good)
+    path.unlink()
+    path.symlink_to(outside)
+    with pytest.raises(BundleError, match="symbolic link"):
+        runtime.load(bundle_copy)

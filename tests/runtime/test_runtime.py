@@ -130,3 +130,31 @@ def test_auto_device_falls_back_to_cpu_or_uses_cuda(bundle, capfd):
         assert model.device == "cpu"
         assert capfd.readouterr().err.count("\n") <= 1, "the fallback to CPU is quiet (one line at most)"
     assert model.classify(["good"])[0].label in model.labels
+
+
+def test_bad_inputs_name_the_item(bundle):
+    model = runtime.load(bundle)
+    with pytest.raises(TypeError, match=r"texts\[1\] is NoneType"):
+        model.classify(["fine", None])
+    with pytest.raises(TypeError, match="speed must be a number"):
+        model.classify(["fine"], speed="0.3")
+    with pytest.raises(ValueError, match="speed must lie"):
+        model.classify(["fine"], speed=2)
+
+
+def test_global_threading_without_the_pool_says_what_to_do(bundle):
+    import subprocess
+    import sys
+
+    script = f"""
+import runtime, runtime.sessions as rs
+rs._global_pool.append(0)  # as if the pool were made, while onnxruntime's environment has none
+try:
+    runtime.load({str(bundle)!r}, threading="global")
+except runtime.EdgeKDError as exc:
+    print(type(exc).__name__, exc)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    last = out.stdout.strip().splitlines()[-1]  # onnxruntime prints its own EP error block before it
+    assert last.startswith("EdgeKDError threading='global' needs onnxruntime's process-wide thread pool")
+    assert "threading='stop'" in last and "BundleError" not in out.stdout
