@@ -37,14 +37,12 @@ from runtime.manifest import (
     resolve_inside,
     verify_bundle,
 )
+from runtime.chains import CudaChain, HostChain
 from runtime.sessions import captured_stderr, check_graphs, providers, session_options
 from runtime.tokenize import TextEncoder
 
 SPLIT_MIN_ROWS = 16  # batches from this size may be split across cores, when calibration measured that faster
-# The stage contract's names (runtime/manifest.py), unpacked once for the executors below.
-(IDS,), (HIDDEN,) = STAGE_INPUTS["embed"], STAGE_OUTPUTS["embed"]
-(_, MASK, ROWS), (HIDDEN_OUT, LOGITS) = STAGE_INPUTS["layer"], STAGE_OUTPUTS["layer"]
-FULL_MASK = STAGE_INPUTS["full"][1]
+FULL_INPUTS = STAGE_INPUTS["full"]  # the one graph of a schema-1 small student: input_ids, mask
 
 
 @dataclass
@@ -264,15 +262,15 @@ class EdgeModel:
         if (engine or self.engine) == "graph":
             return tuple(self.run_graph(input_ids, mask, speed))
         if self.full:
-            logits = self.sessions[0].run(None, {IDS: input_ids, FULL_MASK: mask})[0]
+            logits = self.sessions[0].run(None, dict(zip(FULL_INPUTS, (input_ids, mask))))[0]
             return logits, np.ones(len(logits), dtype=np.int64), normalized_entropy(logits)
         return self._run_stages(input_ids, mask, speed)
 
-    def _chain(self, input_ids: np.ndarray, mask: np.ndarray) -> HostChain | _CudaChain:
+    def _chain(self, input_ids: np.ndarray, mask: np.ndarray) -> HostChain | CudaChain:
         """The batch after the embed stage, on the host (CPU) or with hidden states kept on the GPU."""
-        return (_CudaChain if self.device == "cuda" else HostChain)(self.sessions[0], input_ids, mask)
+        return (CudaChain if self.device == "cuda" else HostChain)(self.sessions[0], input_ids, mask)
 
-    def walk(self, chain: HostChain | _CudaChain) -> Iterator[tuple[int, np.ndarray]]:
+    def walk(self, chain: HostChain | CudaChain) -> Iterator[tuple[int, np.ndarray]]:
         """The one loop over the layer stages: (1-based layer, the current rows' exit logits) after each.
         The early-exit run, tracing and stage timing all walk it; `chain.keep` between steps drops rows."""
         for layer, session in enumerate(self.sessions[1:], start=1):
@@ -311,56 +309,6 @@ class EdgeModel:
         if self.full:
             return self.run_ids(input_ids, mask, 0.0)[0][None]
         return np.stack([logits for _, logits in self.walk(HostChain(self.sessions[0], input_ids, mask))])
-
-class HostChain:
-    """A batch walking the layer stages on the host: leaving rows are dropped and padding trimmed to
-    the longest survivor (numpy), so later layers run on less."""
-
-    def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray):
-        self.hidden = embed.run([HIDDEN], {IDS: input_ids})[0]
-        self.mask = mask
-        self.rows = np.arange(len(input_ids), dtype=np.int64)
-
-    def step(self, session: ort.InferenceSession) -> np.ndarray:
-        self.hidden, logits = session.run([HIDDEN_OUT, LOGITS], {HIDDEN: self.hidden, MASK: self.mask, ROWS: self.rows})
-        return logits
-
-    def keep(self, stay: np.ndarray) -> None:
-        width = int(self.mask[stay].sum(axis=1).max())
-        self.hidden = self.hidden[stay, :width]
-        self.mask = self.mask[stay, :width]
-        self.rows = np.arange(len(self.mask), dtype=np.int64)
-
-
-class _CudaChain:
-    """A batch walking the layer stages with hidden states kept on the GPU (IO binding): only the logits
-    come back to the host, and the surviving rows are gathered inside the next layer graph (`rows`)."""
-
-    def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray):
-        binding = embed.io_binding()
-        binding.bind_cpu_input(IDS, input_ids)
-        binding.bind_output(HIDDEN, "cuda")
-        embed.run_with_iobinding(binding)
-        self.hidden = binding.get_outputs()[0]
-        self.mask = mask
-        self.rows = np.arange(len(input_ids), dtype=np.int64)
-
-    def step(self, session: ort.InferenceSession) -> np.ndarray:
-        binding = session.io_binding()
-        binding.bind_ortvalue_input(HIDDEN, self.hidden)
-        binding.bind_cpu_input(MASK, self.mask)
-        binding.bind_cpu_input(ROWS, self.rows)
-        binding.bind_output(HIDDEN_OUT, "cuda")
-        binding.bind_output(LOGITS, "cpu")
-        session.run_with_iobinding(binding)
-        self.hidden, logits = binding.get_outputs()
-        self.mask = self.mask[self.rows]  # the graph gathered these rows
-        self.rows = np.arange(len(self.mask), dtype=np.int64)
-        return logits.numpy()
-
-    def keep(self, stay: np.ndarray) -> None:
-        self.rows = np.flatnonzero(stay).astype(np.int64)
-
 
 def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = None, warmup: bool = False,
          threading: str = "stop", engine: str = "auto") -> EdgeModel:

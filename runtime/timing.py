@@ -16,7 +16,8 @@ import onnxruntime as ort
 from runtime.errors import BundleError
 from runtime.exits import normalized_entropy
 from runtime.manifest import GRAPH_INPUTS
-from runtime.model import EdgeModel, HostChain
+from runtime.chains import HostChain
+from runtime.model import EdgeModel
 
 
 def stage_times(model: EdgeModel, texts: list[str], repeats: int = 3) -> tuple[float, np.ndarray]:

@@ -1,0 +1,63 @@
+"""A batch walking the layer stages (the staged engine): on the host, or with hidden states kept on the
+GPU. `EdgeModel.walk` drives one of these through every layer; `step` runs the next layer graph and
+returns the current rows' exit logits, `keep(stay)` drops the rows that left."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from runtime.manifest import STAGE_INPUTS, STAGE_OUTPUTS
+
+(IDS,), (HIDDEN,) = STAGE_INPUTS["embed"], STAGE_OUTPUTS["embed"]
+(_, MASK, ROWS), (HIDDEN_OUT, LOGITS) = STAGE_INPUTS["layer"], STAGE_OUTPUTS["layer"]
+
+
+class HostChain:
+    """A batch walking the layer stages on the host: leaving rows are dropped and padding trimmed to
+    the longest survivor (numpy), so later layers run on less."""
+
+    def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray):
+        self.hidden = embed.run([HIDDEN], {IDS: input_ids})[0]
+        self.mask = mask
+        self.rows = np.arange(len(input_ids), dtype=np.int64)
+
+    def step(self, session: ort.InferenceSession) -> np.ndarray:
+        self.hidden, logits = session.run([HIDDEN_OUT, LOGITS], {HIDDEN: self.hidden, MASK: self.mask, ROWS: self.rows})
+        return logits
+
+    def keep(self, stay: np.ndarray) -> None:
+        width = int(self.mask[stay].sum(axis=1).max())
+        self.hidden = self.hidden[stay, :width]
+        self.mask = self.mask[stay, :width]
+        self.rows = np.arange(len(self.mask), dtype=np.int64)
+
+
+class CudaChain:
+    """A batch walking the layer stages with hidden states kept on the GPU (IO binding): only the logits
+    come back to the host, and the surviving rows are gathered inside the next layer graph (`rows`)."""
+
+    def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray):
+        binding = embed.io_binding()
+        binding.bind_cpu_input(IDS, input_ids)
+        binding.bind_output(HIDDEN, "cuda")
+        embed.run_with_iobinding(binding)
+        self.hidden = binding.get_outputs()[0]
+        self.mask = mask
+        self.rows = np.arange(len(input_ids), dtype=np.int64)
+
+    def step(self, session: ort.InferenceSession) -> np.ndarray:
+        binding = session.io_binding()
+        binding.bind_ortvalue_input(HIDDEN, self.hidden)
+        binding.bind_cpu_input(MASK, self.mask)
+        binding.bind_cpu_input(ROWS, self.rows)
+        binding.bind_output(HIDDEN_OUT, "cuda")
+        binding.bind_output(LOGITS, "cpu")
+        session.run_with_iobinding(binding)
+        self.hidden, logits = binding.get_outputs()
+        self.mask = self.mask[self.rows]  # the graph gathered these rows
+        self.rows = np.arange(len(self.mask), dtype=np.int64)
+        return logits.numpy()
+
+    def keep(self, stay: np.ndarray) -> None:
+        self.rows = np.flatnonzero(stay).astype(np.int64)
