@@ -24,20 +24,19 @@ except ImportError as exc:  # the core install leaves the choice of ONNX Runtime
     raise ImportError("edgekd's runtime needs ONNX Runtime: pip install 'edgekd[cpu]' "
                       "(or 'edgekd[gpu]' on a machine with an NVIDIA GPU and CUDA)") from exc
 
+from runtime.chains import CudaChain, HostChain
 from runtime.errors import BundleError, DeviceError, EdgeKDError, InputError, InputTypeError
 from runtime.exits import check_speed, leaves, normalized_entropy, softmax
 from runtime.manifest import (
     ENGINES,
     GRAPH_INPUTS,
     STAGE_INPUTS,
-    STAGE_OUTPUTS,
     Manifest,
     Stage,
     read_manifest,
     resolve_inside,
     verify_bundle,
 )
-from runtime.chains import CudaChain, HostChain
 from runtime.sessions import captured_stderr, check_graphs, providers, session_options
 from runtime.tokenize import TextEncoder
 
