@@ -34,7 +34,10 @@ def run_stages(ctx: RunContext):
             ctx.run.record(name, result)
             ctx.run.mark_finished(name)
         barrier()
-        if "dev_accuracy" in result:
+        if getattr(stage, "reports", "dev_accuracy") == "loss" and "loss" in result:
+            ctx.log(f"stage {name}: final loss {result['loss']:.4f} ({stage.loss_name}; a fixed schedule: it has no "
+                    "dev measure of its own)")
+        elif "dev_accuracy" in result:
             ctx.log(f"stage {name}: dev accuracy {100 * result['dev_accuracy']:.2f}%")
     if ctx.rank == 0:
         for name in PUBLISH_ORDER:

@@ -254,3 +254,11 @@ class TeacherAdaptor(nn.Module):
         """The input embeddings in hidden space (V,H) (projected when the family factorises them)."""
         with torch.no_grad():
             return self.family.word_vectors(self.model)
+
+
+HEAD_MODULES = ("classifier", "pre_classifier", "score")  # the task head of transformers' sequence classifiers
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The task head's parameters (newly initialised when the teacher is fine-tuned from an encoder)."""
+    return [p for name, p in model.named_parameters() if name.split(".")[0] in HEAD_MODULES]

@@ -68,14 +68,34 @@ def _epoch_steps(opt: Optim, rows: int) -> int:
 
 
 def total_steps(opt: Optim, rows: int) -> int:
-    """max_steps when given; else the epochs' steps, at least min_steps (the data-size schedule)."""
-    return opt.max_steps if opt.max_steps > 0 else max(_epoch_steps(opt, rows), opt.min_steps)
+    """max_steps when given; else the epochs' steps (the cap, max_epochs, when patience decides), at least
+    min_steps (the data-size schedule)."""
+    if opt.max_steps > 0:
+        return opt.max_steps
+    epochs = opt.max_epochs if opt.patience and opt.max_epochs else opt.epochs
+    return max(max(1, math.ceil(epochs * _steps_per_epoch(opt, rows))), opt.min_steps)
+
+
+def plan_note(name: str, opt: Optim, rows: int) -> str:
+    """What a stage will do, said before it starts."""
+    steps = total_steps(opt, rows)
+    per_epoch = _steps_per_epoch(opt, rows)
+    if opt.max_steps > 0:
+        why = f"max_steps {opt.max_steps}"
+    elif opt.patience:
+        why = (f"until dev stops improving: scored every {opt.eval_every} steps, stop after {opt.patience} "
+               f"evaluations without a gain of {opt.min_delta:g}; cap {steps} steps")
+    elif opt.min_steps > _epoch_steps(opt, rows):
+        why = f"min_steps {opt.min_steps} (the data-size schedule: {opt.epochs:g} epochs would be {_epoch_steps(opt, rows)})"
+    else:
+        why = f"{opt.epochs:g} epochs"
+    return f"{name}: up to {steps} steps over {rows} rows ({steps / per_epoch:.1f} epochs; {why})"
 
 
 def schedule_note(name: str, stats: dict, rows: int, opt: Optim) -> str:
-    """One line saying what schedule a stage ran and which checkpoint it kept."""
+    """One line saying what schedule a stage ran, why it stopped and which checkpoint it kept."""
     by_epochs = _epoch_steps(opt, rows)
-    why = ("--max-steps" if opt.max_steps > 0 else
+    why = (f"max_steps {opt.max_steps}" if opt.max_steps > 0 else stats.get("stopped") if opt.patience else
            f"min_steps {opt.min_steps} (the data-size schedule: {opt.epochs:g} epochs would be {by_epochs})"
            if opt.min_steps > by_epochs else f"{opt.epochs:g} epochs")
     note = (f"{name}: {stats['steps']} steps over {rows} rows "
@@ -109,6 +129,8 @@ def train_loop(
     checkpoint_dir: Path,
     on_step: Callable[[int], None] | None = None,
     evaluate: Callable[[], float] | None = None,
+    head: list[nn.Parameter] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, float]:
     """Train `parameters` of `model` for the stage's steps; resumable.
 
@@ -117,12 +139,20 @@ def train_loop(
     after each finished step (tests use it to simulate an interruption).
     With `evaluate` (a dev score, higher is better) and opt.eval_every > 0 the
     model is scored every eval_every steps and at the end, and the best state is
-    what the model holds on return ("best_step", "best_score" in the result).
+    what the model holds on return ("best_step", "best_score" in the result). With opt.patience the stage
+    stops once that many evaluations in a row gained less than opt.min_delta over the best ("stopped" says
+    why; the count is in the checkpoint, so a resumed stage stops where an uninterrupted one would).
+    `head`: the newly initialised parameters among `parameters`, trained at opt.head_lr x opt.lr.
+    `log` gets the plan before the first step and an estimate of the time after the first measured steps.
     """
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     path = checkpoint_dir / CHECKPOINT
     steps = total_steps(opt, len(data))
-    optimizer = torch.optim.AdamW(parameters, lr=opt.lr, weight_decay=opt.weight_decay)
+    head_ids = {id(p) for p in head or []}
+    groups = [{"params": [p for p in parameters if id(p) not in head_ids], "lr": opt.lr}]
+    if head_ids:
+        groups.append({"params": [p for p in parameters if id(p) in head_ids], "lr": opt.lr * opt.head_lr})
+    optimizer = torch.optim.AdamW(groups, lr=opt.lr, weight_decay=opt.weight_decay)
     warm = max(1, int(opt.warmup * steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
@@ -142,6 +172,8 @@ def train_loop(
         torch.set_rng_state(state["rng"])
         start = state["step"]
         best = state.get("best") or {}
+        if best.get("stopped"):
+            start = steps  # the stage had stopped on dev before the interruption: nothing left to train
     rank, world = rank_world()
     module = model
     trained = {id(p) for p in parameters}
@@ -159,7 +191,13 @@ def train_loop(
                mininterval=0.5 if tty else 30.0, dynamic_ncols=True)
     began, seen, loss_value = time.perf_counter(), 0, float("nan")
     first_losses: list[float] = []  # the first steps' losses (golden tests pin them)
+    say = log if log is not None and rank == 0 else (lambda _: None)
+    say(plan_note(name, opt, len(data)) + (f"; resuming at step {start}" if start else ""))
     for step in range(start, steps):
+        if step == start + ESTIMATE_AFTER:
+            per_step = (time.perf_counter() - began) / ESTIMATE_AFTER
+            say(f"{name}: {per_step:.2f} s a step here; the {steps - step} steps left take up to "
+                f"{_duration(per_step * (steps - step))}")
         index = data.step_rows(step, opt.batch_size, seed)
         index = index[rank::world]
         optimizer.zero_grad(set_to_none=True)
@@ -184,34 +222,58 @@ def train_loop(
                         ex_s=f"{seen / (time.perf_counter() - began):.0f}", refresh=False)
         bar.update(1)
         done = step + 1
+        stop = False
         if tracking and (done % opt.eval_every == 0 or done == steps):
-            best = _track_best(model, evaluate, done, best)
+            best = _track_best(model, evaluate, done, best, opt.min_delta)
             bar.set_postfix(dev=f"{best['last']:.4f}", best=f"{best['score']:.4f}@{best['step']}", refresh=False)
-        if rank == 0 and (done % opt.checkpoint_every == 0 or done == steps):
+            if done == steps and opt.patience:
+                best["stopped"] = f"reached the cap of {steps} steps"
+            elif opt.patience and best["stale"] >= opt.patience:
+                best["stopped"] = (f"no dev gain of {opt.min_delta:g} in {opt.patience} evaluations (best "
+                                   f"{best['score']:.4f} at step {best['step']})")
+                stop = True
+        if rank == 0 and (done % opt.checkpoint_every == 0 or done == steps or stop):
             _save_checkpoint(path, model, optimizer, scheduler, done, best)
         if on_step is not None:
             on_step(done)
+        if stop:
+            say(f"{name}: stopped at step {done}: {best['stopped']}")
+            break
     bar.close()
     for p in frozen:
         p.requires_grad_(True)
     model.eval()
     seconds = time.perf_counter() - began
-    stats = {"steps": steps, "seconds": round(seconds, 2), "examples_per_s": round(seen / max(seconds, 1e-9), 1),
+    ran = best.get("at", steps) if best else steps  # the step the stage ended at (stopped on dev, or the last)
+    stats = {"steps": ran, "seconds": round(seconds, 2), "examples_per_s": round(seen / max(seconds, 1e-9), 1),
              "loss": loss_value, "first_losses": first_losses}
     if best:
-        if best["step"] != steps:
+        if best["step"] != ran:
             model.load_state_dict(best["state"])
         stats.update(best_step=best["step"], best_score=best["score"], last_score=best["last"])
+        if best.get("stopped"):
+            stats["stopped"] = best["stopped"]
     return stats
 
 
-def _track_best(model: nn.Module, evaluate: Callable[[], float], step: int, best: dict) -> dict:
-    """Score the model now; keep a CPU copy of its state when it beats the best so far."""
+def _track_best(model: nn.Module, evaluate: Callable[[], float], step: int, best: dict,
+                min_delta: float = 0.0) -> dict:
+    """Score the model now; keep a CPU copy of its state when it beats the best so far. `stale` counts the
+    evaluations in a row that gained less than `min_delta` over the best (patience reads it)."""
     model.eval()
     with torch.no_grad():
         score = float(evaluate())
     model.train()
     if not best or score > best["score"]:
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        return {"score": score, "step": step, "state": state, "last": score}
-    return {**best, "last": score}
+        stale = 0 if not best or score >= best["score"] + min_delta else best.get("stale", 0) + 1
+        return {"score": score, "step": step, "state": state, "last": score, "stale": stale, "at": step}
+    return {**best, "last": score, "stale": best.get("stale", 0) + 1, "at": step}
+
+
+ESTIMATE_AFTER = 20  # steps measured before the time left is estimated
+
+
+def _duration(seconds: float) -> str:
+    minutes = int(round(seconds / 60))
+    return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{max(minutes, 1)} min"

@@ -15,6 +15,10 @@ class AttentionStage:
     name = "attention"
     needs = ['teacher']  # what it reads besides the data and config
     writes = ['stages/attention/student/']  # what it leaves in the run folder
+    # what the log reports at the end: its own loss (the exit heads are untrained until `branches`, so a dev
+    # accuracy here would read as broken)
+    reports = "loss"
+    loss_name = "attention + value-relation KL to the teacher's last layer, and/or GLMD word KL"
 
     def run(self, ctx: RunContext) -> dict:
         """Last-layer self-attention distillation (relations) and/or GLMD word prediction, on unlabelled text."""
@@ -57,7 +61,7 @@ class AttentionStage:
                                      last.ffn_norm) for p in m.parameters()}
             params = [p for p in params if id(p) not in after]
         stats = train_loop("attention", student, params, loss_fn, ctx.attention_data(), a, ctx.cfg.seed, ctx.device,
-                           ctx.run.stage("attention"), ctx.step_hook("attention"))
+                           ctx.run.stage("attention"), ctx.step_hook("attention"), log=ctx.log)
         ctx.save_student("attention", student)
         return {**ctx.student_dev(student), **stats, "objective": a.objective,
                 **({"relation_heads": heads} if relations else {})}

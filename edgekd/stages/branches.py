@@ -29,6 +29,6 @@ class BranchesStage:
             return losses.branch_self_distillation(out.exit_logits), {}
 
         stats = train_loop("branches", student, params, loss_fn, ctx.unlabeled, ctx.cfg.branches, ctx.cfg.seed,
-                           ctx.device, ctx.run.stage("branches"), ctx.step_hook("branches"))
+                           ctx.device, ctx.run.stage("branches"), ctx.step_hook("branches"), log=ctx.log)
         ctx.save_student("branches", student)
         return {**ctx.student_dev(student), **stats}

@@ -37,9 +37,10 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
     params = (student.backbone_parameters() + list(student.heads[-1].parameters()) if hasattr(student, "heads")
               else list(student.parameters()))
     try:
+        head = list(student.heads[-1].parameters()) if hasattr(student, "heads") else None
         stats = train_loop(name, student, params, loss_fn, data, f, ctx.cfg.seed, ctx.device, ctx.run.stage(name),
                            ctx.step_hook(name), evaluate=lambda: ctx.dev_accuracy(
-                               lambda i, m: student(i, m, exits=False).logits))
+                               lambda i, m: student(i, m, exits=False).logits), head=head, log=ctx.log)
     finally:
         ctx.train.targets = None
     ctx.log(schedule_note(name, stats, len(data), f))

@@ -41,7 +41,7 @@ class RefineStage:
             data_b = TokenizedData(ctx.encoder, [texts[i] for i in trained_on.tolist()],
                                    [int(labels[i]) for i in trained_on.tolist()])
             stats = train_loop("refine", model_b, list(model_b.parameters()), classifier_ce, data_b, r, ctx.cfg.seed + 1,
-                               ctx.device, ctx.run.stage("refine"), ctx.step_hook("refine"))
+                               ctx.device, ctx.run.stage("refine"), ctx.step_hook("refine"), log=ctx.log)
             model_b.eval()
             failing_data = TokenizedData(ctx.encoder, [texts[i] for i in failing.tolist()])
             b_logits = classifier_logits(lambda i, m: model_b(input_ids=i, attention_mask=m).logits, failing_data,

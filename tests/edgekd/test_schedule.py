@@ -1,0 +1,152 @@
+"""Schedules that stop on the data: patience over dev evaluations, a cap, the best checkpoint kept, resume
+bit-exact from a kill between evaluations, explicit steps winning, and the head's own learning rate."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgekd.batches import TokenizedData
+from edgekd.config import Optim, optim_overrides, resolve_config
+from edgekd.fixtures import tiny_sentiment, tiny_tokenizer
+from edgekd.train import train_loop
+from runtime.tokenize import TextEncoder
+from tests.conftest import make_student
+
+
+@pytest.fixture
+def data(tmp_path):
+    encoder = TextEncoder.from_file(tiny_tokenizer(tmp_path / "tok.json"), 24)
+    rows = tiny_sentiment(64, seed=3)
+    return TokenizedData(encoder, [t for t, _ in rows], [int(l == "positive") for _, l in rows])
+
+
+def loss_fn(module, batch):
+    return F.cross_entropy(module(batch.input_ids, batch.mask, exits=False).logits, batch.labels), {}
+
+
+def scripted(scores):
+    """An `evaluate` that returns the scripted dev scores in turn (and records how often it was called)."""
+    calls = []
+
+    def evaluate():
+        calls.append(len(calls))
+        return scores[len(calls) - 1]
+
+    evaluate.calls = calls
+    return evaluate
+
+
+def run(student, data, tmp_path, opt, evaluate, **kw):
+    return train_loop("t", student, list(student.parameters()), loss_fn, data, opt, 0, torch.device("cpu"),
+                      tmp_path, evaluate=evaluate, **kw)
+
+
+def test_patience_stops_after_exactly_patience_evaluations_without_gain(data, tmp_path):
+    # evaluations at steps 2, 4, ...: a gain at 4, then 0.005 (< min_delta 0.01: no gain), two flat -> stop at 10
+    scores = [0.50, 0.60, 0.605, 0.60, 0.59, 0.99, 0.99]
+    evaluate = scripted(scores)
+    opt = Optim(lr=1e-3, max_epochs=50, epochs=1, batch_size=16, eval_every=2, patience=3, min_delta=0.01,
+                checkpoint_every=100)
+    stats = run(make_student(seed=1), data, tmp_path / "a", opt, evaluate)
+    assert len(evaluate.calls) == 5 and stats["steps"] == 10
+    assert stats["stopped"] == "no dev gain of 0.01 in 3 evaluations (best 0.6050 at step 6)"
+    assert stats["best_step"] == 6 and stats["best_score"] == 0.605  # the best checkpoint, though below delta
+    # one evaluation fewer without gain does not stop
+    evaluate = scripted([0.50, 0.60, 0.60, 0.60, 0.70, 0.70, 0.70, 0.70, 0.70])
+    stats = run(make_student(seed=1), data, tmp_path / "b", Optim(**{**opt.__dict__, "patience": 4}), evaluate)
+    assert stats["steps"] == 18 and stats["best_step"] == 10
+
+
+def test_the_cap_stops_a_run_that_keeps_improving(data, tmp_path):
+    evaluate = scripted([0.1 * i for i in range(1, 50)])
+    opt = Optim(lr=1e-3, max_epochs=2, batch_size=16, eval_every=2, patience=2, checkpoint_every=100)
+    stats = run(make_student(seed=1), data, tmp_path, opt, evaluate)
+    assert stats["steps"] == 8 and stats["stopped"] == "reached the cap of 8 steps"  # 64 rows / 16 x 2 epochs
+    assert stats["best_step"] == 8
+
+
+def test_the_best_checkpoint_is_what_the_model_holds(data, tmp_path):
+    states = []
+    student = make_student(seed=1)
+    scores = iter([0.5, 0.9, 0.4, 0.3])
+
+    def evaluate():
+        states.append({k: v.clone() for k, v in student.state_dict().items()})
+        return next(scores)
+
+    run(student, data, tmp_path, Optim(lr=1e-2, max_epochs=50, batch_size=16, eval_every=2, patience=2,
+                                        checkpoint_every=100), evaluate)
+    for key, value in student.state_dict().items():
+        assert torch.equal(value, states[1][key]), key
+
+
+@pytest.mark.parametrize("kill_at", [3, 5, 7])
+def test_resume_from_a_kill_between_evaluations_is_bit_exact(data, tmp_path, kill_at):
+    scores = [0.5, 0.6, 0.6, 0.6, 0.6, 0.6]
+    opt = Optim(lr=1e-3, max_epochs=50, batch_size=16, eval_every=2, patience=2, checkpoint_every=2)
+    straight = make_student(seed=2)
+    stats = run(straight, data, tmp_path / "a", opt, scripted(scores))
+
+    class Killed(Exception):
+        pass
+
+    def kill(step):
+        if step == kill_at:
+            raise Killed
+
+    killed = make_student(seed=2)
+    with pytest.raises(Killed):
+        run(killed, data, tmp_path / "b", opt, scripted(scores), on_step=kill)
+    resumed = make_student(seed=2)
+    done = (kill_at // 2) if kill_at < 8 else 4  # evaluations the checkpoint already holds
+    again = run(resumed, data, tmp_path / "b", opt, scripted(scores[done:]))
+    assert again["steps"] == stats["steps"] == 8 and again["stopped"] == stats["stopped"]
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_a_stage_that_stopped_does_not_train_on_when_resumed(data, tmp_path):
+    opt = Optim(lr=1e-3, max_epochs=50, batch_size=16, eval_every=2, patience=1, checkpoint_every=100)
+    run(make_student(seed=1), data, tmp_path, opt, scripted([0.5, 0.4]))
+    evaluate = scripted([0.9])
+    student = make_student(seed=1)
+    stats = run(student, data, tmp_path, opt, evaluate)
+    assert evaluate.calls == [] and stats["steps"] == 4 and stats["stopped"].startswith("no dev gain")
+
+
+def test_explicit_steps_override_patience_and_presets_say_what_they_do():
+    cfg = resolve_config(None, "quick",
+                         {"teacher": "t", "out": "o", "data": {"train": "a", "dev": "b"}})
+    assert cfg.teacher_stage.patience > 0 and cfg.teacher_stage.max_epochs > cfg.teacher_stage.epochs
+    assert cfg.finetune.patience > 0
+    flags = optim_overrides(None, 100, None)
+    cfg = resolve_config(None, "quick", {"teacher": "t", "out": "o", "data": {"train": "a", "dev": "b"}, **flags})
+    assert cfg.teacher_stage.patience == 0 and cfg.teacher_stage.max_steps == 100
+    assert cfg.finetune.patience == 0 and cfg.finetune.max_epochs == 0
+
+
+def test_the_head_learning_rate_reaches_the_optimizer(data, tmp_path, monkeypatch):
+    seen = {}
+    real = torch.optim.AdamW
+
+    def spy(groups, **kwargs):
+        optimizer = real(groups, **kwargs)
+        seen["lrs"] = [g["lr"] for g in optimizer.param_groups]
+        seen["sizes"] = [len(g["params"]) for g in optimizer.param_groups]
+        return optimizer
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    student = make_student(seed=1)
+    head = list(student.heads[-1].parameters())
+    run(student, data, tmp_path, Optim(lr=1e-3, max_steps=1, batch_size=16, head_lr=10.0), None, head=head)
+    assert seen["sizes"] == [len(list(student.parameters())) - len(head), len(head)]
+    assert seen["lrs"][0] == pytest.approx(1e-3) and seen["lrs"][1] == pytest.approx(1e-2)
+
+
+def test_the_log_says_the_plan_and_an_estimate(data, tmp_path):
+    lines = []
+    run(make_student(seed=1), data, tmp_path, Optim(lr=1e-3, max_steps=25, batch_size=16), None, log=lines.append)
+    assert lines[0] == "t: up to 25 steps over 64 rows (6.2 epochs; max_steps 25)"
+    assert lines[1].startswith("t: ") and "s a step here; the 5 steps left take up to" in lines[1]
