@@ -39,7 +39,7 @@ class StudentConfig:
     ffn_size: int = 1024  # inner size of the feed-forward block
     num_labels: int = 2  # C
     max_position: int = 512  # longest sequence the position table holds
-    type_vocab_size: int = 2  # BERT segment embeddings (only segment 0 is used)
+    type_vocab_size: int = 2  # BERT segment embeddings (0 for single texts; a pair's token_type_ids)
     head_type: str = "mean"  # exit head: mean | cls | attention (FastBERT)
     head_hidden: int = 0  # width of the head's dense layer; 0 = hidden_size
     head_attention_size: int = 64  # inner width of the 'attention' head
@@ -106,8 +106,8 @@ class VocabRemap(nn.Module):
 
 
 class StudentEmbeddings(VocabRemap):
-    """input ids (B,T) -> hidden (B,T,H): word + position + segment 0, LayerNorm (at width E, then
-    projected to H when the embeddings are factorised)."""
+    """input ids (B,T) -> hidden (B,T,H): word + position + segment (0, or a pair's token_type_ids),
+    LayerNorm (at width E, then projected to H when the embeddings are factorised)."""
 
     def __init__(self, cfg: StudentConfig):
         super().__init__(cfg.original_vocab_size)
@@ -119,10 +119,12 @@ class StudentEmbeddings(VocabRemap):
         self.dropout = nn.Dropout(cfg.dropout)
         self.project = nn.Linear(width, cfg.hidden_size) if width != cfg.hidden_size else None
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids (B,T) [, token_type_ids (B,T): a pair's segments; segment 0 throughout when None]."""
         input_ids = super().forward(input_ids)
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)  # (T,)
-        hidden = self.dropout(self.norm(self.word(input_ids) + self.position(positions)[None] + self.segment.weight[0]))
+        segment = self.segment.weight[0] if token_type_ids is None else self.segment(token_type_ids)
+        hidden = self.dropout(self.norm(self.word(input_ids) + self.position(positions)[None] + segment))
         return hidden if self.project is None else self.project(hidden)
 
     def word_vectors(self) -> torch.Tensor:
@@ -242,9 +244,11 @@ class EarlyExitStudent(nn.Module):
             if isinstance(module, nn.Linear) and module.bias is not None:
                 nn.init.zeros_(module.bias)
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, exits: bool = True) -> StudentOutput:
-        """input_ids, mask (B,T) -> every exit's logits (only the trunk's if exits=False)."""
-        hidden = self.embeddings(input_ids)
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, exits: bool = True,
+                token_type_ids: torch.Tensor | None = None) -> StudentOutput:
+        """input_ids, mask (B,T) [, token_type_ids (B,T) of a pair] -> every exit's logits (only the trunk's if
+        exits=False)."""
+        hidden = self.embeddings(input_ids, token_type_ids)
         exit_logits = []
         qkv = None
         for index, (layer, head) in enumerate(zip(self.layers, self.heads)):

@@ -100,8 +100,10 @@ def export_student(
     rewrite: Callable[[Path, Manifest], Manifest] | None = None,
     measure: Callable[[Path], None] | None = None,
     optimize: str = "none",
+    text_pair: bool = False,
 ) -> ExportResult:
-    """Export an early-exit student to a bundle folder `out`.
+    """Export an early-exit student to a bundle folder `out` (made from text pairs with `text_pair`: the
+    embed graph and model.onnx take token_type_ids).
 
     `model` follows the staged contract of `exporters.stages.student_stage_specs`
     and has a `.config` with hidden_size, num_layers, vocab_size and
@@ -117,10 +119,10 @@ def export_student(
         raise ExportError(f"max_length {max_length} exceeds the student's position table ({cfg.max_position})")
     model = model.eval().cpu()
     input_vocab = cfg.original_vocab_size or cfg.vocab_size
-    specs = student_stage_specs(model)
+    specs = student_stage_specs(model, text_pair)
     return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
                          default_speed, rewrite, student="transformer", measure=measure, optimize=optimize,
-                         num_heads=cfg.num_heads)
+                         num_heads=cfg.num_heads, text_pair=text_pair)
 
 
 def export_classifier(
@@ -158,7 +160,7 @@ def _check_inputs(cfg, labels: list[str], tokenizer_file) -> None:
 
 def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
                   default_speed, rewrite, student: str, measure=None, optimize: str = "none",
-                  num_heads: int = 0) -> ExportResult:
+                  num_heads: int = 0, text_pair: bool = False) -> ExportResult:
     with atomic_folder(Path(out), overwrite) as folder:
         inputs = {f: example_inputs(s, cfg.hidden_size, input_vocab) for f, s in specs.items()}
         export_specs(specs, folder, inputs, opset)
@@ -169,6 +171,7 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
             stages=_stage_entries(specs, folder),
             vocabulary=Vocabulary(original_size=input_vocab, kept_size=cfg.vocab_size),
             opset=opset, producer=producer_versions(), default_speed=default_speed, student=student,
+            text_pair=text_pair,
         )
         if rewrite is not None:
             manifest = rewrite(folder, manifest)

@@ -1,7 +1,9 @@
 """Compile a bundle's stage graphs into one ONNX graph with early exit inside.
 
-    input_ids (B,T) int64, attention_mask (B,T) int64, speed () float32
+    input_ids (B,T) int64, attention_mask (B,T) int64, speed () float32 [, token_type_ids (B,T) int64]
       -> logits (B,C) float32, exit_layer (B,) int64 (1-based), uncertainty (B,) float32
+
+(token_type_ids when the embed graph takes them: a bundle made from text pairs.)
 
 The embed graph and layer 1 run in the main graph. After layer k the exit
 head's normalized entropy is compared with `speed`; the rows that leave are
@@ -26,7 +28,7 @@ import numpy as np
 import onnx
 from onnx import GraphProto, ModelProto, TensorProto, helper, numpy_helper
 
-from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS, STAGE_INPUTS, STAGE_OUTPUTS
+from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS, PAIR_INPUT, STAGE_INPUTS, STAGE_OUTPUTS, stage_inputs
 
 DEBUG_OUTPUT = "stage_rows"  # optional output: rows that entered each layer, (L,) int64
 
@@ -196,7 +198,9 @@ class _Compiler:
         ids, mask, speed = GRAPH_INPUTS
         self.speed = speed
         hidden = m.name("hidden")
-        _inline(m, self.embed.graph, "embed/", dict(zip(STAGE_INPUTS["embed"], (ids,))),
+        pair = PAIR_INPUT in {i.name for i in self.embed.graph.input}  # a bundle made from text pairs
+        embed_inputs = stage_inputs("embed", pair)
+        _inline(m, self.embed.graph, "embed/", dict(zip(embed_inputs, embed_inputs)),
                 dict(zip(STAGE_OUTPUTS["embed"], (hidden,))))
         shape = m.op("Shape", [ids], "ids_shape")
         batch = m.op("Gather", [shape, self.i0], "batch", axis=0)
@@ -219,7 +223,8 @@ class _Compiler:
             m.nodes, "edgekd_early_exit",
             [helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "sequence"]),
              helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "sequence"]),
-             helper.make_tensor_value_info(speed, TensorProto.FLOAT, [])],
+             helper.make_tensor_value_info(speed, TensorProto.FLOAT, [])]
+            + ([helper.make_tensor_value_info(PAIR_INPUT, TensorProto.INT64, ["batch", "sequence"])] if pair else []),
             [helper.make_tensor_value_info(GRAPH_OUTPUTS[0], TensorProto.FLOAT, ["batch", self.num_labels]),
              helper.make_tensor_value_info(GRAPH_OUTPUTS[1], TensorProto.INT64, ["batch"]),
              helper.make_tensor_value_info(GRAPH_OUTPUTS[2], TensorProto.FLOAT, ["batch"])]

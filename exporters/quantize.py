@@ -87,15 +87,16 @@ def _chain(paths: list[Path], encoder, texts: list[str], batch: int = 32, keep_i
     each layer graph's feeds (for static calibration)."""
     import onnxruntime as ort
 
-    from runtime.manifest import STAGE_INPUTS, STAGE_OUTPUTS
+    from runtime.manifest import PAIR_INPUT, STAGE_INPUTS, STAGE_OUTPUTS, stage_inputs
 
     sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in paths]
-    (ids_name,), (hidden_name, mask_name, rows_name) = STAGE_INPUTS["embed"], STAGE_INPUTS["layer"]
+    pair = PAIR_INPUT in {i.name for i in sessions[0].get_inputs()}  # a bundle made from text pairs
+    (hidden_name, mask_name, rows_name) = STAGE_INPUTS["layer"]
     inputs: list[list[dict]] = [[] for _ in sessions[1:]]
     labels: list[list[np.ndarray]] = [[] for _ in sessions[1:]]
     for start in range(0, len(texts), batch):
-        ids, mask = encoder(texts[start:start + batch])
-        hidden = sessions[0].run(None, {ids_name: ids})[0]
+        ids, mask, types = encoder.pairs(texts[start:start + batch])
+        hidden = sessions[0].run(None, dict(zip(stage_inputs("embed", pair), (ids, types))))[0]
         rows = np.arange(len(ids), dtype=np.int64)
         for k, session in enumerate(sessions[1:]):
             feed = {hidden_name: hidden, mask_name: mask, rows_name: rows}

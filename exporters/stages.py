@@ -14,20 +14,23 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from runtime.manifest import EMBED_FILE, FULL_FILE, STAGE_INPUTS, STAGE_OUTPUTS, layer_file
+from runtime.manifest import EMBED_FILE, FULL_FILE, PAIR_INPUT, STAGE_INPUTS, STAGE_OUTPUTS, layer_file, stage_inputs
 
 DEFAULT_OPSET = 17
 
 
 class EmbedStage(nn.Module):
-    """input_ids (B,T) -> hidden (B,T,H); the vocabulary remap (if any) is inside."""
+    """input_ids (B,T) [, token_type_ids (B,T) for pairs] -> hidden (B,T,H); the vocabulary remap (if any) is
+    inside."""
 
     def __init__(self, embeddings: nn.Module):
         super().__init__()
         self.embeddings = embeddings
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.embeddings(input_ids)
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if token_type_ids is None:
+            return self.embeddings(input_ids)
+        return self.embeddings(input_ids, token_type_ids)
 
 
 class LayerStage(nn.Module):
@@ -76,16 +79,17 @@ class StageSpec:
 _BT = {0: "batch", 1: "sequence"}
 
 
-def student_stage_specs(model: nn.Module) -> dict[str, StageSpec]:
+def student_stage_specs(model: nn.Module, text_pair: bool = False) -> dict[str, StageSpec]:
     """The staged export of an early-exit student: embed.onnx + layer_NN.onnx.
 
     The contract (duck-typed, so exporters never import the training side):
-    `model.embeddings(input_ids) -> hidden`, `model.layers[i](hidden, mask) ->
-    (hidden, _)` and `model.heads[i](hidden, mask) -> logits`.
+    `model.embeddings(input_ids[, token_type_ids]) -> hidden`, `model.layers[i](hidden, mask) ->
+    (hidden, _)` and `model.heads[i](hidden, mask) -> logits`. With `text_pair` the embed graph takes the
+    pair's segment ids too.
     """
-    (ids,), (hidden,) = STAGE_INPUTS["embed"], STAGE_OUTPUTS["embed"]
-    specs = {EMBED_FILE: StageSpec("embed", "embed", EmbedStage(model.embeddings), [ids], [hidden],
-                                   {ids: _BT, hidden: _BT})}
+    embed_inputs, (hidden,) = list(stage_inputs("embed", text_pair)), STAGE_OUTPUTS["embed"]
+    specs = {EMBED_FILE: StageSpec("embed", "embed", EmbedStage(model.embeddings), embed_inputs, [hidden],
+                                   {**{name: _BT for name in embed_inputs}, hidden: _BT})}
     (h_in, mask, rows), (h_out, logits) = STAGE_INPUTS["layer"], STAGE_OUTPUTS["layer"]
     for index, (layer, head) in enumerate(zip(model.layers, model.heads), start=1):
         specs[layer_file(index)] = StageSpec(
@@ -108,10 +112,17 @@ def example_inputs(spec: StageSpec, hidden_size: int, vocab_size: int, batch: in
     mask = torch.ones(batch, length, dtype=torch.long)
     mask[-1, length // 2 :] = 0
     if spec.kind == "embed":
-        return (ids,)
+        return (ids, pair_types(mask)) if PAIR_INPUT in spec.input_names else (ids,)
     if spec.kind == "layer":
         return (torch.randn(batch, length, hidden_size), mask, torch.arange(batch))
     return (ids, mask)
+
+
+def pair_types(mask: torch.Tensor) -> torch.Tensor:
+    """Segment ids for test inputs: the second half of each row's tokens is segment 1."""
+    lengths = mask.sum(1, keepdim=True)
+    positions = torch.arange(mask.shape[1])[None, :]
+    return ((positions >= (lengths + 1) // 2) & (mask > 0)).long()
 
 
 def export_specs(specs: dict[str, StageSpec], folder: Path, inputs: dict[str, tuple], opset: int = DEFAULT_OPSET) -> None:

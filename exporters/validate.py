@@ -15,7 +15,8 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from exporters.stages import StageSpec
+from exporters.stages import StageSpec, pair_types
+from runtime.manifest import PAIR_INPUT
 from runtime.errors import EdgeKDError
 
 
@@ -62,7 +63,7 @@ def validation_cases(vocab_size: int, max_length: int, seed: int = 0) -> dict[st
 
 def stage_inputs(spec: StageSpec, ids: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor | None, subset: bool):
     if spec.kind == "embed":
-        return (ids,)
+        return (ids, pair_types(mask)) if PAIR_INPUT in spec.input_names else (ids,)
     if spec.kind == "full":
         return (ids, mask)
     rows = torch.arange(ids.shape[0])
@@ -95,7 +96,7 @@ def validate_student_stages(specs: dict[str, StageSpec], folder: Path, vocab_siz
         hidden = None
         if embed is not None:
             with torch.no_grad():
-                hidden = embed.module(ids)
+                hidden = embed.module(*stage_inputs(embed, ids, mask, None, False))
         for file, spec in specs.items():
             for subset in ((False, True) if spec.kind == "layer" else (False,)):
                 label = case + (", row subset" if subset else "")
@@ -143,10 +144,11 @@ def validate_compiled(model, vocab_size: int, max_length: int, speeds, exact: bo
     rows = label_same = exit_same = 0
     worst = 0.0
     for case, (ids, mask) in graph_cases(vocab_size, max_length).items():
-        trace_u = normalized_entropy(model.trace_ids(ids, mask)) if exact and not model.full else None
+        types = pair_types(torch.from_numpy(mask)).numpy() if model.manifest.text_pair else None
+        trace_u = normalized_entropy(model.trace_ids(ids, mask, types)) if exact and not model.full else None
         for speed in speeds:
-            want_logits, want_layer, _ = model.run_ids(ids, mask, speed, engine="staged")
-            got_logits, got_layer, _ = model.run_graph(ids, mask, speed)
+            want_logits, want_layer, _ = model.run_ids(ids, mask, speed, engine="staged", token_types=types)
+            got_logits, got_layer, _ = model.run_graph(ids, mask, speed, token_types=types)
             same_label = want_logits.argmax(1) == got_logits.argmax(1)
             same_exit = want_layer == got_layer
             rows += len(ids)

@@ -7,18 +7,24 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from runtime.manifest import STAGE_INPUTS, STAGE_OUTPUTS
+from runtime.manifest import PAIR_INPUT, STAGE_INPUTS, STAGE_OUTPUTS
 
 (IDS,), (HIDDEN,) = STAGE_INPUTS["embed"], STAGE_OUTPUTS["embed"]
 (_, MASK, ROWS), (HIDDEN_OUT, LOGITS) = STAGE_INPUTS["layer"], STAGE_OUTPUTS["layer"]
+
+
+def embed_feeds(input_ids: np.ndarray, token_types: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The embed graph's inputs: ids, and a pair bundle's segment ids."""
+    return {IDS: input_ids} if token_types is None else {IDS: input_ids, PAIR_INPUT: token_types}
 
 
 class HostChain:
     """A batch walking the layer stages on the host: leaving rows are dropped and padding trimmed to
     the longest survivor (numpy), so later layers run on less."""
 
-    def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray):
-        self.hidden = embed.run([HIDDEN], {IDS: input_ids})[0]
+    def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray,
+                 token_types: np.ndarray | None = None):
+        self.hidden = embed.run([HIDDEN], embed_feeds(input_ids, token_types))[0]
         self.mask = mask
         self.rows = np.arange(len(input_ids), dtype=np.int64)
 
@@ -37,9 +43,11 @@ class CudaChain:
     """A batch walking the layer stages with hidden states kept on the GPU (IO binding): only the logits
     come back to the host, and the surviving rows are gathered inside the next layer graph (`rows`)."""
 
-    def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray):
+    def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray,
+                 token_types: np.ndarray | None = None):
         binding = embed.io_binding()
-        binding.bind_cpu_input(IDS, input_ids)
+        for name, value in embed_feeds(input_ids, token_types).items():
+            binding.bind_cpu_input(name, value)
         binding.bind_output(HIDDEN, "cuda")
         embed.run_with_iobinding(binding)
         self.hidden = binding.get_outputs()[0]

@@ -19,7 +19,7 @@ from runtime.errors import BundleError
 from runtime.files import atomic_write_text
 from runtime.records import decode
 
-SCHEMA_VERSION = 2  # 2: model.onnx (kind "compiled") in every bundle; 1 is still read
+SCHEMA_VERSION = 3  # 3: text pairs (token_type_ids); 2: model.onnx (kind "compiled") in every bundle; 1, 2 still read
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 EMBED_FILE = "embed.onnx"
@@ -51,6 +51,16 @@ STAGE_OUTPUTS = {
 }
 GRAPH_INPUTS = STAGE_INPUTS["compiled"]
 GRAPH_OUTPUTS = STAGE_OUTPUTS["compiled"]
+# A bundle made from text pairs (manifest.text_pair, schema 3) takes the tokenizer's segment ids too: the graphs
+# that read token ids (embed, full, compiled) have this input besides the ones above.
+PAIR_INPUT = "token_type_ids"  # (B,T) int64: 0 for the first text and its specials, 1 for the second (BERT)
+TOKEN_STAGES = ("embed", "full", "compiled")
+
+
+def stage_inputs(kind: str, text_pair: bool = False) -> tuple[str, ...]:
+    """The inputs a graph of stage `kind` takes, in a bundle of single texts or of pairs."""
+    base = STAGE_INPUTS.get(kind, ())
+    return base + (PAIR_INPUT,) if text_pair and kind in TOKEN_STAGES else base
 ENGINES = ("auto", "staged", "graph")
 
 
@@ -125,6 +135,8 @@ class Manifest:
     optimization: dict[str, Any] | None = None
     # how the int8 graphs were made (export --int8): the methods tried, their agreement with fp32 and timings
     quantization: dict[str, Any] | None = None
+    # made from text pairs (schema 3): predictions take (text, text_pair), the token graphs token_type_ids
+    text_pair: bool = False
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

@@ -29,11 +29,10 @@ from runtime.errors import BundleError, DeviceError, EdgeKDError, InputError, In
 from runtime.exits import check_speed, leaves, normalized_entropy, softmax
 from runtime.manifest import (
     ENGINES,
-    GRAPH_INPUTS,
-    STAGE_INPUTS,
     Manifest,
     Stage,
     read_manifest,
+    stage_inputs,
     resolve_inside,
     verify_bundle,
 )
@@ -41,7 +40,6 @@ from runtime.sessions import captured_stderr, check_graphs, providers, session_o
 from runtime.tokenize import TextEncoder
 
 SPLIT_MIN_ROWS = 16  # batches from this size may be split across cores, when calibration measured that faster
-FULL_INPUTS = STAGE_INPUTS["full"]  # the one graph of a schema-1 small student: input_ids, mask
 
 
 @dataclass
@@ -173,30 +171,28 @@ class EdgeModel:
         return 1 if self.full else len(self.sessions) - 1
 
     # ------------------------------------------------------------------ text API
-    def classify(self, texts: list[str] | str, speed: float | None = None, batch_size: int = 32) -> list[Prediction]:
+    def classify(self, texts, speed: float | None = None, batch_size: int = 32) -> list[Prediction]:
         """Classify `texts`; results come back in input order.
 
-        Texts are sorted by token length into batches of `batch_size` so that
-        padding stays small; a text's result does not depend on its batch.
+        Each item is a text (`str`), or for a bundle made from text pairs a pair: `(text, text_pair)`, a
+        list of two strings, or `{"text": ..., "text_pair": ...}` (an empty second text is a valid pair).
+        Items are sorted by token length into batches of `batch_size` so that padding stays small; an
+        item's result does not depend on its batch.
         """
-        if isinstance(texts, str):
-            texts = [texts]
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
             raise InputTypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
         if batch_size < 1:
             raise InputError(f"batch_size must be at least 1, got {batch_size}")
         speed = check_speed(self.manifest.default_speed if speed is None else speed)
-        texts = list(texts)
-        for index, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise InputTypeError(f"texts[{index}] is {type(text).__name__}, not str")
-        ids = self.encoder.token_ids(texts)
+        items = self.items(texts)
+        ids, types = self.encoder.tokens(items)
+        pair = self.manifest.text_pair
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         results: list[Prediction | None] = [None] * len(ids)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            input_ids, mask = self.encoder.pad([ids[i] for i in chunk])
-            logits, layers, uncertainty = self._run_by_policy(input_ids, mask, speed)
+            padded = self.encoder.pad([ids[i] for i in chunk], [types[i] for i in chunk] if pair else None)
+            logits, layers, uncertainty = self._run_by_policy(*padded[:2], speed, *padded[2:])
             probs = softmax(logits)
             for row, index in enumerate(chunk):
                 results[index] = Prediction(
@@ -207,19 +203,53 @@ class EdgeModel:
                 )
         return results  # type: ignore[return-value]
 
+    def items(self, texts) -> list:
+        """`texts` as a list of what this bundle takes (str, or (text, text_pair) tuples); an item of the
+        wrong shape is refused in one line that names its index and what the bundle expects."""
+        if isinstance(texts, (str, tuple, dict)):
+            texts = [texts]
+        if texts is None or not hasattr(texts, "__iter__"):
+            raise InputTypeError(f"texts must be a list of items (or one item), got {type(texts).__name__}")
+        pair = self.manifest.text_pair
+        out = []
+        for index, item in enumerate(texts):
+            if isinstance(item, dict):
+                unknown = sorted(set(item) - {"text", "text_pair"})
+                if unknown or "text" not in item:
+                    raise InputTypeError(f"texts[{index}] is a dict with keys {sorted(item)}; a pair is "
+                                         "{'text': ..., 'text_pair': ...}")
+                item = (item["text"], item.get("text_pair", ""))
+            if isinstance(item, (tuple, list)):
+                if len(item) != 2 or not all(isinstance(t, str) for t in item):
+                    raise InputTypeError(f"texts[{index}] is a {type(item).__name__} of {len(item)} items; a pair "
+                                         "is (text, text_pair), two strings")
+                if not pair:
+                    raise InputError(f"texts[{index}] is a pair, but this bundle classifies single texts: give "
+                                     "each item as one string")
+                out.append((item[0], item[1]))
+            elif isinstance(item, str):
+                if pair:
+                    raise InputError(f"texts[{index}] is a single string, but this bundle classifies text pairs: "
+                                     "give (text, text_pair) (the second may be empty)")
+                out.append(item)
+            else:
+                raise InputTypeError(f"texts[{index}] is {type(item).__name__}, not " +
+                                     ("a (text, text_pair) pair" if pair else "str"))
+        return out
+
     # ------------------------------------------------------------------- id API
-    def _run_by_policy(self, input_ids, mask, speed):
+    def _run_by_policy(self, input_ids, mask, speed, token_types=None):
         """run_ids, with the calibrated thread use on CPU: batches of SPLIT_MIN_ROWS or more whole on
         every core or split across cores; smaller ones on onnxruntime's default threads or on one."""
         policy = self.thread_policy
         if not policy or self.device != "cpu":
-            return self.run_ids(input_ids, mask, speed)
+            return self.run_ids(input_ids, mask, speed, token_types=token_types)
         if len(input_ids) >= SPLIT_MIN_ROWS:
             if policy.get("batch_32", {}).get("chosen") == "split":
-                return self.run_split(input_ids, mask, speed)
+                return self.run_split(input_ids, mask, speed, token_types=token_types)
         elif policy.get("batch_1", {}).get("chosen") == "one":
-            return self._one_thread.run_ids(input_ids, mask, speed)
-        return self.run_ids(input_ids, mask, speed)
+            return self._one_thread.run_ids(input_ids, mask, speed, token_types=token_types)
+        return self.run_ids(input_ids, mask, speed, token_types=token_types)
 
     def variant(self, *, engine: str | None = None, threading: str | None = None, threads: int | None = -1) -> EdgeModel:
         """The same bundle on new sessions with another engine, thread-pool mode or thread count (-1: this
@@ -238,36 +268,47 @@ class EdgeModel:
 
         return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="edgekd")
 
-    def run_split(self, input_ids: np.ndarray, mask: np.ndarray, speed: float,
-                  workers: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run_split(self, input_ids: np.ndarray, mask: np.ndarray, speed: float, workers: int | None = None,
+                  token_types: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """run_ids with the batch split into `workers` parts (default: one per core) run at once, each part
         on one-thread sessions: data parallel across cores instead of parallel inside each operator."""
         workers = max(1, min(workers or os.cpu_count() or 1, len(input_ids)))
         parts = [p for p in np.array_split(np.arange(len(input_ids)), workers) if len(p)]
         if len(parts) == 1:
-            return self._one_thread.run_ids(input_ids, mask, speed)
-        done = list(self._pool.map(lambda p: self._one_thread.run_ids(input_ids[p], mask[p], speed), parts))
+            return self._one_thread.run_ids(input_ids, mask, speed, token_types=token_types)
+        done = list(self._pool.map(lambda p: self._one_thread.run_ids(
+            input_ids[p], mask[p], speed, token_types=None if token_types is None else token_types[p]), parts))
         return tuple(np.concatenate([d[i] for d in done]) for i in range(3))
 
-    def run_ids(self, input_ids: np.ndarray, mask: np.ndarray, speed: float,
-                engine: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def run_ids(self, input_ids: np.ndarray, mask: np.ndarray, speed: float, engine: str | None = None,
+                token_types: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Early-exit inference on one padded batch (through `engine`, default this model's).
 
         Returns (logits (B,C) of the deciding layer, exit_layer (B,) 1-based,
-        uncertainty (B,)).
+        uncertainty (B,)). `token_types` (B,T): the segment ids of a pair bundle (zeros when None).
         """
-        input_ids = np.ascontiguousarray(input_ids, dtype=np.int64)
-        mask = np.ascontiguousarray(mask, dtype=np.int64)
+        feeds = self._token_feeds(input_ids, mask, token_types)
+        ids, mask, types = feeds["ids"], feeds["mask"], feeds.get("types")
         if (engine or self.engine) == "graph":
-            return tuple(self.run_graph(input_ids, mask, speed))
+            return tuple(self.run_graph(ids, mask, speed, token_types=types))
         if self.full:
-            logits = self.sessions[0].run(None, dict(zip(FULL_INPUTS, (input_ids, mask))))[0]
+            logits = self.sessions[0].run(None, dict(zip(stage_inputs("full", self.manifest.text_pair),
+                                                         feeds.values())))[0]
             return logits, np.ones(len(logits), dtype=np.int64), normalized_entropy(logits)
-        return self._run_stages(input_ids, mask, speed)
+        return self._run_stages(ids, mask, speed, types)
 
-    def _chain(self, input_ids: np.ndarray, mask: np.ndarray) -> HostChain | CudaChain:
+    def _token_feeds(self, input_ids, mask, token_types=None) -> dict[str, np.ndarray]:
+        """input_ids, mask (and token_type_ids for a pair bundle) as contiguous int64 arrays, in that order."""
+        feeds = {"ids": np.ascontiguousarray(input_ids, dtype=np.int64),
+                 "mask": np.ascontiguousarray(mask, dtype=np.int64)}
+        if self.manifest.text_pair:
+            feeds["types"] = (np.zeros_like(feeds["ids"]) if token_types is None else
+                              np.ascontiguousarray(token_types, dtype=np.int64))
+        return feeds
+
+    def _chain(self, input_ids: np.ndarray, mask: np.ndarray, token_types=None) -> HostChain | CudaChain:
         """The batch after the embed stage, on the host (CPU) or with hidden states kept on the GPU."""
-        return (CudaChain if self.device == "cuda" else HostChain)(self.sessions[0], input_ids, mask)
+        return (CudaChain if self.device == "cuda" else HostChain)(self.sessions[0], input_ids, mask, token_types)
 
     def walk(self, chain: HostChain | CudaChain) -> Iterator[tuple[int, np.ndarray]]:
         """The one loop over the layer stages: (1-based layer, the current rows' exit logits) after each.
@@ -275,10 +316,10 @@ class EdgeModel:
         for layer, session in enumerate(self.sessions[1:], start=1):
             yield layer, chain.step(session)
 
-    def _run_stages(self, input_ids, mask, speed):
+    def _run_stages(self, input_ids, mask, speed, token_types=None):
         out = _Outputs(input_ids.shape[0], len(self.labels))
         alive = np.arange(input_ids.shape[0])  # original row of each current row
-        chain = self._chain(input_ids, mask)
+        chain = self._chain(input_ids, mask, token_types)
         last = self.num_layers
         for layer, logits in self.walk(chain):
             if layer < last and speed <= 0.0:
@@ -292,22 +333,23 @@ class EdgeModel:
             chain.keep(stay)
         return out.logits, out.layer, out.uncertainty
 
-    def run_graph(self, input_ids: np.ndarray, mask: np.ndarray, speed: float,
-                  outputs: list[str] | None = None) -> list[np.ndarray]:
+    def run_graph(self, input_ids: np.ndarray, mask: np.ndarray, speed: float, outputs: list[str] | None = None,
+                  token_types: np.ndarray | None = None) -> list[np.ndarray]:
         """One run of the compiled graph: (logits, exit_layer, uncertainty) (or the named `outputs`)."""
-        ids_name, mask_name, speed_name = GRAPH_INPUTS
-        feeds = {ids_name: np.ascontiguousarray(input_ids, dtype=np.int64),
-                 mask_name: np.ascontiguousarray(mask, dtype=np.int64),
-                 speed_name: np.array(speed, dtype=np.float32)}
-        return self._graph.run(outputs, feeds)
+        feeds = self._token_feeds(input_ids, mask, token_types)
+        names = stage_inputs("compiled", self.manifest.text_pair)
+        values = [feeds["ids"], feeds["mask"], np.array(speed, dtype=np.float32)] + \
+            ([feeds["types"]] if "types" in feeds else [])
+        return self._graph.run(outputs, dict(zip(names, values)))
 
-    def trace_ids(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    def trace_ids(self, input_ids: np.ndarray, mask: np.ndarray, token_types: np.ndarray | None = None) -> np.ndarray:
         """Every exit head's logits for every row: (L, B, C). Used by calibration."""
-        input_ids = np.ascontiguousarray(input_ids, dtype=np.int64)
-        mask = np.ascontiguousarray(mask, dtype=np.int64)
         if self.full:
-            return self.run_ids(input_ids, mask, 0.0)[0][None]
-        return np.stack([logits for _, logits in self.walk(HostChain(self.sessions[0], input_ids, mask))])
+            return self.run_ids(input_ids, mask, 0.0, token_types=token_types)[0][None]
+        feeds = self._token_feeds(input_ids, mask, token_types)
+        chain = HostChain(self.sessions[0], feeds["ids"], feeds["mask"], feeds.get("types"))
+        return np.stack([logits for _, logits in self.walk(chain)])
+
 
 def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = None, warmup: bool = False,
          threading: str = "stop", engine: str = "auto") -> EdgeModel:

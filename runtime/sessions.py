@@ -16,10 +16,11 @@ import warnings
 import onnxruntime as ort
 
 from runtime.errors import BundleError, DeviceError, InputError
-from runtime.manifest import GRAPH_INPUTS, STAGE_INPUTS, STAGE_OUTPUTS
+from runtime.manifest import GRAPH_INPUTS, PAIR_INPUT, STAGE_INPUTS, STAGE_OUTPUTS, stage_inputs
 
 # inputs of the stage contract that carry token ids, masks or row indices: int64 in every graph
-INT64_INPUTS = {STAGE_INPUTS["embed"][0], *STAGE_INPUTS["layer"][1:], *STAGE_INPUTS["full"], GRAPH_INPUTS[1]}
+INT64_INPUTS = {STAGE_INPUTS["embed"][0], *STAGE_INPUTS["layer"][1:], *STAGE_INPUTS["full"], GRAPH_INPUTS[1],
+                PAIR_INPUT}
 LOGITS = STAGE_OUTPUTS["layer"][1]
 
 DEVICES = ("cpu", "cuda", "auto")
@@ -124,7 +125,7 @@ def check_graphs(path, manifest, pairs) -> None:
         where = f"{stage.file} (stage {stage.name!r})"
         inputs = {i.name: i.type for i in session.get_inputs()}
         outputs = {o.name: o for o in session.get_outputs()}
-        want_in, want_out = STAGE_INPUTS.get(stage.kind, ()), STAGE_OUTPUTS.get(stage.kind, ())
+        want_in, want_out = stage_inputs(stage.kind, manifest.text_pair), STAGE_OUTPUTS.get(stage.kind, ())
         if set(inputs) != set(want_in):
             problems.append(f"{where}: inputs {sorted(inputs)}, but a {stage.kind} stage takes {sorted(want_in)}")
         if not set(want_out) <= set(outputs):

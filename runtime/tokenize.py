@@ -1,4 +1,8 @@
-"""Text -> padded token-id arrays with the bundle's own tokenizer (HF `tokenizers`)."""
+"""Text -> padded token-id arrays with the bundle's own tokenizer (HF `tokenizers`).
+
+An item is a text (`str`) or a pair `(text, text_pair)`: a pair is encoded by the tokenizer's own pair
+template (`[CLS] a [SEP] b [SEP]` for BERT, `<s> a </s></s> b </s>` for RoBERTa), truncated longest-first
+to max_length as transformers does, with the template's segment ids (`token_type_ids`)."""
 
 from __future__ import annotations
 
@@ -45,19 +49,35 @@ class TextEncoder:
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 
-    def token_ids(self, texts: list[str]) -> list[list[int]]:
-        """Unpadded ids per text (special tokens added, truncated)."""
-        return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
+    def tokens(self, items: list) -> tuple[list[list[int]], list[list[int]]]:
+        """Unpadded (ids, token_type_ids) per item (special tokens added, truncated)."""
+        encodings = self.tokenizer.encode_batch([i if isinstance(i, str) else (i[0], i[1]) for i in items])
+        return [e.ids for e in encodings], [e.type_ids for e in encodings]
 
-    def pad(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        """Right-pad to the longest row: (input_ids (B,T) int64, mask (B,T) int64)."""
+    def token_ids(self, items: list) -> list[list[int]]:
+        """Unpadded ids per item (special tokens added, truncated)."""
+        return self.tokens(items)[0]
+
+    def pad(self, ids: list[list[int]], types: list[list[int]] | None = None):
+        """Right-pad to the longest row: (input_ids (B,T) int64, mask (B,T) int64), and token_type_ids (B,T)
+        int64 (0 on padding) when `types` are given."""
         width = max((len(row) for row in ids), default=1) or 1
         input_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(ids), width), dtype=np.int64)
         for i, row in enumerate(ids):
             input_ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
-        return input_ids, mask
+        if types is None:
+            return input_ids, mask
+        token_types = np.zeros((len(ids), width), dtype=np.int64)
+        for i, row in enumerate(types):
+            token_types[i, : len(row)] = row
+        return input_ids, mask, token_types
 
-    def __call__(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        return self.pad(self.token_ids(texts))
+    def __call__(self, items: list) -> tuple[np.ndarray, np.ndarray]:
+        """(input_ids, mask) of single texts; `pairs` for items that are pairs."""
+        return self.pad(self.token_ids(items))
+
+    def pairs(self, items: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(input_ids, mask, token_type_ids) of items (pairs, or texts: segment 0 throughout)."""
+        return self.pad(*self.tokens(items))

@@ -4,7 +4,7 @@
 
 import { Tokenizer } from '@huggingface/tokenizers';
 
-export const SCHEMA_VERSION = 2; // the newest manifest this runtime reads
+export const SCHEMA_VERSION = 3; // the newest manifest this runtime reads (3: text pairs, refused below for now)
 export const GRAPH_INPUTS = ['input_ids', 'attention_mask', 'speed'];
 export const GRAPH_OUTPUTS = ['logits', 'exit_layer', 'uncertainty'];
 const PAD_TOKENS = ['[PAD]', '<pad>', '<PAD>'];
@@ -42,6 +42,11 @@ export function checkManifest(manifest, where) {
   if (version > SCHEMA_VERSION) {
     throw new BundleError(`${where}: manifest schema_version ${version} is newer than this runtime reads ` +
       `(${SCHEMA_VERSION}); upgrade with \`npm install @edgekd/runtime@latest\``);
+  }
+  if (manifest.text_pair === true) {
+    throw new BundleError(`${where}: this bundle classifies text pairs (text, text_pair); this version of ` +
+      '@edgekd/runtime runs single-text bundles only: use the Python runtime, or any ONNX Runtime binding ' +
+      'with token_type_ids (see the README)');
   }
   const problems = [];
   const stages = Array.isArray(manifest.stages) ? manifest.stages : [];
