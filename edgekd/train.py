@@ -186,13 +186,13 @@ def train_loop(
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
     micro = opt.batch_size // opt.grad_accum
     model.train()
+    say = log if log is not None and rank == 0 else (lambda _: None)
+    say(plan_note(name, opt, len(data)) + (f"; resuming at step {start}" if start else ""))
     tty = sys.stderr.isatty()
     bar = tqdm(total=steps, initial=start, desc=name, unit="step", disable=rank != 0,
                mininterval=0.5 if tty else 30.0, dynamic_ncols=True)
     began, seen, loss_value = time.perf_counter(), 0, float("nan")
     first_losses: list[float] = []  # the first steps' losses (golden tests pin them)
-    say = log if log is not None and rank == 0 else (lambda _: None)
-    say(plan_note(name, opt, len(data)) + (f"; resuming at step {start}" if start else ""))
     for step in range(start, steps):
         if step == start + ESTIMATE_AFTER:
             per_step = (time.perf_counter() - began) / ESTIMATE_AFTER
@@ -225,7 +225,7 @@ def train_loop(
         stop = False
         if tracking and (done % opt.eval_every == 0 or done == steps):
             best = _track_best(model, evaluate, done, best, opt.min_delta)
-            bar.set_postfix(dev=f"{best['last']:.4f}", best=f"{best['score']:.4f}@{best['step']}", refresh=False)
+            say(f"{name}: step {done} dev {best['last']:.4f} (best {best['score']:.4f} at step {best['step']})")
             if done == steps and opt.patience:
                 best["stopped"] = f"reached the cap of {steps} steps"
             elif opt.patience and best["stale"] >= opt.patience:
