@@ -56,11 +56,15 @@ class Augmenter:
             out = out[start : start + n]
         return " ".join(out)
 
-    def transfer_set(self, texts: list[str], factor: int, seed: int, progress=None) -> list[str]:
-        """`factor` variants of every text, in text order (row i*factor + j is variant j of text i)."""
+    def transfer_set(self, texts: list, factor: int, seed: int, progress=None) -> list:
+        """`factor` variants of every text, in text order (row i*factor + j is variant j of text i); a pair
+        (text, text_pair) stays a pair, each side varied."""
         rng = random.Random(seed)
         out = []
         for text in texts:
+            if isinstance(text, tuple):
+                out += [(self.variant(text[0], rng), self.variant(text[1], rng)) for _ in range(factor)]
+                continue
             out += [self.variant(text, rng) for _ in range(factor)]
             if progress is not None:
                 progress(1)

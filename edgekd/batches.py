@@ -19,15 +19,18 @@ class Batch:
     labels: torch.Tensor | None  # (B,)
     index: torch.Tensor  # (B,) row numbers in the dataset
     targets: torch.Tensor | None = None  # (B,C) soft / teacher targets when precomputed
+    token_types: torch.Tensor | None = None  # (B,T) segment ids of text pairs; None for single texts
 
 
 class TokenizedData:
-    """Texts tokenized once; batches padded to their own longest row."""
+    """Texts (or text pairs) tokenized once; batches padded to their own longest row."""
 
-    def __init__(self, encoder: TextEncoder, texts: list[str], labels: list[int] | None = None,
+    def __init__(self, encoder: TextEncoder, texts: list, labels: list[int] | None = None,
                  targets: torch.Tensor | None = None):
         self.encoder = encoder
-        self.ids = encoder.token_ids(texts)
+        self.ids, types = encoder.tokens(texts)
+        self.pair = any(isinstance(t, tuple) for t in texts)
+        self.types = types if self.pair else None
         self.lengths = torch.tensor([len(i) for i in self.ids])
         self.labels = None if labels is None else torch.tensor(labels, dtype=torch.long)
         self.targets = targets
@@ -36,10 +39,13 @@ class TokenizedData:
         return len(self.ids)
 
     def batch(self, index: torch.Tensor, device: torch.device) -> Batch:
-        ids, mask = self.encoder.pad([self.ids[i] for i in index.tolist()])
+        rows = index.tolist()
+        padded = self.encoder.pad([self.ids[i] for i in rows], None if self.types is None else
+                                  [self.types[i] for i in rows])
         labels = None if self.labels is None else self.labels[index].to(device)
         targets = None if self.targets is None else self.targets[index].to(device)
-        return Batch(torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device), labels, index, targets)
+        ids, mask, *types = (torch.from_numpy(a).to(device) for a in padded)
+        return Batch(ids, mask, labels, index, targets, types[0] if types else None)
 
     def step_rows(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
         """Rows of global training step `step` (see epoch_batches); one epoch is cached."""

@@ -50,18 +50,18 @@ def engine_latency(model: runtime.EdgeModel, texts: list[str], speed: float, rou
     if len(engines) < 2:
         return {}
     models = {e: model if model.engine == e else model.variant(engine=e) for e in engines}
-    encoded = [model.encoder([text]) for text in texts]
+    encoded = [model.encode([text]) for text in texts]
 
     def timer(m: runtime.EdgeModel):
         def run() -> dict[str, float]:
             start = time.perf_counter()
-            for ids, mask in encoded:
-                m.run_ids(ids, mask, speed)
+            for ids, mask, types in encoded:
+                m.run_ids(ids, mask, speed, token_types=types)
             return {"b1": 1e3 * (time.perf_counter() - start) / max(len(encoded), 1)}
         return run
 
     for m in models.values():
-        m.run_ids(*encoded[0], speed)  # warm up
+        m.run_ids(*encoded[0][:2], speed, token_types=encoded[0][2])  # warm up
     choice = fastest({e: timer(m) for e, m in models.items()}, rounds=rounds)
     return {e: round(t["b1"], 4) for e, t in choice.ms.items()}
 
@@ -76,16 +76,16 @@ def thread_policy(model: runtime.EdgeModel, texts: list[str], speed: float, engi
         return None
     default = model.variant(threads=0, engine=engine)  # 0: onnxruntime's default threads
     one = default.variant(threads=1)
-    singles = [default.encoder([t]) for t in texts]
-    batches = [default.encoder(texts[i : i + batch]) for i in range(0, len(texts), batch)]
-    rows = sum(len(ids) for ids, _ in batches)
+    singles = [default.encode([t]) for t in texts]
+    batches = [default.encode(texts[i : i + batch]) for i in range(0, len(texts), batch)]
+    rows = sum(len(ids) for ids, _, _ in batches)
 
     def batch_1(m: runtime.EdgeModel):
         def run() -> dict[str, float]:
             times = []
-            for ids, mask in singles:
+            for ids, mask, types in singles:
                 began = time.perf_counter()
-                m.run_ids(ids, mask, speed)
+                m.run_ids(ids, mask, speed, token_types=types)
                 times.append(time.perf_counter() - began)
             return {"b1": 1e3 * float(np.median(times))}
         return run
@@ -93,13 +93,13 @@ def thread_policy(model: runtime.EdgeModel, texts: list[str], speed: float, engi
     def batched(run_batch):
         def run() -> dict[str, float]:
             began = time.perf_counter()
-            for ids, mask in batches:
-                run_batch(ids, mask, speed)
+            for ids, mask, types in batches:
+                run_batch(ids, mask, speed, token_types=types)
             return {"all": 1e3 * (time.perf_counter() - began)}
         return run
 
     for m in (default, one):
-        m.run_ids(*singles[0], speed)  # warm up
+        m.run_ids(*singles[0][:2], speed, token_types=singles[0][2])  # warm up
     small = fastest({"default": batch_1(default), "one": batch_1(one)}, rounds=rounds)
     large = fastest({"whole": batched(default.run_ids), "split": batched(default.run_split)}, rounds=rounds)
     return {"cores": cores, "speed": speed,
@@ -124,13 +124,14 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         raise EdgeKDError(f"{bundle} holds one graph without exits; there is no speed to calibrate")
     dataset = read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values)
     labels = np.array(dataset.labels)
-    ids = model.encoder.token_ids(dataset.texts)
+    items = model.items(dataset.texts)  # a pair bundle refuses single-text data, and the other way round
+    ids, types = model.encoder.tokens(items)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     exit_logits = np.zeros((model.num_layers, len(ids), len(model.labels)), dtype=np.float32)
     for start in range(0, len(order), 64):
         chunk = order[start : start + 64]
-        padded, mask = model.encoder.pad([ids[i] for i in chunk])
-        exit_logits[:, chunk] = model.trace_ids(padded, mask)
+        padded, mask, token_types = model.encoder.pad([ids[i] for i in chunk], [types[i] for i in chunk])
+        exit_logits[:, chunk] = model.trace_ids(padded, mask, token_types if model.manifest.text_pair else None)
     sample = list(range(min(latency_texts, len(ids))))
     front, per_layer = stage_times(model, [dataset.texts[i] for i in sample])
     cumulative = np.cumsum(per_layer)

@@ -73,6 +73,7 @@ def distill(
     out: Annotated[str, typer.Option(help="Run folder. Re-running with the same folder resumes.")] = "",
     unlabeled: Annotated[str, typer.Option(help="Unlabelled text (.txt, one per line, or a labelled file's text) for the attention and branches stages; default: the train texts.")] = "",
     text_column: Annotated[Optional[str], typer.Option(help="Text column of the data files (default: sentence, text, content, review, ...).")] = None,
+    text_pair_column: Annotated[Optional[str], typer.Option(help="Second text column: the data are text pairs (paraphrase, entailment, duplicate questions, reranking). Found without the flag when the files have sentence1/sentence2, question1/question2, premise/hypothesis, text/text_pair or query/passage.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column of the data files (default: label, labels, class, ...).")] = None,
     label_names: Annotated[Optional[str], typer.Option(help="Comma-separated names for the data's labels in their sorted order, e.g. negative,positive for SST-2's 0,1; predictions then print names.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Start over: remove an existing run folder at --out first (default: resume it).")] = False,
@@ -115,7 +116,8 @@ def distill(
         if value:
             overrides[key] = value
     data = {k: v for k, v in (("train", train), ("dev", dev), ("unlabeled", unlabeled), ("max_length", max_length),
-                              ("text_column", text_column), ("label_column", label_column)) if v}
+                              ("text_column", text_column), ("text_pair_column", text_pair_column),
+                              ("label_column", label_column)) if v}
     if augment is not None:
         data["augment"] = augment
     if label_names:
@@ -186,10 +188,11 @@ def export(
 @friendly
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
-    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify ('-' reads one per line from stdin).")] = None,
+    texts: Annotated[Optional[list[str]], typer.Argument(help="Texts to classify ('-' reads one per line from stdin). For a bundle of text pairs: the texts two by two (first, second, first, second, ...); on stdin each line holds the two texts separated by a tab.")] = None,
     file: Annotated[Optional[Path], typer.Option(help="Classify every row of this file (.txt lines, or .csv/.tsv/.jsonl with a text column), streaming, in order.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="With --file: write rows here (.jsonl, or .csv by extension); default stdout as JSON Lines.")] = None,
     text_column: Annotated[Optional[str], typer.Option(help="With --file: the text column of a csv/tsv/jsonl file.")] = None,
+    text_pair_column: Annotated[Optional[str], typer.Option(help="With --file and a bundle of text pairs: the second text column (found without the flag for the usual pair columns, e.g. question1/question2).")] = None,
     resume: Annotated[bool, typer.Option(help="With --file --out: continue after the last complete row already in OUT.")] = False,
     speed: Annotated[Optional[float], typer.Option(help="Exit threshold in [0, 1]; 0 runs every layer. Default: the bundle's.")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "cpu",
@@ -204,8 +207,8 @@ def predict(
         raise runtime.EdgeKDError("give texts to classify, '-' to read them from stdin, or --file PATH")
     if file is not None and texts:
         raise runtime.EdgeKDError("give texts or --file, not both")
-    if file is None and (out or text_column or resume):
-        raise runtime.EdgeKDError("--out, --text-column and --resume go with --file")
+    if file is None and (out or text_column or text_pair_column or resume):
+        raise runtime.EdgeKDError("--out, --text-column, --text-pair-column and --resume go with --file")
     if texts == ["-"]:
         raw = sys.stdin.buffer.read()
         try:
@@ -220,17 +223,27 @@ def predict(
         from edgekd.apps.predict_file import predict_file
 
         rows = predict_file(model, file, out, speed=speed, batch_size=batch_size, text_column=text_column,
-                            resume=resume)
+                            resume=resume, text_pair_column=text_pair_column)
         if out:
             _err(f"wrote {rows} rows to {out}")
         return
+    if model.manifest.text_pair:
+        if texts and all("\t" in t for t in texts):
+            texts = [tuple(t.split("\t", 1)) for t in texts]
+        elif len(texts) % 2:
+            raise runtime.EdgeKDError(f"this bundle classifies text pairs: give the texts two by two (got "
+                                      f"{len(texts)}), or lines 'text<TAB>text_pair' on stdin")
+        else:
+            texts = list(zip(texts[::2], texts[1::2]))
     results = model.classify(texts, speed=speed, batch_size=batch_size)
     for text, r in zip(texts, results):
+        given = {"text": text} if isinstance(text, str) else {"text": text[0], "text_pair": text[1]}
         if as_json:
-            typer.echo(json.dumps({"text": text, "label": r.label, "probs": r.probs, "exit_layer": r.exit_layer,
+            typer.echo(json.dumps({**given, "label": r.label, "probs": r.probs, "exit_layer": r.exit_layer,
                                    "uncertainty": r.uncertainty}))
         else:
-            typer.echo(f"{r.label}\t{r.probs[r.label]:.3f}\tlayer {r.exit_layer}/{model.num_layers}\t{text}")
+            typer.echo(f"{r.label}\t{r.probs[r.label]:.3f}\tlayer {r.exit_layer}/{model.num_layers}\t" +
+                       "\t".join(given.values()))
 
 
 @app.command()

@@ -38,7 +38,9 @@ class DataConfig:
     train: str = ""  # labelled file (TSV/CSV/JSONL)
     dev: str = ""  # labelled file for accuracy after each stage
     unlabeled: str = ""  # text for `attention` and `branches`; default: the train texts
-    text_column: str = ""  # default: sentence / text / ...
+    text_column: str = ""  # default: sentence / text / ... (or the first of a known pair of columns)
+    # a text pair's second column (sentence2, question2, hypothesis, text_pair, passage are found without it)
+    text_pair_column: str = ""
     label_column: str = ""  # default: label / labels / ...
     label_names: list[str] = field(default_factory=list)  # display names for the data's labels, in their order
     max_train: int = 0  # student stages use the first N train rows (0 = all); rows are shuffled per epoch anyway

@@ -19,7 +19,11 @@ from pathlib import Path
 from runtime.errors import EdgeKDError
 
 TEXT_COLUMNS = ("sentence", "text", "content", "review", "sentence1", "document")
-LABEL_COLUMNS = ("label", "labels", "class", "category", "target")
+LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "is_duplicate", "quality", "gold_label")
+# (first, second) text columns of the usual text-pair sets: GLUE (MRPC/STS-B/RTE, QQP, MNLI), JSONL text_pair,
+# rerankers; recognised when no --text-column / --text-pair-column is given
+PAIR_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"),
+                ("text", "text_pair"), ("query", "passage"), ("#1 String", "#2 String"))
 FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "lines"}
 
 
@@ -29,10 +33,15 @@ class DataError(EdgeKDError):
 
 @dataclass
 class TextDataset:
-    texts: list[str]
+    texts: list  # str items, or (text, text_pair) tuples for a pair set
     labels: list[int] | None  # indices into label_names; None for unlabelled text
     label_names: list[str]
     source: str
+    columns: str = ""  # which columns were read, for the log ("text column 'sentence', label column 'label'")
+
+    @property
+    def text_pair(self) -> bool:
+        return bool(self.texts) and isinstance(self.texts[0], tuple)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -42,7 +51,8 @@ class TextDataset:
         if count is None or count >= len(self):
             return self
         labels = None if self.labels is None else self.labels[:count]
-        return TextDataset(self.texts[:count], labels, self.label_names, f"{self.source} (first {count})")
+        return TextDataset(self.texts[:count], labels, self.label_names, f"{self.source} (first {count})",
+                           self.columns)
 
 
 def _format(path: Path, fmt: str | None) -> str:
@@ -128,10 +138,34 @@ def pick_column(columns: list[str], wanted: str | None, defaults: tuple[str, ...
             raise DataError(f"{path}: no {what} column {wanted!r}; columns are: {', '.join(columns)}")
         return wanted
     for name in defaults:
-        if name in columns:
-            return name
+        for column in columns:
+            if column.lower() == name.lower():
+                return column
     raise DataError(f"{path}: no {what} column found (looked for {', '.join(defaults)}); columns are: "
                     f"{', '.join(columns)}. Name it with --{what}-column")
+
+
+def text_columns(columns: list[str], text_column: str | None, text_pair_column: str | None,
+                 path: Path) -> tuple[str, str | None]:
+    """(text column, second text column or None): as named, or a known pair of columns, or one text column."""
+    if text_pair_column:
+        if text_pair_column not in columns:
+            raise DataError(f"{path}: no second text column {text_pair_column!r} (--text-pair-column); columns are: "
+                            f"{', '.join(columns)}")
+        first = text_column or next((a for a, b in PAIR_COLUMNS if b == text_pair_column and a in columns), None)
+        return pick_column(columns, first, TEXT_COLUMNS, "text", path), text_pair_column
+    if not text_column:
+        for first, second in PAIR_COLUMNS:
+            if first in columns and second in columns:
+                return first, second
+    return pick_column(columns, text_column, TEXT_COLUMNS, "text", path), None
+
+
+def _item(row: dict, text_col: str, pair_col: str | None):
+    text = str(row.get(text_col) or "").strip()
+    if pair_col is None:
+        return text
+    return text, str(row.get(pair_col) or "").strip()
 
 
 def normalize_label(value) -> str:
@@ -161,10 +195,13 @@ def read_labelled(
     label_names: list[str] | None = None,
     fmt: str | None = None,
     label_values: list[str] | None = None,
+    text_pair_column: str | None = None,
 ) -> TextDataset:
     """Read a labelled file. With `label_names` (e.g. the train set's), every
     label must be one of them (or of `label_values`, the data's own spellings of
-    the same classes, in the same order); otherwise the names are the sorted set found."""
+    the same classes, in the same order); otherwise the names are the sorted set found.
+    A text-pair file (`text_pair_column`, or a known pair of columns such as sentence1/sentence2 or
+    question1/question2) gives (text, text_pair) items; an empty second text is a valid pair."""
     path = Path(path)
     fmt = _format(path, fmt)
     if fmt == "lines":
@@ -172,7 +209,7 @@ def read_labelled(
     columns, rows = _rows(path, fmt)
     if not rows:
         raise DataError(f"{path}: the file has a header but no rows")
-    text_col = pick_column(columns, text_column, TEXT_COLUMNS, "text", path)
+    text_col, pair_col = text_columns(columns, text_column, text_pair_column, path)
     label_col = pick_column(columns, label_column, LABEL_COLUMNS, "label", path)
     texts, raw_labels = [], []
     for number, row in rows:
@@ -181,7 +218,7 @@ def read_labelled(
             raise DataError(f"{path}: row {number} has an empty {text_col!r}")
         if label is None or str(label).strip() == "":
             raise DataError(f"{path}: row {number} has no {label_col!r}")
-        texts.append(str(text).strip())
+        texts.append(_item(row, text_col, pair_col))
         raw_labels.append(normalize_label(label))
     names = list(label_names) if label_names is not None else _label_order(raw_labels)
     if label_names is None and len(names) < 2:
@@ -199,19 +236,26 @@ def read_labelled(
             known = ", ".join(names) + (f" (or {', '.join(label_values)})" if label_values else "")
             raise DataError(f"{path}: unknown label {label!r} in row {number}; the training labels are: {known}")
         labels.append(index[label])
-    return TextDataset(texts, labels, names, str(path))
+    columns_read = (f"text columns {text_col!r} + {pair_col!r} (pairs)" if pair_col else f"text column {text_col!r}")
+    return TextDataset(texts, labels, names, str(path), f"{columns_read}, label column {label_col!r}")
 
 
-def read_unlabelled(path: str | os.PathLike, text_column: str | None = None, fmt: str | None = None) -> TextDataset:
-    """Unlabelled text: one sentence a line (.txt), or the text column of a labelled file."""
+def read_unlabelled(path: str | os.PathLike, text_column: str | None = None, fmt: str | None = None,
+                    text_pair_column: str | None = None) -> TextDataset:
+    """Unlabelled text: one sentence a line (.txt), or the text column(s) of a labelled file (pairs too)."""
     path = Path(path)
     fmt = _format(path, fmt)
+    pair_col = None
     if fmt == "lines":
+        if text_pair_column:
+            raise DataError(f"{path}: a .txt file holds one text a line; pairs need a TSV, CSV or JSONL file")
         texts = [line.strip() for line in _read_text(path).split("\n") if line.strip()]
+        col = "lines"
     else:
         columns, rows = _rows(path, fmt)
-        col = pick_column(columns, text_column, TEXT_COLUMNS, "text", path)
-        texts = [str(row[col]).strip() for _, row in rows if str(row.get(col, "")).strip()]
+        col, pair_col = text_columns(columns, text_column, text_pair_column, path)
+        texts = [_item(row, col, pair_col) for _, row in rows if str(row.get(col, "")).strip()]
     if not texts:
         raise DataError(f"{path}: no text found")
-    return TextDataset(texts, None, [], str(path))
+    return TextDataset(texts, None, [], str(path), f"text columns {col!r} + {pair_col!r} (pairs)" if pair_col
+                       else f"text column {col!r}")

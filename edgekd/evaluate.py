@@ -37,7 +37,7 @@ def all_exit_logits(model, data: TokenizedData, device, batch_size: int = 64) ->
     model.eval()
     chunks = []
     for batch in data.batches(batch_size, device):
-        out = model(batch.input_ids, batch.mask)
+        out = model(batch.input_ids, batch.mask, **segments(batch))
         logits = out.exit_logits if hasattr(out, "exit_logits") else [out.logits]
         chunks.append(torch.stack([x.float().cpu() for x in logits]))
     return torch.cat(chunks, 1)
@@ -45,8 +45,15 @@ def all_exit_logits(model, data: TokenizedData, device, batch_size: int = 64) ->
 
 @torch.no_grad()
 def classifier_logits(forward, data: TokenizedData, device, batch_size: int = 64) -> torch.Tensor:
-    """Final logits of any classifier: `forward(input_ids, mask) -> (B,C)`; returns (N,C) on the CPU."""
-    return torch.cat([forward(b.input_ids, b.mask).float().cpu() for b in data.batches(batch_size, device)])
+    """Final logits of any classifier: `forward(input_ids, mask, token_types) -> (B,C)` (token_types None for
+    single texts); returns (N,C) on the CPU."""
+    return torch.cat([forward(b.input_ids, b.mask, b.token_types).float().cpu()
+                      for b in data.batches(batch_size, device)])
+
+
+def segments(batch) -> dict:
+    """A student's keyword for a batch of text pairs (token_type_ids), none for single texts."""
+    return {} if batch.token_types is None else {"token_type_ids": batch.token_types}
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

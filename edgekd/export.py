@@ -136,7 +136,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     else:
         result = export_student(student, tokenizer, labels, out, max_length, atol=atol,
                                 overwrite=overwrite, default_speed=default_speed, rewrite=rewrite, measure=measure,
-                                optimize=optimize)
+                                optimize=optimize, text_pair=folder.is_complete() and folder.text_pair)
     result.manifest = read_manifest(result.path)
     return result
 

@@ -42,7 +42,7 @@ def run_stages(ctx: RunContext):
     if ctx.rank == 0:
         for name in PUBLISH_ORDER:
             if ctx.run.stage_student(name).is_dir():
-                ctx.run.publish_student(name, ctx.cfg.data.max_length)
+                ctx.run.publish_student(name, ctx.cfg.data.max_length, ctx.text_pair)
                 break
     barrier()
     return ctx.run.root

@@ -27,7 +27,7 @@ from runtime.files import atomic_folder, atomic_write_text
 LABELS_FILE = "labels.json"
 LABEL_VALUES_FILE = "label_values.json"  # the labels as the data spells them (e.g. "0", "1"), same order
 TOKENIZER_FILE = "tokenizer.json"
-INFERENCE_FILE = "inference.json"  # in a finished student folder: {"max_length": N}
+INFERENCE_FILE = "inference.json"  # in a finished student folder: {"max_length": N, "text_pair": bool}
 
 
 def write_json(path: Path, data) -> None:
@@ -81,15 +81,16 @@ class RunFolder:
         metrics[name] = values
         write_json(self.metrics, metrics)
 
-    def publish_student(self, stage: str, max_length: int) -> Path:
-        """Make `student/` from a stage's student: weights + config, tokenizer, labels, max_length."""
+    def publish_student(self, stage: str, max_length: int, text_pair: bool = False) -> Path:
+        """Make `student/` from a stage's student: weights + config, tokenizer, labels, max_length, and whether it
+        takes text pairs."""
         with atomic_folder(self.student) as tmp:
             shutil.copytree(self.stage_student(stage), tmp, dirs_exist_ok=True)
             shutil.copyfile(self.tokenizer, tmp / TOKENIZER_FILE)
             shutil.copyfile(self.labels, tmp / LABELS_FILE)
             if self.label_values.is_file():
                 shutil.copyfile(self.label_values, tmp / LABEL_VALUES_FILE)
-            write_json(tmp / INFERENCE_FILE, {"max_length": max_length, "stage": stage})
+            write_json(tmp / INFERENCE_FILE, {"max_length": max_length, "stage": stage, "text_pair": text_pair})
         return self.student
 
 
@@ -114,6 +115,11 @@ class StudentFolder:
     @property
     def max_length(self) -> int:
         return int(json.loads((self.root / INFERENCE_FILE).read_text(encoding="utf-8"))["max_length"])
+
+    @property
+    def text_pair(self) -> bool:
+        """The student was trained on text pairs (its bundle takes (text, text_pair))."""
+        return bool(json.loads((self.root / INFERENCE_FILE).read_text(encoding="utf-8")).get("text_pair", False))
 
     def is_complete(self) -> bool:
         return all((self.root / f).is_file() for f in (TOKENIZER_FILE, LABELS_FILE, INFERENCE_FILE))

@@ -81,8 +81,9 @@ def init_student_from_teacher(student: nn.Module, teacher: nn.Module, kept_token
     e = torch.arange(emb.word.shape[1]) if emb.project is not None else h  # factorised: all E columns kept
     rows = kept_tokens if kept_tokens is not None else torch.arange(scfg.vocab_size)
     segment = torch.zeros_like(student.embeddings.segment.weight)
-    if emb.segment is not None:
-        segment[0] = emb.segment[e]
+    if emb.segment is not None:  # every segment the teacher has (a pair's second text is segment 1 in BERT)
+        shared = min(len(segment), len(emb.segment))
+        segment[:shared] = emb.segment[:shared][:, e]
     new = {
         "embeddings.position.weight": emb.position[: scfg.max_position][:, e],
         "embeddings.segment.weight": segment,

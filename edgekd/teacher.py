@@ -130,7 +130,7 @@ def check_tokenizer(encoder, source: str | os.PathLike, offline: bool, texts: li
                 if encoder.tokenizer.token_to_id(t) is not None), None)
     if unk is None or not texts:
         return 0.0
-    ids = encoder.token_ids(texts[:sample])
+    ids = encoder.token_ids(texts[:sample])  # pairs too: both texts are tokenized
     total = sum(len(row) for row in ids)
     share = sum(row.count(unk) for row in ids) / max(total, 1)
     if share > max_unknown:
@@ -239,9 +239,11 @@ class TeacherAdaptor(nn.Module):
     def num_heads(self) -> int:
         return self.model.config.num_attention_heads
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, hidden: bool = False) -> TeacherOutput:
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, token_types: torch.Tensor | None = None,
+                hidden: bool = False) -> TeacherOutput:
         self._capture.clear()
-        out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=hidden)
+        out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=hidden,
+                         **segment_kwargs(self.model, token_types))
         return TeacherOutput(out.logits, self._capture.get(), out.hidden_states[-1] if hidden else None)
 
     @property
@@ -262,3 +264,12 @@ HEAD_MODULES = ("classifier", "pre_classifier", "score")  # the task head of tra
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The task head's parameters (newly initialised when the teacher is fine-tuned from an encoder)."""
     return [p for name, p in model.named_parameters() if name.split(".")[0] in HEAD_MODULES]
+
+
+def segment_kwargs(model: nn.Module, token_types: torch.Tensor | None) -> dict:
+    """`token_type_ids` for a transformers model whose family has segment embeddings (BERT, RoBERTa, ELECTRA,
+    ALBERT): a text pair's segments. Families without them (DistilBERT, ModernBERT, DeBERTa-v3) take none and
+    tell the two texts apart by the separators, as their own fine-tuning does."""
+    if token_types is None or not getattr(model.config, "type_vocab_size", 0):
+        return {}
+    return {"token_type_ids": token_types}

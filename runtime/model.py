@@ -203,6 +203,16 @@ class EdgeModel:
                 )
         return results  # type: ignore[return-value]
 
+    def warm_up(self) -> None:
+        """Run two items once, so that the first real call is not slow."""
+        self.classify([("warm up", "") if self.manifest.text_pair else "warm up"] * 2, speed=0.0)
+
+    def encode(self, items: list) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(input_ids, mask, token_types or None) of `items` as one padded batch, for run_ids / trace_ids."""
+        if self.manifest.text_pair:
+            return self.encoder.pairs(items)
+        return (*self.encoder(items), None)
+
     def items(self, texts) -> list:
         """`texts` as a list of what this bundle takes (str, or (text, text_pair) tuples); an item of the
         wrong shape is refused in one line that names its index and what the bundle expects."""
@@ -378,5 +388,5 @@ def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = Non
     verify_bundle(bundle, manifest)
     model = EdgeModel(bundle, manifest, device, threads, threading, engine)
     if warmup:
-        model.classify(["warm up"] * 2, speed=0.0)
+        model.warm_up()
     return model

@@ -30,7 +30,7 @@ def stage_times(model: EdgeModel, texts: list[str], repeats: int = 3) -> tuple[f
         best = (float("inf"), [])
         for _ in range(repeats):
             start = time.perf_counter()
-            chain = HostChain(model.sessions[0], *model.encoder([text]))
+            chain = HostChain(model.sessions[0], *model.encode([text]))
             t_front = time.perf_counter() - start
             per = []
             start = time.perf_counter()

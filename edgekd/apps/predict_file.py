@@ -17,15 +17,19 @@ import sys
 from pathlib import Path
 from typing import IO, Iterator
 
-from edgekd.data import TEXT_COLUMNS, pick_column
+from edgekd.data import TEXT_COLUMNS, pick_column, text_columns
 from runtime.errors import EdgeKDError
 
 CHUNK = 1024  # rows read, classified and written together
 CSV_FIELDS = ["row", "text", "label", "probability", "exit_layer", "uncertainty", "empty"]
+PAIR_FIELDS = ["row", "text", "text_pair", "label", "probability", "exit_layer", "uncertainty", "empty"]
 
 
-def iter_texts(path: Path, text_column: str | None = None) -> Iterator[str]:
-    """Texts of `path` in order, one per input row (empty strings for empty rows), read lazily."""
+def iter_texts(path: Path, text_column: str | None = None, text_pair: bool = False,
+               text_pair_column: str | None = None) -> Iterator:
+    """Items of `path` in order, one per input row (empty strings for empty rows), read lazily: texts, or with
+    `text_pair` (text, text_pair) from two columns (named, or a known pair such as question1/question2; a .txt
+    line holds the two texts separated by a tab)."""
     suffix = path.suffix.lower()
     try:
         handle = open(path, encoding="utf-8-sig", newline="")
@@ -36,27 +40,46 @@ def iter_texts(path: Path, text_column: str | None = None) -> Iterator[str]:
             if suffix in (".csv", ".tsv"):
                 reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",",
                                         quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL)
-                column = _column(reader.fieldnames or [], text_column, path)
+                column, second = _columns(reader.fieldnames or [], text_column, text_pair, text_pair_column, path)
                 for row in reader:
-                    yield (row.get(column) or "").strip()
+                    yield _item(row, column, second)
             elif suffix in (".jsonl", ".json"):
-                column = None
+                columns = None
                 for number, line in enumerate(handle, start=1):
                     if not line.strip():
-                        yield ""
+                        yield ("", "") if text_pair else ""
                         continue
                     try:
                         row = json.loads(line)
                     except json.JSONDecodeError as exc:
                         raise EdgeKDError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-                    column = column or _column(list(row), text_column, path)
-                    yield str(row.get(column, "")).strip()
+                    columns = columns or _columns(list(row), text_column, text_pair, text_pair_column, path)
+                    yield _item(row, *columns)
             else:
                 for line in handle:
-                    yield line.rstrip("\r\n")
+                    line = line.rstrip("\r\n")
+                    yield tuple((line.split("\t", 1) + [""])[:2]) if text_pair else line
         except UnicodeDecodeError as exc:
             raise EdgeKDError(f"{path}: bytes that are not UTF-8 (at byte {exc.start} of a chunk); re-save the file "
                               "as UTF-8") from None
+
+
+def _columns(columns: list[str], wanted: str | None, text_pair: bool, pair_column: str | None, path: Path):
+    """(text column, second text column or None) of a file for a bundle of single texts or of pairs."""
+    if not text_pair:
+        if pair_column:
+            raise EdgeKDError("--text-pair-column: this bundle classifies single texts")
+        return _column(columns, wanted, path), None
+    first, second = text_columns(columns, wanted, pair_column, path)
+    if second is None:
+        raise EdgeKDError(f"{path}: this bundle classifies text pairs but no second text column was found "
+                          f"(columns: {', '.join(columns)}); name it with --text-pair-column")
+    return first, second
+
+
+def _item(row: dict, column: str, second: str | None):
+    text = str(row.get(column) or "").strip()
+    return text if second is None else (text, str(row.get(second) or "").strip())
 
 
 def _column(columns: list[str], wanted: str | None, path: Path) -> str:
@@ -78,7 +101,7 @@ def done_rows(out: Path) -> int:
 
 def predict_file(model, path: str | os.PathLike, out: str | os.PathLike | None = None, *, speed: float | None = None,
                  batch_size: int = 32, text_column: str | None = None, resume: bool = False,
-                 progress: bool = True) -> int:
+                 progress: bool = True, text_pair_column: str | None = None) -> int:
     """Classify every row of `path` into `out` (stdout when None). Returns the rows written now."""
     path = Path(path)
     target = Path(out) if out else None
@@ -88,7 +111,8 @@ def predict_file(model, path: str | os.PathLike, out: str | os.PathLike | None =
     skip = done_rows(target) if (target is not None and resume) else 0
     handle: IO[str] = (open(target, "a", encoding="utf-8", newline="") if target is not None
                        else io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=True))
-    writer = csv.DictWriter(handle, CSV_FIELDS, lineterminator="\n") if as_csv else None
+    pair = model.manifest.text_pair
+    writer = csv.DictWriter(handle, PAIR_FIELDS if pair else CSV_FIELDS, lineterminator="\n") if as_csv else None
     if writer is not None and skip == 0 and handle.tell() == 0:
         writer.writeheader()
     bar = _progress(progress, skip)
@@ -96,7 +120,7 @@ def predict_file(model, path: str | os.PathLike, out: str | os.PathLike | None =
     try:
         chunk: list[str] = []
         row = 0
-        for row, text in enumerate(iter_texts(path, text_column), start=1):
+        for row, text in enumerate(iter_texts(path, text_column, pair, text_pair_column), start=1):
             if row <= skip:
                 continue
             chunk.append(text)
@@ -116,12 +140,14 @@ def predict_file(model, path: str | os.PathLike, out: str | os.PathLike | None =
     return written
 
 
-def _write(model, texts: list[str], first_row: int, speed, batch_size, handle, writer) -> int:
-    filled = [i for i, t in enumerate(texts) if t.strip()]
+def _write(model, texts: list, first_row: int, speed, batch_size, handle, writer) -> int:
+    # an empty row (both texts empty, for pairs) is written as empty; a pair with one text is classified
+    filled = [i for i, t in enumerate(texts) if (t.strip() if isinstance(t, str) else any(x.strip() for x in t))]
     results = dict(zip(filled, model.classify([texts[i] for i in filled], speed=speed, batch_size=batch_size)))
     for i, text in enumerate(texts):
         r = results.get(i)
-        row = {"row": first_row + i, "text": text}
+        row = {"row": first_row + i, "text": text} if isinstance(text, str) else \
+            {"row": first_row + i, "text": text[0], "text_pair": text[1]}
         if r is None:
             row["empty"] = True
         else:

@@ -20,16 +20,20 @@ import numpy as np
 class _Classifier:
     """A Ray actor: loads the bundle once, classifies batches (dicts of numpy columns)."""
 
-    def __init__(self, bundle: str, speed: float | None, text_column: str, batch_size: int, threads: int | None):
+    def __init__(self, bundle: str, speed: float | None, text_column: str, batch_size: int, threads: int | None,
+                 text_pair_column: str | None = None):
         import runtime
 
         self.model = runtime.load(bundle, threads=threads)
         self.speed = speed
         self.text_column = text_column
+        self.text_pair_column = text_pair_column
         self.batch_size = batch_size
 
     def __call__(self, batch: dict) -> dict:
         texts = [str(t) for t in batch[self.text_column]]
+        if self.text_pair_column is not None:
+            texts = list(zip(texts, (str(t) for t in batch[self.text_pair_column])))
         results = self.model.classify(texts, speed=self.speed, batch_size=self.batch_size)
         out = dict(batch)
         out["label"] = np.array([r.label for r in results])
@@ -43,8 +47,10 @@ class _Classifier:
 
 def classify_dataset(ds, bundle: str | os.PathLike, *, text_column: str = "text", speed: float | None = None,
                      actors: int | tuple[int, int] = 1, batch_size: int = 256, model_batch_size: int = 32,
-                     threads_per_actor: int | None = 1):
+                     threads_per_actor: int | None = 1, text_pair_column: str | None = None):
     """Add predictions to every row of the Ray Dataset `ds` (lazy: Ray runs it when consumed).
+
+    A bundle of text pairs reads each row's (text_column, text_pair_column).
 
     `actors`: how many copies of the model (an int, or (min, max) to autoscale); each gets
     `threads_per_actor` onnxruntime threads and one CPU from Ray. `batch_size` rows go to an actor at
@@ -53,8 +59,12 @@ def classify_dataset(ds, bundle: str | os.PathLike, *, text_column: str = "text"
     import runtime
 
     bundle = os.fspath(bundle)
-    runtime.read_manifest(bundle)  # a bad path fails here, on the driver, with edgekd's message
+    manifest = runtime.read_manifest(bundle)  # a bad path fails here, on the driver, with edgekd's message
+    if manifest.text_pair and text_pair_column is None:
+        raise runtime.EdgeKDError(f"{bundle} classifies text pairs: give text_pair_column= (and text_column=)")
+    if text_pair_column is not None and not manifest.text_pair:
+        raise runtime.EdgeKDError(f"{bundle} classifies single texts; text_pair_column= is for a bundle of pairs")
     return ds.map_batches(_Classifier, fn_constructor_args=(bundle, speed, text_column, model_batch_size,
-                                                            threads_per_actor),
+                                                            threads_per_actor, text_pair_column),
                           batch_size=batch_size, batch_format="numpy", concurrency=actors,
                           num_cpus=threads_per_actor or 1)

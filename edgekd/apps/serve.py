@@ -1,6 +1,7 @@
 """`edgekd serve BUNDLE`: the bundle behind HTTP (Starlette under uvicorn), torch-free.
 
     POST /v1/classify  {"texts": [...], "speed": 0.3}  -> {"predictions": [...], "model": {...}}
+                       (a bundle of text pairs: "texts": [["text", "text_pair"], ...] or [{"text", "text_pair"}])
     GET  /v1/model     labels, layers, default speed, engine, sha256 of the manifest
     GET  /healthz      the process is alive
     GET  /readyz       200 once the model is loaded and warmed up
@@ -29,6 +30,7 @@ from starlette.routing import Route
 
 import runtime
 from edgekd.apps.batching import BatchQueue
+from runtime.errors import InputError, InputTypeError
 from runtime.exits import check_speed
 from runtime.manifest import MANIFEST_FILE, verify_bundle
 
@@ -135,20 +137,24 @@ class Server:
         if unknown:
             return f"unknown field(s) {', '.join(unknown)}; the fields are texts and speed", [], 0.0
         texts = payload.get("texts")
+        pair = self.model.manifest.text_pair
+        shape = "[text, text_pair] pairs (or {\"text\": ..., \"text_pair\": ...})" if pair else "strings"
         if not isinstance(texts, list) or not texts:
-            return "texts must be a non-empty list of strings", [], 0.0
+            return f"texts must be a non-empty list of {shape}", [], 0.0
         if len(texts) > self.limits.max_texts:
             return f"texts holds {len(texts)} items; at most {self.limits.max_texts} per request", [], 0.0
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                return f"texts[{i}] is {type(text).__name__}, not a string", [], 0.0
-            if len(text) > self.limits.max_chars:
-                return f"texts[{i}] has {len(text)} characters; at most {self.limits.max_chars}", [], 0.0
+        try:
+            texts = self.model.items(texts)  # refuses an item of the wrong shape, naming its index
+        except (InputError, InputTypeError) as exc:
+            return str(exc), [], 0.0
+        for i, item in enumerate(texts):
+            if sum(map(len, (item,) if isinstance(item, str) else item)) > self.limits.max_chars:
+                return f"texts[{i}] has more than {self.limits.max_chars} characters", [], 0.0
         speed = payload.get("speed", self.speed)
         try:
             speed = check_speed(speed)
         except (TypeError, ValueError) as exc:
-            return f"speed: {exc}", [], 0.0
+            return str(exc), [], 0.0
         return None, texts, speed
 
     async def info(self, request: Request) -> Response:

@@ -75,7 +75,7 @@ class Context:
             first = next((m for k, m in self._models.items() if k[0] == str(bundle)), None)
             model = runtime.load(bundle, engine=engine, threading=threading) if first is None else \
                 first.variant(engine=engine, threading=threading)
-            model.classify(["warm up"] * 2, speed=0.0)
+            model.warm_up()
             self._models[key] = model
         return self._models[key]
 

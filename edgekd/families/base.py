@@ -30,7 +30,7 @@ class Embeddings:
 
     word: torch.Tensor  # (V,E)
     position: torch.Tensor | None  # (P,E): row i is what token position i gets (any offset applied)
-    segment: torch.Tensor | None  # (E,) segment 0; None when the family has no segments
+    segment: torch.Tensor | None  # (S,E) the segment table (token types); None when the family has none
     norm_weight: torch.Tensor  # (E,)
     norm_bias: torch.Tensor  # (E,)
     project: nn.Linear | None = None  # E -> H when the embeddings are factorised (ELECTRA, ALBERT)
@@ -108,7 +108,7 @@ class Family:
         e = model.base_model.embeddings
         offset = self.position_offset(model.config)
         return Embeddings(e.word_embeddings.weight, e.position_embeddings.weight[offset:],
-                          e.token_type_embeddings.weight[0], e.LayerNorm.weight, e.LayerNorm.bias,
+                          e.token_type_embeddings.weight, e.LayerNorm.weight, e.LayerNorm.bias,
                           self.projection(model))
 
     def projection(self, model: nn.Module) -> nn.Linear | None:

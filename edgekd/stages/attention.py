@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from edgekd import losses
+from edgekd.evaluate import segments
 from edgekd.train import train_loop
 from edgekd.vocab import MASK_TOKENS, first_token
 from edgekd.stages.context import RunContext
@@ -42,8 +43,8 @@ class AttentionStage:
             if word and a.word_mask > 0 and mask_id is not None:
                 ids = losses.mask_tokens(ids, batch.mask, mask_id, a.word_mask, keep_ids)
             with torch.no_grad():
-                t = teacher(ids, batch.mask, hidden=word)
-            s = module(ids, batch.mask, exits=False)
+                t = teacher(ids, batch.mask, batch.token_types, hidden=word)
+            s = module(ids, batch.mask, exits=False, **segments(batch))
             total, parts = ids.new_zeros((), dtype=torch.float32), {}
             if relations:
                 loss, parts = losses.self_attention_distillation(t.last_qkv, s.last_qkv, batch.mask, heads, a.alpha, a.beta)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from edgekd import losses
 from edgekd.config import ConfigError
+from edgekd.evaluate import segments
 from edgekd.train import train_loop
 from edgekd.stages.context import RunContext
 
@@ -25,7 +26,7 @@ class BranchesStage:
             p.requires_grad_(True)
 
         def loss_fn(module, batch):
-            out = module(batch.input_ids, batch.mask)
+            out = module(batch.input_ids, batch.mask, **segments(batch))
             return losses.branch_self_distillation(out.exit_logits), {}
 
         stats = train_loop("branches", student, params, loss_fn, ctx.unlabeled, ctx.cfg.branches, ctx.cfg.seed,

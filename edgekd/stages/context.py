@@ -30,6 +30,7 @@ from edgekd.teacher import (
     load_encoder,
     load_teacher,
     resolve_init,
+    segment_kwargs,
     teacher_config,
     teacher_tokenizer_json,
 )
@@ -59,7 +60,8 @@ class TransferSet:
 
 def classifier_ce(module, batch):
     """Cross-entropy of a Hugging Face sequence classifier (teacher A or B) on gold labels."""
-    logits = module(input_ids=batch.input_ids, attention_mask=batch.mask).logits
+    logits = module(input_ids=batch.input_ids, attention_mask=batch.mask,
+                    **segment_kwargs(getattr(module, "module", module), batch.token_types)).logits
     return F.cross_entropy(logits.float(), batch.labels), {}
 
 
@@ -92,14 +94,27 @@ class RunContext:
         torch.manual_seed(cfg.seed)
         check_same_config(self.run, cfg)
         d = cfg.data  # everything below is read and checked before the run folder is made
-        self.full_train_set = read_labelled(d.train, d.text_column or None, d.label_column or None)
+        pair_col = d.text_pair_column or None
+        self.full_train_set = read_labelled(d.train, d.text_column or None, d.label_column or None,
+                                            text_pair_column=pair_col)
+        self.log(f"{d.train}: {len(self.full_train_set)} rows; {self.full_train_set.columns}")
         if d.label_noise:
             self.full_train_set.labels = flip_labels(self.full_train_set.labels, len(self.full_train_set.label_names),
                                                      d.label_noise, cfg.seed)
         self.train_set = self.full_train_set.subset(d.max_train or None)
-        self.dev_set = read_labelled(d.dev, d.text_column or None, d.label_column or None, self.train_set.label_names)
+        self.dev_set = read_labelled(d.dev, d.text_column or None, d.label_column or None, self.train_set.label_names,
+                                     text_pair_column=pair_col)
+        self.text_pair = self.train_set.text_pair
+        if self.dev_set.text_pair != self.text_pair:
+            raise ConfigError([f"{d.train} holds {'pairs' if self.text_pair else 'single texts'} ({self.train_set.columns}) "
+                               f"but {d.dev} holds {'pairs' if self.dev_set.text_pair else 'single texts'} "
+                               f"({self.dev_set.columns}); name the columns with --text-column / --text-pair-column"])
         if d.unlabeled:
-            self.unlabeled_set = read_unlabelled(d.unlabeled, d.text_column or None).subset(d.max_unlabeled or None)
+            self.unlabeled_set = read_unlabelled(d.unlabeled, d.text_column or None,
+                                                 text_pair_column=pair_col).subset(d.max_unlabeled or None)
+            if self.unlabeled_set.text_pair != self.text_pair:
+                raise ConfigError([f"{d.unlabeled} holds {'pairs' if self.unlabeled_set.text_pair else 'single texts'}"
+                                   f" but the training data {'pairs' if self.text_pair else 'single texts'}"])
         else:
             self.unlabeled_set = TextDataset(self.train_set.texts, None, [], self.train_set.source).subset(d.max_unlabeled or None)
         self.label_values = self.train_set.label_names  # the labels as the data spells them
@@ -131,6 +146,9 @@ class RunContext:
         barrier()
         self.encoder = TextEncoder.from_file(self.run.tokenizer, d.max_length)
         check_tokenizer(self.encoder, cfg.teacher, cfg.offline, self.train_set.texts, self.log)
+        if self.text_pair and cfg.student.kind != "transformer":
+            raise ConfigError([f"a {cfg.student.kind} student takes single texts; for text pairs use --student "
+                               "transformer (the default)"])
         self.train = TokenizedData(self.encoder, self.train_set.texts, self.train_set.labels)
         self.dev = TokenizedData(self.encoder, self.dev_set.texts, self.dev_set.labels)
         self.unlabeled = TokenizedData(self.encoder, self.unlabeled_set.texts)
@@ -271,11 +289,12 @@ class RunContext:
         folder = self.run.transfer
         extra = self.unlabeled_set.texts if self.cfg.data.unlabeled else []
         meta = {"factor": factor, "seed": self.cfg.seed, "labelled_rows": len(self.train_set),
-                "labelled_sha256": hashlib.sha256("\n".join(self.train_set.texts).encode()).hexdigest(),
+                "labelled_sha256": hashlib.sha256("\n".join(t if isinstance(t, str) else "\t".join(t)
+                                                             for t in self.train_set.texts).encode()).hexdigest(),
                 "unlabeled_rows": len(extra)}
         variants_file, logits_file, meta_file = self.run.transfer_files(folder)
         if read_json(meta_file, None) == meta and logits_file.is_file():
-            variants = read_json(variants_file, [])
+            variants = [v if isinstance(v, str) else tuple(v) for v in read_json(variants_file, [])]  # pairs
             logits = torch.load(logits_file, map_location="cpu", weights_only=True)
             self.log(f"transfer set: {len(variants)} variants ({factor}x) + {len(extra)} unlabelled rows, "
                      f"reused from {folder}")
@@ -284,14 +303,15 @@ class RunContext:
                      f"{self.cfg.data.augment}{' = auto' if self.cfg.data.augment < 0 else ''}, 0 turns it off)")
             teacher = self.teacher()
             vocab = self.encoder.tokenizer.get_vocab()
-            words = {w.lower() for text in self.train_set.texts for w in text.split()}
+            words = {w.lower() for text in self.train_set.texts
+                     for side in ((text,) if isinstance(text, str) else text) for w in side.split()}
             augmenter = Augmenter(first_token(self.encoder.tokenizer, MASK_TOKENS),
                                   embedding_neighbours(words, vocab, teacher.word_embeddings))
             with tqdm(total=len(self.train_set), desc="transfer set", unit="text", disable=self.rank != 0) as bar:
                 variants = augmenter.transfer_set(self.train_set.texts, factor, self.cfg.seed, bar.update)
             self.log(f"teacher logits on {len(variants) + len(extra)} transfer rows")
             data = TokenizedData(self.encoder, variants + extra)
-            logits = classifier_logits(lambda i, m: teacher(i, m).logits, data, self.device).cpu()
+            logits = classifier_logits(lambda i, m, t: teacher(i, m, t).logits, data, self.device).cpu()
             if self.rank == 0:
                 with atomic_folder(folder) as tmp:
                     variants_file, logits_file, meta_file = self.run.transfer_files(tmp)
@@ -322,7 +342,7 @@ class RunContext:
                 return cached
         teacher = self.teacher()
         self.log(f"teacher logits on {len(self.train)} training rows")
-        logits = classifier_logits(lambda i, m: teacher(i, m).logits, self.train, self.device)
+        logits = classifier_logits(lambda i, m, t: teacher(i, m, t).logits, self.train, self.device)
         if self.rank == 0:
             atomic_write(path, lambda tmp: torch.save(logits, tmp))
         barrier()

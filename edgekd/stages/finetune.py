@@ -10,6 +10,7 @@ import torch
 from edgekd import losses
 from edgekd.stages.context import RunContext
 from edgekd.batches import TokenizedData
+from edgekd.evaluate import segments
 from edgekd.train import schedule_note, train_loop
 
 
@@ -29,7 +30,7 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
         data.targets = targets
 
     def loss_fn(module, batch):
-        logits = module(batch.input_ids, batch.mask, exits=False).logits
+        logits = module(batch.input_ids, batch.mask, exits=False, **segments(batch)).logits
         if batch.targets is None:
             return F.cross_entropy(logits.float(), batch.labels), {}
         return losses.task_distillation(logits, batch.targets, batch.labels, f.kd, f.temperature, kd_weight)
@@ -40,7 +41,7 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
         head = list(student.heads[-1].parameters()) if hasattr(student, "heads") else None
         stats = train_loop(name, student, params, loss_fn, data, f, ctx.cfg.seed, ctx.device, ctx.run.stage(name),
                            ctx.step_hook(name), evaluate=lambda: ctx.dev_accuracy(
-                               lambda i, m: student(i, m, exits=False).logits), head=head, log=ctx.log)
+                               lambda i, m, t: student(i, m, exits=False, **({} if t is None else {"token_type_ids": t})).logits), head=head, log=ctx.log)
     finally:
         ctx.train.targets = None
     ctx.log(schedule_note(name, stats, len(data), f))

@@ -7,7 +7,7 @@ import torch
 
 from edgekd.evaluate import classifier_logits
 from edgekd.refine import merge_targets, score_rows, split_rows
-from edgekd.teacher import load_teacher
+from edgekd.teacher import load_teacher, segment_kwargs
 from edgekd.batches import TokenizedData
 from edgekd.train import barrier, train_loop
 from edgekd.stages.context import RunContext, classifier_ce
@@ -44,7 +44,8 @@ class RefineStage:
                                ctx.device, ctx.run.stage("refine"), ctx.step_hook("refine"), log=ctx.log)
             model_b.eval()
             failing_data = TokenizedData(ctx.encoder, [texts[i] for i in failing.tolist()])
-            b_logits = classifier_logits(lambda i, m: model_b(input_ids=i, attention_mask=m).logits, failing_data,
+            b_logits = classifier_logits(lambda i, m, t: model_b(input_ids=i, attention_mask=m,
+                                                                   **segment_kwargs(model_b, t)).logits, failing_data,
                                          ctx.device)
             targets = merge_targets(a_logits, b_logits, keep)
             result.update(stats, b_data=r.b_data, b_rows=len(trained_on))

@@ -7,7 +7,7 @@ import shutil
 
 import torch
 
-from edgekd.teacher import has_task_head, head_parameters, load_teacher
+from edgekd.teacher import has_task_head, head_parameters, load_teacher, segment_kwargs
 from edgekd.batches import TokenizedData
 from edgekd.train import barrier, schedule_note, train_loop
 from edgekd.stages.context import RunContext, classifier_ce
@@ -33,7 +33,8 @@ class TeacherStage:
             stats = train_loop("teacher", model, list(model.parameters()), classifier_ce, data, ctx.cfg.teacher_stage,
                                ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"), ctx.step_hook("teacher"),
                                evaluate=lambda: ctx.dev_accuracy(
-                                   lambda i, m: model(input_ids=i, attention_mask=m).logits),
+                                   lambda i, m, t: model(input_ids=i, attention_mask=m,
+                                                         **segment_kwargs(model, t)).logits),
                                head=head_parameters(model), log=ctx.log)
             ctx.log(schedule_note("teacher", stats, len(data), ctx.cfg.teacher_stage))
         if ctx.rank == 0:
@@ -43,4 +44,4 @@ class TeacherStage:
         barrier()
         ctx.reset_teacher()
         teacher = ctx.teacher()
-        return {"dev_accuracy": ctx.dev_accuracy(lambda i, m: teacher(i, m).logits), **stats}
+        return {"dev_accuracy": ctx.dev_accuracy(lambda i, m, t: teacher(i, m, t).logits), **stats}

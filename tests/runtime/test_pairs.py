@@ -192,3 +192,41 @@ def test_a_schema_2_bundle_still_loads_and_answers_as_before(bundle_copy):
     model = runtime.load(bundle_copy)
     assert model.manifest.schema_version == 2 and model.manifest.text_pair is False
     assert model.classify(TEXTS, speed=0.3) == want
+
+
+def test_serve_takes_pairs_and_refuses_the_wrong_shape_with_a_422(pair_bundle):
+    from starlette.testclient import TestClient
+
+    from edgekd.apps.serve import Server
+
+    server = Server(pair_bundle, warmup=False)
+    want = runtime.load(pair_bundle).classify(PAIRS[:4], speed=0.3)
+    with TestClient(server.app) as client:
+        body = {"texts": [list(p) for p in PAIRS[:2]] + [{"text": a, "text_pair": b} for a, b in PAIRS[2:4]],
+                "speed": 0.3}
+        r = client.post("/v1/classify", json=body)
+        assert r.status_code == 200, r.text
+        got = r.json()["predictions"]
+        assert [(g["label"], g["exit_layer"]) for g in got] == [(w.label, w.exit_layer) for w in want]
+        r = client.post("/v1/classify", json={"texts": [["a", "b"], "c"]})
+        assert r.status_code == 422 and "texts[1] is a single string" in r.json()["error"]
+        r = client.post("/v1/classify", json={"texts": [["a", "b", "c"]]})
+        assert r.status_code == 422 and "texts[0] is a list of 3 items" in r.json()["error"]
+
+
+def test_ray_streams_pairs(pair_bundle):
+    pytest.importorskip("ray")
+    import ray
+
+    from edgekd.ray import classify_dataset
+
+    ray.init(num_cpus=1, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    try:
+        rows = [{"q1": a, "q2": b} for a, b in PAIRS]
+        out = classify_dataset(ray.data.from_items(rows), pair_bundle, text_column="q1", text_pair_column="q2",
+                               speed=0.3).take_all()
+    finally:
+        ray.shutdown()
+    want = runtime.load(pair_bundle).classify(PAIRS, speed=0.3)
+    assert [(r["q1"], r["q2"], r["label"], r["exit_layer"]) for r in out] == \
+        [(a, b, w.label, w.exit_layer) for (a, b), w in zip(PAIRS, want)]
