@@ -1,8 +1,8 @@
 """Regenerate the JavaScript runtime's parity fixtures: js/test/fixtures/.
 
-Three tiny bundles (fp32, compressed vocabulary, int8) of a tiny seeded
-student, and what the Python runtime answers for a fixed list of texts at three
-speeds (expected.json). The Node and browser tests compare against these; a
+Four tiny bundles (fp32, compressed vocabulary, int8, and a bundle of text pairs) of a tiny seeded
+student, and what the Python runtime answers for a fixed list of texts (of pairs, for the pair
+bundle) at three speeds (expected.json). The Node and browser tests compare against these; a
 Python test (tests/js/test_fixtures.py) checks that the committed answers still
 match the Python runtime, so the two sides cannot drift.
 
@@ -51,6 +51,19 @@ TEXTS = [
     "dull",
     "great great great",
 ]
+# pairs for the pair bundle: the truncation of either side or both (longest first), an empty second text
+PAIRS = [
+    ["good film", "bad plot"],
+    ["a superb, moving story with a brilliant cast!", "the plot was very dull and the acting was awful"],
+    ["boring " * 30, "fun"],
+    ["fun", "awful " * 30],
+    ["charming " * 15, "tedious " * 15],
+    ["great great great", ""],
+    ["", "dull"],
+    ["It Is A FILM", "café crème brûlée"],
+    ["truly great", "truly great"],
+    ["not quite fine", "emoji 😀 and symbols ™ ©"],
+]
 
 
 def make_bundles(work: Path) -> dict[str, Path]:
@@ -73,11 +86,22 @@ def make_bundles(work: Path) -> dict[str, Path]:
             head.classifier.bias.normal_(0, 0.5)
     kept = np.array([0, 1, 2, 3, 4] + list(range(5, cfg.vocab_size, 2)))
     small = compress_student(student, VocabMap(kept, nearest_kept(student.embeddings.word.weight, kept))).eval()
+    import copy
+
+    pair = copy.deepcopy(student)
+    with torch.no_grad():  # a distinct second segment, so the pair's token_type_ids matter
+        pair.embeddings.segment.weight[1].normal_(0, 0.5)
     out = {}
-    for name, model, post in (("fp32", student, None), ("vocab", small, None), ("int8", student, precision_rewrite("int8"))):
+    for name, model, post, text_pair in (("fp32", student, None, False), ("vocab", small, None, False),
+                                         ("int8", student, precision_rewrite("int8"), False),
+                                         ("pair", pair, None, True)):
         out[name] = work / name
-        export_student(model, tokenizer, LABELS, out[name], max_length=MAX_LENGTH, rewrite=post)
+        export_student(model, tokenizer, LABELS, out[name], max_length=MAX_LENGTH, rewrite=post, text_pair=text_pair)
     return out
+
+
+def items_of(model) -> list:
+    return [tuple(p) for p in PAIRS] if model.manifest.text_pair else TEXTS
 
 
 def choose_speeds(bundle: Path) -> list[float]:
@@ -87,8 +111,7 @@ def choose_speeds(bundle: Path) -> list[float]:
     from runtime.exits import decide, normalized_entropy
 
     model = runtime.load(bundle, engine="staged")
-    ids, mask = model.encoder(TEXTS)
-    trace = model.trace_ids(ids, mask)
+    trace = model.trace_ids(*model.encode(items_of(model)))
     u = normalized_entropy(trace).ravel()
     best = []
     for low, high in ((0.3, 0.7), (0.7, 0.98)):
@@ -102,13 +125,18 @@ def expected(bundle: Path, speeds: list[float]) -> dict:
     import runtime
 
     model = runtime.load(bundle, engine="graph")
+    items = items_of(model)
     cases = []
     for speed in speeds:
-        results = model.classify(TEXTS, speed=speed)
+        results = model.classify(items, speed=speed)
         cases.append({"speed": speed, "results": [
             {"label": r.label, "probs": r.probs, "exitLayer": r.exit_layer, "uncertainty": r.uncertainty}
             for r in results]})
-    return {"precision": model.manifest.precision, "ids": model.encoder.token_ids(TEXTS), "cases": cases}
+    ids, types = model.encoder.tokens(items)
+    out = {"precision": model.manifest.precision, "ids": ids, "cases": cases}
+    if model.manifest.text_pair:
+        out.update(pairs=PAIRS, types=types)
+    return out
 
 
 def main() -> None:

@@ -38,13 +38,19 @@ async function main() {
     $('speed-value').textContent = Number(speed.value).toFixed(2);
     pending = pending.then(async () => {
       const start = performance.now();
-      const [result] = await model.classify($('text').value, { speed: Number(speed.value) });
+      const item = model.info.textPair ? [$('text').value, $('text-pair').value] : $('text').value;
+      const [result] = await model.classify([item], { speed: Number(speed.value) });
       show(result, model, performance.now() - start);
       document.body.dataset.state = 'ready';
     });
     return pending;
   };
+  if (model.info.textPair) {
+    $('pair-box').hidden = false;
+    $('text').placeholder = 'Type the first text of the pair';
+  }
   $('text').addEventListener('input', run);
+  $('text-pair').addEventListener('input', run);
   speed.addEventListener('input', run);
   window.edgekd = { model, run };
   $('status').textContent = `${model.labels.length} labels, ${model.numLayers} layers, default speed ` +

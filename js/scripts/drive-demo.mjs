@@ -29,6 +29,10 @@ try {
   await page.$eval('#speed', (el, v) => { el.value = String(v); el.dispatchEvent(new Event('input')); }, job.speed);
   await page.fill('#text', '');
   await page.type('#text', job.text, { delay: 5 });
+  if (job.textPair !== undefined) {
+    await page.fill('#text-pair', '');
+    await page.type('#text-pair', job.textPair, { delay: 5 });
+  }
   await page.waitForFunction((t) => window.edgekd && document.getElementById('text').value === t, job.text);
   await page.evaluate(() => window.edgekd.run());
   const shown = await page.evaluate(() => ({
@@ -37,6 +41,7 @@ try {
     probs: Object.fromEntries([...document.querySelectorAll('.bar')].map((b) => [b.dataset.label, Number(b.dataset.prob)])),
     result: JSON.parse(document.body.dataset.result),
     device: window.edgekd.model.device,
+    pairBoxShown: !document.getElementById('pair-box').hidden,
   }));
   const batch = job.batch ? await page.evaluate(async ({ texts, speeds }) => {
     const out = [];

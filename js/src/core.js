@@ -4,8 +4,9 @@
 
 import { Tokenizer } from '@huggingface/tokenizers';
 
-export const SCHEMA_VERSION = 3; // the newest manifest this runtime reads (3: text pairs, refused below for now)
+export const SCHEMA_VERSION = 3; // the newest manifest this runtime reads (3: text pairs)
 export const GRAPH_INPUTS = ['input_ids', 'attention_mask', 'speed'];
+export const PAIR_INPUT = 'token_type_ids'; // a bundle of text pairs (manifest.text_pair) takes it too
 export const GRAPH_OUTPUTS = ['logits', 'exit_layer', 'uncertainty'];
 const PAD_TOKENS = ['[PAD]', '<pad>', '<PAD>'];
 
@@ -43,11 +44,6 @@ export function checkManifest(manifest, where) {
     throw new BundleError(`${where}: manifest schema_version ${version} is newer than this runtime reads ` +
       `(${SCHEMA_VERSION}); upgrade with \`npm install @edgekd/runtime@latest\``);
   }
-  if (manifest.text_pair === true) {
-    throw new BundleError(`${where}: this bundle classifies text pairs (text, text_pair); this version of ` +
-      '@edgekd/runtime runs single-text bundles only: use the Python runtime, or any ONNX Runtime binding ' +
-      'with token_type_ids (see the README)');
-  }
   const problems = [];
   const stages = Array.isArray(manifest.stages) ? manifest.stages : [];
   const graph = stages.find((s) => s && s.kind === 'compiled');
@@ -80,6 +76,7 @@ export function checkManifest(manifest, where) {
     tokenizer,
     tokenizerSha,
     precision: manifest.precision ?? 'fp32',
+    textPair: manifest.text_pair === true,
   };
 }
 
@@ -124,6 +121,50 @@ export class TextEncoder_ {
     const room = Math.max(0, this.maxLength - this.prefix.length - this.suffix.length);
     return [...this.prefix, ...content.slice(0, room), ...this.suffix];
   }
+
+  /**
+   * A text pair as the Python runtime encodes it: the tokenizer's own pair template (read off a probe pair),
+   * each text truncated longest-first to maxLength as Hugging Face tokenizers does, and the template's segment
+   * ids. An empty second text stays a pair (its separators are kept). Returns {ids, types}.
+   */
+  pairIds(text, textPair) {
+    const t = this.pairTemplate();
+    const budget = Math.max(0, this.maxLength - t.special);
+    let a = this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+    let b = this.tokenizer.encode(textPair, { add_special_tokens: false }).ids;
+    if (a.length + b.length > budget) {
+      // the shorter keeps up to half the budget (the first on a tie), the other the rest
+      if (a.length > b.length) {
+        b = b.slice(0, Math.min(b.length, Math.floor(budget / 2)));
+        a = a.slice(0, budget - b.length);
+      } else {
+        a = a.slice(0, Math.min(a.length, Math.floor(budget / 2)));
+        b = b.slice(0, budget - a.length);
+      }
+    }
+    const parts = [[t.prefix, t.prefixTypes], [a, a.map(() => t.typeA)], [t.middle, t.middleTypes],
+      [b, b.map(() => t.typeB)], [t.suffix, t.suffixTypes]];
+    return { ids: parts.flatMap(([ids]) => ids), types: parts.flatMap(([, types]) => types) };
+  }
+
+  pairTemplate() {
+    if (this._pair) return this._pair;
+    const bare = this.tokenizer.encode('a', { add_special_tokens: false }).ids;
+    const full = this.tokenizer.encode('a', { text_pair: 'a', add_special_tokens: true, return_token_type_ids: true });
+    const first = indexOfRun(full.ids, bare);
+    const second = first < 0 ? -1 : first + bare.length + indexOfRun(full.ids.slice(first + bare.length), bare);
+    if (first < 0 || second < first + bare.length) {
+      throw new BundleError('cannot read the tokenizer\'s pair template (the probe pair was not found in its encoding)');
+    }
+    const types = full.token_type_ids ?? full.ids.map(() => 0);
+    const cut = (from, to) => [full.ids.slice(from, to), types.slice(from, to)];
+    const [prefix, prefixTypes] = cut(0, first);
+    const [middle, middleTypes] = cut(first + bare.length, second);
+    const [suffix, suffixTypes] = cut(second + bare.length, full.ids.length);
+    this._pair = { prefix, prefixTypes, middle, middleTypes, suffix, suffixTypes, typeA: types[first],
+      typeB: types[second], special: prefix.length + middle.length + suffix.length };
+    return this._pair;
+  }
 }
 
 function indexOfRun(haystack, needle) {
@@ -163,17 +204,22 @@ export class EdgeModel {
     this.defaultSpeed = info.defaultSpeed;
   }
 
-  /** Run one padded batch: returns {logits (B*C), exitLayer (B), uncertainty (B)}. */
-  async runIds(rows, speed) {
+  /**
+   * Run one padded batch: returns {logits (B*C), exitLayer (B), uncertainty (B)}. `typeRows` holds each row's
+   * segment ids for a bundle of text pairs.
+   */
+  async runIds(rows, speed, typeRows = null) {
     const { ort } = this;
     const batch = rows.length;
     const width = Math.max(1, ...rows.map((r) => r.length));
     const ids = new BigInt64Array(batch * width).fill(BigInt(this.encoder.padId));
     const mask = new BigInt64Array(batch * width);
+    const types = new BigInt64Array(batch * width);
     rows.forEach((row, i) => {
       row.forEach((id, j) => {
         ids[i * width + j] = BigInt(id);
         mask[i * width + j] = 1n;
+        if (typeRows) types[i * width + j] = BigInt(typeRows[i][j]);
       });
     });
     const feeds = {
@@ -181,6 +227,7 @@ export class EdgeModel {
       [GRAPH_INPUTS[1]]: new ort.Tensor('int64', mask, [batch, width]),
       [GRAPH_INPUTS[2]]: new ort.Tensor('float32', Float32Array.of(speed), []),
     };
+    if (this.info.textPair) feeds[PAIR_INPUT] = new ort.Tensor('int64', types, [batch, width]);
     const out = await this.session.run(feeds);
     return {
       logits: out[GRAPH_OUTPUTS[0]].data,
@@ -195,21 +242,20 @@ export class EdgeModel {
    * @param {{speed?: number, batchSize?: number}} [options]
    */
   async classify(texts, options = {}) {
-    if (typeof texts === 'string') texts = [texts];
-    if (!Array.isArray(texts)) throw new TypeError(`texts must be a string or an array of strings, got ${typeof texts}`);
-    texts.forEach((t, i) => {
-      if (typeof t !== 'string') throw new TypeError(`texts[${i}] is ${t === null ? 'null' : typeof t}, not a string`);
-    });
+    const items = this.items(texts);
     const speed = checkSpeed(options.speed, this.defaultSpeed);
     const batchSize = options.batchSize ?? 32;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, got ${batchSize}`);
-    const ids = texts.map((t) => this.encoder.ids(t));
+    const encoded = items.map((t) => (typeof t === 'string' ? { ids: this.encoder.ids(t), types: null }
+      : this.encoder.pairIds(t[0], t[1])));
+    const ids = encoded.map((e) => e.ids);
     const order = ids.map((_, i) => i).sort((a, b) => ids[a].length - ids[b].length || a - b);
-    const results = new Array(texts.length);
+    const results = new Array(items.length);
     const classes = this.labels.length;
     for (let start = 0; start < order.length; start += batchSize) {
       const chunk = order.slice(start, start + batchSize);
-      const out = await this.runIds(chunk.map((i) => ids[i]), speed);
+      const out = await this.runIds(chunk.map((i) => ids[i]), speed,
+        this.info.textPair ? chunk.map((i) => encoded[i].types) : null);
       chunk.forEach((index, row) => {
         const probs = softmax(Array.from(out.logits.slice(row * classes, (row + 1) * classes)));
         let best = 0;
@@ -223,6 +269,34 @@ export class EdgeModel {
       });
     }
     return results;
+  }
+
+  /**
+   * `texts` as the items this bundle takes: strings, or for a bundle of text pairs [text, textPair] / {text,
+   * textPair} (an empty second text is a pair); an item of the wrong shape is refused naming its index.
+   */
+  items(texts) {
+    if (typeof texts === 'string' || (texts && !Array.isArray(texts) && typeof texts === 'object')) texts = [texts];
+    if (!Array.isArray(texts)) throw new TypeError(`texts must be an item or an array of items, got ${typeof texts}`);
+    const pair = this.info.textPair;
+    return texts.map((t, i) => {
+      if (t !== null && typeof t === 'object' && !Array.isArray(t)) {
+        if (typeof t.text !== 'string' || (t.textPair !== undefined && typeof t.textPair !== 'string')) {
+          throw new TypeError(`texts[${i}] is an object; a pair is {text: string, textPair: string}`);
+        }
+        t = [t.text, t.textPair ?? ''];
+      }
+      if (Array.isArray(t)) {
+        if (t.length !== 2 || !t.every((x) => typeof x === 'string')) {
+          throw new TypeError(`texts[${i}] is an array of ${t.length} items; a pair is [text, textPair], two strings`);
+        }
+        if (!pair) throw new TypeError(`texts[${i}] is a pair, but this bundle classifies single texts: give each item as one string`);
+        return t;
+      }
+      if (typeof t !== 'string') throw new TypeError(`texts[${i}] is ${t === null ? 'null' : typeof t}, not ${pair ? 'a [text, textPair] pair' : 'a string'}`);
+      if (pair) throw new TypeError(`texts[${i}] is a single string, but this bundle classifies text pairs: give [text, textPair] (the second may be empty)`);
+      return t;
+    });
   }
 
   async release() {

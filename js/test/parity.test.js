@@ -10,9 +10,18 @@ const here = new URL('./fixtures/', import.meta.url);
 const expected = JSON.parse(readFileSync(new URL('expected.json', here), 'utf8'));
 
 for (const [name, want] of Object.entries(expected.bundles)) {
+  const items = want.pairs ?? expected.texts; // the pair bundle answers text pairs
   test(`${name} bundle: token ids equal Python's`, async () => {
     const model = await load(new URL(`${name}/`, here));
-    expected.texts.forEach((text, i) => assert.deepEqual(model.encoder.ids(text), want.ids[i], JSON.stringify(text)));
+    items.forEach((item, i) => {
+      if (want.pairs) {
+        const { ids, types } = model.encoder.pairIds(item[0], item[1]);
+        assert.deepEqual(ids, want.ids[i], JSON.stringify(item));
+        assert.deepEqual(types, want.types[i], JSON.stringify(item));
+      } else {
+        assert.deepEqual(model.encoder.ids(item), want.ids[i], JSON.stringify(item));
+      }
+    });
   });
 
   test(`${name} bundle: labels, exit layers and probs equal Python's at three speeds`, async () => {
@@ -21,7 +30,7 @@ for (const [name, want] of Object.entries(expected.bundles)) {
     let sameLabel = 0;
     let sameExit = 0;
     for (const { speed, results } of want.cases) {
-      const got = await model.classify(expected.texts, { speed });
+      const got = await model.classify(items, { speed });
       assert.equal(got.length, results.length);
       got.forEach((g, i) => {
         const w = results[i];
@@ -30,8 +39,8 @@ for (const [name, want] of Object.entries(expected.bundles)) {
         sameExit += g.exitLayer === w.exitLayer;
         assert.deepEqual(Object.keys(g.probs), model.labels);
         if (want.precision === 'fp32') {
-          assert.equal(g.label, w.label, `${JSON.stringify(expected.texts[i])} at speed ${speed}`);
-          assert.equal(g.exitLayer, w.exitLayer, `${JSON.stringify(expected.texts[i])} at speed ${speed}`);
+          assert.equal(g.label, w.label, `${JSON.stringify(items[i])} at speed ${speed}`);
+          assert.equal(g.exitLayer, w.exitLayer, `${JSON.stringify(items[i])} at speed ${speed}`);
           for (const label of model.labels) assert.ok(Math.abs(g.probs[label] - w.probs[label]) < 1e-4);
           assert.ok(Math.abs(g.uncertainty - w.uncertainty) < 1e-4);
         }
@@ -61,4 +70,14 @@ test('speed defaults to the bundle default and 0 runs every layer', async () => 
   const byDefault = await model.classify(expected.texts);
   const atDefault = await model.classify(expected.texts, { speed: model.defaultSpeed });
   assert.deepEqual(byDefault, atDefault);
+});
+
+test('a pair bundle takes [text, textPair] and {text, textPair}, and refuses a bare string naming the index', async () => {
+  const model = await load(new URL('pair/', here));
+  const [a, b] = expected.bundles.pair.pairs[0];
+  const [x] = await model.classify([[a, b]], { speed: 0 });
+  const [y] = await model.classify([{ text: a, textPair: b }], { speed: 0 });
+  assert.deepEqual(x, y);
+  await assert.rejects(model.classify([[a, b], 'alone']), /texts\[1\] is a single string, but this bundle classifies text pairs/);
+  await assert.rejects(model.classify([[a, b, 'c']]), /texts\[0\] is an array of 3 items/);
 });
