@@ -270,6 +270,11 @@ def segment_kwargs(model: nn.Module, token_types: torch.Tensor | None) -> dict:
     """`token_type_ids` for a transformers model whose family has segment embeddings (BERT, RoBERTa, ELECTRA,
     ALBERT): a text pair's segments. Families without them (DistilBERT, ModernBERT, DeBERTa-v3) take none and
     tell the two texts apart by the separators, as their own fine-tuning does."""
-    if token_types is None or not getattr(model.config, "type_vocab_size", 0):
+    if token_types is None or not has_segments(model):
         return {}
     return {"token_type_ids": token_types}
+
+
+def has_segments(model: nn.Module) -> bool:
+    """The model's family has segment (token type) embeddings."""
+    return bool(getattr(model.config, "type_vocab_size", 0))

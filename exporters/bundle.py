@@ -251,13 +251,15 @@ def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> 
 
 
 def export_full_graph(model: nn.Module, path: str | os.PathLike, vocab_size: int, max_length: int, *,
-                      opset: int = DEFAULT_OPSET, atol: float = 1e-4, name: str = "full") -> list[Check]:
-    """Export any classifier `model(input_ids, mask)` as one graph (input_ids, mask -> logits),
-    validated against torch like the stages. Used for baselines and students without exits."""
+                      opset: int = DEFAULT_OPSET, atol: float = 1e-4, name: str = "full",
+                      text_pair: bool = False) -> list[Check]:
+    """Export any classifier `model(input_ids, mask[, token_type_ids=])` as one graph (input_ids, mask
+    [, token_type_ids] -> logits), validated against torch like the stages. Used for baselines and students
+    without exits."""
     from exporters.stages import full_stage_spec
 
     path = Path(path)
-    specs = full_stage_spec(model.eval().cpu(), name)
+    specs = full_stage_spec(model.eval().cpu(), name, text_pair)
     spec = next(iter(specs.values()))
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         tmp_path = Path(tmp)

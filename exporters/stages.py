@@ -59,8 +59,10 @@ class FullStage(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids, mask)
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.model(input_ids, mask) if token_type_ids is None else \
+            self.model(input_ids, mask, token_type_ids=token_type_ids)
         if hasattr(out, "exit_logits"):
             return out.exit_logits[-1]
         return out.logits if hasattr(out, "logits") else out
@@ -99,11 +101,11 @@ def student_stage_specs(model: nn.Module, text_pair: bool = False) -> dict[str, 
     return specs
 
 
-def full_stage_spec(model: nn.Module, name: str = "full") -> dict[str, StageSpec]:
-    """A classifier (student or teacher) as one graph: input_ids, mask -> logits."""
-    (ids, mask), (logits,) = STAGE_INPUTS["full"], STAGE_OUTPUTS["full"]
-    return {FULL_FILE: StageSpec(name, "full", FullStage(model), [ids, mask], [logits],
-                                 {ids: _BT, mask: _BT, logits: {0: "batch"}})}
+def full_stage_spec(model: nn.Module, name: str = "full", text_pair: bool = False) -> dict[str, StageSpec]:
+    """A classifier (student or teacher) as one graph: input_ids, mask [, token_type_ids] -> logits."""
+    inputs, (logits,) = list(stage_inputs("full", text_pair)), STAGE_OUTPUTS["full"]
+    return {FULL_FILE: StageSpec(name, "full", FullStage(model), inputs, [logits],
+                                 {**{n: _BT for n in inputs}, logits: {0: "batch"}})}
 
 
 def example_inputs(spec: StageSpec, hidden_size: int, vocab_size: int, batch: int = 2, length: int = 8):
@@ -115,7 +117,7 @@ def example_inputs(spec: StageSpec, hidden_size: int, vocab_size: int, batch: in
         return (ids, pair_types(mask)) if PAIR_INPUT in spec.input_names else (ids,)
     if spec.kind == "layer":
         return (torch.randn(batch, length, hidden_size), mask, torch.arange(batch))
-    return (ids, mask)
+    return (ids, mask, pair_types(mask)) if PAIR_INPUT in spec.input_names else (ids, mask)
 
 
 def pair_types(mask: torch.Tensor) -> torch.Tensor:

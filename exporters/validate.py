@@ -65,7 +65,7 @@ def stage_inputs(spec: StageSpec, ids: torch.Tensor, mask: torch.Tensor, hidden:
     if spec.kind == "embed":
         return (ids, pair_types(mask)) if PAIR_INPUT in spec.input_names else (ids,)
     if spec.kind == "full":
-        return (ids, mask)
+        return (ids, mask, pair_types(mask)) if PAIR_INPUT in spec.input_names else (ids, mask)
     rows = torch.arange(ids.shape[0])
     if subset and ids.shape[0] > 1:
         rows = rows.flip(0)[: max(1, ids.shape[0] // 2)]  # a reordered subset

@@ -48,8 +48,43 @@ def teacher_optimum(teacher_onnx: Path, num_heads: int, hidden_size: int, encode
     return onnx_system("teacher, fused + dynamic int8 (Optimum way)", "teacher-optimum", out, encoder, labels, layers)
 
 
-def _fasttext_line(text: str) -> str:
+def _fasttext_line(text) -> str:
+    """fastText's input line: a text's tokens, or a pair's two texts joined around a separator token."""
+    if isinstance(text, tuple):
+        return f"{_fasttext_line(text[0])} __sep__ {_fasttext_line(text[1])}"
     return " ".join(FASTTEXT_TOKEN.findall(text.lower()))
+
+
+class PairTfidf:
+    """TF-IDF features of a text pair: each side's vector and their elementwise product (the words both share,
+    weighted), one vectorizer fitted on both sides. Single texts pass through as one vector."""
+
+    def __init__(self, **kwargs):
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.vectorizer = TfidfVectorizer(**kwargs)
+
+    def fit(self, texts, y=None):
+        sides = [s for t in texts for s in ((t,) if isinstance(t, str) else t)]
+        self.vectorizer.fit(sides)
+        return self
+
+    def transform(self, texts):
+        import scipy.sparse as sp
+
+        if texts and isinstance(texts[0], str):
+            return self.vectorizer.transform(texts)
+        a = self.vectorizer.transform([t[0] for t in texts])
+        b = self.vectorizer.transform([t[1] for t in texts])
+        return sp.hstack([a, b, a.multiply(b)]).tocsr()
+
+    def fit_transform(self, texts, y=None):
+        return self.fit(texts).transform(texts)
+
+
+def pair_features(vectors_a: np.ndarray, vectors_b: np.ndarray) -> np.ndarray:
+    """[e_a; e_b; e_a * e_b; |e_a - e_b|], the sentence-pair features of Conneau et al. / Tang et al."""
+    return np.hstack([vectors_a, vectors_b, vectors_a * vectors_b, np.abs(vectors_a - vectors_b)])
 
 
 def fasttext_system(train_texts: list[str], train_labels: list[int], labels: list[str], work: Path,
@@ -83,7 +118,9 @@ def tfidf_system(train_texts: list[str], train_labels: list[int], labels: list[s
 
     path = work / "tfidf-lr.joblib"
     if not path.is_file():
-        pipe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+        options = dict(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+        pair = bool(train_texts) and isinstance(train_texts[0], tuple)
+        pipe = make_pipeline(PairTfidf(**options) if pair else TfidfVectorizer(**options),
                              LogisticRegression(C=4.0, max_iter=2000))
         pipe.fit(train_texts, train_labels)
         joblib.dump(pipe, path)
@@ -109,14 +146,20 @@ def model2vec_system(backbone: str | os.PathLike, train_texts: list[str], train_
 
         distill(model_name=str(backbone), pca_dims=256).save_pretrained(str(folder))
     model = StaticModel.from_pretrained(str(folder))
+
+    def features(texts):  # a pair: [e_a; e_b; e_a * e_b; |e_a - e_b|]
+        if texts and isinstance(texts[0], tuple):
+            return pair_features(model.encode([t[0] for t in texts]), model.encode([t[1] for t in texts]))
+        return model.encode(texts)
+
     if not head_path.is_file():
-        head = LogisticRegression(C=4.0, max_iter=2000).fit(model.encode(train_texts), train_labels)
+        head = LogisticRegression(C=4.0, max_iter=2000).fit(features(train_texts), train_labels)
         joblib.dump(head, head_path)
     head = joblib.load(head_path)
     names = np.array(labels)
 
     def predict(texts):
-        return names[head.predict(model.encode(texts))], np.ones(len(texts))
+        return names[head.predict(features(texts))], np.ones(len(texts))
 
     return System("model2vec (distilled from the teacher, PCA 256) + LR", predict, "model2vec",
                   size_bytes=_size(folder) + head_path.stat().st_size)

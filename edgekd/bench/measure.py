@@ -52,15 +52,20 @@ class Row:
     ratios: dict[str, float] = field(default_factory=dict)
     throughput_b256: float | None = None  # texts per second at batch 256 (bench --large-batch)
     peak_rss_mb: float | None = None  # the system alone in a fresh process (bench --rss)
+    f1: float | None = None  # binary tasks: F1 of the positive class (the second label), as GLUE reports QQP / MRPC
+
+    @property
+    def f1_points(self) -> float | None:
+        return None if self.f1 is None else 100 * self.f1
 
 
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def quality(system: System, texts: list[str], gold: np.ndarray, label_index: dict[str, int], batch_size: int = 32,
-            tick: Tick = lambda n: None) -> tuple[float, float]:
-    """(accuracy, average layers used) over every text."""
+def quality(system: System, texts: list, gold: np.ndarray, label_index: dict[str, int], batch_size: int = 32,
+            tick: Tick = lambda n: None) -> tuple[float, float, float | None]:
+    """(accuracy, average layers used, F1 of the positive class for a binary task) over every text."""
     step = batch_size if system.batched else 1
     preds, layers = [], []
     for i in range(0, len(texts), step):
@@ -69,7 +74,15 @@ def quality(system: System, texts: list[str], gold: np.ndarray, label_index: dic
         layers += list(used)
         tick(i + step)
     pred_idx = np.array([label_index[p] for p in preds])
-    return float((pred_idx == gold).mean()), float(np.mean(layers))
+    return float((pred_idx == gold).mean()), float(np.mean(layers)), binary_f1(pred_idx, gold, len(label_index))
+
+
+def binary_f1(pred: np.ndarray, gold: np.ndarray, classes: int) -> float | None:
+    """F1 of class 1 (the positive class of a binary task); None with more classes."""
+    if classes != 2:
+        return None
+    tp = float(((pred == 1) & (gold == 1)).sum())
+    return 2 * tp / max(float((pred == 1).sum() + (gold == 1).sum()), 1.0)
 
 
 def latency_b1(system: System, texts: list[str], warmup: int = 10) -> list[float]:

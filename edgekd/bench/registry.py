@@ -123,9 +123,12 @@ class Context:
         if not path.is_file():
             from exporters import export_full_graph
 
+            from edgekd.teacher import has_segments
+
             self.log("exporting the teacher as one ONNX graph")
+            pair = self.manifest.text_pair and has_segments(self.teacher)
             export_full_graph(self.teacher, path, self.teacher.config.vocab_size, self.manifest.max_length,
-                              atol=2e-4, name="teacher")
+                              atol=2e-4, name="teacher", text_pair=pair)
         return path
 
     def student_onnx(self) -> Path:
@@ -136,7 +139,7 @@ class Context:
             self.log("exporting the student as one ONNX graph")
             c = self.student.config
             export_full_graph(self.student, path, c.original_vocab_size or c.vocab_size, self.manifest.max_length,
-                              name="student")
+                              name="student", text_pair=self.manifest.text_pair)
         return path
 
     @cached_property

@@ -33,8 +33,9 @@ def markdown(rows: list[Row], title: str, ratio_keys: list[str], failed: dict[st
     head = ["system", "speed", "accuracy %", "avg layers", "GFLOPs/text", "p50 ms (b1)", "p95 ms (b1)",
             "p50 ms (b32)", "p95 ms (b32)", "texts/s (b32)", "size MB"]
     extra = [(label, key, spec) for label, key, spec in (("texts/s (b256)", "throughput_b256", ".0f"),
-                                                          ("peak RSS MB", "peak_rss_mb", ".0f"))
-             if any(getattr(r, key) is not None for r in rows)]
+                                                          ("peak RSS MB", "peak_rss_mb", ".0f"),
+                                                          ("F1 %", "f1_points", ".2f"))
+             if any(getattr(r, key, None) is not None for r in rows)]
     head += [label for label, _, _ in extra] + ratio_keys
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 

@@ -38,7 +38,8 @@ def _peak_mb() -> float:
 
 def main(argv: list[str]) -> None:
     job = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
-    recipe, texts = job["recipe"], job["texts"]
+    recipe = job["recipe"]
+    texts = [t if isinstance(t, str) else tuple(t) for t in job["texts"]]  # JSON keeps a pair as a list
     system = build(recipe, Context.from_recipe(recipe, log=lambda _: None))
     loaded = _peak_mb()
     step = BATCH if system.batched else 1

@@ -376,7 +376,7 @@ def _row(unit: Unit, system_state: dict, built: System | None, gflops) -> Row | 
     if batched and ("b32_0" not in s or "b32_1" not in s):
         return None
     lat = best_round([s["b1_0"], s["b1_1"]])
-    acc, layers = s["quality"]
+    acc, layers, f1 = (list(s["quality"]) + [None])[:3]
     b32 = [s["b32_0"], s["b32_1"]] if batched else []
     batches = [t for _, times in b32 for t in times]
     large = [s[k][0] for k in ("b256_0", "b256_1") if k in s]
@@ -388,7 +388,7 @@ def _row(unit: Unit, system_state: dict, built: System | None, gflops) -> Row | 
                p95_ms_b32=1e3 * percentile(batches, 95) if batches else None,
                size_mb=s["size_bytes"] / 1e6 if s.get("size_bytes") else None,
                throughput_b256=max(large) if large else None,
-               peak_rss_mb=s["rss"]["peak_rss_mb"] if s.get("rss") else None)
+               peak_rss_mb=s["rss"]["peak_rss_mb"] if s.get("rss") else None, f1=f1)
 
 
 def _report(options: BenchOptions, ctx: Context, units: list[Unit], state: State, texts: list[str], out: Path,

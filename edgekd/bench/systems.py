@@ -44,10 +44,10 @@ def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: 
         options.intra_op_num_threads = threads
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = np.array(labels)
+    inputs = [i.name for i in session.get_inputs()]  # input_ids, mask (and token_type_ids for text pairs)
 
     def predict(texts):
-        ids, mask = encoder(texts)
-        logits = session.run(None, {"input_ids": ids, "mask": mask})[0]
+        logits = session.run(None, dict(zip(inputs, encoder.pairs(texts))))[0]
         return names[logits.argmax(1)], np.full(len(texts), layers)
 
     return System(name, predict, kind, None, path.stat().st_size)
@@ -56,13 +56,16 @@ def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: 
 def teacher_torch_system(teacher, encoder: TextEncoder, labels: list[str]) -> System:
     import torch
 
+    from edgekd.teacher import segment_kwargs
+
     names = np.array(labels)
     layers = teacher.config.num_hidden_layers
 
     @torch.inference_mode()
     def predict(texts):
-        ids, mask = (torch.from_numpy(a) for a in encoder(texts))
-        logits = teacher(input_ids=ids, attention_mask=mask).logits
+        ids, mask, types = (torch.from_numpy(a) for a in encoder.pairs(texts))
+        pair = isinstance(texts[0], tuple)
+        logits = teacher(input_ids=ids, attention_mask=mask, **segment_kwargs(teacher, types if pair else None)).logits
         return names[logits.argmax(1).numpy()], np.full(len(texts), layers)
 
     return System("teacher, PyTorch eager", predict, "teacher-torch")
@@ -78,8 +81,8 @@ def student_torch_exit_system(student, encoder: TextEncoder, labels: list[str], 
     def predict(texts):
         out_labels, out_layers = [], []
         for text in texts:
-            ids, mask = (torch.from_numpy(a) for a in encoder([text]))
-            hidden = student.embeddings(ids)
+            ids, mask, types = (torch.from_numpy(a) for a in encoder.pairs([text]))
+            hidden = student.embeddings(ids, types if isinstance(text, tuple) else None)
             for index, (layer, head) in enumerate(zip(student.layers, student.heads), start=1):
                 hidden, _ = layer(hidden, mask)
                 logits = head(hidden, mask)

@@ -98,3 +98,24 @@ def test_a_pair_run_exports_predicts_and_calibrates(pair_run, pair_files, tmp_pa
     assert [(r["text"], r["text_pair"]) for r in rows] == dev.texts
     direct = model.classify(dev.texts)
     assert [r["label"] for r in rows] == [r.label for r in direct]
+
+
+@pytest.mark.slow
+def test_the_bench_on_pairs_compares_the_teacher_and_the_pair_baselines(pair_run, pair_files, tmp_path):
+    from edgekd.bench import BenchOptions, run_bench
+    from edgekd.export import export_run
+
+    run, _ = pair_run
+    bundle = export_run(run, tmp_path / "b").path
+    payload = run_bench(BenchOptions(bundle, pair_files["dev"], tmp_path / "out", run_dir=run, speeds=[0.0, 0.5],
+                                     latency_texts=4, js=False, thread_study=False, competitors=True, rss=True),
+                        log=lambda _: None)
+    rows = {r["kind"]: r for r in payload["rows"]}
+    assert payload["failed"] == {}
+    # the teacher as one ONNX graph takes token_type_ids and answers as torch does
+    assert rows["teacher-onnx"]["accuracy"] == rows["teacher-torch"]["accuracy"]
+    assert rows["student-onnx"]["accuracy"] == rows["edgekd"]["accuracy"]  # speed 0 = full depth
+    for kind in ("fasttext", "tfidf-lr", "model2vec", "teacher-optimum"):
+        assert 0 <= rows[kind]["accuracy"] <= 1 and rows[kind]["f1"] is not None, kind
+        assert rows[kind]["peak_rss_mb"] > 0, kind
+    assert "F1 %" in (tmp_path / "out" / "bench.md").read_text()
