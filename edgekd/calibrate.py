@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import runtime
+from edgekd.metrics import binary_f1
 from edgekd.data import read_labelled
 from runtime.errors import EdgeKDError
 from runtime.exits import SPEED_GRID, decide
@@ -139,8 +140,9 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
     for speed in grid or GRID:
         acc, layers = simulate(exit_logits, labels, speed)
         latency = front + float(np.mean(cumulative[layers[sample] - 1]))
+        f1 = binary_f1(decide(exit_logits, speed)[0].argmax(1), labels, len(model.labels))
         points.append(CalibrationPoint(speed=speed, accuracy=acc, average_layers=float(layers.mean()),
-                                       latency_ms=1e3 * latency))
+                                       latency_ms=1e3 * latency, f1=f1))
     full = points[0].accuracy if points[0].speed == 0 else simulate(exit_logits, labels, 0.0)[0]
     if max_drop is not None:
         ok = [p for p in points if 100 * (full - p.accuracy) <= max_drop + 1e-9]

@@ -278,10 +278,12 @@ def inspect(
     cal = manifest.calibration
     if cal:
         typer.echo(f"calibration ({cal.data}; {cal.machine}; {cal.rule or 'no rule'}):")
-        typer.echo("   speed  accuracy  avg layers  latency ms")
+        f1 = any(p.f1 is not None for p in cal.points)
+        typer.echo("   speed  accuracy  avg layers  latency ms" + ("      F1" if f1 else ""))
         for p in cal.points:
             lat = f"{p.latency_ms:10.3f}" if p.latency_ms is not None else "         -"
-            typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {lat}")
+            typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {lat}" +
+                       (f"  {100 * p.f1:6.2f}%" if p.f1 is not None else ""))
         threads = runtime_threads_line(bundle)
         if threads:
             typer.echo(threads)
@@ -370,10 +372,12 @@ def calibrate(
     from edgekd.calibrate import calibrate as run_calibrate
 
     result = run_calibrate(bundle, data, max_drop=max_drop, latency_ms=latency_ms)
-    typer.echo("   speed  accuracy  avg layers  latency ms")
+    f1 = any(p.f1 is not None for p in result.points)
+    typer.echo("   speed  accuracy  avg layers  latency ms" + ("      F1" if f1 else ""))
     for p in result.points:
         mark = "  <- chosen" if p.speed == result.chosen else ""
-        typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {p.latency_ms:10.3f}{mark}")
+        typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {p.latency_ms:10.3f}" +
+                   (f"  {100 * p.f1:6.2f}%" if p.f1 is not None else "") + mark)
     _err(f"default speed {result.chosen:g} ({result.rule}; full depth {100 * result.full_accuracy:.2f}%) written to "
          f"{bundle}/manifest.json")
     threads = runtime_threads_line(bundle)

@@ -38,7 +38,8 @@ def run_stages(ctx: RunContext):
             ctx.log(f"stage {name}: final loss {result['loss']:.4f} ({stage.loss_name}; a fixed schedule: it has no "
                     "dev measure of its own)")
         elif "dev_accuracy" in result:
-            ctx.log(f"stage {name}: dev accuracy {100 * result['dev_accuracy']:.2f}%")
+            f1 = f" (F1 {100 * result['dev_f1']:.2f}%)" if "dev_f1" in result else ""
+            ctx.log(f"stage {name}: dev accuracy {100 * result['dev_accuracy']:.2f}%{f1}")
     if ctx.rank == 0:
         for name in PUBLISH_ORDER:
             if ctx.run.stage_student(name).is_dir():

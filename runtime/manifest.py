@@ -92,6 +92,7 @@ class CalibrationPoint:
     accuracy: float
     average_layers: float
     latency_ms: float | None = None  # mean per text at batch 1 on the measuring machine
+    f1: float | None = None  # binary tasks: F1 of the positive class (the second label), schema 3
 
 
 @dataclass

@@ -15,6 +15,8 @@ from typing import Callable
 
 import numpy as np
 
+from edgekd.metrics import binary_f1
+
 LARGE_BATCH = 256  # the offline / bulk-scoring batch (bench --large-batch)
 Predict = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
 Tick = Callable[[int], None]  # called with the texts done so far (progress)
@@ -75,14 +77,6 @@ def quality(system: System, texts: list, gold: np.ndarray, label_index: dict[str
         tick(i + step)
     pred_idx = np.array([label_index[p] for p in preds])
     return float((pred_idx == gold).mean()), float(np.mean(layers)), binary_f1(pred_idx, gold, len(label_index))
-
-
-def binary_f1(pred: np.ndarray, gold: np.ndarray, classes: int) -> float | None:
-    """F1 of class 1 (the positive class of a binary task); None with more classes."""
-    if classes != 2:
-        return None
-    tp = float(((pred == 1) & (gold == 1)).sum())
-    return 2 * tp / max(float((pred == 1).sum() + (gold == 1).sum()), 1.0)
 
 
 def latency_b1(system: System, texts: list[str], warmup: int = 10) -> list[float]:

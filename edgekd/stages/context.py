@@ -16,6 +16,7 @@ from edgekd.augment import Augmenter, auto_factor, embedding_neighbours
 from edgekd.config import STUDENT_STAGES, ConfigError, DistillConfig
 from edgekd.data import TextDataset, read_labelled, read_unlabelled
 from edgekd.evaluate import accuracy, all_exit_logits, classifier_logits, exit_table
+from edgekd.metrics import binary_f1
 from edgekd.model import EarlyExitStudent, StudentConfig
 from edgekd.refine import flip_labels
 from edgekd.run_folder import RunFolder, read_json, write_json
@@ -263,8 +264,13 @@ class RunContext:
     def student_dev(self, student: EarlyExitStudent) -> dict:
         exits = all_exit_logits(student, self.dev, self.device)
         labels = self.dev.labels
-        return {"dev_accuracy": accuracy(exits[-1], labels),
+        return {"dev_accuracy": accuracy(exits[-1], labels), **self.dev_f1(exits[-1]),
                 "exits": exit_table(exits, labels, self.cfg.eval_speeds)}
+
+    def dev_f1(self, logits: torch.Tensor) -> dict:
+        """{"dev_f1": F1 of the positive class} for a binary task (GLUE reports it for QQP and MRPC), else {}."""
+        f1 = binary_f1(logits.argmax(-1).cpu().numpy(), self.dev.labels.cpu().numpy(), len(self.labels))
+        return {} if f1 is None else {"dev_f1": f1}
 
     def train_targets(self) -> torch.Tensor:
         """KD targets of the training rows: refined ones after `refine`, else the teacher's logits."""

@@ -7,6 +7,7 @@ import shutil
 
 import torch
 
+from edgekd.evaluate import accuracy, classifier_logits
 from edgekd.teacher import has_task_head, head_parameters, load_teacher, segment_kwargs
 from edgekd.batches import TokenizedData
 from edgekd.train import barrier, schedule_note, train_loop
@@ -44,4 +45,5 @@ class TeacherStage:
         barrier()
         ctx.reset_teacher()
         teacher = ctx.teacher()
-        return {"dev_accuracy": ctx.dev_accuracy(lambda i, m, t: teacher(i, m, t).logits), **stats}
+        logits = classifier_logits(lambda i, m, t: teacher(i, m, t).logits, ctx.dev, ctx.device)
+        return {"dev_accuracy": accuracy(logits, ctx.dev.labels), **ctx.dev_f1(logits), **stats}
