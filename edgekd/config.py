@@ -283,8 +283,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "data": {"max_train": 0, "max_unlabeled": 40000, "max_length": 64},
         "stages": ["teacher", "attention", "baseline", "finetune", "branches"],
+        # head_lr 10: on CLINC150 (150 intents) the teacher reached 94.5% dev at step 1000 against 86.6% with the
+        # head at the backbone's rate (benchmarks/results/clinc150_head_lr.json)
         "teacher_stage": {"epochs": 1.0, "max_train": 0, "min_steps": 1000, "eval_every": 250, "patience": 4,
-                          "min_delta": 0.002, "max_epochs": 10.0},
+                          "min_delta": 0.002, "max_epochs": 10.0, "head_lr": 10.0},
         "attention": {"epochs": 1.0},
         "finetune": {"epochs": 2.0, "min_steps": 1000, "eval_every": 500, "patience": 3, "min_delta": 0.002,
                      "max_epochs": 6.0},
