@@ -430,6 +430,9 @@ def serve(
                         ("max-chars", max_chars), ("workers", workers)):
         if value < 1:
             raise typer.BadParameter(f"--{name} must be at least 1")
+    from edgekd.apps.serve import check_port
+
+    check_port(host, port)
     _err(f"serving {bundle} at http://{host}:{port}/v1/classify  (Ctrl-C or SIGTERM stops it)")
     run_server(bundle, host, port, workers, speed, engine,
                Limits(max_batch=max_batch, max_queue=max_queue, max_texts=max_texts, max_chars=max_chars), threads)

@@ -8,6 +8,7 @@ where each family keeps its embeddings, layers and last-layer q, k, v.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,14 +26,29 @@ class TeacherOutput:
     hidden: torch.Tensor | None = None  # last layer output (B,T,H), when asked for
 
 
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # what a hub id looks like: name or owner/name
+
+
 def teacher_config(source: str, offline: bool):
     from transformers import AutoConfig
 
+    source = str(source)
+    path = Path(source).expanduser()
+    if not path.exists():
+        if not HUB_ID.fullmatch(source):  # not `name` or `owner/name`: a folder that is not there
+            raise TeacherError(f"the teacher folder {source} does not exist; give a local Hugging Face folder "
+                               "(config.json and the weights)")
+        if offline:
+            raise TeacherError(f"{source!r} is not a local folder; to download it from the hub pass --online, or "
+                               "give a local Hugging Face folder")
+    elif path.is_dir() and not (path / "config.json").is_file():
+        raise TeacherError(f"the teacher folder {source} has no config.json: is it a Hugging Face model folder?")
     try:
         return AutoConfig.from_pretrained(source, local_files_only=offline)
     except OSError as exc:
-        where = "folder" if Path(source).exists() else "hub id (offline?)"
-        raise TeacherError(f"cannot read a Hugging Face config from {source!r} ({where}): {exc}") from exc
+        where = "folder" if path.exists() else "hub id"
+        raise TeacherError(f"cannot read a Hugging Face config from {source!r} ({where}): "
+                           f"{str(exc).splitlines()[0]}") from exc
 
 
 

@@ -159,3 +159,28 @@ def test_predict_file_survives_kill_9_and_resumes(bundle, tmp_path):
     assert 0 < done < 14_400
     subprocess.run(cmd + ["--out", str(out), "--resume"], check=True, capture_output=True)
     assert out.read_text() == whole.read_text()
+
+
+def test_unknown_paths_and_wrong_methods_answer_json(served):
+    _, client = served
+    r = client.get("/v2/classify")
+    assert r.status_code == 404 and "no such endpoint /v2/classify" in r.json()["error"]
+    r = client.get("/v1/classify")
+    assert r.status_code == 405 and r.json() == {"error": "GET is not allowed on /v1/classify"}
+    r = client.post("/v1/classify", json={"texts": ["ok"], "speed": 2})
+    assert r.status_code == 422 and r.json()["error"].startswith("speed must lie in [0, 1]")
+
+
+def test_a_port_in_use_is_refused_before_claiming_to_serve(bundle):
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["serve", str(bundle), "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port} (in use); pick another --port" in result.output
+    assert "serving" not in result.output

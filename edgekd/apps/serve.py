@@ -24,13 +24,14 @@ from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import runtime
 from edgekd.apps.batching import BatchQueue
-from runtime.errors import InputError, InputTypeError
+from runtime.errors import EdgeKDError, InputError, InputTypeError
 from runtime.exits import check_speed
 from runtime.manifest import MANIFEST_FILE, verify_bundle
 
@@ -79,7 +80,7 @@ class Server:
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
-        ], lifespan=self._lifespan)
+        ], lifespan=self._lifespan, exception_handlers={HTTPException: self._http_error})
 
     # ----------------------------------------------------------------- lifecycle
     @contextlib.asynccontextmanager
@@ -91,6 +92,13 @@ class Server:
         finally:
             self.ready = False
             await self.queue.stop()  # finish what was accepted before stopping
+
+    async def _http_error(self, request: Request, exc: HTTPException) -> Response:
+        """Unknown paths and wrong methods answer JSON like the rest of the API."""
+        message = {404: f"no such endpoint {request.url.path}; the endpoints are /v1/classify (POST), /v1/model, "
+                        "/healthz, /readyz, /metrics",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, exc.detail)
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
     # -------------------------------------------------------------------- routes
     def _error(self, status: int, message: str, endpoint: str, **headers) -> JSONResponse:
@@ -192,6 +200,19 @@ def app_from_env() -> Starlette:
     settings = json.loads(os.environ[ENV])
     limits = Limits(**settings.pop("limits", {}))
     return create_app(settings.pop("bundle"), limits=limits, **settings)
+
+
+def check_port(host: str, port: int) -> None:
+    """Refuse, in one line, an address this process cannot listen on (before anything claims to serve)."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        why = "in use" if exc.errno in (98, 48, 10048) else exc.strerror
+        raise EdgeKDError(f"cannot listen on {host}:{port} ({why}); pick another --port") from None
 
 
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,

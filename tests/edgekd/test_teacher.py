@@ -91,3 +91,16 @@ def test_a_tokenizer_that_is_not_the_teachers_is_refused_or_warned(tiny_teacher_
         share = check_tokenizer(encoder, tiny_teacher_dir, True, ["das ist ein ganz anderer satz"])
     assert share > 0.5
     assert check_tokenizer(encoder, tiny_teacher_dir, True, ["a good film"]) == 0.0
+
+
+def test_a_missing_teacher_folder_or_an_offline_hub_id_names_the_fix(tmp_path):
+    from edgekd.teacher import TeacherError, teacher_config
+
+    with pytest.raises(TeacherError, match=r"the teacher folder .*/nowhere/teacher does not exist"):
+        teacher_config(str(tmp_path / "nowhere" / "teacher"), offline=True)
+    with pytest.raises(TeacherError, match=r"'someone/some-model' is not a local folder; to download it from the "
+                                           r"hub pass --online"):
+        teacher_config("someone/some-model", offline=True)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TeacherError, match="has no config.json"):
+        teacher_config(str(tmp_path / "empty"), offline=True)
