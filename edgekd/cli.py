@@ -154,11 +154,12 @@ def export(
     out: Annotated[Path, typer.Option(help="Bundle folder to write.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle (atomically).")] = False,
     atol: Annotated[float, typer.Option(help="Tolerance of the ONNX-vs-torch check of every stage.")] = 1e-4,
-    speed: Annotated[float, typer.Option(help="Default speed stored in the manifest.")] = 0.0,
+    speed: Annotated[Optional[float], typer.Option(help="Default speed stored in the manifest (instead of calibrating one).")] = None,
     quantize: Annotated[str, typer.Option(help="fp32 | int8 (CPU) | fp16 (GPU).")] = "fp32",
     int8: Annotated[str, typer.Option(help="With --quantize int8: auto | dynamic | dynamic-per-channel | static | static-per-channel. auto builds each on --data (static ones calibrated on its texts), compares every exit's labels with fp32 and times them here, and keeps the fastest that agrees on >= 99% (dynamic when there is no --data); the record goes into the manifest.")] = "auto",
-    data: Annotated[Optional[Path], typer.Option(help="Labelled file: agreement of a quantized bundle with fp32, and calibration with --max-drop.")] = None,
-    max_drop: Annotated[Optional[float], typer.Option(help="Calibrate the default speed on --data: accuracy points allowed below full depth.")] = None,
+    data: Annotated[Optional[Path], typer.Option(help="Held-out labelled file: the default speed is calibrated on it, and a quantized bundle's agreement with fp32 measured [default: the run's dev set, which is optimistic since it also chose the checkpoints].")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(help="Calibration budget: accuracy points allowed below full depth [default: 1.0].")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate/--no-calibrate", help="Choose the default speed by measurement, so early exit is on (--no-calibrate, or --speed, keeps a fixed speed).")] = True,
     vocab_keep: Annotated[Optional[float], typer.Option(help="Compress the vocabulary (GLMD): keep this fraction of the tokens (0 < f <= 1).")] = None,
     vocab_size: Annotated[Optional[int], typer.Option(help="Compress the vocabulary (GLMD): keep this many tokens (instead of --vocab-keep).")] = None,
     vocab_metric: Annotated[str, typer.Option(help="Nearest kept token by dot | cosine.")] = "dot",
@@ -168,7 +169,21 @@ def export(
     manifest; every graph checked against torch, model.onnx against the staged graphs."""
     from edgekd.export import export_run
 
-    result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed, precision=quantize,
+    if calibrate and speed is None:
+        if data is None:
+            data = run_dev_file(run_dir)
+            if data is not None:
+                _err(f"calibrating the default speed on the run's dev set ({data}) with --max-drop "
+                     f"{1.0 if max_drop is None else max_drop:g}: optimistic, since the same set chose the "
+                     "checkpoints; give --data with held-out texts for an honest speed (--no-calibrate keeps speed 0)")
+        if data is None:
+            _err("no --data and the run's dev set is gone: the default speed stays 0 (every layer); calibrate later "
+                 "with `edgekd calibrate BUNDLE --data FILE --max-drop 1`")
+        else:
+            max_drop = 1.0 if max_drop is None else max_drop
+    elif not calibrate:
+        max_drop = None
+    result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed or 0.0, precision=quantize,
                         int8=int8, data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_size=vocab_size,
                         vocab_metric=vocab_metric, optimize=optimize, log=_err)
     worst = max((c.max_diff for c in result.checks), default=0.0)
@@ -343,6 +358,16 @@ def bench(
                            limit=limit, stem=stem, also=list(also or []), js=js, competitors=competitors, train=train,
                            profile=profile, large_batch=large_batch, rss=rss, systems=names(systems) or None,
                            skip=names(skip), resume=resume), log=_err)
+
+
+def run_dev_file(run_dir: Path) -> Path | None:
+    """The dev file a run was distilled with, if the run records one that still exists."""
+    config = Path(run_dir) / "config.json"
+    try:
+        dev = json.loads(config.read_text(encoding="utf-8"))["data"]["dev"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Path(dev) if dev and Path(dev).is_file() else None
 
 
 def runtime_threads_line(bundle: Path) -> str | None:

@@ -68,8 +68,15 @@ def test_distill_then_export_then_predict(tiny_teacher_dir, tiny_data, tmp_path)
     result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "b")])
     assert result.exit_code == 0, result.output
     assert "max diff" in result.output
+    # a plain export turns early exit on: calibrated on the run's dev set at the default budget, said so
+    assert f"calibrating the default speed on the run's dev set ({tiny_data['dev']}) with --max-drop 1" in result.output
+    assert "optimistic" in result.output
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["calibration"]["rule"] == "max_drop=1 points"
     result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "b")])
     assert result.exit_code == 2 and "--overwrite" in result.output
+    result = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "b0"), "--no-calibrate"])
+    assert result.exit_code == 0 and json.loads((tmp_path / "b0" / "manifest.json").read_text())["default_speed"] == 0
     result = runner.invoke(app, ["predict", str(tmp_path / "b"), "good film"])
     assert result.exit_code == 0 and "layer" in result.output
 
