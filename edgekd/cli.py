@@ -14,6 +14,10 @@ from typing import Annotated, Optional
 
 import typer
 
+# The stages of `edgekd distill`, as edgekd.config.STAGES runs them (a test keeps the two equal; the config is
+# not imported here so that `edgekd --help` stays instant).
+DISTILL_STAGES = "teacher,refine,attention,baseline,finetune,branches"
+
 app = typer.Typer(
     help="Distil BERT-family classifiers into early-exit students, export them as bundles whose model.onnx runs "
     "early exit in any ONNX Runtime, and run them without torch (Python, Node, the browser).",
@@ -88,7 +92,7 @@ def distill(
     vocab_keep: Annotated[Optional[float], typer.Option(help="GLMD vocabulary compression: keep this fraction of the tokens (0 < f <= 1).")] = None,
     vocab_size: Annotated[Optional[int], typer.Option(help="GLMD vocabulary compression: keep this many tokens (instead of --vocab-keep).")] = None,
     augment: Annotated[Optional[int], typer.Option(help="Transfer set N x the labelled rows (masked words, embedding-neighbour swaps, n-gram spans; labelled by the teacher) for the attention and finetune stages. Default: on below 20k labelled rows (factor printed); 0 turns it off.")] = None,
-    stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages: teacher,attention,baseline,finetune,branches.")] = None,
+    stages: Annotated[Optional[str], typer.Option(help="Comma-separated stages, run in this order: " + DISTILL_STAGES + ".")] = None,
     epochs: Annotated[Optional[float], typer.Option(help="Epochs for every stage.")] = None,
     max_steps: Annotated[Optional[int], typer.Option(help="Steps for every stage (overrides epochs).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size for every stage.")] = None,
@@ -103,10 +107,12 @@ def distill(
 ) -> None:
     """Fine-tune the teacher and distil an early-exit student into a run folder.
 
-    Stages: teacher (fine-tune teacher + classifier), attention (last-layer
-    attention + value-relation KL on unlabelled text), baseline (same student,
-    cross-entropy only, for comparison), finetune (cross-entropy + distillation
-    from teacher logits), branches (exit heads self-distilled from the trunk).
+    Stages: teacher (fine-tune teacher + classifier), refine (two-teacher label
+    refinement), attention (last-layer attention + value-relation KL on unlabelled
+    text), baseline (same student, cross-entropy only, for comparison), finetune
+    (cross-entropy + distillation from teacher logits), branches (exit heads
+    self-distilled from the trunk). --teacher, --train, --dev and --out are required
+    unless --config gives them.
     """
     from edgekd.config import optim_overrides, resolve_config
     from edgekd.pipeline import distill as run_distill
@@ -413,7 +419,7 @@ def calibrate(
 @app.command()
 @friendly
 def demo(
-    bundle: Annotated[Path, typer.Argument(help="Bundle folder (with model.onnx, i.e. written by edgekd >= 0.2).")],
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `edgekd export` (it runs model.onnx).")],
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
     js_dir: Annotated[Optional[Path], typer.Option(help="The js/ folder of an edgekd checkout (with node_modules).")] = None,
@@ -463,8 +469,26 @@ def serve(
                Limits(max_batch=max_batch, max_queue=max_queue, max_texts=max_texts, max_chars=max_chars), threads)
 
 
+def command():
+    """The click command behind `edgekd`: typer's, with flags shown without a `<bool>` placeholder."""
+    cmd = typer.main.get_command(app)
+    for sub in [cmd, *getattr(cmd, "commands", {}).values()]:
+        for param in sub.params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+
+        def help_option(ctx, original=sub.get_help_option):
+            option = original(ctx)
+            if option is not None:
+                option.metavar = ""
+            return option
+
+        sub.get_help_option = help_option
+    return cmd
+
+
 def main() -> None:
-    app()
+    command()()
 
 
 if __name__ == "__main__":

@@ -137,3 +137,23 @@ def test_version_and_license():
     result = CliRunner().invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("edgekd ")
     assert "Apache License" in (Path(__file__).resolve().parents[1] / "LICENSE").read_text()
+
+
+def test_help_text_shows_no_bool_placeholder_lists_every_stage_and_no_false_version():
+    import os
+
+    from edgekd.cli import DISTILL_STAGES
+    from edgekd.config import STAGES
+
+    assert DISTILL_STAGES.split(",") == list(STAGES)
+    env = {**os.environ, "COLUMNS": "200"}
+    for command in (["distill"], ["bench"], ["demo"], ["serve"], []):
+        out = subprocess.run([sys.executable, "-m", "edgekd.cli", *command, "--help"], capture_output=True, text=True,
+                             env=env)
+        assert out.returncode == 0 and "<bool>" not in out.stdout, command
+    distill = subprocess.run([sys.executable, "-m", "edgekd.cli", "distill", "--help"], capture_output=True, text=True,
+                             env=env).stdout
+    assert "refine" in distill and "teacher,refine,attention,baseline,finetune,branches" in distill
+    demo = subprocess.run([sys.executable, "-m", "edgekd.cli", "demo", "--help"], capture_output=True, text=True,
+                          env=env).stdout
+    assert ">= 0.2" not in demo
