@@ -104,6 +104,7 @@ def distill(
     config: Annotated[Optional[str], typer.Option(help="JSON config file (see config.json in any run folder).")] = None,
     preset: Annotated[Optional[str], typer.Option(help="quick (every labelled row, 40k unlabelled, short schedule: ~45 min for SST-2 on 2 cores) | full (longer schedule, max length 128; GPU advised) | tiny (seconds: smoke tests).")] = None,
     online: Annotated[bool, typer.Option(help="Allow hub downloads for --teacher.")] = False,
+    keep_checkpoints: Annotated[bool, typer.Option(help="Keep each finished stage's resume checkpoint (with optimizer state: several times the model's size); by default only what later stages and export read is kept.")] = False,
 ) -> None:
     """Fine-tune the teacher and distil an early-exit student into a run folder.
 
@@ -142,6 +143,8 @@ def distill(
         overrides["device"] = device
     if online:
         overrides["offline"] = False
+    if keep_checkpoints:
+        overrides["keep_checkpoints"] = True
     if kd:
         overrides["finetune"] = {"kd": kd}
     if objective:

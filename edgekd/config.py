@@ -142,6 +142,7 @@ class DistillConfig:
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda
     offline: bool = True  # never reach a hub (local folders only)
+    keep_checkpoints: bool = False  # keep each finished stage's resume checkpoint (optimizer state; large)
     stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
     data: DataConfig = field(default_factory=DataConfig)
     student: StudentShape = field(default_factory=StudentShape)

@@ -15,7 +15,7 @@ from typing import Callable
 from edgekd.config import CONFIG_FILE, STUDENT_STAGES, ConfigError, DistillConfig
 from edgekd.stages import REGISTRY, RunContext
 from edgekd.stages.context import Log
-from edgekd.train import barrier, rank_world
+from edgekd.train import CHECKPOINT, barrier, rank_world
 
 # Which stage's student becomes the run's student: the latest that finished.
 PUBLISH_ORDER = tuple(reversed(STUDENT_STAGES))
@@ -33,6 +33,8 @@ def run_stages(ctx: RunContext):
         if ctx.rank == 0:
             ctx.run.record(name, result)
             ctx.run.mark_finished(name)
+            if not ctx.cfg.keep_checkpoints:  # resume state of a finished stage: nothing later reads it
+                (ctx.run.stage(name) / CHECKPOINT).unlink(missing_ok=True)
         barrier()
         if getattr(stage, "reports", "dev_accuracy") == "loss" and "loss" in result:
             ctx.log(f"stage {name}: final loss {result['loss']:.4f} ({stage.loss_name}; a fixed schedule: it has no "
@@ -46,6 +48,9 @@ def run_stages(ctx: RunContext):
                 ctx.run.publish_student(name, ctx.cfg.data.max_length, ctx.text_pair)
                 break
     barrier()
+    size = sum(p.stat().st_size for p in ctx.run.root.rglob("*") if p.is_file())
+    ctx.log(f"run folder {ctx.run.root}: {size / 1e6:.0f} MB" + ("" if ctx.cfg.keep_checkpoints else
+            " (finished stages' resume checkpoints removed; --keep-checkpoints keeps them)"))
     return ctx.run.root
 
 

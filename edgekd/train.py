@@ -193,52 +193,62 @@ def train_loop(
                mininterval=0.5 if tty else 30.0, dynamic_ncols=True)
     began, seen, loss_value = time.perf_counter(), 0, float("nan")
     first_losses: list[float] = []  # the first steps' losses (golden tests pin them)
-    for step in range(start, steps):
-        if step == start + ESTIMATE_AFTER:
-            per_step = (time.perf_counter() - began) / ESTIMATE_AFTER
-            say(f"{name}: {per_step:.2f} s a step here; the {steps - step} steps left take up to "
-                f"{_duration(per_step * (steps - step))}")
-        index = data.step_rows(step, opt.batch_size, seed)
-        index = index[rank::world]
-        optimizer.zero_grad(set_to_none=True)
-        parts_total: dict[str, float] = {}
-        loss_sum = 0.0
-        for chunk in index.split(micro) if len(index) else []:
-            batch = data.batch(chunk, device)
-            with amp:
-                loss, parts = loss_fn(module, batch)
-            (loss * len(chunk) / max(1, len(index))).backward()
-            loss_sum += float(loss.detach()) * len(chunk) / max(1, len(index))
-            for k, v in parts.items():
-                parts_total[k] = parts_total.get(k, 0.0) + float(v) * len(chunk) / max(1, len(index))
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        scheduler.step()
-        seen += len(index) * world
-        loss_value = loss_sum
-        if step < 3:
-            first_losses.append(loss_sum)
-        bar.set_postfix(loss=f"{loss_sum:.4f}", **{k: f"{v:.3f}" for k, v in parts_total.items()},
-                        ex_s=f"{seen / (time.perf_counter() - began):.0f}", refresh=False)
-        bar.update(1)
-        done = step + 1
-        stop = False
-        if tracking and (done % opt.eval_every == 0 or done == steps):
-            best = _track_best(model, evaluate, done, best, opt.min_delta)
-            say(f"{name}: step {done} dev {best['last']:.4f} (best {best['score']:.4f} at step {best['step']})")
-            if done == steps and opt.patience:
-                best["stopped"] = f"reached the cap of {steps} steps"
-            elif opt.patience and best["stale"] >= opt.patience:
-                best["stopped"] = (f"no dev gain of {opt.min_delta:g} in {opt.patience} evaluations (best "
-                                   f"{best['score']:.4f} at step {best['step']})")
-                stop = True
-        if rank == 0 and (done % opt.checkpoint_every == 0 or done == steps or stop):
-            _save_checkpoint(path, model, optimizer, scheduler, done, best)
-        if on_step is not None:
-            on_step(done)
-        if stop:
-            say(f"{name}: stopped at step {done}: {best['stopped']}")
-            break
+    interrupted = _StopRequests()
+    try:
+        for step in range(start, steps):
+            if step == start + ESTIMATE_AFTER:
+                per_step = (time.perf_counter() - began) / ESTIMATE_AFTER
+                say(f"{name}: {per_step:.2f} s a step here; the {steps - step} steps left take up to "
+                    f"{_duration(per_step * (steps - step))}")
+            index = data.step_rows(step, opt.batch_size, seed)
+            index = index[rank::world]
+            optimizer.zero_grad(set_to_none=True)
+            parts_total: dict[str, float] = {}
+            loss_sum = 0.0
+            for chunk in index.split(micro) if len(index) else []:
+                batch = data.batch(chunk, device)
+                with amp:
+                    loss, parts = loss_fn(module, batch)
+                (loss * len(chunk) / max(1, len(index))).backward()
+                loss_sum += float(loss.detach()) * len(chunk) / max(1, len(index))
+                for k, v in parts.items():
+                    parts_total[k] = parts_total.get(k, 0.0) + float(v) * len(chunk) / max(1, len(index))
+            torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            optimizer.step()
+            scheduler.step()
+            seen += len(index) * world
+            loss_value = loss_sum
+            if step < 3:
+                first_losses.append(loss_sum)
+            bar.set_postfix(loss=f"{loss_sum:.4f}", **{k: f"{v:.3f}" for k, v in parts_total.items()},
+                            ex_s=f"{seen / (time.perf_counter() - began):.0f}", refresh=False)
+            bar.update(1)
+            done = step + 1
+            stop = False
+            if tracking and (done % opt.eval_every == 0 or done == steps):
+                best = _track_best(model, evaluate, done, best, opt.min_delta)
+                say(f"{name}: step {done} dev {best['last']:.4f} (best {best['score']:.4f} at step {best['step']})")
+                if done == steps and opt.patience:
+                    best["stopped"] = f"reached the cap of {steps} steps"
+                elif opt.patience and best["stale"] >= opt.patience:
+                    best["stopped"] = (f"no dev gain of {opt.min_delta:g} in {opt.patience} evaluations (best "
+                                       f"{best['score']:.4f} at step {best['step']})")
+                    stop = True
+            if rank == 0 and (done % opt.checkpoint_every == 0 or done == steps or stop):
+                _save_checkpoint(path, model, optimizer, scheduler, done, best)
+            if on_step is not None:
+                on_step(done)
+            if stop:
+                say(f"{name}: stopped at step {done}: {best['stopped']}")
+                break
+            if interrupted.requested:  # Ctrl-C or SIGTERM during the step: save it, then stop
+                if rank == 0:
+                    _save_checkpoint(path, model, optimizer, scheduler, done, best)
+                say(f"{name}: interrupted ({interrupted.requested}) after step {done}; its checkpoint is saved: run the "
+                    f"same command again to resume from step {done}")
+                raise KeyboardInterrupt
+    finally:
+        interrupted.restore()
     bar.close()
     for p in frozen:
         p.requires_grad_(True)
@@ -272,6 +282,38 @@ def _track_best(model: nn.Module, evaluate: Callable[[], float], step: int, best
 
 
 ESTIMATE_AFTER = 20  # steps measured before the time left is estimated
+
+
+class _StopRequests:
+    """While a stage trains, SIGINT (Ctrl-C) and SIGTERM only ask it to stop: the step in progress finishes,
+    its checkpoint is saved, and KeyboardInterrupt is raised, so nothing before the kill is lost and the resume
+    is exact. Where handlers cannot be installed (not the main thread) signals act as usual."""
+
+    def __init__(self):
+        import signal
+
+        self.requested = ""
+        self._saved = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._saved[sig] = signal.signal(sig, self._ask)
+            except ValueError:  # not the main thread
+                pass
+
+    def _ask(self, signum, frame):
+        import signal
+
+        if self.requested:  # a second Ctrl-C: stop now
+            self.restore()
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+        self._saved = {}
 
 
 def _duration(seconds: float) -> str:

@@ -67,7 +67,7 @@ def classifier_ce(module, batch):
 
 
 # Keys that may change between a run and its resumption.
-_RESUMABLE_KEYS = {"stages", "device", "out", "eval_speeds"}
+_RESUMABLE_KEYS = {"stages", "device", "out", "eval_speeds", "keep_checkpoints"}
 
 
 def check_same_config(run: RunFolder, cfg: DistillConfig) -> None:

@@ -150,3 +150,42 @@ def test_the_log_says_the_plan_and_an_estimate(data, tmp_path):
     run(make_student(seed=1), data, tmp_path, Optim(lr=1e-3, max_steps=25, batch_size=16), None, log=lines.append)
     assert lines[0] == "t: up to 25 steps over 64 rows (6.2 epochs; max_steps 25)"
     assert lines[1].startswith("t: ") and "s a step here; the 5 steps left take up to" in lines[1]
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_kill_saves_the_step_in_progress_and_resumes_exactly(data, tmp_path, sig):
+    import os
+    import signal
+
+    opt = Optim(lr=1e-3, max_steps=6, batch_size=16, checkpoint_every=100)  # no checkpoint before the end
+    straight = make_student(seed=4)
+    run(straight, data, tmp_path / "a", opt, None)
+    lines = []
+
+    def kill(step):
+        if step == 3:
+            os.kill(os.getpid(), getattr(signal, sig))
+
+    with pytest.raises(KeyboardInterrupt):
+        run(make_student(seed=4), data, tmp_path / "b", opt, None, on_step=kill, log=lines.append)
+    assert f"t: interrupted ({sig}) after step 3; its checkpoint is saved" in lines[-1]
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handlers are given back
+    resumed = make_student(seed=4)
+    run(resumed, data, tmp_path / "b", opt, None)
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_finished_stages_drop_their_resume_checkpoints_unless_kept(tiny_teacher_dir, tiny_data, tmp_path):
+    from edgekd.pipeline import distill
+    from tests.conftest import tiny_config
+
+    lines = []
+    run = distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "a", stages=["teacher", "finetune"]),
+                  log=lines.append)
+    assert not list(run.glob("stages/*/checkpoint.pt")) and (run / "student" / "model.safetensors").is_file()
+    assert any(line.startswith(f"run folder {run}: ") and " MB" in line for line in lines)
+    kept = distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "b", stages=["teacher", "finetune"],
+                               keep_checkpoints=True), log=lambda _: None)
+    assert sorted(p.parent.name for p in kept.glob("stages/*/checkpoint.pt")) == ["finetune", "teacher"]
