@@ -311,6 +311,8 @@ def inspect(
         threads = runtime_threads_line(bundle)
         if threads:
             typer.echo(threads)
+    typer.echo(engine_line(bundle) or "engine: graph (model.onnx) on CPU, staged with device='cuda' (the defaults; "
+               "`edgekd calibrate` measures both here)" if manifest.graph else "engine: staged (no model.onnx)")
     q = manifest.quantization
     if q:
         typer.echo(f"int8: {q['chosen']} ({q['why']})")
@@ -369,6 +371,19 @@ def bench(
                            skip=names(skip), resume=resume), log=_err)
 
 
+def engine_line(bundle: Path) -> str | None:
+    """Which engine runtime.load(engine="auto") takes for this bundle and why (calibration's timings), or None."""
+    from runtime.manifest import read_manifest
+
+    cal = read_manifest(bundle).calibration
+    if not cal or not cal.engine or not cal.engine_latency_ms:
+        return None
+    ms = cal.engine_latency_ms
+    other = next(e for e in ms if e != cal.engine)
+    return (f"engine: {cal.engine} (measured faster here at the default speed: {ms[cal.engine]:.3f} ms per text at "
+            f"batch 1 against {other}'s {ms[other]:.3f} ms; runtime.load(engine=...) overrides it)")
+
+
 def run_dev_file(run_dir: Path) -> Path | None:
     """The dev file a run was distilled with, if the run records one that still exists."""
     config = Path(run_dir) / "config.json"
@@ -414,6 +429,9 @@ def calibrate(
                    (f"  {100 * p.f1:6.2f}%" if p.f1 is not None else "") + mark)
     _err(f"default speed {result.chosen:g} ({result.rule}; full depth {100 * result.full_accuracy:.2f}%) written to "
          f"{bundle}/manifest.json")
+    line = engine_line(bundle)
+    if line:
+        _err(line)
     threads = runtime_threads_line(bundle)
     if threads:
         _err(threads)

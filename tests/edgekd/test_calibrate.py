@@ -122,3 +122,18 @@ def test_split_batches_match_whole_ones(bundle):
         split = model.run_split(ids, mask, 0.4, workers=workers)
         np.testing.assert_allclose(split[0], whole[0], atol=1e-5)
         np.testing.assert_array_equal(split[1], whole[1])
+
+
+def test_calibrate_and_inspect_say_which_engine_and_why(bundle_copy, tiny_data):
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+
+    result = CliRunner().invoke(app, ["calibrate", str(bundle_copy), "--data", str(tiny_data["dev"]), "--max-drop", "5"])
+    assert result.exit_code == 0, result.output
+    manifest = runtime.read_manifest(bundle_copy)
+    chosen, ms = manifest.calibration.engine, manifest.calibration.engine_latency_ms
+    assert f"engine: {chosen} (measured faster here" in result.output
+    assert f"{ms[chosen]:.3f} ms per text" in result.output
+    shown = CliRunner().invoke(app, ["inspect", str(bundle_copy)]).output
+    assert f"engine: {chosen} (measured faster here" in shown
