@@ -11,7 +11,7 @@ can embed it without torch:
 
 from __future__ import annotations
 
-from runtime.errors import BundleError, DeviceError, EdgeKDError
+from runtime.errors import BundleError, DeviceError, EdgeKDError, InputError, InputTypeError
 from runtime.manifest import SCHEMA_VERSION, Manifest, read_manifest
 from runtime.model import EdgeModel, Prediction, load, normalized_entropy
 
@@ -21,6 +21,8 @@ __all__ = [
     "DeviceError",
     "EdgeKDError",
     "EdgeModel",
+    "InputError",
+    "InputTypeError",
     "Manifest",
     "Prediction",
     "load",

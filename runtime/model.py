@@ -42,6 +42,15 @@ from runtime.tokenize import TextEncoder
 SPLIT_MIN_ROWS = 16  # batches from this size may be split across cores, when calibration measured that faster
 
 
+def _encodable(text: str) -> bool:
+    """False for a text with a lone surrogate (what a wrong decode leaves), which the tokenizer refuses."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 @dataclass
 class Prediction:
     label: str
@@ -236,8 +245,16 @@ class EdgeModel:
                 if not pair:
                     raise InputError(f"texts[{index}] is a pair, but this bundle classifies single texts: give "
                                      "each item as one string")
+                for side in item:
+                    if not _encodable(side):
+                        raise InputError(f"texts[{index}] holds a lone surrogate (invalid UTF-16 such as "
+                                         "'\\ud800'), which no tokenizer can read; decode the text correctly first")
                 out.append((item[0], item[1]))
             elif isinstance(item, str):
+                if not _encodable(item):
+                    raise InputError(f"texts[{index}] holds a lone surrogate (invalid UTF-16 such as '\\ud800'), "
+                                     "which no tokenizer can read; decode the text correctly, or encode it with "
+                                     "errors='replace' first")
                 if pair:
                     raise InputError(f"texts[{index}] is a single string, but this bundle classifies text pairs: "
                                      "give (text, text_pair) (the second may be empty)")

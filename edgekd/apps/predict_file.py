@@ -21,6 +21,8 @@ from edgekd.data import TEXT_COLUMNS, pick_column, text_columns
 from runtime.errors import EdgeKDError
 
 CHUNK = 1024  # rows read, classified and written together
+OUT_FORMATS = (".jsonl", ".csv")  # what --out can be: appendable row by row
+PROGRESS_EVERY_S = 5.0  # a progress line on stderr this often when stderr is not a terminal
 CSV_FIELDS = ["row", "text", "label", "probability", "exit_layer", "uncertainty", "empty"]
 PAIR_FIELDS = ["row", "text", "text_pair", "label", "probability", "exit_layer", "uncertainty", "empty"]
 
@@ -105,6 +107,10 @@ def predict_file(model, path: str | os.PathLike, out: str | os.PathLike | None =
     """Classify every row of `path` into `out` (stdout when None). Returns the rows written now."""
     path = Path(path)
     target = Path(out) if out else None
+    if target is not None and target.suffix.lower() not in OUT_FORMATS:
+        raise EdgeKDError(f"--out {target}: cannot write {target.suffix or 'a file without an extension'}; give a "
+                          f"{' or '.join(OUT_FORMATS)} file (rows are appended as they are classified, so a killed run "
+                          "can --resume)")
     as_csv = target is not None and target.suffix.lower() == ".csv"
     if target is not None and target.exists() and not resume:
         raise EdgeKDError(f"{target} already exists; pass --resume to continue it, or choose another --out")
@@ -131,6 +137,12 @@ def predict_file(model, path: str | os.PathLike, out: str | os.PathLike | None =
         if chunk:
             written += _write(model, chunk, row - len(chunk) + 1, speed, batch_size, handle, writer)
             bar(len(chunk))
+    except KeyboardInterrupt:
+        done = skip + written
+        sys.stderr.write(f"\ninterrupted after row {done}: " + (
+            f"{target} holds rows 1-{done}; run the same command with --resume to continue\n" if target is not None
+            else "rerun with --out FILE to be able to --resume\n"))
+        raise
     finally:
         bar(0, close=True)
         if target is not None:
@@ -141,19 +153,17 @@ def predict_file(model, path: str | os.PathLike, out: str | os.PathLike | None =
 
 
 def _write(model, texts: list, first_row: int, speed, batch_size, handle, writer) -> int:
-    # an empty row (both texts empty, for pairs) is written as empty; a pair with one text is classified
-    filled = [i for i, t in enumerate(texts) if (t.strip() if isinstance(t, str) else any(x.strip() for x in t))]
-    results = dict(zip(filled, model.classify([texts[i] for i in filled], speed=speed, batch_size=batch_size)))
-    for i, text in enumerate(texts):
-        r = results.get(i)
+    # every row is answered as classify answers it; an empty one (both texts empty, for pairs) is also marked
+    results = model.classify(texts, speed=speed, batch_size=batch_size)
+    for i, (text, r) in enumerate(zip(texts, results)):
+        empty = not (text.strip() if isinstance(text, str) else any(x.strip() for x in text))
         row = {"row": first_row + i, "text": text} if isinstance(text, str) else \
             {"row": first_row + i, "text": text[0], "text_pair": text[1]}
-        if r is None:
+        row.update(label=r.label, probs=r.probs, exit_layer=r.exit_layer, uncertainty=r.uncertainty)
+        if empty:
             row["empty"] = True
-        else:
-            row.update(label=r.label, probs=r.probs, exit_layer=r.exit_layer, uncertainty=r.uncertainty)
         if writer is not None:
-            flat = dict(row, probability=r.probs[r.label] if r else "", empty=r is None)
+            flat = dict(row, probability=r.probs[r.label], empty=empty)
             flat.pop("probs", None)
             writer.writerow(flat)
         else:
@@ -163,15 +173,30 @@ def _write(model, texts: list, first_row: int, speed, batch_size, handle, writer
 
 
 def _progress(enabled: bool, initial: int):
-    """A progress callback: tqdm (texts/s) on stderr where it is installed, else nothing."""
+    """A progress callback on stderr: tqdm's bar on a terminal, else a plain line every PROGRESS_EVERY_S seconds
+    (logs and pipes get progress too)."""
     if not enabled:
         return lambda n, close=False: None
     try:
         from tqdm import tqdm
-    except ImportError:
-        return lambda n, close=False: None
-    bar = tqdm(initial=initial, unit="text", desc="classify", file=sys.stderr, mininterval=0.5,
-               disable=not sys.stderr.isatty() and os.environ.get("EDGEKD_PROGRESS") != "1")
+    except ImportError:  # the runtime's own install has no tqdm: plain lines then
+        tqdm = None
+    if tqdm is None or not sys.stderr.isatty():
+        import time
+
+        state = {"rows": initial, "began": time.perf_counter(), "last": time.perf_counter()}
+
+        def line(n: int, close: bool = False) -> None:
+            state["rows"] += n
+            now = time.perf_counter()
+            if close or now - state["last"] >= PROGRESS_EVERY_S:
+                state["last"] = now
+                rate = (state["rows"] - initial) / max(now - state["began"], 1e-9)
+                sys.stderr.write(f"classify: {state['rows']} rows ({rate:.0f} rows/s)" + (", done\n" if close else "\n"))
+                sys.stderr.flush()
+
+        return line
+    bar = tqdm(initial=initial, unit="text", desc="classify", file=sys.stderr, mininterval=0.5)
 
     def update(n: int, close: bool = False) -> None:
         bar.update(n)

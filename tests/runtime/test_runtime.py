@@ -158,3 +158,23 @@ except runtime.EdgeKDError as exc:
     last = out.stdout.strip().splitlines()[-1]  # onnxruntime prints its own EP error block before it
     assert last.startswith("EdgeKDError threading='global' needs onnxruntime's process-wide thread pool")
     assert "threading='stop'" in last and "BundleError" not in out.stdout
+
+
+def test_a_very_long_text_is_cut_before_tokenizing_with_the_same_ids(bundle):
+    import time
+
+    model = runtime.load(bundle)
+    long = "good film " * 300_000  # 3 MB
+    began = time.perf_counter()
+    ids = model.encoder.token_ids([long, ("x" * 5000) + " good", ("\u200b " * 50_000) + "good film"])
+    assert time.perf_counter() - began < 1.0
+    full = [e.ids for e in model.encoder.tokenizer.encode_batch([long, ("x" * 5000) + " good",
+                                                                 ("\u200b " * 50_000) + "good film"])]
+    assert ids == full
+
+
+def test_a_lone_surrogate_is_named(bundle):
+    from runtime.errors import InputError
+
+    with pytest.raises(InputError, match=r"texts\[1\] holds a lone surrogate"):
+        runtime.load(bundle).classify(["ok", "bad \ud800 text"])
