@@ -258,3 +258,14 @@ def test_peak_rss_runs_each_system_alone_and_reports_failures(bundle):
     assert got["edgekd"]["peak_rss_mb"] >= got["edgekd"]["after_load_mb"] > 10
     assert got["edgekd"]["torch_imported"] is False  # what an app embedding the runtime pays
     assert np.isfinite(got["edgekd"]["peak_rss_mb"])
+
+
+def test_the_default_results_folder_is_named_after_the_bundle(bundle, dev_file, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lines = []
+    run_bench(BenchOptions(bundle, dev_file, None, speeds=[0.0], latency_texts=3, js=False, thread_study=False,
+                           systems=["edgekd-graph"]), log=lines.append)
+    folder = tmp_path / f"{bundle.name}-bench"
+    assert sorted(p.name for p in folder.iterdir()) == ["bench.json", "bench.md", "bench.png"]
+    assert lines[-1] == f"wrote {folder.relative_to(tmp_path) / 'bench.json'}, " \
+                        f"{folder.relative_to(tmp_path) / 'bench.md'}, {folder.relative_to(tmp_path) / 'bench.png'}"

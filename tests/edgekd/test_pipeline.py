@@ -238,3 +238,14 @@ def test_label_names_reach_the_bundle_and_predictions(tiny_teacher_dir, tmp_path
     assert model.labels == ["negative", "positive"] and model.manifest.label_values == ["0", "1"]
     p = model.classify(["good film"])[0]
     assert p.label in ("negative", "positive") and list(p.probs) == ["negative", "positive"]
+
+
+def test_the_log_reports_attention_by_its_own_loss_and_names_the_schedule_it_ran(tiny_teacher_dir, tiny_data,
+                                                                                 tmp_path):
+    lines = []
+    distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher", "attention", "finetune"]),
+            log=lines.append)
+    attention = [line for line in lines if line.startswith("stage attention:")]
+    assert attention and "final loss" in attention[0] and "dev accuracy" not in attention[0]
+    notes = [line for line in lines if line.startswith("finetune: ") and " steps over " in line]
+    assert notes and "max_steps 4" in notes[-1] and "--max-steps" not in " ".join(lines)
