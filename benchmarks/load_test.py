@@ -6,7 +6,8 @@ For 1, 16 and 64 concurrent clients, each sending one text per request: requests
 errors; the server's RSS before and after the whole run (>= 100k requests); the load generator's own CPU
 share (it shares the 2 cores); beside the in-process numbers of the same bundle at the same speed (one
 text per call, and batch 32), and the server with --max-batch 1 (no cross-request batching) at 64 clients.
-Writes benchmarks/results/load_test.json and .md.
+Writes benchmarks/results/<stem>.json and .md (stem load_test). A bundle of text pairs is loaded with a pair
+file (e.g. ../shared/data/qqp/dev.tsv): each request then carries one [text, text_pair].
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--total", type=int, default=100_000, help="requests over the whole run (>= 100k)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--stem", default="load_test", help="file name stem of the results (load_test_qqp for pairs)")
     args = parser.parse_args()
     from edgekd.data import read_labelled
     import runtime
@@ -167,7 +169,7 @@ def main() -> None:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "load_test.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{args.stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     t = result["targets"]
     lines = [f"### edgekd serve {Path(args.bundle).name}, one text per request, speed {speed:g} "
              f"({reference['engine']} engine), 2 cores shared by server and load generator", "",
@@ -184,7 +186,7 @@ def main() -> None:
               f"- cross-request batching vs --max-batch 1 at 64 clients: {t['batching_gain_64_clients']:.2f}x",
               f"- server RSS {rss_before:.0f} -> {rss_after:.0f} MB over {result['server_rss_mb']['requests_between']} "
               f"requests ({100 * result['server_rss_mb']['growth']:+.1f}%, target < 5%)"]
-    (out / "load_test.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
