@@ -139,6 +139,7 @@ def test_version_and_license():
     assert "Apache License" in (Path(__file__).resolve().parents[1] / "LICENSE").read_text()
 
 
+@pytest.mark.slow
 def test_help_text_shows_no_bool_placeholder_lists_every_stage_and_no_false_version():
     import os
 

@@ -69,6 +69,7 @@ def options(bundle, data, out, **kw):
     return BenchOptions(bundle, data, out, **{**base, **kw})
 
 
+@pytest.mark.slow
 def test_systems_and_skip_choose_the_rows_and_unknown_names_are_refused(bundle, dev_file, tmp_path):
     payload = run_bench(options(bundle, dev_file, tmp_path / "a", systems=["edgekd-graph"]), **QUIET)
     assert [r["name"] for r in payload["rows"]] == ["edgekd graph, speed 0", "edgekd graph, speed 0.5"]
@@ -82,6 +83,7 @@ def test_systems_and_skip_choose_the_rows_and_unknown_names_are_refused(bundle, 
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["bench.json", "bench.md", "bench.png"]
 
 
+@pytest.mark.slow
 def test_a_failing_system_is_named_and_the_others_are_written(bundle, dev_file, tmp_path, monkeypatch):
     real = registry.KINDS["edgekd"]
 

@@ -54,7 +54,7 @@ def both_engines(bundle, texts, speed, batch):
     return staged.run_ids(ids, mask, speed), graph.run_ids(ids, mask, speed), staged.trace_ids(ids, mask)
 
 
-@pytest.mark.parametrize("which", ["bundle", "compressed_bundle"])
+@pytest.mark.parametrize("which", ["bundle", pytest.param("compressed_bundle", marks=pytest.mark.slow)])
 def test_fp32_graph_gives_the_staged_decisions_at_every_speed(which, request):
     bundle = request.getfixturevalue(which)
     exits_seen = set()
@@ -149,7 +149,7 @@ def test_compiled_graph_runs_with_onnxruntime_and_tokenizers_alone(bundle):
     assert [model.labels[i] for i in got["labels"]] == [p.label for p in want]
 
 
-@pytest.mark.parametrize("which", ["bundle", "int8_bundle"])
+@pytest.mark.parametrize("which", ["bundle", pytest.param("int8_bundle", marks=pytest.mark.slow)])
 def test_compiled_graph_is_portable_onnx_and_converts_to_ort_format(which, request, tmp_path):
     bundle = request.getfixturevalue(which)
     onnx.checker.check_model(onnx.load(str(bundle / "model.onnx")), full_check=True)

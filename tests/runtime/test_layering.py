@@ -9,6 +9,8 @@ import ast
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ROOT / "runtime"
 APPS = ROOT / "edgekd" / "apps"
@@ -87,6 +89,7 @@ except SystemExit as exc:
 """
 
 
+@pytest.mark.slow
 def test_bundle_commands_run_without_torch(bundle, tmp_path):
     """predict, inspect, calibrate and bench of a bundle alone: only the runtime's dependencies."""
     import subprocess
@@ -119,6 +122,7 @@ def test_bundle_commands_run_without_torch(bundle, tmp_path):
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
 
 
+@pytest.mark.slow
 def test_serve_runs_where_importing_torch_raises(bundle, tmp_path):
     """`edgekd serve` in a process whose import of torch, transformers, exporters or onnx raises: it serves."""
     import json

@@ -16,7 +16,6 @@ import torch
 import runtime
 from edgekd.evaluate import apply_exit_rule
 from runtime.errors import InputError, InputTypeError
-from runtime.exits import REPORT_SPEEDS
 from runtime.tokenize import TextEncoder
 from tests.conftest import TEXTS, make_student
 
@@ -214,6 +213,7 @@ def test_serve_takes_pairs_and_refuses_the_wrong_shape_with_a_422(pair_bundle):
         assert r.status_code == 422 and "texts[0] is a list of 3 items" in r.json()["error"]
 
 
+@pytest.mark.slow
 def test_ray_streams_pairs(pair_bundle):
     pytest.importorskip("ray")
     import ray
