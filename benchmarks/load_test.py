@@ -171,7 +171,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     t = result["targets"]
-    lines = [f"### edgekd serve {Path(args.bundle).name}, one text per request, speed {speed:g} "
+    item = "text pair" if texts and isinstance(texts[0], tuple) else "text"
+    lines = [f"### edgekd serve {Path(args.bundle).name}, one {item} per request, speed {speed:g} "
              f"({reference['engine']} engine), 2 cores shared by server and load generator", "",
              "| clients | requests | errors | requests/s | p50 ms | p99 ms | load generator CPU (share of 2 cores) |",
              "|---|---|---|---|---|---|---|"]
