@@ -177,7 +177,8 @@ class EdgeModel:
 
     @property
     def num_layers(self) -> int:
-        return 1 if self.full else len(self.sessions) - 1
+        """Layers (exits) of the student; from the manifest, so a bundle holding only model.onnx answers too."""
+        return 1 if self.full else self.manifest.num_layers
 
     # ------------------------------------------------------------------ text API
     def classify(self, texts, speed: float | None = None, batch_size: int = 32) -> list[Prediction]:

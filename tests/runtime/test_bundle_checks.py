@@ -168,3 +168,31 @@ def test_hostile_manifests_give_one_clear_error(bundle_copy, tmp_path):
     path.symlink_to(outside)
     with pytest.raises(BundleError, match="symbolic link"):
         runtime.load(bundle_copy)
+
+
+def test_a_bundle_holding_only_model_onnx_loads_and_answers(bundle_copy):
+    """What a web page downloads: model.onnx, tokenizer.json and the manifest."""
+    from edgekd.calibrate import calibrate
+    from tests.conftest import TEXTS
+
+    want = runtime.load(bundle_copy, engine="graph").classify(TEXTS, speed=0.5)
+
+    def graph_only(data):
+        for stage in [s for s in data["stages"] if s["kind"] != "compiled"]:
+            (bundle_copy / stage["file"]).unlink()
+        data["stages"] = [dict(s, index=0) for s in data["stages"] if s["kind"] == "compiled"]
+
+    edit_manifest(bundle_copy, graph_only)
+    model = runtime.load(bundle_copy)
+    assert model.engine == "graph" and model.num_layers == 3
+    assert model.classify(TEXTS, speed=0.5) == want
+    with pytest.raises(BundleError, match="holds only the compiled graph"):
+        runtime.load(bundle_copy, engine="staged")
+    with pytest.raises(BundleError, match="holds only the compiled graph"):
+        calibrate(bundle_copy, _tiny_dev(bundle_copy), max_drop=1.0)
+
+
+def _tiny_dev(folder):
+    path = folder.parent / "dev.tsv"
+    path.write_text("sentence\tlabel\ngood film\tpositive\nbad plot\tnegative\n")
+    return path
