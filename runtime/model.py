@@ -226,11 +226,12 @@ class EdgeModel:
     def items(self, texts) -> list:
         """`texts` as a list of what this bundle takes (str, or (text, text_pair) tuples); an item of the
         wrong shape is refused in one line that names its index and what the bundle expects."""
-        if isinstance(texts, (str, tuple, dict)):
-            texts = [texts]
+        pair = self.manifest.text_pair
+        one_pair = pair and isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str) for t in texts)
+        if isinstance(texts, (str, dict)) or one_pair:
+            texts = [texts]  # one item; any other tuple is a sequence of items, as before pairs existed
         if texts is None or not hasattr(texts, "__iter__"):
             raise InputTypeError(f"texts must be a list of items (or one item), got {type(texts).__name__}")
-        pair = self.manifest.text_pair
         out = []
         for index, item in enumerate(texts):
             if isinstance(item, dict):

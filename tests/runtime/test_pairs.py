@@ -230,3 +230,9 @@ def test_ray_streams_pairs(pair_bundle):
     want = runtime.load(pair_bundle).classify(PAIRS, speed=0.3)
     assert [(r["q1"], r["q2"], r["label"], r["exit_layer"]) for r in out] == \
         [(a, b, w.label, w.exit_layer) for (a, b), w in zip(PAIRS, want)]
+
+
+def test_one_pair_or_a_tuple_of_texts(pair_bundle, bundle):
+    pairs, single = runtime.load(pair_bundle), runtime.load(bundle)
+    assert len(pairs.classify(("good", "bad"))) == 1  # one pair
+    assert len(single.classify(("good", "bad"))) == 2  # a tuple of two texts, as before pairs existed
