@@ -19,6 +19,7 @@ import numpy as np
 
 import runtime
 from edgekd.metrics import binary_f1
+from edgekd.card import write_card
 from edgekd.data import read_labelled
 from runtime.errors import EdgeKDError
 from runtime.exits import SPEED_GRID, decide
@@ -166,4 +167,6 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
                                            points=points, rule=rule, engine_latency_ms=engines, engine=engine,
                                            threads=threads)
         write_manifest(bundle, manifest)
+        if manifest.card:  # the model card shows the calibration table: written again, hashed again
+            write_card(bundle, manifest)
     return CalibrationResult(points, chosen.speed, rule, full)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 import runtime
+from edgekd.card import training_source, write_card
 from edgekd.config import DistillConfig
 from edgekd.data import read_labelled, read_unlabelled
 from edgekd.evaluate import all_exit_logits
@@ -129,6 +130,9 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
             from edgekd.calibrate import calibrate
 
             calibrate(folder, data, max_drop=max_drop)
+        manifest = read_manifest(folder)
+        manifest.source = _source(cfg, student)
+        write_card(folder, manifest)  # README.md, listed and hashed in the manifest
 
     if isinstance(student, SmallStudent):
         result = export_classifier(student, tokenizer, labels, out, max_length, atol=atol,
@@ -139,6 +143,23 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
                                 optimize=optimize, text_pair=folder.is_complete() and folder.text_pair)
     result.manifest = read_manifest(result.path)
     return result
+
+
+def _source(cfg: DistillConfig, student) -> dict:
+    """What the model card says of the training."""
+    from dataclasses import asdict
+
+    def rows(path: str) -> int | None:
+        try:
+            return len(read_unlabelled(path, cfg.data.text_column or None,
+                                       text_pair_column=cfg.data.text_pair_column or None))
+        except Exception:  # the data moved since the run: the card says '?'
+            return None
+
+    shape = {k: v for k, v in asdict(student.config).items()
+             if k in ("num_layers", "hidden_size", "num_heads", "ffn_size", "kind", "embed_size")}
+    return training_source(cfg.to_dict(), shape, rows(cfg.data.train) if cfg.data.train else None,
+                           rows(cfg.data.dev) if cfg.data.dev else None)
 
 
 def _compress(run: RunFolder, cfg: DistillConfig, student, keep: float | None, size: int | None, metric: str,

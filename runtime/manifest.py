@@ -138,6 +138,11 @@ class Manifest:
     quantization: dict[str, Any] | None = None
     # made from text pairs (schema 3): predictions take (text, text_pair), the token graphs token_type_ids
     text_pair: bool = False
+    # the model card (schema 3): README.md in the bundle, hashed like every file; `source` holds what it says of
+    # the training (teacher, data, student shape, licence) so that calibrate can write it again
+    card: str | None = None
+    card_sha256: str | None = None
+    source: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -284,7 +289,17 @@ def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
             problems.append(f"stage {stage.name}: file {stage.file} is missing")
         elif sha256_file(path) != stage.sha256:
             problems.append(f"stage {stage.name}: {stage.file} does not match its sha256 (corrupted or replaced)")
-    listed = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.stages}
+    if manifest.card is not None:
+        try:
+            card = resolve_inside(bundle, manifest.card)
+            if not card.is_file():
+                problems.append(f"model card {manifest.card} is missing")
+            elif sha256_file(card) != manifest.card_sha256:
+                problems.append(f"model card {manifest.card} does not match its sha256 (edited or replaced)")
+        except BundleError as exc:
+            problems.append(str(exc))
+    listed = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.stages} | \
+        ({manifest.card} if manifest.card else set())
     extra = sorted(p.name for p in Path(bundle).iterdir() if p.name not in listed and not p.name.startswith("."))
     if extra:
         problems.append(f"files the manifest does not list: {', '.join(extra)} (a bundle holds only what its "

@@ -1,0 +1,124 @@
+"""The model card: README.md inside every bundle exported from a run.
+
+Written at export and again whenever `edgekd calibrate` changes the calibration; listed and hashed in
+the manifest like every other file. It is rendered from the manifest alone (`manifest.source` keeps what
+it says of the training), with the front matter a model hub reads (library_name, pipeline_tag, license,
+base_model, metrics). Torch-free: calibrate runs without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from runtime.files import atomic_write_text
+from runtime.manifest import Manifest, read_manifest, sha256_file, write_manifest
+
+CARD_FILE = "README.md"
+
+
+def training_source(run_config: dict, student: dict, train_rows: int | None, dev_rows: int | None) -> dict:
+    """What the card says of the training: teacher, data, sizes, the student's shape, the teacher's licence."""
+    teacher = str(run_config.get("teacher", ""))
+    data = run_config.get("data", {})
+    return {"teacher": teacher, "base_model": _model_name(teacher), "license": _licence(teacher),
+            "train": Path(data.get("train", "")).name, "train_rows": train_rows,
+            "dev": Path(data.get("dev", "")).name, "dev_rows": dev_rows, "student": student}
+
+
+def _model_name(teacher: str) -> str:
+    """The teacher's hub name where its config records one, else the folder's or hub id's name."""
+    try:
+        name = json.loads((Path(teacher) / "config.json").read_text(encoding="utf-8")).get("_name_or_path")
+    except (OSError, ValueError):
+        name = None
+    return str(name) if name and not os.path.isabs(str(name)) else (Path(teacher).name if teacher else "unknown")
+
+
+def _licence(teacher: str) -> str:
+    """The licence the teacher's folder states (README front matter `license:`), else 'unknown'."""
+    try:
+        text = (Path(teacher) / "README.md").read_text(encoding="utf-8")
+    except OSError:
+        return "unknown"
+    if text.startswith("---"):
+        for line in text.split("---", 2)[1].splitlines():
+            if line.strip().startswith("license:"):
+                return line.split(":", 1)[1].strip() or "unknown"
+    return "unknown"
+
+
+def render(manifest: Manifest) -> str:
+    """The card's text for `manifest`."""
+    s = manifest.source or {}
+    binary = len(manifest.labels) == 2
+    metrics = ["accuracy"] + (["f1"] if binary else [])
+    front = ["---", "library_name: edgekd", "pipeline_tag: text-classification", f"license: {s.get('license', 'unknown')}",
+             f"base_model: {s.get('base_model', 'unknown')}", "metrics:", *[f"  - {m}" for m in metrics],
+             "tags:", "  - early-exit", "  - onnx", "  - knowledge-distillation", "---", ""]
+    kind = "text pairs (text, text_pair)" if manifest.text_pair else "single texts"
+    student = s.get("student", {})
+    lines = [f"# {'Text-pair' if manifest.text_pair else 'Text'} classifier with early exit (edgekd)", "",
+             f"Classifies {kind} into {len(manifest.labels)} labels: {', '.join(manifest.labels)}.", "",
+             "## Where it came from", "",
+             f"- teacher: `{s.get('base_model', 'unknown')}` (licence: {s.get('license', 'unknown')})",
+             f"- training data: `{s.get('train', '?')}` ({s.get('train_rows', '?')} rows), dev `{s.get('dev', '?')}` "
+             f"({s.get('dev_rows', '?')} rows)",
+             f"- student: {manifest.student}, {manifest.num_layers} layers, hidden {manifest.hidden_size}" +
+             (f", {student.get('num_heads')} heads, FFN {student.get('ffn_size')}" if student.get("num_heads") else "") +
+             f", an exit head after every layer; max length {manifest.max_length} tokens",
+             f"- precision: {manifest.precision}" + (f" ({manifest.quantization['chosen']}: "
+                                                      f"{manifest.quantization['why']})" if manifest.quantization else ""),
+             f"- vocabulary: {manifest.vocabulary.kept_size} of {manifest.vocabulary.original_size} tokens kept", ""]
+    lines += ["## Speed and accuracy", ""]
+    cal = manifest.calibration
+    if cal and cal.points:
+        lines += [f"Measured by `edgekd calibrate` on {cal.data} ({cal.machine}; {cal.rule or 'no rule'}); the "
+                  f"default speed is {manifest.default_speed:g}.", "",
+                  "| speed | accuracy % | " + ("F1 % | " if binary else "") + "average layers | latency ms (batch 1) |",
+                  "|---|---|" + ("---|" if binary else "") + "---|---|"]
+        for p in cal.points:
+            f1 = (f"{100 * p.f1:.2f} | " if p.f1 is not None else "- | ") if binary else ""
+            latency = f"{p.latency_ms:.3f}" if p.latency_ms is not None else "-"
+            lines.append(f"| {p.speed:g} | {100 * p.accuracy:.2f} | {f1}{p.average_layers:.2f} | {latency} |")
+    else:
+        lines.append(f"Not calibrated: the default speed is {manifest.default_speed:g} "
+                     "(`edgekd calibrate BUNDLE --data FILE --max-drop 1` measures it).")
+    first = '("a question", "another question")' if manifest.text_pair else '"a text"'
+    inputs = "`input_ids`, `attention_mask`" + (", `token_type_ids`" if manifest.text_pair else "")
+    lines += ["", "## How to run it", "",
+              "Python (`pip install edgekd[cpu]`: numpy, onnxruntime, tokenizers; no torch):", "", "```python",
+              "import runtime", "model = runtime.load(\"path/to/this/bundle\")",
+              f"print(model.classify([{first}]))   # label, probs, exit_layer, uncertainty", "```", "",
+              "JavaScript (`@edgekd/runtime`, Node or the browser): `const model = await load(url); await "
+              f"model.classify([{first.replace('(', '[').replace(')', ']')}])`.", "",
+              f"Any ONNX Runtime binding: `model.onnx` takes {inputs} (int64 [B,T], from this folder's "
+              f"`tokenizer.json`, truncated to {manifest.max_length} tokens) and `speed` (float32 scalar: 0 runs "
+              "every layer, higher lets confident inputs leave earlier); it returns `logits` [B,C], `exit_layer` "
+              "[B] (1-based) and `uncertainty` [B].", ""]
+    return "\n".join(front + lines)
+
+
+def write_card(bundle: str | os.PathLike, manifest: Manifest | None = None) -> Path:
+    """Write README.md for the bundle (from its manifest), and list and hash it in the manifest."""
+    bundle = Path(bundle)
+    manifest = manifest or read_manifest(bundle)
+    path = atomic_write_text(bundle / CARD_FILE, render(manifest))
+    manifest.card, manifest.card_sha256 = CARD_FILE, sha256_file(path)
+    write_manifest(bundle, manifest)
+    return path
+
+
+def front_matter(text: str) -> dict:
+    """The card's front matter as a dict (lists for indented `- item` lines)."""
+    block = text.split("---", 2)[1]
+    out: dict = {}
+    key = None
+    for line in block.strip().splitlines():
+        if line.startswith("  - ") and key:
+            out.setdefault(key, []).append(line[4:].strip())
+        elif ":" in line:
+            key, value = (part.strip() for part in line.split(":", 1))
+            out[key] = value if value else []
+    return out

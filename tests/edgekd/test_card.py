@@ -1,0 +1,53 @@
+"""The model card: README.md in every bundle exported from a run, listed and hashed, with a hub's front
+matter; its numbers are the manifest's, and calibrate writes it again."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import runtime
+from edgekd.card import front_matter
+from edgekd.export import export_run
+from runtime.errors import BundleError
+
+
+def table(text: str) -> list[list[str]]:
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| speed")]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+def test_every_exported_bundle_has_a_card_whose_numbers_are_the_manifests(finished_run, tiny_data, tmp_path):
+    bundle = export_run(finished_run, tmp_path / "b", data=tiny_data["dev"], max_drop=5.0).path
+    manifest = runtime.read_manifest(bundle)
+    text = (bundle / "README.md").read_text()
+    assert manifest.card == "README.md" and manifest.card_sha256
+    meta = front_matter(text)
+    assert meta["library_name"] == "edgekd" and meta["pipeline_tag"] == "text-classification"
+    assert meta["metrics"] == ["accuracy", "f1"] and meta["base_model"] and "license" in meta
+    assert f"`{manifest.source['train']}` ({manifest.source['train_rows']} rows)" in text
+    rows = table(text)
+    assert len(rows) == len(manifest.calibration.points)
+    for row, point in zip(rows, manifest.calibration.points):
+        assert float(row[0]) == pytest.approx(point.speed)
+        assert float(row[1]) == pytest.approx(100 * point.accuracy, abs=0.005)
+        assert float(row[3]) == pytest.approx(point.average_layers, abs=0.005)
+    assert re.search(rf"default speed is {manifest.default_speed:g}", text)
+    assert "token_type_ids" not in text and "model.onnx" in text
+    runtime.load(bundle)  # listed and hashed: it verifies
+
+
+def test_an_edited_card_is_refused_and_calibrate_writes_it_again(finished_run, tiny_data, tmp_path):
+    from edgekd.calibrate import calibrate
+
+    bundle = export_run(finished_run, tmp_path / "b", data=tiny_data["dev"], max_drop=5.0).path
+    before = (bundle / "README.md").read_text()
+    (bundle / "README.md").write_text(before + "\nedited\n")
+    with pytest.raises(BundleError, match="model card README.md does not match its sha256"):
+        runtime.load(bundle)
+    (bundle / "README.md").write_text(before)
+    calibrate(bundle, tiny_data["dev"], max_drop=0.0)
+    after = (bundle / "README.md").read_text()
+    manifest = runtime.load(bundle).manifest  # hashed again: it verifies
+    assert "max_drop=0 points" in after and f"default speed is {manifest.default_speed:g}" in after
