@@ -42,13 +42,15 @@ from runtime.tokenize import TextEncoder
 SPLIT_MIN_ROWS = 16  # batches from this size may be split across cores, when calibration measured that faster
 
 
-def _encodable(text: str) -> bool:
-    """False for a text with a lone surrogate (what a wrong decode leaves), which the tokenizer refuses."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+def _check_encodable(index: int, *texts: str) -> None:
+    """Refuse item `index` when a text holds a lone surrogate (what a wrong decode leaves): no tokenizer reads it."""
+    for text in texts:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"texts[{index}] holds a lone surrogate (invalid UTF-16 such as '\\ud800'), which no "
+                             "tokenizer can read; decode the text correctly, or encode it with errors='replace' "
+                             "first") from None
 
 
 @dataclass
@@ -247,16 +249,10 @@ class EdgeModel:
                 if not pair:
                     raise InputError(f"texts[{index}] is a pair, but this bundle classifies single texts: give "
                                      "each item as one string")
-                for side in item:
-                    if not _encodable(side):
-                        raise InputError(f"texts[{index}] holds a lone surrogate (invalid UTF-16 such as "
-                                         "'\\ud800'), which no tokenizer can read; decode the text correctly first")
+                _check_encodable(index, *item)
                 out.append((item[0], item[1]))
             elif isinstance(item, str):
-                if not _encodable(item):
-                    raise InputError(f"texts[{index}] holds a lone surrogate (invalid UTF-16 such as '\\ud800'), "
-                                     "which no tokenizer can read; decode the text correctly, or encode it with "
-                                     "errors='replace' first")
+                _check_encodable(index, item)
                 if pair:
                     raise InputError(f"texts[{index}] is a single string, but this bundle classifies text pairs: "
                                      "give (text, text_pair) (the second may be empty)")

@@ -183,27 +183,27 @@ def _teacher_optimum(r: dict, c: Context) -> System:
                                        c._scratch(""))
 
 
+def _training(c: Context, artifact: str) -> tuple[list, list]:
+    """(texts, labels) to train a competitor on, or empty lists when its `artifact` is already in the scratch
+    folder (a resumed bench, or the fresh process of the RSS measurement, reads the trained one)."""
+    if c._scratch(artifact).is_file():
+        return [], []
+    return c.train_rows.texts, c.train_rows.labels
+
+
 def _fasttext(r: dict, c: Context) -> System:
-    cached = (c._scratch("fasttext.bin")).is_file()
-    rows = None if cached else c.train_rows
-    return competitors.fasttext_system(rows.texts if rows else [], rows.labels if rows else [], c.labels,
-                                       c._scratch(""))
+    return competitors.fasttext_system(*_training(c, "fasttext.bin"), c.labels, c._scratch(""))
 
 
 def _tfidf(r: dict, c: Context) -> System:
-    cached = (c._scratch("tfidf-lr.joblib")).is_file()
-    rows = None if cached else c.train_rows
-    return competitors.tfidf_system(rows.texts if rows else [], rows.labels if rows else [], c.labels, c._scratch(""))
+    return competitors.tfidf_system(*_training(c, "tfidf-lr.joblib"), c.labels, c._scratch(""))
 
 
 def _model2vec(r: dict, c: Context) -> System:
-    cached = (c._scratch("model2vec-head.joblib")).is_file()
-    rows = None if cached else c.train_rows
-    if not cached:
+    texts, labels = _training(c, "model2vec-head.joblib")
+    if texts:
         c.log("model2vec: distilling static embeddings from the teacher (a minute on 2 cores)")
-    backbone = c._need_run("model2vec").teacher
-    return competitors.model2vec_system(backbone, rows.texts if rows else [], rows.labels if rows else [], c.labels,
-                                        c._scratch(""))
+    return competitors.model2vec_system(c._need_run("model2vec").teacher, texts, labels, c.labels, c._scratch(""))
 
 
 KINDS: dict[str, Callable[[dict, Context], System]] = {

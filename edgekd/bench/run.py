@@ -367,7 +367,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     return payload
 
 
-def _row(unit: Unit, system_state: dict, built: System | None, gflops) -> Row | None:
+def _row(unit: Unit, system_state: dict, gflops) -> Row | None:
     """The report row of a system with every measurement done, else None."""
     s = system_state
     if "quality" not in s or "b1_0" not in s or "b1_1" not in s:
@@ -380,7 +380,7 @@ def _row(unit: Unit, system_state: dict, built: System | None, gflops) -> Row | 
     b32 = [s["b32_0"], s["b32_1"]] if batched else []
     batches = [t for _, times in b32 for t in times]
     large = [s[k][0] for k in ("b256_0", "b256_1") if k in s]
-    kind = s.get("kind") or (built.kind if built else unit.group)
+    kind = s.get("kind") or unit.group
     return Row(name=unit.name, kind=kind, speed=unit.recipe.get("speed"), accuracy=acc, average_layers=layers,
                gflops_per_text=gflops(kind, layers), p50_ms_b1=1e3 * statistics.median(lat),
                p95_ms_b1=1e3 * percentile(lat, 95), throughput_b32=max(r for r, _ in b32) if b32 else None,
@@ -411,7 +411,7 @@ def _report(options: BenchOptions, ctx: Context, units: list[Unit], state: State
         s = state.system(unit.name)
         if unit.name in state.data["failed"]:
             continue
-        row = _row(unit, s, None, gflops)
+        row = _row(unit, s, gflops)
         if row is not None:
             rows.append(row)
     for js_rows in state.data["js"].values():
