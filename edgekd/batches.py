@@ -16,23 +16,43 @@ from runtime.tokenize import TextEncoder
 class Batch:
     input_ids: torch.Tensor  # (B,T)
     mask: torch.Tensor  # (B,T)
-    labels: torch.Tensor | None  # (B,)
+    labels: torch.Tensor | None  # (B,) class ids | (B,C) 0/1 (multi-label) | (B,) values (regression)
     index: torch.Tensor  # (B,) row numbers in the dataset
     targets: torch.Tensor | None = None  # (B,C) soft / teacher targets when precomputed
     token_types: torch.Tensor | None = None  # (B,T) segment ids of text pairs; None for single texts
 
 
+def label_tensor(labels: list, problem: str = "single-label", num_labels: int = 0) -> torch.Tensor:
+    """A dataset's labels as training wants them: class ids (N,) long; multi-label index lists as 0/1 rows
+    (N, num_labels) float; regression values (N,) float. Unknown gold (transfer rows) stays -1 (a row of -1
+    for multi-label) or NaN."""
+    if problem == "regression":
+        return torch.tensor([float("nan") if v is None else float(v) for v in labels], dtype=torch.float32)
+    if problem == "multi-label":
+        rows = torch.zeros(len(labels), num_labels)
+        for i, chosen in enumerate(labels):
+            if chosen is None:
+                rows[i] = -1.0
+            else:
+                rows[i, list(chosen)] = 1.0
+        return rows
+    return torch.tensor([-1 if v is None else v for v in labels], dtype=torch.long)
+
+
 class TokenizedData:
     """Texts (or text pairs) tokenized once; batches padded to their own longest row."""
 
-    def __init__(self, encoder: TextEncoder, texts: list, labels: list[int] | None = None,
+    def __init__(self, encoder: TextEncoder, texts: list, labels: list | torch.Tensor | None = None,
                  targets: torch.Tensor | None = None):
         self.encoder = encoder
         self.ids, types = encoder.tokens(texts)
         self.pair = any(isinstance(t, tuple) for t in texts)
         self.types = types if self.pair else None
         self.lengths = torch.tensor([len(i) for i in self.ids])
-        self.labels = None if labels is None else torch.tensor(labels, dtype=torch.long)
+        if labels is None or isinstance(labels, torch.Tensor):
+            self.labels = labels
+        else:
+            self.labels = label_tensor(labels)
         self.targets = targets
 
     def __len__(self) -> int:

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 
 import runtime
-from edgekd.metrics import binary_f1
+from edgekd.metrics import gold_array, main_metric, task_scores
 from edgekd.card import write_card
 from edgekd.data import read_labelled
 from runtime.errors import EdgeKDError
-from runtime.exits import SPEED_GRID, decide
+from runtime.exits import SPEED_GRID, ExitRule, decide
 from runtime.choose import fastest
 from runtime.manifest import Calibration, CalibrationPoint, write_manifest
 from runtime.timing import machine_description, stage_times
@@ -35,13 +35,26 @@ class CalibrationResult:
     points: list[CalibrationPoint]
     chosen: float
     rule: str
-    full_accuracy: float
+    full_accuracy: float  # the main metric (accuracy, micro-F1, Pearson) at full depth
+    metric: str = "accuracy"
 
 
-def simulate(exit_logits: np.ndarray, labels: np.ndarray, speed: float) -> tuple[float, np.ndarray]:
-    """Accuracy and per-row exit layer (1-based) at `speed`, from (L,N,C) exit logits."""
-    logits, layers, _ = decide(exit_logits, speed)
+def simulate(exit_logits: np.ndarray, labels: np.ndarray, speed: float, rule: ExitRule | None = None
+             ) -> tuple[float, np.ndarray]:
+    """Accuracy and per-row exit layer (1-based) at `speed`, from (L,N,C) exit logits (single-label)."""
+    logits, layers, _ = decide(exit_logits, speed, rule)
     return float((logits.argmax(1) == labels).mean()), layers
+
+
+def point(exit_logits: np.ndarray, gold: np.ndarray, speed: float, rule: ExitRule) -> tuple[CalibrationPoint, np.ndarray]:
+    """The calibration point at `speed` (the problem type's metrics; latency filled in later) and per-row exit
+    layers, from (L,N,C) exit logits."""
+    logits, layers, _ = decide(exit_logits, speed, rule)
+    scores = task_scores(rule.problem, logits, gold)
+    if rule.problem == "single-label":
+        return CalibrationPoint(speed=speed, accuracy=scores["accuracy"], average_layers=float(layers.mean()),
+                                f1=scores.get("f1")), layers
+    return CalibrationPoint(speed=speed, accuracy=None, average_layers=float(layers.mean()), metrics=scores), layers
 
 
 def engine_latency(model: runtime.EdgeModel, texts: list[str], speed: float, rounds: int = 3) -> dict[str, float]:
@@ -113,8 +126,9 @@ def thread_policy(model: runtime.EdgeModel, texts: list[str], speed: float, engi
 def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: float | None = None,
               latency_ms: float | None = None, latency_texts: int = 100, grid: list[float] | None = None,
               write: bool = True) -> CalibrationResult:
-    """Measure, choose the default speed by `max_drop` (accuracy points below full
-    depth) or `latency_ms` (mean per text at batch 1), and write it into the manifest."""
+    """Measure, choose the default speed by `max_drop` (points of the problem type's main metric below full
+    depth: accuracy, micro-F1, Pearson x 100) or `latency_ms` (mean per text at batch 1), and write it into
+    the manifest."""
     if (max_drop is None) == (latency_ms is None):
         raise EdgeKDError("give exactly one of --max-drop POINTS or --latency-ms MS")
     if max_drop is not None and max_drop < 0:
@@ -124,8 +138,10 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
     model = runtime.load(bundle, warmup=True)
     if model.full:
         raise EdgeKDError(f"{bundle} holds one graph without exits; there is no speed to calibrate")
-    dataset = read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values)
-    labels = np.array(dataset.labels)
+    dataset = read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values,
+                            problem=model.problem)
+    exit_rule, metric = model.rule, main_metric(model.problem)
+    gold = gold_array(dataset.labels, model.problem, len(model.labels))
     items = model.items(dataset.texts)  # a pair bundle refuses single-text data, and the other way round
     ids, types = model.encoder.tokens(items)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -139,14 +155,12 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
     cumulative = np.cumsum(per_layer)
     points = []
     for speed in grid or GRID:
-        acc, layers = simulate(exit_logits, labels, speed)
-        latency = front + float(np.mean(cumulative[layers[sample] - 1]))
-        f1 = binary_f1(decide(exit_logits, speed)[0].argmax(1), labels, len(model.labels))
-        points.append(CalibrationPoint(speed=speed, accuracy=acc, average_layers=float(layers.mean()),
-                                       latency_ms=1e3 * latency, f1=f1))
-    full = points[0].accuracy if points[0].speed == 0 else simulate(exit_logits, labels, 0.0)[0]
+        p, layers = point(exit_logits, gold, speed, exit_rule)
+        p.latency_ms = 1e3 * (front + float(np.mean(cumulative[layers[sample] - 1])))
+        points.append(p)
+    full = point(exit_logits, gold, 0.0, exit_rule)[0].score(metric)
     if max_drop is not None:
-        ok = [p for p in points if 100 * (full - p.accuracy) <= max_drop + 1e-9]
+        ok = [p for p in points if 100 * (full - p.score(metric)) <= max_drop + 1e-9]
         chosen = max(ok, key=lambda p: p.speed)
         rule = f"max_drop={max_drop:g} points"
     else:
@@ -155,7 +169,7 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
             fastest = min(points, key=lambda p: p.latency_ms)
             raise EdgeKDError(f"no speed meets {latency_ms:g} ms here; the fastest is speed {fastest.speed:g} at "
                               f"{fastest.latency_ms:.3f} ms per text")
-        chosen = max(ok, key=lambda p: (p.accuracy, -p.speed))
+        chosen = max(ok, key=lambda p: (p.score(metric), -p.speed))
         rule = f"latency_ms={latency_ms:g}"
     engines = engine_latency(model, [dataset.texts[i] for i in sample], chosen.speed)
     engine = min(engines, key=engines.get) if engines else None
@@ -165,8 +179,8 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         manifest.default_speed = chosen.speed
         manifest.calibration = Calibration(data=f"{Path(data).name} ({len(ids)} rows)", machine=machine_description(),
                                            points=points, rule=rule, engine_latency_ms=engines, engine=engine,
-                                           threads=threads)
+                                           threads=threads, metric=metric)
         write_manifest(bundle, manifest)
         if manifest.card:  # the model card shows the calibration table: written again, hashed again
             write_card(bundle, manifest)
-    return CalibrationResult(points, chosen.speed, rule, full)
+    return CalibrationResult(points, chosen.speed, rule, full, metric)

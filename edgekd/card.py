@@ -52,15 +52,24 @@ def _licence(teacher: str) -> str:
 def render(manifest: Manifest) -> str:
     """The card's text for `manifest`."""
     s = manifest.source or {}
-    binary = len(manifest.labels) == 2
-    metrics = ["accuracy"] + (["f1"] if binary else [])
+    problem = manifest.problem
+    binary = len(manifest.labels) == 2 and problem == "single-label"
+    metrics = {"multi-label": ["micro_f1", "macro_f1"], "regression": ["pearson", "spearman"]}.get(
+        problem, ["accuracy"] + (["f1"] if binary else []))
     front = ["---", "library_name: edgekd", "pipeline_tag: text-classification", f"license: {s.get('license', 'unknown')}",
              f"base_model: {s.get('base_model', 'unknown')}", "metrics:", *[f"  - {m}" for m in metrics],
              "tags:", "  - early-exit", "  - onnx", "  - knowledge-distillation", "---", ""]
     kind = "text pairs (text, text_pair)" if manifest.text_pair else "single texts"
     student = s.get("student", {})
-    lines = [f"# {'Text-pair' if manifest.text_pair else 'Text'} classifier with early exit (edgekd)", "",
-             f"Classifies {kind} into {len(manifest.labels)} labels: {', '.join(manifest.labels)}.", "",
+    does = {"single-label": f"Classifies {kind} into one of {len(manifest.labels)} labels: "
+                            f"{', '.join(manifest.labels)}.",
+            "multi-label": f"Tags {kind} with any number of {len(manifest.labels)} labels (independent sigmoids; "
+                           f"a label is on at probability >= its threshold): {', '.join(manifest.labels)}.",
+            "regression": f"Scores {kind} with one number, `{manifest.labels[0]}`, in the training data's units."}
+    what = {"single-label": "label, probs", "multi-label": "labels, probs", "regression": "score"}[problem]
+    lines = [f"# {'Text-pair' if manifest.text_pair else 'Text'} "
+             f"{'regression model' if problem == 'regression' else 'classifier'} with early exit (edgekd)", "",
+             does[problem], "",
              "## Where it came from", "",
              f"- teacher: `{s.get('base_model', 'unknown')}` (licence: {s.get('license', 'unknown')})",
              f"- training data: `{s.get('train', '?')}` ({s.get('train_rows', '?')} rows), dev `{s.get('dev', '?')}` "
@@ -76,12 +85,14 @@ def render(manifest: Manifest) -> str:
     if cal and cal.points:
         lines += [f"Measured by `edgekd calibrate` on {cal.data} ({cal.machine}; {cal.rule or 'no rule'}); the "
                   f"default speed is {manifest.default_speed:g}.", "",
-                  "| speed | accuracy % | " + ("F1 % | " if binary else "") + "average layers | latency ms (batch 1) |",
-                  "|---|---|" + ("---|" if binary else "") + "---|---|"]
+                  "| speed | " + "".join(f"{m.replace('_', '-')} x 100 | " for m in metrics) +
+                  "average layers | latency ms (batch 1) |", "|---|" + "---|" * len(metrics) + "---|---|"]
         for p in cal.points:
-            f1 = (f"{100 * p.f1:.2f} | " if p.f1 is not None else "- | ") if binary else ""
+            values = [p.accuracy if m == "accuracy" else p.f1 if m == "f1" else (p.metrics or {}).get(m)
+                      for m in metrics]
             latency = f"{p.latency_ms:.3f}" if p.latency_ms is not None else "-"
-            lines.append(f"| {p.speed:g} | {100 * p.accuracy:.2f} | {f1}{p.average_layers:.2f} | {latency} |")
+            lines.append(f"| {p.speed:g} | " + "".join("- | " if v is None else f"{100 * v:.2f} | " for v in values)
+                         + f"{p.average_layers:.2f} | {latency} |")
     else:
         lines.append(f"Not calibrated: the default speed is {manifest.default_speed:g} "
                      "(`edgekd calibrate BUNDLE --data FILE --max-drop 1` measures it).")
@@ -90,7 +101,7 @@ def render(manifest: Manifest) -> str:
     lines += ["", "## How to run it", "",
               "Python (`pip install edgekd[cpu]`: numpy, onnxruntime, tokenizers; no torch):", "", "```python",
               "import runtime", "model = runtime.load(\"path/to/this/bundle\")",
-              f"print(model.classify([{first}]))   # label, probs, exit_layer, uncertainty", "```", "",
+              f"print(model.classify([{first}]))   # {what}, exit_layer, uncertainty", "```", "",
               "JavaScript (`@edgekd/runtime`, Node or the browser): `const model = await load(url); await "
               f"model.classify([{first.replace('(', '[').replace(')', ']')}])`.", "",
               f"Any ONNX Runtime binding: `model.onnx` takes {inputs} (int64 [B,T], from this folder's "

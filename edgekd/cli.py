@@ -79,7 +79,8 @@ def distill(
     text_column: Annotated[Optional[str], typer.Option(help="Text column of the data files (default: sentence, text, content, review, ...).")] = None,
     text_pair_column: Annotated[Optional[str], typer.Option(help="Second text column: the data are text pairs (paraphrase, entailment, duplicate questions, reranking). Found without the flag when the files have sentence1/sentence2, question1/question2, premise/hypothesis, text/text_pair or query/passage.")] = None,
     label_column: Annotated[Optional[str], typer.Option(help="Label column of the data files (default: label, labels, class, ...).")] = None,
-    label_names: Annotated[Optional[str], typer.Option(help="Comma-separated names for the data's labels in their sorted order, e.g. negative,positive for SST-2's 0,1; predictions then print names.")] = None,
+    label_names: Annotated[Optional[str], typer.Option(help="Names for the data's labels in their sorted order: comma-separated (negative,positive for SST-2's 0,1) or @FILE with one name a line (@../shared/data/goemotions/labels.txt); predictions then print names.")] = None,
+    problem: Annotated[Optional[str], typer.Option(help="single-label (one class per text, softmax) | multi-label (any number of labels, sigmoids) | regression (a number). Default: the teacher's config.problem_type, else found from the labels (a cell listing several labels such as 8,20 -> multi-label; numbers not all whole -> regression).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Start over: remove an existing run folder at --out first (default: resume it).")] = False,
     student: Annotated[Optional[str], typer.Option(help="Student kind: transformer (early exit) | bilstm | textcnn.")] = None,
     layers: Annotated[Optional[int], typer.Option(help="Student layers (one exit head each).")] = None,
@@ -128,7 +129,11 @@ def distill(
     if augment is not None:
         data["augment"] = augment
     if label_names:
-        data["label_names"] = [n.strip() for n in label_names.split(",")]
+        from edgekd.data import label_names_option
+
+        data["label_names"] = label_names_option(label_names)
+    if problem:
+        data["problem"] = problem
     shape = {k: v for k, v in (("kind", student), ("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn),
                                  ("head_type", head_type), ("init", init), ("init_from", student_init), ("vocab_keep", vocab_keep), ("vocab_size", vocab_size)) if v is not None}
     if data:
@@ -200,10 +205,11 @@ def export(
          f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")
     check = result.manifest.precision_check
     if check:
+        metric = check.get("metric", "accuracy")
         for speed_key, row in check["speeds"].items():
             _err(f"  {check['precision']} vs fp32 at speed {speed_key}: predictions agree {100 * row['prediction_agreement']:.2f}%, "
-                 f"exit layers {100 * row['exit_agreement']:.2f}%, accuracy {100 * row['accuracy']:.2f}% "
-                 f"(fp32 {100 * row['accuracy_fp32']:.2f}%)")
+                 f"exit layers {100 * row['exit_agreement']:.2f}%, {metric} {100 * row[metric]:.2f} "
+                 f"(fp32 {100 * row[metric + '_fp32']:.2f})")
     if result.manifest.calibration:
         _err(f"  calibrated default speed {result.manifest.default_speed:g} ({result.manifest.calibration.rule})")
 
@@ -263,11 +269,11 @@ def predict(
     for text, r in zip(texts, results):
         given = {"text": text} if isinstance(text, str) else {"text": text[0], "text_pair": text[1]}
         if as_json:
-            typer.echo(json.dumps({**given, "label": r.label, "probs": r.probs, "exit_layer": r.exit_layer,
-                                   "uncertainty": r.uncertainty}))
+            typer.echo(json.dumps({**given, **r.to_dict()}))
         else:
-            typer.echo(f"{r.label}\t{r.probs[r.label]:.3f}\tlayer {r.exit_layer}/{model.num_layers}\t" +
-                       "\t".join(given.values()))
+            answer = (f"{r.label}\t{r.probs[r.label]:.3f}" if r.label is not None else
+                      f"{','.join(r.labels) or '(none)'}" if r.labels is not None else f"{r.score:.4f}")
+            typer.echo(f"{answer}\tlayer {r.exit_layer}/{model.num_layers}\t" + "\t".join(given.values()))
 
 
 @app.command()
@@ -302,12 +308,8 @@ def inspect(
     cal = manifest.calibration
     if cal:
         typer.echo(f"calibration ({cal.data}; {cal.machine}; {cal.rule or 'no rule'}):")
-        f1 = any(p.f1 is not None for p in cal.points)
-        typer.echo("   speed  accuracy  avg layers  latency ms" + ("      F1" if f1 else ""))
-        for p in cal.points:
-            lat = f"{p.latency_ms:10.3f}" if p.latency_ms is not None else "         -"
-            typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {lat}" +
-                       (f"  {100 * p.f1:6.2f}%" if p.f1 is not None else ""))
+        for line in calibration_lines(cal.points, cal.metric):
+            typer.echo(line)
         threads = runtime_threads_line(bundle)
         if threads:
             typer.echo(threads)
@@ -409,25 +411,40 @@ def runtime_threads_line(bundle: Path) -> str | None:
             f"vs {large['texts_per_s']['split']:.0f} texts/s split)")
 
 
+def calibration_lines(points, metric: str = "accuracy", chosen: float | None = None) -> list[str]:
+    """A calibration table as text: speed, the problem type's metrics (x 100), average layers, latency."""
+    names = {"accuracy": ["accuracy", "f1"], "micro_f1": ["micro_f1", "macro_f1"],
+             "pearson": ["pearson", "spearman"]}[metric]
+    names = [n for n in names if n != "f1" or any(p.f1 is not None for p in points)]
+
+    def value(p, name):
+        v = p.accuracy if name == "accuracy" else p.f1 if name == "f1" else (p.metrics or {}).get(name)
+        return "-" if v is None else f"{100 * v:.2f}"
+
+    lines = ["   speed" + "".join(f"{n.replace('_', '-'):>10}" for n in names) + "  avg layers  latency ms"]
+    for p in points:
+        latency = f"{p.latency_ms:10.3f}" if p.latency_ms is not None else "         -"
+        lines.append(f"  {p.speed:6.2f}" + "".join(f"{value(p, n):>10}" for n in names) +
+                     f"  {p.average_layers:10.2f}  {latency}" + ("  <- chosen" if p.speed == chosen else ""))
+    return lines
+
+
 @app.command()
 @friendly
 def calibrate(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder (its manifest is updated in place, atomically).")],
     data: Annotated[Path, typer.Option(help="Labelled file to calibrate on (e.g. SST-2 dev.tsv).")],
-    max_drop: Annotated[Optional[float], typer.Option(help="Largest speed whose accuracy is within this many points of full depth.")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(help="Largest speed whose main metric (accuracy; micro-F1 for multi-label; Pearson x 100 for regression) is within this many points of full depth.")] = None,
     latency_ms: Annotated[Optional[float], typer.Option(help="Most accurate speed whose mean batch-1 latency per text, measured here, fits this budget.")] = None,
 ) -> None:
     """Choose the bundle's default speed from an accuracy or latency budget, measured on this machine."""
     from edgekd.calibrate import calibrate as run_calibrate
 
     result = run_calibrate(bundle, data, max_drop=max_drop, latency_ms=latency_ms)
-    f1 = any(p.f1 is not None for p in result.points)
-    typer.echo("   speed  accuracy  avg layers  latency ms" + ("      F1" if f1 else ""))
-    for p in result.points:
-        mark = "  <- chosen" if p.speed == result.chosen else ""
-        typer.echo(f"  {p.speed:6.2f}  {100 * p.accuracy:7.2f}%  {p.average_layers:10.2f}  {p.latency_ms:10.3f}" +
-                   (f"  {100 * p.f1:6.2f}%" if p.f1 is not None else "") + mark)
-    _err(f"default speed {result.chosen:g} ({result.rule}; full depth {100 * result.full_accuracy:.2f}%) written to "
+    for line in calibration_lines(result.points, result.metric, result.chosen):
+        typer.echo(line)
+    _err(f"default speed {result.chosen:g} ({result.rule}; full depth {result.metric} {100 * result.full_accuracy:.2f}) "
+         "written to "
          f"{bundle}/manifest.json")
     line = engine_line(bundle)
     if line:

@@ -43,6 +43,8 @@ class DataConfig:
     text_pair_column: str = ""
     label_column: str = ""  # default: label / labels / ...
     label_names: list[str] = field(default_factory=list)  # display names for the data's labels, in their order
+    # single-label | multi-label | regression; "" = the teacher's config.problem_type, else found from the labels
+    problem: str = ""
     max_train: int = 0  # student stages use the first N train rows (0 = all); rows are shuffled per epoch anyway
     max_unlabeled: int = 0  # use the first N unlabelled rows (0 = all)
     max_length: int = 64  # tokens per text, [CLS] and [SEP] included
@@ -249,6 +251,12 @@ class DistillConfig:
             p.append(f"refine.b_data {self.refine.b_data!r} is not failing or kept")
         if not 0 <= self.data.label_noise < 1:
             p.append("data.label_noise must lie in [0, 1)")
+        if self.data.problem not in ("", "single-label", "multi-label", "regression"):
+            p.append(f"data.problem {self.data.problem!r} is not single-label, multi-label or regression (or empty: "
+                     "found from the teacher and the labels)")
+        if self.data.problem in ("multi-label", "regression") and "refine" in self.stages:
+            p.append(f"the refine stage filters rows by the teacher's probability of one gold class; a "
+                     f"{self.data.problem} task has none: leave refine out of --stages")
         if self.attention.objective not in ("relations", "word", "both"):
             p.append(f"attention.objective {self.attention.objective!r} is not relations, word or both")
         if self.finetune.kd not in ("soft", "mse"):

@@ -19,7 +19,8 @@ from pathlib import Path
 from runtime.errors import EdgeKDError
 
 TEXT_COLUMNS = ("sentence", "text", "content", "review", "sentence1", "document")
-LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "is_duplicate", "quality", "gold_label")
+LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "is_duplicate", "quality", "gold_label", "score")
+PROBLEMS = ("single-label", "multi-label", "regression")
 # (first, second) text columns of the usual text-pair sets: GLUE (MRPC/STS-B/RTE, QQP, MNLI), JSONL text_pair,
 # rerankers; recognised when no --text-column / --text-pair-column is given
 PAIR_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"),
@@ -34,10 +35,14 @@ class DataError(EdgeKDError):
 @dataclass
 class TextDataset:
     texts: list  # str items, or (text, text_pair) tuples for a pair set
-    labels: list[int] | None  # indices into label_names; None for unlabelled text
-    label_names: list[str]
+    # per row: an index into label_names (single-label), a list of them (multi-label), a float (regression);
+    # None for unlabelled text
+    labels: list | None
+    label_names: list[str]  # regression: one name, the target column's
     source: str
     columns: str = ""  # which columns were read, for the log ("text column 'sentence', label column 'label'")
+    problem: str = "single-label"  # single-label | multi-label | regression
+    problem_why: str = ""  # how the problem type was found, for the log and the run folder
 
     @property
     def text_pair(self) -> bool:
@@ -52,7 +57,7 @@ class TextDataset:
             return self
         labels = None if self.labels is None else self.labels[:count]
         return TextDataset(self.texts[:count], labels, self.label_names, f"{self.source} (first {count})",
-                           self.columns)
+                           self.columns, self.problem, self.problem_why)
 
 
 def _format(path: Path, fmt: str | None) -> str:
@@ -188,6 +193,33 @@ def _label_order(values: list[str]) -> list[str]:
         return unique
 
 
+def _cell_labels(value) -> list[str]:
+    """A multi-label cell as label spellings: a JSON list, or comma-separated text ("8,20")."""
+    if isinstance(value, list):
+        return [normalize_label(v) for v in value]
+    return [normalize_label(v) for v in str(value).split(",") if v.strip()]
+
+
+def _is_number(value) -> bool:
+    try:
+        return math.isfinite(float(str(value).strip()))
+    except ValueError:
+        return False
+
+
+def detect_problem(values: list) -> tuple[str, str]:
+    """(problem type, why) from a label column's raw cells: a JSON list or a cell listing several labels
+    ("8,20") -> multi-label; numbers that are not all whole -> regression; else single-label."""
+    listed = next((v for v in values if isinstance(v, list) or (isinstance(v, str) and "," in v)), None)
+    if listed is not None:
+        return "multi-label", f"a label cell lists several labels ({json.dumps(listed)})"
+    if values and all(not isinstance(v, bool) and _is_number(v) for v in values):
+        fraction = next((v for v in values if float(str(v)) != int(float(str(v)))), None)
+        if fraction is not None:
+            return "regression", f"the labels are numbers, not all whole ({str(fraction).strip()!r})"
+    return "single-label", "one label per row"
+
+
 def read_labelled(
     path: str | os.PathLike,
     text_column: str | None = None,
@@ -196,12 +228,16 @@ def read_labelled(
     fmt: str | None = None,
     label_values: list[str] | None = None,
     text_pair_column: str | None = None,
+    problem: str | None = None,
 ) -> TextDataset:
     """Read a labelled file. With `label_names` (e.g. the train set's), every
     label must be one of them (or of `label_values`, the data's own spellings of
     the same classes, in the same order); otherwise the names are the sorted set found.
     A text-pair file (`text_pair_column`, or a known pair of columns such as sentence1/sentence2 or
-    question1/question2) gives (text, text_pair) items; an empty second text is a valid pair."""
+    question1/question2) gives (text, text_pair) items; an empty second text is a valid pair.
+    `problem` (single-label | multi-label | regression): how to read the labels; None finds it from them
+    (`detect_problem`). Multi-label cells list labels (comma-separated, or a JSON list in JSONL);
+    regression labels are numbers (non-numbers are refused, naming the row)."""
     path = Path(path)
     fmt = _format(path, fmt)
     if fmt == "lines":
@@ -211,15 +247,44 @@ def read_labelled(
         raise DataError(f"{path}: the file has a header but no rows")
     text_col, pair_col = text_columns(columns, text_column, text_pair_column, path)
     label_col = pick_column(columns, label_column, LABEL_COLUMNS, "label", path)
-    texts, raw_labels = [], []
+    texts, cells = [], []
     for number, row in rows:
         text, label = row.get(text_col), row.get(label_col)
         if text is None or (isinstance(text, str) and not text.strip()):
             raise DataError(f"{path}: row {number} has an empty {text_col!r}")
-        if label is None or str(label).strip() == "":
+        if label is None or (not isinstance(label, list) and str(label).strip() == ""):
             raise DataError(f"{path}: row {number} has no {label_col!r}")
         texts.append(_item(row, text_col, pair_col))
-        raw_labels.append(normalize_label(label))
+        cells.append(label)
+    if problem is not None and problem not in PROBLEMS:
+        raise DataError(f"unknown problem type {problem!r}; use one of {', '.join(PROBLEMS)}")
+    why = "as asked"
+    if problem is None:
+        problem, why = detect_problem(cells)
+    columns_read = (f"text columns {text_col!r} + {pair_col!r} (pairs)" if pair_col else f"text column {text_col!r}")
+    columns_read += f", label column {label_col!r} ({problem})"
+    if problem == "regression":
+        values = []
+        for (number, _), cell in zip(rows, cells):
+            if isinstance(cell, (list, bool)) or not _is_number(cell):
+                raise DataError(f"{path}: row {number} has {label_col!r} = {cell!r}, not a number; a regression "
+                                "target must be one (use --problem to read the labels as classes)")
+            values.append(float(str(cell).strip()))
+        return TextDataset(texts, values, [label_names[0] if label_names else label_col], str(path), columns_read,
+                           problem, why)
+    if problem == "multi-label":
+        sets = [_cell_labels(cell) for cell in cells]
+        names = list(label_names) if label_names is not None else _label_order([v for s in sets for v in s])
+        index = _label_index(names, label_values)
+        labels = []
+        for (number, _), spelled in zip(rows, sets):
+            unknown = [v for v in spelled if v not in index]
+            if unknown:
+                raise DataError(f"{path}: unknown label {unknown[0]!r} in row {number}; the training labels are: "
+                                f"{', '.join(names)}")
+            labels.append(sorted({index[v] for v in spelled}))
+        return TextDataset(texts, labels, names, str(path), columns_read, problem, why)
+    raw_labels = [normalize_label(cell) for cell in cells]
     names = list(label_names) if label_names is not None else _label_order(raw_labels)
     if label_names is None and len(names) < 2:
         raise DataError(f"{path}: only one label ({names[0]!r}) occurs; a classifier needs at least two")
@@ -228,16 +293,37 @@ def read_labelled(
         if rare:
             warnings.warn(f"{path}: label(s) {', '.join(map(repr, rare))} occur only once; a class needs examples "
                           "to be learnt (is it a typo?)", stacklevel=2)
-    index = {name: i for i, name in enumerate(names)}
-    index.update({normalize_label(v): i for i, v in enumerate(label_values or [])})
+    index = _label_index(names, label_values)
     labels = []
     for (number, _), label in zip(rows, raw_labels):
         if label not in index:
             known = ", ".join(names) + (f" (or {', '.join(label_values)})" if label_values else "")
             raise DataError(f"{path}: unknown label {label!r} in row {number}; the training labels are: {known}")
         labels.append(index[label])
-    columns_read = (f"text columns {text_col!r} + {pair_col!r} (pairs)" if pair_col else f"text column {text_col!r}")
-    return TextDataset(texts, labels, names, str(path), f"{columns_read}, label column {label_col!r}")
+    return TextDataset(texts, labels, names, str(path), columns_read, problem, why)
+
+
+def _label_index(names: list[str], label_values: list[str] | None) -> dict[str, int]:
+    """Spelling -> class index: the names, and the data's own spellings of the same classes."""
+    index = {name: i for i, name in enumerate(names)}
+    index.update({normalize_label(v): i for i, v in enumerate(label_values or [])})
+    return index
+
+
+def label_names_option(value: str) -> list[str]:
+    """--label-names: comma-separated names, or @FILE with one name a line (e.g. GoEmotions' labels.txt)."""
+    if value.startswith("@"):
+        file = Path(value[1:])
+        if not file.is_file():
+            raise DataError(f"--label-names {value}: no such file {file}")
+        names = [line.strip() for line in _read_text(file).split("\n") if line.strip()]
+    else:
+        names = [n.strip() for n in value.split(",")]
+    if not names or any(not n for n in names):
+        raise DataError(f"--label-names {value!r} holds an empty name")
+    if len(set(names)) != len(names):
+        raise DataError(f"--label-names {value!r} names a label twice")
+    return names
 
 
 def read_unlabelled(path: str | os.PathLike, text_column: str | None = None, fmt: str | None = None,

@@ -1,4 +1,4 @@
-"""Accuracy and the early-exit rule in torch: the reference the runtime must match."""
+"""Task metrics and the early-exit rules in torch: the reference the runtime must match."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import torch
 
 from edgekd.batches import TokenizedData
+from edgekd.metrics import main_metric, task_scores
 
 
 def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -18,13 +19,34 @@ def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
     return (-(log_p.exp() * log_p).sum(-1) / math.log(logits.shape[-1])).clamp(0.0, 1.0)
 
 
-def apply_exit_rule(exit_logits: torch.Tensor, speed: float) -> tuple[torch.Tensor, torch.Tensor]:
+def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """u = max_j H(sigmoid z_j) / log 2: (..., C) -> (...); the twin of `runtime.exits.binary_entropy`."""
+    z = logits.double().abs()
+    h = torch.nn.functional.softplus(-z) + z * torch.sigmoid(-z)
+    return (h.max(-1).values / math.log(2.0)).clamp(0.0, 1.0).float()
+
+
+def exit_uncertainty(exit_logits: torch.Tensor, problem: str = "single-label", scale: float = 1.0) -> torch.Tensor:
+    """u of every head: (L,B,C) -> (L,B), by the problem type's rule (the twin of `runtime.exits.ExitRule.trace`):
+    normalized entropy; the largest binary entropy; regression's gap to the previous head over `scale` (1 at
+    the first head)."""
+    if problem == "multi-label":
+        return binary_entropy(exit_logits)
+    if problem == "regression":
+        values = exit_logits.float()
+        gap = (values[1:] - values[:-1]).abs().max(-1).values / scale
+        return torch.cat([torch.ones_like(values[:1, :, 0]), gap.clamp(max=1.0)])
+    return normalized_entropy(exit_logits)
+
+
+def apply_exit_rule(exit_logits: torch.Tensor, speed: float, problem: str = "single-label", scale: float = 1.0
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Layer by layer: a row leaves at the first layer with u < speed; the last always exits.
 
     exit_logits (L,B,C) -> (logits (B,C) of the deciding layer, exit layer (B,) 1-based).
     """
     layers, batch, _ = exit_logits.shape
-    unc = normalized_entropy(exit_logits)  # (L,B)
+    unc = exit_uncertainty(exit_logits, problem, scale)  # (L,B)
     leave = unc < speed
     leave[-1] = True
     first = leave.float().argmax(0)  # (B,) first True
@@ -60,13 +82,25 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(-1) == labels.cpu()).float().mean())
 
 
-def exit_table(exit_logits: torch.Tensor, labels: torch.Tensor, speeds: list[float]) -> list[dict[str, float]]:
-    """Accuracy and average layers at each speed, from recorded exit logits (L,N,C)."""
+def scores(logits: torch.Tensor, labels: torch.Tensor, problem: str = "single-label") -> dict[str, float]:
+    """Every metric of the problem type (edgekd.metrics.task_scores) of (N,C) outputs against gold labels."""
+    return task_scores(problem, logits.float().cpu().numpy(), labels.cpu().numpy())
+
+
+def main_score(logits: torch.Tensor, labels: torch.Tensor, problem: str = "single-label") -> float:
+    """The problem type's main metric: accuracy, micro-F1, Pearson."""
+    return scores(logits, labels, problem)[main_metric(problem)]
+
+
+def exit_table(exit_logits: torch.Tensor, labels: torch.Tensor, speeds: list[float], problem: str = "single-label",
+               scale: float = 1.0) -> list[dict[str, float]]:
+    """The problem type's metrics and average layers at each speed, from recorded exit logits (L,N,C)."""
     rows = []
     layers = exit_logits.shape[0]
     for speed in speeds:
-        logits, used = apply_exit_rule(exit_logits, speed)
-        rows.append({"speed": speed, "accuracy": accuracy(logits, labels),
-                     "average_layers": float(used.float().mean()),
+        logits, used = apply_exit_rule(exit_logits, speed, problem, scale)
+        metrics = scores(logits, labels, problem)
+        metrics.pop("f1", None)
+        rows.append({"speed": speed, **metrics, "average_layers": float(used.float().mean()),
                      "layer_share": float(used.float().mean()) / layers})
     return rows

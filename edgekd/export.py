@@ -24,34 +24,63 @@ from edgekd.students import SmallStudent, load_student
 from edgekd.batches import TokenizedData
 from exporters import ExportError, ExportResult, export_classifier, export_student
 from exporters.quantize import INT8_CHOICES, PRECISIONS, apply_precision, choose_int8
+from edgekd.metrics import gold_array, main_metric, pearson, task_scores
 from runtime.exits import REPORT_SPEEDS, decide
-from runtime.manifest import read_manifest, write_manifest
+from runtime.manifest import TaskSpec, read_manifest, write_manifest
+
+# What each problem type's exit rule is, recorded in the manifest (runtime/exits.py computes them; the README's
+# "Exit rules" section says why regression's is the consecutive-head gap).
+EXIT_RULES = {
+    "single-label": {"name": "normalized-entropy", "u": "-sum(p log p) / log C of the softmax"},
+    "multi-label": {"name": "max-binary-entropy", "u": "max over labels of H(sigmoid z) / log 2: a row leaves when "
+                    "every label is confident"},
+    "regression": {"name": "consecutive-gap", "u": "min(1, |y_l - y_(l-1)| / scale), 1 at the first layer; scale "
+                   "= the training targets' standard deviation"},
+}
 
 CHECK_SPEEDS = REPORT_SPEEDS
 
 
+def read_bundle_data(model: runtime.EdgeModel, data: str | os.PathLike):
+    """Labelled `data` read the way `model` answers: its labels (and their spellings), its problem type."""
+    return read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values,
+                         problem=model.problem)
+
+
 def precision_agreement(bundle: Path, student, data: str | os.PathLike,
                         speeds=CHECK_SPEEDS) -> dict:
-    """Agreement of a (quantized) bundle with the fp32 torch student on labelled `data`."""
+    """Agreement of a (quantized) bundle with the fp32 torch student on labelled `data`: the same answer
+    (class; label set; value within 0.1 target s.d.) and exit layer per speed, the main metric of both, and
+    for regression the Pearson correlation between the two outputs."""
     model = runtime.load(bundle)
-    dataset = read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values)
+    rule, problem = model.rule, model.problem
+    dataset = read_bundle_data(model, data)
     exits = all_exit_logits(student.eval(), TokenizedData(model.encoder, dataset.texts), "cpu").numpy()
-    gold = np.array(dataset.labels)
+    gold = gold_array(dataset.labels, problem, len(model.labels))
+    metric = main_metric(problem)
     report = {"reference": "fp32 (torch)", "precision": model.manifest.precision, "data": Path(data).name,
-              "texts": len(dataset), "speeds": {}}
+              "texts": len(dataset), "metric": metric, "speeds": {}}
     for speed in speeds:
-        logits, layers, _ = decide(exits, speed)
-        want = logits.argmax(-1)
-        got = model.classify(dataset.texts, speed=speed)
-        pred = np.array([model.labels.index(r.label) for r in got])
-        exit_layer = np.array([r.exit_layer for r in got])
-        report["speeds"][f"{speed:g}"] = {
-            "prediction_agreement": float((pred == want).mean()),
-            "exit_agreement": float((exit_layer == layers).mean()),
-            "accuracy_fp32": float((want == gold).mean()),
-            "accuracy": float((pred == gold).mean()),
-        }
+        want, layers, _ = decide(exits, speed, rule)
+        got, exit_layer, _ = model.outputs(dataset.texts, speed=speed)
+        row = {"prediction_agreement": float(rule.agree(want, got).mean()),
+               "exit_agreement": float((exit_layer == layers).mean()),
+               f"{metric}_fp32": task_scores(problem, want, gold)[metric],
+               metric: task_scores(problem, got, gold)[metric]}
+        if problem == "regression":
+            row["pearson_with_fp32"] = pearson(want[:, 0], got[:, 0])
+        report["speeds"][f"{speed:g}"] = row
     return report
+
+
+def task_spec(task: dict) -> TaskSpec:
+    """The manifest's task fields from a run's task record (edgekd.run_folder: problem, target statistics)."""
+    problem = task.get("problem", "single-label")
+    spec = TaskSpec(problem=problem, exit_rule=dict(EXIT_RULES[problem]))
+    if problem == "regression":
+        spec.target_scale = float(task.get("target_std") or 1.0)
+        spec.exit_rule["scale"] = spec.target_scale
+    return spec
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False, atol: float = 1e-4,
@@ -104,8 +133,9 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     share = None
     if vocab_keep or vocab_size:
         student, share = _compress(run, cfg, student, vocab_keep, vocab_size, vocab_metric, data)
+    task = task_spec(folder.task if folder.is_complete() else {})
     if data is not None:  # a bad --data fails here, before anything is written
-        read_labelled(data, label_names=labels, label_values=values)
+        read_labelled(data, label_names=labels, label_values=values, problem=task.problem)
 
     def rewrite(folder, manifest):
         """The graphs in the export's precision, and what the manifest records of it."""
@@ -136,11 +166,11 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
 
     if isinstance(student, SmallStudent):
         result = export_classifier(student, tokenizer, labels, out, max_length, atol=atol,
-                                   overwrite=overwrite, rewrite=rewrite, measure=measure)
+                                   overwrite=overwrite, rewrite=rewrite, measure=measure, task=task)
     else:
         result = export_student(student, tokenizer, labels, out, max_length, atol=atol,
                                 overwrite=overwrite, default_speed=default_speed, rewrite=rewrite, measure=measure,
-                                optimize=optimize, text_pair=folder.is_complete() and folder.text_pair)
+                                optimize=optimize, text_pair=folder.is_complete() and folder.text_pair, task=task)
     result.manifest = read_manifest(result.path)
     return result
 

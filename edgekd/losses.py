@@ -116,23 +116,65 @@ class KDLoss(str, enum.Enum):
 KD_LOSSES = {KDLoss.soft.value: soft_target_kl, KDLoss.mse.value: logit_mse}
 
 
-def task_distillation(student_logits, teacher_logits, labels, kind: str = "soft", temperature: float = 1.0,
-                      weight: float = 0.5):
-    """(1 - weight) * CE(gold) + weight * KD(kind). Returns (loss, parts).
+def soft_target_bce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Multi-label soft targets: T^2 * BCE(sigmoid(s/T), sigmoid(t/T)) minus the teacher's own entropy (so 0 at
+    s = t, like the KL), mean over rows and labels. (B,C),(B,C) -> scalar."""
+    t = temperature
+    s, target = student_logits.float() / t, torch.sigmoid(teacher_logits.float() / t)
+    return (t * t) * (F.binary_cross_entropy_with_logits(s, target) -
+                      F.binary_cross_entropy_with_logits(teacher_logits.float() / t, target))
 
-    Rows labelled -1 (transfer rows, gold unknown) take KD only; CE is the mean over the others."""
-    gold = labels >= 0
-    ce = F.cross_entropy(student_logits[gold].float(), labels[gold]) if bool(gold.any()) \
+
+def known(labels: torch.Tensor, problem: str) -> torch.Tensor:
+    """(B,) mask of rows whose gold label is known: transfer rows carry -1 (a row of -1 for multi-label) or
+    NaN (regression)."""
+    if problem == "regression":
+        return ~torch.isnan(labels)
+    return (labels[:, 0] if problem == "multi-label" else labels) >= 0
+
+
+def gold_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str = "single-label") -> torch.Tensor:
+    """The loss transformers uses for the problem type, on gold labels: cross-entropy (labels (B,) class ids);
+    binary cross-entropy with logits (labels (B,C) 0/1); mean squared error (labels (B,) values, logits (B,1))."""
+    if problem == "multi-label":
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+    if problem == "regression":
+        return F.mse_loss(logits.float().reshape(-1), labels.float())
+    return F.cross_entropy(logits.float(), labels)
+
+
+def task_distillation(student_logits, teacher_logits, labels, kind: str = "soft", temperature: float = 1.0,
+                      weight: float = 0.5, problem: str = "single-label"):
+    """(1 - weight) * gold loss + weight * KD. Returns (loss, parts).
+
+    KD by problem type: single-label `kind` (soft: T^2 KL of softmaxes; mse: logits); multi-label soft: BCE to
+    the teacher's sigmoids at temperature T (`soft_target_bce`), mse: logits; regression: MSE to the teacher's
+    value (kind and temperature do not apply). Rows whose gold is unknown (transfer rows: `known`) take KD
+    only; the gold loss is the mean over the others."""
+    gold = known(labels, problem)
+    ce = gold_loss(student_logits[gold], labels[gold], problem) if bool(gold.any()) \
         else student_logits.new_zeros((), dtype=torch.float32)
-    kd = KD_LOSSES[kind](student_logits, teacher_logits, temperature)
+    if problem == "regression" or kind == "mse":
+        kd = logit_mse(student_logits, teacher_logits)
+    elif problem == "multi-label":
+        kd = soft_target_bce(student_logits, teacher_logits, temperature)
+    else:
+        kd = KD_LOSSES[kind](student_logits, teacher_logits, temperature)
     return (1.0 - weight) * ce + weight * kd, {"ce": ce.detach(), "kd": kd.detach()}
 
 
-def branch_self_distillation(exit_logits: list[torch.Tensor]) -> torch.Tensor:
-    """Sum over exit heads 1..L-1 of KL(trunk || head); the trunk (last) is the fixed target.
-    exit_logits: L tensors (B,C) -> scalar."""
-    trunk = F.log_softmax(exit_logits[-1].detach().float(), -1)
+def branch_self_distillation(exit_logits: list[torch.Tensor], problem: str = "single-label") -> torch.Tensor:
+    """Sum over exit heads 1..L-1 of the distance to the trunk (last head, a fixed target): KL(trunk || head)
+    for single-label, BCE to the trunk's sigmoids for multi-label (`soft_target_bce` at T 1), MSE to the
+    trunk's value for regression. exit_logits: L tensors (B,C) -> scalar."""
+    trunk = exit_logits[-1].detach().float()
     total = exit_logits[0].new_zeros((), dtype=torch.float32)
     for logits in exit_logits[:-1]:
-        total = total + (trunk.exp() * (trunk - F.log_softmax(logits.float(), -1))).sum(-1).mean()
+        if problem == "multi-label":
+            total = total + soft_target_bce(logits, trunk)
+        elif problem == "regression":
+            total = total + F.mse_loss(logits.float(), trunk)
+        else:
+            log_trunk = F.log_softmax(trunk, -1)
+            total = total + (log_trunk.exp() * (log_trunk - F.log_softmax(logits.float(), -1))).sum(-1).mean()
     return total

@@ -13,3 +13,82 @@ def binary_f1(pred, gold, classes: int) -> float | None:
     pred, gold = np.asarray(pred), np.asarray(gold)
     tp = float(((pred == 1) & (gold == 1)).sum())
     return 2 * tp / max(float((pred == 1).sum() + (gold == 1).sum()), 1.0)
+
+
+# The metrics of each problem type; the first is the main one (calibration's --max-drop, the bench's
+# ratios, "best checkpoint" during training).
+METRICS = {"single-label": ("accuracy",), "multi-label": ("micro_f1", "macro_f1"),
+           "regression": ("pearson", "spearman")}
+
+
+def main_metric(problem: str) -> str:
+    return METRICS[problem][0]
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))  # finite for any x
+
+
+def multi_label_f1(pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:
+    """Micro and macro F1 of (N, C) 0/1 predictions against (N, C) 0/1 gold. A label with no gold and no
+    predicted positive counts as F1 1 in the macro mean (nothing to find, nothing found wrongly)."""
+    pred, gold = np.asarray(pred).astype(bool), np.asarray(gold).astype(bool)
+    tp = (pred & gold).sum(0).astype(float)
+    predicted, actual = pred.sum(0).astype(float), gold.sum(0).astype(float)
+    micro = 2 * tp.sum() / max(predicted.sum() + actual.sum(), 1.0)
+    per_label = np.where(predicted + actual > 0, 2 * tp / np.maximum(predicted + actual, 1.0), 1.0)
+    return {"micro_f1": float(micro), "macro_f1": float(per_label.mean())}
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties share the mean of their positions), as Spearman's correlation wants."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x), dtype=float)
+    sorted_x = x[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_x)) + 1]
+    ends = np.r_[starts[1:], len(x)]
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + end - 1) / 2.0
+    return ranks
+
+
+def pearson(a, b) -> float:
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    if len(a) < 2 or a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def spearman(a, b) -> float:
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    return pearson(_ranks(a), _ranks(b))
+
+
+def label_sets(logits: np.ndarray, thresholds) -> np.ndarray:
+    """Multi-label decisions: sigmoid(logit) >= threshold (one number, or one per label); (N, C) -> (N, C) bool."""
+    return _sigmoid(logits) >= np.asarray(thresholds, dtype=float)
+
+
+def task_scores(problem: str, logits, gold, thresholds=0.5) -> dict[str, float]:
+    """Every metric of `problem` for the deciding heads' outputs (N, C) against gold: class indices (N,),
+    0/1 rows (N, C), or values (N,). Single-label adds the positive class's F1 on binary tasks."""
+    logits, gold = np.asarray(logits), np.asarray(gold)
+    if problem == "multi-label":
+        return multi_label_f1(label_sets(logits, thresholds), gold)
+    if problem == "regression":
+        values = logits.reshape(len(logits), -1)[:, 0]
+        return {"pearson": pearson(values, gold), "spearman": spearman(values, gold)}
+    pred = logits.argmax(-1)
+    f1 = binary_f1(pred, gold, logits.shape[-1])
+    return {"accuracy": float((pred == gold).mean()), **({} if f1 is None else {"f1": f1})}
+
+
+def gold_array(labels: list, problem: str, num_labels: int) -> np.ndarray:
+    """A dataset's labels for `task_scores`: class ids (N,); multi-label index lists as 0/1 rows (N, C);
+    regression values (N,)."""
+    if problem == "multi-label":
+        rows = np.zeros((len(labels), num_labels), dtype=np.int8)
+        for i, chosen in enumerate(labels):
+            rows[i, list(chosen)] = 1
+        return rows
+    return np.asarray(labels, dtype=np.float64 if problem == "regression" else np.int64)

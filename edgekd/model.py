@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from runtime.exits import PROBLEMS
 from runtime.files import atomic_write_text
 from runtime.records import from_json, to_json
 
@@ -37,7 +38,8 @@ class StudentConfig:
     num_layers: int = 4  # L; one exit head per layer
     num_heads: int = 4  # N; H must divide by N
     ffn_size: int = 1024  # inner size of the feed-forward block
-    num_labels: int = 2  # C
+    num_labels: int = 2  # C: classes (single-label), labels (multi-label), 1 (regression)
+    problem: str = "single-label"  # single-label | multi-label | regression (runtime/exits.py: the exit rule of each)
     max_position: int = 512  # longest sequence the position table holds
     type_vocab_size: int = 2  # BERT segment embeddings (0 for single texts; a pair's token_type_ids)
     head_type: str = "mean"  # exit head: mean | cls | attention (FastBERT)
@@ -55,8 +57,11 @@ class StudentConfig:
         for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "ffn_size", "max_position"):
             if getattr(self, name) < 1:
                 problems.append(f"student.{name} must be positive, got {getattr(self, name)}")
-        if self.num_labels < 2:
-            problems.append(f"student.num_labels must be at least 2, got {self.num_labels}")
+        if self.problem not in PROBLEMS:
+            problems.append(f"student.problem {self.problem!r} is not one of {', '.join(PROBLEMS)}")
+        if self.num_labels < (2 if self.problem == "single-label" else 1):
+            problems.append(f"student.num_labels must be at least {2 if self.problem == 'single-label' else 1} "
+                            f"for {self.problem}, got {self.num_labels}")
         if self.num_heads > 0 and self.hidden_size % self.num_heads:
             problems.append(f"student.hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}")
         if self.head_type not in HEAD_TYPES:

@@ -42,6 +42,9 @@ def run_stages(ctx: RunContext):
         elif "dev_accuracy" in result:
             f1 = f" (F1 {100 * result['dev_f1']:.2f}%)" if "dev_f1" in result else ""
             ctx.log(f"stage {name}: dev accuracy {100 * result['dev_accuracy']:.2f}%{f1}")
+        elif any(k in result for k in ("dev_micro_f1", "dev_pearson")):
+            ctx.log(f"stage {name}: dev " + ", ".join(f"{k[4:].replace('_', '-')} {100 * v:.2f}"
+                                                      for k, v in result.items() if k.startswith("dev_")))
     if ctx.rank == 0:
         for name in PUBLISH_ORDER:
             if ctx.run.stage_student(name).is_dir():

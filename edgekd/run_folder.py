@@ -2,6 +2,7 @@
 
   config.json          the resolved config
   labels.json          label names (their order is the classifier's outputs)
+  task.json            the problem type, why, and a regression's target mean and standard deviation
   tokenizer.json       the teacher's tokenizer (the student uses it unchanged)
   vocab.json           vocabulary compression summary (with --vocab-keep / --vocab-size)
   teacher/             fine-tuned teacher (HF format, safetensors)
@@ -27,7 +28,8 @@ from runtime.files import atomic_folder, atomic_write_text
 LABELS_FILE = "labels.json"
 LABEL_VALUES_FILE = "label_values.json"  # the labels as the data spells them (e.g. "0", "1"), same order
 TOKENIZER_FILE = "tokenizer.json"
-INFERENCE_FILE = "inference.json"  # in a finished student folder: {"max_length": N, "text_pair": bool}
+INFERENCE_FILE = "inference.json"  # in a finished student folder: {"max_length": N, "text_pair": bool, "task": {..}}
+TASK_FILE = "task.json"
 
 
 def write_json(path: Path, data) -> None:
@@ -46,6 +48,7 @@ class RunFolder:
     config = property(lambda self: self.root / CONFIG_FILE)
     labels = property(lambda self: self.root / LABELS_FILE)
     label_values = property(lambda self: self.root / LABEL_VALUES_FILE)
+    task = property(lambda self: self.root / TASK_FILE)
     tokenizer = property(lambda self: self.root / TOKENIZER_FILE)
     vocab = property(lambda self: self.root / "vocab.json")
     teacher = property(lambda self: self.root / "teacher")
@@ -82,15 +85,16 @@ class RunFolder:
         write_json(self.metrics, metrics)
 
     def publish_student(self, stage: str, max_length: int, text_pair: bool = False) -> Path:
-        """Make `student/` from a stage's student: weights + config, tokenizer, labels, max_length, and whether it
-        takes text pairs."""
+        """Make `student/` from a stage's student: weights + config, tokenizer, labels, max_length, whether it
+        takes text pairs, and the task (problem type, target statistics)."""
         with atomic_folder(self.student) as tmp:
             shutil.copytree(self.stage_student(stage), tmp, dirs_exist_ok=True)
             shutil.copyfile(self.tokenizer, tmp / TOKENIZER_FILE)
             shutil.copyfile(self.labels, tmp / LABELS_FILE)
             if self.label_values.is_file():
                 shutil.copyfile(self.label_values, tmp / LABEL_VALUES_FILE)
-            write_json(tmp / INFERENCE_FILE, {"max_length": max_length, "stage": stage, "text_pair": text_pair})
+            write_json(tmp / INFERENCE_FILE, {"max_length": max_length, "stage": stage, "text_pair": text_pair,
+                                              "task": read_json(self.task, {"problem": "single-label"})})
         return self.student
 
 
@@ -120,6 +124,12 @@ class StudentFolder:
     def text_pair(self) -> bool:
         """The student was trained on text pairs (its bundle takes (text, text_pair))."""
         return bool(json.loads((self.root / INFERENCE_FILE).read_text(encoding="utf-8")).get("text_pair", False))
+
+    @property
+    def task(self) -> dict:
+        """{"problem": ..., "why": ..., regression: "target_mean", "target_std"} (single-label when absent)."""
+        info = json.loads((self.root / INFERENCE_FILE).read_text(encoding="utf-8"))
+        return info.get("task") or {"problem": "single-label"}
 
     def is_complete(self) -> bool:
         return all((self.root / f).is_file() for f in (TOKENIZER_FILE, LABELS_FILE, INFERENCE_FILE))

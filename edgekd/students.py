@@ -30,6 +30,7 @@ class SmallStudentConfig:
     kernel_sizes: list[int] = field(default_factory=lambda: [3, 4, 5])  # TextCNN filter widths
     filters: int = 100  # TextCNN filters per width
     num_labels: int = 2
+    problem: str = "single-label"  # single-label | multi-label | regression
     dropout: float = 0.1
     pad_token_id: int = 0
     original_vocab_size: int = 0  # >0: input ids are remapped from this vocabulary (GLMD)

@@ -182,6 +182,21 @@ def reorder_head(model: nn.Module, order: list[int]) -> None:
             last.bias.copy_(last.bias[index])
 
 
+def teacher_problem(source: str | os.PathLike, offline: bool = True) -> tuple[str | None, str]:
+    """(problem type, why) from the checkpoint's config: its `problem_type` when set, regression for a task head
+    with one output and no type (as transformers reads it), else (None, "")."""
+    from runtime.exits import HF_PROBLEM_TYPES
+
+    config = teacher_config(str(source), offline)
+    ours = {hf: name for name, hf in HF_PROBLEM_TYPES.items()}
+    if getattr(config, "problem_type", None) in ours:
+        return ours[config.problem_type], f"the teacher's config.problem_type is {config.problem_type}"
+    archs = config.architectures or []
+    if any(a.endswith("ForSequenceClassification") for a in archs) and config.num_labels == 1:
+        return "regression", "the teacher's task head has one output and no problem_type (transformers: regression)"
+    return None, ""
+
+
 def has_task_head(source: str | os.PathLike, num_labels: int, offline: bool = True) -> bool:
     """True when the checkpoint already is a sequence classifier with `num_labels` outputs."""
     config = teacher_config(str(source), offline)
@@ -190,13 +205,15 @@ def has_task_head(source: str | os.PathLike, num_labels: int, offline: bool = Tr
 
 
 def load_teacher(source: str | os.PathLike, num_labels: int, offline: bool = True,
-                 labels: list[str] | None = None) -> nn.Module:
+                 labels: list[str] | None = None, problem: str = "single-label") -> nn.Module:
     """A BERT-family sequence classifier from a local folder (or hub id when online).
 
     Safetensors weights only; no remote code. A checkpoint without a task head
     gets a freshly initialised classifier (the `teacher` stage trains it).
     """
     from transformers import AutoModelForSequenceClassification
+
+    from runtime.exits import HF_PROBLEM_TYPES
 
     source = str(source)
     check_teacher(source, offline, init="random")
@@ -207,7 +224,7 @@ def load_teacher(source: str | os.PathLike, num_labels: int, offline: bool = Tru
     with _loading(f"the teacher from {source}"):
         model = AutoModelForSequenceClassification.from_pretrained(
             source, num_labels=num_labels, use_safetensors=True, local_files_only=offline,
-            trust_remote_code=False, ignore_mismatched_sizes=True,
+            trust_remote_code=False, ignore_mismatched_sizes=True, problem_type=HF_PROBLEM_TYPES[problem],
         )
     names = head_names(source, offline)
     if labels is not None:

@@ -34,6 +34,7 @@ from runtime.manifest import (
     GRAPH_INPUTS,
     STAGE_INPUTS,
     TOKENIZER_FILE,
+    TaskSpec,
     Manifest,
     Stage,
     Vocabulary,
@@ -101,6 +102,7 @@ def export_student(
     measure: Callable[[Path], None] | None = None,
     optimize: str = "none",
     text_pair: bool = False,
+    task: TaskSpec | None = None,
 ) -> ExportResult:
     """Export an early-exit student to a bundle folder `out` (made from text pairs with `text_pair`: the
     embed graph and model.onnx take token_type_ids).
@@ -111,7 +113,8 @@ def export_student(
     the bundle is moved into place. `rewrite(folder, manifest)` may rewrite
     graphs (quantization) before the manifest is written; `measure(folder)` runs on the complete bundle
     (agreement, calibration) before it is renamed into place. `optimize` (none | fused |
-    auto) picks each layer graph's form by measurement (exporters.optimize).
+    auto) picks each layer graph's form by measurement (exporters.optimize). `task`: the problem type and
+    what its answers need (default single-label).
     """
     cfg = model.config
     _check_inputs(cfg, labels, tokenizer_file)
@@ -122,7 +125,7 @@ def export_student(
     specs = student_stage_specs(model, text_pair)
     return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
                          default_speed, rewrite, student="transformer", measure=measure, optimize=optimize,
-                         num_heads=cfg.num_heads, text_pair=text_pair)
+                         num_heads=cfg.num_heads, text_pair=text_pair, task=task)
 
 
 def export_classifier(
@@ -137,6 +140,7 @@ def export_classifier(
     overwrite: bool = False,
     rewrite: Callable[[Path, Manifest], Manifest] | None = None,
     measure: Callable[[Path], None] | None = None,
+    task: TaskSpec | None = None,
 ) -> ExportResult:
     """Export a classifier without exits (BiLSTM, TextCNN: `model(input_ids, mask)`) as a
     one-stage bundle (`model.onnx`, kind `full`) that the same runtime runs."""
@@ -148,7 +152,7 @@ def export_classifier(
     input_vocab = cfg.original_vocab_size or cfg.vocab_size
     specs = full_stage_spec(model, getattr(cfg, "kind", "full"))
     return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
-                         0.0, rewrite, student=getattr(cfg, "kind", "full"), measure=measure)
+                         0.0, rewrite, student=getattr(cfg, "kind", "full"), measure=measure, task=task)
 
 
 def _check_inputs(cfg, labels: list[str], tokenizer_file) -> None:
@@ -160,7 +164,8 @@ def _check_inputs(cfg, labels: list[str], tokenizer_file) -> None:
 
 def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
                   default_speed, rewrite, student: str, measure=None, optimize: str = "none",
-                  num_heads: int = 0, text_pair: bool = False) -> ExportResult:
+                  num_heads: int = 0, text_pair: bool = False, task: TaskSpec | None = None) -> ExportResult:
+    task = task or TaskSpec()
     with atomic_folder(Path(out), overwrite) as folder:
         inputs = {f: example_inputs(s, cfg.hidden_size, input_vocab) for f, s in specs.items()}
         export_specs(specs, folder, inputs, opset)
@@ -171,7 +176,8 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
             stages=_stage_entries(specs, folder),
             vocabulary=Vocabulary(original_size=input_vocab, kept_size=cfg.vocab_size),
             opset=opset, producer=producer_versions(), default_speed=default_speed, student=student,
-            text_pair=text_pair,
+            text_pair=text_pair, problem=task.problem, target_scale=task.target_scale, thresholds=task.thresholds,
+            exit_rule=task.exit_rule,
         )
         if rewrite is not None:
             manifest = rewrite(folder, manifest)
@@ -227,7 +233,8 @@ def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> 
         expected = {case: reference.run(None, dict(zip(STAGE_INPUTS["full"], (ids, mask))))[0]
                     for case, (ids, mask) in cases.items()}
         del reference
-        onnx.save(compile_single(onnx.load(str(folder / full.file)), len(manifest.labels)), str(folder / GRAPH_FILE))
+        onnx.save(compile_single(onnx.load(str(folder / full.file)), len(manifest.labels), manifest.rule()),
+                  str(folder / GRAPH_FILE))
         manifest.stages = [Stage(index=0, name="model", file=GRAPH_FILE, sha256="", kind="compiled")]
         session = ort.InferenceSession(str(folder / GRAPH_FILE), providers=["CPUExecutionProvider"])
         failures, worst = [], 0.0
@@ -242,7 +249,7 @@ def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> 
             raise ExportValidationError(failures)
         return {"reference": "one-graph student", "max_logit_diff": worst}
     embed, *layers = [onnx.load(str(folder / stage.file)) for stage in manifest.staged]
-    onnx.save(compile_early_exit(embed, layers, len(manifest.labels)), str(folder / GRAPH_FILE))
+    onnx.save(compile_early_exit(embed, layers, len(manifest.labels), rule=manifest.rule()), str(folder / GRAPH_FILE))
     manifest.stages.append(Stage(index=len(manifest.stages), name="model", file=GRAPH_FILE, sha256="",
                                  kind="compiled"))
     model = runtime.EdgeModel(folder, manifest, "cpu", None, engine="staged")

@@ -6,7 +6,9 @@
 (token_type_ids when the embed graph takes them: a bundle made from text pairs.)
 
 The embed graph and layer 1 run in the main graph. After layer k the exit
-head's normalized entropy is compared with `speed`; the rows that leave are
+head's uncertainty (the problem type's rule, runtime/exits.py: normalized
+entropy; the largest binary entropy of a multi-label head; the gap to the
+previous head over the target scale for regression) is compared with `speed`; the rows that leave are
 set aside (their original row, logits and uncertainty), and an `If` node runs
 the rest of the chain only when some row stays. Its `then` branch holds layer
 k+1 (with that layer's weights inside the branch: onnxruntime pre-packs only a
@@ -28,6 +30,7 @@ import numpy as np
 import onnx
 from onnx import GraphProto, ModelProto, TensorProto, helper, numpy_helper
 
+from runtime.exits import SINGLE_LABEL, ExitRule
 from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS, PAIR_INPUT, STAGE_INPUTS, STAGE_OUTPUTS, stage_inputs
 
 DEBUG_OUTPUT = "stage_rows"  # optional output: rows that entered each layer, (L,) int64
@@ -101,12 +104,14 @@ def _inline(b: _Builder, graph: GraphProto, prefix: str, inputs: dict[str, str],
 
 
 class _Compiler:
-    def __init__(self, embed: ModelProto, layers: list[ModelProto], num_labels: int, debug: bool):
+    def __init__(self, embed: ModelProto | None, layers: list[ModelProto], num_labels: int, debug: bool,
+                 rule: ExitRule = SINGLE_LABEL):
         self.embed = embed
         self.layers = layers
         self.num_labels = num_labels
         self.debug = debug
-        self.num_layers = len(layers)
+        self.rule = rule
+        self.num_layers = max(len(layers), 1)
         self.main = _Builder("")
         m = self.main
         # Shared constants, visible from every branch (outer scope).
@@ -114,13 +119,41 @@ class _Compiler:
         self.axis1 = m.const([1], np.int64, "axis1")
         self.axis_last = m.const([-1], np.int64, "axis_last")
         self.zero_i = m.const([0], np.int64, "zero_i")
-        self.neg_inv_log_c = m.const(-1.0 / math.log(num_labels), np.float32, "neg_inv_log_c")
+        self.k1 = m.const([1], np.int64, "k1")
+        self.neg_inv_log_c = m.const(-1.0 / math.log(max(num_labels, 2)), np.float32, "neg_inv_log_c")
+        self.inv_log_2 = m.const(1.0 / math.log(2.0), np.float32, "inv_log_2")
+        self.inv_scale = m.const(1.0 / rule.scale, np.float32, "inv_scale")
         self.f0 = m.const(0.0, np.float32, "f0")
         self.f1 = m.const(1.0, np.float32, "f1")
         self.i0 = m.const(0, np.int64, "i0")
         self.i1 = m.const(1, np.int64, "i1")
 
     # ---------------------------------------------------------------- pieces
+    def uncertainty(self, b: _Builder, logits: str, previous: str | None) -> str:
+        """The exit rule's u (R,) of one head's outputs (R,C); `previous`: the head before's outputs on the same
+        rows (regression; None at the first layer)."""
+        if self.rule.problem == "multi-label":
+            return self.binary_entropy(b, logits)
+        if self.rule.problem == "regression":
+            if previous is None:  # no head before the first: full uncertainty
+                return b.op("Expand", [self.f1, b.op("Shape", [logits], start=0, end=1)], "u_first")
+            gap = self.max_last(b, b.op("Abs", [b.op("Sub", [logits, previous], "step")], "gap"))
+            return b.op("Min", [b.op("Mul", [gap, self.inv_scale], "u_raw"), self.f1], "u")
+        return self.entropy(b, logits)
+
+    def max_last(self, b: _Builder, x: str) -> str:
+        """Max over the last axis, (R,C) -> (R,): TopK, whose form is the same in every opset from 11."""
+        top = b.op("TopK", [x, self.k1], "top", outputs=2, axis=-1)[0]
+        return b.op("Squeeze", [top, self.axis_last], "max")
+
+    def binary_entropy(self, b: _Builder, logits: str) -> str:
+        """max_j H(sigmoid(z_j)) / log 2 with H = softplus(-|z|) + |z| sigmoid(-|z|) (exact, finite)."""
+        z = b.op("Abs", [logits], "abs_z")
+        neg = b.op("Neg", [z], "neg_z")
+        h = b.op("Add", [b.op("Softplus", [neg], "sp"), b.op("Mul", [z, b.op("Sigmoid", [neg], "sig")], "zs")], "h")
+        u = b.op("Mul", [self.max_last(b, h), self.inv_log_2], "u_raw")
+        return b.op("Clip", [u, self.f0, self.f1], "u")
+
     def entropy(self, b: _Builder, logits: str) -> str:
         log_p = b.op("LogSoftmax", [logits], "log_p", axis=-1)
         p = b.op("Exp", [log_p], "p")
@@ -157,13 +190,15 @@ class _Compiler:
 
     # ----------------------------------------------------------------- stages
     def stage(self, b: _Builder, k: int, hidden: str, mask: str, rows: str, alive: str,
-              left: list[tuple[str, str, str, int]], counts: list[str]) -> list[onnx.ValueInfoProto]:
-        """Layer k on `rows` of (hidden, mask); alive maps those rows to input rows. Returns b's outputs."""
+              left: list[tuple[str, str, str, int]], counts: list[str], previous: str | None = None
+              ) -> list[onnx.ValueInfoProto]:
+        """Layer k on `rows` of (hidden, mask); alive maps those rows to input rows; `previous` holds the last
+        head's outputs of the same rows (regression's rule). Returns b's outputs."""
         p = f"l{k}/"
         hidden_out, logits = b.name("hidden"), b.name("logits")
         _inline(b, self.layers[k - 1].graph, p, dict(zip(STAGE_INPUTS["layer"], (hidden, mask, rows))),
                 dict(zip(STAGE_OUTPUTS["layer"], (hidden_out, logits))))
-        u = self.entropy(b, logits)
+        u = self.uncertainty(b, logits, previous)
         counts = counts + ([b.op("Shape", [alive], "rows_in")] if self.debug else [])
         if k == self.num_layers:
             return self.finish(b, left + [(alive, logits, u, k)], counts)
@@ -184,7 +219,8 @@ class _Compiler:
         next_hidden = t.op("Slice", [hidden_out, self.zero_i, width, self.axis1], "trim_hidden")
         next_mask = t.op("Slice", [mask_rows, self.zero_i, width, self.axis1], "trim_mask")
         next_alive = t.op("Gather", [alive, keep], "alive", axis=0)
-        then_outputs = self.stage(t, k + 1, next_hidden, next_mask, keep, next_alive, left, counts)
+        kept_logits = t.op("Gather", [logits, keep], "prev", axis=0) if self.rule.needs_previous else None
+        then_outputs = self.stage(t, k + 1, next_hidden, next_mask, keep, next_alive, left, counts, kept_logits)
         then_graph = t.graph(f"after_layer_{k}", then_outputs)
 
         e = _Builder(f"k{k}e/")
@@ -246,9 +282,16 @@ def _model(graph: GraphProto, sources: list[ModelProto]) -> ModelProto:
     return model
 
 
+def _check_rule(num_labels: int, rule: ExitRule) -> None:
+    if rule.problem == "single-label" and num_labels < 2:
+        raise ValueError(f"a single-label exit rule needs at least 2 labels, got {num_labels}")
+    if num_labels < 1:
+        raise ValueError("a graph needs at least one output")
+
+
 def compile_early_exit(embed: ModelProto, layers: list[ModelProto], num_labels: int, *,
-                       debug: bool = False) -> ModelProto:
-    """One graph running `embed` then `layers` with the exit rule between them.
+                       debug: bool = False, rule: ExitRule = SINGLE_LABEL) -> ModelProto:
+    """One graph running `embed` then `layers` with the exit rule (`rule`: the problem type's) between them.
 
     `embed`: input_ids -> hidden; each layer: hidden, mask, rows -> hidden_out,
     logits (the stage contract in runtime/manifest.py). `debug` adds the output
@@ -256,27 +299,24 @@ def compile_early_exit(embed: ModelProto, layers: list[ModelProto], num_labels: 
     """
     if not layers:
         raise ValueError("compile_early_exit needs at least one layer graph")
-    if num_labels < 2:
-        raise ValueError(f"an exit rule needs at least 2 labels, got {num_labels}")
-    return _Compiler(embed, layers, num_labels, debug).build()
+    _check_rule(num_labels, rule)
+    return _Compiler(embed, layers, num_labels, debug, rule).build()
 
 
-def compile_single(full: ModelProto, num_labels: int) -> ModelProto:
+def compile_single(full: ModelProto, num_labels: int, rule: ExitRule = SINGLE_LABEL) -> ModelProto:
     """The same contract for a classifier without exits (BiLSTM, TextCNN: input_ids, mask -> logits):
-    `speed` is accepted and ignored, `exit_layer` is 1 for every row, `uncertainty` the logits' entropy."""
-    c = _Compiler.__new__(_Compiler)
-    c.num_labels, c.debug, c.num_layers = num_labels, False, 1
-    m = c.main = _Builder("")
-    c.axis_last = m.const([-1], np.int64, "axis_last")
-    c.neg_inv_log_c = m.const(-1.0 / math.log(num_labels), np.float32, "neg_inv_log_c")
-    c.f0, c.f1 = m.const(0.0, np.float32, "f0"), m.const(1.0, np.float32, "f1")
+    `speed` is accepted and ignored, `exit_layer` is 1 for every row, `uncertainty` the rule's u of its one
+    head (1 for regression: there is no second head to agree with)."""
+    _check_rule(num_labels, rule)
+    c = _Compiler(None, [], num_labels, False, rule)
+    m = c.main
     ids, mask, speed = GRAPH_INPUTS
     logits = m.name("logits")
     _inline(m, full.graph, "model/", dict(zip(STAGE_INPUTS["full"], (ids, mask))),
             dict(zip(STAGE_OUTPUTS["full"], (logits,))))
     m.op("Identity", [logits], GRAPH_OUTPUTS[0])
     m.nodes[-1].output[0] = GRAPH_OUTPUTS[0]
-    u = c.entropy(m, logits)
+    u = c.uncertainty(m, logits, None)
     m.op("Identity", [u], GRAPH_OUTPUTS[2])
     m.nodes[-1].output[0] = GRAPH_OUTPUTS[2]
     batch = m.op("Shape", [ids], "ids_shape", start=0, end=1)

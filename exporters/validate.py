@@ -138,18 +138,16 @@ def validate_compiled(model, vocab_size: int, max_length: int, speeds, exact: bo
     (int8, fp16: activation scales depend on the batch) labels and exit layers must agree on at
     least the given shares. Raises ExportValidationError listing every failure; returns a summary.
     """
-    from runtime.exits import normalized_entropy
-
     failures: list[str] = []
     rows = label_same = exit_same = 0
     worst = 0.0
     for case, (ids, mask) in graph_cases(vocab_size, max_length).items():
         types = pair_types(torch.from_numpy(mask)).numpy() if model.manifest.text_pair else None
-        trace_u = normalized_entropy(model.trace_ids(ids, mask, types)) if exact and not model.full else None
+        trace_u = model.rule.trace(model.trace_ids(ids, mask, types)) if exact and not model.full else None
         for speed in speeds:
             want_logits, want_layer, _ = model.run_ids(ids, mask, speed, engine="staged", token_types=types)
             got_logits, got_layer, _ = model.run_graph(ids, mask, speed, token_types=types)
-            same_label = want_logits.argmax(1) == got_logits.argmax(1)
+            same_label = model.rule.agree(want_logits, got_logits)
             same_exit = want_layer == got_layer
             rows += len(ids)
             label_same += int(same_label.sum())

@@ -1,8 +1,16 @@
-"""The exit rule, in one place (numpy): what every consumer of exits calls.
+"""The exit rules, in one place (numpy): what every consumer of exits calls.
 
-After layer l a row's uncertainty is the normalized entropy of its exit head,
-u = -sum(p log p) / log(C) in [0, 1]. The row leaves at the first layer with
-u < speed; speed 0 runs every layer; the last layer always decides.
+After layer l a row has an uncertainty u in [0, 1]; the row leaves at the first
+layer with u < speed; speed 0 runs every layer; the last layer always decides.
+What u is depends on the problem type (`PROBLEMS`):
+
+- single-label (softmax over C >= 2 classes): the normalized entropy of the
+  exit head, u = -sum(p log p) / log(C);
+- multi-label (C independent sigmoids): the largest binary entropy over the
+  labels, u = max_j H(p_j) / log 2, so a row leaves when every label is sure;
+- regression (one value): no distribution exists, so u is the disagreement of
+  consecutive heads (PABEE's idea), u_l = min(1, |y_l - y_(l-1)| / s) with s the
+  training targets' standard deviation (`ExitRule.scale`), and u_1 = 1.
 
 The staged runtime, the compiled graph's checks, calibration, evaluation and
 the bench all use these functions; torch code converts to numpy at the
@@ -12,6 +20,7 @@ boundary (`edgekd.evaluate` has a torch twin that a test proves equal).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,6 +39,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Elementwise logistic function, finite for any input."""
+    return (0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float32)))).astype(np.float32)
+
+
 def normalized_entropy(logits: np.ndarray) -> np.ndarray:
     """u = -sum(p log p) / log(C) over the last axis, clipped to [0, 1]; (..., C) -> (...).
 
@@ -45,6 +59,85 @@ def normalized_entropy(logits: np.ndarray) -> np.ndarray:
     return np.clip(entropy / math.log(num_classes), 0.0, 1.0)
 
 
+def binary_entropy(logits: np.ndarray) -> np.ndarray:
+    """u = max_j H(sigmoid(z_j)) / log 2 over the last axis, in [0, 1]; (..., C) -> (...).
+
+    Computed from the logits without forming p: H = softplus(-|z|) + |z| sigmoid(-|z|) is exact and finite."""
+    z = np.abs(np.asarray(logits, dtype=np.float64))
+    e = np.exp(-z)  # z >= 0: no overflow
+    entropy = np.log1p(e) + z * e / (1.0 + e)
+    return np.clip(entropy.max(axis=-1) / math.log(2.0), 0.0, 1.0).astype(np.float32)
+
+
+def disagreement(values: np.ndarray, previous: np.ndarray | None, scale: float) -> np.ndarray:
+    """u = min(1, max |y - y_prev| / scale) over the last axis; 1 where there is no previous head. (..., C) -> (...)."""
+    values = np.asarray(values, dtype=np.float32)
+    if previous is None:
+        return np.ones(values.shape[:-1], dtype=np.float32)
+    gap = np.abs(values - np.asarray(previous, dtype=np.float32)).max(axis=-1)
+    return np.minimum(1.0, gap / np.float32(scale)).astype(np.float32)
+
+
+PROBLEMS = ("single-label", "multi-label", "regression")
+# Hugging Face's names (config.problem_type) for the same three types
+HF_PROBLEM_TYPES = {"single-label": "single_label_classification", "multi-label": "multi_label_classification",
+                    "regression": "regression"}
+
+
+@dataclass(frozen=True)
+class ExitRule:
+    """The exit rule of a bundle's problem type: `uncertainty` of one head, `decide` over every head.
+
+    scale: regression only, the training targets' standard deviation (a gap of one s is full uncertainty)."""
+
+    problem: str = "single-label"
+    scale: float = 1.0
+
+    def __post_init__(self):
+        if self.problem not in PROBLEMS:
+            raise InputError(f"unknown problem type {self.problem!r}; known: {', '.join(PROBLEMS)}")
+        if not (self.scale > 0 and math.isfinite(self.scale)):
+            raise InputError(f"the regression exit rule's scale must be a positive number, got {self.scale!r}")
+
+    @property
+    def needs_previous(self) -> bool:
+        """True when a head's uncertainty depends on the previous head's output (regression)."""
+        return self.problem == "regression"
+
+    def uncertainty(self, logits: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+        """u of one head's outputs (..., C) -> (...); `previous`: the head before's (regression only)."""
+        if self.problem == "multi-label":
+            return binary_entropy(logits)
+        if self.problem == "regression":
+            return disagreement(logits, previous, self.scale)
+        return normalized_entropy(logits).astype(np.float32)
+
+    def trace(self, exit_logits: np.ndarray) -> np.ndarray:
+        """u of every head on every row: (L, B, C) -> (L, B)."""
+        exit_logits = np.asarray(exit_logits)
+        if not self.needs_previous:
+            return self.uncertainty(exit_logits)
+        return np.stack([self.uncertainty(exit_logits[i], exit_logits[i - 1] if i else None)
+                         for i in range(len(exit_logits))])
+
+    def agree(self, a: np.ndarray, b: np.ndarray, tolerance: float = 0.1) -> np.ndarray:
+        """Whether two runs' outputs (..., C) give the same answer per row (...): the same class; the same label
+        set at 0.5; values within `tolerance` x scale (regression). For parity and int8 agreement checks."""
+        a, b = np.asarray(a), np.asarray(b)
+        if self.problem == "multi-label":
+            return ((a >= 0) == (b >= 0)).all(-1)
+        if self.problem == "regression":
+            return (np.abs(a - b) <= tolerance * self.scale).all(-1)
+        return a.argmax(-1) == b.argmax(-1)
+
+    def decide(self, exit_logits: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`decide` under this rule."""
+        return decide(exit_logits, speed, self)
+
+
+SINGLE_LABEL = ExitRule()
+
+
 def leaves(uncertainty: np.ndarray, speed: float, last: bool) -> np.ndarray:
     """Which rows leave after a layer: u < speed, or every row at the last layer."""
     if last:
@@ -52,15 +145,16 @@ def leaves(uncertainty: np.ndarray, speed: float, last: bool) -> np.ndarray:
     return np.asarray(uncertainty) < speed
 
 
-def decide(exit_logits: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Apply the rule to every exit head's logits at once.
+def decide(exit_logits: np.ndarray, speed: float, rule: ExitRule | None = None
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Apply the rule (default: single-label) to every exit head's logits at once.
 
     exit_logits (L, B, C) -> (logits (B, C) of the deciding layer, exit layer (B,)
     int64 1-based, uncertainty (B,) at that layer). A row's result depends only
     on its own logits, so this equals running the layers with exits.
     """
     exit_logits = np.asarray(exit_logits)
-    unc = normalized_entropy(exit_logits)  # (L, B)
+    unc = (rule or SINGLE_LABEL).trace(exit_logits)  # (L, B)
     leave = unc < speed
     leave[-1] = True
     first = leave.argmax(0)  # first layer that lets the row go

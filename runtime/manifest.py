@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import BundleError
+from runtime.exits import PROBLEMS, ExitRule
 from runtime.files import atomic_write_text
 from runtime.records import decode
 
-SCHEMA_VERSION = 3  # 3: text pairs (token_type_ids); 2: model.onnx (kind "compiled") in every bundle; 1, 2 still read
+SCHEMA_VERSION = 3  # 3: text pairs (token_type_ids), problem types, model card; 2: model.onnx (kind "compiled") in every bundle; 1, 2 still read
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 EMBED_FILE = "embed.onnx"
@@ -89,10 +90,19 @@ class Vocabulary:
 @dataclass
 class CalibrationPoint:
     speed: float
-    accuracy: float
+    accuracy: float | None  # single-label; None for the other problem types (their metrics are in `metrics`)
     average_layers: float
     latency_ms: float | None = None  # mean per text at batch 1 on the measuring machine
     f1: float | None = None  # binary tasks: F1 of the positive class (the second label), schema 3
+    # multi-label: micro_f1, macro_f1; regression: pearson, spearman (schema 3)
+    metrics: dict[str, float] | None = None
+
+    def score(self, metric: str = "accuracy") -> float:
+        """The value of `metric` (Calibration.metric: the problem type's main one) at this speed."""
+        value = self.accuracy if metric == "accuracy" else (self.metrics or {}).get(metric)
+        if value is None:
+            raise BundleError(f"calibration point at speed {self.speed:g} has no {metric}")
+        return value
 
 
 @dataclass
@@ -109,6 +119,18 @@ class Calibration:
     # threads: {"batch_1": {"ms": {"default": ., "one": .}, "chosen": "default" | "one"},
     #           "batch_32": {"texts_per_s": {"whole": ., "split": .}, "chosen": "whole" | "split"}, "cores": n}
     threads: dict[str, Any] | None = None
+    metric: str = "accuracy"  # the main metric of the problem type: accuracy | micro_f1 | pearson (schema 3)
+
+
+@dataclass
+class TaskSpec:
+    """What a bundle answers besides its labels (schema 3), handed from a run to the exporters: the problem
+    type, a regression's target scale, a multi-label bundle's thresholds, the exit rule's record."""
+
+    problem: str = "single-label"
+    target_scale: float | None = None
+    thresholds: list[float] | None = None
+    exit_rule: dict[str, Any] | None = None
 
 
 @dataclass
@@ -143,7 +165,24 @@ class Manifest:
     card: str | None = None
     card_sha256: str | None = None
     source: dict[str, Any] | None = None
+    # the problem type (schema 3): single-label (softmax) | multi-label (independent sigmoids) | regression
+    problem: str = "single-label"
+    # regression: the training targets' standard deviation, the exit rule's scale (runtime/exits.py)
+    target_scale: float | None = None
+    # multi-label: a label is on when its probability reaches its threshold (one per label, chosen on data at
+    # export when that measured better on it, else 0.5 for all)
+    thresholds: list[float] | None = None
+    # the exit rule of the problem type and why it was chosen (runtime/exits.py; README "Exit rules")
+    exit_rule: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
+
+    @property
+    def task(self) -> TaskSpec:
+        return TaskSpec(self.problem, self.target_scale, self.thresholds, self.exit_rule)
+
+    def rule(self) -> ExitRule:
+        """The exit rule this bundle's outputs leave by."""
+        return ExitRule(self.problem, self.target_scale or 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -182,6 +221,13 @@ class Manifest:
         for i, stage in enumerate(self.layer_stages, start=1):
             if stage.name != f"layer_{i}":
                 problems.append(f"layer stage {i} is named {stage.name!r}; layers must be listed in order")
+        if self.problem not in PROBLEMS:
+            problems.append(f"problem {self.problem!r} is not one of {', '.join(PROBLEMS)}")
+        if self.problem == "regression" and not (isinstance(self.target_scale, (int, float)) and self.target_scale > 0):
+            problems.append(f"a regression bundle needs target_scale > 0 (its exit rule's scale), got {self.target_scale!r}")
+        if self.thresholds is not None and (len(self.thresholds) != len(self.labels) or
+                                            not all(0 < t < 1 for t in self.thresholds)):
+            problems.append(f"thresholds must hold one number in (0, 1) per label ({len(self.labels)})")
         if problems:
             raise BundleError("manifest is malformed:\n  - " + "\n  - ".join(problems))
 

@@ -1,7 +1,8 @@
 """Load a bundle and classify text with batched early exit.
 
-The exit rule: after layer l the row's uncertainty is the normalized entropy of
-its exit head, u = -sum(p log p) / log(C) in [0, 1]; the row leaves at the first
+The exit rule: after layer l the row has an uncertainty u in [0, 1] (the
+normalized entropy of its exit head for single-label bundles; see
+runtime/exits.py for multi-label and regression); the row leaves at the first
 layer with u < speed (speed 0 runs every layer; the last layer always exits).
 Rows that leave are dropped from the batch, so later layers run on fewer rows.
 """
@@ -26,7 +27,7 @@ except ImportError as exc:  # the core install leaves the choice of ONNX Runtime
 
 from runtime.chains import CudaChain, HostChain
 from runtime.errors import BundleError, DeviceError, EdgeKDError, InputError, InputTypeError
-from runtime.exits import check_speed, leaves, normalized_entropy, softmax
+from runtime.exits import ExitRule, check_speed, leaves, normalized_entropy, sigmoid, softmax
 from runtime.manifest import (
     ENGINES,
     Manifest,
@@ -55,30 +56,52 @@ def _check_encodable(index: int, *texts: str) -> None:
 
 @dataclass
 class Prediction:
-    label: str
-    probs: dict[str, float]  # label name -> probability, in the order of model.labels
+    """One item's answer. Which fields are set follows the bundle's problem type (manifest.problem):
+
+    - single-label: `label` (the most probable class) and `probs` (softmax, name -> probability);
+    - multi-label: `labels` (the names whose probability reaches the threshold, possibly none) and `probs`
+      (independent sigmoids, name -> probability);
+    - regression: `score`, a float in the training data's units.
+    """
+
+    label: str | None  # single-label: the class; None for the other types
+    probs: dict[str, float] | None  # label name -> probability, in the order of model.labels; None for regression
     exit_layer: int  # 1-based layer whose head decided
-    uncertainty: float  # normalized entropy at that layer
+    uncertainty: float  # the exit rule's uncertainty at that layer
+    labels: list[str] | None = None  # multi-label: the labels that are on
+    score: float | None = None  # regression: the predicted value
+
+    def to_dict(self) -> dict:
+        """The fields of this problem type (what JSON answers hold): unset ones are left out."""
+        return {k: v for k, v in (("label", self.label), ("labels", self.labels), ("score", self.score),
+                                  ("probs", self.probs), ("exit_layer", self.exit_layer),
+                                  ("uncertainty", self.uncertainty)) if v is not None}
 
 
 class _Outputs:
     """Per-row results of one batch, filled in as rows leave."""
 
-    def __init__(self, batch: int, num_labels: int):
+    def __init__(self, batch: int, num_labels: int, rule: ExitRule):
         self.logits = np.zeros((batch, num_labels), dtype=np.float32)
         self.layer = np.zeros(batch, dtype=np.int64)
         self.uncertainty = np.zeros(batch, dtype=np.float32)
+        self.rule = rule
+        self.previous: np.ndarray | None = None  # the current rows' last head outputs (regression's rule)
 
     def record(self, logits: np.ndarray, alive: np.ndarray, layer: int, speed: float, last: bool) -> np.ndarray | None:
         """Apply the exit rule to the current rows; store those that leave.
 
         Returns the mask of rows that stay, or None when every row stays."""
-        unc = normalized_entropy(logits)
+        unc = self.rule.uncertainty(logits, self.previous)
+        if self.rule.needs_previous:
+            self.previous = logits
         leave = leaves(unc, speed, last)
         if not leave.any():
             return None
         done = alive[leave]
         self.logits[done], self.layer[done], self.uncertainty[done] = logits[leave], layer, unc[leave]
+        if self.previous is not None:
+            self.previous = self.previous[~leave]
         return ~leave
 
 
@@ -95,6 +118,10 @@ class EdgeModel:
         self.path = path
         self.manifest = manifest
         self.labels = list(manifest.labels)
+        self.problem = manifest.problem
+        self.rule = manifest.rule()
+        self.thresholds = np.asarray(manifest.thresholds if manifest.thresholds else [0.5] * len(self.labels),
+                                     dtype=np.float32)
         self._providers = providers(device)
         self._options = session_options(threads, threading)
         self._threading = threading
@@ -183,14 +210,24 @@ class EdgeModel:
         return 1 if self.full else self.manifest.num_layers
 
     # ------------------------------------------------------------------ text API
-    def classify(self, texts, speed: float | None = None, batch_size: int = 32) -> list[Prediction]:
+    def classify(self, texts, speed: float | None = None, batch_size: int = 32,
+                 threshold: float | None = None) -> list[Prediction]:
         """Classify `texts`; results come back in input order.
 
         Each item is a text (`str`), or for a bundle made from text pairs a pair: `(text, text_pair)`, a
         list of two strings, or `{"text": ..., "text_pair": ...}` (an empty second text is a valid pair).
         Items are sorted by token length into batches of `batch_size` so that padding stays small; an
-        item's result does not depend on its batch.
+        item's result does not depend on its batch. `threshold` (multi-label bundles): a label is on when
+        its probability reaches it; default the bundle's (per label when export chose them, else 0.5).
         """
+        thresholds = self._thresholds(threshold)
+        logits, layers, uncertainty = self.outputs(texts, speed, batch_size)
+        return [self.answer(logits[i], int(layers[i]), float(uncertainty[i]), thresholds) for i in range(len(logits))]
+
+    def outputs(self, texts, speed: float | None = None, batch_size: int = 32
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The raw outputs behind `classify`, in input order: the deciding heads' logits (N, C) (regression:
+        values), exit layers (N,) and uncertainties (N,)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
             raise InputTypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
         if batch_size < 1:
@@ -200,20 +237,37 @@ class EdgeModel:
         ids, types = self.encoder.tokens(items)
         pair = self.manifest.text_pair
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        results: list[Prediction | None] = [None] * len(ids)
+        logits = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
+        layers = np.zeros(len(ids), dtype=np.int64)
+        uncertainty = np.zeros(len(ids), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             padded = self.encoder.pad([ids[i] for i in chunk], [types[i] for i in chunk] if pair else None)
-            logits, layers, uncertainty = self._run_by_policy(*padded[:2], speed, *padded[2:])
-            probs = softmax(logits)
-            for row, index in enumerate(chunk):
-                results[index] = Prediction(
-                    label=self.labels[int(probs[row].argmax())],
-                    probs={name: float(p) for name, p in zip(self.labels, probs[row])},
-                    exit_layer=int(layers[row]),
-                    uncertainty=float(uncertainty[row]),
-                )
-        return results  # type: ignore[return-value]
+            logits[chunk], layers[chunk], uncertainty[chunk] = self._run_by_policy(*padded[:2], speed, *padded[2:])
+        return logits, layers, uncertainty
+
+    def _thresholds(self, threshold) -> np.ndarray:
+        if threshold is None:
+            return self.thresholds
+        if self.problem != "multi-label":
+            raise InputError(f"threshold applies to multi-label bundles; this one is {self.problem}")
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 < threshold < 1:
+            raise InputError(f"threshold must be a number in (0, 1), got {threshold!r}")
+        return np.full(len(self.labels), threshold, dtype=np.float32)
+
+    def answer(self, logits: np.ndarray, layer: int, uncertainty: float, thresholds: np.ndarray | None = None
+               ) -> Prediction:
+        """One row's deciding-head outputs (C,) as the Prediction of this bundle's problem type."""
+        if self.problem == "regression":
+            return Prediction(None, None, layer, uncertainty, score=float(logits[0]))
+        if self.problem == "multi-label":
+            probs = sigmoid(logits)
+            on = probs >= (self.thresholds if thresholds is None else thresholds)
+            return Prediction(None, {n: float(p) for n, p in zip(self.labels, probs)}, layer, uncertainty,
+                              labels=[n for n, chosen in zip(self.labels, on) if chosen])
+        probs = softmax(logits)
+        return Prediction(self.labels[int(probs.argmax())], {n: float(p) for n, p in zip(self.labels, probs)},
+                          layer, uncertainty)
 
     def warm_up(self) -> None:
         """Run two items once, so that the first real call is not slow."""
@@ -319,7 +373,7 @@ class EdgeModel:
         if self.full:
             logits = self.sessions[0].run(None, dict(zip(stage_inputs("full", self.manifest.text_pair),
                                                          feeds.values())))[0]
-            return logits, np.ones(len(logits), dtype=np.int64), normalized_entropy(logits)
+            return logits, np.ones(len(logits), dtype=np.int64), self.rule.uncertainty(logits)
         return self._run_stages(ids, mask, speed, types)
 
     def _token_feeds(self, input_ids, mask, token_types=None) -> dict[str, np.ndarray]:
@@ -342,12 +396,13 @@ class EdgeModel:
             yield layer, chain.step(session)
 
     def _run_stages(self, input_ids, mask, speed, token_types=None):
-        out = _Outputs(input_ids.shape[0], len(self.labels))
+        out = _Outputs(input_ids.shape[0], len(self.labels), self.rule)
         alive = np.arange(input_ids.shape[0])  # original row of each current row
         chain = self._chain(input_ids, mask, token_types)
         last = self.num_layers
         for layer, logits in self.walk(chain):
             if layer < last and speed <= 0.0:
+                out.previous = logits if self.rule.needs_previous else None
                 continue  # u >= 0 always: nothing can leave before the last layer
             stay = out.record(logits, alive, layer, speed, layer == last)
             if stay is None:

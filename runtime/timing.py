@@ -14,7 +14,6 @@ import numpy as np
 import onnxruntime as ort
 
 from runtime.errors import BundleError
-from runtime.exits import normalized_entropy
 from runtime.manifest import GRAPH_INPUTS
 from runtime.chains import HostChain
 from runtime.model import EdgeModel
@@ -35,7 +34,7 @@ def stage_times(model: EdgeModel, texts: list[str], repeats: int = 3) -> tuple[f
             per = []
             start = time.perf_counter()
             for _, logits in model.walk(chain):
-                normalized_entropy(logits)
+                model.rule.uncertainty(logits)
                 per.append(time.perf_counter() - start)
                 start = time.perf_counter()
             if t_front + sum(per) < best[0] + sum(best[1]):

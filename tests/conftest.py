@@ -27,7 +27,7 @@ TEXTS = [
 
 
 def make_student(head_type: str = "mean", layers: int = 3, hidden: int = 32, sharpen: float = 0.0, seed: int = 0,
-                 num_labels: int = 2):
+                 num_labels: int = 2, problem: str = "single-label"):
     """A tiny random student. `sharpen` scales the exit classifiers so that
     their confidences spread over [0, 1] and middle speeds make rows exit."""
     import torch
@@ -37,7 +37,7 @@ def make_student(head_type: str = "mean", layers: int = 3, hidden: int = 32, sha
 
     torch.manual_seed(seed)
     cfg = StudentConfig(vocab_size=len(SPECIALS) + len(WORDS) + 2, hidden_size=hidden, num_layers=layers,
-                        num_heads=2, ffn_size=2 * hidden, num_labels=num_labels, head_type=head_type,
+                        num_heads=2, ffn_size=2 * hidden, num_labels=num_labels, problem=problem, head_type=head_type,
                         max_position=64, dropout=0.0)
     model = EarlyExitStudent(cfg).eval()
     if sharpen:

@@ -68,7 +68,7 @@ def test_qqp_reads_as_pairs_with_the_documented_counts():
     train = read_labelled(QQP / "train.tsv")
     dev = read_labelled(QQP / "dev.tsv", label_names=train.label_names)
     assert (len(train), len(dev)) == (19496, 4000) and train.text_pair and dev.text_pair
-    assert train.columns == "text columns 'question1' + 'question2' (pairs), label column 'is_duplicate'"
+    assert train.columns == "text columns 'question1' + 'question2' (pairs), label column 'is_duplicate' (single-label)"
     assert abs(sum(train.labels) / len(train) - 0.372) < 0.002
 
 

@@ -25,6 +25,15 @@ OUT_FORMATS = (".jsonl", ".csv")  # what --out can be: appendable row by row
 PROGRESS_EVERY_S = 5.0  # a progress line on stderr this often when stderr is not a terminal
 CSV_FIELDS = ["row", "text", "label", "probability", "exit_layer", "uncertainty", "empty"]
 PAIR_FIELDS = ["row", "text", "text_pair", "label", "probability", "exit_layer", "uncertainty", "empty"]
+# the answer columns of a CSV/TSV output by problem type (multi-label: the labels that are on, comma-separated
+# as in the training files; regression: the value)
+ANSWER_FIELDS = {"single-label": ["label", "probability"], "multi-label": ["labels"], "regression": ["score"]}
+
+
+def csv_fields(model) -> list[str]:
+    """The columns of a CSV/TSV output for `model`'s problem type and input shape."""
+    texts = ["text", "text_pair"] if model.manifest.text_pair else ["text"]
+    return ["row", *texts, *ANSWER_FIELDS[model.problem], "exit_layer", "uncertainty", "empty"]
 
 
 def iter_texts(path: Path, text_column: str | None = None, text_pair: bool = False,
@@ -118,7 +127,7 @@ def predict_file(model, path: str | os.PathLike, out: str | os.PathLike | None =
     handle: IO[str] = (open(target, "a", encoding="utf-8", newline="") if target is not None
                        else io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="", write_through=True))
     pair = model.manifest.text_pair
-    writer = csv.DictWriter(handle, PAIR_FIELDS if pair else CSV_FIELDS, lineterminator="\n") if as_csv else None
+    writer = csv.DictWriter(handle, csv_fields(model), lineterminator="\n") if as_csv else None
     if writer is not None and skip == 0 and handle.tell() == 0:
         writer.writeheader()
     bar = _progress(progress, skip)
@@ -159,11 +168,15 @@ def _write(model, texts: list, first_row: int, speed, batch_size, handle, writer
         empty = not (text.strip() if isinstance(text, str) else any(x.strip() for x in text))
         row = {"row": first_row + i, "text": text} if isinstance(text, str) else \
             {"row": first_row + i, "text": text[0], "text_pair": text[1]}
-        row.update(label=r.label, probs=r.probs, exit_layer=r.exit_layer, uncertainty=r.uncertainty)
+        row.update(r.to_dict())
         if empty:
             row["empty"] = True
         if writer is not None:
-            flat = dict(row, probability=r.probs[r.label], empty=empty)
+            flat = dict(row, empty=empty)
+            if r.label is not None:
+                flat["probability"] = r.probs[r.label]
+            if r.labels is not None:
+                flat["labels"] = ",".join(r.labels)
             flat.pop("probs", None)
             writer.writerow(flat)
         else:

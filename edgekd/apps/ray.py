@@ -36,12 +36,19 @@ class _Classifier:
             texts = list(zip(texts, (str(t) for t in batch[self.text_pair_column])))
         results = self.model.classify(texts, speed=self.speed, batch_size=self.batch_size)
         out = dict(batch)
-        out["label"] = np.array([r.label for r in results])
-        out["probability"] = np.array([r.probs[r.label] for r in results], dtype=np.float32)
+        problem = self.model.problem
+        if problem == "single-label":
+            out["label"] = np.array([r.label for r in results])
+            out["probability"] = np.array([r.probs[r.label] for r in results], dtype=np.float32)
+        elif problem == "multi-label":
+            out["labels"] = np.array([",".join(r.labels) for r in results])  # comma-separated, as training files
+        else:
+            out["score"] = np.array([r.score for r in results], dtype=np.float32)
         out["exit_layer"] = np.array([r.exit_layer for r in results], dtype=np.int64)
         out["uncertainty"] = np.array([r.uncertainty for r in results], dtype=np.float32)
-        for name in self.model.labels:
-            out[f"prob_{name}"] = np.array([r.probs[name] for r in results], dtype=np.float32)
+        if problem != "regression":
+            for name in self.model.labels:
+                out[f"prob_{name}"] = np.array([r.probs[name] for r in results], dtype=np.float32)
         return out
 
 

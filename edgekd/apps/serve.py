@@ -133,8 +133,7 @@ class Server:
         self.metrics.requests.labels(endpoint, "200").inc()
         self.metrics.latency.observe(time.perf_counter() - began)
         return JSONResponse({
-            "predictions": [{"label": r.label, "probs": r.probs, "exit_layer": r.exit_layer,
-                             "uncertainty": r.uncertainty} for r in results],
+            "predictions": [r.to_dict() for r in results],
             "model": {"bundle": self.bundle.name, "speed": speed, "engine": self.model.engine},
         })
 

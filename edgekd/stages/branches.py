@@ -1,5 +1,5 @@
-"""Stage `branches`: every exit head self-distilled from the trunk, KL(trunk || head), on
-unlabelled text; backbone and trunk frozen."""
+"""Stage `branches`: every exit head self-distilled from the trunk on unlabelled text (KL(trunk || head);
+BCE to the trunk's sigmoids for multi-label; MSE to its value for regression); backbone and trunk frozen."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class BranchesStage:
 
         def loss_fn(module, batch):
             out = module(batch.input_ids, batch.mask, **segments(batch))
-            return losses.branch_self_distillation(out.exit_logits), {}
+            return losses.branch_self_distillation(out.exit_logits, ctx.problem), {}
 
         stats = train_loop("branches", student, params, loss_fn, ctx.unlabeled, ctx.cfg.branches, ctx.cfg.seed,
                            ctx.device, ctx.run.stage("branches"), ctx.step_hook("branches"), log=ctx.log)

@@ -9,14 +9,13 @@ import hashlib
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from edgekd.augment import Augmenter, auto_factor, embedding_neighbours
 from edgekd.config import STUDENT_STAGES, ConfigError, DistillConfig
 from edgekd.data import TextDataset, read_labelled, read_unlabelled
-from edgekd.evaluate import accuracy, all_exit_logits, classifier_logits, exit_table
-from edgekd.metrics import binary_f1
+from edgekd import losses
+from edgekd.evaluate import all_exit_logits, classifier_logits, exit_table, main_score, scores
 from edgekd.model import EarlyExitStudent, StudentConfig
 from edgekd.refine import flip_labels
 from edgekd.run_folder import RunFolder, read_json, write_json
@@ -33,9 +32,10 @@ from edgekd.teacher import (
     resolve_init,
     segment_kwargs,
     teacher_config,
+    teacher_problem,
     teacher_tokenizer_json,
 )
-from edgekd.batches import TokenizedData
+from edgekd.batches import TokenizedData, label_tensor
 from edgekd.student_init import init_student_from_teacher, student_shape
 from edgekd.train import barrier, rank_world, setup_distributed
 from edgekd.vocab import MASK_TOKENS, VocabMap, build_vocab_map, compress_student, first_token, remapped_share
@@ -59,11 +59,30 @@ class TransferSet:
         return self.variants + self.unlabeled
 
 
-def classifier_ce(module, batch):
-    """Cross-entropy of a Hugging Face sequence classifier (teacher A or B) on gold labels."""
-    logits = module(input_ids=batch.input_ids, attention_mask=batch.mask,
-                    **segment_kwargs(getattr(module, "module", module), batch.token_types)).logits
-    return F.cross_entropy(logits.float(), batch.labels), {}
+def classifier_loss(problem: str):
+    """The gold loss of a Hugging Face sequence classifier (teacher A or B) for the problem type (cross-entropy,
+    binary cross-entropy, MSE: what transformers uses), as a train_loop loss function."""
+    def loss_fn(module, batch):
+        logits = module(input_ids=batch.input_ids, attention_mask=batch.mask,
+                        **segment_kwargs(getattr(module, "module", module), batch.token_types)).logits
+        return losses.gold_loss(logits, batch.labels, problem), {}
+    return loss_fn
+
+
+classifier_ce = classifier_loss("single-label")
+
+
+def declared_problem(cfg: DistillConfig) -> tuple[str | None, str]:
+    """The problem type the teacher's config or --problem states (None: read it from the labels), and why.
+    A flag that contradicts the teacher is refused."""
+    from_teacher, why = teacher_problem(cfg.teacher, cfg.offline)
+    flag = cfg.data.problem or None
+    if from_teacher and flag and from_teacher != flag:
+        raise ConfigError([f"--problem {flag}, but {why} ({from_teacher}); drop --problem or give a teacher "
+                           f"without a {from_teacher} head"])
+    if from_teacher:
+        return from_teacher, why
+    return (flag, "--problem") if flag else (None, "")
 
 
 # Keys that may change between a run and its resumption.
@@ -96,15 +115,20 @@ class RunContext:
         check_same_config(self.run, cfg)
         d = cfg.data  # everything below is read and checked before the run folder is made
         pair_col = d.text_pair_column or None
+        declared, declared_why = declared_problem(cfg)
         self.full_train_set = read_labelled(d.train, d.text_column or None, d.label_column or None,
-                                            text_pair_column=pair_col)
+                                            text_pair_column=pair_col, problem=declared)
+        self.problem = self.full_train_set.problem
         self.log(f"{d.train}: {len(self.full_train_set)} rows; {self.full_train_set.columns}")
+        self.log(f"problem type: {self.problem} ({declared_why or self.full_train_set.problem_why})")
+        if d.label_noise and self.problem != "single-label":
+            raise ConfigError([f"data.label_noise flips single labels; this task is {self.problem}"])
         if d.label_noise:
             self.full_train_set.labels = flip_labels(self.full_train_set.labels, len(self.full_train_set.label_names),
                                                      d.label_noise, cfg.seed)
         self.train_set = self.full_train_set.subset(d.max_train or None)
         self.dev_set = read_labelled(d.dev, d.text_column or None, d.label_column or None, self.train_set.label_names,
-                                     text_pair_column=pair_col)
+                                     text_pair_column=pair_col, problem=self.problem)
         self.text_pair = self.train_set.text_pair
         if self.dev_set.text_pair != self.text_pair:
             raise ConfigError([f"{d.train} holds {'pairs' if self.text_pair else 'single texts'} ({self.train_set.columns}) "
@@ -128,7 +152,7 @@ class RunContext:
         if cfg.student.init_from:
             check_teacher(cfg.student.init_from, cfg.offline, "teacher")
         self.labels = list(d.label_names) or self.label_values  # the names the classifier's outputs carry
-        names = head_names(cfg.teacher, cfg.offline)
+        names = head_names(cfg.teacher, cfg.offline) if self.problem != "regression" else None
         if names is not None and len(names) == len(self.labels):
             if not d.label_names and all(v.lstrip("-").isdigit() for v in self.label_values):
                 self.labels = names  # numeric data labels: the teacher's head names them, in its order
@@ -137,10 +161,15 @@ class RunContext:
         saved = read_json(self.run.labels, None)
         if saved is not None and saved != self.labels:
             raise ConfigError([f"{self.run.labels} holds labels {saved} but the training file has {self.labels}"])
+        self.task = {"problem": self.problem, "why": declared_why or self.full_train_set.problem_why}
+        if self.problem == "regression":
+            values = torch.tensor(self.train_set.labels, dtype=torch.float64)
+            self.task.update(target_mean=float(values.mean()), target_std=float(values.std()) or 1.0)
         if self.rank == 0:
             self.run.root.mkdir(parents=True, exist_ok=True)
             cfg.save(self.run.config)
             write_json(self.run.labels, self.labels)
+            write_json(self.run.task, self.task)
             write_json(self.run.label_values, self.label_values)
             if not self.run.tokenizer.is_file():
                 teacher_tokenizer_json(cfg.teacher, self.run.tokenizer, cfg.offline)
@@ -150,14 +179,31 @@ class RunContext:
         if self.text_pair and cfg.student.kind != "transformer":
             raise ConfigError([f"a {cfg.student.kind} student takes single texts; for text pairs use --student "
                                "transformer (the default)"])
-        self.train = TokenizedData(self.encoder, self.train_set.texts, self.train_set.labels)
-        self.dev = TokenizedData(self.encoder, self.dev_set.texts, self.dev_set.labels)
+        self.train = TokenizedData(self.encoder, self.train_set.texts, self.label_tensor(self.train_set.labels))
+        self.dev = TokenizedData(self.encoder, self.dev_set.texts, self.label_tensor(self.dev_set.labels))
         self.unlabeled = TokenizedData(self.encoder, self.unlabeled_set.texts)
         self._teacher = None
         self._vocab: VocabMap | None = None
         self._transfer: TransferSet | None = None
 
     # ------------------------------------------------------------------ helpers
+    def label_tensor(self, labels: list) -> torch.Tensor:
+        """Labels (None = gold unknown) as this task's training tensor (edgekd.batches.label_tensor)."""
+        return label_tensor(labels, self.problem, len(self.labels))
+
+    @property
+    def num_outputs(self) -> int:
+        """Outputs of the classifiers: one per label (one value for regression)."""
+        return len(self.labels)
+
+    @property
+    def exit_scale(self) -> float:
+        """Regression's exit-rule scale: the training targets' standard deviation (1 for the other types)."""
+        return float(self.task.get("target_std", 1.0))
+
+    def gold_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return losses.gold_loss(logits, labels, self.problem)
+
     def teacher_source(self) -> str:
         if self.run.teacher.is_dir():
             return str(self.run.teacher)
@@ -172,7 +218,8 @@ class RunContext:
 
     def teacher(self) -> TeacherAdaptor:
         if self._teacher is None:
-            model = load_teacher(self.teacher_source(), len(self.labels), self.cfg.offline, self.labels).to(self.device).eval()
+            model = load_teacher(self.teacher_source(), len(self.labels), self.cfg.offline, self.labels,
+                                 self.problem).to(self.device).eval()
             for p in model.parameters():
                 p.requires_grad_(False)
             self._teacher = TeacherAdaptor(model)
@@ -192,7 +239,7 @@ class RunContext:
             source = self.teacher().model
         cfg = StudentConfig(
             vocab_size=self.encoder.vocab_size, hidden_size=s.hidden, num_layers=s.layers, num_heads=s.heads,
-            ffn_size=s.ffn, num_labels=len(self.labels), head_type=s.head_type, dropout=s.dropout,
+            ffn_size=s.ffn, num_labels=len(self.labels), problem=self.problem, head_type=s.head_type, dropout=s.dropout,
             max_position=min(512, self.teacher().family.max_positions(teacher_cfg)), pad_token_id=self.encoder.pad_id,
             **(student_shape(source.config) if source is not None else {}),
         )
@@ -215,7 +262,8 @@ class RunContext:
     def _new_small_student(self):
         s = self.cfg.student
         cfg = SmallStudentConfig(kind=s.kind, vocab_size=self.encoder.vocab_size, embed_size=s.embed,
-                                 hidden_size=s.hidden, num_labels=len(self.labels), dropout=s.dropout,
+                                 hidden_size=s.hidden, num_labels=len(self.labels), problem=self.problem,
+                                 dropout=s.dropout,
                                  pad_token_id=self.encoder.pad_id)
         student = build_small_student(cfg)
         if self.init == "teacher":
@@ -264,13 +312,14 @@ class RunContext:
     def student_dev(self, student: EarlyExitStudent) -> dict:
         exits = all_exit_logits(student, self.dev, self.device)
         labels = self.dev.labels
-        return {"dev_accuracy": accuracy(exits[-1], labels), **self.dev_f1(exits[-1]),
-                "exits": exit_table(exits, labels, self.cfg.eval_speeds)}
+        return {**self.dev_scores(exits[-1]),
+                "exits": exit_table(exits, labels, self.cfg.eval_speeds, self.problem, self.exit_scale)}
 
-    def dev_f1(self, logits: torch.Tensor) -> dict:
-        """{"dev_f1": F1 of the positive class} for a binary task (GLUE reports it for QQP and MRPC), else {}."""
-        f1 = binary_f1(logits.argmax(-1).cpu().numpy(), self.dev.labels.cpu().numpy(), len(self.labels))
-        return {} if f1 is None else {"dev_f1": f1}
+    def dev_scores(self, logits: torch.Tensor) -> dict:
+        """Every metric of the problem type on dev, as dev_<metric>: dev_accuracy (and dev_f1, the positive
+        class's F1 on a binary task, as GLUE reports for QQP and MRPC); dev_micro_f1, dev_macro_f1;
+        dev_pearson, dev_spearman."""
+        return {f"dev_{k}": v for k, v in scores(logits, self.dev.labels, self.problem).items()}
 
     def train_targets(self) -> torch.Tensor:
         """KD targets of the training rows: refined ones after `refine`, else the teacher's logits."""
@@ -335,9 +384,10 @@ class RunContext:
             return self.unlabeled
         return TokenizedData(self.encoder, self.unlabeled_set.texts + transfer.variants)
 
-    def dev_accuracy(self, forward) -> float:
-        """Accuracy on dev of `forward(ids, mask) -> logits` (the best-checkpoint score)."""
-        return accuracy(classifier_logits(forward, self.dev, self.device), self.dev.labels)
+    def dev_score(self, forward) -> float:
+        """The main metric on dev (accuracy, micro-F1, Pearson) of `forward(ids, mask, types) -> logits`: the
+        best-checkpoint score."""
+        return main_score(classifier_logits(forward, self.dev, self.device), self.dev.labels, self.problem)
 
     def teacher_logits(self) -> torch.Tensor:
         """The teacher's logits on the training rows, computed once and cached."""

@@ -1,9 +1,8 @@
 """Stage `finetune`: student backbone + trunk classifier on the labelled rows,
-(1 - lambda) * CE + lambda * KD from the teacher's (or refined) logits."""
+(1 - lambda) * gold loss + lambda * KD from the teacher's (or refined) logits, both by problem type
+(edgekd.losses.task_distillation)."""
 
 from __future__ import annotations
-
-import torch.nn.functional as F
 
 import torch
 
@@ -22,7 +21,7 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
     transfer = ctx.transfer() if kd_weight > 0 else None
     data = ctx.train
     if transfer is not None:
-        labels = ctx.train.labels.tolist() + [-1] * len(transfer.texts)
+        labels = torch.cat([ctx.train.labels, ctx.label_tensor([None] * len(transfer.texts))])
         data = TokenizedData(ctx.encoder, ctx.train_set.texts + transfer.texts, labels,
                              torch.cat([targets.float().cpu(), transfer.logits.float()]))
         ctx.log(f"{name}: {len(ctx.train)} labelled rows (CE + KD) and {len(transfer.texts)} transfer rows (KD)")
@@ -32,15 +31,16 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
     def loss_fn(module, batch):
         logits = module(batch.input_ids, batch.mask, exits=False, **segments(batch)).logits
         if batch.targets is None:
-            return F.cross_entropy(logits.float(), batch.labels), {}
-        return losses.task_distillation(logits, batch.targets, batch.labels, f.kd, f.temperature, kd_weight)
+            return ctx.gold_loss(logits, batch.labels), {}
+        return losses.task_distillation(logits, batch.targets, batch.labels, f.kd, f.temperature, kd_weight,
+                                        ctx.problem)
 
     params = (student.backbone_parameters() + list(student.heads[-1].parameters()) if hasattr(student, "heads")
               else list(student.parameters()))
     try:
         head = list(student.heads[-1].parameters()) if hasattr(student, "heads") else None
         stats = train_loop(name, student, params, loss_fn, data, f, ctx.cfg.seed, ctx.device, ctx.run.stage(name),
-                           ctx.step_hook(name), evaluate=lambda: ctx.dev_accuracy(
+                           ctx.step_hook(name), evaluate=lambda: ctx.dev_score(
                                lambda i, m, t: student(i, m, exits=False, **({} if t is None else {"token_type_ids": t})).logits), head=head, log=ctx.log)
     finally:
         ctx.train.targets = None

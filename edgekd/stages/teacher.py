@@ -7,11 +7,11 @@ import shutil
 
 import torch
 
-from edgekd.evaluate import accuracy, classifier_logits
+from edgekd.evaluate import classifier_logits
 from edgekd.teacher import has_task_head, head_parameters, load_teacher, segment_kwargs
 from edgekd.batches import TokenizedData
 from edgekd.train import barrier, schedule_note, train_loop
-from edgekd.stages.context import RunContext, classifier_ce
+from edgekd.stages.context import RunContext, classifier_loss
 from runtime.files import atomic_folder
 
 
@@ -24,16 +24,20 @@ class TeacherStage:
         stats: dict = {}
         if has_task_head(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline) and not ctx.cfg.teacher_stage.force:
             ctx.log("teacher already has a task head; skipping its fine-tuning (teacher_stage.force to redo)")
-            model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels).to(ctx.device)
+            model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels,
+                                 ctx.problem).to(ctx.device)
         else:
             torch.manual_seed(ctx.cfg.seed)
-            model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels).to(ctx.device)
+            model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels,
+                                 ctx.problem).to(ctx.device)
             rows = ctx.full_train_set.subset(ctx.cfg.teacher_stage.max_train or None)
-            data = ctx.train if len(rows) == len(ctx.train_set) else TokenizedData(ctx.encoder, rows.texts, rows.labels)
+            data = ctx.train if len(rows) == len(ctx.train_set) else \
+                TokenizedData(ctx.encoder, rows.texts, ctx.label_tensor(rows.labels))
 
-            stats = train_loop("teacher", model, list(model.parameters()), classifier_ce, data, ctx.cfg.teacher_stage,
-                               ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"), ctx.step_hook("teacher"),
-                               evaluate=lambda: ctx.dev_accuracy(
+            stats = train_loop("teacher", model, list(model.parameters()), classifier_loss(ctx.problem), data,
+                               ctx.cfg.teacher_stage, ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"),
+                               ctx.step_hook("teacher"),
+                               evaluate=lambda: ctx.dev_score(
                                    lambda i, m, t: model(input_ids=i, attention_mask=m,
                                                          **segment_kwargs(model, t)).logits),
                                head=head_parameters(model), log=ctx.log)
@@ -46,4 +50,4 @@ class TeacherStage:
         ctx.reset_teacher()
         teacher = ctx.teacher()
         logits = classifier_logits(lambda i, m, t: teacher(i, m, t).logits, ctx.dev, ctx.device)
-        return {"dev_accuracy": accuracy(logits, ctx.dev.labels), **ctx.dev_f1(logits), **stats}
+        return {**ctx.dev_scores(logits), **stats}

@@ -46,7 +46,7 @@ def test_named_columns(tmp_path):
 
 def test_missing_column(tmp_path):
     with pytest.raises(DataError, match=r"no label column found .* --label-column"):
-        read_labelled(write(tmp_path, "x.tsv", "sentence\tscore\na\t1\n"))
+        read_labelled(write(tmp_path, "x.tsv", "sentence\tstars\na\t1\n"))
 
 
 def test_unknown_dev_label_names_row_and_labels(tmp_path):

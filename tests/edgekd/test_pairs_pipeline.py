@@ -35,7 +35,7 @@ def pair_files(tmp_path_factory):
 def test_pair_columns_are_found_and_named(pair_files, tmp_path):
     data = read_labelled(pair_files["train"])
     assert data.text_pair and isinstance(data.texts[0], tuple) and len(data.texts[0]) == 2
-    assert data.columns == "text columns 'question1' + 'question2' (pairs), label column 'is_duplicate'"
+    assert data.columns == "text columns 'question1' + 'question2' (pairs), label column 'is_duplicate' (single-label)"
     odd = tmp_path / "odd.tsv"
     odd.write_text("a\tb\tlabel\nx\ty\t0\nz\t\t1\n")
     pairs = read_labelled(odd, text_column="a", text_pair_column="b")

@@ -1,0 +1,149 @@
+"""The exit rule of each problem type: numpy against hand computations and crafted logits, the torch twin
+against numpy, the compiled graph and the staged runtime against each other and against torch, and the
+answers' shapes (Prediction fields) per type."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import runtime
+from runtime.exits import ExitRule, binary_entropy, decide, disagreement
+from tests.conftest import make_student
+
+
+def test_binary_entropy_is_the_largest_label_entropy_over_log_2():
+    logits = np.array([[0.0, 8.0, -8.0], [6.0, -6.0, 5.0]])
+    p = 1 / (1 + np.exp(-logits))
+    h = -(p * np.log(p) + (1 - p) * np.log(1 - p)) / math.log(2)
+    assert np.allclose(binary_entropy(logits), h.max(-1), atol=1e-6)
+    assert binary_entropy(logits)[0] == pytest.approx(1.0)  # a label at p = 0.5: as unsure as can be
+    assert np.isfinite(binary_entropy(np.array([[1e4, -1e4]]))).all()
+
+
+def test_a_multi_label_row_with_one_uncertain_label_stays():
+    rule = ExitRule("multi-label")
+    sure = [9.0, -9.0, -9.0]
+    one_unsure = [9.0, 0.2, -9.0]
+    exits = np.array([[sure, one_unsure], [sure, sure]])  # (L=2, B=2, C=3)
+    _, layers, unc = decide(exits, 0.1, rule)
+    assert layers.tolist() == [1, 2]  # the sure row leaves at layer 1; the other waits for the last layer
+    assert unc[0] < 0.1
+
+
+def test_regression_rows_leave_when_consecutive_heads_agree():
+    rule = ExitRule("regression", scale=2.0)
+    exits = np.array([[[1.0], [1.0]], [[1.1], [3.0]], [[1.12], [2.0]], [[1.0], [2.1]]])  # (L=4, B=2, C=1)
+    u = rule.trace(exits)
+    assert u[0].tolist() == [1.0, 1.0]  # no head before the first: full uncertainty
+    assert u[1] == pytest.approx([0.05, 1.0])  # gaps 0.1 and 2.0 over the scale 2, capped at 1
+    logits, layers, _ = decide(exits, 0.06, rule)
+    assert layers.tolist() == [2, 4]
+    assert logits[:, 0].tolist() == pytest.approx([1.1, 2.1])
+    assert disagreement(np.array([[3.0]]), None, 1.0).tolist() == [1.0]
+
+
+def test_a_rule_refuses_unknown_types_and_bad_scales():
+    with pytest.raises(runtime.InputError, match="unknown problem type 'ranking'"):
+        ExitRule("ranking")
+    with pytest.raises(runtime.InputError, match="scale"):
+        ExitRule("regression", scale=0.0)
+
+
+@pytest.mark.parametrize("problem", ["single-label", "multi-label", "regression"])
+def test_the_torch_twin_equals_the_runtime_rule(problem):
+    import torch
+
+    from edgekd.evaluate import apply_exit_rule, exit_uncertainty
+
+    gen = np.random.default_rng(3)
+    width = 1 if problem == "regression" else 4
+    exits = (gen.normal(size=(5, 64, width)) * 3).astype(np.float32)
+    rule = ExitRule(problem, scale=1.7)
+    assert np.allclose(exit_uncertainty(torch.from_numpy(exits), problem, 1.7).numpy(), rule.trace(exits), atol=1e-5)
+    for speed in (0.0, 0.2, 0.5, 0.8):
+        want_logits, want_layers, _ = decide(exits, speed, rule)
+        got_logits, got_layers = apply_exit_rule(torch.from_numpy(exits), speed, problem, 1.7)
+        assert got_layers.numpy().tolist() == want_layers.tolist()
+        assert np.allclose(got_logits.numpy(), want_logits)
+
+
+@pytest.fixture(scope="module", params=["multi-label", "regression"])
+def typed_bundle(request, tmp_path_factory, tokenizer_file):
+    from exporters import export_student
+    from runtime.manifest import TaskSpec
+
+    problem = request.param
+    labels = ["joy", "anger", "fear"] if problem == "multi-label" else ["score"]
+    student = make_student(sharpen=200.0 if problem == "multi-label" else 100.0, layers=4, num_labels=len(labels),
+                           problem=problem, seed=5)
+    task = TaskSpec(problem, target_scale=1.0 if problem == "regression" else None)
+    out = tmp_path_factory.mktemp("typed") / problem
+    export_student(student, tokenizer_file, labels, out, max_length=40, task=task)  # checks model.onnx vs staged
+    return problem, student, out
+
+
+def test_typed_bundles_match_torch_on_both_engines(typed_bundle):
+    import torch
+
+    from edgekd.evaluate import apply_exit_rule
+
+    problem, student, path = typed_bundle
+    graph, staged = runtime.load(path, engine="graph"), runtime.load(path, engine="staged")
+    assert graph.manifest.problem == problem and graph.rule.problem == problem
+    texts = [" ".join(["great", "awful", "movie", "plot"][: 1 + i % 4] * (1 + i % 3)) for i in range(23)]
+    ids, mask, _ = graph.encode(texts)
+    with torch.no_grad():
+        exits = torch.stack(student(torch.from_numpy(ids), torch.from_numpy(mask)).exit_logits)
+    spread = set()
+    for speed in (0.0, 0.3, 0.8, 0.95):
+        want_logits, want_layers = apply_exit_rule(exits, speed, problem, graph.rule.scale)
+        spread |= {len(set(want_layers.tolist()))}
+        for model in (graph, staged):
+            for batch in (1, 7, 32):
+                parts = [model.run_ids(ids[i:i + batch], mask[i:i + batch], speed) for i in range(0, len(ids), batch)]
+                logits = np.concatenate([p[0] for p in parts])
+                layers = np.concatenate([p[1] for p in parts])
+                assert layers.tolist() == want_layers.numpy().tolist(), (model.engine, speed, batch)
+                assert np.allclose(logits, want_logits.numpy(), atol=1e-4)
+    assert max(spread) > 1, "the crafted student should make rows leave at different layers at some speed"
+
+
+def test_answers_take_the_shape_of_the_problem_type(typed_bundle):
+    problem, _, path = typed_bundle
+    model = runtime.load(path)
+    got = model.classify(["great movie", "awful plot"], speed=0.0)
+    logits = model.outputs(["great movie", "awful plot"], speed=0.0)[0]
+    if problem == "multi-label":
+        p = 1 / (1 + np.exp(-logits[0]))
+        assert got[0].label is None and got[0].score is None
+        assert got[0].labels == [n for n, q in zip(model.labels, p) if q >= 0.5]
+        assert list(got[0].probs) == model.labels and np.allclose(list(got[0].probs.values()), p, atol=1e-6)
+        for threshold in (0.01, 0.99):
+            chosen = model.classify(["great movie"], speed=0.0, threshold=threshold)[0]
+            assert chosen.labels == [n for n, q in zip(model.labels, p) if q >= threshold]
+        assert set(got[0].to_dict()) == {"labels", "probs", "exit_layer", "uncertainty"}
+    else:
+        assert got[0].label is None and got[0].probs is None and got[0].labels is None
+        assert isinstance(got[0].score, float) and got[0].score == pytest.approx(float(logits[0, 0]))
+        assert set(got[0].to_dict()) == {"score", "exit_layer", "uncertainty"}
+        with pytest.raises(runtime.InputError, match="threshold applies to multi-label bundles"):
+            model.classify(["x"], threshold=0.3)
+
+
+def test_a_regression_manifest_without_a_scale_is_refused(typed_bundle, tmp_path):
+    import json
+    import shutil
+
+    problem, _, path = typed_bundle
+    if problem != "regression":
+        pytest.skip("regression only")
+    copy = tmp_path / "b"
+    shutil.copytree(path, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["target_scale"] = None
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(runtime.BundleError, match="target_scale"):
+        runtime.load(copy)
