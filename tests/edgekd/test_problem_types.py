@@ -1,0 +1,174 @@
+"""Multi-label and regression from the data file to the answers: the problem type found (and every refusal),
+the losses against hand computations, a tiny run of each type distilled, exported, calibrated on its own
+metric and answering through classify, `predict --json` and `predict --file`."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import runtime
+from edgekd import losses
+from edgekd.cli import app
+from edgekd.data import DataError, detect_problem, label_names_option, read_labelled
+from edgekd.fixtures import tiny_sentiment
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ------------------------------------------------------------------ which problem
+def test_the_problem_type_is_found_from_the_labels(tmp_path):
+    multi = read_labelled(write(tmp_path / "m.tsv", "text\tlabel\na\t8,20\nb\t3\nc\t20\n"))
+    assert multi.problem == "multi-label" and "8,20" in multi.problem_why
+    assert multi.label_names == ["3", "8", "20"] and multi.labels == [[1, 2], [0], [2]]
+    jsonl = read_labelled(write(tmp_path / "m.jsonl", '{"text": "a", "labels": ["joy", "fear"]}\n'
+                                                       '{"text": "b", "labels": []}\n{"text": "c", "labels": ["joy"]}\n'))
+    assert jsonl.problem == "multi-label" and jsonl.labels == [[0, 1], [], [1]]
+    reg = read_labelled(write(tmp_path / "r.tsv", "sentence1\tsentence2\tscore\na\tb\t5.000\nc\td\t3.800\n"))
+    assert reg.problem == "regression" and reg.labels == [5.0, 3.8] and reg.label_names == ["score"]
+    assert reg.text_pair
+    whole = read_labelled(write(tmp_path / "w.tsv", "text\tlabel\na\t1\nb\t0\nc\t1\nd\t0\n"))
+    assert whole.problem == "single-label"
+    assert detect_problem(["1.5", "2"])[0] == "regression"
+    # asked for: integer scores read as regression
+    assert read_labelled(tmp_path / "w.tsv", problem="regression").labels == [1.0, 0.0, 1.0, 0.0]
+
+
+def test_refusals_name_the_row_and_the_fix(tmp_path):
+    bad = write(tmp_path / "bad.tsv", "text\tscore\na\t1.5\nb\tvery similar\n")
+    with pytest.raises(DataError, match=r"row 3 has 'score' = 'very similar', not a number"):
+        read_labelled(bad, problem="regression")
+    dev = write(tmp_path / "dev.tsv", "text\tlabel\na\t8,99\n")
+    with pytest.raises(DataError, match=r"unknown label '99' in row 2"):
+        read_labelled(dev, label_names=["3", "8", "20"], problem="multi-label")
+    names = write(tmp_path / "labels.txt", "admiration\namusement\n\n")
+    assert label_names_option(f"@{names}") == ["admiration", "amusement"]
+    assert label_names_option("neg, pos") == ["neg", "pos"]
+    with pytest.raises(DataError, match="no such file"):
+        label_names_option("@missing.txt")
+    with pytest.raises(DataError, match="names a label twice"):
+        label_names_option("a,a")
+
+
+def test_a_flag_that_contradicts_the_teacher_is_refused(tmp_path, tiny_data):
+    from edgekd.config import ConfigError
+    from edgekd.fixtures import tiny_teacher
+    from edgekd.stages.context import declared_problem
+    from tests.conftest import tiny_config
+
+    teacher = tiny_teacher(tmp_path / "t", num_labels=3)
+    config = json.loads((teacher / "config.json").read_text())
+    config.update(problem_type="multi_label_classification", architectures=["BertForSequenceClassification"])
+    (teacher / "config.json").write_text(json.dumps(config))
+    cfg = tiny_config(teacher, tiny_data, tmp_path / "run")
+    assert declared_problem(cfg) == ("multi-label", "the teacher's config.problem_type is multi_label_classification")
+    cfg.data.problem = "regression"
+    with pytest.raises(ConfigError, match=r"--problem regression, but the teacher's config.problem_type is "
+                                          r"multi_label_classification \(multi-label\)"):
+        declared_problem(cfg)
+
+
+# ------------------------------------------------------------------ losses by hand
+def test_losses_per_type_match_hand_computations():
+    s = torch.tensor([[2.0, -1.0], [0.5, 0.0]])
+    t = torch.tensor([[1.0, -2.0], [0.0, 1.0]])
+    gold = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p, q = torch.sigmoid(s), gold
+    bce = -(q * p.log() + (1 - q) * (1 - p).log()).mean()
+    assert losses.gold_loss(s, gold, "multi-label") == pytest.approx(float(bce), rel=1e-5)
+    assert float(losses.soft_target_bce(t, t, 2.0)) == pytest.approx(0.0, abs=1e-6)  # zero at the teacher
+    T = 2.0
+    pt, ps = torch.sigmoid(t / T), torch.sigmoid(s / T)
+    hand = T * T * (-(pt * ps.log() + (1 - pt) * (1 - ps).log()) + (pt * pt.log() + (1 - pt) * (1 - pt).log())).mean()
+    assert float(losses.soft_target_bce(s, t, T)) == pytest.approx(float(hand), rel=1e-5)
+    values, targets = torch.tensor([[1.0], [3.0]]), torch.tensor([2.0, float("nan")])
+    loss, parts = losses.task_distillation(values, torch.tensor([[1.5], [2.0]]), targets, weight=0.25,
+                                           problem="regression")
+    # gold MSE on the one known row ((1-2)^2 = 1), KD MSE to the teacher on both ((0.25 + 1) / 2)
+    assert float(parts["ce"]) == pytest.approx(1.0) and float(parts["kd"]) == pytest.approx(0.625)
+    assert float(loss) == pytest.approx(0.75 * 1.0 + 0.25 * 0.625)
+    heads = [torch.tensor([[0.0], [1.0]]), torch.tensor([[2.0], [1.0]])]
+    assert float(losses.branch_self_distillation(heads, "regression")) == pytest.approx(2.0)
+
+
+# ------------------------------------------------------------------ tiny runs of each type
+def typed_rows(problem: str, n: int, seed: int) -> str:
+    rows = tiny_sentiment(n, seed)
+    if problem == "multi-label":  # polarity, and "long" for texts of more than 6 words
+        cells = [",".join([label] + (["long"] if len(text.split()) > 6 else [])) for text, label in rows]
+        return "text\tlabel\n" + "".join(f"{t}\t{c}\n" for (t, _), c in zip(rows, cells))
+    scores = [(1.0 if label == "positive" else -1.0) * 2.0 + 0.05 * len(text.split()) for text, label in rows]
+    return "text\tscore\n" + "".join(f"{t}\t{v:.3f}\n" for (t, _), v in zip(rows, scores))
+
+
+@pytest.fixture(scope="module", params=["multi-label", "regression"])
+def typed_run(request, tiny_teacher_dir, tmp_path_factory):
+    from edgekd.pipeline import distill
+    from tests.conftest import tiny_config
+
+    problem = request.param
+    folder = tmp_path_factory.mktemp(problem)
+    files = {name: write(folder / f"{name}.tsv", typed_rows(problem, n, seed))
+             for name, n, seed in (("train", 96, 0), ("dev", 32, 1))}
+    lines: list[str] = []
+    cfg = tiny_config(tiny_teacher_dir, files, folder / "run", stages=["teacher", "attention", "finetune", "branches"],
+                      student={"init": "teacher"})
+    run = distill(cfg, log=lines.append)
+    return problem, run, files, lines
+
+
+@pytest.mark.slow
+def test_a_run_says_its_type_and_reports_its_metrics(typed_run):
+    from edgekd.run_folder import RunFolder, StudentFolder
+
+    problem, run, _, lines = typed_run
+    assert any(line.startswith(f"problem type: {problem}") for line in lines)
+    metrics = json.loads((RunFolder(run).metrics).read_text())
+    main = {"multi-label": "dev_micro_f1", "regression": "dev_pearson"}[problem]
+    for stage in ("teacher", "finetune", "branches"):
+        assert main in metrics[stage] and "dev_accuracy" not in metrics[stage]
+    assert main[4:] in metrics["branches"]["exits"][0]
+    task = StudentFolder(RunFolder(run).student).task
+    assert task["problem"] == problem
+    if problem == "regression":
+        assert task["target_std"] > 0
+
+
+@pytest.mark.slow
+def test_a_typed_run_exports_calibrates_and_answers_everywhere(typed_run, tmp_path):
+    from edgekd.export import export_run
+
+    problem, run, files, _ = typed_run
+    bundle = export_run(run, tmp_path / "b", data=files["dev"], max_drop=5.0).path
+    model = runtime.load(bundle)
+    manifest = model.manifest
+    assert manifest.problem == problem and manifest.exit_rule["name"]
+    metric = {"multi-label": "micro_f1", "regression": "pearson"}[problem]
+    assert manifest.calibration.metric == metric
+    assert all(p.accuracy is None and metric in p.metrics for p in manifest.calibration.points)
+    if problem == "regression":
+        assert manifest.target_scale == pytest.approx(json.loads((run / "task.json").read_text())["target_std"])
+    card = (bundle / "README.md").read_text()
+    assert f"{metric.replace('_', '-')} x 100" in card
+    texts = ["great fun movie", "awful boring plot with a long and dull story"]
+    direct = model.classify(texts)
+    got = CliRunner().invoke(app, ["predict", str(bundle), *texts, "--json"])
+    assert got.exit_code == 0, got.output
+    answers = [json.loads(line) for line in got.output.strip().splitlines()]
+    assert [{k: v for k, v in a.items() if k != "text"} for a in answers] == [r.to_dict() for r in direct]
+    out = tmp_path / "out.csv"
+    source = write(tmp_path / "in.txt", "\n".join(texts) + "\n")
+    got = CliRunner().invoke(app, ["predict", str(bundle), "--file", str(source), "--out", str(out)])
+    assert got.exit_code == 0, got.output
+    rows = list(csv.DictReader(out.open()))
+    if problem == "multi-label":
+        assert [r["labels"] for r in rows] == [",".join(r.labels) for r in direct]
+    else:
+        assert [float(r["score"]) for r in rows] == pytest.approx([r.score for r in direct], rel=1e-6)
