@@ -119,10 +119,15 @@ class _Compiler:
         self.axis1 = m.const([1], np.int64, "axis1")
         self.axis_last = m.const([-1], np.int64, "axis_last")
         self.zero_i = m.const([0], np.int64, "zero_i")
-        self.k1 = m.const([1], np.int64, "k1")
-        self.neg_inv_log_c = m.const(-1.0 / math.log(max(num_labels, 2)), np.float32, "neg_inv_log_c")
-        self.inv_log_2 = m.const(1.0 / math.log(2.0), np.float32, "inv_log_2")
-        self.inv_scale = m.const(1.0 / rule.scale, np.float32, "inv_scale")
+        # the constants of the problem type's rule only (a single-label graph stays as it was)
+        if rule.problem == "single-label":
+            self.neg_inv_log_c = m.const(-1.0 / math.log(max(num_labels, 2)), np.float32, "neg_inv_log_c")
+        else:
+            self.k1 = m.const([1], np.int64, "k1")
+        if rule.problem == "multi-label":
+            self.inv_log_2 = m.const(1.0 / math.log(2.0), np.float32, "inv_log_2")
+        if rule.problem == "regression":
+            self.inv_scale = m.const(1.0 / rule.scale, np.float32, "inv_scale")
         self.f0 = m.const(0.0, np.float32, "f0")
         self.f1 = m.const(1.0, np.float32, "f1")
         self.i0 = m.const(0, np.int64, "i0")

@@ -1,7 +1,7 @@
 """Regenerate the JavaScript runtime's parity fixtures: js/test/fixtures/.
 
-Four tiny bundles (fp32, compressed vocabulary, int8, and a bundle of text pairs) of a tiny seeded
-student, and what the Python runtime answers for a fixed list of texts (of pairs, for the pair
+Six tiny bundles (fp32, compressed vocabulary, int8, a bundle of text pairs, a multi-label and a
+regression bundle) of tiny seeded students, and what the Python runtime answers for a fixed list of texts (of pairs, for the pair
 bundle) at three speeds (expected.json). The Node and browser tests compare against these; a
 Python test (tests/js/test_fixtures.py) checks that the committed answers still
 match the Python runtime, so the two sides cannot drift.
@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 FIXTURES = ROOT / "js" / "test" / "fixtures"
 LABELS = ["negative", "positive"]
+MULTI_LABELS = ["joy", "anger", "fear"]
 MAX_LENGTH = 24
 TEXTS = [
     "good",
@@ -74,6 +75,7 @@ def make_bundles(work: Path) -> dict[str, Path]:
     from edgekd.vocab import VocabMap, compress_student, nearest_kept
     from exporters import export_student
     from exporters.quantize import precision_rewrite
+    from runtime.manifest import TaskSpec
 
     tokenizer = tiny_tokenizer(work / "tokenizer.json")
     torch.manual_seed(7)
@@ -97,6 +99,17 @@ def make_bundles(work: Path) -> dict[str, Path]:
                                          ("pair", pair, None, True)):
         out[name] = work / name
         export_student(model, tokenizer, LABELS, out[name], max_length=MAX_LENGTH, rewrite=post, text_pair=text_pair)
+    for problem, labels, sharpen, scale in (("multi-label", MULTI_LABELS, 200.0, None), ("regression", ["score"], 100.0, 1.0)):
+        torch.manual_seed(11)
+        typed = EarlyExitStudent(StudentConfig(**{**cfg.__dict__, "num_labels": len(labels), "problem": problem})).eval()
+        with torch.no_grad():
+            for i, head in enumerate(typed.heads):
+                head.classifier.weight.mul_(sharpen * (1 + i))
+                head.classifier.bias.normal_(0, 0.5)
+        name = "multi" if problem == "multi-label" else "regression"
+        out[name] = work / name
+        export_student(typed, tokenizer, labels, out[name], max_length=MAX_LENGTH,
+                       task=TaskSpec(problem, target_scale=scale))
     return out
 
 
@@ -108,15 +121,16 @@ def choose_speeds(bundle: Path) -> list[float]:
     """0, and two speeds far from every row's uncertainty at every layer (so tiny float
     differences between onnxruntime builds cannot flip an exit), with exits at several layers."""
     import runtime
-    from runtime.exits import decide, normalized_entropy
+    from runtime.exits import decide
 
     model = runtime.load(bundle, engine="staged")
     trace = model.trace_ids(*model.encode(items_of(model)))
-    u = normalized_entropy(trace).ravel()
+    u = model.rule.trace(trace).ravel()
     best = []
     for low, high in ((0.3, 0.7), (0.7, 0.98)):
         grid = np.round(np.arange(low, high, 0.005), 3)
-        scored = [(float(np.abs(u - s).min()), len(set(decide(trace, s)[1].tolist())), float(s)) for s in grid]
+        scored = [(float(np.abs(u - s).min()), len(set(decide(trace, s, model.rule)[1].tolist())), float(s))
+                  for s in grid]
         best.append(max(scored, key=lambda t: (t[1] > 1, t[0]))[2])
     return [0.0] + best
 
@@ -130,10 +144,9 @@ def expected(bundle: Path, speeds: list[float]) -> dict:
     for speed in speeds:
         results = model.classify(items, speed=speed)
         cases.append({"speed": speed, "results": [
-            {"label": r.label, "probs": r.probs, "exitLayer": r.exit_layer, "uncertainty": r.uncertainty}
-            for r in results]})
+            {("exitLayer" if k == "exit_layer" else k): v for k, v in r.to_dict().items()} for r in results]})
     ids, types = model.encoder.tokens(items)
-    out = {"precision": model.manifest.precision, "ids": ids, "cases": cases}
+    out = {"precision": model.manifest.precision, "problem": model.problem, "ids": ids, "cases": cases}
     if model.manifest.text_pair:
         out.update(pairs=PAIRS, types=types)
     return out

@@ -8,9 +8,18 @@ const device = params.get('device') ?? 'auto';
 
 function show(result, model, ms) {
   $('result').hidden = false;
-  $('label').textContent = result.label;
-  $('confidence').textContent = `${(100 * result.probs[result.label]).toFixed(1)}%`;
-  $('bars').replaceChildren(...model.labels.map((name) => {
+  // the answer of the bundle's problem type: a class and its probability; the labels that are on; a score
+  if (model.problem === 'regression') {
+    $('label').textContent = `${model.labels[0]} ${result.score.toFixed(3)}`;
+    $('confidence').textContent = '';
+  } else if (model.problem === 'multi-label') {
+    $('label').textContent = result.labels.length ? result.labels.join(', ') : '(no label)';
+    $('confidence').textContent = '';
+  } else {
+    $('label').textContent = result.label;
+    $('confidence').textContent = `${(100 * result.probs[result.label]).toFixed(1)}%`;
+  }
+  $('bars').replaceChildren(...(result.probs ? model.labels : []).map((name) => {
     const row = document.createElement('div');
     row.className = 'bar';
     row.dataset.label = name;

@@ -4,7 +4,9 @@
 
 import { Tokenizer } from '@huggingface/tokenizers';
 
-export const SCHEMA_VERSION = 3; // the newest manifest this runtime reads (3: text pairs)
+export const SCHEMA_VERSION = 3; // the newest manifest this runtime reads (3: text pairs, problem types)
+// single-label: softmax over classes; multi-label: independent sigmoids; regression: one value
+export const PROBLEMS = ['single-label', 'multi-label', 'regression'];
 export const GRAPH_INPUTS = ['input_ids', 'attention_mask', 'speed'];
 export const PAIR_INPUT = 'token_type_ids'; // a bundle of text pairs (manifest.text_pair) takes it too
 export const GRAPH_OUTPUTS = ['logits', 'exit_layer', 'uncertainty'];
@@ -54,8 +56,16 @@ export function checkManifest(manifest, where) {
   }
   if (graph && !/^[0-9a-f]{64}$/.test(String(graph.sha256))) problems.push('the compiled graph has no valid sha256');
   const labels = manifest.labels;
-  if (!Array.isArray(labels) || labels.length < 2 || !labels.every((l) => typeof l === 'string')) {
-    problems.push('labels must be a list of at least two names');
+  const problem = manifest.problem ?? 'single-label';
+  if (!PROBLEMS.includes(problem)) problems.push(`problem ${JSON.stringify(problem)} is not one of ${PROBLEMS.join(', ')}`);
+  const fewest = problem === 'single-label' ? 2 : 1;
+  if (!Array.isArray(labels) || labels.length < fewest || !labels.every((l) => typeof l === 'string')) {
+    problems.push(`labels must be a list of at least ${fewest === 2 ? 'two names' : 'one name'}`);
+  }
+  const thresholds = manifest.thresholds ?? null;
+  if (thresholds !== null && (!Array.isArray(thresholds) || !Array.isArray(labels) || thresholds.length !== labels.length ||
+      !thresholds.every((t) => typeof t === 'number' && t > 0 && t < 1))) {
+    problems.push('thresholds must hold one number in (0, 1) per label');
   }
   if (!Number.isInteger(manifest.max_length) || manifest.max_length < 2) problems.push('max_length must be an integer >= 2');
   const tokenizer = manifest.tokenizer ?? 'tokenizer.json';
@@ -77,6 +87,8 @@ export function checkManifest(manifest, where) {
     tokenizerSha,
     precision: manifest.precision ?? 'fp32',
     textPair: manifest.text_pair === true,
+    problem,
+    thresholds: thresholds ?? (Array.isArray(labels) ? labels.map(() => 0.5) : []),
   };
 }
 
@@ -184,6 +196,19 @@ function checkSpeed(speed, fallback) {
   return speed;
 }
 
+function sigmoid(x) {
+  return 0.5 * (1 + Math.tanh(0.5 * x)); // finite for any x, as runtime/exits.py computes it
+}
+
+function checkThreshold(threshold, problem) {
+  if (threshold === undefined || threshold === null) return null;
+  if (problem !== 'multi-label') throw new TypeError(`threshold applies to multi-label bundles; this one is ${problem}`);
+  if (typeof threshold !== 'number' || !(threshold > 0 && threshold < 1)) {
+    throw new RangeError(`threshold must be a number in (0, 1), got ${JSON.stringify(threshold)}`);
+  }
+  return threshold;
+}
+
 function softmax(row) {
   const max = Math.max(...row);
   const exps = row.map((x) => Math.exp(x - max));
@@ -200,6 +225,7 @@ export class EdgeModel {
     this.encoder = encoder;
     this.where = where;
     this.labels = info.labels;
+    this.problem = info.problem;
     this.numLayers = info.numLayers;
     this.defaultSpeed = info.defaultSpeed;
   }
@@ -237,13 +263,17 @@ export class EdgeModel {
   }
 
   /**
-   * Classify texts; results come back in input order.
+   * Classify texts; results come back in input order. Each result has exitLayer and uncertainty, and by the
+   * bundle's problem type (`model.problem`): label + probs (single-label, softmax); labels (the names whose
+   * probability reaches the threshold) + probs (multi-label, independent sigmoids); score (regression).
    * @param {string|string[]} texts
-   * @param {{speed?: number, batchSize?: number}} [options]
+   * @param {{speed?: number, batchSize?: number, threshold?: number}} [options]
    */
   async classify(texts, options = {}) {
     const items = this.items(texts);
     const speed = checkSpeed(options.speed, this.defaultSpeed);
+    const threshold = checkThreshold(options.threshold, this.problem);
+    const thresholds = threshold === null ? this.info.thresholds : this.labels.map(() => threshold);
     const batchSize = options.batchSize ?? 32;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, got ${batchSize}`);
     const encoded = items.map((t) => (typeof t === 'string' ? { ids: this.encoder.ids(t), types: null }
@@ -257,18 +287,31 @@ export class EdgeModel {
       const out = await this.runIds(chunk.map((i) => ids[i]), speed,
         this.info.textPair ? chunk.map((i) => encoded[i].types) : null);
       chunk.forEach((index, row) => {
-        const probs = softmax(Array.from(out.logits.slice(row * classes, (row + 1) * classes)));
-        let best = 0;
-        probs.forEach((p, c) => { if (p > probs[best]) best = c; });
+        const logits = Array.from(out.logits.slice(row * classes, (row + 1) * classes));
         results[index] = {
-          label: this.labels[best],
-          probs: Object.fromEntries(this.labels.map((name, c) => [name, probs[c]])),
+          ...this.answer(logits, thresholds),
           exitLayer: Number(out.exitLayer[row]),
           uncertainty: Number(out.uncertainty[row]),
         };
       });
     }
     return results;
+  }
+
+  /** One row's deciding-head outputs as the answer of this bundle's problem type (see classify). */
+  answer(logits, thresholds) {
+    if (this.problem === 'regression') return { score: logits[0] };
+    if (this.problem === 'multi-label') {
+      const probs = logits.map(sigmoid);
+      return {
+        labels: this.labels.filter((_, c) => probs[c] >= thresholds[c]),
+        probs: Object.fromEntries(this.labels.map((name, c) => [name, probs[c]])),
+      };
+    }
+    const probs = softmax(logits);
+    let best = 0;
+    probs.forEach((p, c) => { if (p > probs[best]) best = c; });
+    return { label: this.labels[best], probs: Object.fromEntries(this.labels.map((name, c) => [name, probs[c]])) };
   }
 
   /**

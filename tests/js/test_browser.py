@@ -106,6 +106,32 @@ def test_the_page_classifies_text_pairs_with_a_second_box():
             assert all(abs(g["probs"][k] - w["probs"][k]) < 1e-4 for k in w["probs"])
 
 
+@pytest.mark.parametrize("name", ["multi", "regression"])
+def test_the_page_answers_multi_label_and_regression_bundles_as_python(name):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    want = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))["bundles"][name]
+    texts = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))["texts"]
+    server = demo_server(FIXTURES / name, port=0)
+    serve_in_thread(server)
+    try:
+        got = drive({"url": f"http://127.0.0.1:{server.server_address[1]}/?device=wasm", "text": texts[3],
+                     "speed": want["cases"][1]["speed"], "batch": {"texts": texts,
+                                                                   "speeds": [c["speed"] for c in want["cases"]]}})
+    finally:
+        server.shutdown()
+        server.server_close()
+    python = runtime.load(FIXTURES / name, engine="graph").classify([texts[3]], speed=want["cases"][1]["speed"])[0]
+    shown = got["shown"]["label"]
+    assert shown == (f"score {python.score:.3f}" if name == "regression" else ", ".join(python.labels) or "(no label)")
+    for case, page in zip(want["cases"], got["batch"]):
+        for w, g in zip(case["results"], page["results"]):
+            assert g.get("labels") == w.get("labels") and g["exitLayer"] == w["exitLayer"]
+            assert abs(g.get("score", 0.0) - w.get("score", 0.0)) < 1e-4
+            assert all(abs(g["probs"][k] - w["probs"][k]) < 1e-4 for k in w.get("probs", {}))
+
+
 def test_bench_rows_for_node_and_chromium():
     if _skip_reason():
         pytest.skip(_skip_reason())
