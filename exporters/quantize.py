@@ -83,7 +83,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str = 
 
 
 def _chain(paths: list[Path], encoder, texts: list[str], batch: int = 32, keep_inputs: bool = False):
-    """Run embed + layer graphs over `texts`: each layer's predicted labels (L, N) and, with `keep_inputs`,
+    """Run embed + layer graphs over `texts`: each layer's outputs (L, N, C) and, with `keep_inputs`,
     each layer graph's feeds (for static calibration)."""
     import onnxruntime as ort
 
@@ -103,7 +103,7 @@ def _chain(paths: list[Path], encoder, texts: list[str], batch: int = 32, keep_i
             if keep_inputs:
                 inputs[k].append(feed)
             hidden, logits = session.run(list(STAGE_OUTPUTS["layer"]), feed)
-            labels[k].append(logits.argmax(-1))
+            labels[k].append(logits)
     return np.stack([np.concatenate(x) for x in labels]), inputs
 
 
@@ -151,7 +151,8 @@ def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str
             for k, name in enumerate(layers):
                 quantize_int8(folder / name, tmp / candidate / name, candidate, feeds[k] if feeds else None)
             got, _ = _chain([tmp / embed] + [tmp / candidate / f for f in layers], encoder, texts)
-            results[candidate] = {"agreement": [round(float(a), 5) for a in (got == reference).mean(axis=1)]}
+            same = manifest.rule().agree(got, reference)  # (L, N): the same class / label set / value
+            results[candidate] = {"agreement": [round(float(a), 5) for a in same.mean(axis=1)]}
         sessions = {c: [cpu_session(tmp / c / f) for f in layers] for c in candidates}
         timers = {c: (lambda c=c: {shape: sum(median_ms(s, feed, repeats) for s in sessions[c])
                                    for shape, feed in shapes.items()}) for c in candidates}

@@ -220,7 +220,7 @@ class EdgeModel:
         item's result does not depend on its batch. `threshold` (multi-label bundles): a label is on when
         its probability reaches it; default the bundle's (per label when export chose them, else 0.5).
         """
-        thresholds = self._thresholds(threshold)
+        thresholds = self.threshold_values(threshold)
         logits, layers, uncertainty = self.outputs(texts, speed, batch_size)
         return [self.answer(logits[i], int(layers[i]), float(uncertainty[i]), thresholds) for i in range(len(logits))]
 
@@ -246,7 +246,8 @@ class EdgeModel:
             logits[chunk], layers[chunk], uncertainty[chunk] = self._run_by_policy(*padded[:2], speed, *padded[2:])
         return logits, layers, uncertainty
 
-    def _thresholds(self, threshold) -> np.ndarray:
+    def threshold_values(self, threshold) -> np.ndarray:
+        """Per-label thresholds for `threshold` (None: the bundle's); refused unless multi-label and in (0, 1)."""
         if threshold is None:
             return self.thresholds
         if self.problem != "multi-label":

@@ -119,6 +119,12 @@ class Server:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return self._error(400, f"the body is not valid JSON: {exc}", endpoint)
         problem, texts, speed = self._validate(payload)
+        threshold = payload.get("threshold") if isinstance(payload, dict) else None
+        if not problem and threshold is not None:
+            try:
+                self.model.threshold_values(threshold)  # multi-label only, a number in (0, 1)
+            except InputError as exc:
+                problem = str(exc)
         if problem:
             return self._error(422, problem, endpoint)
         if self.queue.waiting + len(texts) > self.limits.max_queue:
@@ -132,6 +138,9 @@ class Server:
             self.metrics.exits.observe(r.exit_layer)
         self.metrics.requests.labels(endpoint, "200").inc()
         self.metrics.latency.observe(time.perf_counter() - began)
+        if threshold is not None:  # the labels at this request's threshold, from the same probabilities
+            for r in results:
+                r.labels = [name for name, p in r.probs.items() if p >= threshold]
         return JSONResponse({
             "predictions": [r.to_dict() for r in results],
             "model": {"bundle": self.bundle.name, "speed": speed, "engine": self.model.engine},
@@ -140,9 +149,10 @@ class Server:
     def _validate(self, payload) -> tuple[str | None, list[str], float]:
         if not isinstance(payload, dict):
             return "the body must be a JSON object like {\"texts\": [\"...\"], \"speed\": 0.3}", [], 0.0
-        unknown = sorted(set(payload) - {"texts", "speed"})
+        unknown = sorted(set(payload) - {"texts", "speed", "threshold"})
         if unknown:
-            return f"unknown field(s) {', '.join(unknown)}; the fields are texts and speed", [], 0.0
+            return (f"unknown field(s) {', '.join(unknown)}; the fields are texts, speed and threshold "
+                    "(multi-label bundles)"), [], 0.0
         texts = payload.get("texts")
         pair = self.model.manifest.text_pair
         shape = "[text, text_pair] pairs (or {\"text\": ..., \"text_pair\": ...})" if pair else "strings"
@@ -167,7 +177,8 @@ class Server:
     async def info(self, request: Request) -> Response:
         self.metrics.requests.labels("/v1/model", "200").inc()
         m = self.model.manifest
-        return JSONResponse({"bundle": self.bundle.name, "labels": self.model.labels, "layers": self.model.num_layers,
+        return JSONResponse({"bundle": self.bundle.name, "labels": self.model.labels, "problem": self.model.problem,
+                             "layers": self.model.num_layers,
                              "default_speed": m.default_speed, "serving_speed": self.speed,
                              "engine": self.model.engine, "precision": m.precision,
                              "manifest_sha256": self.manifest_sha256})

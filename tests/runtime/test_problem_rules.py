@@ -147,3 +147,28 @@ def test_a_regression_manifest_without_a_scale_is_refused(typed_bundle, tmp_path
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(runtime.BundleError, match="target_scale"):
         runtime.load(copy)
+
+
+def test_serve_answers_each_type_and_takes_a_threshold_for_multi_label(typed_bundle):
+    from starlette.testclient import TestClient
+
+    from edgekd.apps.serve import Server
+
+    problem, _, path = typed_bundle
+    model = runtime.load(path)
+    texts = ["great movie", "awful plot", "the plot"]
+    with TestClient(Server(path, warmup=False).app) as client:
+        assert client.get("/v1/model").json()["problem"] == problem
+        got = client.post("/v1/classify", json={"texts": texts, "speed": 0.0}).json()["predictions"]
+        want = [r.to_dict() for r in model.classify(texts, speed=0.0)]
+        assert [set(g) for g in got] == [set(w) for w in want]
+        if problem == "multi-label":
+            assert [g["labels"] for g in got] == [w["labels"] for w in want]
+        else:
+            assert [g["score"] for g in got] == pytest.approx([w["score"] for w in want])
+        r = client.post("/v1/classify", json={"texts": texts, "speed": 0.0, "threshold": 0.9})
+        if problem == "multi-label":
+            assert [g["labels"] for g in r.json()["predictions"]] == \
+                [r.labels for r in model.classify(texts, speed=0.0, threshold=0.9)]
+        else:
+            assert r.status_code == 422 and "threshold applies to multi-label bundles" in r.json()["error"]
