@@ -3,10 +3,12 @@
 - teacher-optimum: the fine-tuned teacher as one ONNX graph, fused by onnxruntime's transformer
   optimizer and dynamically quantized to int8 (what `optimum-cli export onnx` + `optimum-cli onnxruntime
   quantize` give), run with onnxruntime's default session options;
-- fasttext: supervised fastText on the same train split (bigrams, 10 epochs);
-- tfidf-lr: TF-IDF (words and bigrams) + logistic regression (scikit-learn);
-- model2vec: static embeddings distilled from the teacher's backbone (model2vec.distill, PCA 256) with a
-  logistic-regression head trained on the train split.
+- fasttext: supervised fastText on the same train split (bigrams, 10 epochs; `-loss ova` for multi-label,
+  a label on at probability 0.5; fastText has no regression);
+- tfidf-lr: TF-IDF (words and bigrams) + logistic regression (scikit-learn; one-vs-rest for multi-label,
+  ridge regression for regression);
+- model2vec: static embeddings distilled from the teacher's backbone (model2vec.distill, PCA 256) with the
+  same heads trained on the train split.
 
 Each builder trains / converts once into `work` and returns a `System` whose predict takes raw texts.
 """
@@ -30,7 +32,7 @@ def _size(path: Path) -> int:
 
 
 def teacher_optimum(teacher_onnx: Path, num_heads: int, hidden_size: int, encoder, labels: list[str], layers: int,
-                    work: Path) -> System:
+                    work: Path, problem: str = "single-label") -> System:
     """The teacher graph fused (model type bert) then dynamic int8 (float default tensors for the fused ops)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -45,7 +47,8 @@ def teacher_optimum(teacher_onnx: Path, num_heads: int, hidden_size: int, encode
         model.save_model_to_file(str(fused))
         quantize_dynamic(str(fused), str(out), weight_type=QuantType.QInt8,
                          extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    return onnx_system("teacher, fused + dynamic int8 (Optimum way)", "teacher-optimum", out, encoder, labels, layers)
+    return onnx_system("teacher, fused + dynamic int8 (Optimum way)", "teacher-optimum", out, encoder, labels, layers,
+                       problem=problem)
 
 
 def _fasttext_line(text) -> str:
@@ -87,33 +90,71 @@ def pair_features(vectors_a: np.ndarray, vectors_b: np.ndarray) -> np.ndarray:
     return np.hstack([vectors_a, vectors_b, vectors_a * vectors_b, np.abs(vectors_a - vectors_b)])
 
 
-def fasttext_system(train_texts: list[str], train_labels: list[int], labels: list[str], work: Path,
-                    seed: int = 0) -> System:
+def fasttext_system(train_texts: list[str], train_labels: list, labels: list[str], work: Path,
+                    seed: int = 0, problem: str = "single-label") -> System:
     import fasttext
 
+    if problem == "regression":
+        raise ValueError("fastText has no regression; skip it with --skip fasttext")
+    multi = problem == "multi-label"
     path = work / "fasttext.bin"
     if not path.is_file():
         data = work / "fasttext.train"
-        data.write_text("".join(f"__label__{y} {_fasttext_line(t)}\n" for t, y in zip(train_texts, train_labels)),
+        tags = (lambda y: " ".join(f"__label__{i}" for i in y)) if multi else (lambda y: f"__label__{y}")
+        data.write_text("".join(f"{tags(y)} {_fasttext_line(t)}\n" for t, y in zip(train_texts, train_labels)),
                         encoding="utf-8")
         model = fasttext.train_supervised(str(data), epoch=10, wordNgrams=2, lr=0.5, dim=100, thread=1, seed=seed,
-                                          verbose=0)
+                                          verbose=0, **({"loss": "ova"} if multi else {}))
         model.save_model(str(path))
     model = fasttext.load_model(str(path))
     names = np.array(labels)
 
     def predict(texts):
         # model.f.predict directly: fastText 0.9's Python predict() breaks under numpy 2 (np.array(copy=False))
+        if multi:  # every label at probability >= 0.5 (one-vs-all sigmoids)
+            out = np.zeros((len(texts), len(labels)), dtype=bool)
+            for i, t in enumerate(texts):
+                for _, label in model.f.predict(_fasttext_line(t), -1, 0.5, "strict"):
+                    out[i, int(label.removeprefix("__label__"))] = True
+            return out, np.ones(len(texts))
         out = [model.f.predict(_fasttext_line(t), 1, 0.0, "strict") for t in texts]
         return names[[int(row[0][1].removeprefix("__label__")) for row in out]], np.ones(len(texts))
 
-    return System("fastText (supervised, bigrams)", predict, "fasttext", size_bytes=path.stat().st_size)
+    return System("fastText (supervised, bigrams" + (", one-vs-all)" if multi else ")"), predict, "fasttext",
+                  size_bytes=path.stat().st_size)
 
 
-def tfidf_system(train_texts: list[str], train_labels: list[int], labels: list[str], work: Path) -> System:
+def _head(problem: str, num_labels: int):
+    """The scikit-learn head of a baseline: logistic regression; one-vs-rest of it (multi-label); ridge."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.multiclass import OneVsRestClassifier
+
+    if problem == "regression":
+        return Ridge(alpha=1.0)
+    if problem == "multi-label":
+        return OneVsRestClassifier(LogisticRegression(C=4.0, max_iter=2000))
+    return LogisticRegression(C=4.0, max_iter=2000)
+
+
+def _targets(train_labels: list, problem: str, num_labels: int):
+    """Training labels as scikit-learn wants them: ids; a 0/1 matrix (multi-label); values."""
+    from edgekd.metrics import gold_array
+
+    return gold_array(train_labels, problem, num_labels)
+
+
+def _answers(head, features, problem: str, names: np.ndarray):
+    if problem == "multi-label":
+        return head.predict_proba(features) >= 0.5
+    if problem == "regression":
+        return head.predict(features).astype(np.float64)
+    return names[head.predict(features)]
+
+
+def tfidf_system(train_texts: list[str], train_labels: list, labels: list[str], work: Path,
+                 problem: str = "single-label") -> System:
     import joblib
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     path = work / "tfidf-lr.joblib"
@@ -121,24 +162,26 @@ def tfidf_system(train_texts: list[str], train_labels: list[int], labels: list[s
         options = dict(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
         pair = bool(train_texts) and isinstance(train_texts[0], tuple)
         pipe = make_pipeline(PairTfidf(**options) if pair else TfidfVectorizer(**options),
-                             LogisticRegression(C=4.0, max_iter=2000))
-        pipe.fit(train_texts, train_labels)
+                             _head(problem, len(labels)))
+        pipe.fit(train_texts, _targets(train_labels, problem, len(labels)))
         joblib.dump(pipe, path)
     pipe = joblib.load(path)
     names = np.array(labels)
 
     def predict(texts):
-        return names[pipe.predict(texts)], np.ones(len(texts))
+        vectors = pipe[:-1].transform(texts)
+        return _answers(pipe[-1], vectors, problem, names), np.ones(len(texts))
 
-    return System("TF-IDF + logistic regression", predict, "tfidf-lr", size_bytes=path.stat().st_size)
+    head = {"regression": "ridge regression", "multi-label": "one-vs-rest logistic regression"}.get(
+        problem, "logistic regression")
+    return System(f"TF-IDF + {head}", predict, "tfidf-lr", size_bytes=path.stat().st_size)
 
 
-def model2vec_system(backbone: str | os.PathLike, train_texts: list[str], train_labels: list[int], labels: list[str],
-                     work: Path) -> System:
-    """Static embeddings distilled from `backbone` (a local transformers folder), LR head on train."""
+def model2vec_system(backbone: str | os.PathLike, train_texts: list[str], train_labels: list, labels: list[str],
+                     work: Path, problem: str = "single-label") -> System:
+    """Static embeddings distilled from `backbone` (a local transformers folder), the type's head on train."""
     import joblib
     from model2vec import StaticModel
-    from sklearn.linear_model import LogisticRegression
 
     folder, head_path = work / "model2vec", work / "model2vec-head.joblib"
     if not (folder / "config.json").is_file():
@@ -153,13 +196,14 @@ def model2vec_system(backbone: str | os.PathLike, train_texts: list[str], train_
         return model.encode(texts)
 
     if not head_path.is_file():
-        head = LogisticRegression(C=4.0, max_iter=2000).fit(features(train_texts), train_labels)
+        head = _head(problem, len(labels)).fit(features(train_texts), _targets(train_labels, problem, len(labels)))
         joblib.dump(head, head_path)
     head = joblib.load(head_path)
     names = np.array(labels)
 
     def predict(texts):
-        return names[head.predict(features(texts))], np.ones(len(texts))
+        return _answers(head, features(texts), problem, names), np.ones(len(texts))
 
-    return System("model2vec (distilled from the teacher, PCA 256) + LR", predict, "model2vec",
+    head_name = {"regression": "ridge", "multi-label": "one-vs-rest LR"}.get(problem, "LR")
+    return System(f"model2vec (distilled from the teacher, PCA 256) + {head_name}", predict, "model2vec",
                   size_bytes=_size(folder) + head_path.stat().st_size)

@@ -1,6 +1,8 @@
-"""How one system is measured: accuracy and layers used, batch-1 latency, batch throughput.
+"""How one system is measured: task metrics and layers used, batch-1 latency, batch throughput.
 
-A system is a callable `texts -> (labels, layers_used)` with a name and a kind. Each measurement
+A system is a callable `texts -> (answers, layers_used)` with a name and a kind; its answers follow the
+problem type (`answers`): class names (single-label), an (N, C) on/off matrix (multi-label), values
+(regression). Each measurement
 here takes one system; the run (edgekd.bench.run) decides the order (blocks, two rounds with the
 order reversed, so slow drifts of a shared machine hit all systems alike and one runtime's idle
 threads do not tax the next) and keeps what each step measured, so a crash loses one step.
@@ -15,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgekd.metrics import binary_f1
+from edgekd.metrics import METRICS, binary_f1, label_sets, multi_label_f1, pearson, spearman
 
 LARGE_BATCH = 256  # the offline / bulk-scoring batch (bench --large-batch)
 Predict = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
@@ -42,7 +44,7 @@ class Row:
     name: str
     kind: str
     speed: float | None
-    accuracy: float
+    accuracy: float | None  # single-label; the other problem types report `metrics`
     average_layers: float
     gflops_per_text: float | None
     p50_ms_b1: float
@@ -55,10 +57,46 @@ class Row:
     throughput_b256: float | None = None  # texts per second at batch 256 (bench --large-batch)
     peak_rss_mb: float | None = None  # the system alone in a fresh process (bench --rss)
     f1: float | None = None  # binary tasks: F1 of the positive class (the second label), as GLUE reports QQP / MRPC
+    metric: str = "accuracy"  # the problem type's main metric: accuracy | micro_f1 | pearson
+    metrics: dict[str, float] | None = None  # multi-label micro_f1, macro_f1; regression pearson, spearman
 
     @property
     def f1_points(self) -> float | None:
         return None if self.f1 is None else 100 * self.f1
+
+    @property
+    def main(self) -> float:
+        """The main metric's value (accuracy, micro-F1, Pearson): what tables, plots and the frontier rank by."""
+        return self.accuracy if self.metric == "accuracy" else (self.metrics or {})[self.metric]
+
+    @property
+    def second_points(self) -> float | None:
+        """The type's second metric x 100 (macro-F1; Spearman), None for single-label (F1 has its column)."""
+        names = METRICS.get({"micro_f1": "multi-label", "pearson": "regression"}.get(self.metric, ""), ())
+        value = (self.metrics or {}).get(names[1]) if len(names) > 1 else None
+        return None if value is None else 100 * value
+
+
+def answers(logits: np.ndarray, problem: str, names: np.ndarray, thresholds=0.5) -> np.ndarray:
+    """A model's raw outputs (N, C) as a system's answers: class names (single-label); an (N, C) on/off
+    matrix at the thresholds (multi-label); values (N,) (regression)."""
+    logits = np.asarray(logits)
+    if problem == "multi-label":
+        return label_sets(logits, thresholds)
+    if problem == "regression":
+        return logits.reshape(len(logits), -1)[:, 0].astype(np.float64)
+    return names[logits.argmax(-1)]
+
+
+def answer_scores(problem: str, got, gold: np.ndarray, label_index: dict[str, int]) -> dict[str, float]:
+    """The problem type's metrics of a system's answers against gold (class ids; 0/1 rows; values)."""
+    if problem == "multi-label":
+        return multi_label_f1(np.asarray(got), gold)
+    if problem == "regression":
+        return {"pearson": pearson(got, gold), "spearman": spearman(got, gold)}
+    pred = np.array([label_index[p] for p in got])
+    f1 = binary_f1(pred, gold, len(label_index))
+    return {"accuracy": float((pred == gold).mean()), **({} if f1 is None else {"f1": f1})}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -66,8 +104,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def quality(system: System, texts: list, gold: np.ndarray, label_index: dict[str, int], batch_size: int = 32,
-            tick: Tick = lambda n: None) -> tuple[float, float, float | None]:
-    """(accuracy, average layers used, F1 of the positive class for a binary task) over every text."""
+            tick: Tick = lambda n: None, problem: str = "single-label") -> dict:
+    """{"metrics": the problem type's metrics (accuracy and a binary task's F1; micro/macro-F1; Pearson and
+    Spearman), "layers": average layers used} over every text."""
     step = batch_size if system.batched else 1
     preds, layers = [], []
     for i in range(0, len(texts), step):
@@ -75,8 +114,7 @@ def quality(system: System, texts: list, gold: np.ndarray, label_index: dict[str
         preds += list(p)
         layers += list(used)
         tick(i + step)
-    pred_idx = np.array([label_index[p] for p in preds])
-    return float((pred_idx == gold).mean()), float(np.mean(layers)), binary_f1(pred_idx, gold, len(label_index))
+    return {"metrics": answer_scores(problem, np.array(preds), gold, label_index), "layers": float(np.mean(layers))}
 
 
 def latency_b1(system: System, texts: list[str], warmup: int = 10) -> list[float]:

@@ -34,8 +34,9 @@ GROUPS = {
     "edgekd-graph": "model.onnx through the Python runtime at each speed",
     "edgekd-threads": "the staged runtime at speed 0 with other thread-pool settings",
     "fasttext": "supervised fastText on the train split (--competitors)",
-    "tfidf-lr": "TF-IDF + logistic regression (--competitors)",
-    "model2vec": "model2vec distilled from the teacher + LR (--competitors, needs --run)",
+    "tfidf-lr": "TF-IDF + logistic regression (one-vs-rest for multi-label; ridge for regression) (--competitors)",
+    "model2vec": "model2vec distilled from the teacher + LR (one-vs-rest; ridge for regression) (--competitors, "
+                 "needs --run)",
     "node": "model.onnx in Node (onnxruntime-node)",
     "browser": "model.onnx in Chromium (onnxruntime-web, wasm)",
 }
@@ -63,6 +64,10 @@ class Context:
     def labels(self) -> list[str]:
         return list(self.manifest.labels)
 
+    @property
+    def problem(self) -> str:
+        return self.manifest.problem
+
     @cached_property
     def encoder(self) -> TextEncoder:
         return TextEncoder.from_file(self.bundle / self.manifest.tokenizer, self.manifest.max_length)
@@ -88,7 +93,7 @@ class Context:
     def teacher(self):
         from edgekd.teacher import load_teacher
 
-        teacher = load_teacher(self._need_run("the teacher").teacher, len(self.labels))
+        teacher = load_teacher(self._need_run("the teacher").teacher, len(self.labels), problem=self.problem)
         teacher.config._attn_implementation = "eager"
         return teacher.eval()
 
@@ -149,7 +154,8 @@ class Context:
             train = json.loads(self.run.config.read_text())["data"]["train"]
         if train is None:
             raise EdgeKDError("the competitors need the training file: give --run RUN_DIR or --train PATH")
-        rows = read_labelled(train, label_names=self.labels, label_values=self.manifest.label_values)
+        rows = read_labelled(train, label_names=self.labels, label_values=self.manifest.label_values,
+                             problem=self.problem)
         self.log(f"competitors trained on {len(rows.texts)} rows of {train}")
         return rows
 
@@ -170,17 +176,17 @@ def _edgekd(r: dict, c: Context) -> System:
 
 def _teacher_onnx(r: dict, c: Context) -> System:
     return systems.onnx_system("teacher, one ONNX graph", "teacher-onnx", c.teacher_onnx(), c.encoder, c.labels,
-                               r["layers"])
+                               r["layers"], problem=c.problem)
 
 
 def _student_onnx(r: dict, c: Context) -> System:
     return systems.onnx_system("student, one ONNX graph", "student-onnx", c.student_onnx(), c.encoder, c.labels,
-                               r["layers"])
+                               r["layers"], problem=c.problem)
 
 
 def _teacher_optimum(r: dict, c: Context) -> System:
     return competitors.teacher_optimum(c.teacher_onnx(), r["heads"], r["hidden"], c.encoder, c.labels, r["layers"],
-                                       c._scratch(""))
+                                       c._scratch(""), c.problem)
 
 
 def _training(c: Context, artifact: str) -> tuple[list, list]:
@@ -192,27 +198,29 @@ def _training(c: Context, artifact: str) -> tuple[list, list]:
 
 
 def _fasttext(r: dict, c: Context) -> System:
-    return competitors.fasttext_system(*_training(c, "fasttext.bin"), c.labels, c._scratch(""))
+    return competitors.fasttext_system(*_training(c, "fasttext.bin"), c.labels, c._scratch(""), problem=c.problem)
 
 
 def _tfidf(r: dict, c: Context) -> System:
-    return competitors.tfidf_system(*_training(c, "tfidf-lr.joblib"), c.labels, c._scratch(""))
+    return competitors.tfidf_system(*_training(c, "tfidf-lr.joblib"), c.labels, c._scratch(""), c.problem)
 
 
 def _model2vec(r: dict, c: Context) -> System:
     texts, labels = _training(c, "model2vec-head.joblib")
     if texts:
         c.log("model2vec: distilling static embeddings from the teacher (a minute on 2 cores)")
-    return competitors.model2vec_system(c._need_run("model2vec").teacher, texts, labels, c.labels, c._scratch(""))
+    return competitors.model2vec_system(c._need_run("model2vec").teacher, texts, labels, c.labels, c._scratch(""),
+                                        c.problem)
 
 
 KINDS: dict[str, Callable[[dict, Context], System]] = {
     "edgekd": _edgekd,
-    "teacher-torch": lambda r, c: systems.teacher_torch_system(c.teacher, c.encoder, c.labels),
+    "teacher-torch": lambda r, c: systems.teacher_torch_system(c.teacher, c.encoder, c.labels, c.problem),
     "teacher-onnx": _teacher_onnx,
     "teacher-optimum": _teacher_optimum,
     "student-onnx": _student_onnx,
-    "student-torch-exit": lambda r, c: systems.student_torch_exit_system(c.student, c.encoder, c.labels, r["speed"]),
+    "student-torch-exit": lambda r, c: systems.student_torch_exit_system(c.student, c.encoder, c.labels, r["speed"],
+                                                                         c.manifest.rule()),
     "fasttext": _fasttext,
     "tfidf-lr": _tfidf,
     "model2vec": _model2vec,

@@ -28,13 +28,20 @@ def add_ratios(rows: list[Row], baselines: dict[str, str]) -> None:
                 r.ratios[f"b32_throughput_vs_{key}"] = r.throughput_b32 / base.throughput_b32
 
 
-def markdown(rows: list[Row], title: str, ratio_keys: list[str], failed: dict[str, str] | None = None) -> str:
-    """The results table; systems in `failed` (name -> one-line reason) get a row that says so."""
-    head = ["system", "speed", "accuracy %", "avg layers", "GFLOPs/text", "p50 ms (b1)", "p95 ms (b1)",
+METRIC_HEADS = {"accuracy": "accuracy %", "micro_f1": "micro-F1 %", "pearson": "Pearson x 100"}
+SECOND_HEADS = {"micro_f1": "macro-F1 %", "pearson": "Spearman x 100"}
+
+
+def markdown(rows: list[Row], title: str, ratio_keys: list[str], failed: dict[str, str] | None = None,
+             metric: str = "accuracy") -> str:
+    """The results table (the problem type's main metric first, its second beside F1); systems in `failed`
+    (name -> one-line reason) get a row that says so."""
+    head = ["system", "speed", METRIC_HEADS[metric], "avg layers", "GFLOPs/text", "p50 ms (b1)", "p95 ms (b1)",
             "p50 ms (b32)", "p95 ms (b32)", "texts/s (b32)", "size MB"]
     extra = [(label, key, spec) for label, key, spec in (("texts/s (b256)", "throughput_b256", ".0f"),
                                                           ("peak RSS MB", "peak_rss_mb", ".0f"),
-                                                          ("F1 %", "f1_points", ".2f"))
+                                                          ("F1 %", "f1_points", ".2f"),
+                                                          (SECOND_HEADS.get(metric, ""), "second_points", ".2f"))
              if any(getattr(r, key, None) is not None for r in rows)]
     head += [label for label, _, _ in extra] + ratio_keys
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -43,7 +50,7 @@ def markdown(rows: list[Row], title: str, ratio_keys: list[str], failed: dict[st
         return "-" if v is None else format(v, spec)
 
     for r in rows:
-        cells = [r.name, fmt(r.speed, "g"), f"{100 * r.accuracy:.2f}", f"{r.average_layers:.2f}",
+        cells = [r.name, fmt(r.speed, "g"), f"{100 * r.main:.2f}", f"{r.average_layers:.2f}",
                  fmt(r.gflops_per_text, ".3f"), f"{r.p50_ms_b1:.3f}", f"{r.p95_ms_b1:.3f}",
                  fmt(r.p50_ms_b32, ".2f"), fmt(r.p95_ms_b32, ".2f"), fmt(r.throughput_b32, ".0f"),
                  fmt(r.size_mb, ".1f")]
@@ -104,7 +111,7 @@ def precision_pairs(rows, pairs) -> list[dict]:
             continue
         out.append({"fp32": fp32, "other": other, "b1_speedup": a.p50_ms_b1 / b.p50_ms_b1,
                     "b32_throughput_ratio": (b.throughput_b32 or 0) / (a.throughput_b32 or 1),
-                    "accuracy_change_points": 100 * (b.accuracy - a.accuracy)})
+                    "accuracy_change_points": 100 * (b.main - a.main)})
     return out
 
 
@@ -130,10 +137,10 @@ def _draw_curves(ax, curves: dict[str, list], x: str) -> None:
     """One accuracy curve per kind over its speeds (x = a Row field), each point labelled with its speed."""
     for kind, curve in curves.items():
         curve = sorted(curve, key=lambda r: r.speed)
-        ax.plot([getattr(r, x) for r in curve], [100 * r.accuracy for r in curve], "o-", ms=4,
+        ax.plot([getattr(r, x) for r in curve], [100 * r.main for r in curve], "o-", ms=4,
                 label=CURVE_NAMES.get(kind, kind))
         for r in curve:
-            ax.annotate(f"{r.speed:g}", (getattr(r, x), 100 * r.accuracy), fontsize=6, xytext=(2, 3),
+            ax.annotate(f"{r.speed:g}", (getattr(r, x), 100 * r.main), fontsize=6, xytext=(2, 3),
                         textcoords="offset points")
 
 
@@ -155,9 +162,9 @@ def plot_curves(rows, path: Path) -> None:
                          (axes[1], "average_layers", "average layers used")):
         _draw_curves(ax, curves, x)
         for r in points:
-            ax.plot(getattr(r, x), 100 * r.accuracy, "s", label=r.name)
+            ax.plot(getattr(r, x), 100 * r.main, "s", label=r.name)
         ax.set_xlabel(label)
-        ax.set_ylabel("dev accuracy (%)")
+        ax.set_ylabel(f"dev {METRIC_HEADS[rows[0].metric] if rows else 'accuracy %'}")
         ax.grid(alpha=0.3)
     axes[0].set_xscale("log")
     axes[1].legend(fontsize=7, loc="lower right")
@@ -170,15 +177,16 @@ def pareto(rows) -> dict:
     """Which systems no other system beats on both accuracy and batch-1 latency; for each edgekd
     compiled-graph point, any system that does ("dominated_by")."""
     points = [r for r in rows if r.kind not in ("edgekd-variant",) and r.p50_ms_b1]
-    front = [r.name for r in points if not any(o.accuracy > r.accuracy and o.p50_ms_b1 < r.p50_ms_b1 for o in points)]
+    front = [r.name for r in points if not any(o.main > r.main and o.p50_ms_b1 < r.p50_ms_b1 for o in points)]
     edgekd = [r for r in points if r.kind.startswith("edgekd-graph")]
     others = [r for r in points if not r.kind.startswith("edgekd")]
-    beaten = {r.name: [o.name for o in others if o.accuracy > r.accuracy and o.p50_ms_b1 < r.p50_ms_b1]
+    beaten = {r.name: [o.name for o in others if o.main > r.main and o.p50_ms_b1 < r.p50_ms_b1]
               for r in edgekd}
     lines = ["### Accuracy / batch-1 latency frontier", "",
-             "| system | accuracy % | p50 ms b1 | on the frontier |", "|---|---|---|---|"]
+             f"| system | {METRIC_HEADS[points[0].metric] if points else 'accuracy %'} | p50 ms b1 | on the frontier |",
+             "|---|---|---|---|"]
     for r in sorted(points, key=lambda r: r.p50_ms_b1):
-        lines.append(f"| {r.name} | {100 * r.accuracy:.2f} | {r.p50_ms_b1:.3f} | {'yes' if r.name in front else ''} |")
+        lines.append(f"| {r.name} | {100 * r.main:.2f} | {r.p50_ms_b1:.3f} | {'yes' if r.name in front else ''} |")
     lines.append("")
     worst = {k: v for k, v in beaten.items() if v}
     lines.append("No baseline is both more accurate and faster than any edgekd compiled-graph point." if not worst else
@@ -203,10 +211,10 @@ def plot_pareto(rows, path: Path) -> None:
     markers = iter("sD^vP*Xh<>")
     for r in rows:
         if not r.kind.startswith("edgekd") and r.kind != "student-torch-exit":
-            ax.plot(r.p50_ms_b1, 100 * r.accuracy, next(markers, "s"), ms=7, label=r.name)
+            ax.plot(r.p50_ms_b1, 100 * r.main, next(markers, "s"), ms=7, label=r.name)
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency at batch 1 (ms, log scale)")
-    ax.set_ylabel("dev accuracy (%)")
+    ax.set_ylabel(f"dev {METRIC_HEADS[rows[0].metric] if rows else 'accuracy %'}")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()

@@ -37,6 +37,7 @@ from edgekd.bench.measure import (
 from edgekd.bench.registry import GROUPS, Context, build
 from edgekd.bench.rss import measure_one
 from edgekd.data import read_labelled
+from edgekd.metrics import gold_array, main_metric
 from runtime.errors import EdgeKDError
 from runtime.exits import REPORT_SPEEDS
 from runtime.files import atomic_write_text
@@ -162,10 +163,16 @@ def plan(options: BenchOptions, ctx: Context, speeds: list[float], groups: set[s
             speed = manifest.default_speed or 0.3
             add(f"student, PyTorch per-sample exit b1, speed {speed:g}", "student-torch-exit", "student-torch-exit",
                 speed=speed)
-    add("fastText (supervised, bigrams)", "fasttext", "fasttext")
-    add("TF-IDF + logistic regression", "tfidf-lr", "tfidf-lr")
+    problem = ctx.problem
+    if problem != "regression":  # fastText has no regression
+        add("fastText (supervised, bigrams" + (", one-vs-all)" if problem == "multi-label" else ")"), "fasttext",
+            "fasttext")
+    head = {"regression": "ridge regression", "multi-label": "one-vs-rest logistic regression"}.get(
+        problem, "logistic regression")
+    add(f"TF-IDF + {head}", "tfidf-lr", "tfidf-lr")
     if ctx.run is not None and ctx.run.teacher.is_dir():
-        add("model2vec (distilled from the teacher, PCA 256) + LR", "model2vec", "model2vec")
+        head = {"regression": "ridge", "multi-label": "one-vs-rest LR"}.get(problem, "LR")
+        add(f"model2vec (distilled from the teacher, PCA 256) + {head}", "model2vec", "model2vec")
 
     def edgekd_units(bundle: Path, speed: float, precision: str) -> list[str]:
         tag = "" if precision == "fp32" else f" {precision}"
@@ -261,9 +268,11 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     groups = selected_groups(options)
     ctx = Context(options.bundle, options.run_dir, out / f".{options.stem}-work", options.train, log)
     labels = ctx.labels
-    dataset = read_labelled(options.data, label_names=labels, label_values=ctx.manifest.label_values)
+    problem = ctx.problem
+    dataset = read_labelled(options.data, label_names=labels, label_values=ctx.manifest.label_values,
+                            problem=problem)
     texts = dataset.texts[: options.limit] if options.limit else dataset.texts
-    gold = np.array(dataset.labels[: len(texts)])
+    gold = gold_array(dataset.labels[: len(texts)], problem, len(labels))
     speeds = list(DEFAULT_SPEEDS if options.speeds is None else options.speeds)
     settings = options.settings(len(texts), speeds)
     state_path = out / f"{options.stem}.state.json"
@@ -271,8 +280,9 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     units = plan(options, ctx, speeds, groups)
     manifest = ctx.manifest
     has_graph = manifest.student == "transformer" and manifest.graph is not None
+    # the JS bench scores single labels (js/src/bench.js); other problem types are checked for parity by the tests
     js_units = [(runner, Path(b)) for runner in ("node", "browser") if runner in groups and has_graph
-                for b in [options.bundle, *options.also]]
+                and problem == "single-label" for b in [options.bundle, *options.also]]
     progress = Progress(log)
     log(f"bench of {options.bundle} on {len(texts)} texts of {options.data}: {len(units) + len(js_units)} systems "
         f"({', '.join(sorted(groups))}); state in {state_path}")
@@ -313,7 +323,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
 
     index = {name: i for i, name in enumerate(labels)}
     each("accuracy", "quality", units, len(texts),
-         lambda s, u: quality(s, texts, gold, index, tick=progress.ticker(u.name, len(texts))))
+         lambda s, u: quality(s, texts, gold, index, tick=progress.ticker(u.name, len(texts)), problem=problem))
     sample = texts[: options.latency_texts]
     for r in range(2):
         order = units if r == 0 else units[::-1]
@@ -330,7 +340,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
              lambda s, u: measure_one(u.recipe, texts[:256]))
 
     js_speeds = sorted({0.0, manifest.default_speed})
-    gold_names = [labels[g] for g in gold]
+    gold_names = [labels[g] for g in gold] if js_units else []
     for index, (runner, bundle) in enumerate(js_units, start=1):
         name = f"{js.RUNNERS[runner]}: {bundle.name}"
         if name in state.data["js"]:
@@ -376,7 +386,13 @@ def _row(unit: Unit, system_state: dict, gflops) -> Row | None:
     if batched and ("b32_0" not in s or "b32_1" not in s):
         return None
     lat = best_round([s["b1_0"], s["b1_1"]])
-    acc, layers, f1 = (list(s["quality"]) + [None])[:3]
+    q = s["quality"]
+    if isinstance(q, list):  # a state file from before problem types: [accuracy, layers, f1]
+        q = {"metrics": {"accuracy": q[0], **({"f1": q[2]} if len(q) > 2 and q[2] is not None else {})},
+             "layers": q[1]}
+    metrics, layers = dict(q["metrics"]), q["layers"]
+    metric = "accuracy" if "accuracy" in metrics else "micro_f1" if "micro_f1" in metrics else "pearson"
+    acc, f1 = metrics.pop("accuracy", None), metrics.pop("f1", None)
     b32 = [s["b32_0"], s["b32_1"]] if batched else []
     batches = [t for _, times in b32 for t in times]
     large = [s[k][0] for k in ("b256_0", "b256_1") if k in s]
@@ -388,7 +404,8 @@ def _row(unit: Unit, system_state: dict, gflops) -> Row | None:
                p95_ms_b32=1e3 * percentile(batches, 95) if batches else None,
                size_mb=s["size_bytes"] / 1e6 if s.get("size_bytes") else None,
                throughput_b256=max(large) if large else None,
-               peak_rss_mb=s["rss"]["peak_rss_mb"] if s.get("rss") else None, f1=f1)
+               peak_rss_mb=s["rss"]["peak_rss_mb"] if s.get("rss") else None, f1=f1, metric=metric,
+               metrics=metrics or None)
 
 
 def _report(options: BenchOptions, ctx: Context, units: list[Unit], state: State, texts: list[str], out: Path,
@@ -424,7 +441,7 @@ def _report(options: BenchOptions, ctx: Context, units: list[Unit], state: State
     title = (f"{bundle.name} on {Path(options.data).name} ({len(texts)} texts; batch-1 latency on "
              f"{min(options.latency_texts, len(texts))})")
     failed = state.data["failed"]
-    table = report.markdown(rows, title, keys, failed)
+    table = report.markdown(rows, title, keys, failed, metric=main_metric(ctx.problem))
     main = ctx.model(bundle, "staged" if manifest.student == "transformer" else "graph")
     payload = {"bundle": str(bundle), "data": str(options.data), "texts": len(texts), "machine": report.machine(),
                "manifest_default_speed": manifest.default_speed, "rows": [asdict(r) for r in rows],
@@ -437,7 +454,7 @@ def _report(options: BenchOptions, ctx: Context, units: list[Unit], state: State
         payload["stage_times_ms"] = {"tokenize_embed": 1e3 * front, "layers": [1e3 * t for t in layers]}
     for p in payload["precision_pairs"]:
         table += (f"\n{p['other']} vs {p['fp32']}: {p['b1_speedup']:.2f}x faster at batch 1, "
-                  f"{p['b32_throughput_ratio']:.2f}x throughput at batch 32, accuracy "
+                  f"{p['b32_throughput_ratio']:.2f}x throughput at batch 32, {main_metric(ctx.problem).replace('_', '-')} "
                   f"{p['accuracy_change_points']:+.2f} points.\n")
     if payload["staged_overhead"]:
         o = payload["staged_overhead"]

@@ -17,17 +17,25 @@ import numpy as np
 import onnxruntime as ort
 
 import runtime
-from edgekd.bench.measure import System
-from runtime.exits import leaves, normalized_entropy
+from edgekd.bench.measure import System, answers
+from runtime.exits import ExitRule, leaves
 from runtime.tokenize import TextEncoder
 
 
 def edgekd_system(model: runtime.EdgeModel, speed: float, size: int | None = None, variant: str = "") -> System:
     """The edgekd runtime (either engine) at `speed`; `variant` names a thread-pool setting (a side row)."""
 
+    problem = model.problem
+
     def predict(texts):
         results = model.classify(texts, speed=speed, batch_size=max(1, len(texts)))
-        return np.array([r.label for r in results]), np.array([r.exit_layer for r in results])
+        if problem == "multi-label":
+            got = np.array([[name in r.labels for name in model.labels] for r in results], dtype=bool)
+        elif problem == "regression":
+            got = np.array([r.score for r in results])
+        else:
+            got = np.array([r.label for r in results])
+        return got, np.array([r.exit_layer for r in results])
 
     precision = model.manifest.precision
     tag = "" if precision == "fp32" else f" {precision}"
@@ -37,7 +45,7 @@ def edgekd_system(model: runtime.EdgeModel, speed: float, size: int | None = Non
 
 
 def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: list[str], layers: int,
-                threads: int | None = None) -> System:
+                threads: int | None = None, problem: str = "single-label") -> System:
     """One full graph with onnxruntime's default session options (what a user would do)."""
     options = ort.SessionOptions()
     if threads:
@@ -48,12 +56,12 @@ def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: 
 
     def predict(texts):
         logits = session.run(None, dict(zip(inputs, encoder.pairs(texts))))[0]
-        return names[logits.argmax(1)], np.full(len(texts), layers)
+        return answers(logits, problem, names), np.full(len(texts), layers)
 
     return System(name, predict, kind, None, path.stat().st_size)
 
 
-def teacher_torch_system(teacher, encoder: TextEncoder, labels: list[str]) -> System:
+def teacher_torch_system(teacher, encoder: TextEncoder, labels: list[str], problem: str = "single-label") -> System:
     import torch
 
     from edgekd.teacher import segment_kwargs
@@ -66,31 +74,35 @@ def teacher_torch_system(teacher, encoder: TextEncoder, labels: list[str]) -> Sy
         ids, mask, types = (torch.from_numpy(a) for a in encoder.pairs(texts))
         pair = isinstance(texts[0], tuple)
         logits = teacher(input_ids=ids, attention_mask=mask, **segment_kwargs(teacher, types if pair else None)).logits
-        return names[logits.argmax(1).numpy()], np.full(len(texts), layers)
+        return answers(logits.numpy(), problem, names), np.full(len(texts), layers)
 
     return System("teacher, PyTorch eager", predict, "teacher-torch")
 
 
-def student_torch_exit_system(student, encoder: TextEncoder, labels: list[str], speed: float) -> System:
-    """FastBERT-style: one text at a time, stop at the first confident layer."""
+def student_torch_exit_system(student, encoder: TextEncoder, labels: list[str], speed: float,
+                              rule: ExitRule | None = None) -> System:
+    """FastBERT-style: one text at a time, stop at the first layer the rule (the bundle's) lets it go."""
     import torch
 
     names = np.array(labels)
+    rule = rule or ExitRule()
 
     @torch.inference_mode()
     def predict(texts):
-        out_labels, out_layers = [], []
+        outputs, out_layers = [], []
         for text in texts:
             ids, mask, types = (torch.from_numpy(a) for a in encoder.pairs([text]))
             hidden = student.embeddings(ids, types if isinstance(text, tuple) else None)
+            previous = None
             for index, (layer, head) in enumerate(zip(student.layers, student.heads), start=1):
                 hidden, _ = layer(hidden, mask)
-                logits = head(hidden, mask)
-                if leaves(normalized_entropy(logits.numpy()), speed, index == len(student.layers))[0]:
+                logits = head(hidden, mask).numpy()
+                if leaves(rule.uncertainty(logits, previous), speed, index == len(student.layers))[0]:
                     break
-            out_labels.append(names[int(logits.argmax())])
+                previous = logits
+            outputs.append(logits[0])
             out_layers.append(index)
-        return np.array(out_labels), np.array(out_layers)
+        return answers(np.array(outputs), rule.problem, names), np.array(out_layers)
 
     return System(f"student, PyTorch per-sample exit b1, speed {speed:g}", predict, "student-torch-exit", speed,
                   batched=False)

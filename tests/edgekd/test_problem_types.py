@@ -172,3 +172,32 @@ def test_a_typed_run_exports_calibrates_and_answers_everywhere(typed_run, tmp_pa
         assert [r["labels"] for r in rows] == [",".join(r.labels) for r in direct]
     else:
         assert [float(r["score"]) for r in rows] == pytest.approx([r.score for r in direct], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_bench_scores_each_type_with_its_metrics_and_baselines(typed_run, tmp_path):
+    from edgekd.bench import BenchOptions, run_bench
+    from edgekd.export import export_run
+
+    problem, run, files, _ = typed_run
+    bundle = export_run(run, tmp_path / "b").path
+    systems = ["teacher-torch", "student-onnx", "student-torch-exit", "edgekd-graph", "tfidf-lr"] + \
+        (["fasttext"] if problem == "multi-label" else [])
+    payload = run_bench(BenchOptions(bundle, files["dev"], out=tmp_path / "bench", run_dir=run, speeds=[0.0, 0.3],
+                                     latency_texts=4, thread_study=False, js=False, competitors=True,
+                                     systems=systems), log=lambda _: None)
+    assert not payload["failed"]
+    metric, second = {"multi-label": ("micro_f1", "macro_f1"), "regression": ("pearson", "spearman")}[problem]
+    rows = {r["name"]: r for r in payload["rows"]}
+    assert all(r["metric"] == metric and r["accuracy"] is None and set(r["metrics"]) == {metric, second}
+               for r in rows.values())
+    # the runtime at speed 0 and the student as one graph are the same network: the same metric
+    full = rows["student, one ONNX graph"]["metrics"][metric]
+    assert rows["edgekd graph, speed 0"]["metrics"][metric] == pytest.approx(full, abs=1e-6)
+    # PyTorch per-sample exit follows the same rule as the runtime: the same layers at the same speed
+    exit_row = next(r for name, r in rows.items() if name.startswith("student, PyTorch per-sample exit"))
+    graph_row = rows[f"edgekd graph, speed {exit_row['speed']:g}"]
+    assert exit_row["average_layers"] == pytest.approx(graph_row["average_layers"])
+    table = (tmp_path / "bench" / "bench.md").read_text()
+    head = {"micro_f1": "micro-F1 %", "pearson": "Pearson x 100"}[metric]
+    assert head in table and ("TF-IDF + one-vs-rest" in table if problem == "multi-label" else "TF-IDF + ridge" in table)
