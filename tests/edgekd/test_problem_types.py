@@ -201,3 +201,29 @@ def test_bench_scores_each_type_with_its_metrics_and_baselines(typed_run, tmp_pa
     table = (tmp_path / "bench" / "bench.md").read_text()
     head = {"micro_f1": "micro-F1 %", "pearson": "Pearson x 100"}[metric]
     assert head in table and ("TF-IDF + one-vs-rest" in table if problem == "multi-label" else "TF-IDF + ridge" in table)
+
+
+def test_the_regression_rule_study_scores_the_runtime_rule_as_the_runtime_decides():
+    import numpy as np
+
+    from benchmarks.regression_exit_rules import decide as study_decide
+    from benchmarks.regression_exit_rules import study, uncertainties
+    from runtime.exits import ExitRule, decide
+
+    rng = np.random.default_rng(0)
+    gold = rng.normal(size=200)
+    noise = [1.0, 0.4, 0.1, 0.0]
+    values = np.stack([gold + n * rng.normal(size=200) for n in noise])  # heads converge on the gold value
+    u = uncertainties(values, 1.0)
+    assert np.allclose(u["gap-1"], ExitRule("regression", 1.0).trace(values[..., None]))
+    for speed in (0.1, 0.3, 0.6):
+        want_values, want_layers, _ = decide(values[..., None], speed, ExitRule("regression", 1.0))
+        got_values, got_layers = study_decide(values, u["gap-1"], speed)
+        assert got_layers.tolist() == want_layers.tolist() and np.allclose(got_values, want_values[:, 0])
+    # two heads that happen to agree early: gap-2 waits for a third
+    assert (u["gap-2"][:2] == 1.0).all() and (u["gap-2"] >= u["gap-1"]).all()
+    result = study(values, gold, 1.0, max_drop=1.0)
+    assert result["full_depth_pearson"] == pytest.approx(100.0)
+    assert set(result["ranking"]) == {"gap-1", "gap-2", "drift"}
+    for rule in result["rules"].values():
+        assert result["full_depth_pearson"] - rule["within_budget"]["pearson"] <= 1.0 + 1e-9

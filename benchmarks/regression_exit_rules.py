@@ -1,0 +1,107 @@
+"""Which exit rule for regression bundles: the consecutive-head gap against alternatives, on real data.
+
+A regression head has no distribution to take an entropy of. The runtime's rule (runtime/exits.py) is
+PABEE's idea in one step: u_l = min(1, |y_l - y_(l-1)| / s), s the training targets' standard deviation.
+This script traces every exit head of a regression bundle on labelled data once and compares, on the same
+outputs and the same speed grid:
+
+- gap-1 (the runtime's): the last two heads agree;
+- gap-2 (PABEE with patience 2): the last three heads agree, u_l = max of the last two gaps / s;
+- drift: the head agrees with the mean of every head so far, u_l = |y_l - mean(y_1..y_l-1)| / s.
+
+For each rule: Pearson x 100 and average layers at every speed, and the fewest average layers whose
+Pearson is within `--max-drop` points of full depth (the calibration rule). The rule that saves the most
+layers within the budget is the better one.
+
+    python benchmarks/regression_exit_rules.py bundles/stsb --data ../shared/data/stsb/dev.tsv \
+        --out benchmarks/results/stsb_exit_rules.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+GRID = [round(0.025 * i, 3) for i in range(41)]  # 0 .. 1
+
+
+def gaps(values: np.ndarray) -> np.ndarray:
+    """|y_l - y_(l-1)| per layer and row, inf at the first layer: (L, N) -> (L, N)."""
+    out = np.full(values.shape, np.inf)
+    out[1:] = np.abs(np.diff(values, axis=0))
+    return out
+
+
+def uncertainties(values: np.ndarray, scale: float) -> dict[str, np.ndarray]:
+    """u of every rule on (L, N) head values, each in [0, 1] (1 where a rule cannot judge yet)."""
+    g = gaps(values)
+    two = np.maximum(g, np.vstack([np.full((1, g.shape[1]), np.inf), g[:-1]]))
+    running = np.cumsum(values, axis=0) / np.arange(1, len(values) + 1)[:, None]
+    drift = np.full(values.shape, np.inf)
+    drift[1:] = np.abs(values[1:] - running[:-1])
+    return {name: np.minimum(1.0, u / scale) for name, u in (("gap-1", g), ("gap-2", two), ("drift", drift))}
+
+
+def decide(values: np.ndarray, u: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray]:
+    """(value of the deciding head (N,), exit layer (N,) 1-based): first layer with u < speed, else the last."""
+    leave = u < speed
+    leave[-1] = True
+    first = leave.argmax(0)
+    return values[first, np.arange(values.shape[1])], first + 1
+
+
+def study(values: np.ndarray, gold: np.ndarray, scale: float, max_drop: float) -> dict:
+    from edgekd.metrics import pearson
+
+    full = 100 * pearson(values[-1], gold)
+    rules = {}
+    for name, u in uncertainties(values, scale).items():
+        curve = []
+        for speed in GRID:
+            got, layers = decide(values, u, speed)
+            curve.append({"speed": speed, "pearson": 100 * pearson(got, gold), "average_layers": float(layers.mean())})
+        ok = [p for p in curve if full - p["pearson"] <= max_drop + 1e-9]
+        best = min(ok, key=lambda p: p["average_layers"])
+        rules[name] = {"within_budget": best, "curve": curve}
+    ranking = sorted(rules, key=lambda n: rules[n]["within_budget"]["average_layers"])
+    return {"full_depth_pearson": full, "layers": int(values.shape[0]), "max_drop_points": max_drop,
+            "ranking": ranking, "rules": rules}
+
+
+def main() -> None:
+    import runtime
+    from edgekd.export import read_bundle_data
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle")
+    parser.add_argument("--data", required=True, help="labelled file (e.g. STS-B dev.tsv)")
+    parser.add_argument("--max-drop", type=float, default=1.0, help="Pearson points allowed below full depth")
+    parser.add_argument("--out", help="write the result as JSON here")
+    args = parser.parse_args()
+    model = runtime.load(args.bundle, engine="staged")
+    if model.problem != "regression":
+        raise SystemExit(f"{args.bundle} is a {model.problem} bundle; this study is for regression")
+    data = read_bundle_data(model, args.data)
+    items = model.items(data.texts)
+    traces = [model.trace_ids(*model.encode(items[i:i + 64]))[..., 0] for i in range(0, len(items), 64)]
+    values = np.concatenate(traces, axis=1)  # (L, N)
+    result = {"bundle": str(args.bundle), "data": str(args.data), "texts": len(items),
+              "scale": model.rule.scale, **study(values, np.asarray(data.labels), model.rule.scale, args.max_drop)}
+    for name in result["ranking"]:
+        best = result["rules"][name]["within_budget"]
+        print(f"{name:6s}: {best['average_layers']:.2f} of {result['layers']} layers at speed {best['speed']:g} "
+              f"(Pearson {best['pearson']:.2f}; full depth {result['full_depth_pearson']:.2f})")
+    if args.out:
+        from runtime.files import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
