@@ -327,6 +327,8 @@ def compile_single(full: ModelProto, num_labels: int, rule: ExitRule = SINGLE_LA
     batch = m.op("Shape", [ids], "ids_shape", start=0, end=1)
     m.op("Expand", [m.const(1, np.int64, "one"), batch], GRAPH_OUTPUTS[1])
     m.nodes[-1].output[0] = GRAPH_OUTPUTS[1]
+    used = {name for node in m.nodes for name in node.input}
+    m.initializers = [init for init in m.initializers if init.name in used]  # only the rule's constants
     graph = helper.make_graph(
         m.nodes, "edgekd_single",
         [helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "sequence"]),

@@ -227,3 +227,24 @@ def test_the_regression_rule_study_scores_the_runtime_rule_as_the_runtime_decide
     assert set(result["ranking"]) == {"gap-1", "gap-2", "drift"}
     for rule in result["rules"].values():
         assert result["full_depth_pearson"] - rule["within_budget"]["pearson"] <= 1.0 + 1e-9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("problem,kind", [("regression", "textcnn"), ("multi-label", "bilstm")])
+def test_small_students_train_and_answer_for_both_types(problem, kind, tiny_teacher_dir, tmp_path):
+    from edgekd.export import export_run
+    from edgekd.pipeline import distill
+    from tests.conftest import tiny_config
+
+    files = {n: write(tmp_path / f"{n}.tsv", typed_rows(problem, k, s)) for n, k, s in (("train", 64, 0), ("dev", 16, 1))}
+    cfg = tiny_config(tiny_teacher_dir, files, tmp_path / "run", student={"kind": kind}, stages=["teacher", "finetune"])
+    bundle = export_run(distill(cfg, log=lambda _: None), tmp_path / "b", data=files["dev"]).path
+    model = runtime.load(bundle)
+    assert model.manifest.problem == problem and model.manifest.student == kind
+    got = model.classify(["great fun", "awful"])
+    logits = model.outputs(["great fun", "awful"])[0]
+    if problem == "regression":
+        assert [r.score for r in got] == pytest.approx(logits[:, 0].tolist())
+        assert all(r.uncertainty == 1.0 for r in got)  # one head: nothing to agree with
+    else:
+        assert [r.labels for r in got] == [[n for n, z in zip(model.labels, row) if z >= 0] for row in logits]
