@@ -46,11 +46,12 @@ def simulate(exit_logits: np.ndarray, labels: np.ndarray, speed: float, rule: Ex
     return float((logits.argmax(1) == labels).mean()), layers
 
 
-def point(exit_logits: np.ndarray, gold: np.ndarray, speed: float, rule: ExitRule) -> tuple[CalibrationPoint, np.ndarray]:
-    """The calibration point at `speed` (the problem type's metrics; latency filled in later) and per-row exit
-    layers, from (L,N,C) exit logits."""
+def point(exit_logits: np.ndarray, gold: np.ndarray, speed: float, rule: ExitRule, thresholds=0.5
+          ) -> tuple[CalibrationPoint, np.ndarray]:
+    """The calibration point at `speed` (the problem type's metrics, multi-label labels at `thresholds`;
+    latency filled in later) and per-row exit layers, from (L,N,C) exit logits."""
     logits, layers, _ = decide(exit_logits, speed, rule)
-    scores = task_scores(rule.problem, logits, gold)
+    scores = task_scores(rule.problem, logits, gold, thresholds)
     if rule.problem == "single-label":
         return CalibrationPoint(speed=speed, accuracy=scores["accuracy"], average_layers=float(layers.mean()),
                                 f1=scores.get("f1")), layers
@@ -155,10 +156,10 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
     cumulative = np.cumsum(per_layer)
     points = []
     for speed in grid or GRID:
-        p, layers = point(exit_logits, gold, speed, exit_rule)
+        p, layers = point(exit_logits, gold, speed, exit_rule, model.thresholds)
         p.latency_ms = 1e3 * (front + float(np.mean(cumulative[layers[sample] - 1])))
         points.append(p)
-    full = point(exit_logits, gold, 0.0, exit_rule)[0].score(metric)
+    full = point(exit_logits, gold, 0.0, exit_rule, model.thresholds)[0].score(metric)
     if max_drop is not None:
         ok = [p for p in points if 100 * (full - p.score(metric)) <= max_drop + 1e-9]
         chosen = max(ok, key=lambda p: p.speed)

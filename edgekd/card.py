@@ -66,6 +66,9 @@ def render(manifest: Manifest) -> str:
             "multi-label": f"Tags {kind} with any number of {len(manifest.labels)} labels (independent sigmoids; "
                            f"a label is on at probability >= its threshold): {', '.join(manifest.labels)}.",
             "regression": f"Scores {kind} with one number, `{manifest.labels[0]}`, in the training data's units."}
+    if manifest.thresholds:
+        does["multi-label"] += " Thresholds per label (chosen on held-out rows at export): " + ", ".join(
+            f"{n} {t:g}" for n, t in zip(manifest.labels, manifest.thresholds)) + "."
     what = {"single-label": "label, probs", "multi-label": "labels, probs", "regression": "score"}[problem]
     lines = [f"# {'Text-pair' if manifest.text_pair else 'Text'} "
              f"{'regression model' if problem == 'regression' else 'classifier'} with early exit (edgekd)", "",

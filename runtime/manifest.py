@@ -172,6 +172,9 @@ class Manifest:
     # multi-label: a label is on when its probability reaches its threshold (one per label, chosen on data at
     # export when that measured better on it, else 0.5 for all)
     thresholds: list[float] | None = None
+    # how the thresholds were chosen (export --data on a multi-label bundle): held-out micro-F1 of per-label
+    # thresholds against 0.5 for all, and the choice
+    threshold_choice: dict[str, Any] | None = None
     # the exit rule of the problem type and why it was chosen (runtime/exits.py; README "Exit rules")
     exit_rule: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION

@@ -155,6 +155,9 @@ def test_a_typed_run_exports_calibrates_and_answers_everywhere(typed_run, tmp_pa
     assert all(p.accuracy is None and metric in p.metrics for p in manifest.calibration.points)
     if problem == "regression":
         assert manifest.target_scale == pytest.approx(json.loads((run / "task.json").read_text())["target_std"])
+    else:  # thresholds chosen on --data: kept per label only when they beat 0.5 on held-out rows
+        choice = manifest.threshold_choice
+        assert choice["rows"] == 32 and (manifest.thresholds is None) == (choice["chosen"] == "0.5")
     card = (bundle / "README.md").read_text()
     assert f"{metric.replace('_', '-')} x 100" in card
     texts = ["great fun movie", "awful boring plot with a long and dull story"]
@@ -232,6 +235,8 @@ def test_the_regression_rule_study_scores_the_runtime_rule_as_the_runtime_decide
 @pytest.mark.slow
 @pytest.mark.parametrize("problem,kind", [("regression", "textcnn"), ("multi-label", "bilstm")])
 def test_small_students_train_and_answer_for_both_types(problem, kind, tiny_teacher_dir, tmp_path):
+    import numpy as np
+
     from edgekd.export import export_run
     from edgekd.pipeline import distill
     from tests.conftest import tiny_config
@@ -247,4 +252,25 @@ def test_small_students_train_and_answer_for_both_types(problem, kind, tiny_teac
         assert [r.score for r in got] == pytest.approx(logits[:, 0].tolist())
         assert all(r.uncertainty == 1.0 for r in got)  # one head: nothing to agree with
     else:
-        assert [r.labels for r in got] == [[n for n, z in zip(model.labels, row) if z >= 0] for row in logits]
+        probs = 1 / (1 + np.exp(-logits))
+        assert [r.labels for r in got] == [[n for n, p, t in zip(model.labels, row, model.thresholds) if p >= t]
+                                           for row in probs]
+
+
+def test_per_label_thresholds_are_kept_only_when_they_win_on_held_out_rows():
+    import numpy as np
+
+    from edgekd.metrics import choose_thresholds
+
+    rng = np.random.default_rng(1)
+    gold = rng.random((400, 2)) < 0.3
+    # label 0 is calibrated at 0.5; label 1's model is shy: its positives sit around p = 0.3
+    p0 = np.where(gold[:, 0], 0.8, 0.2) + rng.normal(0, 0.05, 400)
+    p1 = np.where(gold[:, 1], 0.3, 0.05) + rng.normal(0, 0.03, 400)
+    logits = np.log(np.clip(np.stack([p0, p1], 1), 1e-4, 1 - 1e-4) / (1 - np.clip(np.stack([p0, p1], 1), 1e-4, 1 - 1e-4)))
+    thresholds, record = choose_thresholds(logits, gold)
+    assert record["chosen"] == "per-label" and thresholds[1] < 0.3 < 0.5
+    assert record["per_label_held_out_micro_f1"] > record["default_0.5_micro_f1"]
+    calibrated = np.where(gold, 3.0, -3.0) + rng.normal(0, 0.5, gold.shape)  # 0.5 is already right
+    thresholds, record = choose_thresholds(calibrated, gold)
+    assert thresholds is None and record["chosen"] == "0.5"
