@@ -178,6 +178,7 @@ def export(
     vocab_size: Annotated[Optional[int], typer.Option(help="Compress the vocabulary (GLMD): keep this many tokens (instead of --vocab-keep).")] = None,
     vocab_metric: Annotated[str, typer.Option(help="Nearest kept token by dot | cosine.")] = "dot",
     optimize: Annotated[str, typer.Option(help="Layer graphs: none (plain) | fused (onnxruntime transformer optimizer) | auto (time both on this machine at batch 1 and 32, keep the faster; the choice and timings go into the manifest). model.onnx always stays plain ONNX.")] = "auto",
+    mobile_report: Annotated[bool, typer.Option("--mobile-report/--no-mobile-report", help="Record in the manifest what onnxruntime's mobile usability checker says of the graphs for NNAPI and CoreML (`edgekd inspect --targets` shows it).")] = True,
 ) -> None:
     """Export a run's student as a bundle: model.onnx (early exit compiled in), one graph per layer, tokenizer,
     manifest; every graph checked against torch, model.onnx against the staged graphs."""
@@ -199,7 +200,7 @@ def export(
         max_drop = None
     result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed or 0.0, precision=quantize,
                         int8=int8, data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_size=vocab_size,
-                        vocab_metric=vocab_metric, optimize=optimize, log=_err)
+                        vocab_metric=vocab_metric, optimize=optimize, mobile_report=mobile_report, log=_err)
     worst = max((c.max_diff for c in result.checks), default=0.0)
     _err(f"wrote {result.path} ({len(result.manifest.stages)} stages, {result.manifest.precision}; "
          f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")
@@ -281,12 +282,16 @@ def predict(
 def inspect(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    targets: Annotated[bool, typer.Option("--targets", help="Also say which mobile execution providers (NNAPI, CoreML) could run model.onnx and the stage graphs, per onnxruntime's own usability checker (needs the onnx package).")] = False,
 ) -> None:
     """Show what a bundle holds: stages and sizes, labels, vocabulary, calibration."""
     from runtime.manifest import read_manifest, resolve_inside, verify_bundle
 
     manifest = read_manifest(bundle)
     verify_bundle(bundle, manifest)
+    if targets:
+        _targets(bundle, manifest)
+        return
     if as_json:
         typer.echo(json.dumps(manifest.to_dict(), indent=2))
         return
@@ -294,7 +299,7 @@ def inspect(
     typer.echo(f"bundle {bundle}  (schema {manifest.schema_version}, {manifest.student}, {manifest.precision}, "
                f"opset {manifest.opset})")
     typer.echo(f"labels: {', '.join(manifest.labels)}   max_length {manifest.max_length}   hidden {manifest.hidden_size}")
-    rule = (manifest.exit_rule or {}).get("name", "normalized-entropy")
+    rule = manifest.rule().name
     typer.echo(f"problem: {manifest.problem} (exit rule {rule}" +
                (f", scale {manifest.target_scale:g}" if manifest.target_scale else "") +
                (", a pair of texts per input" if manifest.text_pair else "") + ")")
@@ -322,6 +327,44 @@ def inspect(
     q = manifest.quantization
     if q:
         typer.echo(f"int8: {q['chosen']} ({q['why']})")
+
+
+def _targets(bundle: Path, manifest) -> None:
+    """inspect --targets: the mobile-provider report, measured now (or the one recorded at export)."""
+    from runtime.errors import EdgeKDError
+
+    try:
+        import onnx  # noqa: F401  (the checker reads graphs with it)
+    except ImportError:
+        if manifest.mobile_providers is None:
+            raise EdgeKDError("inspect --targets needs the onnx package: pip install 'edgekd[train]' (or onnx)")
+        _err("onnx is not installed: showing the report recorded at export")
+        report = manifest.mobile_providers
+    else:
+        from exporters.targets import bundle_targets
+
+        report = bundle_targets(bundle, manifest)
+    for line in target_lines(report):
+        typer.echo(line)
+
+
+def target_lines(report: dict) -> list[str]:
+    """The report as text, one provider a line per graph."""
+    out = [f"mobile execution providers ({report['precision']} graphs; onnxruntime's usability checker):"]
+    for file, graph in report["graphs"].items():
+        dynamic = f"dynamic inputs: {', '.join(graph['dynamic_inputs'])}" if graph["dynamic_inputs"] else "fixed shapes"
+        out.append(f"  {file} ({dynamic}); recommended: {graph['recommendation']}")
+        for name, p in graph["providers"].items():
+            text = (f"    {name:<21} {p['supported_nodes']}/{p['nodes']} nodes in {p['partitions']} partitions, "
+                    f"verdict {p['verdict']}")
+            if p["unsupported_ops"]:
+                text += f"; unsupported ops: {', '.join(p['unsupported_ops'])}"
+            fixed = p.get("with_fixed_shapes")
+            if fixed:
+                text += (f"; with fixed shapes {fixed['supported_nodes']}/{fixed['nodes']} nodes in "
+                         f"{fixed['partitions']} partitions, verdict {fixed['verdict']}")
+            out.append(text)
+    return out
 
 
 def _bench_systems_help() -> str:

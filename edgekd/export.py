@@ -25,17 +25,17 @@ from edgekd.batches import TokenizedData
 from exporters import ExportError, ExportResult, export_classifier, export_student
 from exporters.quantize import INT8_CHOICES, PRECISIONS, apply_precision, choose_int8
 from edgekd.metrics import choose_thresholds, gold_array, main_metric, pearson, task_scores
-from runtime.exits import REPORT_SPEEDS, decide
+from runtime.exits import REPORT_SPEEDS, RULE_NAMES, decide
 from runtime.manifest import TaskSpec, read_manifest, write_manifest
 
 # What each problem type's exit rule is, recorded in the manifest (runtime/exits.py computes them; the README's
 # "Exit rules" section says why regression's is the consecutive-head gap).
 EXIT_RULES = {
-    "single-label": {"name": "normalized-entropy", "u": "-sum(p log p) / log C of the softmax"},
-    "multi-label": {"name": "max-binary-entropy", "u": "max over labels of H(sigmoid z) / log 2: a row leaves when "
-                    "every label is confident"},
-    "regression": {"name": "consecutive-gap", "u": "min(1, |y_l - y_(l-1)| / scale), 1 at the first layer; scale "
-                   "= the training targets' standard deviation"},
+    "single-label": {"name": RULE_NAMES["single-label"], "u": "-sum(p log p) / log C of the softmax"},
+    "multi-label": {"name": RULE_NAMES["multi-label"], "u": "max over labels of H(sigmoid z) / log 2: a row leaves "
+                    "when every label is confident"},
+    "regression": {"name": RULE_NAMES["regression"], "u": "min(1, |y_l - y_(l-1)| / scale), 1 at the first layer; "
+                   "scale = the training targets' standard deviation"},
 }
 
 CHECK_SPEEDS = REPORT_SPEEDS
@@ -96,7 +96,8 @@ def task_spec(task: dict) -> TaskSpec:
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False, atol: float = 1e-4,
                default_speed: float = 0.0, precision: str = "fp32", data: str | os.PathLike | None = None,
                max_drop: float | None = None, vocab_keep: float | None = None, vocab_size: int | None = None,
-               vocab_metric: str = "dot", optimize: str = "none", int8: str = "dynamic", log=print) -> ExportResult:
+               vocab_metric: str = "dot", optimize: str = "none", int8: str = "dynamic", mobile_report: bool = False,
+               log=print) -> ExportResult:
     """Export `run_dir/student` (tokenizer, labels and max_length from the run) to bundle `out`.
 
     `vocab_keep` (a fraction) or `vocab_size` (a count) compresses the vocabulary of an existing student (GLMD; counts
@@ -108,7 +109,9 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     `optimize` none | fused | auto: each layer graph plain or fused, auto by timing both here (`edgekd export`
     defaults to auto; the Python default stays none so that tests export fast).
     With `data`, quantized bundles get an agreement report in the manifest and,
-    with `max_drop`, any bundle is calibrated on it.
+    with `max_drop`, any bundle is calibrated on it. `mobile_report` records what onnxruntime's mobile
+    usability checker says of the graphs for NNAPI and CoreML (exporters.targets; `edgekd export` does it by
+    default, the Python default stays off so that tests export fast).
     """
     from exporters.optimize import OPTIMIZE_MODES
 
@@ -179,6 +182,10 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
             calibrate(folder, data, max_drop=max_drop)
         manifest = read_manifest(folder)
         manifest.source = _source(cfg, student)
+        if mobile_report:
+            from exporters.targets import bundle_targets
+
+            manifest.mobile_providers = bundle_targets(folder, manifest)
         write_card(folder, manifest)  # README.md, listed and hashed in the manifest
 
     if isinstance(student, SmallStudent):

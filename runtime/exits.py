@@ -84,6 +84,10 @@ HF_PROBLEM_TYPES = {"single-label": "single_label_classification", "multi-label"
                     "regression": "regression"}
 
 
+# the name of each type's rule, as manifests record it (manifest.exit_rule["name"])
+RULE_NAMES = {"single-label": "normalized-entropy", "multi-label": "max-binary-entropy", "regression": "consecutive-gap"}
+
+
 @dataclass(frozen=True)
 class ExitRule:
     """The exit rule of a bundle's problem type: `uncertainty` of one head, `decide` over every head.
@@ -98,6 +102,10 @@ class ExitRule:
             raise InputError(f"unknown problem type {self.problem!r}; known: {', '.join(PROBLEMS)}")
         if not (self.scale > 0 and math.isfinite(self.scale)):
             raise InputError(f"the regression exit rule's scale must be a positive number, got {self.scale!r}")
+
+    @property
+    def name(self) -> str:
+        return RULE_NAMES[self.problem]
 
     @property
     def needs_previous(self) -> bool:

@@ -175,6 +175,9 @@ class Manifest:
     # how the thresholds were chosen (export --data on a multi-label bundle): held-out micro-F1 of per-label
     # thresholds against 0.5 for all, and the choice
     threshold_choice: dict[str, Any] | None = None
+    # what onnxruntime's mobile usability checker says of model.onnx and the stage graphs for NNAPI and CoreML
+    # (exporters/targets.py; `edgekd export` records it, `edgekd inspect --targets` shows it)
+    mobile_providers: dict[str, Any] | None = None
     # the exit rule of the problem type and why it was chosen (runtime/exits.py; README "Exit rules")
     exit_rule: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
