@@ -137,6 +137,9 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
     if latency_ms is not None and latency_ms <= 0:
         raise EdgeKDError("--latency-ms must be positive")
     model = runtime.load(bundle, warmup=True)
+    if not model.manifest.staged:
+        raise EdgeKDError(f"{bundle} is a slim {model.manifest.target} bundle (the compiled graph only); calibration "
+                          "times the layer graphs: calibrate the full bundle it was packed from, then pack it again")
     if model.full:
         raise EdgeKDError(f"{bundle} holds one graph without exits; there is no speed to calibrate")
     dataset = read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values,

@@ -101,13 +101,20 @@ def render(manifest: Manifest) -> str:
                      "(`edgekd calibrate BUNDLE --data FILE --max-drop 1` measures it).")
     first = '("a question", "another question")' if manifest.text_pair else '"a text"'
     inputs = "`input_ids`, `attention_mask`" + (", `token_type_ids`" if manifest.text_pair else "")
+    graph = manifest.graph.file if manifest.graph else "model.onnx"
+    if manifest.target != "all":
+        lines += ["", "## What this bundle holds", "",
+                  f"The slim bundle for the {manifest.target} target (`edgekd pack`): `{graph}`"
+                  + (" (the ONNX Runtime format that ONNX Runtime Mobile loads)" if graph.endswith(".ort") else "")
+                  + ", the tokenizer and the manifest; the per-layer graphs (staged engine, `edgekd calibrate`) are "
+                  "in the full bundle it was packed from."]
     lines += ["", "## How to run it", "",
               "Python (`pip install edgekd[cpu]`: numpy, onnxruntime, tokenizers; no torch):", "", "```python",
               "import runtime", "model = runtime.load(\"path/to/this/bundle\")",
               f"print(model.classify([{first}]))   # {what}, exit_layer, uncertainty", "```", "",
               "JavaScript (`@edgekd/runtime`, Node or the browser): `const model = await load(url); await "
               f"model.classify([{first.replace('(', '[').replace(')', ']')}])`.", "",
-              f"Any ONNX Runtime binding: `model.onnx` takes {inputs} (int64 [B,T], from this folder's "
+              f"Any ONNX Runtime binding: `{graph}` takes {inputs} (int64 [B,T], from this folder's "
               f"`tokenizer.json`, truncated to {manifest.max_length} tokens) and `speed` (float32 scalar: 0 runs "
               "every layer, higher lets confident inputs leave earlier); it returns `logits` [B,C], `exit_layer` "
               "[B] (1-based) and `uncertainty` [B].", ""]

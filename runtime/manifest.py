@@ -175,6 +175,9 @@ class Manifest:
     # how the thresholds were chosen (export --data on a multi-label bundle): held-out micro-F1 of per-label
     # thresholds against 0.5 for all, and the choice
     threshold_choice: dict[str, Any] | None = None
+    # what the bundle holds (schema 3): all (stage graphs + model.onnx, what `edgekd export` writes) | web
+    # (model.onnx only) | mobile (model.ort, the ORT format): `edgekd pack` writes the slim ones
+    target: str = "all"
     # what onnxruntime's mobile usability checker says of model.onnx and the stage graphs for NNAPI and CoreML
     # (exporters/targets.py; `edgekd export` records it, `edgekd inspect --targets` shows it)
     mobile_providers: dict[str, Any] | None = None

@@ -467,6 +467,15 @@ def _report(options: BenchOptions, ctx: Context, units: list[Unit], state: State
                   "(full graph's latency x layers used / all layers, over this latency).\n")
     for j in payload["js_vs_python"]:
         table += f"\n{j['js']} vs {j['python']}: {j['b1_ratio']:.2f}x the batch-1 latency.\n"
+    if has_graph and ctx.work is not None:  # what each target's app downloads (edgekd pack)
+        from edgekd.pack import sizes
+
+        payload["bytes_per_target"] = {Path(b).name: sizes(b, ctx.work / "packs")
+                                       for b in [options.bundle, *options.also]}
+        table += "\n| bundle | all (stage graphs + model.onnx) MB | web (model.onnx) MB | mobile (model.ort) MB |\n" \
+                 "|---|---|---|---|\n" + "".join(
+                     f"| {name} | {v['all'] / 1e6:.2f} | {v['web'] / 1e6:.2f} | {v['mobile'] / 1e6:.2f} |\n"
+                     for name, v in payload["bytes_per_target"].items())
     stem = options.stem
     written = []
     if options.profile and has_graph:
