@@ -5,6 +5,9 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const bundleUrl = params.get('bundle') ?? '/bundle/';
 const device = params.get('device') ?? 'auto';
+// ?threads=N (0: onnxruntime-web's default) and ?proxy=1 (inference in a worker): what benchmarks measure
+const threads = params.has('threads') ? Number(params.get('threads')) : undefined;
+const proxy = params.has('proxy') ? params.get('proxy') === '1' : undefined;
 
 function show(result, model, ms) {
   $('result').hidden = false;
@@ -39,7 +42,7 @@ function show(result, model, ms) {
 }
 
 async function main() {
-  const model = await load(bundleUrl, { device });
+  const model = await load(bundleUrl, { device, threads, proxy });
   const speed = $('speed');
   speed.value = String(model.defaultSpeed);
   let pending = Promise.resolve();

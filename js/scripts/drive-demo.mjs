@@ -41,6 +41,7 @@ try {
     probs: Object.fromEntries([...document.querySelectorAll('.bar')].map((b) => [b.dataset.label, Number(b.dataset.prob)])),
     result: JSON.parse(document.body.dataset.result),
     device: window.edgekd.model.device,
+    wasm: window.edgekd.model.wasm,
     pairBoxShown: !document.getElementById('pair-box').hidden,
   }));
   const batch = job.batch ? await page.evaluate(async ({ texts, speeds }) => {
