@@ -172,3 +172,24 @@ def test_serve_answers_each_type_and_takes_a_threshold_for_multi_label(typed_bun
                 [r.labels for r in model.classify(texts, speed=0.0, threshold=0.9)]
         else:
             assert r.status_code == 422 and "threshold applies to multi-label bundles" in r.json()["error"]
+
+
+def test_the_many_class_study_measures_the_runtime_rule():
+    from benchmarks.many_class_exits import curves, u_of_confidence
+    from runtime.exits import normalized_entropy
+
+    # u of a known distribution: p = 0.9 on one class, the rest even
+    for classes in (2, 150):
+        probs = np.full(classes, 0.1 / (classes - 1))
+        probs[0] = 0.9
+        assert u_of_confidence(0.9, classes) == pytest.approx(float(normalized_entropy(np.log(probs))), abs=1e-6)
+    assert u_of_confidence(0.9, 150) < u_of_confidence(0.9, 2)  # the same confidence leaves earlier with many classes
+    gen = np.random.default_rng(0)
+    exits = gen.normal(size=(3, 50, 5)) * np.array([1.0, 3.0, 6.0])[:, None, None]
+    gold = exits[-1].argmax(-1)
+    result = curves(exits, gold, max_drop=1.0)
+    assert result["full_depth_accuracy"] == 1.0
+    runtime_rule = result["rules"]["normalized entropy (the runtime's)"]
+    for point in runtime_rule["curve"][::10]:
+        _, layers, _ = decide(exits, point["speed"])
+        assert point["average_layers"] == pytest.approx(float(layers.mean()))
