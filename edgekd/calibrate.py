@@ -21,7 +21,7 @@ import runtime
 from edgekd.metrics import gold_array, main_metric, task_scores
 from edgekd.card import write_card
 from edgekd.data import read_labelled
-from runtime.errors import EdgeKDError
+from runtime.errors import BundleError, EdgeKDError
 from runtime.exits import SPEED_GRID, ExitRule, decide
 from runtime.choose import fastest
 from runtime.manifest import Calibration, CalibrationPoint, write_manifest
@@ -138,8 +138,9 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         raise EdgeKDError("--latency-ms must be positive")
     model = runtime.load(bundle, warmup=True)
     if not model.manifest.staged:
-        raise EdgeKDError(f"{bundle} is a slim {model.manifest.target} bundle (the compiled graph only); calibration "
-                          "times the layer graphs: calibrate the full bundle it was packed from, then pack it again")
+        raise BundleError(f"{bundle} holds only the compiled graph (a slim bundle: {model.manifest.target}); "
+                          "calibration times the layer graphs: calibrate the full bundle it was packed from, then "
+                          "pack it again")
     if model.full:
         raise EdgeKDError(f"{bundle} holds one graph without exits; there is no speed to calibrate")
     dataset = read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values,

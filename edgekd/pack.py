@@ -92,11 +92,16 @@ def _texts(model: runtime.EdgeModel) -> list:
     return [(t, t[::-1]) for t in CHECK_TEXTS] if model.manifest.text_pair else CHECK_TEXTS
 
 
-def sizes(bundle: str | os.PathLike, work: str | os.PathLike) -> dict[str, int]:
-    """Bytes of the full bundle and of its slim bundle for each target (packed into `work`)."""
-    out = {"all": bundle_size(bundle)}
+def sizes(bundle: str | os.PathLike, work: str | os.PathLike) -> dict[str, int | None]:
+    """Bytes of the full bundle and of its slim bundle for each target (packed into `work`); None for mobile
+    where the ORT-format converter cannot run (it needs the onnx package)."""
+    out: dict[str, int | None] = {"all": bundle_size(bundle)}
     for target in TARGETS:
         folder = Path(work) / f"{Path(bundle).name}-{target}"
-        pack(bundle, folder, target, overwrite=True)
+        try:
+            pack(bundle, folder, target, overwrite=True)
+        except ImportError:
+            out[target] = None
+            continue
         out[target] = bundle_size(folder)
     return out

@@ -144,6 +144,7 @@ def _targets(train_labels: list, problem: str, num_labels: int):
 
 
 def _answers(head, features, problem: str, names: np.ndarray):
+    """A fitted head's (or pipeline's) answers on `features`: class names; an on/off matrix; values."""
     if problem == "multi-label":
         return head.predict_proba(features) >= 0.5
     if problem == "regression":
@@ -169,8 +170,7 @@ def tfidf_system(train_texts: list[str], train_labels: list, labels: list[str], 
     names = np.array(labels)
 
     def predict(texts):
-        vectors = pipe[:-1].transform(texts)
-        return _answers(pipe[-1], vectors, problem, names), np.ones(len(texts))
+        return _answers(pipe, texts, problem, names), np.ones(len(texts))
 
     head = {"regression": "ridge regression", "multi-label": "one-vs-rest logistic regression"}.get(
         problem, "logistic regression")

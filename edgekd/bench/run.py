@@ -474,7 +474,8 @@ def _report(options: BenchOptions, ctx: Context, units: list[Unit], state: State
                                        for b in [options.bundle, *options.also]}
         table += "\n| bundle | all (stage graphs + model.onnx) MB | web (model.onnx) MB | mobile (model.ort) MB |\n" \
                  "|---|---|---|---|\n" + "".join(
-                     f"| {name} | {v['all'] / 1e6:.2f} | {v['web'] / 1e6:.2f} | {v['mobile'] / 1e6:.2f} |\n"
+                     f"| {name} | {v['all'] / 1e6:.2f} | {v['web'] / 1e6:.2f} | "
+                     f"{'-' if v['mobile'] is None else format(v['mobile'] / 1e6, '.2f')} |\n"
                      for name, v in payload["bytes_per_target"].items())
     stem = options.stem
     written = []
