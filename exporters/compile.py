@@ -128,7 +128,8 @@ class _Compiler:
             self.inv_log_2 = m.const(1.0 / math.log(2.0), np.float32, "inv_log_2")
         if rule.problem == "regression":
             self.inv_scale = m.const(1.0 / rule.scale, np.float32, "inv_scale")
-        self.f0 = m.const(0.0, np.float32, "f0")
+        if rule.problem != "regression":  # the lower bound of the entropies' Clip
+            self.f0 = m.const(0.0, np.float32, "f0")
         self.f1 = m.const(1.0, np.float32, "f1")
         self.i0 = m.const(0, np.int64, "i0")
         self.i1 = m.const(1, np.int64, "i1")

@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-web';
 
 import { BundleError, loadWith } from './core.js';
 
-export { BundleError, EdgeKDError, EdgeModel, SCHEMA_VERSION, checkManifest } from './core.js';
+export { BundleError, EdgeKDError, EdgeModel, PROBLEMS, SCHEMA_VERSION, checkManifest } from './core.js';
 export { ort };
 
 async function hasWebGPU() {

@@ -7,7 +7,7 @@ import * as ort from 'onnxruntime-node';
 
 import { BundleError, loadWith } from './core.js';
 
-export { BundleError, EdgeKDError, EdgeModel, SCHEMA_VERSION, checkManifest } from './core.js';
+export { BundleError, EdgeKDError, EdgeModel, PROBLEMS, SCHEMA_VERSION, checkManifest } from './core.js';
 
 /**
  * Load a bundle folder written by `edgekd export`.
