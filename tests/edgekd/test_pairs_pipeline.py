@@ -72,6 +72,7 @@ def test_distill_reads_pairs_augments_them_and_publishes_a_pair_student(pair_run
     assert len(variants) == 2 * 120 and all(isinstance(v, list) and len(v) == 2 for v in variants)
 
 
+@pytest.mark.slow  # fast-tier budget: kept in the full suite
 def test_a_pair_run_exports_predicts_and_calibrates(pair_run, pair_files, tmp_path):
     from edgekd.export import export_run
 

@@ -149,6 +149,7 @@ def test_compiled_graph_runs_with_onnxruntime_and_tokenizers_alone(bundle):
     assert [model.labels[i] for i in got["labels"]] == [p.label for p in want]
 
 
+@pytest.mark.slow  # fast-tier budget: kept in the full suite
 @pytest.mark.parametrize("which", ["bundle", pytest.param("int8_bundle", marks=pytest.mark.slow)])
 def test_compiled_graph_is_portable_onnx_and_converts_to_ort_format(which, request, tmp_path):
     bundle = request.getfixturevalue(which)

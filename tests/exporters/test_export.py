@@ -93,6 +93,7 @@ def test_validation_collects_all_failures_and_leaves_no_bundle(tmp_path, tokeniz
     assert list(tmp_path.iterdir()) == [], "no temporary folder may be left behind"
 
 
+@pytest.mark.slow  # fast-tier budget: kept in the full suite
 def test_failed_export_does_not_touch_an_existing_bundle(tmp_path, tokenizer_file):
     out = tmp_path / "b"
     export_student(make_student(seed=1), tokenizer_file, ["n", "p"], out, max_length=24)
@@ -105,6 +106,7 @@ def test_failed_export_does_not_touch_an_existing_bundle(tmp_path, tokenizer_fil
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
+@pytest.mark.slow  # fast-tier budget: kept in the full suite
 def test_overwrite_is_explicit_and_atomic(tmp_path, tokenizer_file):
     out = tmp_path / "b"
     export_student(make_student(seed=1), tokenizer_file, ["n", "p"], out, max_length=24)

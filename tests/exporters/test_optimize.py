@@ -37,6 +37,7 @@ def test_fused_layers_answer_like_plain_ones_and_model_onnx_stays_portable(stude
     assert runtime.read_manifest(bundle).optimization is None  # the default (none) records nothing
 
 
+@pytest.mark.slow  # fast-tier budget: kept in the full suite
 def test_auto_keeps_the_faster_variant_by_its_measured_times(student, tokenizer_file, tmp_path):
     out = tmp_path / "auto"
     export_student(student, tokenizer_file, ["negative", "positive"], out, max_length=40, optimize="auto")

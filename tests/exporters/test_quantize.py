@@ -53,6 +53,7 @@ def test_unknown_precision(tmp_path):
         apply_precision(tmp_path, [], "int4")
 
 
+@pytest.mark.slow  # fast-tier budget: kept in the full suite
 def test_int8_run_export_reports_agreement_and_recalibrates(finished_run, tiny_data, tmp_path):
     result = export_run(finished_run, tmp_path / "b8", precision="int8", data=tiny_data["dev"], max_drop=1.0)
     m = result.manifest
