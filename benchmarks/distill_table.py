@@ -1,5 +1,6 @@
 """The distillation table of a run folder (from its metrics.json): teacher, the
-cross-entropy-only student, the student after each stage, and exits at each speed.
+cross-entropy-only student, the student after each stage (its steps, time and why it stopped), and exits
+at each speed, in the problem type's main metric (accuracy; micro-F1; Pearson x 100).
 
     python benchmarks/distill_table.py RUN_DIR [--out benchmarks/results]
 """
@@ -20,21 +21,26 @@ def table(run: Path) -> str:
         shape = f"{s['layers']}x{s['hidden']}, {s['heads']} heads, ffn {s['ffn']}, {s['head_type']} exit heads"
     else:
         shape = f"{kind}, embeddings {s['embed']}, hidden {s['hidden']}, KD {config['finetune']['kd']}"
-    lines = [f"### Distillation on {Path(config['data']['train']).name} -> dev "
-             f"(student {shape}, init {s['init']}; max_train {config['data']['max_train'] or 'all'})", "",
-             "| model | dev accuracy % | steps | seconds |", "|---|---|---|---|"]
+    problem = json.loads((run / "task.json").read_text())["problem"] if (run / "task.json").is_file() else "single-label"
+    metric = {"single-label": "accuracy", "multi-label": "micro_f1", "regression": "pearson"}[problem]
+    head = {"accuracy": "dev accuracy %", "micro_f1": "dev micro-F1 %", "pearson": "dev Pearson x 100"}[metric]
+    lines = [f"### Distillation on {Path(config['data']['train']).name} -> dev ({problem}; "
+             f"student {shape}, init {s['init']}; max_train {config['data']['max_train'] or 'all'})", "",
+             f"| model | {head} | steps | seconds | stopped |", "|---|---|---|---|---|"]
     names = {"teacher": "teacher (fine-tuned)", "baseline": "student, cross-entropy only (no distillation)",
              "attention": "student after `attention` (trunk head untrained)",
              "finetune": "student after `finetune` (CE + KD)", "branches": "student after `branches` (full depth)"}
     for key, label in names.items():
         if key in metrics:
             m = metrics[key]
-            lines.append(f"| {label} | {100 * m['dev_accuracy']:.2f} | {m.get('steps', '-')} | {m.get('seconds', '-')} |")
+            score = "-" if key == "attention" else f"{100 * m['dev_' + metric]:.2f}"
+            lines.append(f"| {label} | {score} | {m.get('steps', '-')} | {m.get('seconds', '-')} | "
+                         f"{m.get('stopped', 'schedule')} |")
     if "branches" in metrics and kind == "transformer":
         layers = s["layers"]
-        lines += ["", "| speed | dev accuracy % | average layers | share of layers |", "|---|---|---|---|"]
+        lines += ["", f"| speed | {head} | average layers | share of layers |", "|---|---|---|---|"]
         for r in metrics["branches"]["exits"]:
-            lines.append(f"| {r['speed']:g} | {100 * r['accuracy']:.2f} | {r['average_layers']:.2f} / {layers} | "
+            lines.append(f"| {r['speed']:g} | {100 * r[metric]:.2f} | {r['average_layers']:.2f} / {layers} | "
                          f"{100 * r['layer_share']:.0f}% |")
     return "\n".join(lines) + "\n"
 
