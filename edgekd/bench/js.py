@@ -32,12 +32,19 @@ def missing(runner: str) -> str | None:
     return None
 
 
-def _rows(result: list[dict], runner: str, precision: str) -> list[Row]:
+def _rows(result: list[dict], runner: str, precision: str, scorer=None) -> list[Row]:
+    """Rows from the JS bench; `scorer(answers) -> (metric, metrics)` scores the answers of a multi-label or
+    regression bundle (single-label rows come scored)."""
     tag = "" if precision == "fp32" else f" {precision}"
     kind = f"edgekd-{runner}" + ("" if precision == "fp32" else f"-{precision}")
-    return [Row(f"edgekd{tag} graph in {RUNNERS[runner]}, speed {r['speed']:g}", kind, r["speed"], r["accuracy"],
-                r["averageLayers"], None, r["p50MsB1"], r["p95MsB1"], r["throughputB32"], None, None, None)
-            for r in result]
+    rows = []
+    for r in result:
+        row = Row(f"edgekd{tag} graph in {RUNNERS[runner]}, speed {r['speed']:g}", kind, r["speed"], r["accuracy"],
+                  r["averageLayers"], None, r["p50MsB1"], r["p95MsB1"], r["throughputB32"], None, None, None)
+        if "answers" in r and scorer is not None:
+            row.metric, row.metrics = scorer(r["answers"])
+        rows.append(row)
+    return rows
 
 
 def _node(job_file: Path, job: dict) -> list[dict]:
@@ -72,9 +79,10 @@ def _last_line(text: str) -> str:
 
 
 def js_rows(runner: str, bundle: Path, precision: str, texts: list[str], gold: list[str], speeds: list[float],
-            latency_texts: int) -> list[Row]:
+            latency_texts: int, scorer=None) -> list[Row]:
     """One runner's rows (one per speed) for `bundle`; RunnerMissing where it cannot run here, RuntimeError
-    with the runner's last error line where it failed."""
+    with the runner's last error line where it failed. `gold`: label names (single-label); `scorer`: how a
+    multi-label or regression bundle's answers are scored (see _rows)."""
     reason = missing(runner)
     if reason:
         raise RunnerMissing(reason)
@@ -82,4 +90,4 @@ def js_rows(runner: str, bundle: Path, precision: str, texts: list[str], gold: l
            "latencyTexts": latency_texts}
     with tempfile.TemporaryDirectory() as tmp:
         result = (_node if runner == "node" else _browser)(Path(tmp) / "job.json", job)
-    return _rows(result, runner, precision)
+    return _rows(result, runner, precision, scorer)

@@ -26,6 +26,7 @@ from edgekd.bench import js, report
 from edgekd.bench.measure import (
     LARGE_BATCH,
     Row,
+    answer_scores,
     System,
     best_round,
     latency_b1,
@@ -280,9 +281,8 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     units = plan(options, ctx, speeds, groups)
     manifest = ctx.manifest
     has_graph = manifest.student == "transformer" and manifest.graph is not None
-    # the JS bench scores single labels (js/src/bench.js); other problem types are checked for parity by the tests
     js_units = [(runner, Path(b)) for runner in ("node", "browser") if runner in groups and has_graph
-                and problem == "single-label" for b in [options.bundle, *options.also]]
+                for b in [options.bundle, *options.also]]
     progress = Progress(log)
     log(f"bench of {options.bundle} on {len(texts)} texts of {options.data}: {len(units) + len(js_units)} systems "
         f"({', '.join(sorted(groups))}); state in {state_path}")
@@ -340,7 +340,14 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
              lambda s, u: measure_one(u.recipe, texts[:256]))
 
     js_speeds = sorted({0.0, manifest.default_speed})
-    gold_names = [labels[g] for g in gold] if js_units else []
+    gold_names = [labels[g] for g in gold] if js_units and problem == "single-label" else []
+
+    def js_scorer(got: list) -> tuple[str, dict]:
+        """The metrics of a multi-label / regression bundle's JS answers (label-name lists; scores)."""
+        if problem == "multi-label":
+            got = np.array([[name in chosen for name in labels] for chosen in got], dtype=bool)
+        metrics = answer_scores(problem, np.asarray(got), gold, index)
+        return main_metric(problem), metrics
     for index, (runner, bundle) in enumerate(js_units, start=1):
         name = f"{js.RUNNERS[runner]}: {bundle.name}"
         if name in state.data["js"]:
@@ -348,7 +355,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
         progress.step("JS runtimes", index, len(js_units), name, len(texts))
         try:
             rows = js.js_rows(runner, bundle, read_manifest(bundle).precision, texts, gold_names, js_speeds,
-                              options.latency_texts)
+                              options.latency_texts, js_scorer)
             state.data["js"][name] = [asdict(r) for r in rows]
             state.save()
         except js.RunnerMissing as exc:

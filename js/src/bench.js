@@ -18,7 +18,7 @@ function percentile(values, q) {
 /**
  * @param model a loaded EdgeModel
  * @param {string[]} texts
- * @param {string[]} gold label names
+ * @param {string[]} gold label names (single-label; ignored for the other problem types)
  * @param {number[]} speeds
  */
 export async function benchmark(model, texts, gold, speeds, { latencyTexts = 200, batchSize = 32, rounds = 2, warmup = 10 } = {}) {
@@ -28,7 +28,11 @@ export async function benchmark(model, texts, gold, speeds, { latencyTexts = 200
     for (let i = 0; i < texts.length; i += batchSize) {
       results.push(...(await model.classify(texts.slice(i, i + batchSize), { speed, batchSize })));
     }
-    const accuracy = results.filter((r, i) => r.label === gold[i]).length / texts.length;
+    // single-label: scored here against the gold names; the other problem types hand their answers back
+    // (label sets, scores) for edgekd bench to score with its metrics
+    const single = model.problem === undefined || model.problem === 'single-label';
+    const accuracy = single ? results.filter((r, i) => r.label === gold[i]).length / texts.length : null;
+    const answers = single ? undefined : results.map((r) => (model.problem === 'regression' ? r.score : r.labels));
     const averageLayers = results.reduce((a, r) => a + r.exitLayer, 0) / results.length;
     const sample = texts.slice(0, latencyTexts);
     let best = null;
@@ -48,7 +52,8 @@ export async function benchmark(model, texts, gold, speeds, { latencyTexts = 200
       for (let i = 0; i < texts.length; i += batchSize) await model.classify(texts.slice(i, i + batchSize), { speed, batchSize });
       throughput = Math.max(throughput, texts.length / ((performance.now() - start) / 1e3));
     }
-    rows.push({ speed, accuracy, averageLayers, p50MsB1: median(best), p95MsB1: percentile(best, 95), throughputB32: throughput });
+    rows.push({ speed, accuracy, averageLayers, p50MsB1: median(best), p95MsB1: percentile(best, 95), throughputB32: throughput,
+      ...(answers ? { answers } : {}) });
   }
   return rows;
 }

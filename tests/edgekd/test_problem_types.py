@@ -184,10 +184,10 @@ def test_bench_scores_each_type_with_its_metrics_and_baselines(typed_run, tmp_pa
 
     problem, run, files, _ = typed_run
     bundle = export_run(run, tmp_path / "b").path
-    systems = ["teacher-torch", "student-onnx", "student-torch-exit", "edgekd-graph", "tfidf-lr"] + \
+    systems = ["teacher-torch", "student-onnx", "student-torch-exit", "edgekd-graph", "tfidf-lr", "node"] + \
         (["fasttext"] if problem == "multi-label" else [])
     payload = run_bench(BenchOptions(bundle, files["dev"], out=tmp_path / "bench", run_dir=run, speeds=[0.0, 0.3],
-                                     latency_texts=4, thread_study=False, js=False, competitors=True,
+                                     latency_texts=4, thread_study=False, js=True, competitors=True,
                                      systems=systems), log=lambda _: None)
     assert not payload["failed"]
     metric, second = {"multi-label": ("micro_f1", "macro_f1"), "regression": ("pearson", "spearman")}[problem]
@@ -198,6 +198,11 @@ def test_bench_scores_each_type_with_its_metrics_and_baselines(typed_run, tmp_pa
     full = rows["student, one ONNX graph"]["metrics"][metric]
     assert rows["edgekd graph, speed 0"]["metrics"][metric] == pytest.approx(full, abs=1e-6)
     # PyTorch per-sample exit follows the same rule as the runtime: the same layers at the same speed
+    node = rows.get("edgekd graph in Node, speed 0")  # the JS bench's answers scored by the same metrics
+    from edgekd.bench.js import missing
+
+    if missing("node") is None:
+        assert node["metrics"][metric] == pytest.approx(rows["edgekd graph, speed 0"]["metrics"][metric], abs=1e-6)
     exit_row = next(r for name, r in rows.items() if name.startswith("student, PyTorch per-sample exit"))
     graph_row = rows[f"edgekd graph, speed {exit_row['speed']:g}"]
     assert exit_row["average_layers"] == pytest.approx(graph_row["average_layers"])
