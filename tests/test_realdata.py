@@ -97,3 +97,35 @@ def test_a_small_qqp_run_distils_exports_and_answers_pairs(tmp_path):
     assert model.manifest.text_pair
     got = model.classify([("How do I learn Python?", "What is the best way to learn Python?"), ("Hi", "")])
     assert len(got) == 2 and all(r.label in model.labels for r in got)
+
+
+GOEMOTIONS, STSB = SHARED_DATA / "goemotions", SHARED_DATA / "stsb"
+
+
+@pytest.mark.realdata
+@pytest.mark.slow  # 43k rows
+@pytest.mark.skipif(not (GOEMOTIONS / "train.tsv").is_file(), reason=f"GoEmotions not found at {GOEMOTIONS}")
+def test_goemotions_reads_as_multi_label_with_the_documented_counts():
+    from edgekd.data import label_names_option, read_labelled
+
+    train = read_labelled(GOEMOTIONS / "train.tsv")
+    assert train.problem == "multi-label" and len(train) == 43410
+    assert train.label_names == [str(i) for i in range(28)]  # ids; names from --label-names @labels.txt
+    names = label_names_option(f"@{GOEMOTIONS / 'labels.txt'}")
+    assert len(names) == 28 and names[0] == "admiration" and names[27] == "neutral"
+    several = sum(len(row) > 1 for row in train.labels) / len(train)
+    assert 0.14 < several < 0.18  # "16% of rows have two or more"
+    dev = read_labelled(GOEMOTIONS / "dev.tsv", label_names=train.label_names, problem="multi-label")
+    assert len(dev) == 5426
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (STSB / "train.tsv").is_file(), reason=f"STS-B not found at {STSB}")
+def test_stsb_reads_as_regression_pairs_with_the_documented_counts():
+    from edgekd.data import read_labelled
+
+    train = read_labelled(STSB / "train.tsv")
+    dev = read_labelled(STSB / "dev.tsv", problem="regression")
+    assert train.problem == "regression" and train.text_pair and train.label_names == ["score"]
+    assert (len(train), len(dev)) == (4249, 1500)
+    assert min(train.labels) == 0.0 and max(train.labels) == 5.0
