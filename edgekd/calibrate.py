@@ -22,12 +22,12 @@ from edgekd.metrics import gold_array, main_metric, task_scores
 from edgekd.card import write_card
 from edgekd.data import read_labelled
 from runtime.errors import BundleError, EdgeKDError
-from runtime.exits import SPEED_GRID, ExitRule, decide
+from runtime.exits import CALIBRATION_GRID, ExitRule, decide
 from runtime.choose import fastest
 from runtime.manifest import Calibration, CalibrationPoint, write_manifest
 from runtime.timing import machine_description, stage_times
 
-GRID = list(SPEED_GRID)
+GRID = list(CALIBRATION_GRID)
 
 
 @dataclass

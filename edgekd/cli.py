@@ -317,7 +317,7 @@ def inspect(
     cal = manifest.calibration
     if cal:
         typer.echo(f"calibration ({cal.data}; {cal.machine}; {cal.rule or 'no rule'}):")
-        for line in calibration_lines(cal.points, cal.metric):
+        for line in calibration_lines(cal.points, cal.metric, manifest.default_speed):
             typer.echo(line)
         threads = runtime_threads_line(bundle)
         if threads:
@@ -475,6 +475,12 @@ def runtime_threads_line(bundle: Path) -> str | None:
             f"vs {large['texts_per_s']['split']:.0f} texts/s split)")
 
 
+def shown_points(points, chosen: float | None = None) -> list:
+    """The calibration points a table shows: every 0.05 of speed, and the chosen one (calibration keeps a
+    finer grid in the manifest)."""
+    return [p for p in points if abs(round(20 * p.speed) - 20 * p.speed) < 1e-6 or p.speed == chosen]
+
+
 def calibration_lines(points, metric: str = "accuracy", chosen: float | None = None) -> list[str]:
     """A calibration table as text: speed, the problem type's metrics (x 100), average layers, latency."""
     names = {"accuracy": ["accuracy", "f1"], "micro_f1": ["micro_f1", "macro_f1"],
@@ -486,9 +492,9 @@ def calibration_lines(points, metric: str = "accuracy", chosen: float | None = N
         return "-" if v is None else f"{100 * v:.2f}"
 
     lines = ["   speed" + "".join(f"{n.replace('_', '-'):>10}" for n in names) + "  avg layers  latency ms"]
-    for p in points:
+    for p in shown_points(points, chosen):
         latency = f"{p.latency_ms:10.3f}" if p.latency_ms is not None else "         -"
-        lines.append(f"  {p.speed:6.2f}" + "".join(f"{value(p, n):>10}" for n in names) +
+        lines.append(f"  {p.speed:6g}" + "".join(f"{value(p, n):>10}" for n in names) +
                      f"  {p.average_layers:10.2f}  {latency}" + ("  <- chosen" if p.speed == chosen else ""))
     return lines
 
