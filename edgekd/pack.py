@@ -38,13 +38,23 @@ CHECK_TEXTS = ["a short text", "another one, a little longer than the first", "o
 def _ort_format(src: Path, dst: Path) -> None:
     """`src` (ONNX) converted to the ORT format at `dst` by onnxruntime's converter (fixed optimizations for
     the CPU provider on ARM: no x86-only layouts, so the file runs on both)."""
+    import contextlib
+    import io
+    import logging
+
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         shutil.copyfile(src, work / "model.onnx")
-        convert_onnx_models_to_ort(work / "model.onnx", output_dir=work / "out",
-                                   optimization_styles=[OptimizationStyle.Fixed], target_platform="arm")
+        quiet = logging.getLogger("ort_format_model.utils")
+        level, quiet.level = quiet.level, logging.WARNING
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # the converter prints each step
+                convert_onnx_models_to_ort(work / "model.onnx", output_dir=work / "out",
+                                           optimization_styles=[OptimizationStyle.Fixed], target_platform="arm")
+        finally:
+            quiet.setLevel(level)
         converted = next((work / "out").glob("*.ort"), None)
         if converted is None:
             raise EdgeKDError(f"onnxruntime's converter wrote no .ort file for {src}")
