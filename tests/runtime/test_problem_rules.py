@@ -133,16 +133,16 @@ def test_answers_take_the_shape_of_the_problem_type(typed_bundle):
             model.classify(["x"], threshold=0.3)
 
 
-def test_a_regression_manifest_without_a_scale_is_refused(typed_bundle, tmp_path):
+def test_a_regression_manifest_without_a_scale_is_refused(tmp_path):
     import json
     import shutil
+    from pathlib import Path
 
-    problem, _, path = typed_bundle
-    if problem != "regression":
-        pytest.skip("regression only")
+    fixture = Path(__file__).resolve().parents[2] / "js" / "test" / "fixtures" / "regression"
     copy = tmp_path / "b"
-    shutil.copytree(path, copy)
+    shutil.copytree(fixture, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
+    assert manifest["problem"] == "regression"
     manifest["target_scale"] = None
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(runtime.BundleError, match="target_scale"):
