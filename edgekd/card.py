@@ -49,6 +49,12 @@ def _licence(teacher: str) -> str:
     return "unknown"
 
 
+def shown_points(points, chosen: float | None = None) -> list:
+    """The calibration points a table shows (the card, inspect, calibrate): every 0.05 of speed, and the chosen
+    one (calibration keeps a finer grid in the manifest)."""
+    return [p for p in points if abs(round(20 * p.speed) - 20 * p.speed) < 1e-6 or p.speed == chosen]
+
+
 def render(manifest: Manifest) -> str:
     """The card's text for `manifest`."""
     s = manifest.source or {}
@@ -90,9 +96,7 @@ def render(manifest: Manifest) -> str:
                   f"default speed is {manifest.default_speed:g}.", "",
                   "| speed | " + "".join(f"{m.replace('_', '-')} x 100 | " for m in metrics) +
                   "average layers | latency ms (batch 1) |", "|---|" + "---|" * len(metrics) + "---|---|"]
-        shown = [p for p in cal.points if abs(round(20 * p.speed) - 20 * p.speed) < 1e-6
-                 or p.speed == manifest.default_speed]  # every 0.05, and the default speed
-        for p in shown:
+        for p in shown_points(cal.points, manifest.default_speed):
             values = [p.accuracy if m == "accuracy" else p.f1 if m == "f1" else (p.metrics or {}).get(m)
                       for m in metrics]
             latency = f"{p.latency_ms:.3f}" if p.latency_ms is not None else "-"

@@ -475,14 +475,10 @@ def runtime_threads_line(bundle: Path) -> str | None:
             f"vs {large['texts_per_s']['split']:.0f} texts/s split)")
 
 
-def shown_points(points, chosen: float | None = None) -> list:
-    """The calibration points a table shows: every 0.05 of speed, and the chosen one (calibration keeps a
-    finer grid in the manifest)."""
-    return [p for p in points if abs(round(20 * p.speed) - 20 * p.speed) < 1e-6 or p.speed == chosen]
-
-
 def calibration_lines(points, metric: str = "accuracy", chosen: float | None = None) -> list[str]:
     """A calibration table as text: speed, the problem type's metrics (x 100), average layers, latency."""
+    from edgekd.card import shown_points
+
     names = {"accuracy": ["accuracy", "f1"], "micro_f1": ["micro_f1", "macro_f1"],
              "pearson": ["pearson", "spearman"]}[metric]
     names = [n for n in names if n != "f1" or any(p.f1 is not None for p in points)]

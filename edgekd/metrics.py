@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from runtime.exits import sigmoid
+
 
 def binary_f1(pred, gold, classes: int) -> float | None:
     """F1 of class 1, the positive class of a binary task (GLUE reports it for QQP and MRPC); None with more
@@ -23,10 +25,6 @@ METRICS = {"single-label": ("accuracy",), "multi-label": ("micro_f1", "macro_f1"
 
 def main_metric(problem: str) -> str:
     return METRICS[problem][0]
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))  # finite for any x
 
 
 def multi_label_f1(pred: np.ndarray, gold: np.ndarray) -> dict[str, float]:
@@ -66,7 +64,7 @@ def spearman(a, b) -> float:
 
 def label_sets(logits: np.ndarray, thresholds) -> np.ndarray:
     """Multi-label decisions: sigmoid(logit) >= threshold (one number, or one per label); (N, C) -> (N, C) bool."""
-    return _sigmoid(logits) >= np.asarray(thresholds, dtype=float)
+    return sigmoid(logits) >= np.asarray(thresholds, dtype=float)
 
 
 def task_scores(problem: str, logits, gold, thresholds=0.5) -> dict[str, float]:
@@ -114,7 +112,7 @@ def choose_thresholds(logits: np.ndarray, gold: np.ndarray, min_gain: float = 0.
     """Per-label thresholds for a multi-label model, kept only when they measure better than 0.5 for all:
     fitted on one half of the rows and scored on the other (both ways, pooled), so the comparison is not
     made on the rows they were fitted to. Returns (thresholds fitted on every row, or None; the record)."""
-    probs = _sigmoid(logits)
+    probs = sigmoid(logits)
     gold = np.asarray(gold).astype(bool)
     halves = [np.arange(len(probs))[i::2] for i in (0, 1)]
     pred = np.zeros_like(gold)

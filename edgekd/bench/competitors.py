@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.bench.measure import System
+from edgekd.metrics import gold_array
 from edgekd.bench.systems import onnx_system
 
 FASTTEXT_TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -136,13 +137,6 @@ def _head(problem: str, num_labels: int):
     return LogisticRegression(C=4.0, max_iter=2000)
 
 
-def _targets(train_labels: list, problem: str, num_labels: int):
-    """Training labels as scikit-learn wants them: ids; a 0/1 matrix (multi-label); values."""
-    from edgekd.metrics import gold_array
-
-    return gold_array(train_labels, problem, num_labels)
-
-
 def _answers(head, features, problem: str, names: np.ndarray):
     """A fitted head's (or pipeline's) answers on `features`: class names; an on/off matrix; values."""
     if problem == "multi-label":
@@ -164,7 +158,7 @@ def tfidf_system(train_texts: list[str], train_labels: list, labels: list[str], 
         pair = bool(train_texts) and isinstance(train_texts[0], tuple)
         pipe = make_pipeline(PairTfidf(**options) if pair else TfidfVectorizer(**options),
                              _head(problem, len(labels)))
-        pipe.fit(train_texts, _targets(train_labels, problem, len(labels)))
+        pipe.fit(train_texts, gold_array(train_labels, problem, len(labels)))
         joblib.dump(pipe, path)
     pipe = joblib.load(path)
     names = np.array(labels)
@@ -196,7 +190,7 @@ def model2vec_system(backbone: str | os.PathLike, train_texts: list[str], train_
         return model.encode(texts)
 
     if not head_path.is_file():
-        head = _head(problem, len(labels)).fit(features(train_texts), _targets(train_labels, problem, len(labels)))
+        head = _head(problem, len(labels)).fit(features(train_texts), gold_array(train_labels, problem, len(labels)))
         joblib.dump(head, head_path)
     head = joblib.load(head_path)
     names = np.array(labels)

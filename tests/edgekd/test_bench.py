@@ -119,6 +119,7 @@ def test_a_failing_system_is_named_and_the_others_are_written(bundle, dev_file, 
     assert not (out / "bench.state.json").exists()
 
 
+@pytest.mark.slow  # fast-tier budget: kept in the full suite
 def test_a_killed_run_resumes_without_measuring_again(bundle, dev_file, tmp_path, monkeypatch):
     out = tmp_path / "out"
     real_latency = measure_module.latency_b1

@@ -18,6 +18,7 @@ def table(text: str) -> list[list[str]]:
     return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
 
 
+@pytest.mark.slow  # fast-tier budget: kept in the full suite
 def test_every_exported_bundle_has_a_card_whose_numbers_are_the_manifests(finished_run, tiny_data, tmp_path):
     bundle = export_run(finished_run, tmp_path / "b", data=tiny_data["dev"], max_drop=5.0).path
     manifest = runtime.read_manifest(bundle)
@@ -41,6 +42,7 @@ def test_every_exported_bundle_has_a_card_whose_numbers_are_the_manifests(finish
     runtime.load(bundle)  # listed and hashed: it verifies
 
 
+@pytest.mark.slow  # fast-tier budget: kept in the full suite
 def test_an_edited_card_is_refused_and_calibrate_writes_it_again(finished_run, tiny_data, tmp_path):
     from edgekd.calibrate import calibrate
 
