@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from runtime.errors import BundleError, DeviceError, EdgeKDError, InputError, InputTypeError
 from runtime.manifest import SCHEMA_VERSION, Manifest, read_manifest
-from runtime.model import EdgeModel, Prediction, load, normalized_entropy
+from runtime.exits import normalized_entropy
+from runtime.model import EdgeModel, Prediction, load
 
 __all__ = [
     "SCHEMA_VERSION",

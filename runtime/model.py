@@ -27,7 +27,7 @@ except ImportError as exc:  # the core install leaves the choice of ONNX Runtime
 
 from runtime.chains import CudaChain, HostChain
 from runtime.errors import BundleError, DeviceError, EdgeKDError, InputError, InputTypeError
-from runtime.exits import ExitRule, check_speed, leaves, normalized_entropy, sigmoid, softmax
+from runtime.exits import ExitRule, check_speed, leaves, sigmoid, softmax
 from runtime.manifest import (
     ENGINES,
     Manifest,
