@@ -86,6 +86,10 @@ class Optim:
     patience: int = 0
     min_delta: float = 0.001
     max_epochs: float = 0.0
+    # when patience stops the stage: go back to the best checkpoint and let the learning rate fall linearly to 0
+    # over one patience window (patience x eval_every steps), scored as before; the cooled-down model is kept
+    # only when dev gains (a stage stopped by patience has its learning rate still high; the cap's has not)
+    anneal: bool = True
     # learning rate of the newly initialised parameters (the classifier head) as a multiple of `lr`
     head_lr: float = 1.0
     batch_size: int = 32
@@ -287,8 +291,8 @@ _ALL_OPTIM = ("teacher_stage", "refine", "attention", "finetune", "branches")
 PRESETS: dict[str, dict[str, Any]] = {
     # The README's main job on 2 CPU cores: every labelled row, 40k unlabelled. The teacher and finetune train
     # until dev stops improving (scored every 250 / 500 steps; stop after 4 / 3 evaluations without a gain of
-    # 0.2 points; at least 1000 steps however few the rows; caps of 10 / 6 epochs), the best checkpoint kept;
-    # attention and branches have no dev measure and keep one epoch.
+    # 0.2 points; at least 1000 steps however few the rows; caps of 10 / 6 epochs), the best checkpoint kept
+    # and annealed from (Optim.anneal); attention and branches have no dev measure and keep one epoch.
     "quick": {
         "data": {"max_train": 0, "max_unlabeled": 40000, "max_length": 64},
         "stages": ["teacher", "attention", "baseline", "finetune", "branches"],

@@ -154,9 +154,14 @@ def train_loop(
         groups.append({"params": [p for p in parameters if id(p) in head_ids], "lr": opt.lr * opt.head_lr})
     optimizer = torch.optim.AdamW(groups, lr=opt.lr, weight_decay=opt.weight_decay)
     warm = max(1, int(opt.warmup * steps))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
-    )
+    cool: dict = {}  # {"from", "steps", "scale"} once patience has stopped the stage and opt.anneal cools it down
+
+    def factor(s: int) -> float:
+        if cool:  # from the factor the schedule had at the stop, linearly to 0 at the anneal's last step
+            return cool["scale"] * max(0.0, (cool["from"] + cool["steps"] - s) / cool["steps"])
+        return min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     start = 0
     best: dict = {}  # {"score", "step", "state"} of the best dev score so far
     tracking = evaluate is not None and opt.eval_every > 0
@@ -172,8 +177,10 @@ def train_loop(
         torch.set_rng_state(state["rng"])
         start = state["step"]
         best = state.get("best") or {}
-        if best.get("stopped"):
-            start = steps  # the stage had stopped on dev before the interruption: nothing left to train
+        cool.update(best.get("cool") or {})  # a stage interrupted while it cooled down goes on cooling down
+    end = cool["from"] + cool["steps"] if cool else steps  # the last step: the cap, or the anneal's end
+    if best.get("stopped"):
+        start = end
     rank, world = rank_world()
     module = model
     trained = {id(p) for p in parameters}
@@ -189,17 +196,18 @@ def train_loop(
     say = log if log is not None and rank == 0 else (lambda _: None)
     say(plan_note(name, opt, len(data)) + (f"; resuming at step {start}" if start else ""))
     tty = sys.stderr.isatty()
-    bar = tqdm(total=steps, initial=start, desc=name, unit="step", disable=rank != 0,
+    bar = tqdm(total=end, initial=start, desc=name, unit="step", disable=rank != 0,
                mininterval=0.5 if tty else 30.0, dynamic_ncols=True)
     began, seen, loss_value = time.perf_counter(), 0, float("nan")
     first_losses: list[float] = []  # the first steps' losses (golden tests pin them)
     interrupted = _StopRequests()
     try:
-        for step in range(start, steps):
+        step = start
+        while step < end:
             if step == start + ESTIMATE_AFTER:
                 per_step = (time.perf_counter() - began) / ESTIMATE_AFTER
-                say(f"{name}: {per_step:.2f} s a step here; the {steps - step} steps left take up to "
-                    f"{_duration(per_step * (steps - step))}")
+                say(f"{name}: {per_step:.2f} s a step here; the {end - step} steps left take up to "
+                    f"{_duration(per_step * (end - step))}")
             index = data.step_rows(step, opt.batch_size, seed)
             index = index[rank::world]
             optimizer.zero_grad(set_to_none=True)
@@ -223,18 +231,36 @@ def train_loop(
             bar.set_postfix(loss=f"{loss_sum:.4f}", **{k: f"{v:.3f}" for k, v in parts_total.items()},
                             ex_s=f"{seen / (time.perf_counter() - began):.0f}", refresh=False)
             bar.update(1)
-            done = step + 1
-            stop = False
-            if tracking and (done % opt.eval_every == 0 or done == steps):
+            step = done = step + 1
+            stop = cooling = False
+            if tracking and (done % opt.eval_every == 0 or done == end):
                 best = _track_best(model, evaluate, done, best, opt.min_delta)
                 say(f"{name}: step {done} dev {best['last']:.4f} (best {best['score']:.4f} at step {best['step']})")
-                if done == steps and opt.patience:
+                if cool:
+                    if done == end:
+                        best["stopped"] = (
+                            f"{best.pop('patience_stop')}; then annealed over {cool['steps']} steps: " +
+                            (f"dev {best['score']:.4f} at step {best['step']}, kept" if best["step"] > cool["from"]
+                             else f"dev {best['last']:.4f} at the end, no gain: kept step {best['step']}"))
+                        stop = True
+                elif done == steps and opt.patience:
                     best["stopped"] = f"reached the cap of {steps} steps"
                 elif opt.patience and best["stale"] >= opt.patience:
-                    best["stopped"] = (f"no dev gain of {opt.min_delta:g} in {opt.patience} evaluations (best "
-                                       f"{best['score']:.4f} at step {best['step']})")
-                    stop = True
-            if rank == 0 and (done % opt.checkpoint_every == 0 or done == steps or stop):
+                    why = (f"no dev gain of {opt.min_delta:g} in {opt.patience} evaluations (best "
+                           f"{best['score']:.4f} at step {best['step']})")
+                    if opt.anneal:  # back to the best checkpoint; the learning rate falls from here to 0
+                        model.load_state_dict(best["state"])
+                        cool.update({"from": done, "steps": opt.patience * opt.eval_every, "scale": factor(done)})
+                        end = done + cool["steps"]
+                        best.update(cool=dict(cool), patience_stop=why)
+                        bar.total = end
+                        say(f"{name}: {why}; annealing the learning rate to 0 over {cool['steps']} steps from the "
+                            f"best checkpoint")
+                        cooling = True
+                    else:
+                        best["stopped"] = why
+                        stop = True
+            if rank == 0 and (done % opt.checkpoint_every == 0 or done == end or stop or cooling):
                 _save_checkpoint(path, model, optimizer, scheduler, done, best)
             if on_step is not None:
                 on_step(done)
@@ -254,7 +280,7 @@ def train_loop(
         p.requires_grad_(True)
     model.eval()
     seconds = time.perf_counter() - began
-    ran = best.get("at", steps) if best else steps  # the step the stage ended at (stopped on dev, or the last)
+    ran = best.get("at", end) if best else end  # the step the stage ended at (stopped on dev, or the last)
     stats = {"steps": ran, "seconds": round(seconds, 2), "examples_per_s": round(seen / max(seconds, 1e-9), 1),
              "loss": loss_value, "first_losses": first_losses}
     if best:
@@ -277,7 +303,7 @@ def _track_best(model: nn.Module, evaluate: Callable[[], float], step: int, best
     if not best or score > best["score"]:
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         stale = 0 if not best or score >= best["score"] + min_delta else best.get("stale", 0) + 1
-        return {"score": score, "step": step, "state": state, "last": score, "stale": stale, "at": step}
+        return {**best, "score": score, "step": step, "state": state, "last": score, "stale": stale, "at": step}
     return {**best, "last": score, "stale": best.get("stale", 0) + 1, "at": step}
 
 

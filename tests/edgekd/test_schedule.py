@@ -48,7 +48,7 @@ def test_patience_stops_after_exactly_patience_evaluations_without_gain(data, tm
     scores = [0.50, 0.60, 0.605, 0.60, 0.59, 0.99, 0.99]
     evaluate = scripted(scores)
     opt = Optim(lr=1e-3, max_epochs=50, epochs=1, batch_size=16, eval_every=2, patience=3, min_delta=0.01,
-                checkpoint_every=100)
+                checkpoint_every=100, anneal=False)
     stats = run(make_student(seed=1), data, tmp_path / "a", opt, evaluate)
     assert len(evaluate.calls) == 5 and stats["steps"] == 10
     assert stats["stopped"] == "no dev gain of 0.01 in 3 evaluations (best 0.6050 at step 6)"
@@ -77,7 +77,7 @@ def test_the_best_checkpoint_is_what_the_model_holds(data, tmp_path):
         return next(scores)
 
     run(student, data, tmp_path, Optim(lr=1e-2, max_epochs=50, batch_size=16, eval_every=2, patience=2,
-                                        checkpoint_every=100), evaluate)
+                                        checkpoint_every=100, anneal=False), evaluate)
     for key, value in student.state_dict().items():
         assert torch.equal(value, states[1][key]), key
 
@@ -85,7 +85,7 @@ def test_the_best_checkpoint_is_what_the_model_holds(data, tmp_path):
 @pytest.mark.parametrize("kill_at", [3, 5, 7])
 def test_resume_from_a_kill_between_evaluations_is_bit_exact(data, tmp_path, kill_at):
     scores = [0.5, 0.6, 0.6, 0.6, 0.6, 0.6]
-    opt = Optim(lr=1e-3, max_epochs=50, batch_size=16, eval_every=2, patience=2, checkpoint_every=2)
+    opt = Optim(lr=1e-3, max_epochs=50, batch_size=16, eval_every=2, patience=2, checkpoint_every=2, anneal=False)
     straight = make_student(seed=2)
     stats = run(straight, data, tmp_path / "a", opt, scripted(scores))
 
@@ -108,12 +108,95 @@ def test_resume_from_a_kill_between_evaluations_is_bit_exact(data, tmp_path, kil
 
 
 def test_a_stage_that_stopped_does_not_train_on_when_resumed(data, tmp_path):
-    opt = Optim(lr=1e-3, max_epochs=50, batch_size=16, eval_every=2, patience=1, checkpoint_every=100)
+    opt = Optim(lr=1e-3, max_epochs=50, batch_size=16, eval_every=2, patience=1, checkpoint_every=100, anneal=False)
     run(make_student(seed=1), data, tmp_path, opt, scripted([0.5, 0.4]))
     evaluate = scripted([0.9])
     student = make_student(seed=1)
     stats = run(student, data, tmp_path, opt, evaluate)
     assert evaluate.calls == [] and stats["steps"] == 4 and stats["stopped"].startswith("no dev gain")
+
+
+def lr_trace(monkeypatch):
+    """The backbone's learning rate used at each step (read after the step from the optimizer)."""
+    seen, real = {}, torch.optim.AdamW
+
+    def spy(groups, **kwargs):
+        seen["optimizer"] = real(groups, **kwargs)
+        return seen["optimizer"]
+
+    monkeypatch.setattr(torch.optim, "AdamW", spy)
+    lrs = []
+    return lrs, lambda step: lrs.append(seen["optimizer"].param_groups[0]["lr"])
+
+
+def test_patience_then_anneals_from_the_best_checkpoint_to_zero(data, tmp_path, monkeypatch):
+    # evaluations at 2, 4, 6, 8: best at 4, patience 2 runs out at 8 -> back to step 4's weights, then 2 x 2 steps
+    # with the learning rate falling linearly to 0; a gain there (0.7 at step 12) is kept
+    states, student = [], make_student(seed=1)
+    scores = iter([0.5, 0.6, 0.55, 0.58, 0.59, 0.7])
+
+    def evaluate():
+        states.append({k: v.clone() for k, v in student.state_dict().items()})
+        return next(scores)
+
+    lrs, on_step = lr_trace(monkeypatch)
+    at_anneal = {}
+
+    def watch(step):
+        on_step(step)
+        if step == 8:  # the checkpoint written when the anneal begins holds the best (step 4) weights
+            at_anneal.update(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"])
+
+    opt = Optim(lr=1e-2, max_epochs=50, batch_size=16, eval_every=2, patience=2, checkpoint_every=100)
+    stats = run(student, data, tmp_path, opt, evaluate, on_step=watch)
+    for key, value in at_anneal.items():
+        assert torch.equal(value, states[1][key]), key
+    assert stats["steps"] == 12 and stats["best_step"] == 12 and stats["best_score"] == 0.7
+    assert stats["stopped"] == ("no dev gain of 0.001 in 2 evaluations (best 0.6000 at step 4); then annealed over "
+                                "4 steps: dev 0.7000 at step 12, kept")
+    at_stop = lrs[7]  # the rate the schedule had when patience ran out (step 8)
+    assert lrs[8:] == pytest.approx([at_stop * k / 4 for k in (3, 2, 1, 0)])
+    for key, value in student.state_dict().items():
+        assert torch.equal(value, states[-1][key]), key
+
+
+def test_an_anneal_without_gain_keeps_the_best_checkpoint(data, tmp_path):
+    states, student = [], make_student(seed=1)
+    scores = iter([0.5, 0.6, 0.55, 0.58, 0.59, 0.6])
+
+    def evaluate():
+        states.append({k: v.clone() for k, v in student.state_dict().items()})
+        return next(scores)
+
+    opt = Optim(lr=1e-2, max_epochs=50, batch_size=16, eval_every=2, patience=2, checkpoint_every=100)
+    stats = run(student, data, tmp_path, opt, evaluate)
+    assert stats["steps"] == 12 and stats["best_step"] == 4 and stats["stopped"].endswith(
+        "then annealed over 4 steps: dev 0.6000 at the end, no gain: kept step 4")
+    for key, value in student.state_dict().items():
+        assert torch.equal(value, states[1][key]), key
+
+
+@pytest.mark.parametrize("kill_at", [9, 10, 11])
+def test_resume_from_a_kill_during_the_anneal_is_bit_exact(data, tmp_path, kill_at):
+    scores = [0.5, 0.6, 0.55, 0.58, 0.61, 0.7]
+    opt = Optim(lr=1e-2, max_epochs=50, batch_size=16, eval_every=2, patience=2, checkpoint_every=1)
+    straight = make_student(seed=2)
+    stats = run(straight, data, tmp_path / "a", opt, scripted(scores))
+
+    class Killed(Exception):
+        pass
+
+    def kill(step):
+        if step == kill_at:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(make_student(seed=2), data, tmp_path / "b", opt, scripted(scores), on_step=kill)
+    resumed = make_student(seed=2)
+    again = run(resumed, data, tmp_path / "b", opt, scripted(scores[kill_at // 2:]))
+    assert again["steps"] == stats["steps"] == 12 and again["stopped"] == stats["stopped"]
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
 
 
 def test_explicit_steps_override_patience_and_presets_say_what_they_do():
