@@ -81,6 +81,7 @@ def distill(
     label_column: Annotated[Optional[str], typer.Option(help="Label column of the data files (default: label, labels, class, ...).")] = None,
     label_names: Annotated[Optional[str], typer.Option(help="Names for the data's labels in their sorted order: comma-separated (negative,positive for SST-2's 0,1) or @FILE with one name a line (@../shared/data/goemotions/labels.txt); predictions then print names.")] = None,
     problem: Annotated[Optional[str], typer.Option(help="single-label (one class per text, softmax) | multi-label (any number of labels, sigmoids) | regression (a number). Default: the teacher's config.problem_type, else found from the labels (a cell listing several labels such as 8,20 -> multi-label; numbers not all whole -> regression).")] = None,
+    standardize: Annotated[Optional[bool], typer.Option("--standardize/--no-standardize", help="Regression: train in units of the training targets' standard deviation (every MSE / s^2), new heads starting at their mean; the bundle answers in the data's units either way.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Start over: remove an existing run folder at --out first (default: resume it).")] = False,
     student: Annotated[Optional[str], typer.Option(help="Student kind: transformer (early exit) | bilstm | textcnn.")] = None,
     layers: Annotated[Optional[int], typer.Option(help="Student layers (one exit head each).")] = None,
@@ -134,6 +135,8 @@ def distill(
         data["label_names"] = label_names_option(label_names)
     if problem:
         data["problem"] = problem
+    if standardize is not None:
+        data["standardize"] = standardize
     shape = {k: v for k, v in (("kind", student), ("layers", layers), ("hidden", hidden), ("heads", heads), ("ffn", ffn),
                                  ("head_type", head_type), ("init", init), ("init_from", student_init), ("vocab_keep", vocab_keep), ("vocab_size", vocab_size)) if v is not None}
     if data:

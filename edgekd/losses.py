@@ -133,28 +133,32 @@ def known(labels: torch.Tensor, problem: str) -> torch.Tensor:
     return (labels[:, 0] if problem == "multi-label" else labels) >= 0
 
 
-def gold_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str = "single-label") -> torch.Tensor:
+def gold_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str = "single-label",
+              scale: float = 1.0) -> torch.Tensor:
     """The loss transformers uses for the problem type, on gold labels: cross-entropy (labels (B,) class ids);
-    binary cross-entropy with logits (labels (B,C) 0/1); mean squared error (labels (B,) values, logits (B,1))."""
+    binary cross-entropy with logits (labels (B,C) 0/1); mean squared error (labels (B,) values, logits (B,1)),
+    in units of `scale` (MSE / scale^2: standardised targets)."""
     if problem == "multi-label":
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
     if problem == "regression":
-        return F.mse_loss(logits.float().reshape(-1), labels.float())
+        return F.mse_loss(logits.float().reshape(-1), labels.float()) / (scale * scale)
     return F.cross_entropy(logits.float(), labels)
 
 
 def task_distillation(student_logits, teacher_logits, labels, kind: str = "soft", temperature: float = 1.0,
-                      weight: float = 0.5, problem: str = "single-label"):
+                      weight: float = 0.5, problem: str = "single-label", scale: float = 1.0):
     """(1 - weight) * gold loss + weight * KD. Returns (loss, parts).
 
     KD by problem type: single-label `kind` (soft: T^2 KL of softmaxes; mse: logits); multi-label soft: BCE to
     the teacher's sigmoids at temperature T (`soft_target_bce`), mse: logits; regression: MSE to the teacher's
-    value (kind and temperature do not apply). Rows whose gold is unknown (transfer rows: `known`) take KD
-    only; the gold loss is the mean over the others."""
+    value (kind and temperature do not apply; both MSEs in units of `scale`). Rows whose gold is unknown
+    (transfer rows: `known`) take KD only; the gold loss is the mean over the others."""
     gold = known(labels, problem)
-    ce = gold_loss(student_logits[gold], labels[gold], problem) if bool(gold.any()) \
+    ce = gold_loss(student_logits[gold], labels[gold], problem, scale) if bool(gold.any()) \
         else student_logits.new_zeros((), dtype=torch.float32)
-    if problem == "regression" or kind == "mse":
+    if problem == "regression":
+        kd = logit_mse(student_logits, teacher_logits) / (scale * scale)
+    elif kind == "mse":
         kd = logit_mse(student_logits, teacher_logits)
     elif problem == "multi-label":
         kd = soft_target_bce(student_logits, teacher_logits, temperature)
@@ -163,17 +167,18 @@ def task_distillation(student_logits, teacher_logits, labels, kind: str = "soft"
     return (1.0 - weight) * ce + weight * kd, {"ce": ce.detach(), "kd": kd.detach()}
 
 
-def branch_self_distillation(exit_logits: list[torch.Tensor], problem: str = "single-label") -> torch.Tensor:
+def branch_self_distillation(exit_logits: list[torch.Tensor], problem: str = "single-label",
+                             scale: float = 1.0) -> torch.Tensor:
     """Sum over exit heads 1..L-1 of the distance to the trunk (last head, a fixed target): KL(trunk || head)
     for single-label, BCE to the trunk's sigmoids for multi-label (`soft_target_bce` at T 1), MSE to the
-    trunk's value for regression. exit_logits: L tensors (B,C) -> scalar."""
+    trunk's value for regression (in units of `scale`). exit_logits: L tensors (B,C) -> scalar."""
     trunk = exit_logits[-1].detach().float()
     total = exit_logits[0].new_zeros((), dtype=torch.float32)
     for logits in exit_logits[:-1]:
         if problem == "multi-label":
             total = total + soft_target_bce(logits, trunk)
         elif problem == "regression":
-            total = total + F.mse_loss(logits.float(), trunk)
+            total = total + F.mse_loss(logits.float(), trunk) / (scale * scale)
         else:
             log_trunk = F.log_softmax(trunk, -1)
             total = total + (log_trunk.exp() * (log_trunk - F.log_softmax(logits.float(), -1))).sum(-1).mean()

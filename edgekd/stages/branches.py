@@ -27,7 +27,7 @@ class BranchesStage:
 
         def loss_fn(module, batch):
             out = module(batch.input_ids, batch.mask, **segments(batch))
-            return losses.branch_self_distillation(out.exit_logits, ctx.problem), {}
+            return losses.branch_self_distillation(out.exit_logits, ctx.problem, ctx.loss_scale), {}
 
         stats = train_loop("branches", student, params, loss_fn, ctx.unlabeled, ctx.cfg.branches, ctx.cfg.seed,
                            ctx.device, ctx.run.stage("branches"), ctx.step_hook("branches"), log=ctx.log)

@@ -59,13 +59,13 @@ class TransferSet:
         return self.variants + self.unlabeled
 
 
-def classifier_loss(problem: str):
+def classifier_loss(problem: str, scale: float = 1.0):
     """The gold loss of a Hugging Face sequence classifier (teacher A or B) for the problem type (cross-entropy,
-    binary cross-entropy, MSE: what transformers uses), as a train_loop loss function."""
+    binary cross-entropy, MSE: what transformers uses; MSE in units of `scale`), as a train_loop loss function."""
     def loss_fn(module, batch):
         logits = module(input_ids=batch.input_ids, attention_mask=batch.mask,
                         **segment_kwargs(getattr(module, "module", module), batch.token_types)).logits
-        return losses.gold_loss(logits, batch.labels, problem), {}
+        return losses.gold_loss(logits, batch.labels, problem, scale), {}
     return loss_fn
 
 
@@ -121,6 +121,8 @@ class RunContext:
         self.problem = self.full_train_set.problem
         self.log(f"{d.train}: {len(self.full_train_set)} rows; {self.full_train_set.columns}")
         self.log(f"problem type: {self.problem} ({declared_why or self.full_train_set.problem_why})")
+        if d.standardize and self.problem != "regression":
+            raise ConfigError([f"--standardize scales regression targets; this task is {self.problem}"])
         if d.label_noise and self.problem != "single-label":
             raise ConfigError([f"data.label_noise flips single labels; this task is {self.problem}"])
         if d.label_noise:
@@ -201,8 +203,22 @@ class RunContext:
         """Regression's exit-rule scale: the training targets' standard deviation (1 for the other types)."""
         return float(self.task.get("target_std", 1.0))
 
+    @property
+    def loss_scale(self) -> float:
+        """The unit of the regression losses: the targets' s.d. with data.standardize, else 1 (data units)."""
+        return self.exit_scale if self.cfg.data.standardize else 1.0
+
+    def start_at_mean(self, heads) -> None:
+        """With data.standardize (regression), new heads' last linear layers start at the training targets'
+        mean (their bias), so the first steps learn the text, not the offset."""
+        if not self.cfg.data.standardize:
+            return
+        with torch.no_grad():
+            for head in heads:
+                [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1].bias.fill_(self.task["target_mean"])
+
     def gold_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return losses.gold_loss(logits, labels, self.problem)
+        return losses.gold_loss(logits, labels, self.problem, self.loss_scale)
 
     def teacher_source(self) -> str:
         if self.run.teacher.is_dir():
@@ -244,6 +260,7 @@ class RunContext:
             **(student_shape(source.config) if source is not None else {}),
         )
         student = EarlyExitStudent(cfg)
+        self.start_at_mean(student.heads)
         if source is not None:
             words = source is self.teacher().model or self._same_vocabulary(s.init_from)
             used = init_student_from_teacher(student, source, words=words)
@@ -266,6 +283,7 @@ class RunContext:
                                  dropout=s.dropout,
                                  pad_token_id=self.encoder.pad_id)
         student = build_small_student(cfg)
+        self.start_at_mean([student.classifier])
         if self.init == "teacher":
             embedding = self.teacher().word_embeddings
             with torch.no_grad():

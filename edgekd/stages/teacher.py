@@ -30,11 +30,13 @@ class TeacherStage:
             torch.manual_seed(ctx.cfg.seed)
             model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels,
                                  ctx.problem).to(ctx.device)
+            if not has_task_head(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline):
+                ctx.start_at_mean([model.classifier])  # a new head, not one that teacher_stage.force retrains
             rows = ctx.full_train_set.subset(ctx.cfg.teacher_stage.max_train or None)
             data = ctx.train if len(rows) == len(ctx.train_set) else \
                 TokenizedData(ctx.encoder, rows.texts, ctx.label_tensor(rows.labels))
 
-            stats = train_loop("teacher", model, list(model.parameters()), classifier_loss(ctx.problem), data,
+            stats = train_loop("teacher", model, list(model.parameters()), classifier_loss(ctx.problem, ctx.loss_scale), data,
                                ctx.cfg.teacher_stage, ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"),
                                ctx.step_hook("teacher"),
                                evaluate=lambda: ctx.dev_score(

@@ -75,6 +75,17 @@ def test_a_flag_that_contradicts_the_teacher_is_refused(tmp_path, tiny_data):
         declared_problem(cfg)
 
 
+def test_standardize_is_refused_for_labels(tmp_path, tiny_teacher_dir, tiny_data):
+    from edgekd.config import ConfigError
+    from edgekd.stages import RunContext
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", data={"standardize": True})
+    with pytest.raises(ConfigError, match="--standardize scales regression targets; this task is single-label"):
+        RunContext(cfg, log=lambda _: None)
+    assert not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------ losses by hand
 def test_losses_per_type_match_hand_computations():
     s = torch.tensor([[2.0, -1.0], [0.5, 0.0]])
@@ -96,6 +107,12 @@ def test_losses_per_type_match_hand_computations():
     assert float(loss) == pytest.approx(0.75 * 1.0 + 0.25 * 0.625)
     heads = [torch.tensor([[0.0], [1.0]]), torch.tensor([[2.0], [1.0]])]
     assert float(losses.branch_self_distillation(heads, "regression")) == pytest.approx(2.0)
+    # standardised targets (data.standardize): every regression MSE in units of the targets' s.d. (here 2)
+    loss, parts = losses.task_distillation(values, torch.tensor([[1.5], [2.0]]), targets, weight=0.25,
+                                           problem="regression", scale=2.0)
+    assert float(parts["ce"]) == pytest.approx(1.0 / 4) and float(parts["kd"]) == pytest.approx(0.625 / 4)
+    assert float(losses.gold_loss(values[:1], targets[:1], "regression", 2.0)) == pytest.approx(1.0 / 4)
+    assert float(losses.branch_self_distillation(heads, "regression", 2.0)) == pytest.approx(2.0 / 4)
 
 
 # ------------------------------------------------------------------ tiny runs of each type
@@ -260,6 +277,32 @@ def test_small_students_train_and_answer_for_both_types(problem, kind, tiny_teac
         probs = 1 / (1 + np.exp(-logits))
         assert [r.labels for r in got] == [[n for n, p, t in zip(model.labels, row, model.thresholds) if p >= t]
                                            for row in probs]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("standardize", [True, False])
+def test_standardized_regression_heads_start_at_the_targets_mean(standardize, tiny_teacher_dir, tmp_path):
+    from edgekd.pipeline import distill
+    from edgekd.stages import RunContext
+    from tests.conftest import tiny_config
+
+    def shifted(n, seed):  # scores around 3 (like STS-B's 0..5), far from a zero-initialised head
+        head, *rows = typed_rows("regression", n, seed).splitlines()
+        return "\n".join([head] + [f"{t}\t{float(v) + 3:.3f}" for t, v in (r.split("\t") for r in rows)]) + "\n"
+
+    files = {n: write(tmp_path / f"{n}.tsv", shifted(k, s)) for n, k, s in (("train", 32, 0), ("dev", 8, 1))}
+    cfg = tiny_config(tiny_teacher_dir, files, tmp_path / "run", stages=["teacher"], data={"standardize": standardize},
+                      teacher_stage={"max_steps": 1, "lr": 1e-9, "weight_decay": 0.0})
+    run = distill(cfg, log=lambda _: None)
+    mean = json.loads((run / "task.json").read_text())["target_mean"]
+    ctx = RunContext(cfg, log=lambda _: None)
+    teacher_bias = float(ctx.teacher().model.classifier.bias)  # the new head, one step at a rate of 1e-9
+    student_biases = [float(head.classifier.bias.detach()) for head in ctx.new_student().heads]
+    assert ctx.loss_scale == (json.loads((run / "task.json").read_text())["target_std"] if standardize else 1.0)
+    if standardize:
+        assert teacher_bias == pytest.approx(mean) and student_biases == pytest.approx([mean] * len(student_biases))
+    else:  # transformers' and PyTorch's initialisation: biases near zero, far from the mean of these targets
+        assert mean > 2.5 and abs(teacher_bias) < 0.5 and all(abs(b) < 0.5 for b in student_biases)
 
 
 def test_per_label_thresholds_are_kept_only_when_they_win_on_held_out_rows():
