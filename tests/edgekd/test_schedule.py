@@ -82,10 +82,16 @@ def test_the_best_checkpoint_is_what_the_model_holds(data, tmp_path):
         assert torch.equal(value, states[1][key]), key
 
 
-@pytest.mark.parametrize("kill_at", [3, 5, 7])
-def test_resume_from_a_kill_between_evaluations_is_bit_exact(data, tmp_path, kill_at):
-    scores = [0.5, 0.6, 0.6, 0.6, 0.6, 0.6]
-    opt = Optim(lr=1e-3, max_epochs=50, batch_size=16, eval_every=2, patience=2, checkpoint_every=2, anneal=False)
+# (anneal, scripted dev scores, kill point, steps): patience stops at 8 without the anneal (kills between
+# evaluations); with it, at 8 patience hands over to 4 annealing steps (kills during the anneal)
+RESUMES = [(False, [0.5, 0.6, 0.6, 0.6, 0.6, 0.6], k, 8) for k in (3, 5, 7)] + \
+          [(True, [0.5, 0.6, 0.55, 0.58, 0.61, 0.7], k, 12) for k in (9, 10, 11)]
+
+
+@pytest.mark.parametrize("anneal,scores,kill_at,steps", RESUMES)
+def test_resume_from_a_kill_is_bit_exact(data, tmp_path, anneal, scores, kill_at, steps):
+    opt = Optim(lr=1e-2 if anneal else 1e-3, max_epochs=50, batch_size=16, eval_every=2, patience=2,
+                checkpoint_every=1 if anneal else 2, anneal=anneal)
     straight = make_student(seed=2)
     stats = run(straight, data, tmp_path / "a", opt, scripted(scores))
 
@@ -96,13 +102,11 @@ def test_resume_from_a_kill_between_evaluations_is_bit_exact(data, tmp_path, kil
         if step == kill_at:
             raise Killed
 
-    killed = make_student(seed=2)
     with pytest.raises(Killed):
-        run(killed, data, tmp_path / "b", opt, scripted(scores), on_step=kill)
+        run(make_student(seed=2), data, tmp_path / "b", opt, scripted(scores), on_step=kill)
     resumed = make_student(seed=2)
-    done = (kill_at // 2) if kill_at < 8 else 4  # evaluations the checkpoint already holds
-    again = run(resumed, data, tmp_path / "b", opt, scripted(scores[done:]))
-    assert again["steps"] == stats["steps"] == 8 and again["stopped"] == stats["stopped"]
+    again = run(resumed, data, tmp_path / "b", opt, scripted(scores[kill_at // 2:]))  # evaluations not yet held
+    assert again["steps"] == stats["steps"] == steps and again["stopped"] == stats["stopped"]
     for key, value in straight.state_dict().items():
         assert torch.equal(value, resumed.state_dict()[key]), key
 
@@ -174,29 +178,6 @@ def test_an_anneal_without_gain_keeps_the_best_checkpoint(data, tmp_path):
         "then annealed over 4 steps: dev 0.6000 at the end, no gain: kept step 4")
     for key, value in student.state_dict().items():
         assert torch.equal(value, states[1][key]), key
-
-
-@pytest.mark.parametrize("kill_at", [9, 10, 11])
-def test_resume_from_a_kill_during_the_anneal_is_bit_exact(data, tmp_path, kill_at):
-    scores = [0.5, 0.6, 0.55, 0.58, 0.61, 0.7]
-    opt = Optim(lr=1e-2, max_epochs=50, batch_size=16, eval_every=2, patience=2, checkpoint_every=1)
-    straight = make_student(seed=2)
-    stats = run(straight, data, tmp_path / "a", opt, scripted(scores))
-
-    class Killed(Exception):
-        pass
-
-    def kill(step):
-        if step == kill_at:
-            raise Killed
-
-    with pytest.raises(Killed):
-        run(make_student(seed=2), data, tmp_path / "b", opt, scripted(scores), on_step=kill)
-    resumed = make_student(seed=2)
-    again = run(resumed, data, tmp_path / "b", opt, scripted(scores[kill_at // 2:]))
-    assert again["steps"] == stats["steps"] == 12 and again["stopped"] == stats["stopped"]
-    for key, value in straight.state_dict().items():
-        assert torch.equal(value, resumed.state_dict()[key]), key
 
 
 def test_explicit_steps_override_patience_and_presets_say_what_they_do():
