@@ -56,12 +56,19 @@ def _node(job_file: Path, job: dict) -> list[dict]:
     return json.loads(out.stdout)["rows"]
 
 
+def drive_job(job: dict, url: str) -> dict:
+    """The demo driver's job (js/scripts/drive-demo.mjs): the first item typed into the page (both boxes for a
+    pair bundle), then the bench run in the page."""
+    first = job["texts"][0]
+    typed = {"text": first[0], "textPair": first[1]} if isinstance(first, (list, tuple)) else {"text": first}
+    return {"url": url, **typed, "speed": 0.0, "bench": {k: job[k] for k in ("texts", "gold", "speeds", "latencyTexts")}}
+
+
 def _browser(job_file: Path, job: dict) -> list[dict]:
     server = demo_server(job["bundle"], port=0)
     serve_in_thread(server)
     try:
-        drive = {"url": f"http://127.0.0.1:{server.server_address[1]}/?device=wasm", "text": job["texts"][0],
-                 "speed": 0.0, "bench": {k: job[k] for k in ("texts", "gold", "speeds", "latencyTexts")}}
+        drive = drive_job(job, f"http://127.0.0.1:{server.server_address[1]}/?device=wasm")
         job_file.write_text(json.dumps(drive), encoding="utf-8")
         out = subprocess.run(["node", "scripts/drive-demo.mjs", str(job_file)], cwd=JS_DIR, capture_output=True,
                              text=True, timeout=TIMEOUT_S)

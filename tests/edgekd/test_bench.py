@@ -189,6 +189,34 @@ def test_js_rows_take_5000_texts_through_a_file(tmp_path):
 
 
 @pytest.mark.slow
+def test_js_rows_of_a_pair_bundle_type_both_texts_into_the_page(tmp_path):
+    """A pair bundle in Node and Chromium: the demo driver types the first pair into both boxes, and every pair
+    reaches the bench in the page (a pair first item once crashed the driver: page.type got a list)."""
+    from edgekd.bench.js import drive_job
+    from tests.js.test_browser import FIXTURES, _skip_reason
+
+    job = {"texts": [["a", "b"], ["c", ""]], "gold": ["positive", "negative"], "speeds": [0.0], "latencyTexts": 2}
+    assert drive_job(job, "u")["text"] == "a" and drive_job(job, "u")["textPair"] == "b"
+    assert "textPair" not in drive_job({**job, "texts": ["a"]}, "u")
+    if _skip_reason():
+        pytest.skip(_skip_reason())
+    texts = _texts(40)
+    data = tmp_path / "pairs.tsv"
+    data.write_text("question1\tquestion2\tlabel\n" + "".join(
+        f"{a}\t{b}\t{'positive' if i % 2 else 'negative'}\n" for i, (a, b) in enumerate(zip(texts, texts[1:] + [""]))))
+    bundle = tmp_path / "pair"
+    shutil.copytree(FIXTURES / "pair", bundle)
+    payload = run_bench(BenchOptions(bundle, data, tmp_path / "out", speeds=[0.0], latency_texts=5,
+                                     systems=["edgekd-graph", "node", "browser"]), **QUIET)
+    assert payload["failed"] == {}
+    by = {r["name"]: r for r in payload["rows"]}
+    python = by["edgekd graph, speed 0"]
+    for runner in ("Node", "Chromium (wasm)"):
+        row = by[f"edgekd graph in {runner}, speed 0"]
+        assert row["accuracy"] == pytest.approx(python["accuracy"]) and row["average_layers"] == python["average_layers"]
+
+
+@pytest.mark.slow
 def test_bench_command_writes_json_markdown_and_plot(finished_run, tiny_data, tmp_path):
     bundle = export_run(finished_run, tmp_path / "b").path
     int8 = export_run(finished_run, tmp_path / "b8", precision="int8").path
