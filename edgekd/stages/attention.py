@@ -61,7 +61,7 @@ class AttentionStage:
             after = {id(p) for m in (last.attention.output, last.attention_norm, last.ffn_in, last.ffn_out,
                                      last.ffn_norm) for p in m.parameters()}
             params = [p for p in params if id(p) not in after]
-        stats = train_loop("attention", student, params, loss_fn, ctx.attention_data(), a, ctx.cfg.seed, ctx.device,
+        stats = train_loop("attention", student, params, loss_fn, ctx.unlabeled_data(), a, ctx.cfg.seed, ctx.device,
                            ctx.run.stage("attention"), ctx.step_hook("attention"), log=ctx.log)
         ctx.save_student("attention", student)
         return {**ctx.student_dev(student), **stats, "objective": a.objective,

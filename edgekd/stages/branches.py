@@ -1,5 +1,6 @@
-"""Stage `branches`: every exit head self-distilled from the trunk on unlabelled text (KL(trunk || head);
-BCE to the trunk's sigmoids for multi-label; MSE to its value for regression); backbone and trunk frozen."""
+"""Stage `branches`: every exit head self-distilled from the trunk on unlabelled text, the transfer set's
+variants included when the run has one (KL(trunk || head); BCE to the trunk's sigmoids for multi-label; MSE to
+its value for regression); backbone and trunk frozen."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class BranchesStage:
             out = module(batch.input_ids, batch.mask, **segments(batch))
             return losses.branch_self_distillation(out.exit_logits, ctx.problem, ctx.loss_scale), {}
 
-        stats = train_loop("branches", student, params, loss_fn, ctx.unlabeled, ctx.cfg.branches, ctx.cfg.seed,
+        stats = train_loop("branches", student, params, loss_fn, ctx.unlabeled_data(), ctx.cfg.branches, ctx.cfg.seed,
                            ctx.device, ctx.run.stage("branches"), ctx.step_hook("branches"), log=ctx.log)
         ctx.save_student("branches", student)
         return {**ctx.student_dev(student), **stats}

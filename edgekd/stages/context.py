@@ -395,8 +395,9 @@ class RunContext:
         self._transfer = TransferSet(variants, extra, logits)
         return self._transfer
 
-    def attention_data(self) -> TokenizedData:
-        """Unlabelled text for the attention stage: --unlabeled (or the train texts) + the transfer variants."""
+    def unlabeled_data(self) -> TokenizedData:
+        """Text for the stages that need no labels (attention, branches): --unlabeled (or the train texts) + the
+        transfer variants when the run has a transfer set."""
         transfer = self.transfer()
         if transfer is None:
             return self.unlabeled

@@ -136,3 +136,27 @@ def test_augmented_run_builds_reuses_and_splits_the_transfer_set(tiny_teacher_di
     # a fresh run with the same seed makes the same transfer set (deterministic)
     other = distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "b", **overrides), log=lambda _: None)
     assert json.loads((other / "transfer" / "variants.json").read_text()) == variants
+
+
+@pytest.mark.slow
+def test_attention_and_branches_read_the_transfer_variants_too(tiny_teacher_dir, tiny_data, tmp_path, monkeypatch):
+    """The stages that need no labels train on the unlabelled text plus the transfer set's variants (a small
+    labelled set otherwise gives its exit heads a few dozen steps)."""
+    from edgekd import train
+    from edgekd.pipeline import distill
+    from edgekd.stages import attention, branches
+
+    rows: dict[str, int] = {}
+
+    def counting(name, model, parameters, loss_fn, data, *args, **kwargs):
+        rows[name] = len(data)
+        return train.train_loop(name, model, parameters, loss_fn, data, *args, **kwargs)
+
+    monkeypatch.setattr(attention, "train_loop", counting)
+    monkeypatch.setattr(branches, "train_loop", counting)
+    cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "a", stages=["teacher", "attention", "finetune", "branches"],
+                      data={"augment": 3})
+    run = distill(cfg, log=lambda _: None)
+    labelled = json.loads((run / "transfer" / "meta.json").read_text())["labelled_rows"]
+    unlabeled = min(labelled, cfg.data.max_unlabeled)  # the train texts stand in for --unlabeled (the first 64)
+    assert rows == {"attention": unlabeled + 3 * labelled, "branches": unlabeled + 3 * labelled}
