@@ -26,27 +26,29 @@ def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
     return (h.max(-1).values / math.log(2.0)).clamp(0.0, 1.0).float()
 
 
-def exit_uncertainty(exit_logits: torch.Tensor, problem: str = "single-label", scale: float = 1.0) -> torch.Tensor:
+def exit_uncertainty(exit_logits: torch.Tensor, problem: str = "single-label", scale: float = 1.0,
+                     patience: int = 1) -> torch.Tensor:
     """u of every head: (L,B,C) -> (L,B), by the problem type's rule (the twin of `runtime.exits.ExitRule.trace`):
     normalized entropy; the largest binary entropy; regression's gap to the previous head over `scale` (1 at
-    the first head)."""
+    the first head), the largest of the last `patience` gaps."""
     if problem == "multi-label":
         return binary_entropy(exit_logits)
     if problem == "regression":
         values = exit_logits.float()
         gap = (values[1:] - values[:-1]).abs().max(-1).values / scale
-        return torch.cat([torch.ones_like(values[:1, :, 0]), gap.clamp(max=1.0)])
+        gap = torch.cat([torch.ones_like(values[:1, :, 0]), gap.clamp(max=1.0)])
+        return torch.stack([gap[max(0, i - patience + 1):i + 1].max(0).values for i in range(len(gap))])
     return normalized_entropy(exit_logits)
 
 
-def apply_exit_rule(exit_logits: torch.Tensor, speed: float, problem: str = "single-label", scale: float = 1.0
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+def apply_exit_rule(exit_logits: torch.Tensor, speed: float, problem: str = "single-label", scale: float = 1.0,
+                    patience: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Layer by layer: a row leaves at the first layer with u < speed; the last always exits.
 
     exit_logits (L,B,C) -> (logits (B,C) of the deciding layer, exit layer (B,) 1-based).
     """
     layers, batch, _ = exit_logits.shape
-    unc = exit_uncertainty(exit_logits, problem, scale)  # (L,B)
+    unc = exit_uncertainty(exit_logits, problem, scale, patience)  # (L,B)
     leave = unc < speed
     leave[-1] = True
     first = leave.float().argmax(0)  # (B,) first True
@@ -93,12 +95,12 @@ def main_score(logits: torch.Tensor, labels: torch.Tensor, problem: str = "singl
 
 
 def exit_table(exit_logits: torch.Tensor, labels: torch.Tensor, speeds: list[float], problem: str = "single-label",
-               scale: float = 1.0) -> list[dict[str, float]]:
+               scale: float = 1.0, patience: int = 1) -> list[dict[str, float]]:
     """The problem type's metrics and average layers at each speed, from recorded exit logits (L,N,C)."""
     rows = []
     layers = exit_logits.shape[0]
     for speed in speeds:
-        logits, used = apply_exit_rule(exit_logits, speed, problem, scale)
+        logits, used = apply_exit_rule(exit_logits, speed, problem, scale, patience)
         metrics = scores(logits, labels, problem)
         metrics.pop("f1", None)
         rows.append({"speed": speed, **metrics, "average_layers": float(used.float().mean()),

@@ -28,7 +28,7 @@ from exporters.stages import DEFAULT_OPSET, StageSpec, example_inputs, export_sp
 from exporters.validate import Check, ExportValidationError, graph_cases, validate_compiled, validate_student_stages
 from runtime import files
 from runtime.errors import EdgeKDError
-from runtime.exits import RULE_NAMES, SPEED_GRID
+from runtime.exits import REGRESSION_PATIENCE, RULE_NAMES, SPEED_GRID
 from runtime.manifest import (
     GRAPH_FILE,
     GRAPH_INPUTS,
@@ -166,9 +166,10 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
                   default_speed, rewrite, student: str, measure=None, optimize: str = "none",
                   num_heads: int = 0, text_pair: bool = False, task: TaskSpec | None = None) -> ExportResult:
     task = task or TaskSpec()
-    if task.exit_rule is None:  # at least the rule's name (edgekd's export adds what u is and why)
+    if task.exit_rule is None:  # at least the rule's name and parameters (edgekd's export adds what u is and why)
         task.exit_rule = {"name": RULE_NAMES[task.problem],
-                          **({"scale": task.target_scale} if task.problem == "regression" else {})}
+                          **({"scale": task.target_scale, "patience": REGRESSION_PATIENCE}
+                             if task.problem == "regression" else {})}
     with atomic_folder(Path(out), overwrite) as folder:
         inputs = {f: example_inputs(s, cfg.hidden_size, input_vocab) for f, s in specs.items()}
         export_specs(specs, folder, inputs, opset)

@@ -7,8 +7,9 @@
 
 The embed graph and layer 1 run in the main graph. After layer k the exit
 head's uncertainty (the problem type's rule, runtime/exits.py: normalized
-entropy; the largest binary entropy of a multi-label head; the gap to the
-previous head over the target scale for regression) is compared with `speed`; the rows that leave are
+entropy; the largest binary entropy of a multi-label head; for regression the gap to the
+previous head over the target scale, the largest of the last `patience` gaps) is compared with `speed`; the rows
+that leave are
 set aside (their original row, logits and uncertainty), and an `If` node runs
 the rest of the chain only when some row stays. Its `then` branch holds layer
 k+1 (with that layer's weights inside the branch: onnxruntime pre-packs only a
@@ -135,17 +136,21 @@ class _Compiler:
         self.i1 = m.const(1, np.int64, "i1")
 
     # ---------------------------------------------------------------- pieces
-    def uncertainty(self, b: _Builder, logits: str, previous: str | None) -> str:
-        """The exit rule's u (R,) of one head's outputs (R,C); `previous`: the head before's outputs on the same
-        rows (regression; None at the first layer)."""
+    def uncertainty(self, b: _Builder, logits: str, previous: str | None, recent: tuple[str, ...] = ()
+                    ) -> tuple[str, str | None]:
+        """The exit rule's u (R,) of one head's outputs (R,C), and regression's gap of this head (None for the
+        other types). `previous`: the head before's outputs on the same rows (None at the first layer);
+        `recent`: the gaps of the patience - 1 heads before (regression)."""
         if self.rule.problem == "multi-label":
-            return self.binary_entropy(b, logits)
+            return self.binary_entropy(b, logits), None
         if self.rule.problem == "regression":
             if previous is None:  # no head before the first: full uncertainty
-                return b.op("Expand", [self.f1, b.op("Shape", [logits], start=0, end=1)], "u_first")
-            gap = self.max_last(b, b.op("Abs", [b.op("Sub", [logits, previous], "step")], "gap"))
-            return b.op("Min", [b.op("Mul", [gap, self.inv_scale], "u_raw"), self.f1], "u")
-        return self.entropy(b, logits)
+                gap = b.op("Expand", [self.f1, b.op("Shape", [logits], start=0, end=1)], "u_first")
+            else:
+                step = self.max_last(b, b.op("Abs", [b.op("Sub", [logits, previous], "step")], "gap"))
+                gap = b.op("Min", [b.op("Mul", [step, self.inv_scale], "u_raw"), self.f1], "u")
+            return (b.op("Max", [gap, *recent], "u_patience") if recent else gap), gap
+        return self.entropy(b, logits), None
 
     def max_last(self, b: _Builder, x: str) -> str:
         """Max over the last axis, (R,C) -> (R,): TopK, whose form is the same in every opset from 11."""
@@ -196,15 +201,18 @@ class _Compiler:
 
     # ----------------------------------------------------------------- stages
     def stage(self, b: _Builder, k: int, hidden: str, mask: str, rows: str, alive: str,
-              left: list[tuple[str, str, str, int]], counts: list[str], previous: str | None = None
-              ) -> list[onnx.ValueInfoProto]:
-        """Layer k on `rows` of (hidden, mask); alive maps those rows to input rows; `previous` holds the last
-        head's outputs of the same rows (regression's rule). Returns b's outputs."""
+              left: list[tuple[str, str, str, int]], counts: list[str], previous: str | None = None,
+              recent: tuple[str, ...] = ()) -> list[onnx.ValueInfoProto]:
+        """Layer k on `rows` of (hidden, mask); alive maps those rows to input rows; `previous` and `recent` hold
+        the last head's outputs and the last patience - 1 gaps of the same rows (regression's rule). Returns b's
+        outputs."""
         p = f"l{k}/"
         hidden_out, logits = b.name("hidden"), b.name("logits")
         _inline(b, self.layers[k - 1].graph, p, dict(zip(STAGE_INPUTS["layer"], (hidden, mask, rows))),
                 dict(zip(STAGE_OUTPUTS["layer"], (hidden_out, logits))))
-        u = self.uncertainty(b, logits, previous)
+        u, gap = self.uncertainty(b, logits, previous, recent)
+        window = self.rule.patience - 1
+        recent = (*recent, gap)[-window:] if window else ()
         counts = counts + ([b.op("Shape", [alive], "rows_in")] if self.debug else [])
         if k == self.num_layers:
             return self.finish(b, left + [(alive, logits, u, k)], counts)
@@ -226,7 +234,9 @@ class _Compiler:
         next_mask = t.op("Slice", [mask_rows, self.zero_i, width, self.axis1], "trim_mask")
         next_alive = t.op("Gather", [alive, keep], "alive", axis=0)
         kept_logits = t.op("Gather", [logits, keep], "prev", axis=0) if self.rule.needs_previous else None
-        then_outputs = self.stage(t, k + 1, next_hidden, next_mask, keep, next_alive, left, counts, kept_logits)
+        kept_recent = tuple(t.op("Gather", [g, keep], "prev_gap", axis=0) for g in recent)
+        then_outputs = self.stage(t, k + 1, next_hidden, next_mask, keep, next_alive, left, counts, kept_logits,
+                                  kept_recent)
         then_graph = t.graph(f"after_layer_{k}", then_outputs)
 
         e = _Builder(f"k{k}e/")
@@ -322,7 +332,7 @@ def compile_single(full: ModelProto, num_labels: int, rule: ExitRule = SINGLE_LA
             dict(zip(STAGE_OUTPUTS["full"], (logits,))))
     m.op("Identity", [logits], GRAPH_OUTPUTS[0])
     m.nodes[-1].output[0] = GRAPH_OUTPUTS[0]
-    u = c.uncertainty(m, logits, None)
+    u = c.uncertainty(m, logits, None)[0]
     m.op("Identity", [u], GRAPH_OUTPUTS[2])
     m.nodes[-1].output[0] = GRAPH_OUTPUTS[2]
     batch = m.op("Shape", [ids], "ids_shape", start=0, end=1)

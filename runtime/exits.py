@@ -9,8 +9,11 @@ What u is depends on the problem type (`PROBLEMS`):
 - multi-label (C independent sigmoids): the largest binary entropy over the
   labels, u = max_j H(p_j) / log 2, so a row leaves when every label is sure;
 - regression (one value): no distribution exists, so u is the disagreement of
-  consecutive heads (PABEE's idea), u_l = min(1, |y_l - y_(l-1)| / s) with s the
-  training targets' standard deviation (`ExitRule.scale`), and u_1 = 1.
+  consecutive heads (PABEE's idea): the gap g_l = min(1, |y_l - y_(l-1)| / s) with s
+  the training targets' standard deviation (`ExitRule.scale`) and g_1 = 1, and
+  u_l = max(g_l, ..., g_(l-patience+1)): with patience 2 (PABEE's patience, new
+  bundles) the last three heads must agree, so a row leaves at layer 3 at the
+  earliest; bundles written before patience was recorded use 1 (u_l = g_l).
 
 The staged runtime, the compiled graph's checks, calibration, evaluation and
 the bench all use these functions; torch code converts to numpy at the
@@ -89,22 +92,37 @@ HF_PROBLEM_TYPES = {"single-label": "single_label_classification", "multi-label"
 
 # the name of each type's rule, as manifests record it (manifest.exit_rule["name"])
 RULE_NAMES = {"single-label": "normalized-entropy", "multi-label": "max-binary-entropy", "regression": "consecutive-gap"}
+# regression's patience in the bundles export writes (manifest.exit_rule["patience"]): on STS-B dev it reached
+# 3.19 of 4 layers within 1 point of full depth against 3.35 with patience 1 (benchmarks/results/stsb_exit_rules.json)
+REGRESSION_PATIENCE = 2
+
+
+def combined_gap(gap: np.ndarray, recent: tuple[np.ndarray, ...]) -> np.ndarray:
+    """u = the largest of this head's gap and the `recent` heads' gaps (regression with patience > 1)."""
+    return np.maximum.reduce([gap, *recent]).astype(np.float32) if recent else gap
 
 
 @dataclass(frozen=True)
 class ExitRule:
     """The exit rule of a bundle's problem type: `uncertainty` of one head, `decide` over every head.
 
-    scale: regression only, the training targets' standard deviation (a gap of one s is full uncertainty)."""
+    scale: regression only, the training targets' standard deviation (a gap of one s is full uncertainty).
+    patience: regression only, how many consecutive gaps must all be small (u = the largest of the last
+    `patience` gaps; 1 = the last gap alone, the rule of bundles that record none)."""
 
     problem: str = "single-label"
     scale: float = 1.0
+    patience: int = 1
 
     def __post_init__(self):
         if self.problem not in PROBLEMS:
             raise InputError(f"unknown problem type {self.problem!r}; known: {', '.join(PROBLEMS)}")
         if not (self.scale > 0 and math.isfinite(self.scale)):
             raise InputError(f"the regression exit rule's scale must be a positive number, got {self.scale!r}")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1:
+            raise InputError(f"the exit rule's patience must be a whole number >= 1, got {self.patience!r}")
+        if self.patience != 1 and self.problem != "regression":
+            raise InputError(f"patience belongs to the regression exit rule; a {self.problem} rule has none")
 
     @property
     def name(self) -> str:
@@ -116,20 +134,43 @@ class ExitRule:
         return self.problem == "regression"
 
     def uncertainty(self, logits: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
-        """u of one head's outputs (..., C) -> (...); `previous`: the head before's (regression only)."""
+        """u of one head's outputs (..., C) -> (...); regression: the gap to `previous`, the head before's outputs
+        (with patience > 1, u also takes the gaps before it: use `step`)."""
         if self.problem == "multi-label":
             return binary_entropy(logits)
         if self.problem == "regression":
             return disagreement(logits, previous, self.scale)
         return normalized_entropy(logits).astype(np.float32)
 
+    def step(self, logits: np.ndarray, state: tuple | None = None) -> tuple[np.ndarray, tuple | None]:
+        """u of one head's outputs (R, C) -> (R,), and what the next head's u needs (regression: these outputs
+        and the last patience - 1 gaps; None for the other types). `state` is None at the first head; keep its
+        rows in step with the batch's (`keep_rows`)."""
+        if not self.needs_previous:
+            return self.uncertainty(logits), None
+        previous, recent = state if state is not None else (None, ())
+        gap = disagreement(logits, previous, self.scale)
+        window = self.patience - 1
+        return combined_gap(gap, recent), (logits, (*recent, gap)[-window:] if window else ())
+
+    @staticmethod
+    def keep_rows(state: tuple | None, rows: np.ndarray) -> tuple | None:
+        """`state` (from `step`) for the rows that stay (a boolean mask or indices)."""
+        if state is None:
+            return None
+        previous, recent = state
+        return previous[rows], tuple(g[rows] for g in recent)
+
     def trace(self, exit_logits: np.ndarray) -> np.ndarray:
         """u of every head on every row: (L, B, C) -> (L, B)."""
         exit_logits = np.asarray(exit_logits)
         if not self.needs_previous:
             return self.uncertainty(exit_logits)
-        return np.stack([self.uncertainty(exit_logits[i], exit_logits[i - 1] if i else None)
-                         for i in range(len(exit_logits))])
+        out, state = [], None
+        for logits in exit_logits:
+            u, state = self.step(logits, state)
+            out.append(u)
+        return np.stack(out)
 
     def agree(self, a: np.ndarray, b: np.ndarray, tolerance: float = 0.1) -> np.ndarray:
         """Whether two runs' outputs (..., C) give the same answer per row (...): the same class; the same label
@@ -147,6 +188,11 @@ class ExitRule:
 
 
 SINGLE_LABEL = ExitRule()
+
+
+def default_rule(problem: str, scale: float = 1.0) -> ExitRule:
+    """The rule new bundles of `problem` are written with (regression: REGRESSION_PATIENCE)."""
+    return ExitRule(problem, scale, REGRESSION_PATIENCE if problem == "regression" else 1)
 
 
 def leaves(uncertainty: np.ndarray, speed: float, last: bool) -> np.ndarray:

@@ -191,7 +191,7 @@ class Manifest:
 
     def rule(self) -> ExitRule:
         """The exit rule this bundle's outputs leave by."""
-        return ExitRule(self.problem, self.target_scale or 1.0)
+        return ExitRule(self.problem, self.target_scale or 1.0, (self.exit_rule or {}).get("patience", 1))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -234,6 +234,11 @@ class Manifest:
             problems.append(f"problem {self.problem!r} is not one of {', '.join(PROBLEMS)}")
         if self.problem == "regression" and not (isinstance(self.target_scale, (int, float)) and self.target_scale > 0):
             problems.append(f"a regression bundle needs target_scale > 0 (its exit rule's scale), got {self.target_scale!r}")
+        patience = (self.exit_rule or {}).get("patience", 1)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1 or \
+                (patience != 1 and self.problem != "regression"):
+            problems.append(f"exit_rule.patience must be a whole number >= 1 (above 1 for regression only), "
+                            f"got {patience!r}")
         if self.thresholds is not None and (len(self.thresholds) != len(self.labels) or
                                             not all(0 < t < 1 for t in self.thresholds)):
             problems.append(f"thresholds must hold one number in (0, 1) per label ({len(self.labels)})")

@@ -86,22 +86,24 @@ class _Outputs:
         self.layer = np.zeros(batch, dtype=np.int64)
         self.uncertainty = np.zeros(batch, dtype=np.float32)
         self.rule = rule
-        self.previous: np.ndarray | None = None  # the current rows' last head outputs (regression's rule)
+        self.state: tuple | None = None  # what the next head's u needs of the current rows (regression's rule)
+
+    def remember(self, logits: np.ndarray) -> np.ndarray:
+        """u of the current rows' head, carrying the rule's state to the next head."""
+        unc, self.state = self.rule.step(logits, self.state)
+        return unc
 
     def record(self, logits: np.ndarray, alive: np.ndarray, layer: int, speed: float, last: bool) -> np.ndarray | None:
         """Apply the exit rule to the current rows; store those that leave.
 
         Returns the mask of rows that stay, or None when every row stays."""
-        unc = self.rule.uncertainty(logits, self.previous)
-        if self.rule.needs_previous:
-            self.previous = logits
+        unc = self.remember(logits)
         leave = leaves(unc, speed, last)
         if not leave.any():
             return None
         done = alive[leave]
         self.logits[done], self.layer[done], self.uncertainty[done] = logits[leave], layer, unc[leave]
-        if self.previous is not None:
-            self.previous = self.previous[~leave]
+        self.state = self.rule.keep_rows(self.state, ~leave)
         return ~leave
 
 
@@ -403,7 +405,8 @@ class EdgeModel:
         last = self.num_layers
         for layer, logits in self.walk(chain):
             if layer < last and speed <= 0.0:
-                out.previous = logits if self.rule.needs_previous else None
+                if self.rule.needs_previous:
+                    out.remember(logits)
                 continue  # u >= 0 always: nothing can leave before the last layer
             stay = out.record(logits, alive, layer, speed, layer == last)
             if stay is None:

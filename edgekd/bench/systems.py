@@ -93,13 +93,13 @@ def student_torch_exit_system(student, encoder: TextEncoder, labels: list[str], 
         for text in texts:
             ids, mask, types = (torch.from_numpy(a) for a in encoder.pairs([text]))
             hidden = student.embeddings(ids, types if isinstance(text, tuple) else None)
-            previous = None
+            state = None
             for index, (layer, head) in enumerate(zip(student.layers, student.heads), start=1):
                 hidden, _ = layer(hidden, mask)
                 logits = head(hidden, mask).numpy()
-                if leaves(rule.uncertainty(logits, previous), speed, index == len(student.layers))[0]:
+                u, state = rule.step(logits, state)
+                if leaves(u, speed, index == len(student.layers))[0]:
                     break
-                previous = logits
             outputs.append(logits[0])
             out_layers.append(index)
         return answers(np.array(outputs), rule.problem, names), np.array(out_layers)

@@ -39,6 +39,7 @@ from edgekd.batches import TokenizedData, label_tensor
 from edgekd.student_init import init_student_from_teacher, student_shape
 from edgekd.train import barrier, rank_world, setup_distributed
 from edgekd.vocab import MASK_TOKENS, VocabMap, build_vocab_map, compress_student, first_token, remapped_share
+from runtime.exits import default_rule
 from runtime.files import atomic_folder, atomic_write
 from runtime.tokenize import TextEncoder
 
@@ -331,7 +332,8 @@ class RunContext:
         exits = all_exit_logits(student, self.dev, self.device)
         labels = self.dev.labels
         return {**self.dev_scores(exits[-1]),
-                "exits": exit_table(exits, labels, self.cfg.eval_speeds, self.problem, self.exit_scale)}
+                "exits": exit_table(exits, labels, self.cfg.eval_speeds, self.problem, self.exit_scale,
+                                    default_rule(self.problem).patience)}
 
     def dev_scores(self, logits: torch.Tensor) -> dict:
         """Every metric of the problem type on dev, as dev_<metric>: dev_accuracy (and dev_f1, the positive

@@ -240,11 +240,13 @@ def test_the_regression_rule_study_scores_the_runtime_rule_as_the_runtime_decide
     noise = [1.0, 0.4, 0.1, 0.0]
     values = np.stack([gold + n * rng.normal(size=200) for n in noise])  # heads converge on the gold value
     u = uncertainties(values, 1.0)
-    assert np.allclose(u["gap-1"], ExitRule("regression", 1.0).trace(values[..., None]))
-    for speed in (0.1, 0.3, 0.6):
-        want_values, want_layers, _ = decide(values[..., None], speed, ExitRule("regression", 1.0))
-        got_values, got_layers = study_decide(values, u["gap-1"], speed)
-        assert got_layers.tolist() == want_layers.tolist() and np.allclose(got_values, want_values[:, 0])
+    for name, patience in (("gap-1", 1), ("gap-2", 2)):  # patience 1 (old bundles) and 2 (new ones)
+        rule = ExitRule("regression", 1.0, patience)
+        assert np.allclose(u[name], rule.trace(values[..., None]))
+        for speed in (0.1, 0.3, 0.6):
+            want_values, want_layers, _ = decide(values[..., None], speed, rule)
+            got_values, got_layers = study_decide(values, u[name], speed)
+            assert got_layers.tolist() == want_layers.tolist() and np.allclose(got_values, want_values[:, 0])
     # two heads that happen to agree early: gap-2 waits for a third
     assert (u["gap-2"][:2] == 1.0).all() and (u["gap-2"] >= u["gap-1"]).all()
     result = study(values, gold, 1.0, max_drop=1.0)

@@ -43,6 +43,13 @@ def test_regression_rows_leave_when_consecutive_heads_agree():
     assert layers.tolist() == [2, 4]
     assert logits[:, 0].tolist() == pytest.approx([1.1, 2.1])
     assert disagreement(np.array([[3.0]]), None, 1.0).tolist() == [1.0]
+    # patience 2 (PABEE's, what export writes): the last two gaps must both be small, so nothing leaves at layer 2
+    # (its window holds the first head's 1) and row 0 waits for its third head (gaps 0.05 then 0.01)
+    two = ExitRule("regression", scale=2.0, patience=2)
+    u = two.trace(exits)
+    assert u[1].tolist() == [1.0, 1.0] and u[2] == pytest.approx([0.05, 1.0]) and u[3] == pytest.approx([0.06, 0.5])
+    logits, layers, _ = decide(exits, 0.06, two)
+    assert layers.tolist() == [3, 4] and logits[:, 0].tolist() == pytest.approx([1.12, 2.1])
 
 
 def test_a_rule_refuses_unknown_types_and_bad_scales():
@@ -50,22 +57,31 @@ def test_a_rule_refuses_unknown_types_and_bad_scales():
         ExitRule("ranking")
     with pytest.raises(runtime.InputError, match="scale"):
         ExitRule("regression", scale=0.0)
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(runtime.InputError, match="patience must be a whole number >= 1"):
+            ExitRule("regression", patience=bad)
+    with pytest.raises(runtime.InputError, match="patience belongs to the regression exit rule"):
+        ExitRule("single-label", patience=2)
 
 
-@pytest.mark.parametrize("problem", ["single-label", "multi-label", "regression"])
-def test_the_torch_twin_equals_the_runtime_rule(problem):
+@pytest.mark.parametrize("problem,patience", [("single-label", 1), ("multi-label", 1), ("regression", 1),
+                                              ("regression", 2), ("regression", 3)])
+def test_the_torch_twin_equals_the_runtime_rule(problem, patience):
     import torch
 
     from edgekd.evaluate import apply_exit_rule, exit_uncertainty
 
     gen = np.random.default_rng(3)
     width = 1 if problem == "regression" else 4
-    exits = (gen.normal(size=(5, 64, width)) * 3).astype(np.float32)
-    rule = ExitRule(problem, scale=1.7)
-    assert np.allclose(exit_uncertainty(torch.from_numpy(exits), problem, 1.7).numpy(), rule.trace(exits), atol=1e-5)
+    exits = (gen.normal(size=(5, 64, width)) * (0.3 if problem == "regression" else 3)).astype(np.float32)
+    rule = ExitRule(problem, scale=1.7, patience=patience)
+    twin = exit_uncertainty(torch.from_numpy(exits), problem, 1.7, patience).numpy()
+    assert np.allclose(twin, rule.trace(exits), atol=1e-5)
     for speed in (0.0, 0.2, 0.5, 0.8):
         want_logits, want_layers, _ = decide(exits, speed, rule)
-        got_logits, got_layers = apply_exit_rule(torch.from_numpy(exits), speed, problem, 1.7)
+        if problem == "regression":
+            assert want_layers.min() >= min(patience + 1, 5) or speed == 0.0  # the window holds the first head's 1
+        got_logits, got_layers = apply_exit_rule(torch.from_numpy(exits), speed, problem, 1.7, patience)
         assert got_layers.numpy().tolist() == want_layers.tolist()
         assert np.allclose(got_logits.numpy(), want_logits)
 
@@ -77,7 +93,7 @@ def typed_bundle(request, tmp_path_factory, tokenizer_file):
 
     problem = request.param
     labels = ["joy", "anger", "fear"] if problem == "multi-label" else ["score"]
-    student = make_student(sharpen=200.0 if problem == "multi-label" else 100.0, layers=4, num_labels=len(labels),
+    student = make_student(sharpen=200.0 if problem == "multi-label" else 3.0, layers=4, num_labels=len(labels),
                            problem=problem, seed=5)
     task = TaskSpec(problem, target_scale=1.0 if problem == "regression" else None)
     out = tmp_path_factory.mktemp("typed") / problem
@@ -93,13 +109,14 @@ def test_typed_bundles_match_torch_on_both_engines(typed_bundle):
     problem, student, path = typed_bundle
     graph, staged = runtime.load(path, engine="graph"), runtime.load(path, engine="staged")
     assert graph.manifest.problem == problem and graph.rule.problem == problem
+    assert graph.rule.patience == (2 if problem == "regression" else 1)  # new regression bundles: PABEE's patience 2
     texts = [" ".join(["great", "awful", "movie", "plot"][: 1 + i % 4] * (1 + i % 3)) for i in range(23)]
     ids, mask, _ = graph.encode(texts)
     with torch.no_grad():
         exits = torch.stack(student(torch.from_numpy(ids), torch.from_numpy(mask)).exit_logits)
     spread = set()
-    for speed in (0.0, 0.3, 0.8, 0.95):
-        want_logits, want_layers = apply_exit_rule(exits, speed, problem, graph.rule.scale)
+    for speed in (0.0, 0.3, 0.8, 0.9, 0.95):
+        want_logits, want_layers = apply_exit_rule(exits, speed, problem, graph.rule.scale, graph.rule.patience)
         spread |= {len(set(want_layers.tolist()))}
         for model in (graph, staged):
             for batch in (1, 7, 32):
@@ -147,6 +164,24 @@ def test_a_regression_manifest_without_a_scale_is_refused(tmp_path):
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(runtime.BundleError, match="target_scale"):
         runtime.load(copy)
+
+
+def test_a_regression_bundle_without_patience_keeps_the_one_gap_rule_and_a_bad_one_is_refused(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    fixture = Path(__file__).resolve().parents[2] / "js" / "test" / "fixtures" / "regression"
+    assert "patience" not in json.loads((fixture / "manifest.json").read_text())["exit_rule"]  # written before it
+    assert runtime.load(fixture).rule.patience == 1
+    for bad in (0, "2", 2.5):
+        copy = tmp_path / f"b{bad}"
+        shutil.copytree(fixture, copy)
+        manifest = json.loads((copy / "manifest.json").read_text())
+        manifest["exit_rule"]["patience"] = bad
+        (copy / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(runtime.BundleError, match="exit_rule.patience must be a whole number"):
+            runtime.load(copy)
 
 
 def test_serve_answers_each_type_and_takes_a_threshold_for_multi_label(typed_bundle):
