@@ -84,7 +84,9 @@ def plan_note(name: str, opt: Optim, rows: int) -> str:
         why = f"max_steps {opt.max_steps}"
     elif opt.patience:
         why = (f"until dev stops improving: scored every {opt.eval_every} steps, stop after {opt.patience} "
-               f"evaluations without a gain of {opt.min_delta:g}; cap {steps} steps")
+               f"evaluations without a gain of {opt.min_delta:g}" +
+               (f", then anneal over {opt.patience * opt.eval_every} steps from the best" if opt.anneal else "") +
+               f"; cap {steps} steps")
     elif opt.min_steps > _epoch_steps(opt, rows):
         why = f"min_steps {opt.min_steps} (the data-size schedule: {opt.epochs:g} epochs would be {_epoch_steps(opt, rows)})"
     else:

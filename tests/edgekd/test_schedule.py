@@ -152,7 +152,13 @@ def test_patience_then_anneals_from_the_best_checkpoint_to_zero(data, tmp_path, 
             at_anneal.update(torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"])
 
     opt = Optim(lr=1e-2, max_epochs=50, batch_size=16, eval_every=2, patience=2, checkpoint_every=100)
-    stats = run(student, data, tmp_path, opt, evaluate, on_step=watch)
+    lines = []
+    stats = run(student, data, tmp_path, opt, evaluate, on_step=watch, log=lines.append)
+    assert lines[0] == ("t: up to 200 steps over 64 rows (50.0 epochs; until dev stops improving: scored every 2 steps, "
+                        "stop after 2 evaluations without a gain of 0.001, then anneal over 4 steps from the best; "
+                        "cap 200 steps)")
+    assert "t: no dev gain of 0.001 in 2 evaluations (best 0.6000 at step 4); annealing the learning rate to 0 over " \
+           "4 steps from the best checkpoint" in lines
     for key, value in at_anneal.items():
         assert torch.equal(value, states[1][key]), key
     assert stats["steps"] == 12 and stats["best_step"] == 12 and stats["best_score"] == 0.7
