@@ -302,9 +302,9 @@ def inspect(
     typer.echo(f"bundle {bundle}  (schema {manifest.schema_version}, {manifest.student}, {manifest.precision}, "
                f"opset {manifest.opset})")
     typer.echo(f"labels: {', '.join(manifest.labels)}   max_length {manifest.max_length}   hidden {manifest.hidden_size}")
-    rule = manifest.rule().name
-    typer.echo(f"problem: {manifest.problem} (exit rule {rule}" +
-               (f", scale {manifest.target_scale:g}" if manifest.target_scale else "") +
+    rule = manifest.rule()
+    typer.echo(f"problem: {manifest.problem} (exit rule {rule.name}" +
+               (f", scale {manifest.target_scale:g}, patience {rule.patience}" if manifest.target_scale else "") +
                (", a pair of texts per input" if manifest.text_pair else "") + ")")
     v = manifest.vocabulary
     kept = f"{v.kept_size} of {v.original_size} tokens kept" if v.kept_size != v.original_size else f"{v.original_size} tokens"

@@ -174,6 +174,12 @@ def test_a_regression_bundle_without_patience_keeps_the_one_gap_rule_and_a_bad_o
     fixture = Path(__file__).resolve().parents[2] / "js" / "test" / "fixtures" / "regression"
     assert "patience" not in json.loads((fixture / "manifest.json").read_text())["exit_rule"]  # written before it
     assert runtime.load(fixture).rule.patience == 1
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+
+    shown = CliRunner().invoke(app, ["inspect", str(fixture)]).output
+    assert "problem: regression (exit rule consecutive-gap, scale 1, patience 1)" in shown
     for bad in (0, "2", 2.5):
         copy = tmp_path / f"b{bad}"
         shutil.copytree(fixture, copy)
