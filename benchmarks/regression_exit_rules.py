@@ -5,8 +5,8 @@ PABEE's: the gap g_l = min(1, |y_l - y_(l-1)| / s), s the training targets' stan
 largest of the last `patience` gaps. This script traces every exit head of a regression bundle on labelled
 data once and compares, on the same outputs and the same speed grid:
 
-- gap-1 (patience 1, bundles written before patience was recorded): the last two heads agree;
-- gap-2 (patience 2, what export writes since this study): the last three heads agree;
+- gap-1 (patience 1, what export writes): the last two heads agree;
+- gap-2 (patience 2): the last three heads agree;
 - drift: the head agrees with the mean of every head so far, u_l = |y_l - mean(y_1..y_l-1)| / s.
 
 For each rule: Pearson x 100 and average layers at every speed, and the fewest average layers whose

@@ -240,7 +240,7 @@ def test_the_regression_rule_study_scores_the_runtime_rule_as_the_runtime_decide
     noise = [1.0, 0.4, 0.1, 0.0]
     values = np.stack([gold + n * rng.normal(size=200) for n in noise])  # heads converge on the gold value
     u = uncertainties(values, 1.0)
-    for name, patience in (("gap-1", 1), ("gap-2", 2)):  # patience 1 (old bundles) and 2 (new ones)
+    for name, patience in (("gap-1", 1), ("gap-2", 2)):  # the runtime's rule at patience 1 and 2
         rule = ExitRule("regression", 1.0, patience)
         assert np.allclose(u[name], rule.trace(values[..., None]))
         for speed in (0.1, 0.3, 0.6):

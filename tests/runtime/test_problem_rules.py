@@ -86,17 +86,19 @@ def test_the_torch_twin_equals_the_runtime_rule(problem, patience):
         assert np.allclose(got_logits.numpy(), want_logits)
 
 
-@pytest.fixture(scope="module", params=["multi-label", "regression"])
+@pytest.fixture(scope="module", params=["multi-label", "regression", "regression-patience-2"])
 def typed_bundle(request, tmp_path_factory, tokenizer_file):
     from exporters import export_student
     from runtime.manifest import TaskSpec
 
-    problem = request.param
+    problem, _, patience = request.param.partition("-patience-")
     labels = ["joy", "anger", "fear"] if problem == "multi-label" else ["score"]
-    student = make_student(sharpen=200.0 if problem == "multi-label" else 3.0, layers=4, num_labels=len(labels),
+    sharpen = {"multi-label": 200.0, "regression": 3.0 if patience else 100.0}[problem]  # exits spread over layers
+    student = make_student(sharpen=sharpen, layers=4, num_labels=len(labels),
                            problem=problem, seed=5)
-    task = TaskSpec(problem, target_scale=1.0 if problem == "regression" else None)
-    out = tmp_path_factory.mktemp("typed") / problem
+    rule = {"name": "consecutive-gap", "scale": 1.0, "patience": int(patience)} if patience else None
+    task = TaskSpec(problem, target_scale=1.0 if problem == "regression" else None, exit_rule=rule)
+    out = tmp_path_factory.mktemp("typed") / request.param
     export_student(student, tokenizer_file, labels, out, max_length=40, task=task)  # checks model.onnx vs staged
     return problem, student, out
 
@@ -109,7 +111,7 @@ def test_typed_bundles_match_torch_on_both_engines(typed_bundle):
     problem, student, path = typed_bundle
     graph, staged = runtime.load(path, engine="graph"), runtime.load(path, engine="staged")
     assert graph.manifest.problem == problem and graph.rule.problem == problem
-    assert graph.rule.patience == (2 if problem == "regression" else 1)  # new regression bundles: PABEE's patience 2
+    assert graph.rule.patience == (2 if path.name.endswith("patience-2") else 1)  # the manifest's, 1 by default
     texts = [" ".join(["great", "awful", "movie", "plot"][: 1 + i % 4] * (1 + i % 3)) for i in range(23)]
     ids, mask, _ = graph.encode(texts)
     with torch.no_grad():
