@@ -43,6 +43,7 @@ def test_variants_are_seeded_and_made_only_of_masks_neighbours_and_spans():
     assert Augmenter(None, {}, p_mask=1.0, p_swap=0, p_ngram=0).variant("a b c", rng) == "a b c"  # no mask token
 
 
+@pytest.mark.slow
 def test_transfer_rows_take_kd_only_and_labelled_rows_take_both():
     torch.manual_seed(0)
     student, teacher = torch.randn(6, 3), torch.randn(6, 3)
@@ -70,6 +71,7 @@ def test_the_data_size_schedule_gives_way_to_an_explicit_one():
     assert flagged.teacher_stage.min_steps == 0 and flagged.finetune.epochs == 2.0
 
 
+@pytest.mark.slow
 def test_the_best_dev_checkpoint_is_kept(tmp_path):
     from edgekd.fixtures import tiny_tokenizer
     from runtime.tokenize import TextEncoder

@@ -291,6 +291,7 @@ def test_peak_rss_runs_each_system_alone_and_reports_failures(bundle):
     assert np.isfinite(got["edgekd"]["peak_rss_mb"])
 
 
+@pytest.mark.slow
 def test_the_default_results_folder_is_named_after_the_bundle(bundle, dev_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     lines = []

@@ -17,6 +17,7 @@ def _ops(path):
     return {(n.domain, n.op_type) for n in onnx.load(str(path)).graph.node}
 
 
+@pytest.mark.slow  # 1.5 s: the fast tier stays under 60 s on 2 cores
 def test_fused_layers_answer_like_plain_ones_and_model_onnx_stays_portable(student, tokenizer_file, bundle, tmp_path):
     out = tmp_path / "fused"
     export_student(student, tokenizer_file, ["negative", "positive"], out, max_length=40, optimize="fused")

@@ -86,7 +86,8 @@ def test_the_torch_twin_equals_the_runtime_rule(problem, patience):
         assert np.allclose(got_logits.numpy(), want_logits)
 
 
-@pytest.fixture(scope="module", params=["multi-label", "regression", "regression-patience-2"])
+@pytest.fixture(scope="module", params=["multi-label", "regression",
+                                        pytest.param("regression-patience-2", marks=pytest.mark.slow)])
 def typed_bundle(request, tmp_path_factory, tokenizer_file):
     from exporters import export_student
     from runtime.manifest import TaskSpec
