@@ -12,7 +12,6 @@ import json
 import os
 from pathlib import Path
 
-
 import runtime
 from edgekd.card import training_source, write_card
 from edgekd.config import DistillConfig

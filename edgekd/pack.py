@@ -48,7 +48,8 @@ def _ort_format(src: Path, dst: Path) -> None:
         work = Path(tmp)
         shutil.copyfile(src, work / "model.onnx")
         quiet = logging.getLogger("ort_format_model.utils")
-        level, quiet.level = quiet.level, logging.WARNING
+        level = quiet.level
+        quiet.setLevel(logging.WARNING)
         try:
             with contextlib.redirect_stdout(io.StringIO()):  # the converter prints each step
                 convert_onnx_models_to_ort(work / "model.onnx", output_dir=work / "out",

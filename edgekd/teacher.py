@@ -169,10 +169,15 @@ def head_order(names: list[str], labels: list[str]) -> list[int] | None:
     return [key.index(w) for w in want]
 
 
+def output_layer(head: nn.Module) -> nn.Linear:
+    """The last linear layer of a classification head (BERT's `classifier`, RoBERTa's `classifier.out_proj`,
+    an exit head's `classifier`): the one whose rows are the outputs."""
+    return [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+
+
 def reorder_head(model: nn.Module, order: list[int]) -> None:
     """Permute the classification head's outputs so that output k predicts label k."""
-    last = [m for m in model.classifier.modules() if isinstance(m, nn.Linear)][-1] \
-        if hasattr(model, "classifier") else None
+    last = output_layer(model.classifier) if hasattr(model, "classifier") else None
     if last is None or last.out_features != len(order):
         raise TeacherError(f"cannot find the classification head of {type(model).__name__} to reorder its outputs")
     index = torch.tensor(order)

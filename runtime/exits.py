@@ -99,6 +99,16 @@ RULE_NAMES = {"single-label": "normalized-entropy", "multi-label": "max-binary-e
 REGRESSION_PATIENCE = 1
 
 
+def patience_problem(patience: object, problem: str) -> str | None:
+    """What is wrong with an exit rule's `patience` (to follow "patience"), or None: a whole number >= 1, above
+    1 for regression only. ExitRule raises it; a manifest lists it among its problems."""
+    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+        return f"must be a whole number >= 1, got {patience!r}"
+    if patience != 1 and problem != "regression":
+        return f"belongs to the regression exit rule; a {problem} rule has none"
+    return None
+
+
 def combined_gap(gap: np.ndarray, recent: tuple[np.ndarray, ...]) -> np.ndarray:
     """u = the largest of this head's gap and the `recent` heads' gaps (regression with patience > 1)."""
     return np.maximum.reduce([gap, *recent]).astype(np.float32) if recent else gap
@@ -121,10 +131,9 @@ class ExitRule:
             raise InputError(f"unknown problem type {self.problem!r}; known: {', '.join(PROBLEMS)}")
         if not (self.scale > 0 and math.isfinite(self.scale)):
             raise InputError(f"the regression exit rule's scale must be a positive number, got {self.scale!r}")
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1:
-            raise InputError(f"the exit rule's patience must be a whole number >= 1, got {self.patience!r}")
-        if self.patience != 1 and self.problem != "regression":
-            raise InputError(f"patience belongs to the regression exit rule; a {self.problem} rule has none")
+        wrong = patience_problem(self.patience, self.problem)
+        if wrong:
+            raise InputError(f"the exit rule's patience {wrong}")
 
     @property
     def name(self) -> str:

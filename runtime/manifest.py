@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import BundleError
-from runtime.exits import PROBLEMS, ExitRule
+from runtime.exits import PROBLEMS, ExitRule, patience_problem
 from runtime.files import atomic_write_text
 from runtime.records import decode
 
@@ -234,11 +234,9 @@ class Manifest:
             problems.append(f"problem {self.problem!r} is not one of {', '.join(PROBLEMS)}")
         if self.problem == "regression" and not (isinstance(self.target_scale, (int, float)) and self.target_scale > 0):
             problems.append(f"a regression bundle needs target_scale > 0 (its exit rule's scale), got {self.target_scale!r}")
-        patience = (self.exit_rule or {}).get("patience", 1)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1 or \
-                (patience != 1 and self.problem != "regression"):
-            problems.append(f"exit_rule.patience must be a whole number >= 1 (above 1 for regression only), "
-                            f"got {patience!r}")
+        wrong = patience_problem((self.exit_rule or {}).get("patience", 1), self.problem)
+        if wrong:
+            problems.append(f"exit_rule.patience {wrong}")
         if self.thresholds is not None and (len(self.thresholds) != len(self.labels) or
                                             not all(0 < t < 1 for t in self.thresholds)):
             problems.append(f"thresholds must hold one number in (0, 1) per label ({len(self.labels)})")

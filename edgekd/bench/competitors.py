@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.bench.measure import System
-from edgekd.metrics import gold_array
 from edgekd.bench.systems import onnx_system
+from edgekd.metrics import gold_array
 
 FASTTEXT_TOKEN = re.compile(r"\w+|[^\w\s]")
 

@@ -29,6 +29,7 @@ from edgekd.teacher import (
     head_order,
     load_encoder,
     load_teacher,
+    output_layer,
     resolve_init,
     segment_kwargs,
     teacher_config,
@@ -216,7 +217,7 @@ class RunContext:
             return
         with torch.no_grad():
             for head in heads:
-                [m for m in head.modules() if isinstance(m, torch.nn.Linear)][-1].bias.fill_(self.task["target_mean"])
+                output_layer(head).bias.fill_(self.task["target_mean"])
 
     def gold_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return losses.gold_loss(logits, labels, self.problem, self.loss_scale)

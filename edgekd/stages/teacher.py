@@ -22,7 +22,8 @@ class TeacherStage:
 
     def run(self, ctx: RunContext) -> dict:
         stats: dict = {}
-        if has_task_head(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline) and not ctx.cfg.teacher_stage.force:
+        has_head = has_task_head(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline)
+        if has_head and not ctx.cfg.teacher_stage.force:
             ctx.log("teacher already has a task head; skipping its fine-tuning (teacher_stage.force to redo)")
             model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels,
                                  ctx.problem).to(ctx.device)
@@ -30,14 +31,14 @@ class TeacherStage:
             torch.manual_seed(ctx.cfg.seed)
             model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels,
                                  ctx.problem).to(ctx.device)
-            if not has_task_head(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline):
+            if not has_head:
                 ctx.start_at_mean([model.classifier])  # a new head, not one that teacher_stage.force retrains
             rows = ctx.full_train_set.subset(ctx.cfg.teacher_stage.max_train or None)
             data = ctx.train if len(rows) == len(ctx.train_set) else \
                 TokenizedData(ctx.encoder, rows.texts, ctx.label_tensor(rows.labels))
 
-            stats = train_loop("teacher", model, list(model.parameters()), classifier_loss(ctx.problem, ctx.loss_scale), data,
-                               ctx.cfg.teacher_stage, ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"),
+            stats = train_loop("teacher", model, list(model.parameters()),
+                               classifier_loss(ctx.problem, ctx.loss_scale), data, ctx.cfg.teacher_stage, ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"),
                                ctx.step_hook("teacher"),
                                evaluate=lambda: ctx.dev_score(
                                    lambda i, m, t: model(input_ids=i, attention_mask=m,
