@@ -259,3 +259,28 @@ def test_finished_stages_drop_their_resume_checkpoints_unless_kept(tiny_teacher_
     kept = distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "b", stages=["teacher", "finetune"],
                                keep_checkpoints=True), log=lambda _: None)
     assert sorted(p.parent.name for p in kept.glob("stages/*/checkpoint.pt")) == ["finetune", "teacher"]
+
+
+def test_the_schedule_table_puts_runs_side_by_side(tmp_path):
+    import json
+
+    from benchmarks.schedule_table import build, columns
+
+    def stage(acc, steps, seconds, stopped=None):
+        return {"dev_accuracy": acc, "steps": steps, "seconds": seconds, **({"stopped": stopped} if stopped else {})}
+
+    old = {"teacher": stage(0.8, 100, 60.0), "finetune": stage(0.7, 200, 40.0)}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"teacher": stage(0.9, 300, 120.0, "no dev gain"),
+                                                  "finetune": stage(0.75, 200, 30.0, "no dev gain")}))
+    md, data = build(columns([f"old={tmp_path / 'old.json'}", f"new={run}"]), {"new": "stops on dev"}, "t")
+    assert "| teacher | 80.00 | 100 | 60 | 90.00 | 300 | 120 | new: no dev gain |" in md
+    assert "| finetune | 70.00 | 200 | 40 | 75.00 | 200 | 30 | new: no dev gain |" in md
+    assert data["total_seconds"] == {"old": 100.0, "new": 150.0} and data["wall_ratio"]["new"] == 1.5
+    assert "- new: stops on dev" in md
+    with pytest.raises(SystemExit, match="NAME=RUN_FOLDER"):
+        columns(["just-a-path"])
+    with pytest.raises(SystemExit, match="no run folder"):
+        columns([f"x={tmp_path / 'missing'}"])
