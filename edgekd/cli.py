@@ -104,7 +104,7 @@ def distill(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto | cpu | cuda.")] = None,
     config: Annotated[Optional[str], typer.Option(help="JSON config file (see config.json in any run folder).")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="quick (every labelled row, 40k unlabelled, short schedule: ~45 min for SST-2 on 2 cores) | full (longer schedule, max length 128; GPU advised) | tiny (seconds: smoke tests).")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="quick (every labelled row, 40k unlabelled; teacher and finetune train until dev stops improving, at least 1 / 2 epochs, at most 10 / 6: ~40 min for SST-2 on 2 cores) | full (longer schedule, max length 128; GPU advised) | tiny (seconds: smoke tests).")] = None,
     online: Annotated[bool, typer.Option(help="Allow hub downloads for --teacher.")] = False,
     keep_checkpoints: Annotated[bool, typer.Option(help="Keep each finished stage's resume checkpoint (with optimizer state: several times the model's size); by default only what later stages and export read is kept.")] = False,
 ) -> None:

@@ -85,7 +85,8 @@ class Optim:
     min_steps: int = 0  # data-size schedule: at least this many steps however few the rows (not with max_steps)
     eval_every: int = 0  # > 0: score on dev every N steps and at the end, keep the best (0 = keep the last)
     # stop on the data: with eval_every, stop once `patience` evaluations in a row gained less than min_delta
-    # over the best dev score (0 = off); the schedule then runs up to max_epochs (the cap; 0 = `epochs`)
+    # over the best dev score (0 = off), but not before `epochs` (at least min_steps) are done; the schedule then
+    # runs up to max_epochs (the cap; 0 = `epochs`)
     patience: int = 0
     min_delta: float = 0.001
     max_epochs: float = 0.0
@@ -294,7 +295,7 @@ _ALL_OPTIM = ("teacher_stage", "refine", "attention", "finetune", "branches")
 PRESETS: dict[str, dict[str, Any]] = {
     # The README's main job on 2 CPU cores: every labelled row, 40k unlabelled. The teacher and finetune train
     # until dev stops improving (scored every 250 / 500 steps; stop after 4 / 3 evaluations without a gain of
-    # 0.2 points; at least 1000 steps however few the rows; caps of 10 / 6 epochs), the best checkpoint kept
+    # 0.2 points; never before their 1 / 2 epochs nor 1000 steps; caps of 10 / 6 epochs), the best checkpoint kept
     # and annealed from (Optim.anneal); attention and branches have no dev measure and keep one epoch.
     "quick": {
         "data": {"max_train": 0, "max_unlabeled": 40000, "max_length": 64},

@@ -76,6 +76,13 @@ def total_steps(opt: Optim, rows: int) -> int:
     return max(max(1, math.ceil(epochs * _steps_per_epoch(opt, rows))), opt.min_steps)
 
 
+def patience_floor(opt: Optim, rows: int) -> int:
+    """The step before which patience does not stop a stage: the fixed schedule's length (`epochs`, at least
+    min_steps), so a stage that stops on dev trains at least as long as it would without patience. On QQP
+    (78k rows with the transfer set) patience alone stopped the finetune after 0.8 of its 2 epochs."""
+    return min(max(_epoch_steps(opt, rows), opt.min_steps), total_steps(opt, rows))
+
+
 def plan_note(name: str, opt: Optim, rows: int) -> str:
     """What a stage will do, said before it starts."""
     steps = total_steps(opt, rows)
@@ -84,7 +91,7 @@ def plan_note(name: str, opt: Optim, rows: int) -> str:
         why = f"max_steps {opt.max_steps}"
     elif opt.patience:
         why = (f"until dev stops improving: scored every {opt.eval_every} steps, stop after {opt.patience} "
-               f"evaluations without a gain of {opt.min_delta:g}" +
+               f"evaluations without a gain of {opt.min_delta:g}, not before step {patience_floor(opt, rows)}" +
                (f", then anneal over {opt.patience * opt.eval_every} steps from the best" if opt.anneal else "") +
                f"; cap {steps} steps")
     elif opt.min_steps > _epoch_steps(opt, rows):
@@ -142,14 +149,16 @@ def train_loop(
     With `evaluate` (a dev score, higher is better) and opt.eval_every > 0 the
     model is scored every eval_every steps and at the end, and the best state is
     what the model holds on return ("best_step", "best_score" in the result). With opt.patience the stage
-    stops once that many evaluations in a row gained less than opt.min_delta over the best ("stopped" says
-    why; the count is in the checkpoint, so a resumed stage stops where an uninterrupted one would).
+    stops once that many evaluations in a row gained less than opt.min_delta over the best, from the fixed
+    schedule's length on (patience_floor) ("stopped" says why; the count is in the checkpoint, so a resumed
+    stage stops where an uninterrupted one would).
     `head`: the newly initialised parameters among `parameters`, trained at opt.head_lr x opt.lr.
     `log` gets the plan before the first step and an estimate of the time after the first measured steps.
     """
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     path = checkpoint_dir / CHECKPOINT
     steps = total_steps(opt, len(data))
+    floor = patience_floor(opt, len(data))
     head_ids = {id(p) for p in head or []}
     groups = [{"params": [p for p in parameters if id(p) not in head_ids], "lr": opt.lr}]
     if head_ids:
@@ -247,7 +256,7 @@ def train_loop(
                         stop = True
                 elif done == steps and opt.patience:
                     best["stopped"] = f"reached the cap of {steps} steps"
-                elif opt.patience and best["stale"] >= opt.patience:
+                elif opt.patience and best["stale"] >= opt.patience and done >= floor:
                     why = (f"no dev gain of {opt.min_delta:g} in {opt.patience} evaluations (best "
                            f"{best['score']:.4f} at step {best['step']})")
                     if opt.anneal:  # back to the best checkpoint; the learning rate falls from here to 0

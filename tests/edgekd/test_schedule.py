@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from edgekd.batches import TokenizedData
 from edgekd.config import Optim, optim_overrides, resolve_config
 from edgekd.fixtures import tiny_sentiment, tiny_tokenizer
-from edgekd.train import train_loop
+from edgekd.train import plan_note, train_loop
 from runtime.tokenize import TextEncoder
 from tests.conftest import make_student
 
@@ -57,6 +57,22 @@ def test_patience_stops_after_exactly_patience_evaluations_without_gain(data, tm
     evaluate = scripted([0.50, 0.60, 0.60, 0.60, 0.70, 0.70, 0.70, 0.70, 0.70])
     stats = run(make_student(seed=1), data, tmp_path / "b", Optim(**{**opt.__dict__, "patience": 4}), evaluate)
     assert stats["steps"] == 18 and stats["best_step"] == 10
+
+
+def test_patience_does_not_stop_before_the_fixed_schedule_is_done(data, tmp_path):
+    # 4 steps an epoch; epochs 3 -> patience may stop from step 12 on. Flat from the start: without the floor
+    # patience 2 would stop at step 6; with it the first evaluation at or after step 12 stops the stage
+    evaluate = scripted([0.5] * 20)
+    opt = Optim(lr=1e-3, max_epochs=50, epochs=3, batch_size=16, eval_every=2, patience=2, checkpoint_every=100,
+                anneal=False)
+    stats = run(make_student(seed=1), data, tmp_path / "a", opt, evaluate)
+    assert stats["steps"] == 12 and len(evaluate.calls) == 6 and stats["best_step"] == 2
+    assert stats["stopped"] == "no dev gain of 0.001 in 2 evaluations (best 0.5000 at step 2)"
+    # min_steps raises the floor like epochs does; the plan says it
+    opt = Optim(**{**opt.__dict__, "min_steps": 16})
+    stats = run(make_student(seed=1), data, tmp_path / "b", opt, scripted([0.5] * 20))
+    assert stats["steps"] == 16
+    assert "not before step 16" in plan_note("t", opt, len(data))
 
 
 def test_the_cap_stops_a_run_that_keeps_improving(data, tmp_path):
@@ -155,8 +171,8 @@ def test_patience_then_anneals_from_the_best_checkpoint_to_zero(data, tmp_path, 
     lines = []
     stats = run(student, data, tmp_path, opt, evaluate, on_step=watch, log=lines.append)
     assert lines[0] == ("t: up to 200 steps over 64 rows (50.0 epochs; until dev stops improving: scored every 2 steps, "
-                        "stop after 2 evaluations without a gain of 0.001, then anneal over 4 steps from the best; "
-                        "cap 200 steps)")
+                        "stop after 2 evaluations without a gain of 0.001, not before step 4, then anneal over 4 steps "
+                        "from the best; cap 200 steps)")
     assert "t: no dev gain of 0.001 in 2 evaluations (best 0.6000 at step 4); annealing the learning rate to 0 over " \
            "4 steps from the best checkpoint" in lines
     for key, value in at_anneal.items():
