@@ -2,7 +2,7 @@
 each run's total wall time against the first one's. For comparing schedules (issue 27: the quick preset's
 old fixed schedule against one that stops on dev) on the same data.
 
-    python benchmarks/schedule_table.py --data sst2 --stem sst2_schedule \\
+    python benchmarks/schedule_table.py --stem sst2_schedule \\
         old=benchmarks/results/distill_sst2.json new=runs/sst2 "new + anneal"=runs/sst2-anneal
 
 Each column is NAME=SOURCE: a run folder (its metrics.json) or a metrics JSON file (`distill_table.py`'s
