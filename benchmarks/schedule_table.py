@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from edgekd.metrics import METRICS  # noqa: E402
+
 STAGES = ("teacher", "refine", "attention", "baseline", "finetune", "branches")
-METRICS = ("accuracy", "micro_f1", "pearson")  # the problem types' main metrics, as metrics.json names them
+MAIN_METRICS = tuple(names[0] for names in METRICS.values())  # metrics.json names them dev_<metric>
 
 
 def load(source: str) -> dict:
@@ -30,7 +34,7 @@ def load(source: str) -> dict:
 
 
 def main_metric(stage: dict) -> str | None:
-    return next((m for m in METRICS if f"dev_{m}" in stage), None)
+    return next((m for m in MAIN_METRICS if f"dev_{m}" in stage), None)
 
 
 def columns(pairs: list[str]) -> dict[str, dict]:

@@ -38,8 +38,8 @@ class TeacherStage:
                 TokenizedData(ctx.encoder, rows.texts, ctx.label_tensor(rows.labels))
 
             stats = train_loop("teacher", model, list(model.parameters()),
-                               classifier_loss(ctx.problem, ctx.loss_scale), data, ctx.cfg.teacher_stage, ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"),
-                               ctx.step_hook("teacher"),
+                               classifier_loss(ctx.problem, ctx.loss_scale), data, ctx.cfg.teacher_stage,
+                               ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"), ctx.step_hook("teacher"),
                                evaluate=lambda: ctx.dev_score(
                                    lambda i, m, t: model(input_ids=i, attention_mask=m,
                                                          **segment_kwargs(model, t)).logits),
