@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -46,9 +47,14 @@ def int8_bundle(tmp_path_factory, tokenizer_file):
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _loaded(bundle, engine):
+    """One model per bundle and engine: these tests sweep speeds and batches over the same sessions."""
+    return runtime.load(bundle, engine=engine)
+
+
 def both_engines(bundle, texts, speed, batch):
-    staged = runtime.load(bundle, engine="staged")
-    graph = runtime.load(bundle, engine="graph")
+    staged, graph = _loaded(bundle, "staged"), _loaded(bundle, "graph")
     assert staged.engine == "staged" and graph.engine == "graph"
     ids, mask = staged.encoder(texts[:batch])
     return staged.run_ids(ids, mask, speed), graph.run_ids(ids, mask, speed), staged.trace_ids(ids, mask)
