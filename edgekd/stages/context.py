@@ -95,6 +95,8 @@ def check_same_config(run: RunFolder, cfg: DistillConfig) -> None:
     if not run.config.is_file():
         return
     old = DistillConfig.load(run.config).to_dict()
+    if cfg.data.standardize is None:  # auto: what the run resolved it to (regression runs made before: off)
+        cfg.data.standardize = old["data"]["standardize"]
     new = cfg.to_dict()
     changed = sorted(k for k in new if k not in _RESUMABLE_KEYS and old.get(k) != new[k])
     if changed:
@@ -125,6 +127,11 @@ class RunContext:
         self.log(f"problem type: {self.problem} ({declared_why or self.full_train_set.problem_why})")
         if d.standardize and self.problem != "regression":
             raise ConfigError([f"--standardize scales regression targets; this task is {self.problem}"])
+        if d.standardize is None:  # auto, resolved before config.json is written: a resume reads the choice back
+            d.standardize = self.problem == "regression"
+            if d.standardize:
+                self.log("regression: training in units of the targets' standard deviation (--no-standardize: data "
+                         "units)")
         if d.label_noise and self.problem != "single-label":
             raise ConfigError([f"data.label_noise flips single labels; this task is {self.problem}"])
         if d.label_noise:

@@ -86,6 +86,29 @@ def test_standardize_is_refused_for_labels(tmp_path, tiny_teacher_dir, tiny_data
     assert not (tmp_path / "run").exists()
 
 
+def test_standardize_defaults_to_on_for_regression_only_and_a_resume_keeps_the_runs_choice(tmp_path, tiny_teacher_dir,
+                                                                                           tiny_data):
+    from edgekd.config import ConfigError
+    from edgekd.stages import RunContext
+    from tests.conftest import tiny_config
+
+    files = {n: write(tmp_path / f"{n}.tsv", typed_rows("regression", k, s)) for n, k, s in (("train", 32, 0),
+                                                                                              ("dev", 8, 1))}
+    saved = lambda run: json.loads((run / "config.json").read_text())["data"]["standardize"]  # noqa: E731
+    ctx = RunContext(tiny_config(tiny_teacher_dir, files, tmp_path / "auto"), log=lambda _: None)
+    assert saved(tmp_path / "auto") is True and ctx.loss_scale == ctx.task["target_std"] != 1.0
+    RunContext(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "labels"), log=lambda _: None)
+    assert saved(tmp_path / "labels") is False
+    # a run made in data units (as before this default) resumes in data units; asking for the other is refused
+    ctx = RunContext(tiny_config(tiny_teacher_dir, files, tmp_path / "units", data={"standardize": False}),
+                     log=lambda _: None)
+    ctx = RunContext(tiny_config(tiny_teacher_dir, files, tmp_path / "units"), log=lambda _: None)
+    assert saved(tmp_path / "units") is False and ctx.loss_scale == 1.0
+    with pytest.raises(ConfigError, match=r"different config \(data changed\)"):
+        RunContext(tiny_config(tiny_teacher_dir, files, tmp_path / "units", data={"standardize": True}),
+                   log=lambda _: None)
+
+
 # ------------------------------------------------------------------ losses by hand
 def test_losses_per_type_match_hand_computations():
     s = torch.tensor([[2.0, -1.0], [0.5, 0.0]])
