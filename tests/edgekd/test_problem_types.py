@@ -100,12 +100,41 @@ def test_standardize_defaults_to_on_for_regression_only_and_a_resume_keeps_the_r
     RunContext(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "labels"), log=lambda _: None)
     assert saved(tmp_path / "labels") is False
     # a run made in data units (as before this default) resumes in data units; asking for the other is refused
-    ctx = RunContext(tiny_config(tiny_teacher_dir, files, tmp_path / "units", data={"standardize": False}),
-                     log=lambda _: None)
+    RunContext(tiny_config(tiny_teacher_dir, files, tmp_path / "units", data={"standardize": False}), log=lambda _: None)
     ctx = RunContext(tiny_config(tiny_teacher_dir, files, tmp_path / "units"), log=lambda _: None)
     assert saved(tmp_path / "units") is False and ctx.loss_scale == 1.0
     with pytest.raises(ConfigError, match=r"different config \(data changed\)"):
         RunContext(tiny_config(tiny_teacher_dir, files, tmp_path / "units", data={"standardize": True}),
+                   log=lambda _: None)
+
+
+@pytest.mark.parametrize("kind", ["transformer", "bilstm"])
+def test_head_bias_prior_starts_each_multi_label_head_at_its_labels_share_of_the_training_rows(kind, tmp_path):
+    from edgekd.config import ConfigError
+    from edgekd.fixtures import tiny_teacher
+    from edgekd.stages import RunContext
+    from tests.conftest import tiny_config
+
+    files = {n: write(tmp_path / f"{n}.tsv", typed_rows("multi-label", k, s)) for n, k, s in (("train", 40, 0),
+                                                                                               ("dev", 8, 1))}
+    teacher = tiny_teacher(tmp_path / "teacher", num_labels=3)
+    rows = list(csv.reader((tmp_path / "train.tsv").open(encoding="utf-8"), delimiter="\t"))[1:]
+    for bias in ("prior", "default"):
+        ctx = RunContext(tiny_config(teacher, files, tmp_path / bias, student={"kind": kind, "head_bias": bias}),
+                         log=lambda _: None)
+        share = [sum(name in cell.split(",") for _, cell in rows) / len(rows) for name in ctx.labels]
+        assert 0 < min(share) < max(share) < 1  # three labels of different frequency
+        heads = ctx.new_student().heads if kind == "transformer" else [ctx.new_student()]
+        for head in heads:
+            p = torch.sigmoid(head.classifier.bias.detach())
+            if bias == "prior":
+                assert p.tolist() == pytest.approx(share, abs=1e-5)
+            else:
+                assert not torch.allclose(p, torch.tensor(share), atol=0.05)
+    teacher_bias = ctx.teacher().model.classifier.bias  # the teacher's own head is left as transformers made it
+    assert not torch.allclose(torch.sigmoid(teacher_bias.detach()), torch.tensor(share), atol=0.05)
+    with pytest.raises(ConfigError, match="student.head_bias 'log-odds' is not default or prior"):
+        RunContext(tiny_config(teacher, files, tmp_path / "bad", student={"head_bias": "log-odds"}),
                    log=lambda _: None)
 
 
