@@ -236,7 +236,7 @@ class RunContext:
         self.start_at_mean(heads)
         if self.problem != "multi-label" or self.cfg.student.head_bias != "prior":
             return
-        known = self.train.labels[self.train.labels[:, 0] >= 0]
+        known = self.train.labels[losses.known(self.train.labels, self.problem)]
         share = known.mean(0).clamp(1e-4, 1 - 1e-4) if len(known) else torch.full((self.num_outputs,), 0.5)
         with torch.no_grad():
             for head in heads:
