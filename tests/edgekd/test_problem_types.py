@@ -376,3 +376,16 @@ def test_per_label_thresholds_are_kept_only_when_they_win_on_held_out_rows():
     calibrated = np.where(gold, 3.0, -3.0) + rng.normal(0, 0.5, gold.shape)  # 0.5 is already right
     thresholds, record = choose_thresholds(calibrated, gold)
     assert thresholds is None and record["chosen"] == "0.5"
+
+
+def test_the_readmes_multi_label_config_resolves_over_the_quick_preset_to_the_settings_it_names():
+    from pathlib import Path
+
+    from edgekd.config import resolve_config
+
+    file = Path(__file__).resolve().parents[2] / "benchmarks" / "multi_label.json"
+    cfg = resolve_config(str(file), preset="quick", overrides={"teacher": "t", "out": "o",
+                                                               "data": {"train": "train.tsv", "dev": "dev.tsv"}})
+    assert cfg.student.head_bias == "prior"
+    assert cfg.finetune.head_lr == 10.0
+    assert cfg.finetune.patience == 3  # the rest of the quick schedule is kept
