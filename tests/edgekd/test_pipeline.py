@@ -220,6 +220,7 @@ def test_overwrite_starts_over_and_never_removes_a_foreign_folder(tiny_teacher_d
     assert (foreign / "cat.jpg").is_file()
 
 
+@pytest.mark.slow  # about 1 s: the full tier (keeps `-m 'not slow'` under 60 s)
 def test_label_names_reach_the_bundle_and_predictions(tiny_teacher_dir, tmp_path):
     from edgekd.pipeline import distill
     from edgekd.fixtures import tiny_sentiment

@@ -75,6 +75,7 @@ def test_compressed_student_equals_the_original_fed_remapped_ids(tmp_path, token
     assert np.abs(logits - torch_logits).max() < 1e-4
 
 
+@pytest.mark.slow  # about 1 s: the full tier (keeps `-m 'not slow'` under 60 s)
 def test_distill_with_vocab_keep_and_export(tiny_teacher_dir, tiny_data, tmp_path):
     cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher", "finetune"],
                       student={"vocab_keep": 0.5, "init": "teacher"})

@@ -145,6 +145,7 @@ def test_export_with_bad_data_leaves_the_old_bundle_untouched(finished_run, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "bad.tsv"], "no temporary folder left behind"
 
 
+@pytest.mark.slow  # about 1 s: the full tier (keeps `-m 'not slow'` under 60 s)
 def test_a_failure_after_the_graphs_leaves_no_half_bundle(finished_run, tmp_path, monkeypatch):
     import edgekd.calibrate
 

@@ -160,6 +160,7 @@ except runtime.EdgeKDError as exc:
     assert "threading='stop'" in last and "BundleError" not in out.stdout
 
 
+@pytest.mark.slow  # about 1 s: the full tier (keeps `-m 'not slow'` under 60 s)
 def test_a_very_long_text_is_cut_before_tokenizing_with_the_same_ids(bundle):
     import time
 
