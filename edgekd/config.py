@@ -79,7 +79,8 @@ class StudentShape:
     # where a new student's heads start: default (the output bias as the layer initialises it, near 0; regression:
     # the training targets' mean) | prior (multi-label: each label's bias at the log-odds of its share of the
     # training rows, so no head starts near p 0.5 for a label seen on 1% of the texts; otherwise as default).
-    # Not yet measured on real data: default stays so the committed GoEmotions results reproduce
+    # Opt-in (benchmarks/multi_label.json): measured only with finetune.head_lr 10 on GoEmotions, and a new
+    # default would refuse to resume runs made before it
     head_bias: str = "default"
 
 

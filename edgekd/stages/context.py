@@ -237,10 +237,10 @@ class RunContext:
         if self.problem != "multi-label" or self.cfg.student.head_bias != "prior":
             return
         known = self.train.labels[losses.known(self.train.labels, self.problem)]
-        share = known.mean(0).clamp(1e-4, 1 - 1e-4) if len(known) else torch.full((self.num_outputs,), 0.5)
+        bias = torch.logit(known.mean(0), eps=1e-4) if len(known) else torch.zeros(self.num_outputs)
         with torch.no_grad():
             for head in heads:
-                output_layer(head).bias.copy_(torch.log(share / (1 - share)))
+                output_layer(head).bias.copy_(bias)
 
     def gold_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return losses.gold_loss(logits, labels, self.problem, self.loss_scale)
