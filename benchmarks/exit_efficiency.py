@@ -39,7 +39,7 @@ def main() -> None:
 
     import runtime
     from edgekd.data import read_labelled
-    from edgekd.students import load_student
+    from edgekd.distill.students import load_student
     from exporters import export_full_graph
     from runtime.sessions import session_options
 

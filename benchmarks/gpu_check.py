@@ -92,9 +92,9 @@ def part_a(out: Path, device: str) -> dict:
     (out / "cuda_tests.log").write_text(tests.stdout + tests.stderr)
     say(f"CUDA tests: {result['cuda_tests']['summary']}")
     import runtime
-    from edgekd.export import export_run
-    from edgekd.fixtures import tiny_teacher
-    from edgekd.pipeline import distill
+    from edgekd.distill.export import export_run
+    from edgekd.testing.fixtures import tiny_teacher
+    from edgekd.distill.pipeline import distill
     from tests.conftest import TEXTS, tiny_config
     from tests.golden.make_golden import make_files
 
@@ -122,7 +122,7 @@ def _models(shape: dict, device: str):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from edgekd.model import EarlyExitStudent, StudentConfig
+    from edgekd.distill.model import EarlyExitStudent, StudentConfig
 
     t, s = shape["teacher"], shape["student"]
     torch.manual_seed(0)
@@ -161,12 +161,12 @@ def part_b(out: Path, device: str, shape: dict, repeats: int) -> dict:
 
 def train_steps(shape: dict, device: str, repeats: int) -> dict:
     """Optimizer steps per second at the quick preset's shapes: teacher fine-tuning (CE) and the student's
-    finetune stage (CE + soft-target KD from the teacher's logits), as edgekd.train runs them (bf16 autocast on
+    finetune stage (CE + soft-target KD from the teacher's logits), as edgekd.distill.train runs them (bf16 autocast on
     CUDA)."""
     import torch
     import torch.nn.functional as F
 
-    from edgekd import losses
+    from edgekd.distill import losses
 
     teacher, student = _models(shape, device)
     teacher.train(), student.train()
@@ -218,7 +218,7 @@ def part_c(out: Path, device: str, shape: dict, repeats: int, bundle: str | None
     if device == "cuda" and "CUDAExecutionProvider" not in providers:
         return {"skipped": f"onnxruntime {ort.__version__} has no CUDA provider ({providers}): install "
                            "onnxruntime-gpu"}
-    from edgekd.fixtures import tiny_tokenizer
+    from edgekd.testing.fixtures import tiny_tokenizer
 
     teacher, student = _models(shape, "cpu")
     rows: list[dict] = []

@@ -62,7 +62,7 @@ def curves(exit_logits: np.ndarray, gold: np.ndarray, max_drop: float) -> dict:
 
 def main() -> None:
     import runtime
-    from edgekd.export import read_bundle_data
+    from edgekd.data import read_bundle_data
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle")

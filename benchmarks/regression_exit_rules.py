@@ -76,7 +76,7 @@ def study(values: np.ndarray, gold: np.ndarray, scale: float, max_drop: float) -
 
 def main() -> None:
     import runtime
-    from edgekd.export import read_bundle_data
+    from edgekd.data import read_bundle_data
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle")

@@ -19,8 +19,8 @@ import numpy as np
 
 import runtime
 from edgekd.data import read_labelled
-from edgekd.export import export_run
-from edgekd.students import load_student
+from edgekd.distill.export import export_run
+from edgekd.distill.students import load_student
 from exporters import bundle_size
 
 

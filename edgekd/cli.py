@@ -118,7 +118,7 @@ def distill(
     unless --config gives them.
     """
     from edgekd.config import optim_overrides, resolve_config
-    from edgekd.pipeline import distill as run_distill
+    from edgekd.distill.pipeline import distill as run_distill
 
     overrides: dict = {}
     for key, value in (("teacher", teacher), ("out", out)):
@@ -185,7 +185,7 @@ def export(
 ) -> None:
     """Export a run's student as a bundle: model.onnx (early exit compiled in), one graph per layer, tokenizer,
     manifest; every graph checked against torch, model.onnx against the staged graphs."""
-    from edgekd.export import export_run
+    from edgekd.distill.export import export_run
 
     if calibrate and speed is None:
         if data is None:

@@ -16,7 +16,7 @@ from runtime.exits import REPORT_SPEEDS
 from runtime.files import atomic_write_text
 from runtime.records import decode
 
-# The stages of `edgekd distill` in run order: the one place it is written (edgekd.stages.REGISTRY follows it,
+# The stages of `edgekd distill` in run order: the one place it is written (edgekd.distill.stages.REGISTRY follows it,
 # validation reads it without importing torch).
 STAGES = ("teacher", "refine", "attention", "baseline", "finetune", "branches")
 # The stages that carry the early-exit student forward, in run order: each starts from the last one's student,

@@ -345,3 +345,10 @@ def read_unlabelled(path: str | os.PathLike, text_column: str | None = None, fmt
         raise DataError(f"{path}: no text found")
     return TextDataset(texts, None, [], str(path), f"text columns {col!r} + {pair_col!r} (pairs)" if pair_col
                        else f"text column {col!r}")
+
+
+def read_bundle_data(model, data: str | os.PathLike) -> TextDataset:
+    """Labelled `data` read the way a loaded bundle (`runtime.EdgeModel`) answers: its labels (and their
+    spellings), its problem type."""
+    return read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values,
+                         problem=model.problem)

@@ -17,7 +17,7 @@ What u is depends on the problem type (`PROBLEMS`):
 
 The staged runtime, the compiled graph's checks, calibration, evaluation and
 the bench all use these functions; torch code converts to numpy at the
-boundary (`edgekd.evaluate` has a torch twin that a test proves equal).
+boundary (`edgekd.distill.evaluate` has a torch twin that a test proves equal).
 """
 
 from __future__ import annotations

@@ -131,7 +131,7 @@ def compare(bundle: Path, items: list, speed: float, runtimes: list[str]) -> dic
 
 def main() -> None:
     import runtime
-    from edgekd.export import read_bundle_data
+    from edgekd.data import read_bundle_data
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bundle", type=Path)

@@ -70,9 +70,9 @@ PAIRS = [
 def make_bundles(work: Path) -> dict[str, Path]:
     import torch
 
-    from edgekd.model import EarlyExitStudent, StudentConfig
-    from edgekd.fixtures import SPECIALS, WORDS, tiny_tokenizer
-    from edgekd.vocab import VocabMap, compress_student, nearest_kept
+    from edgekd.distill.model import EarlyExitStudent, StudentConfig
+    from edgekd.testing.fixtures import SPECIALS, WORDS, tiny_tokenizer
+    from edgekd.distill.vocab import VocabMap, compress_student, nearest_kept
     from exporters import export_student
     from exporters.quantize import precision_rewrite
     from runtime.manifest import TaskSpec

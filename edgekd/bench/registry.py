@@ -91,7 +91,7 @@ class Context:
 
     @cached_property
     def teacher(self):
-        from edgekd.teacher import load_teacher
+        from edgekd.distill.teacher import load_teacher
 
         teacher = load_teacher(self._need_run("the teacher").teacher, len(self.labels), problem=self.problem)
         teacher.config._attn_implementation = "eager"
@@ -102,7 +102,7 @@ class Context:
         if not hasattr(self, "_teacher_shape"):
             from transformers import AutoConfig
 
-            from edgekd.families import family_of
+            from edgekd.distill.families import family_of
 
             c = AutoConfig.from_pretrained(self._need_run("the teacher").teacher)
             family = family_of(c)
@@ -112,7 +112,7 @@ class Context:
 
     @cached_property
     def student(self):
-        from edgekd.students import load_student
+        from edgekd.distill.students import load_student
 
         return load_student(self._need_run("the student").student).eval()  # the run's recorded student type
 
@@ -128,7 +128,7 @@ class Context:
         if not path.is_file():
             from exporters import export_full_graph
 
-            from edgekd.teacher import has_segments
+            from edgekd.distill.teacher import has_segments
 
             self.log("exporting the teacher as one ONNX graph")
             pair = self.manifest.text_pair and has_segments(self.teacher)

@@ -64,7 +64,7 @@ def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: 
 def teacher_torch_system(teacher, encoder: TextEncoder, labels: list[str], problem: str = "single-label") -> System:
     import torch
 
-    from edgekd.teacher import segment_kwargs
+    from edgekd.distill.teacher import segment_kwargs
 
     names = np.array(labels)
     layers = teacher.config.num_hidden_layers

@@ -8,11 +8,11 @@ import random
 import pytest
 import torch
 
-from edgekd.augment import Augmenter, auto_factor, embedding_neighbours
+from edgekd.distill.augment import Augmenter, auto_factor, embedding_neighbours
 from edgekd.config import Optim, optim_overrides, resolve_config
-from edgekd.losses import task_distillation
-from edgekd.batches import TokenizedData
-from edgekd.train import total_steps, train_loop
+from edgekd.distill.losses import task_distillation
+from edgekd.distill.batches import TokenizedData
+from edgekd.distill.train import total_steps, train_loop
 from tests.conftest import tiny_config
 
 
@@ -73,7 +73,7 @@ def test_the_data_size_schedule_gives_way_to_an_explicit_one():
 
 @pytest.mark.slow
 def test_the_best_dev_checkpoint_is_kept(tmp_path):
-    from edgekd.fixtures import tiny_tokenizer
+    from edgekd.testing.fixtures import tiny_tokenizer
     from runtime.tokenize import TextEncoder
 
     encoder = TextEncoder.from_file(tiny_tokenizer(tmp_path / "tok.json"), 8)
@@ -98,7 +98,7 @@ def test_the_best_dev_checkpoint_is_kept(tmp_path):
 
 @pytest.mark.slow
 def test_augmented_run_builds_reuses_and_splits_the_transfer_set(tiny_teacher_dir, tiny_data, tmp_path):
-    from edgekd.pipeline import distill
+    from edgekd.distill.pipeline import distill
 
     overrides = dict(stages=["teacher", "attention", "finetune"], data={"augment": 3})
     logs: list[str] = []
@@ -130,7 +130,7 @@ def test_augmented_run_builds_reuses_and_splits_the_transfer_set(tiny_teacher_di
     assert (resumed / "transfer" / "logits.pt").stat().st_mtime_ns == before
     assert any("reused from" in line for line in logs)
     assert json.loads((resumed / "transfer" / "variants.json").read_text()) == variants
-    from edgekd.model import EarlyExitStudent
+    from edgekd.distill.model import EarlyExitStudent
 
     a, b = (EarlyExitStudent.load(r / "student").state_dict() for r in (run, resumed))
     for key in a:
@@ -145,8 +145,8 @@ def test_attention_and_branches_read_the_transfer_variants_too(tiny_teacher_dir,
     """The stages that need no labels train on the unlabelled text plus the transfer set's variants (a small
     labelled set otherwise gives its exit heads a few dozen steps)."""
     from edgekd import train
-    from edgekd.pipeline import distill
-    from edgekd.stages import attention, branches
+    from edgekd.distill.pipeline import distill
+    from edgekd.distill.stages import attention, branches
 
     rows: dict[str, int] = {}
 

@@ -17,7 +17,7 @@ from edgekd.bench import registry
 from edgekd.bench.measure import Row
 from edgekd.bench.report import add_ratios, pareto
 from edgekd.cli import app
-from edgekd.export import export_run
+from edgekd.distill.export import export_run
 from runtime.errors import EdgeKDError
 from tests.conftest import TEXTS
 
@@ -150,7 +150,7 @@ def test_a_killed_run_resumes_without_measuring_again(bundle, dev_file, tmp_path
 
 
 def _texts(n, seed=0):
-    from edgekd.fixtures import WORDS
+    from edgekd.testing.fixtures import WORDS
 
     rng = random.Random(seed)
     out = []
@@ -252,7 +252,7 @@ def test_bench_command_writes_json_markdown_and_plot(finished_run, tiny_data, tm
 
 @pytest.mark.slow
 def test_competitors_and_profile_sit_beside_edgekd_in_one_run(tiny_teacher_dir, tiny_data, tmp_path):
-    from edgekd.pipeline import distill
+    from edgekd.distill.pipeline import distill
     from tests.conftest import tiny_config
 
     run = distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher", "finetune"]),

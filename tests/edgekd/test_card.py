@@ -9,7 +9,7 @@ import pytest
 
 import runtime
 from edgekd.card import front_matter
-from edgekd.export import export_run
+from edgekd.distill.export import export_run
 from runtime.errors import BundleError
 
 

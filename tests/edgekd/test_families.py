@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.families import LAYER_COPYING, family_of
-from edgekd.model import EarlyExitStudent, StudentConfig
-from edgekd.teacher import TeacherAdaptor, TeacherError, check_teacher
-from edgekd.student_init import init_student_from_teacher, student_shape
-from edgekd.fixtures import TINY_FAMILIES, tiny_config, tiny_teacher
+from edgekd.distill.families import LAYER_COPYING, family_of
+from edgekd.distill.model import EarlyExitStudent, StudentConfig
+from edgekd.distill.teacher import TeacherAdaptor, TeacherError, check_teacher
+from edgekd.distill.student_init import init_student_from_teacher, student_shape
+from edgekd.testing.fixtures import TINY_FAMILIES, tiny_config, tiny_teacher
 
 LENGTH = 9
 
@@ -139,7 +139,7 @@ def test_init_teacher_is_refused_in_one_line_for_families_whose_layers_cannot_be
 
 
 def test_auto_init_follows_the_family():
-    from edgekd.teacher import resolve_init
+    from edgekd.distill.teacher import resolve_init
 
     assert [resolve_init("auto", f) for f in ("bert", "albert", "deberta-v2", "modernbert")] == \
         ["teacher", "teacher", "random", "random"]
@@ -159,8 +159,8 @@ def test_an_unknown_family_is_refused_naming_the_supported_ones(tmp_path):
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_every_family_distils_exports_and_predicts_with_the_default_init(family, tiny_data, tmp_path):
     import runtime
-    from edgekd.export import export_run
-    from edgekd.pipeline import distill
+    from edgekd.distill.export import export_run
+    from edgekd.distill.pipeline import distill
     from tests.conftest import tiny_config as run_config
 
     teacher = tiny_teacher(tmp_path / "teacher", family=family, layers=3)
@@ -188,7 +188,7 @@ def test_every_family_distils_exports_and_predicts_with_the_default_init(family,
 def test_student_init_copies_layers_from_another_checkpoint(tiny_data, tmp_path):
     """A DeBERTa teacher cannot give its layers; --student-init PATH (a BERT checkpoint with the same tokenizer)
     does, word embeddings included."""
-    from edgekd.stages import RunContext
+    from edgekd.distill.stages import RunContext
     from tests.conftest import tiny_config as run_config
 
     teacher = tiny_teacher(tmp_path / "deberta", family="deberta-v2", num_labels=2)
@@ -211,8 +211,8 @@ def test_student_init_copies_layers_from_another_checkpoint(tiny_data, tmp_path)
 @pytest.mark.parametrize("family", ["distilbert", "deberta-v2", "modernbert"])
 def test_bench_runs_the_teacher_of_other_families_in_torch_and_onnx(family, tiny_data, tmp_path):
     from edgekd.bench import BenchOptions, run_bench
-    from edgekd.export import export_run
-    from edgekd.pipeline import distill
+    from edgekd.distill.export import export_run
+    from edgekd.distill.pipeline import distill
     from tests.conftest import tiny_config as run_config
 
     teacher = tiny_teacher(tmp_path / "teacher", family=family)

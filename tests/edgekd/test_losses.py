@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgekd import losses
+from edgekd.distill import losses
 
 
 def test_identical_attention_gives_zero():

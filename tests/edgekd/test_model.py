@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgekd.model import EarlyExitStudent, StudentConfig
-from edgekd.teacher import TeacherError, load_teacher
-from edgekd.student_init import init_student_from_teacher, uniform_layers
+from edgekd.distill.model import EarlyExitStudent, StudentConfig
+from edgekd.distill.teacher import TeacherError, load_teacher
+from edgekd.distill.student_init import init_student_from_teacher, uniform_layers
 from tests.conftest import make_student
 
 

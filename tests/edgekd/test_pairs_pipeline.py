@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import runtime
 from edgekd.cli import app
 from edgekd.data import DataError, read_labelled, read_unlabelled
-from edgekd.fixtures import tiny_sentiment
+from edgekd.testing.fixtures import tiny_sentiment
 
 
 def pair_rows(n: int, seed: int):
@@ -51,7 +51,7 @@ def test_pair_columns_are_found_and_named(pair_files, tmp_path):
 
 @pytest.fixture(scope="module")
 def pair_run(tiny_teacher_dir, pair_files, tmp_path_factory):
-    from edgekd.pipeline import distill
+    from edgekd.distill.pipeline import distill
     from tests.conftest import tiny_config
 
     lines = []
@@ -74,7 +74,7 @@ def test_distill_reads_pairs_augments_them_and_publishes_a_pair_student(pair_run
 
 @pytest.mark.slow  # fast-tier budget: kept in the full suite
 def test_a_pair_run_exports_predicts_and_calibrates(pair_run, pair_files, tmp_path):
-    from edgekd.export import export_run
+    from edgekd.distill.export import export_run
 
     run, _ = pair_run
     bundle = export_run(run, tmp_path / "b", data=pair_files["dev"], max_drop=5.0).path
@@ -104,7 +104,7 @@ def test_a_pair_run_exports_predicts_and_calibrates(pair_run, pair_files, tmp_pa
 @pytest.mark.slow
 def test_the_bench_on_pairs_compares_the_teacher_and_the_pair_baselines(pair_run, pair_files, tmp_path):
     from edgekd.bench import BenchOptions, run_bench
-    from edgekd.export import export_run
+    from edgekd.distill.export import export_run
 
     run, _ = pair_run
     bundle = export_run(run, tmp_path / "b").path

@@ -10,11 +10,11 @@ import torch
 
 import runtime
 from edgekd.config import ConfigError
-from edgekd.export import export_run
-from edgekd.model import EarlyExitStudent
-from edgekd.pipeline import distill
+from edgekd.distill.export import export_run
+from edgekd.distill.model import EarlyExitStudent
+from edgekd.distill.pipeline import distill
 from edgekd.run_folder import StudentFolder
-from edgekd.stages import RunContext
+from edgekd.distill.stages import RunContext
 from runtime.exits import REPORT_SPEEDS
 from tests.conftest import tiny_config
 from edgekd.data import DataError
@@ -118,7 +118,7 @@ def test_distill_export_and_run_without_torch_agree(finished_run, tmp_path):
 
 
 def test_epoch_batches_cover_every_row_once_and_group_lengths():
-    from edgekd.batches import epoch_batches
+    from edgekd.distill.batches import epoch_batches
 
     lengths = torch.randint(2, 60, (1000,))
     batches = epoch_batches(0, lengths, 32, seed=1)
@@ -135,9 +135,9 @@ def test_gradient_accumulation_matches_one_big_batch(tmp_path):
     import torch.nn.functional as F
 
     from edgekd.config import Optim
-    from edgekd.fixtures import tiny_sentiment, tiny_tokenizer
-    from edgekd.batches import TokenizedData
-    from edgekd.train import train_loop
+    from edgekd.testing.fixtures import tiny_sentiment, tiny_tokenizer
+    from edgekd.distill.batches import TokenizedData
+    from edgekd.distill.train import train_loop
     from runtime.tokenize import TextEncoder
     from tests.conftest import make_student
 
@@ -186,7 +186,7 @@ def test_resume_is_bit_exact_from_any_kill_point(tiny_teacher_dir, tiny_data, tm
 
 def test_a_distill_that_cannot_start_leaves_no_folder(tiny_teacher_dir, tiny_data, tmp_path):
     from edgekd.config import ConfigError
-    from edgekd.pipeline import distill
+    from edgekd.distill.pipeline import distill
     from tests.conftest import tiny_config
 
     bad = tmp_path / "bad.tsv"
@@ -203,7 +203,7 @@ def test_a_distill_that_cannot_start_leaves_no_folder(tiny_teacher_dir, tiny_dat
 
 def test_overwrite_starts_over_and_never_removes_a_foreign_folder(tiny_teacher_dir, tiny_data, tmp_path):
     from edgekd.config import ConfigError
-    from edgekd.pipeline import distill
+    from edgekd.distill.pipeline import distill
     from tests.conftest import tiny_config
 
     cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher"])
@@ -222,8 +222,8 @@ def test_overwrite_starts_over_and_never_removes_a_foreign_folder(tiny_teacher_d
 
 @pytest.mark.slow  # about 1 s: the full tier (keeps `-m 'not slow'` under 60 s)
 def test_label_names_reach_the_bundle_and_predictions(tiny_teacher_dir, tmp_path):
-    from edgekd.pipeline import distill
-    from edgekd.fixtures import tiny_sentiment
+    from edgekd.distill.pipeline import distill
+    from edgekd.testing.fixtures import tiny_sentiment
     from tests.conftest import tiny_config
 
     files = {}

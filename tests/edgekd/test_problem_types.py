@@ -12,10 +12,10 @@ import torch
 from typer.testing import CliRunner
 
 import runtime
-from edgekd import losses
+from edgekd.distill import losses
 from edgekd.cli import app
 from edgekd.data import DataError, detect_problem, label_names_option, read_labelled
-from edgekd.fixtures import tiny_sentiment
+from edgekd.testing.fixtures import tiny_sentiment
 
 
 def write(path, text):
@@ -59,8 +59,8 @@ def test_refusals_name_the_row_and_the_fix(tmp_path):
 
 def test_a_flag_that_contradicts_the_teacher_is_refused(tmp_path, tiny_data):
     from edgekd.config import ConfigError
-    from edgekd.fixtures import tiny_teacher
-    from edgekd.stages.context import declared_problem
+    from edgekd.testing.fixtures import tiny_teacher
+    from edgekd.distill.stages.context import declared_problem
     from tests.conftest import tiny_config
 
     teacher = tiny_teacher(tmp_path / "t", num_labels=3)
@@ -77,7 +77,7 @@ def test_a_flag_that_contradicts_the_teacher_is_refused(tmp_path, tiny_data):
 
 def test_standardize_is_refused_for_labels(tmp_path, tiny_teacher_dir, tiny_data):
     from edgekd.config import ConfigError
-    from edgekd.stages import RunContext
+    from edgekd.distill.stages import RunContext
     from tests.conftest import tiny_config
 
     cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", data={"standardize": True})
@@ -89,7 +89,7 @@ def test_standardize_is_refused_for_labels(tmp_path, tiny_teacher_dir, tiny_data
 def test_standardize_defaults_to_on_for_regression_only_and_a_resume_keeps_the_runs_choice(tmp_path, tiny_teacher_dir,
                                                                                            tiny_data):
     from edgekd.config import ConfigError
-    from edgekd.stages import RunContext
+    from edgekd.distill.stages import RunContext
     from tests.conftest import tiny_config
 
     files = {n: write(tmp_path / f"{n}.tsv", typed_rows("regression", k, s)) for n, k, s in (("train", 32, 0),
@@ -111,8 +111,8 @@ def test_standardize_defaults_to_on_for_regression_only_and_a_resume_keeps_the_r
 @pytest.mark.parametrize("kind", ["transformer", "bilstm"])
 def test_head_bias_prior_starts_each_multi_label_head_at_its_labels_share_of_the_training_rows(kind, tmp_path):
     from edgekd.config import ConfigError
-    from edgekd.fixtures import tiny_teacher
-    from edgekd.stages import RunContext
+    from edgekd.testing.fixtures import tiny_teacher
+    from edgekd.distill.stages import RunContext
     from tests.conftest import tiny_config
 
     files = {n: write(tmp_path / f"{n}.tsv", typed_rows("multi-label", k, s)) for n, k, s in (("train", 40, 0),
@@ -179,7 +179,7 @@ def typed_rows(problem: str, n: int, seed: int) -> str:
 
 @pytest.fixture(scope="module", params=["multi-label", "regression"])
 def typed_run(request, tiny_teacher_dir, tmp_path_factory):
-    from edgekd.pipeline import distill
+    from edgekd.distill.pipeline import distill
     from tests.conftest import tiny_config
 
     problem = request.param
@@ -212,7 +212,7 @@ def test_a_run_says_its_type_and_reports_its_metrics(typed_run):
 
 @pytest.mark.slow
 def test_a_typed_run_exports_calibrates_and_answers_everywhere(typed_run, tmp_path):
-    from edgekd.export import export_run
+    from edgekd.distill.export import export_run
 
     problem, run, files, _ = typed_run
     bundle = export_run(run, tmp_path / "b", data=files["dev"], max_drop=5.0).path
@@ -249,7 +249,7 @@ def test_a_typed_run_exports_calibrates_and_answers_everywhere(typed_run, tmp_pa
 @pytest.mark.slow
 def test_bench_scores_each_type_with_its_metrics_and_baselines(typed_run, tmp_path):
     from edgekd.bench import BenchOptions, run_bench
-    from edgekd.export import export_run
+    from edgekd.distill.export import export_run
 
     problem, run, files, _ = typed_run
     bundle = export_run(run, tmp_path / "b").path
@@ -313,8 +313,8 @@ def test_the_regression_rule_study_scores_the_runtime_rule_as_the_runtime_decide
 def test_small_students_train_and_answer_for_both_types(problem, kind, tiny_teacher_dir, tmp_path):
     import numpy as np
 
-    from edgekd.export import export_run
-    from edgekd.pipeline import distill
+    from edgekd.distill.export import export_run
+    from edgekd.distill.pipeline import distill
     from tests.conftest import tiny_config
 
     files = {n: write(tmp_path / f"{n}.tsv", typed_rows(problem, k, s)) for n, k, s in (("train", 64, 0), ("dev", 16, 1))}
@@ -336,8 +336,8 @@ def test_small_students_train_and_answer_for_both_types(problem, kind, tiny_teac
 @pytest.mark.slow
 @pytest.mark.parametrize("standardize", [True, False])
 def test_standardized_regression_heads_start_at_the_targets_mean(standardize, tiny_teacher_dir, tmp_path):
-    from edgekd.pipeline import distill
-    from edgekd.stages import RunContext
+    from edgekd.distill.pipeline import distill
+    from edgekd.distill.stages import RunContext
     from tests.conftest import tiny_config
 
     def shifted(n, seed):  # scores around 3 (like STS-B's 0..5), far from a zero-initialised head

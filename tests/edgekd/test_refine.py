@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from edgekd.pipeline import distill
-from edgekd.refine import flip_labels, merge_targets, score_rows, split_rows
+from edgekd.distill.pipeline import distill
+from edgekd.distill.refine import flip_labels, merge_targets, score_rows, split_rows
 from tests.conftest import tiny_config
 
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgekd.batches import TokenizedData
+from edgekd.distill.batches import TokenizedData
 from edgekd.config import Optim, optim_overrides, resolve_config
-from edgekd.fixtures import tiny_sentiment, tiny_tokenizer
-from edgekd.train import plan_note, train_loop
+from edgekd.testing.fixtures import tiny_sentiment, tiny_tokenizer
+from edgekd.distill.train import plan_note, train_loop
 from runtime.tokenize import TextEncoder
 from tests.conftest import make_student
 
@@ -264,7 +264,7 @@ def test_a_kill_saves_the_step_in_progress_and_resumes_exactly(data, tmp_path, s
 
 
 def test_finished_stages_drop_their_resume_checkpoints_unless_kept(tiny_teacher_dir, tiny_data, tmp_path):
-    from edgekd.pipeline import distill
+    from edgekd.distill.pipeline import distill
     from tests.conftest import tiny_config
 
     lines = []

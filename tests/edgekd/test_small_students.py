@@ -10,10 +10,10 @@ import torch
 
 import runtime
 from edgekd.config import ConfigError
-from edgekd.export import export_run
-from edgekd.pipeline import distill
-from edgekd.students import KINDS, SmallStudentConfig, build_small_student, load_student, reverse_within_length
-from edgekd.fixtures import SPECIALS, WORDS
+from edgekd.distill.export import export_run
+from edgekd.distill.pipeline import distill
+from edgekd.distill.students import KINDS, SmallStudentConfig, build_small_student, load_student, reverse_within_length
+from edgekd.testing.fixtures import SPECIALS, WORDS
 from exporters import export_classifier
 from tests.conftest import TEXTS, tiny_config
 

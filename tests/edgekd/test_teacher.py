@@ -11,7 +11,7 @@ def _teacher_with_head(folder, names, auto_map=False):
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
-    from edgekd.fixtures import SPECIALS, WORDS, tiny_tokenizer
+    from edgekd.testing.fixtures import SPECIALS, WORDS, tiny_tokenizer
 
     folder.mkdir(parents=True, exist_ok=True)
     tiny_tokenizer(folder / "tokenizer.json")
@@ -31,7 +31,7 @@ def _teacher_with_head(folder, names, auto_map=False):
 def test_a_head_with_other_class_names_is_mapped_by_name_or_refused(tmp_path, tiny_data):
     import torch
 
-    from edgekd.teacher import TeacherError, load_teacher
+    from edgekd.distill.teacher import TeacherError, load_teacher
 
     teacher = _teacher_with_head(tmp_path / "t", ["positive", "negative"])  # the reverse of the data's order
     model = load_teacher(teacher, 2, labels=["negative", "positive"])
@@ -50,7 +50,7 @@ def test_a_head_with_other_class_names_is_mapped_by_name_or_refused(tmp_path, ti
 
 
 def test_remote_code_and_stray_weights_are_refused_up_front(tmp_path):
-    from edgekd.teacher import TeacherError, check_teacher
+    from edgekd.distill.teacher import TeacherError, check_teacher
 
     evil = _teacher_with_head(tmp_path / "evil", ["a", "b"], auto_map=True)
     with pytest.raises(TeacherError, match="remote code"):
@@ -66,7 +66,7 @@ def test_factorised_embeddings_with_init_teacher_are_accepted(tmp_path):
     comes along; tests/edgekd/test_families.py checks the copy is exact)."""
     from transformers import ElectraConfig, ElectraModel
 
-    from edgekd.teacher import check_teacher
+    from edgekd.distill.teacher import check_teacher
 
     ElectraModel(ElectraConfig(vocab_size=60, embedding_size=16, hidden_size=32, num_hidden_layers=2,
                                num_attention_heads=2, intermediate_size=64)).save_pretrained(
@@ -78,7 +78,7 @@ def test_factorised_embeddings_with_init_teacher_are_accepted(tmp_path):
 def test_a_tokenizer_that_is_not_the_teachers_is_refused_or_warned(tiny_teacher_dir, tmp_path):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    from edgekd.teacher import TeacherError, check_tokenizer
+    from edgekd.distill.teacher import TeacherError, check_tokenizer
     from runtime.tokenize import TextEncoder
 
     big = Tokenizer(models.WordLevel({f"w{i}": i for i in range(500)} | {"[UNK]": 500}, unk_token="[UNK]"))
@@ -94,7 +94,7 @@ def test_a_tokenizer_that_is_not_the_teachers_is_refused_or_warned(tiny_teacher_
 
 
 def test_a_missing_teacher_folder_or_an_offline_hub_id_names_the_fix(tmp_path):
-    from edgekd.teacher import TeacherError, teacher_config
+    from edgekd.distill.teacher import TeacherError, teacher_config
 
     with pytest.raises(TeacherError, match=r"the teacher folder .*/nowhere/teacher does not exist"):
         teacher_config(str(tmp_path / "nowhere" / "teacher"), offline=True)

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import runtime
-from edgekd.export import export_run
-from edgekd.pipeline import distill
-from edgekd.vocab import VocabMap, choose_kept, compress_student, keep_count, nearest_kept, special_ids
+from edgekd.distill.export import export_run
+from edgekd.distill.pipeline import distill
+from edgekd.distill.vocab import VocabMap, choose_kept, compress_student, keep_count, nearest_kept, special_ids
 from exporters import export_student
 from runtime.tokenize import TextEncoder
-from edgekd.fixtures import SPECIALS, WORDS
+from edgekd.testing.fixtures import SPECIALS, WORDS
 from tests.conftest import TEXTS, make_student, tiny_config
 
 

@@ -19,7 +19,7 @@ from exporters import export_classifier, export_student
 from exporters.compile import compile_early_exit
 from exporters.quantize import precision_rewrite
 from runtime.exits import SPEED_GRID, decide, normalized_entropy
-from edgekd.fixtures import SPECIALS, WORDS
+from edgekd.testing.fixtures import SPECIALS, WORDS
 from tests.conftest import TEXTS, make_student
 
 VOCAB = len(SPECIALS) + len(WORDS) + 2
@@ -29,7 +29,7 @@ SPEEDS = list(SPEED_GRID) + [1.0]
 
 @pytest.fixture(scope="module")
 def compressed_bundle(tmp_path_factory, tokenizer_file):
-    from edgekd.vocab import VocabMap, compress_student, nearest_kept
+    from edgekd.distill.vocab import VocabMap, compress_student, nearest_kept
 
     student = make_student(sharpen=60.0, seed=3)
     kept = np.array([0, 1, 2, 3, 4] + list(range(5, student.config.vocab_size, 2)))
@@ -177,7 +177,7 @@ def test_compiled_graph_is_portable_onnx_and_converts_to_ort_format(which, reque
 
 @pytest.mark.parametrize("kind", ["bilstm", "textcnn"])
 def test_one_graph_students_answer_the_same_call(kind, tmp_path, tokenizer_file):
-    from edgekd.students import SmallStudentConfig, build_small_student
+    from edgekd.distill.students import SmallStudentConfig, build_small_student
 
     torch.manual_seed(0)
     student = build_small_student(SmallStudentConfig(kind=kind, vocab_size=VOCAB, embed_size=16, hidden_size=12,

@@ -17,7 +17,7 @@ from tests.conftest import make_student
 import os
 import stat
 from edgekd.data import DataError
-from edgekd.export import export_run
+from edgekd.distill.export import export_run
 
 
 @pytest.mark.parametrize("head_type", ["mean", "cls", "attention"])

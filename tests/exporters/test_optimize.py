@@ -53,7 +53,7 @@ def test_auto_keeps_the_faster_variant_by_its_measured_times(student, tokenizer_
 
 
 def test_a_bad_mode_is_refused_before_anything_is_written(finished_run, tmp_path):
-    from edgekd.export import ExportError, export_run
+    from edgekd.distill.export import ExportError, export_run
 
     with pytest.raises(ExportError, match="'fastest' is not one of none, fused, auto"):
         export_run(finished_run, tmp_path / "b", optimize="fastest")

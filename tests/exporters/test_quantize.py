@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 
 import runtime
-from edgekd.export import export_run
+from edgekd.distill.export import export_run
 from exporters import export_student
 from exporters.quantize import INT8_METHODS, apply_precision, quantize_int8
 from runtime.exits import REPORT_SPEEDS
@@ -69,7 +69,7 @@ def test_int8_run_export_reports_agreement_and_recalibrates(finished_run, tiny_d
 
 
 def _words_texts(n: int, seed: int = 0) -> list[str]:
-    from edgekd.fixtures import WORDS
+    from edgekd.testing.fixtures import WORDS
 
     rng = np.random.default_rng(seed)
     return [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 12)))) for _ in range(n)]
@@ -151,7 +151,7 @@ def test_auto_int8_keeps_the_fastest_agreeing_method_and_records_true_agreement(
 
 
 def test_explicit_static_int8_needs_data_and_bad_methods_are_refused(finished_run, tmp_path):
-    from edgekd.export import ExportError
+    from edgekd.distill.export import ExportError
 
     with pytest.raises(ExportError, match="needs --data"):
         export_run(finished_run, tmp_path / "s", precision="int8", int8="static")

@@ -23,7 +23,7 @@ STAGES = ["teacher", "attention", "refine", "baseline", "finetune", "branches"]
 
 
 def make_files(folder: Path) -> dict[str, Path]:
-    from edgekd.fixtures import tiny_sentiment
+    from edgekd.testing.fixtures import tiny_sentiment
 
     files = {}
     for name, n, seed in (("train", 160, 0), ("dev", 48, 1)):
@@ -35,9 +35,9 @@ def make_files(folder: Path) -> dict[str, Path]:
 
 def golden_run(folder: Path) -> dict:
     import runtime
-    from edgekd.export import export_run
-    from edgekd.pipeline import distill
-    from edgekd.fixtures import tiny_teacher
+    from edgekd.distill.export import export_run
+    from edgekd.distill.pipeline import distill
+    from edgekd.testing.fixtures import tiny_teacher
     from tests.conftest import TEXTS, tiny_config
 
     teacher = tiny_teacher(folder / "teacher")

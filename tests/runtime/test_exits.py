@@ -1,4 +1,4 @@
-"""The one exit rule (runtime/exits.py) and its torch twin (edgekd/evaluate.py) agree."""
+"""The one exit rule (runtime/exits.py) and its torch twin (edgekd/distill/evaluate.py) agree."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.evaluate import apply_exit_rule
-from edgekd.evaluate import normalized_entropy as torch_entropy
+from edgekd.distill.evaluate import apply_exit_rule
+from edgekd.distill.evaluate import normalized_entropy as torch_entropy
 from runtime.exits import SPEED_GRID, check_speed, decide, leaves, normalized_entropy
 
 

@@ -1,7 +1,10 @@
 """The layers hold: runtime/ imports only the standard library, numpy, onnxruntime and tokenizers;
-exporters/ never imports the training side; edgekd/apps/ (what runs a bundle for users) imports the
-runtime, the standard library and its serving libraries, never torch, transformers, exporters or the
-training modules. Checked on the source of every file, and by running the commands with torch blocked."""
+exporters/ never imports the training side; the torch side of edgekd is one folder, edgekd/distill/, and
+every other module of edgekd imports without torch, transformers, onnx or exporters (reaching into
+edgekd/distill/ only inside the functions that train or export); edgekd/apps/ (what runs a bundle for
+users) imports the runtime, the standard library and its serving libraries, never torch, transformers,
+exporters or the training modules. Checked on the source of every file, by importing every module with
+torch blocked, and by running the commands with torch blocked."""
 
 from __future__ import annotations
 
@@ -14,6 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = ROOT / "runtime"
 APPS = ROOT / "edgekd" / "apps"
+TORCH_SIDE = ROOT / "edgekd" / "distill"
+# what a torch-free module of edgekd may not import at its top level (only inside a function that needs it)
+HEAVY = {"torch", "transformers", "onnx", "exporters", "safetensors", "edgekd.distill"}
 ALLOWED_THIRD_PARTY = {"numpy", "onnxruntime", "tokenizers"}
 # edgekd/apps: its serving libraries; of edgekd itself only the apps and the torch-free file readers
 APPS_THIRD_PARTY = ALLOWED_THIRD_PARTY | {"starlette", "uvicorn", "prometheus_client", "tqdm", "ray"}
@@ -62,6 +68,75 @@ def test_apps_import_the_runtime_and_their_own_libraries_only():
         assert "exporters" not in {m.split(".")[0] for m in modules}, f"edgekd/apps/{path.name} imports exporters"
 
 
+def torch_free_modules() -> list[Path]:
+    """Every module of edgekd outside its torch side (edgekd/distill/)."""
+    return [p for p in sorted((ROOT / "edgekd").rglob("*.py")) if TORCH_SIDE not in p.parents]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Modules imported by the statements at the top of a file (not inside functions or classes)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_the_torch_side_is_one_folder():
+    """Outside edgekd/distill/, no module of edgekd imports torch, transformers, onnx, exporters or the torch
+    side at its top level; and edgekd/distill/ holds the modules that do."""
+    files = torch_free_modules()
+    assert {module_name(p) for p in files} >= {"edgekd.cli", "edgekd.config", "edgekd.data", "edgekd.metrics",
+                                                 "edgekd.card", "edgekd.calibrate", "edgekd.pack",
+                                                 "edgekd.run_folder", "edgekd.bench.run", "edgekd.apps.serve"}
+    for path in files:
+        heavy = {m for m in top_level_imports(path) if any(m == h or m.startswith(h + ".") for h in HEAVY)}
+        assert not heavy, f"{path.relative_to(ROOT)} imports {heavy} at its top level: import it inside the " \
+                          "function that trains or exports, or move the module into edgekd/distill/"
+    torch_side = {module_name(p) for p in TORCH_SIDE.rglob("*.py")}
+    assert torch_side >= {"edgekd.distill.model", "edgekd.distill.losses", "edgekd.distill.train",
+                          "edgekd.distill.pipeline", "edgekd.distill.export", "edgekd.distill.stages.context",
+                          "edgekd.distill.families.base"}
+
+
+IMPORT_ALL = """
+import importlib, sys
+class _Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {'torch', 'transformers', 'exporters', 'onnx'}:
+            raise ImportError(f'{name} is not installed here (blocked by the test)')
+        return None
+sys.meta_path.insert(0, _Blocked())
+failed = []
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        failed.append(f'{name}: {type(exc).__name__}: {exc}')
+print('FAILED', failed)
+print('LOADED', [m for m in ('torch', 'transformers', 'exporters', 'onnx') if m in sys.modules])
+"""
+
+
+def test_every_torch_free_module_imports_without_torch():
+    """Every module of edgekd outside edgekd/distill/ imports in a process where importing torch,
+    transformers, onnx or exporters raises, and none of them gets loaded."""
+    import subprocess
+
+    names = [module_name(p) for p in torch_free_modules()]
+    out = subprocess.run([sys.executable, "-c", IMPORT_ALL, *names], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "FAILED []" in out.stdout, out.stdout[-3000:]
+    assert "LOADED []" in out.stdout, out.stdout[-500:]
+
+
 def test_exporters_never_import_the_training_side():
     files = sorted((RUNTIME.parent / "exporters").glob("*.py"))
     assert files
@@ -91,7 +166,7 @@ except SystemExit as exc:
 
 @pytest.mark.slow
 def test_bundle_commands_run_without_torch(bundle, tmp_path):
-    """predict, inspect, calibrate and bench of a bundle alone: only the runtime's dependencies."""
+    """--help, predict, inspect, pack, calibrate and bench of a bundle alone: only the runtime's dependencies."""
     import subprocess
     import sys
 
@@ -105,7 +180,10 @@ def test_bundle_commands_run_without_torch(bundle, tmp_path):
 
     shutil.copytree(bundle, work)
     commands = [
+        ["--help"],
+        ["predict", "--help"],
         ["predict", str(work), "a superb film", "--json"],
+        ["pack", str(work), "--target", "web", "--out", str(tmp_path / "web")],
         ["inspect", str(work)],
         ["calibrate", str(work), "--data", str(data), "--max-drop", "5"],
         ["bench", str(work), "--data", str(data), "--out", str(tmp_path / "r"), "--latency-texts", "3",

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import runtime
-from edgekd.evaluate import apply_exit_rule
+from edgekd.distill.evaluate import apply_exit_rule
 from runtime.errors import InputError, InputTypeError
 from runtime.tokenize import TextEncoder
 from tests.conftest import TEXTS, make_student
@@ -143,7 +143,7 @@ def test_pair_tokens_equal_transformers(tmp_path, style):
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    from edgekd.fixtures import WORDS
+    from edgekd.testing.fixtures import WORDS
 
     if style == "bert":
         specials = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3}

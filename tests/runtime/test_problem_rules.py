@@ -69,7 +69,7 @@ def test_a_rule_refuses_unknown_types_and_bad_scales():
 def test_the_torch_twin_equals_the_runtime_rule(problem, patience):
     import torch
 
-    from edgekd.evaluate import apply_exit_rule, exit_uncertainty
+    from edgekd.distill.evaluate import apply_exit_rule, exit_uncertainty
 
     gen = np.random.default_rng(3)
     width = 1 if problem == "regression" else 4
@@ -107,7 +107,7 @@ def typed_bundle(request, tmp_path_factory, tokenizer_file):
 def test_typed_bundles_match_torch_on_both_engines(typed_bundle):
     import torch
 
-    from edgekd.evaluate import apply_exit_rule
+    from edgekd.distill.evaluate import apply_exit_rule
 
     problem, student, path = typed_bundle
     graph, staged = runtime.load(path, engine="graph"), runtime.load(path, engine="staged")

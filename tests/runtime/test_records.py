@@ -50,7 +50,7 @@ def test_every_problem_is_listed_with_its_path():
 
 
 def test_student_config_refuses_unknown_keys_like_the_manifest(tmp_path):
-    from edgekd.model import StudentConfig
+    from edgekd.distill.model import StudentConfig
 
     path = tmp_path / "student.json"
     StudentConfig(vocab_size=10, num_labels=2).save(path)

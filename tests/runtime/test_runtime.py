@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import runtime
-from edgekd.evaluate import apply_exit_rule
+from edgekd.distill.evaluate import apply_exit_rule
 from runtime.errors import DeviceError
 from runtime.tokenize import TextEncoder
 from tests.conftest import TEXTS

@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgekd.families import LAYER_PARTS, TeacherError, family_of
-from edgekd.teacher import init_problems
+from edgekd.distill.families import LAYER_PARTS, TeacherError, family_of
+from edgekd.distill.teacher import init_problems
 
 
 def _spread(total: int, count: int) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """BERT: the reference layout (and the default every other adaptor departs from)."""
 
-from edgekd.families.base import Family
+from edgekd.distill.families.base import Family
 
 
 class Bert(Family):

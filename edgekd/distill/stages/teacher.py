@@ -7,11 +7,11 @@ import shutil
 
 import torch
 
-from edgekd.evaluate import classifier_logits
-from edgekd.teacher import has_task_head, head_parameters, load_teacher, segment_kwargs
-from edgekd.batches import TokenizedData
-from edgekd.train import barrier, schedule_note, train_loop
-from edgekd.stages.context import RunContext, classifier_loss
+from edgekd.distill.evaluate import classifier_logits
+from edgekd.distill.teacher import has_task_head, head_parameters, load_teacher, segment_kwargs
+from edgekd.distill.batches import TokenizedData
+from edgekd.distill.train import barrier, schedule_note, train_loop
+from edgekd.distill.stages.context import RunContext, classifier_loss
 from runtime.files import atomic_folder
 
 

@@ -1,16 +1,16 @@
 """Stage `finetune`: student backbone + trunk classifier on the labelled rows,
 (1 - lambda) * gold loss + lambda * KD from the teacher's (or refined) logits, both by problem type
-(edgekd.losses.task_distillation)."""
+(edgekd.distill.losses.task_distillation)."""
 
 from __future__ import annotations
 
 import torch
 
-from edgekd import losses
-from edgekd.stages.context import RunContext
-from edgekd.batches import TokenizedData
-from edgekd.evaluate import segments
-from edgekd.train import schedule_note, train_loop
+from edgekd.distill import losses
+from edgekd.distill.stages.context import RunContext
+from edgekd.distill.batches import TokenizedData
+from edgekd.distill.evaluate import segments
+from edgekd.distill.train import schedule_note, train_loop
 
 
 def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:

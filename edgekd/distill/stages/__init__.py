@@ -1,4 +1,4 @@
-"""The stages of `edgekd distill`, one module each; `edgekd.pipeline` runs them in the order of
+"""The stages of `edgekd distill`, one module each; `edgekd.distill.pipeline` runs them in the order of
 `edgekd.config.STAGES`.
 
 Each is a small object: `name`, `needs` and `writes` (run-folder items, for readers and
@@ -9,13 +9,13 @@ error messages) and `run(ctx) -> metrics`, where `ctx` is the run's shared
 from __future__ import annotations
 
 from edgekd.config import STAGES
-from edgekd.stages.attention import AttentionStage
-from edgekd.stages.baseline import BaselineStage
-from edgekd.stages.branches import BranchesStage
-from edgekd.stages.context import RunContext
-from edgekd.stages.finetune import FinetuneStage
-from edgekd.stages.refine import RefineStage
-from edgekd.stages.teacher import TeacherStage
+from edgekd.distill.stages.attention import AttentionStage
+from edgekd.distill.stages.baseline import BaselineStage
+from edgekd.distill.stages.branches import BranchesStage
+from edgekd.distill.stages.context import RunContext
+from edgekd.distill.stages.finetune import FinetuneStage
+from edgekd.distill.stages.refine import RefineStage
+from edgekd.distill.stages.teacher import TeacherStage
 
 _ALL = {s.name: s for s in (TeacherStage(), RefineStage(), AttentionStage(), BaselineStage(), FinetuneStage(),
                             BranchesStage())}

@@ -1,6 +1,6 @@
 """DistilBERT: BERT's post-LN layers under other names; no segment embeddings."""
 
-from edgekd.families.base import ACTIVATIONS, Embeddings, Family
+from edgekd.distill.families.base import ACTIVATIONS, Embeddings, Family
 
 
 class DistilBert(Family):

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from edgekd.batches import Batch, TokenizedData
+from edgekd.distill.batches import Batch, TokenizedData
 from edgekd.config import Optim
 from runtime.files import atomic_write
 

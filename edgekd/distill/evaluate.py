@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from edgekd.batches import TokenizedData
+from edgekd.distill.batches import TokenizedData
 from edgekd.metrics import main_metric, task_scores
 
 

@@ -5,7 +5,7 @@ layer's queries and keys after the rotary transform (what its attention really c
 
 from __future__ import annotations
 
-from edgekd.families.base import Family, QKVCapture
+from edgekd.distill.families.base import Family, QKVCapture
 
 
 class _RotaryCapture(QKVCapture):

@@ -3,7 +3,7 @@
 Its layers have no BERT-shaped counterpart, so the student starts at random (or from
 --student-init) and learns from the content queries, keys and values of the last layer."""
 
-from edgekd.families.base import Embeddings, Family, QKVCapture
+from edgekd.distill.families.base import Embeddings, Family, QKVCapture
 
 
 class Deberta(Family):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edgekd.stages.context import RunContext
-from edgekd.stages.finetune import train_task
+from edgekd.distill.stages.context import RunContext
+from edgekd.distill.stages.finetune import train_task
 
 
 class BaselineStage:

@@ -15,11 +15,11 @@ from pathlib import Path
 import runtime
 from edgekd.card import training_source, write_card
 from edgekd.config import DistillConfig
-from edgekd.data import read_labelled, read_unlabelled
-from edgekd.evaluate import all_exit_logits
+from edgekd.data import read_bundle_data, read_labelled, read_unlabelled
+from edgekd.distill.evaluate import all_exit_logits
 from edgekd.run_folder import RunFolder, StudentFolder
-from edgekd.students import SmallStudent, load_student
-from edgekd.batches import TokenizedData
+from edgekd.distill.students import SmallStudent, load_student
+from edgekd.distill.batches import TokenizedData
 from exporters import ExportError, ExportResult, export_classifier, export_student
 from exporters.quantize import INT8_CHOICES, PRECISIONS, apply_precision, choose_int8
 from edgekd.metrics import choose_thresholds, gold_array, main_metric, pearson, task_scores
@@ -43,12 +43,6 @@ EXIT_RULES = {
 }
 
 CHECK_SPEEDS = REPORT_SPEEDS
-
-
-def read_bundle_data(model: runtime.EdgeModel, data: str | os.PathLike):
-    """Labelled `data` read the way `model` answers: its labels (and their spellings), its problem type."""
-    return read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values,
-                         problem=model.problem)
 
 
 def precision_agreement(bundle: Path, student, data: str | os.PathLike,
@@ -223,7 +217,7 @@ def _source(cfg: DistillConfig, student) -> dict:
 def _compress(run: RunFolder, cfg: DistillConfig, student, keep: float | None, size: int | None, metric: str,
               data: str | os.PathLike | None):
     from edgekd.data import read_unlabelled
-    from edgekd.vocab import build_vocab_map, compress_student, remapped_share
+    from edgekd.distill.vocab import build_vocab_map, compress_student, remapped_share
     from runtime.tokenize import TextEncoder
 
     if student.config.original_vocab_size:
@@ -233,8 +227,8 @@ def _compress(run: RunFolder, cfg: DistillConfig, student, keep: float | None, s
     if cfg.data.unlabeled:
         texts += read_unlabelled(cfg.data.unlabeled, cfg.data.text_column or None).texts
     if run.teacher.is_dir():
-        from edgekd.families import family_of
-        from edgekd.teacher import load_teacher
+        from edgekd.distill.families import family_of
+        from edgekd.distill.teacher import load_teacher
 
         teacher = load_teacher(run.teacher, student.config.num_labels)
         embedding = family_of(teacher.config).word_embeddings(teacher)

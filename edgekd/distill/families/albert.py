@@ -3,7 +3,7 @@
 Every student layer copies the shared layer its teacher depth uses, so the student starts
 as ALBERT unrolled; the copies then train apart."""
 
-from edgekd.families.base import Family, TeacherError
+from edgekd.distill.families.base import Family, TeacherError
 
 
 class Albert(Family):

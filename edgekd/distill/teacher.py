@@ -1,7 +1,7 @@
 """The teacher: a Hugging Face encoder classifier read through its family's adaptor.
 
 The distillation code never touches model classes: `TeacherAdaptor` turns a
-forward pass into `TeacherOutput(logits, last_qkv)`, and `edgekd.families` says
+forward pass into `TeacherOutput(logits, last_qkv)`, and `edgekd.distill.families` says
 where each family keeps its embeddings, layers and last-layer q, k, v.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgekd.families import LAYER_COPYING, TeacherError, family_of
+from edgekd.distill.families import LAYER_COPYING, TeacherError, family_of
 
 
 @dataclass

@@ -11,16 +11,16 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from edgekd.augment import Augmenter, auto_factor, embedding_neighbours
+from edgekd.distill.augment import Augmenter, auto_factor, embedding_neighbours
 from edgekd.config import STUDENT_STAGES, ConfigError, DistillConfig
 from edgekd.data import TextDataset, read_labelled, read_unlabelled
-from edgekd import losses
-from edgekd.evaluate import all_exit_logits, classifier_logits, exit_table, main_score, scores
-from edgekd.model import EarlyExitStudent, StudentConfig
-from edgekd.refine import flip_labels
+from edgekd.distill import losses
+from edgekd.distill.evaluate import all_exit_logits, classifier_logits, exit_table, main_score, scores
+from edgekd.distill.model import EarlyExitStudent, StudentConfig
+from edgekd.distill.refine import flip_labels
 from edgekd.run_folder import RunFolder, read_json, write_json
-from edgekd.students import SmallStudentConfig, build_small_student, load_student, project_teacher_embeddings
-from edgekd.teacher import (
+from edgekd.distill.students import SmallStudentConfig, build_small_student, load_student, project_teacher_embeddings
+from edgekd.distill.teacher import (
     TeacherAdaptor,
     check_teacher,
     check_tokenizer,
@@ -36,10 +36,10 @@ from edgekd.teacher import (
     teacher_problem,
     teacher_tokenizer_json,
 )
-from edgekd.batches import TokenizedData, label_tensor
-from edgekd.student_init import init_student_from_teacher, student_shape
-from edgekd.train import barrier, rank_world, setup_distributed
-from edgekd.vocab import MASK_TOKENS, VocabMap, build_vocab_map, compress_student, first_token, remapped_share
+from edgekd.distill.batches import TokenizedData, label_tensor
+from edgekd.distill.student_init import init_student_from_teacher, student_shape
+from edgekd.distill.train import barrier, rank_world, setup_distributed
+from edgekd.distill.vocab import MASK_TOKENS, VocabMap, build_vocab_map, compress_student, first_token, remapped_share
 from runtime.exits import default_rule
 from runtime.files import atomic_folder, atomic_write
 from runtime.tokenize import TextEncoder
@@ -201,7 +201,7 @@ class RunContext:
 
     # ------------------------------------------------------------------ helpers
     def label_tensor(self, labels: list) -> torch.Tensor:
-        """Labels (None = gold unknown) as this task's training tensor (edgekd.batches.label_tensor)."""
+        """Labels (None = gold unknown) as this task's training tensor (edgekd.distill.batches.label_tensor)."""
         return label_tensor(labels, self.problem, len(self.labels))
 
     @property

@@ -1,16 +1,16 @@
-"""Stage `refine`: two-teacher label refinement of the training rows' KD targets (see edgekd/refine.py)."""
+"""Stage `refine`: two-teacher label refinement of the training rows' KD targets (see edgekd/distill/refine.py)."""
 
 from __future__ import annotations
 
 
 import torch
 
-from edgekd.evaluate import classifier_logits
-from edgekd.refine import merge_targets, score_rows, split_rows
-from edgekd.teacher import load_teacher, segment_kwargs
-from edgekd.batches import TokenizedData
-from edgekd.train import barrier, train_loop
-from edgekd.stages.context import RunContext, classifier_ce
+from edgekd.distill.evaluate import classifier_logits
+from edgekd.distill.refine import merge_targets, score_rows, split_rows
+from edgekd.distill.teacher import load_teacher, segment_kwargs
+from edgekd.distill.batches import TokenizedData
+from edgekd.distill.train import barrier, train_loop
+from edgekd.distill.stages.context import RunContext, classifier_ce
 from runtime.files import atomic_write
 
 
@@ -20,7 +20,7 @@ class RefineStage:
     writes = ['refined_logits.pt']  # what it leaves in the run folder
 
     def run(self, ctx: RunContext) -> dict:
-        """Two-teacher label refinement of the training rows' targets (see edgekd/refine.py)."""
+        """Two-teacher label refinement of the training rows' targets (see edgekd/distill/refine.py)."""
         r = ctx.cfg.refine
         a_logits = ctx.teacher_logits()
         labels = ctx.train.labels

@@ -4,11 +4,11 @@ its value for regression); backbone and trunk frozen."""
 
 from __future__ import annotations
 
-from edgekd import losses
+from edgekd.distill import losses
 from edgekd.config import ConfigError
-from edgekd.evaluate import segments
-from edgekd.train import train_loop
-from edgekd.stages.context import RunContext
+from edgekd.distill.evaluate import segments
+from edgekd.distill.train import train_loop
+from edgekd.distill.stages.context import RunContext
 
 
 class BranchesStage:

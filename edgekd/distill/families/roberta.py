@@ -1,6 +1,6 @@
 """RoBERTa, XLM-RoBERTa, CamemBERT: BERT's layers; position ids start after the padding id."""
 
-from edgekd.families.base import Family
+from edgekd.distill.families.base import Family
 
 
 class Roberta(Family):

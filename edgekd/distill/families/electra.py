@@ -1,6 +1,6 @@
 """ELECTRA: BERT's layers; embeddings may be narrower than the hidden size, with a projection."""
 
-from edgekd.families.base import Family
+from edgekd.distill.families.base import Family
 
 
 class Electra(Family):

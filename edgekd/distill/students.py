@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgekd.model import CONFIG_FILE, WEIGHTS_FILE, EarlyExitStudent, StudentOutput, VocabRemap
+from edgekd.distill.model import CONFIG_FILE, WEIGHTS_FILE, EarlyExitStudent, StudentOutput, VocabRemap
 from runtime.files import atomic_write_text
 from runtime.records import from_json, to_json
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from edgekd import losses
-from edgekd.evaluate import segments
-from edgekd.train import train_loop
-from edgekd.vocab import MASK_TOKENS, first_token
-from edgekd.stages.context import RunContext
+from edgekd.distill import losses
+from edgekd.distill.evaluate import segments
+from edgekd.distill.train import train_loop
+from edgekd.distill.vocab import MASK_TOKENS, first_token
+from edgekd.distill.stages.context import RunContext
 
 
 class AttentionStage:

@@ -1,17 +1,17 @@
 """Teacher families: one small adaptor per file. To add a family, write a `Family` subclass
-in a new file, list it in FAMILIES, and its name to `edgekd.fixtures.TINY_FAMILIES` (with any config it needs in `tiny_config`)
+in a new file, list it in FAMILIES, and its name to `edgekd.testing.fixtures.TINY_FAMILIES` (with any config it needs in `tiny_config`)
 (the family tests then cover it)."""
 
 from __future__ import annotations
 
-from edgekd.families.albert import Albert
-from edgekd.families.base import LAYER_PARTS, Embeddings, Family, QKVCapture, TeacherError
-from edgekd.families.bert import Bert
-from edgekd.families.deberta import Deberta
-from edgekd.families.distilbert import DistilBert
-from edgekd.families.electra import Electra
-from edgekd.families.modernbert import ModernBert
-from edgekd.families.roberta import Roberta
+from edgekd.distill.families.albert import Albert
+from edgekd.distill.families.base import LAYER_PARTS, Embeddings, Family, QKVCapture, TeacherError
+from edgekd.distill.families.bert import Bert
+from edgekd.distill.families.deberta import Deberta
+from edgekd.distill.families.distilbert import DistilBert
+from edgekd.distill.families.electra import Electra
+from edgekd.distill.families.modernbert import ModernBert
+from edgekd.distill.families.roberta import Roberta
 
 FAMILIES: tuple[Family, ...] = (Bert(), Roberta(), Electra(), DistilBert(), Albert(), Deberta(), ModernBert())
 SUPPORTED = tuple(name for family in FAMILIES for name in family.names)

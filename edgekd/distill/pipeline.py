@@ -1,6 +1,6 @@
 """`edgekd distill`: run the configured stages, in order, into a run folder, resumably.
 
-The stages live in `edgekd/stages/` (one module each); the run folder's layout in
+The stages live in `edgekd/distill/stages/` (one module each); the run folder's layout in
 `edgekd/run_folder.py`. This file only orders them: a finished stage is skipped, an
 interrupted one resumes from its last checkpoint, and the last student is published
 as the self-contained `student/` folder that `edgekd export` reads.
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Callable
 
 from edgekd.config import CONFIG_FILE, STUDENT_STAGES, ConfigError, DistillConfig
-from edgekd.stages import REGISTRY, RunContext
-from edgekd.stages.context import Log
-from edgekd.train import CHECKPOINT, barrier, rank_world
+from edgekd.distill.stages import REGISTRY, RunContext
+from edgekd.distill.stages.context import Log
+from edgekd.distill.train import CHECKPOINT, barrier, rank_world
 
 # Which stage's student becomes the run's student: the latest that finished.
 PUBLISH_ORDER = tuple(reversed(STUDENT_STAGES))
