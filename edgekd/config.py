@@ -7,7 +7,7 @@ partial configs (dicts) merged under the user's file and flags.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,15 @@ SMALL_STUDENT_STAGES = ["teacher", "finetune"]  # BiLSTM / TextCNN: no attention
 CONFIG_FILE = "config.json"
 
 
+def flag(help: str, name: str = "", parse: str = "", cli_type: type | None = None, invert: bool = False) -> dict:
+    """Field metadata that makes a config field a flag of `edgekd distill` (edgekd.cli.distill builds its options
+    from these): `name` the flag's spelling without dashes (default: the field's name with dashes), `parse`
+    how its text becomes the value ("list": comma-separated; "label_names": edgekd.data.label_names_option),
+    `cli_type` the flag's type where the field's default does not say it, `invert` a bool flag that sets the
+    field to its negation (--online sets offline false)."""
+    return {"flag": {"help": help, "name": name, "parse": parse, "type": cli_type, "invert": invert}}
+
+
 class ConfigError(EdgeKDError):
     def __init__(self, problems: list[str]):
         self.problems = problems
@@ -35,46 +44,72 @@ class ConfigError(EdgeKDError):
 
 @dataclass
 class DataConfig:
-    train: str = ""  # labelled file (TSV/CSV/JSONL)
-    dev: str = ""  # labelled file for accuracy after each stage
-    unlabeled: str = ""  # text for `attention` and `branches`; default: the train texts
-    text_column: str = ""  # default: sentence / text / ... (or the first of a known pair of columns)
+    train: str = field(default="", metadata=flag("Labelled training file (TSV, CSV or JSONL)."))
+    dev: str = field(default="", metadata=flag("Labelled dev file; accuracy is reported after each stage."))
+    unlabeled: str = field(default="", metadata=flag(
+        "Unlabelled text (.txt, one per line, or a labelled file's text) for the attention and branches stages; "
+        "default: the train texts."))
+    text_column: str = field(default="", metadata=flag(
+        "Text column of the data files (default: sentence, text, content, review, ...)."))
     # a text pair's second column (sentence2, question2, hypothesis, text_pair, passage are found without it)
-    text_pair_column: str = ""
-    label_column: str = ""  # default: label / labels / ...
-    label_names: list[str] = field(default_factory=list)  # display names for the data's labels, in their order
+    text_pair_column: str = field(default="", metadata=flag(
+        "Second text column: the data are text pairs (paraphrase, entailment, duplicate questions, reranking). "
+        "Found without the flag when the files have sentence1/sentence2, question1/question2, "
+        "premise/hypothesis, text/text_pair or query/passage."))
+    label_column: str = field(default="", metadata=flag(
+        "Label column of the data files (default: label, labels, class, ...)."))
+    label_names: list[str] = field(default_factory=list, metadata=flag(
+        "Names for the data's labels in their sorted order: comma-separated (negative,positive for SST-2's 0,1) "
+        "or @FILE with one name a line (@../shared/data/goemotions/labels.txt); predictions then print names.",
+        parse="label_names", cli_type=str))
     # single-label | multi-label | regression; "" = the teacher's config.problem_type, else found from the labels
-    problem: str = ""
+    problem: str = field(default="", metadata=flag(
+        "single-label (one class per text, softmax) | multi-label (any number of labels, sigmoids) | regression "
+        "(a number). Default: the teacher's config.problem_type, else found from the labels (a cell listing "
+        "several labels such as 8,20 -> multi-label; numbers not all whole -> regression)."))
     # regression: train in units of the training targets' s.d. (every MSE divided by s^2) with new heads starting
     # at the targets' mean; the bundle answers in the data's units either way. None = on for regression (STS-B:
     # student 84.75 Pearson on dev against 82.54 in data units); the run's config.json records what was used
-    standardize: bool | None = None
+    standardize: bool | None = field(default=None, metadata=flag(
+        "Regression: train in units of the training targets' standard deviation (every MSE / s^2), new heads "
+        "starting at their mean (the default for regression: STS-B's student 84.75 Pearson against 82.54); the "
+        "bundle answers in the data's units either way.", cli_type=bool))
     max_train: int = 0  # student stages use the first N train rows (0 = all); rows are shuffled per epoch anyway
     max_unlabeled: int = 0  # use the first N unlabelled rows (0 = all)
-    max_length: int = 64  # tokens per text, [CLS] and [SEP] included
+    max_length: int = field(default=64, metadata=flag("Tokens per text."))  # [CLS] and [SEP] included
     label_noise: float = 0.0  # experiments: flip this share of the training labels at random (dev stays clean)
     # transfer set N x the labelled rows (masking, embedding-neighbour swaps, n-gram spans), labelled by the
     # teacher, for the attention and finetune stages; -1 = auto (on below AUGMENT_BELOW labelled rows); 0 = off
-    augment: int = -1
+    augment: int = field(default=-1, metadata=flag(
+        "Transfer set N x the labelled rows (masked words, embedding-neighbour swaps, n-gram spans; labelled by "
+        "the teacher) for the attention and finetune stages. Default: on below 20k labelled rows (factor "
+        "printed); 0 turns it off."))
 
 
 @dataclass
 class StudentShape:
-    kind: str = "transformer"  # transformer (early exit) | bilstm | textcnn (one stage, no exits)
-    layers: int = 4
-    hidden: int = 256
-    heads: int = 8
-    ffn: int = 1024
-    head_type: str = "mean"  # exit heads: mean | cls | attention
+    kind: str = field(default="transformer", metadata=flag(  # bilstm / textcnn: one stage, no exits
+        "Student kind: transformer (early exit) | bilstm | textcnn.", name="student"))
+    layers: int = field(default=4, metadata=flag("Student layers (one exit head each)."))
+    hidden: int = field(default=256, metadata=flag("Student width."))
+    heads: int = field(default=8, metadata=flag("Student attention heads."))
+    ffn: int = field(default=1024, metadata=flag("Student feed-forward size."))
+    head_type: str = field(default="mean", metadata=flag("Exit head: mean | cls | attention."))
     # auto: teacher where the family's layers fit a BERT-shaped student (bert, roberta, xlm-roberta, camembert,
     # electra, distilbert, albert), random for deberta-v2 / modernbert | teacher (layers + width selection;
     # bilstm/textcnn: PCA of its embeddings) | random
-    init: str = "auto"
-    init_from: str = ""  # a BERT-family checkpoint whose layers start the student (--student-init), instead of the teacher's
+    init: str = field(default="auto", metadata=flag(
+        "Student init: auto (teacher where the family's layers can be copied, else random) | teacher (layer + "
+        "width selection) | random."))
+    init_from: str = field(default="", metadata=flag(
+        "Start the student from this BERT-family checkpoint's layers instead of the teacher's (e.g. for a "
+        "DeBERTa or ModernBERT teacher).", name="student-init"))
     embed: int = 300  # bilstm / textcnn embedding width (hidden = LSTM units per direction)
     dropout: float = 0.1
-    vocab_keep: float = 0.0  # GLMD vocabulary compression: fraction in (0, 1] of tokens kept; 0 = off
-    vocab_size: int = 0  # ... or a count of tokens kept (give at most one of the two); 0 = off
+    vocab_keep: float = field(default=0.0, metadata=flag(  # 0 = off
+        "GLMD vocabulary compression: keep this fraction of the tokens (0 < f <= 1)."))
+    vocab_size: int = field(default=0, metadata=flag(  # 0 = off; at most one of the two
+        "GLMD vocabulary compression: keep this many tokens (instead of --vocab-keep)."))
     vocab_metric: str = "dot"  # nearest kept token by dot product | cosine
     # where a new student's heads start: default (the output bias as the layer initialises it, near 0; regression:
     # the training targets' mean) | prior (multi-label: each label's bias at the log-odds of its share of the
@@ -123,7 +158,8 @@ class AttentionOptions(Optim):
     alpha: float = 1.0  # weight of attention-distribution KL
     beta: float = 1.0  # weight of value-relation KL
     relation_heads: int = 0  # 0 = largest common divisor of both widths <= max head count
-    objective: str = "relations"  # relations (attention + value KL) | word (GLMD word prediction) | both
+    objective: str = field(default="relations", metadata=flag(
+        "Attention stage: relations (attention + value KL) | word (GLMD word prediction) | both."))
     word_weight: float = 1.0  # weight of the word-prediction KL when combined
     word_temperature: float = 15.0
     word_mask: float = 0.15  # share of input tokens replaced by [MASK] for the word objective
@@ -133,7 +169,8 @@ class AttentionOptions(Optim):
 class FinetuneOptions(Optim):
     lr: float = 1e-4
     epochs: float = 2.0
-    kd: str = "soft"  # soft (Hinton, T^2-scaled KL) | mse (Tang, logits)
+    kd: str = field(default="soft", metadata=flag(  # soft: Hinton, T^2-scaled KL; mse: Tang
+        "Task distillation: soft (temperature KL) | mse (logits)."))
     temperature: float = 2.0
     kd_weight: float = 0.7  # lambda: (1-lambda)*CE + lambda*KD
 
@@ -154,13 +191,18 @@ class RefineOptions(Optim):
 
 @dataclass
 class DistillConfig:
-    teacher: str = ""  # local Hugging Face folder or hub id
-    out: str = ""  # run folder
-    seed: int = 42
-    device: str = "auto"  # auto | cpu | cuda
-    offline: bool = True  # never reach a hub (local folders only)
-    keep_checkpoints: bool = False  # keep each finished stage's resume checkpoint (optimizer state; large)
-    stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))
+    teacher: str = field(default="", metadata=flag(
+        "Teacher: a local Hugging Face folder (BERT family), or a hub id with --online."))
+    out: str = field(default="", metadata=flag("Run folder. Re-running with the same folder resumes."))
+    seed: int = field(default=42, metadata=flag("Random seed."))
+    device: str = field(default="auto", metadata=flag("auto | cpu | cuda."))
+    offline: bool = field(default=True, metadata=flag(  # never reach a hub (local folders only)
+        "Allow hub downloads for --teacher.", name="online", invert=True))
+    keep_checkpoints: bool = field(default=False, metadata=flag(
+        "Keep each finished stage's resume checkpoint (with optimizer state: several times the model's size); "
+        "by default only what later stages and export read is kept."))
+    stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES), metadata=flag(
+        "Comma-separated stages, run in this order: " + ",".join(STAGES) + ".", parse="list", cli_type=str))
     data: DataConfig = field(default_factory=DataConfig)
     student: StudentShape = field(default_factory=StudentShape)
     teacher_stage: TeacherOptions = field(default_factory=TeacherOptions)
@@ -289,6 +331,57 @@ class DistillConfig:
         return self
 
 
+@dataclass(frozen=True)
+class Flag:
+    """One `edgekd distill` option made from a config field's metadata (see `flag`)."""
+
+    name: str  # the option's spelling without dashes: "layers", "student-init"
+    path: tuple[str, ...]  # where its value goes in the config: ("student", "layers")
+    help: str
+    type: type
+    parse: str = ""
+    invert: bool = False
+
+    def value(self, text):
+        """The config value of what the flag was given."""
+        if self.parse == "list":
+            return [s.strip() for s in text.split(",") if s.strip()]
+        if self.parse == "label_names":
+            from edgekd.data import label_names_option
+
+            return label_names_option(text)
+        return (not text) if self.invert else text
+
+
+def cli_flags(cls: type = None, prefix: tuple[str, ...] = ()) -> list[Flag]:
+    """The fields of DistillConfig (and its sections) that carry a flag, in declaration order."""
+    out: list[Flag] = []
+    for f in fields(cls or DistillConfig):
+        spec = f.metadata.get("flag")
+        if spec:
+            default = f.default if f.default is not MISSING else None
+            kind = spec["type"] or type(default)
+            out.append(Flag(spec["name"] or f.name.replace("_", "-"), prefix + (f.name,), spec["help"], kind,
+                            spec["parse"], spec["invert"]))
+        elif is_dataclass(f.type if isinstance(f.type, type) else _SECTIONS.get(f.name)):
+            out.extend(cli_flags(_SECTIONS[f.name], prefix + (f.name,)))
+    return out
+
+
+def flag_overrides(given: dict[str, Any]) -> dict[str, Any]:
+    """A nested override dict from distill's flags (python names -> values, None = not given)."""
+    out: dict[str, Any] = {}
+    for fl in cli_flags():
+        value = given.get(fl.name.replace("-", "_"))
+        if value is None or value == "":
+            continue
+        node = out
+        for key in fl.path[:-1]:
+            node = node.setdefault(key, {})
+        node[fl.path[-1]] = fl.value(value)
+    return out
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
@@ -300,6 +393,10 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 _ALL_OPTIM = ("teacher_stage", "refine", "attention", "finetune", "branches")
+# the section dataclass of each nested field of DistillConfig (its annotations are strings here)
+_SECTIONS = {"data": DataConfig, "student": StudentShape, "teacher_stage": TeacherOptions,
+             "attention": AttentionOptions, "finetune": FinetuneOptions, "branches": BranchesOptions,
+             "refine": RefineOptions}
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The README's main job on 2 CPU cores: every labelled row, 40k unlabelled. The teacher and finetune train

@@ -133,3 +133,13 @@ class StudentFolder:
 
     def is_complete(self) -> bool:
         return all((self.root / f).is_file() for f in (TOKENIZER_FILE, LABELS_FILE, INFERENCE_FILE))
+
+
+def run_dev_file(run_dir: Path) -> Path | None:
+    """The dev file a run was distilled with, if the run records one that still exists."""
+    config = Path(run_dir) / "config.json"
+    try:
+        dev = json.loads(config.read_text(encoding="utf-8"))["data"]["dev"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return Path(dev) if dev and Path(dev).is_file() else None

@@ -12,9 +12,23 @@ can embed it without torch:
 from __future__ import annotations
 
 from runtime.errors import BundleError, DeviceError, EdgeKDError, InputError, InputTypeError
-from runtime.manifest import SCHEMA_VERSION, Manifest, read_manifest
-from runtime.exits import normalized_entropy
-from runtime.model import EdgeModel, Prediction, load
+
+# The rest loads on first use (PEP 562), so `import runtime.errors` or `runtime.exits` (the CLI's help, the config)
+# does not pay for onnxruntime.
+_LAZY = {"SCHEMA_VERSION": "runtime.manifest", "Manifest": "runtime.manifest", "read_manifest": "runtime.manifest",
+         "normalized_entropy": "runtime.exits", "EdgeModel": "runtime.model", "Prediction": "runtime.model",
+         "load": "runtime.model"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+
 
 __all__ = [
     "SCHEMA_VERSION",

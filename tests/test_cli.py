@@ -158,3 +158,40 @@ def test_help_text_shows_no_bool_placeholder_lists_every_stage_and_no_false_vers
     demo = subprocess.run([sys.executable, "-m", "edgekd.cli", "demo", "--help"], capture_output=True, text=True,
                           env=env).stdout
     assert ">= 0.2" not in demo
+
+
+# every flag `edgekd distill` had before its options were made from the config's field metadata
+DISTILL_FLAGS = {"teacher", "train", "dev", "out", "unlabeled", "text-column", "text-pair-column", "label-column",
+                 "label-names", "problem", "standardize", "overwrite", "student", "layers", "hidden", "heads", "ffn",
+                 "head-type", "init", "student-init", "vocab-keep", "vocab-size", "augment", "stages", "epochs",
+                 "max-steps", "batch-size", "max-length", "kd", "objective", "seed", "device", "config", "preset",
+                 "online", "keep-checkpoints"}
+
+
+def test_distill_options_come_from_the_config_fields_with_their_old_spelling():
+    from edgekd.cli import command
+
+    distill = command().commands["distill"]
+    names = {opt[2:] for p in distill.params for opt in [*p.opts, *p.secondary_opts]
+             if opt.startswith("--") and opt != "--help"}
+    assert names >= DISTILL_FLAGS
+    assert {n for n in names if n.startswith("no-")} <= {"no-" + n for n in DISTILL_FLAGS}
+
+
+def test_distill_flags_land_in_their_config_fields(tmp_path):
+    from edgekd.config import flag_overrides, resolve_config
+
+    names = tmp_path / "labels.txt"
+    names.write_text("neg\npos\n")
+    given = {"teacher": "T", "out": "O", "train": "a.tsv", "dev": "b.tsv", "layers": 3, "student": "transformer",
+             "student_init": "ckpt", "label_names": f"@{names}", "stages": "teacher, finetune", "online": True,
+             "kd": "mse", "objective": "both", "standardize": False, "vocab_keep": 0.5, "text_pair_column": "q2",
+             "hidden": None, "heads": None}
+    cfg = resolve_config(None, None, flag_overrides(given))
+    assert (cfg.teacher, cfg.out, cfg.data.train, cfg.data.dev) == ("T", "O", "a.tsv", "b.tsv")
+    assert (cfg.student.layers, cfg.student.init_from, cfg.student.vocab_keep) == (3, "ckpt", 0.5)
+    assert cfg.student.hidden == 256  # not given: the default stays
+    assert cfg.data.label_names == ["neg", "pos"] and cfg.stages == ["teacher", "finetune"]
+    assert cfg.offline is False and cfg.finetune.kd == "mse" and cfg.attention.objective == "both"
+    assert cfg.data.standardize is False and cfg.data.text_pair_column == "q2"
+    assert resolve_config(None, None, flag_overrides({**given, "online": False})).offline is True

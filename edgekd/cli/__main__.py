@@ -1,0 +1,5 @@
+"""`python -m edgekd.cli`: the same as `edgekd`."""
+
+from edgekd.cli import main
+
+main()

@@ -1,0 +1,88 @@
+"""`edgekd inspect`: what a bundle holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgekd.cli.app import app, err, friendly
+from edgekd.present import calibration_lines, engine_line, runtime_threads_line, target_lines
+
+
+@app.command()
+@friendly
+def inspect(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    targets: Annotated[bool, typer.Option(
+        "--targets",
+        help="Also say which mobile execution providers (NNAPI, CoreML) could run model.onnx and the stage "
+                          "graphs, per onnxruntime's own usability checker (needs the onnx package).")] = False,
+) -> None:
+    """Show what a bundle holds: stages and sizes, labels, vocabulary, calibration."""
+    from runtime.manifest import read_manifest, resolve_inside, verify_bundle
+
+    manifest = read_manifest(bundle)
+    verify_bundle(bundle, manifest)
+    if targets:
+        _targets(bundle, manifest)
+        return
+    if as_json:
+        typer.echo(json.dumps(manifest.to_dict(), indent=2))
+        return
+    total = 0
+    typer.echo(f"bundle {bundle}  (schema {manifest.schema_version}, {manifest.student}, {manifest.precision}, "
+               f"opset {manifest.opset})")
+    typer.echo(f"labels: {', '.join(manifest.labels)}   max_length {manifest.max_length}   "
+               f"hidden {manifest.hidden_size}")
+    rule = manifest.rule()
+    typer.echo(f"problem: {manifest.problem} (exit rule {rule.name}" +
+               (f", scale {manifest.target_scale:g}, patience {rule.patience}" if manifest.target_scale else "") +
+               (", a pair of texts per input" if manifest.text_pair else "") + ")")
+    v = manifest.vocabulary
+    kept = (f"{v.kept_size} of {v.original_size} tokens kept" if v.kept_size != v.original_size
+            else f"{v.original_size} tokens")
+    if v.remapped_token_share is not None:
+        kept += f" ({100 * v.remapped_token_share:.2f}% of measured tokens remapped)"
+    typer.echo(f"vocabulary: {kept}")
+    typer.echo("stages:")
+    for stage in manifest.stages:
+        size = resolve_inside(bundle, stage.file).stat().st_size
+        total += size
+        typer.echo(f"  {stage.index:>2}  {stage.kind:<6} {stage.file:<16} {size / 1e6:8.2f} MB")
+    typer.echo(f"total {total / 1e6:.2f} MB   default speed {manifest.default_speed:g}")
+    cal = manifest.calibration
+    if cal:
+        typer.echo(f"calibration ({cal.data}; {cal.machine}; {cal.rule or 'no rule'}):")
+        for line in calibration_lines(cal.points, cal.metric, manifest.default_speed):
+            typer.echo(line)
+        threads = runtime_threads_line(bundle)
+        if threads:
+            typer.echo(threads)
+    typer.echo(engine_line(bundle) or "engine: graph (model.onnx) on CPU, staged with device='cuda' (the defaults; "
+               "`edgekd calibrate` measures both here)" if manifest.graph else "engine: staged (no model.onnx)")
+    q = manifest.quantization
+    if q:
+        typer.echo(f"int8: {q['chosen']} ({q['why']})")
+
+
+def _targets(bundle: Path, manifest) -> None:
+    """inspect --targets: the mobile-provider report, measured now (or the one recorded at export)."""
+    from runtime.errors import EdgeKDError
+
+    try:
+        import onnx  # noqa: F401  (the checker reads graphs with it)
+    except ImportError:
+        if manifest.mobile_providers is None:
+            raise EdgeKDError("inspect --targets needs the onnx package: pip install 'edgekd[train]' (or onnx)")
+        err("onnx is not installed: showing the report recorded at export")
+        report = manifest.mobile_providers
+    else:
+        from exporters.targets import bundle_targets
+
+        report = bundle_targets(bundle, manifest)
+    for line in target_lines(report):
+        typer.echo(line)

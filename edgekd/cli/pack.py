@@ -1,0 +1,29 @@
+"""`edgekd pack`: a slim bundle for one target (edgekd.pack)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgekd.cli.app import app, err, friendly
+
+
+@app.command()
+@friendly
+def pack(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `edgekd export`.")],
+    target: Annotated[str, typer.Option(
+        help="web (model.onnx + tokenizer + manifest: the JS runtime in the browser or Node) | mobile "
+             "(model.ort, the ORT format that ONNX Runtime Mobile loads, + tokenizer + manifest).")],
+    out: Annotated[Path, typer.Option(help="Folder to write the slim bundle to.")],
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing folder at --out (atomically).")] = False,
+) -> None:
+    """Write a slim bundle holding only what one target's runtime reads (an app ships what it runs)."""
+    from edgekd.pack import pack as run_pack
+    from runtime.manifest import bundle_size
+
+    path = run_pack(bundle, out, target, overwrite=overwrite)
+    err(f"wrote {path}: {bundle_size(path) / 1e6:.2f} MB for {target} ({bundle_size(bundle) / 1e6:.2f} MB in "
+         f"{bundle}); it answers as the full bundle on the check texts")

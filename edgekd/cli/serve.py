@@ -1,0 +1,67 @@
+"""`edgekd serve` (HTTP, edgekd.apps.serve) and `edgekd demo` (a page that runs the bundle in the browser)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edgekd.cli.app import app, err, friendly
+
+
+@app.command()
+@friendly
+def serve(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    host: Annotated[str, typer.Option(
+        help="Address to listen on (127.0.0.1: this machine only; 0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Server processes (each loads the bundle once).")] = 1,
+    speed: Annotated[Optional[float], typer.Option(
+        help="Speed when a request gives none (default: the bundle's).")] = None,
+    engine: Annotated[str, typer.Option(help="graph | staged | auto.")] = "auto",
+    max_batch: Annotated[int, typer.Option(help="Texts run together across requests.")] = 32,
+    max_queue: Annotated[int, typer.Option(help="Texts that may wait; beyond, requests get 503 + Retry-After.")] = 1024,
+    max_texts: Annotated[int, typer.Option(help="Texts in one request.")] = 256,
+    max_chars: Annotated[int, typer.Option(help="Characters in one text.")] = 10_000,
+    threads: Annotated[Optional[int], typer.Option(
+        help="onnxruntime threads per worker (default: one per core).")] = None,
+) -> None:
+    """Serve the bundle over HTTP: POST /v1/classify, GET /v1/model, /healthz, /readyz, /metrics.
+    Requests that arrive while the model is busy are batched together; SIGTERM drains and exits."""
+    from edgekd.apps.serve import Limits, serve as run_server
+
+    for name, value in (("max-batch", max_batch), ("max-queue", max_queue), ("max-texts", max_texts),
+                        ("max-chars", max_chars), ("workers", workers)):
+        if value < 1:
+            raise typer.BadParameter(f"--{name} must be at least 1")
+    from edgekd.apps.serve import check_port
+
+    check_port(host, port)
+    err(f"serving {bundle} at http://{host}:{port}/v1/classify  (Ctrl-C or SIGTERM stops it)")
+    run_server(bundle, host, port, workers, speed, engine,
+               Limits(max_batch=max_batch, max_queue=max_queue, max_texts=max_texts, max_chars=max_chars), threads)
+
+
+@app.command()
+@friendly
+def demo(
+    bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `edgekd export` (it runs model.onnx).")],
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to listen on; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    js_dir: Annotated[Optional[Path], typer.Option(
+        help="The js/ folder of an edgekd checkout (with node_modules).")] = None,
+) -> None:
+    """Serve a page that runs the bundle in the browser (onnxruntime-web): type a text, move the speed
+    slider, see the label, its probability and the layer it left at. No inference on the server."""
+    from edgekd.apps.demo import demo_server
+
+    server = demo_server(bundle, host, port, js_dir)
+    err(f"demo of {bundle} at http://{host}:{server.server_address[1]}/  (Ctrl-C stops it)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
