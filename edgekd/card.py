@@ -60,8 +60,7 @@ def render(manifest: Manifest) -> str:
     s = manifest.source or {}
     problem = manifest.problem
     binary = len(manifest.labels) == 2 and problem == "single-label"
-    metrics = {"multi-label": ["micro_f1", "macro_f1"], "regression": ["pearson", "spearman"]}.get(
-        problem, ["accuracy"] + (["f1"] if binary else []))
+    metrics = list(manifest.task.metrics) + (["f1"] if binary else [])
     front = ["---", "library_name: edgekd", "pipeline_tag: text-classification", f"license: {s.get('license', 'unknown')}",
              f"base_model: {s.get('base_model', 'unknown')}", "metrics:", *[f"  - {m}" for m in metrics],
              "tags:", "  - early-exit", "  - onnx", "  - knowledge-distillation", "---", ""]

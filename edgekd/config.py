@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import EdgeKDError
-from runtime.exits import REPORT_SPEEDS
+from runtime.exits import PROBLEMS, REPORT_SPEEDS
 from runtime.files import atomic_write_text
 from runtime.records import decode
 
@@ -310,7 +310,7 @@ class DistillConfig:
             p.append(f"refine.b_data {self.refine.b_data!r} is not failing or kept")
         if not 0 <= self.data.label_noise < 1:
             p.append("data.label_noise must lie in [0, 1)")
-        if self.data.problem not in ("", "single-label", "multi-label", "regression"):
+        if self.data.problem not in ("", *PROBLEMS):
             p.append(f"data.problem {self.data.problem!r} is not single-label, multi-label or regression (or empty: "
                      "found from the teacher and the labels)")
         if self.data.problem in ("multi-label", "regression") and "refine" in self.stages:

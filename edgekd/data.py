@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtime.errors import EdgeKDError
+from runtime.exits import PROBLEMS
 
 TEXT_COLUMNS = ("sentence", "text", "content", "review", "sentence1", "document")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "is_duplicate", "quality", "gold_label", "score")
-PROBLEMS = ("single-label", "multi-label", "regression")
 # (first, second) text columns of the usual text-pair sets: GLUE (MRPC/STS-B/RTE, QQP, MNLI), JSONL text_pair,
 # rerankers; recognised when no --text-column / --text-pair-column is given
 PAIR_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"),

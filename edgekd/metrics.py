@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.exits import sigmoid
+from runtime.task import METRICS
 
 
 def binary_f1(pred, gold, classes: int) -> float | None:
@@ -17,10 +18,8 @@ def binary_f1(pred, gold, classes: int) -> float | None:
     return 2 * tp / max(float((pred == 1).sum() + (gold == 1).sum()), 1.0)
 
 
-# The metrics of each problem type; the first is the main one (calibration's --max-drop, the bench's
-# ratios, "best checkpoint" during training).
-METRICS = {"single-label": ("accuracy",), "multi-label": ("micro_f1", "macro_f1"),
-           "regression": ("pearson", "spearman")}
+# METRICS: the metrics of each problem type, the first the main one (calibration's --max-drop, the bench's ratios,
+# "best checkpoint" during training); written once, in the task record's module
 
 
 def main_metric(problem: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runtime.task import METRICS
+
 
 def target_lines(report: dict) -> list[str]:
     """The report as text, one provider a line per graph."""
@@ -58,8 +60,7 @@ def calibration_lines(points, metric: str = "accuracy", chosen: float | None = N
     """A calibration table as text: speed, the problem type's metrics (x 100), average layers, latency."""
     from edgekd.card import shown_points
 
-    names = {"accuracy": ["accuracy", "f1"], "micro_f1": ["micro_f1", "macro_f1"],
-             "pearson": ["pearson", "spearman"]}[metric]
+    names = list(next(m for m in METRICS.values() if m[0] == metric)) + (["f1"] if metric == "accuracy" else [])
     names = [n for n in names if n != "f1" or any(p.f1 is not None for p in points)]
 
     def value(p, name):

@@ -23,13 +23,27 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekd.config import CONFIG_FILE
+from runtime.errors import EdgeKDError
 from runtime.files import atomic_folder, atomic_write_text
+from runtime.task import Task
 
 LABELS_FILE = "labels.json"
 LABEL_VALUES_FILE = "label_values.json"  # the labels as the data spells them (e.g. "0", "1"), same order
 TOKENIZER_FILE = "tokenizer.json"
 INFERENCE_FILE = "inference.json"  # in a finished student folder: {"max_length": N, "text_pair": bool, "task": {..}}
 TASK_FILE = "task.json"
+
+
+def read_task(data: dict, where: str | Path = TASK_FILE) -> Task:
+    """A run's task record (task.json; `task` in a student's inference.json). Runs made before the record
+    wrote {"problem", "why", "target_mean", "target_std"}: those keys are read into the same record."""
+    data = dict(data)
+    if "target_std" in data:
+        data["target_scale"] = data.pop("target_std")
+    task, problems = Task.from_dict({"problem": "single-label", **data}, "")
+    if problems or task is None:
+        raise EdgeKDError(f"{where}: the task record is malformed: " + "; ".join(problems))
+    return task
 
 
 def write_json(path: Path, data) -> None:
@@ -126,10 +140,10 @@ class StudentFolder:
         return bool(json.loads((self.root / INFERENCE_FILE).read_text(encoding="utf-8")).get("text_pair", False))
 
     @property
-    def task(self) -> dict:
-        """{"problem": ..., "why": ..., regression: "target_mean", "target_std"} (single-label when absent)."""
+    def task(self) -> Task:
+        """The task the student answers (single-label when its folder records none)."""
         info = json.loads((self.root / INFERENCE_FILE).read_text(encoding="utf-8"))
-        return info.get("task") or {"problem": "single-label"}
+        return read_task(info.get("task") or {}, self.root / INFERENCE_FILE)
 
     def is_complete(self) -> bool:
         return all((self.root / f).is_file() for f in (TOKENIZER_FILE, LABELS_FILE, INFERENCE_FILE))

@@ -12,7 +12,7 @@ import platform
 import shutil
 import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,13 +28,12 @@ from exporters.stages import DEFAULT_OPSET, StageSpec, example_inputs, export_sp
 from exporters.validate import Check, ExportValidationError, graph_cases, validate_compiled, validate_student_stages
 from runtime import files
 from runtime.errors import EdgeKDError
-from runtime.exits import REGRESSION_PATIENCE, RULE_NAMES, SPEED_GRID
+from runtime.exits import SPEED_GRID
 from runtime.manifest import (
     GRAPH_FILE,
     GRAPH_INPUTS,
     STAGE_INPUTS,
     TOKENIZER_FILE,
-    TaskSpec,
     Manifest,
     Stage,
     Vocabulary,
@@ -42,6 +41,7 @@ from runtime.manifest import (
     sha256_file,
     write_manifest,
 )
+from runtime.task import Task
 
 
 class ExportError(EdgeKDError):
@@ -102,7 +102,7 @@ def export_student(
     measure: Callable[[Path], None] | None = None,
     optimize: str = "none",
     text_pair: bool = False,
-    task: TaskSpec | None = None,
+    task: Task | None = None,
 ) -> ExportResult:
     """Export an early-exit student to a bundle folder `out` (made from text pairs with `text_pair`: the
     embed graph and model.onnx take token_type_ids).
@@ -140,7 +140,7 @@ def export_classifier(
     overwrite: bool = False,
     rewrite: Callable[[Path, Manifest], Manifest] | None = None,
     measure: Callable[[Path], None] | None = None,
-    task: TaskSpec | None = None,
+    task: Task | None = None,
 ) -> ExportResult:
     """Export a classifier without exits (BiLSTM, TextCNN: `model(input_ids, mask)`) as a
     one-stage bundle (`model.onnx`, kind `full`) that the same runtime runs."""
@@ -164,24 +164,18 @@ def _check_inputs(cfg, labels: list[str], tokenizer_file) -> None:
 
 def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
                   default_speed, rewrite, student: str, measure=None, optimize: str = "none",
-                  num_heads: int = 0, text_pair: bool = False, task: TaskSpec | None = None) -> ExportResult:
-    task = task or TaskSpec()
-    if task.exit_rule is None:  # at least the rule's name and parameters (edgekd's export adds what u is and why)
-        task.exit_rule = {"name": RULE_NAMES[task.problem],
-                          **({"scale": task.target_scale, "patience": REGRESSION_PATIENCE}
-                             if task.problem == "regression" else {})}
+                  num_heads: int = 0, text_pair: bool = False, task: Task | None = None) -> ExportResult:
+    task = replace(task or Task(), labels=list(labels), text_pair=text_pair).with_rule()
     with atomic_folder(Path(out), overwrite) as folder:
         inputs = {f: example_inputs(s, cfg.hidden_size, input_vocab) for f, s in specs.items()}
         export_specs(specs, folder, inputs, opset)
         checks = validate_student_stages(specs, folder, input_vocab, max_length, atol)
         shutil.copyfile(tokenizer_file, folder / TOKENIZER_FILE)
         manifest = Manifest(
-            labels=list(labels), max_length=max_length, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+            task=task, max_length=max_length, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
             stages=_stage_entries(specs, folder),
             vocabulary=Vocabulary(original_size=input_vocab, kept_size=cfg.vocab_size),
             opset=opset, producer=producer_versions(), default_speed=default_speed, student=student,
-            text_pair=text_pair, problem=task.problem, target_scale=task.target_scale, thresholds=task.thresholds,
-            exit_rule=task.exit_rule,
         )
         if rewrite is not None:
             manifest = rewrite(folder, manifest)

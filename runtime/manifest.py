@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import BundleError
-from runtime.exits import PROBLEMS, ExitRule, patience_problem
+from runtime.exits import ExitRule
 from runtime.files import atomic_write_text
 from runtime.records import decode
+from runtime.task import Task, nest_flat_fields
 
-SCHEMA_VERSION = 3  # 3: text pairs (token_type_ids), problem types, model card; 2: model.onnx (kind "compiled") in every bundle; 1, 2 still read
+# 4: the task record nested (`task`: runtime/task.py); 3: text pairs (token_type_ids), problem types, model card;
+# 2: model.onnx (kind "compiled") in every bundle; 1-3 still read
+SCHEMA_VERSION = 4
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 EMBED_FILE = "embed.onnx"
@@ -123,19 +126,8 @@ class Calibration:
 
 
 @dataclass
-class TaskSpec:
-    """What a bundle answers besides its labels (schema 3), handed from a run to the exporters: the problem
-    type, a regression's target scale, a multi-label bundle's thresholds, the exit rule's record."""
-
-    problem: str = "single-label"
-    target_scale: float | None = None
-    thresholds: list[float] | None = None
-    exit_rule: dict[str, Any] | None = None
-
-
-@dataclass
 class Manifest:
-    labels: list[str]  # the classifier's outputs, in order: what predictions are called
+    task: Task  # what the model answers: problem type, labels, pair or not, exit rule, thresholds (schema 4)
     max_length: int
     hidden_size: int
     num_layers: int
@@ -148,7 +140,6 @@ class Manifest:
     default_speed: float = 0.0
     tokenizer: str = TOKENIZER_FILE
     tokenizer_sha256: str | None = None
-    label_values: list[str] | None = None  # the training data's own spellings of `labels` (e.g. "0", "1")
     calibration: Calibration | None = None
     # fp32 vs this precision on measured texts: prediction and exit-layer agreement per speed
     precision_check: dict[str, Any] | None = None
@@ -158,43 +149,36 @@ class Manifest:
     optimization: dict[str, Any] | None = None
     # how the int8 graphs were made (export --int8): the methods tried, their agreement with fp32 and timings
     quantization: dict[str, Any] | None = None
-    # made from text pairs (schema 3): predictions take (text, text_pair), the token graphs token_type_ids
-    text_pair: bool = False
     # the model card (schema 3): README.md in the bundle, hashed like every file; `source` holds what it says of
     # the training (teacher, data, student shape, licence) so that calibrate can write it again
     card: str | None = None
     card_sha256: str | None = None
     source: dict[str, Any] | None = None
-    # the problem type (schema 3): single-label (softmax) | multi-label (independent sigmoids) | regression
-    problem: str = "single-label"
-    # regression: the training targets' standard deviation, the exit rule's scale (runtime/exits.py)
-    target_scale: float | None = None
-    # multi-label: a label is on when its probability reaches its threshold (one per label, chosen on data at
-    # export when that measured better on it, else 0.5 for all)
-    thresholds: list[float] | None = None
-    # how the thresholds were chosen (export --data on a multi-label bundle): held-out micro-F1 of per-label
-    # thresholds against 0.5 for all, and the choice
-    threshold_choice: dict[str, Any] | None = None
     # what the bundle holds (schema 3): all (stage graphs + model.onnx, what `edgekd export` writes) | web
     # (model.onnx only) | mobile (model.ort, the ORT format): `edgekd pack` writes the slim ones
     target: str = "all"
     # what onnxruntime's mobile usability checker says of model.onnx and the stage graphs for NNAPI and CoreML
     # (exporters/targets.py; `edgekd export` records it, `edgekd inspect --targets` shows it)
     mobile_providers: dict[str, Any] | None = None
-    # the exit rule of the problem type and why it was chosen (runtime/exits.py; README "Exit rules")
-    exit_rule: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
-    @property
-    def task(self) -> TaskSpec:
-        return TaskSpec(self.problem, self.target_scale, self.thresholds, self.exit_rule)
+    # the task's fields, read through the manifest (schemas 1-3 kept them here)
+    labels = property(lambda self: self.task.labels)
+    label_values = property(lambda self: self.task.label_values)
+    text_pair = property(lambda self: self.task.text_pair)
+    problem = property(lambda self: self.task.problem)
+    target_scale = property(lambda self: self.task.target_scale)
+    thresholds = property(lambda self: self.task.thresholds)
+    threshold_choice = property(lambda self: self.task.threshold_choice)
+    exit_rule = property(lambda self: self.task.exit_rule)
 
     def rule(self) -> ExitRule:
         """The exit rule this bundle's outputs leave by."""
-        return ExitRule(self.problem, self.target_scale or 1.0, (self.exit_rule or {}).get("patience", 1))
+        return self.task.rule()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The manifest as JSON data, always in the current schema's shape."""
+        return {**asdict(self), "schema_version": SCHEMA_VERSION}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Manifest:
@@ -203,6 +187,9 @@ class Manifest:
         if not isinstance(data, dict):
             raise BundleError("manifest is malformed: not a JSON object")
         problems: list[str] = []
+        version = data.get("schema_version")
+        if isinstance(version, int) and version < 4 and "task" not in data:
+            data = nest_flat_fields(data)  # schemas 1-3: the task's fields at the top level
         manifest = decode(cls, data, "", problems)
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown and all(p.startswith("unknown key") for p in problems):
@@ -213,10 +200,7 @@ class Manifest:
         return manifest
 
     def check_types(self) -> None:
-        problems = []
-        if not isinstance(self.labels, list) or len(self.labels) < 1 or \
-                not all(isinstance(x, str) for x in self.labels):
-            problems.append("labels must be a list of names")
+        problems = [f"task.{p}" if not p.startswith("task") else p for p in self.task.problems()]
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 2:
             problems.append(f"max_length must be an integer >= 2, got {self.max_length!r}")
         if isinstance(self.default_speed, bool) or not isinstance(self.default_speed, (int, float)) or \
@@ -230,16 +214,6 @@ class Manifest:
         for i, stage in enumerate(self.layer_stages, start=1):
             if stage.name != f"layer_{i}":
                 problems.append(f"layer stage {i} is named {stage.name!r}; layers must be listed in order")
-        if self.problem not in PROBLEMS:
-            problems.append(f"problem {self.problem!r} is not one of {', '.join(PROBLEMS)}")
-        if self.problem == "regression" and not (isinstance(self.target_scale, (int, float)) and self.target_scale > 0):
-            problems.append(f"a regression bundle needs target_scale > 0 (its exit rule's scale), got {self.target_scale!r}")
-        wrong = patience_problem((self.exit_rule or {}).get("patience", 1), self.problem)
-        if wrong:
-            problems.append(f"exit_rule.patience {wrong}")
-        if self.thresholds is not None and (len(self.thresholds) != len(self.labels) or
-                                            not all(0 < t < 1 for t in self.thresholds)):
-            problems.append(f"thresholds must hold one number in (0, 1) per label ({len(self.labels)})")
         if problems:
             raise BundleError("manifest is malformed:\n  - " + "\n  - ".join(problems))
 

@@ -75,7 +75,7 @@ def make_bundles(work: Path) -> dict[str, Path]:
     from edgekd.distill.vocab import VocabMap, compress_student, nearest_kept
     from exporters import export_student
     from exporters.quantize import precision_rewrite
-    from runtime.manifest import TaskSpec
+    from runtime.task import Task
 
     tokenizer = tiny_tokenizer(work / "tokenizer.json")
     torch.manual_seed(7)
@@ -109,7 +109,7 @@ def make_bundles(work: Path) -> dict[str, Path]:
         name = "multi" if problem == "multi-label" else "regression"
         out[name] = work / name
         export_student(typed, tokenizer, labels, out[name], max_length=MAX_LENGTH,
-                       task=TaskSpec(problem, target_scale=scale))
+                       task=Task(problem, target_scale=scale))
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import runtime
@@ -23,24 +24,9 @@ from edgekd.distill.batches import TokenizedData
 from exporters import ExportError, ExportResult, export_classifier, export_student
 from exporters.quantize import INT8_CHOICES, PRECISIONS, apply_precision, choose_int8
 from edgekd.metrics import choose_thresholds, gold_array, main_metric, pearson, task_scores
-from runtime.exits import REGRESSION_PATIENCE, REPORT_SPEEDS, RULE_NAMES, decide
-from runtime.manifest import TaskSpec, read_manifest, write_manifest
-
-# What each problem type's exit rule is, recorded in the manifest (runtime/exits.py computes them; the README's
-# "Exit rules" section says why regression's is the consecutive-head gap).
-EXIT_RULES = {
-    "single-label": {"name": RULE_NAMES["single-label"], "u": "-sum(p log p) / log C of the softmax"},
-    "multi-label": {"name": RULE_NAMES["multi-label"], "u": "max over labels of H(sigmoid z) / log 2: a row leaves "
-                    "when every label is confident"},
-    "regression": {"name": RULE_NAMES["regression"], "patience": REGRESSION_PATIENCE,
-                   "u": "the largest of the last `patience` gaps g_l = min(1, |y_l - y_(l-1)| / scale), g_1 = 1; "
-                        "scale = the training targets' standard deviation",
-                   "why": "PABEE's agreement of consecutive heads (a regression head has no distribution); on STS-B "
-                          "dev, with the exit heads self-distilled on the transfer set, patience 1 reached 2.94 of 4 "
-                          "layers within 1 point of full depth against 3.21 with patience 2 (which cannot leave "
-                          "before layer 3) and 3.23 for drift from the running mean "
-                          "(benchmarks/results/stsb_exit_rules.json)"},
-}
+from runtime.exits import REPORT_SPEEDS, decide
+from runtime.manifest import read_manifest, write_manifest
+from runtime.task import Task
 
 CHECK_SPEEDS = REPORT_SPEEDS
 
@@ -79,16 +65,6 @@ def label_thresholds(bundle: Path, data: str | os.PathLike) -> tuple[list[float]
     logits = model.outputs(dataset.texts, speed=0.0)[0]
     thresholds, record = choose_thresholds(logits, gold_array(dataset.labels, "multi-label", len(model.labels)))
     return thresholds, {**record, "data": Path(data).name, "rows": len(dataset)}
-
-
-def task_spec(task: dict) -> TaskSpec:
-    """The manifest's task fields from a run's task record (edgekd.run_folder: problem, target statistics)."""
-    problem = task.get("problem", "single-label")
-    spec = TaskSpec(problem=problem, exit_rule=dict(EXIT_RULES[problem]))
-    if problem == "regression":
-        spec.target_scale = float(task.get("target_std") or 1.0)
-        spec.exit_rule["scale"] = spec.target_scale
-    return spec
 
 
 def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False, atol: float = 1e-4,
@@ -144,7 +120,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     share = None
     if vocab_keep or vocab_size:
         student, share = _compress(run, cfg, student, vocab_keep, vocab_size, vocab_metric, data)
-    task = task_spec(folder.task if folder.is_complete() else {})
+    task = folder.task if folder.is_complete() else Task()
+    task = replace(task, label_values=values if values and values != labels else None)
     if data is not None:  # a bad --data fails here, before anything is written
         read_labelled(data, label_names=labels, label_values=values, problem=task.problem)
 
@@ -157,7 +134,6 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
             apply_precision(folder, [s.file for s in manifest.stages], precision)
         manifest.precision = precision
         manifest.vocabulary.remapped_token_share = share
-        manifest.label_values = values if values and values != labels else None
         return manifest
 
     def measure(folder: Path) -> None:
@@ -169,10 +145,11 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
             write_manifest(folder, manifest)
         if data is not None and task.problem == "multi-label":  # before calibration, which scores with them
             manifest = read_manifest(folder)
-            manifest.thresholds, manifest.threshold_choice = label_thresholds(folder, data)
-            log(f"multi-label thresholds: {manifest.threshold_choice['chosen']} (held-out micro-F1 "
-                f"{100 * manifest.threshold_choice['per_label_held_out_micro_f1']:.2f} per label vs "
-                f"{100 * manifest.threshold_choice['default_0.5_micro_f1']:.2f} at 0.5)")
+            thresholds, choice = label_thresholds(folder, data)
+            manifest.task = replace(manifest.task, thresholds=thresholds, threshold_choice=choice)
+            log(f"multi-label thresholds: {choice['chosen']} (held-out micro-F1 "
+                f"{100 * choice['per_label_held_out_micro_f1']:.2f} per label vs "
+                f"{100 * choice['default_0.5_micro_f1']:.2f} at 0.5)")
             write_manifest(folder, manifest)
         if data is not None and max_drop is not None and not isinstance(student, SmallStudent):
             from edgekd.calibrate import calibrate

@@ -4,7 +4,8 @@
 
 import { Tokenizer } from '@huggingface/tokenizers';
 
-export const SCHEMA_VERSION = 3; // the newest manifest this runtime reads (3: text pairs, problem types)
+// the newest manifest this runtime reads (4: the task record nested in `task`; 3: text pairs, problem types)
+export const SCHEMA_VERSION = 4;
 // single-label: softmax over classes; multi-label: independent sigmoids; regression: one value
 export const PROBLEMS = ['single-label', 'multi-label', 'regression'];
 export const GRAPH_INPUTS = ['input_ids', 'attention_mask', 'speed'];
@@ -55,14 +56,19 @@ export function checkManifest(manifest, where) {
     problems.push(`the compiled graph's file name ${JSON.stringify(graph.file)} is not a plain file name`);
   }
   if (graph && !/^[0-9a-f]{64}$/.test(String(graph.sha256))) problems.push('the compiled graph has no valid sha256');
-  const labels = manifest.labels;
-  const problem = manifest.problem ?? 'single-label';
+  // schema 4 nests what the model answers in `task` (runtime/task.py); schemas 1-3 kept it at the top level
+  const task = version >= 4 ? manifest.task : manifest;
+  if (task === null || typeof task !== 'object' || Array.isArray(task)) {
+    throw new BundleError(`${where}: manifest.json has no task record (schema ${version} nests it in "task")`);
+  }
+  const labels = task.labels;
+  const problem = task.problem ?? 'single-label';
   if (!PROBLEMS.includes(problem)) problems.push(`problem ${JSON.stringify(problem)} is not one of ${PROBLEMS.join(', ')}`);
   const fewest = problem === 'single-label' ? 2 : 1;
   if (!Array.isArray(labels) || labels.length < fewest || !labels.every((l) => typeof l === 'string')) {
     problems.push(`labels must be a list of at least ${fewest === 2 ? 'two names' : 'one name'}`);
   }
-  const thresholds = manifest.thresholds ?? null;
+  const thresholds = task.thresholds ?? null;
   if (thresholds !== null && (!Array.isArray(thresholds) || !Array.isArray(labels) || thresholds.length !== labels.length ||
       !thresholds.every((t) => typeof t === 'number' && t > 0 && t < 1))) {
     problems.push('thresholds must hold one number in (0, 1) per label');
@@ -86,7 +92,7 @@ export function checkManifest(manifest, where) {
     tokenizer,
     tokenizerSha,
     precision: manifest.precision ?? 'fp32',
-    textPair: manifest.text_pair === true,
+    textPair: task.text_pair === true,
     problem,
     thresholds: thresholds ?? (Array.isArray(labels) ? labels.map(() => 0.5) : []),
   };

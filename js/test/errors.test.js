@@ -75,3 +75,24 @@ test('bad texts and speeds name the problem', async () => {
   await assert.rejects(model.classify(['fine'], { batchSize: 0 }), RangeError);
   assert.deepEqual(await model.classify([]), []);
 });
+
+test('a bundle of schema 3 (the task fields at the top level) loads and answers as its schema-4 twin', async () => {
+  const texts = ['good', 'bad film', 'not quite fine'];
+  const want = await (await load(fixture)).classify(texts, { speed: 0.3 });
+  const dir = copy((d) => editManifest(d, (m) => {
+    const { task } = m;
+    delete m.task;
+    Object.assign(m, { schema_version: 3, labels: task.labels, label_values: task.label_values,
+      text_pair: task.text_pair, problem: task.problem, thresholds: task.thresholds, exit_rule: task.exit_rule });
+  }));
+  try {
+    const model = await load(dir);
+    assert.deepEqual(model.labels, ['negative', 'positive']);
+    assert.deepEqual(await model.classify(texts, { speed: 0.3 }), want);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a schema-4 manifest without its task record is refused', () =>
+  refused((d) => editManifest(d, (m) => { delete m.task; }), /no task record/));

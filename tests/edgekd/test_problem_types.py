@@ -96,7 +96,7 @@ def test_standardize_defaults_to_on_for_regression_only_and_a_resume_keeps_the_r
                                                                                               ("dev", 8, 1))}
     saved = lambda run: json.loads((run / "config.json").read_text())["data"]["standardize"]  # noqa: E731
     ctx = RunContext(tiny_config(tiny_teacher_dir, files, tmp_path / "auto"), log=lambda _: None)
-    assert saved(tmp_path / "auto") is True and ctx.loss_scale == ctx.task["target_std"] != 1.0
+    assert saved(tmp_path / "auto") is True and ctx.loss_scale == ctx.task.target_scale != 1.0
     RunContext(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "labels"), log=lambda _: None)
     assert saved(tmp_path / "labels") is False
     # a run made in data units (as before this default) resumes in data units; asking for the other is refused
@@ -205,9 +205,9 @@ def test_a_run_says_its_type_and_reports_its_metrics(typed_run):
         assert main in metrics[stage] and "dev_accuracy" not in metrics[stage]
     assert main[4:] in metrics["branches"]["exits"][0]
     task = StudentFolder(RunFolder(run).student).task
-    assert task["problem"] == problem
+    assert task.problem == problem
     if problem == "regression":
-        assert task["target_std"] > 0
+        assert task.target_scale > 0
 
 
 @pytest.mark.slow
@@ -223,7 +223,7 @@ def test_a_typed_run_exports_calibrates_and_answers_everywhere(typed_run, tmp_pa
     assert manifest.calibration.metric == metric
     assert all(p.accuracy is None and metric in p.metrics for p in manifest.calibration.points)
     if problem == "regression":
-        assert manifest.target_scale == pytest.approx(json.loads((run / "task.json").read_text())["target_std"])
+        assert manifest.target_scale == pytest.approx(json.loads((run / "task.json").read_text())["target_scale"])
     else:  # thresholds chosen on --data: kept per label only when they beat 0.5 on held-out rows
         choice = manifest.threshold_choice
         assert choice["rows"] == 32 and (manifest.thresholds is None) == (choice["chosen"] == "0.5")
@@ -352,7 +352,7 @@ def test_standardized_regression_heads_start_at_the_targets_mean(standardize, ti
     ctx = RunContext(cfg, log=lambda _: None)
     teacher_bias = float(ctx.teacher().model.classifier.bias)  # the new head, one step at a rate of 1e-9
     student_biases = [float(head.classifier.bias.detach()) for head in ctx.new_student().heads]
-    assert ctx.loss_scale == (json.loads((run / "task.json").read_text())["target_std"] if standardize else 1.0)
+    assert ctx.loss_scale == (json.loads((run / "task.json").read_text())["target_scale"] if standardize else 1.0)
     if standardize:
         assert teacher_bias == pytest.approx(mean) and student_biases == pytest.approx([mean] * len(student_biases))
     else:  # transformers' and PyTorch's initialisation: biases near zero, far from the mean of these targets

@@ -122,7 +122,7 @@ def test_unlisted_files_are_refused(bundle_copy):
 
 @pytest.mark.parametrize("engine", ["graph", "staged"])
 def test_the_manifest_is_checked_against_the_graphs(bundle_copy, engine):
-    edit_manifest(bundle_copy, lambda d: d.update(labels=["a", "b", "c"]))
+    edit_manifest(bundle_copy, lambda d: d["task"].update(labels=["a", "b", "c"]))
     with pytest.raises(BundleError, match="gives 2 logits but the manifest lists 3 labels"):
         runtime.load(bundle_copy, engine=engine)
 

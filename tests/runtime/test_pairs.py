@@ -49,7 +49,7 @@ def test_the_manifest_and_the_graphs_take_token_type_ids(pair_bundle, bundle):
     import onnxruntime as ort
 
     manifest = runtime.read_manifest(pair_bundle)
-    assert manifest.text_pair is True and manifest.schema_version == 3
+    assert manifest.text_pair is True and manifest.schema_version == runtime.SCHEMA_VERSION
     for name in ("embed.onnx", "model.onnx"):
         inputs = {i.name for i in ort.InferenceSession(str(pair_bundle / name)).get_inputs()}
         assert "token_type_ids" in inputs, name
@@ -178,18 +178,27 @@ def test_pair_tokens_equal_transformers(tmp_path, style):
     assert types == ([0, 0, 0, 1] if style == "bert" else [0] * len(ids))
 
 
-def test_a_schema_2_bundle_still_loads_and_answers_as_before(bundle_copy):
+def flat_manifest(data: dict, version: int) -> None:
+    """`data` (a schema-4 manifest) in the shape schema `version` (2 or 3) wrote: the task's fields at the top
+    level, and for schema 2 none of the fields schema 3 added."""
+    task = data.pop("task")
+    data["schema_version"] = version
+    data["labels"] = task["labels"]
+    data["label_values"] = task["label_values"]
+    if version >= 3:
+        data.update({k: task[k] for k in ("text_pair", "problem", "target_scale", "thresholds", "threshold_choice",
+                                          "exit_rule")})
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_schema_2_or_3_bundle_still_loads_and_answers_as_before(bundle_copy, version):
     from tests.runtime.test_bundle_checks import edit_manifest
 
     want = runtime.load(bundle_copy).classify(TEXTS, speed=0.3)
-
-    def as_schema_2(data):
-        data["schema_version"] = 2
-        del data["text_pair"]
-
-    edit_manifest(bundle_copy, as_schema_2)
+    edit_manifest(bundle_copy, lambda data: flat_manifest(data, version))
     model = runtime.load(bundle_copy)
-    assert model.manifest.schema_version == 2 and model.manifest.text_pair is False
+    assert model.manifest.schema_version == version and model.manifest.text_pair is False
+    assert model.labels == ["negative", "positive"] and model.problem == "single-label"
     assert model.classify(TEXTS, speed=0.3) == want
 
 

@@ -90,7 +90,7 @@ def test_the_torch_twin_equals_the_runtime_rule(problem, patience):
                                         pytest.param("regression-patience-2", marks=pytest.mark.slow)])
 def typed_bundle(request, tmp_path_factory, tokenizer_file):
     from exporters import export_student
-    from runtime.manifest import TaskSpec
+    from runtime.task import Task
 
     problem, _, patience = request.param.partition("-patience-")
     labels = ["joy", "anger", "fear"] if problem == "multi-label" else ["score"]
@@ -98,7 +98,7 @@ def typed_bundle(request, tmp_path_factory, tokenizer_file):
     student = make_student(sharpen=sharpen, layers=4, num_labels=len(labels),
                            problem=problem, seed=5)
     rule = {"name": "consecutive-gap", "scale": 1.0, "patience": int(patience)} if patience else None
-    task = TaskSpec(problem, target_scale=1.0 if problem == "regression" else None, exit_rule=rule)
+    task = Task(problem, target_scale=1.0 if problem == "regression" else None, exit_rule=rule)
     out = tmp_path_factory.mktemp("typed") / request.param
     export_student(student, tokenizer_file, labels, out, max_length=40, task=task)  # checks model.onnx vs staged
     return problem, student, out
@@ -162,8 +162,8 @@ def test_a_regression_manifest_without_a_scale_is_refused(tmp_path):
     copy = tmp_path / "b"
     shutil.copytree(fixture, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
-    assert manifest["problem"] == "regression"
-    manifest["target_scale"] = None
+    assert manifest["task"]["problem"] == "regression"
+    manifest["task"]["target_scale"] = None
     (copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(runtime.BundleError, match="target_scale"):
         runtime.load(copy)
@@ -174,8 +174,11 @@ def test_a_regression_bundle_without_patience_keeps_the_one_gap_rule_and_a_bad_o
     import shutil
     from pathlib import Path
 
-    fixture = Path(__file__).resolve().parents[2] / "js" / "test" / "fixtures" / "regression"
-    assert "patience" not in json.loads((fixture / "manifest.json").read_text())["exit_rule"]  # written before it
+    fixture = tmp_path / "old"  # a bundle written before the rule recorded its patience
+    shutil.copytree(Path(__file__).resolve().parents[2] / "js" / "test" / "fixtures" / "regression", fixture)
+    manifest = json.loads((fixture / "manifest.json").read_text())
+    del manifest["task"]["exit_rule"]["patience"]
+    (fixture / "manifest.json").write_text(json.dumps(manifest))
     assert runtime.load(fixture).rule.patience == 1
     from typer.testing import CliRunner
 
@@ -187,7 +190,7 @@ def test_a_regression_bundle_without_patience_keeps_the_one_gap_rule_and_a_bad_o
         copy = tmp_path / f"b{bad}"
         shutil.copytree(fixture, copy)
         manifest = json.loads((copy / "manifest.json").read_text())
-        manifest["exit_rule"]["patience"] = bad
+        manifest["task"]["exit_rule"]["patience"] = bad
         (copy / "manifest.json").write_text(json.dumps(manifest))
         with pytest.raises(runtime.BundleError, match="exit_rule.patience must be a whole number"):
             runtime.load(copy)

@@ -41,6 +41,7 @@ from edgekd.distill.student_init import init_student_from_teacher, student_shape
 from edgekd.distill.train import barrier, rank_world, setup_distributed
 from edgekd.distill.vocab import MASK_TOKENS, VocabMap, build_vocab_map, compress_student, first_token, remapped_share
 from runtime.exits import default_rule
+from runtime.task import Task
 from runtime.files import atomic_folder, atomic_write
 from runtime.tokenize import TextEncoder
 
@@ -174,15 +175,17 @@ class RunContext:
         saved = read_json(self.run.labels, None)
         if saved is not None and saved != self.labels:
             raise ConfigError([f"{self.run.labels} holds labels {saved} but the training file has {self.labels}"])
-        self.task = {"problem": self.problem, "why": declared_why or self.full_train_set.problem_why}
+        stats = {}
         if self.problem == "regression":
             values = torch.tensor(self.train_set.labels, dtype=torch.float64)
-            self.task.update(target_mean=float(values.mean()), target_std=float(values.std()) or 1.0)
+            stats = {"target_mean": float(values.mean()), "target_scale": float(values.std()) or 1.0}
+        self.task = Task(self.problem, list(self.labels), list(self.label_values), self.train_set.text_pair,
+                         why=declared_why or self.full_train_set.problem_why, **stats).with_rule()
         if self.rank == 0:
             self.run.root.mkdir(parents=True, exist_ok=True)
             cfg.save(self.run.config)
             write_json(self.run.labels, self.labels)
-            write_json(self.run.task, self.task)
+            write_json(self.run.task, self.task.to_dict())
             write_json(self.run.label_values, self.label_values)
             if not self.run.tokenizer.is_file():
                 teacher_tokenizer_json(cfg.teacher, self.run.tokenizer, cfg.offline)
@@ -212,7 +215,7 @@ class RunContext:
     @property
     def exit_scale(self) -> float:
         """Regression's exit-rule scale: the training targets' standard deviation (1 for the other types)."""
-        return float(self.task.get("target_std", 1.0))
+        return float(self.task.target_scale or 1.0)
 
     @property
     def loss_scale(self) -> float:
@@ -226,7 +229,7 @@ class RunContext:
             return
         with torch.no_grad():
             for head in heads:
-                output_layer(head).bias.fill_(self.task["target_mean"])
+                output_layer(head).bias.fill_(self.task.target_mean)
 
     def start_student_heads(self, heads) -> None:
         """A new student's heads: start_at_mean; with student.head_bias "prior", a multi-label head's bias is
