@@ -61,7 +61,8 @@ def render(manifest: Manifest) -> str:
     problem = manifest.problem
     binary = len(manifest.labels) == 2 and problem == "single-label"
     metrics = list(manifest.task.metrics) + (["f1"] if binary else [])
-    front = ["---", "library_name: edgekd", "pipeline_tag: text-classification", f"license: {s.get('license', 'unknown')}",
+    front = ["---", "library_name: edgekd", "pipeline_tag: text-classification",
+             f"license: {s.get('license', 'unknown')}",
              f"base_model: {s.get('base_model', 'unknown')}", "metrics:", *[f"  - {m}" for m in metrics],
              "tags:", "  - early-exit", "  - onnx", "  - knowledge-distillation", "---", ""]
     kind = "text pairs (text, text_pair)" if manifest.text_pair else "single texts"
@@ -83,10 +84,12 @@ def render(manifest: Manifest) -> str:
              f"- training data: `{s.get('train', '?')}` ({s.get('train_rows', '?')} rows), dev `{s.get('dev', '?')}` "
              f"({s.get('dev_rows', '?')} rows)",
              f"- student: {manifest.student}, {manifest.num_layers} layers, hidden {manifest.hidden_size}" +
-             (f", {student.get('num_heads')} heads, FFN {student.get('ffn_size')}" if student.get("num_heads") else "") +
+             (f", {student.get('num_heads')} heads, FFN {student.get('ffn_size')}" if student.get("num_heads")
+              else "") +
              f", an exit head after every layer; max length {manifest.max_length} tokens",
              f"- precision: {manifest.precision}" + (f" ({manifest.quantization['chosen']}: "
-                                                      f"{manifest.quantization['why']})" if manifest.quantization else ""),
+                                                      f"{manifest.quantization['why']})"
+                                                      if manifest.quantization else ""),
              f"- vocabulary: {manifest.vocabulary.kept_size} of {manifest.vocabulary.original_size} tokens kept", ""]
     lines += ["## Speed and accuracy", ""]
     cal = manifest.calibration

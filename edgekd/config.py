@@ -11,6 +11,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekd.presets import PRESETS
 from runtime.errors import EdgeKDError
 from runtime.exits import PROBLEMS, REPORT_SPEEDS
 from runtime.files import atomic_write_text
@@ -293,7 +294,8 @@ class DistillConfig:
             if o.lr <= 0:
                 p.append(f"{name}.lr must be positive")
             if o.batch_size < 1 or o.grad_accum < 1 or o.batch_size % o.grad_accum:
-                p.append(f"{name}.batch_size ({o.batch_size}) must be a positive multiple of grad_accum ({o.grad_accum})")
+                p.append(f"{name}.batch_size ({o.batch_size}) must be a positive multiple of grad_accum "
+                         f"({o.grad_accum})")
             if o.epochs <= 0 and o.max_steps <= 0:
                 p.append(f"{name}: epochs or max_steps must be positive")
             if o.min_steps < 0 or o.eval_every < 0:
@@ -397,46 +399,6 @@ _ALL_OPTIM = ("teacher_stage", "refine", "attention", "finetune", "branches")
 _SECTIONS = {"data": DataConfig, "student": StudentShape, "teacher_stage": TeacherOptions,
              "attention": AttentionOptions, "finetune": FinetuneOptions, "branches": BranchesOptions,
              "refine": RefineOptions}
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # The README's main job on 2 CPU cores: every labelled row, 40k unlabelled. The teacher and finetune train
-    # until dev stops improving (scored every 250 / 500 steps; stop after 4 / 3 evaluations without a gain of
-    # 0.2 points; never before their 1 / 2 epochs nor 1000 steps; caps of 10 / 6 epochs), the best checkpoint kept
-    # and annealed from (Optim.anneal); attention and branches have no dev measure and keep fixed epochs.
-    "quick": {
-        "data": {"max_train": 0, "max_unlabeled": 40000, "max_length": 64},
-        "stages": ["teacher", "attention", "baseline", "finetune", "branches"],
-        # head_lr 10: on CLINC150 (150 intents) the teacher reached 94.5% dev at step 1000 against 86.6% with the
-        # head at the backbone's rate (benchmarks/results/clinc150_head_lr.json)
-        "teacher_stage": {"epochs": 1.0, "max_train": 0, "min_steps": 1000, "eval_every": 250, "patience": 4,
-                          "min_delta": 0.002, "max_epochs": 10.0, "head_lr": 10.0},
-        "attention": {"epochs": 1.0},
-        "finetune": {"epochs": 2.0, "min_steps": 1000, "eval_every": 500, "patience": 3, "min_delta": 0.002,
-                     "max_epochs": 6.0},
-        # 3 epochs of exit-head self-distillation: on STS-B 3.01 of 4 layers within 1 point of full depth against
-        # 3.32 after one (benchmarks/results/stsb_standardize.json); the trunk is frozen here, so full depth is
-        # unchanged, and the stage costs minutes (3 min on STS-B's 47k rows with its transfer set)
-        "branches": {"epochs": 3.0},
-    },
-    # The full schedule: all of train, longer caps and more patience, max length 128 (GPU advised).
-    "full": {
-        "data": {"max_length": 128},
-        "stages": ["teacher", "attention", "baseline", "finetune", "branches"],
-        "teacher_stage": {"epochs": 3.0, "eval_every": 500, "patience": 5, "min_delta": 0.001, "max_epochs": 20.0},
-        "attention": {"epochs": 3.0},
-        "finetune": {"epochs": 3.0, "eval_every": 1000, "patience": 5, "min_delta": 0.001, "max_epochs": 10.0},
-        "branches": {"epochs": 2.0},
-    },
-    # Seconds on a laptop: for smoke tests.
-    "tiny": {
-        "data": {"max_train": 64, "max_unlabeled": 64, "max_length": 32, "augment": 0},
-        "teacher_stage": {"max_train": 64, "max_steps": 4, "batch_size": 8},
-        "refine": {"max_steps": 4, "batch_size": 8},
-        "student": {"layers": 2, "hidden": 32, "heads": 2, "ffn": 64, "init": "random"},
-        **{name: {"max_steps": 4, "batch_size": 8} for name in ("attention", "finetune", "branches")},
-    },
-}
-
 
 def resolve_config(file: str | None = None, preset: str | None = None, overrides: dict | None = None) -> DistillConfig:
     """preset < config file < flags; validated once."""

@@ -97,7 +97,8 @@ def _rows(path: Path, fmt: str) -> tuple[list[str], list[tuple[int, dict]]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg}); JSONL wants one object a line") from None
+                raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg}); JSONL wants one object "
+                                "a line") from None
             if not isinstance(row, dict):
                 raise DataError(f"{path}: line {number} is not a JSON object")
             columns += [c for c in row if c not in columns]

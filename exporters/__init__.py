@@ -15,4 +15,5 @@ from exporters.bundle import (
 from exporters.validate import ExportValidationError
 from runtime.manifest import bundle_size
 
-__all__ = ["ExportError", "ExportResult", "ExportValidationError", "bundle_size", "export_classifier", "export_full_graph", "export_student"]
+__all__ = ["ExportError", "ExportResult", "ExportValidationError", "bundle_size", "export_classifier",
+           "export_full_graph", "export_student"]

@@ -51,7 +51,8 @@ class _Builder:
         self._count += 1
         return f"{self.prefix}{hint}_{self._count}"
 
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1, **attrs) -> str | list[str]:
+    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1,
+           **attrs) -> str | list[str]:
         names = [self.name(hint or op_type.lower()) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, inputs, names, name=self.name(op_type), **attrs))
         return names[0] if outputs == 1 else names
@@ -173,7 +174,8 @@ class _Compiler:
         u = b.op("Mul", [total, self.neg_inv_log_c], "u_raw")
         return b.op("Clip", [u, self.f0, self.f1], "u")
 
-    def finish(self, b: _Builder, left: list[tuple[str, str, str, int]], counts: list[str]) -> list[onnx.ValueInfoProto]:
+    def finish(self, b: _Builder, left: list[tuple[str, str, str, int]],
+               counts: list[str]) -> list[onnx.ValueInfoProto]:
         """Write every row's result into input order; `left` holds (rows, logits, u, layer) per stage."""
         if len(left) == 1:
             rows, logits, unc = left[0][0], left[0][1], left[0][2]
@@ -280,7 +282,8 @@ class _Compiler:
             [helper.make_tensor_value_info(GRAPH_OUTPUTS[0], TensorProto.FLOAT, ["batch", self.num_labels]),
              helper.make_tensor_value_info(GRAPH_OUTPUTS[1], TensorProto.INT64, ["batch"]),
              helper.make_tensor_value_info(GRAPH_OUTPUTS[2], TensorProto.FLOAT, ["batch"])]
-            + ([helper.make_tensor_value_info(DEBUG_OUTPUT, TensorProto.INT64, [self.num_layers])] if self.debug else []),
+            + ([helper.make_tensor_value_info(DEBUG_OUTPUT, TensorProto.INT64, [self.num_layers])]
+               if self.debug else []),
             m.initializers, value_info=m.value_info,
         )
         return _model(graph, [self.embed] + self.layers)

@@ -127,7 +127,8 @@ def pair_types(mask: torch.Tensor) -> torch.Tensor:
     return ((positions >= (lengths + 1) // 2) & (mask > 0)).long()
 
 
-def export_specs(specs: dict[str, StageSpec], folder: Path, inputs: dict[str, tuple], opset: int = DEFAULT_OPSET) -> None:
+def export_specs(specs: dict[str, StageSpec], folder: Path, inputs: dict[str, tuple],
+                 opset: int = DEFAULT_OPSET) -> None:
     """Export each spec to `folder/<file>`; the modules are put in eval mode."""
     for file, spec in specs.items():
         spec.module.eval()

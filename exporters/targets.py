@@ -48,7 +48,8 @@ def provider_report(path: str | Path) -> dict:
             out["providers"][name] = found
     verdicts = [p.get("with_fixed_shapes", p)["verdict"] for p in out["providers"].values()] + \
         [p["verdict"] for p in out["providers"].values()]
-    out["recommendation"] = ("compare NNAPI / CoreML with the CPU provider on the device" if any(v != "NO" for v in verdicts)
+    usable = any(v != "NO" for v in verdicts)
+    out["recommendation"] = ("compare NNAPI / CoreML with the CPU provider on the device" if usable
                              else "the CPU provider (XNNPACK where available): no mobile provider would take "
                                   "enough of this graph in few enough partitions")
     return out

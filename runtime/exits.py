@@ -91,7 +91,8 @@ HF_PROBLEM_TYPES = {"single-label": "single_label_classification", "multi-label"
 
 
 # the name of each type's rule, as manifests record it (manifest.exit_rule["name"])
-RULE_NAMES = {"single-label": "normalized-entropy", "multi-label": "max-binary-entropy", "regression": "consecutive-gap"}
+RULE_NAMES = {"single-label": "normalized-entropy", "multi-label": "max-binary-entropy",
+              "regression": "consecutive-gap"}
 # regression's patience in the bundles export writes (manifest.exit_rule["patience"]). Measured on STS-B dev
 # (benchmarks/regression_exit_rules.py): with weak early heads patience 2 saved more layers within 1 point (3.19
 # of 4 against 3.35), with heads self-distilled on the transfer set patience 1 did (2.94 against 3.21: patience 2

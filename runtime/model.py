@@ -15,7 +15,6 @@ import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -25,15 +24,14 @@ except ImportError as exc:  # the core install leaves the choice of ONNX Runtime
     raise ImportError("edgekd's runtime needs ONNX Runtime: pip install 'edgekd[cpu]' "
                       "(or 'edgekd[gpu]' on a machine with an NVIDIA GPU and CUDA)") from exc
 
-from runtime.chains import CudaChain, HostChain
+from runtime.engines import Batch, GraphEngine, StagedEngine
 from runtime.errors import BundleError, DeviceError, EdgeKDError, InputError, InputTypeError
-from runtime.exits import ExitRule, check_speed, leaves, sigmoid, softmax
+from runtime.exits import check_speed, sigmoid, softmax
 from runtime.manifest import (
     ENGINES,
     Manifest,
     Stage,
     read_manifest,
-    stage_inputs,
     resolve_inside,
     verify_bundle,
 )
@@ -76,35 +74,6 @@ class Prediction:
         return {k: v for k, v in (("label", self.label), ("labels", self.labels), ("score", self.score),
                                   ("probs", self.probs), ("exit_layer", self.exit_layer),
                                   ("uncertainty", self.uncertainty)) if v is not None}
-
-
-class _Outputs:
-    """Per-row results of one batch, filled in as rows leave."""
-
-    def __init__(self, batch: int, num_labels: int, rule: ExitRule):
-        self.logits = np.zeros((batch, num_labels), dtype=np.float32)
-        self.layer = np.zeros(batch, dtype=np.int64)
-        self.uncertainty = np.zeros(batch, dtype=np.float32)
-        self.rule = rule
-        self.state: tuple | None = None  # what the next head's u needs of the current rows (regression's rule)
-
-    def remember(self, logits: np.ndarray) -> np.ndarray:
-        """u of the current rows' head, carrying the rule's state to the next head."""
-        unc, self.state = self.rule.step(logits, self.state)
-        return unc
-
-    def record(self, logits: np.ndarray, alive: np.ndarray, layer: int, speed: float, last: bool) -> np.ndarray | None:
-        """Apply the exit rule to the current rows; store those that leave.
-
-        Returns the mask of rows that stay, or None when every row stays."""
-        unc = self.remember(logits)
-        leave = leaves(unc, speed, last)
-        if not leave.any():
-            return None
-        done = alive[leave]
-        self.logits[done], self.layer[done], self.uncertainty[done] = logits[leave], layer, unc[leave]
-        self.state = self.rule.keep_rows(self.state, ~leave)
-        return ~leave
 
 
 class EdgeModel:
@@ -333,7 +302,8 @@ class EdgeModel:
             return self._one_thread.run_ids(input_ids, mask, speed, token_types=token_types)
         return self.run_ids(input_ids, mask, speed, token_types=token_types)
 
-    def variant(self, *, engine: str | None = None, threading: str | None = None, threads: int | None = -1) -> EdgeModel:
+    def variant(self, *, engine: str | None = None, threading: str | None = None,
+                threads: int | None = -1) -> EdgeModel:
         """The same bundle on new sessions with another engine, thread-pool mode or thread count (-1: this
         model's); the manifest is not read or hash-checked again."""
         return EdgeModel(self.path, self.manifest, self.device, self._threads if threads == -1 else threads,
@@ -362,6 +332,21 @@ class EdgeModel:
             input_ids[p], mask[p], speed, token_types=None if token_types is None else token_types[p]), parts))
         return tuple(np.concatenate([d[i] for d in done]) for i in range(3))
 
+    @cached_property
+    def graph_engine(self) -> GraphEngine:
+        """model.onnx, the exit rule inside (opened on first use)."""
+        return GraphEngine(self._graph, self.manifest.text_pair)
+
+    @cached_property
+    def staged_engine(self) -> StagedEngine:
+        """One session per stage, the exit rule in Python (opened on first use)."""
+        return StagedEngine(self.sessions, self.rule, len(self.labels), self.device, self.full,
+                            self.manifest.text_pair)
+
+    def batch(self, input_ids, mask, token_types=None) -> Batch:
+        """A padded batch as this bundle's graphs take it (token_type_ids for a pair bundle, zeros when None)."""
+        return Batch.of(input_ids, mask, token_types, self.manifest.text_pair)
+
     def run_ids(self, input_ids: np.ndarray, mask: np.ndarray, speed: float, engine: str | None = None,
                 token_types: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Early-exit inference on one padded batch (through `engine`, default this model's).
@@ -369,70 +354,19 @@ class EdgeModel:
         Returns (logits (B,C) of the deciding layer, exit_layer (B,) 1-based,
         uncertainty (B,)). `token_types` (B,T): the segment ids of a pair bundle (zeros when None).
         """
-        feeds = self._token_feeds(input_ids, mask, token_types)
-        ids, mask, types = feeds["ids"], feeds["mask"], feeds.get("types")
+        batch = self.batch(input_ids, mask, token_types)
         if (engine or self.engine) == "graph":
-            return tuple(self.run_graph(ids, mask, speed, token_types=types))
-        if self.full:
-            logits = self.sessions[0].run(None, dict(zip(stage_inputs("full", self.manifest.text_pair),
-                                                         feeds.values())))[0]
-            return logits, np.ones(len(logits), dtype=np.int64), self.rule.uncertainty(logits)
-        return self._run_stages(ids, mask, speed, types)
-
-    def _token_feeds(self, input_ids, mask, token_types=None) -> dict[str, np.ndarray]:
-        """input_ids, mask (and token_type_ids for a pair bundle) as contiguous int64 arrays, in that order."""
-        feeds = {"ids": np.ascontiguousarray(input_ids, dtype=np.int64),
-                 "mask": np.ascontiguousarray(mask, dtype=np.int64)}
-        if self.manifest.text_pair:
-            feeds["types"] = (np.zeros_like(feeds["ids"]) if token_types is None else
-                              np.ascontiguousarray(token_types, dtype=np.int64))
-        return feeds
-
-    def _chain(self, input_ids: np.ndarray, mask: np.ndarray, token_types=None) -> HostChain | CudaChain:
-        """The batch after the embed stage, on the host (CPU) or with hidden states kept on the GPU."""
-        return (CudaChain if self.device == "cuda" else HostChain)(self.sessions[0], input_ids, mask, token_types)
-
-    def walk(self, chain: HostChain | CudaChain) -> Iterator[tuple[int, np.ndarray]]:
-        """The one loop over the layer stages: (1-based layer, the current rows' exit logits) after each.
-        The early-exit run, tracing and stage timing all walk it; `chain.keep` between steps drops rows."""
-        for layer, session in enumerate(self.sessions[1:], start=1):
-            yield layer, chain.step(session)
-
-    def _run_stages(self, input_ids, mask, speed, token_types=None):
-        out = _Outputs(input_ids.shape[0], len(self.labels), self.rule)
-        alive = np.arange(input_ids.shape[0])  # original row of each current row
-        chain = self._chain(input_ids, mask, token_types)
-        last = self.num_layers
-        for layer, logits in self.walk(chain):
-            if layer < last and speed <= 0.0:
-                if self.rule.needs_previous:
-                    out.remember(logits)
-                continue  # u >= 0 always: nothing can leave before the last layer
-            stay = out.record(logits, alive, layer, speed, layer == last)
-            if stay is None:
-                continue
-            if not stay.any():
-                break
-            alive = alive[stay]
-            chain.keep(stay)
-        return out.logits, out.layer, out.uncertainty
+            return tuple(self.graph_engine.run(batch, speed))
+        return self.staged_engine.run(batch, speed)
 
     def run_graph(self, input_ids: np.ndarray, mask: np.ndarray, speed: float, outputs: list[str] | None = None,
                   token_types: np.ndarray | None = None) -> list[np.ndarray]:
         """One run of the compiled graph: (logits, exit_layer, uncertainty) (or the named `outputs`)."""
-        feeds = self._token_feeds(input_ids, mask, token_types)
-        names = stage_inputs("compiled", self.manifest.text_pair)
-        values = [feeds["ids"], feeds["mask"], np.array(speed, dtype=np.float32)] + \
-            ([feeds["types"]] if "types" in feeds else [])
-        return self._graph.run(outputs, dict(zip(names, values)))
+        return self.graph_engine.run(self.batch(input_ids, mask, token_types), speed, outputs)
 
     def trace_ids(self, input_ids: np.ndarray, mask: np.ndarray, token_types: np.ndarray | None = None) -> np.ndarray:
         """Every exit head's logits for every row: (L, B, C). Used by calibration."""
-        if self.full:
-            return self.run_ids(input_ids, mask, 0.0, token_types=token_types)[0][None]
-        feeds = self._token_feeds(input_ids, mask, token_types)
-        chain = HostChain(self.sessions[0], feeds["ids"], feeds["mask"], feeds.get("types"))
-        return np.stack([logits for _, logits in self.walk(chain)])
+        return self.staged_engine.trace(self.batch(input_ids, mask, token_types))
 
 
 def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = None, warmup: bool = False,

@@ -15,7 +15,6 @@ import onnxruntime as ort
 
 from runtime.errors import BundleError
 from runtime.manifest import GRAPH_INPUTS
-from runtime.chains import HostChain
 from runtime.model import EdgeModel
 
 
@@ -29,11 +28,12 @@ def stage_times(model: EdgeModel, texts: list[str], repeats: int = 3) -> tuple[f
         best = (float("inf"), [])
         for _ in range(repeats):
             start = time.perf_counter()
-            chain = HostChain(model.sessions[0], *model.encode([text]))
+            engine = model.staged_engine
+            chain = engine.chain(model.batch(*model.encode([text])), host=True)
             t_front = time.perf_counter() - start
             per = []
             start = time.perf_counter()
-            for _, logits in model.walk(chain):
+            for _, logits in engine.walk(chain):
                 model.rule.uncertainty(logits)
                 per.append(time.perf_counter() - start)
                 start = time.perf_counter()

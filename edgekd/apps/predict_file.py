@@ -205,7 +205,8 @@ def _progress(enabled: bool, initial: int):
             if close or now - state["last"] >= PROGRESS_EVERY_S:
                 state["last"] = now
                 rate = (state["rows"] - initial) / max(now - state["began"], 1e-9)
-                sys.stderr.write(f"classify: {state['rows']} rows ({rate:.0f} rows/s)" + (", done\n" if close else "\n"))
+                end = ", done\n" if close else "\n"
+                sys.stderr.write(f"classify: {state['rows']} rows ({rate:.0f} rows/s)" + end)
                 sys.stderr.flush()
 
         return line

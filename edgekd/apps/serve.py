@@ -70,7 +70,8 @@ class Server:
         self.speed = check_speed(self.model.manifest.default_speed if speed is None else speed)
         self.metrics = _Metrics(self.model.num_layers)
         self.manifest_sha256 = hashlib.sha256((self.bundle / MANIFEST_FILE).read_bytes()).hexdigest()
-        self.queue = BatchQueue(lambda texts, speed: self.model.classify(texts, speed=speed, batch_size=max(1, len(texts))),
+        self.queue = BatchQueue(lambda texts, speed: self.model.classify(texts, speed=speed,
+                                                                         batch_size=max(1, len(texts))),
                                 self.limits.max_batch, on_batch=self.metrics.batch.observe,
                                 on_waiting=self.metrics.queue.set)
         self.ready = False

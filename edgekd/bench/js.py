@@ -61,7 +61,8 @@ def drive_job(job: dict, url: str) -> dict:
     pair bundle), then the bench run in the page."""
     first = job["texts"][0]
     typed = {"text": first[0], "textPair": first[1]} if isinstance(first, (list, tuple)) else {"text": first}
-    return {"url": url, **typed, "speed": 0.0, "bench": {k: job[k] for k in ("texts", "gold", "speeds", "latencyTexts")}}
+    bench = {k: job[k] for k in ("texts", "gold", "speeds", "latencyTexts")}
+    return {"url": url, **typed, "speed": 0.0, "bench": bench}
 
 
 def _browser(job_file: Path, job: dict) -> list[dict]:

@@ -47,12 +47,14 @@ def attention_kl(q_t, k_t, q_s, k_s, mask, heads: int) -> torch.Tensor:
     """L_AT: KL between teacher and student self-attention distributions
     softmax(QK^T/sqrt(d)), regrouped into `heads` relation heads.
     q_t, k_t (B,T,Dt); q_s, k_s (B,T,Ds); mask (B,T) -> scalar."""
-    return masked_relation_kl(relation_log_probs(q_t, k_t, mask, heads), relation_log_probs(q_s, k_s, mask, heads), mask)
+    teacher, student = relation_log_probs(q_t, k_t, mask, heads), relation_log_probs(q_s, k_s, mask, heads)
+    return masked_relation_kl(teacher, student, mask)
 
 
 def value_relation_kl(v_t, v_s, mask, heads: int) -> torch.Tensor:
     """L_VR: KL between value relations softmax(VV^T/sqrt(d)). v_t (B,T,Dt), v_s (B,T,Ds) -> scalar."""
-    return masked_relation_kl(relation_log_probs(v_t, v_t, mask, heads), relation_log_probs(v_s, v_s, mask, heads), mask)
+    teacher, student = relation_log_probs(v_t, v_t, mask, heads), relation_log_probs(v_s, v_s, mask, heads)
+    return masked_relation_kl(teacher, student, mask)
 
 
 def self_attention_distillation(teacher_qkv, student_qkv, mask, heads: int, alpha: float = 1.0, beta: float = 1.0):
@@ -95,7 +97,8 @@ def mask_tokens(input_ids: torch.Tensor, mask: torch.Tensor, mask_id: int, share
 
 
 # ---------------------------------------------------------------- task distillation
-def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                   temperature: float = 1.0) -> torch.Tensor:
     """Hinton: T^2 * KL(softmax(t/T) || softmax(s/T)), mean over the batch. (B,C),(B,C) -> scalar."""
     t = temperature
     log_s = F.log_softmax(student_logits.float() / t, -1)
@@ -116,7 +119,8 @@ class KDLoss(str, enum.Enum):
 KD_LOSSES = {KDLoss.soft.value: soft_target_kl, KDLoss.mse.value: logit_mse}
 
 
-def soft_target_bce(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def soft_target_bce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                    temperature: float = 1.0) -> torch.Tensor:
     """Multi-label soft targets: T^2 * BCE(sigmoid(s/T), sigmoid(t/T)) minus the teacher's own entropy (so 0 at
     s = t, like the KL), mean over rows and labels. (B,C),(B,C) -> scalar."""
     t = temperature

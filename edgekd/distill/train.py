@@ -95,7 +95,8 @@ def plan_note(name: str, opt: Optim, rows: int) -> str:
                (f", then anneal over {opt.patience * opt.eval_every} steps from the best" if opt.anneal else "") +
                f"; cap {steps} steps")
     elif opt.min_steps > _epoch_steps(opt, rows):
-        why = f"min_steps {opt.min_steps} (the data-size schedule: {opt.epochs:g} epochs would be {_epoch_steps(opt, rows)})"
+        why = (f"min_steps {opt.min_steps} (the data-size schedule: {opt.epochs:g} epochs would be "
+               f"{_epoch_steps(opt, rows)})")
     else:
         why = f"{opt.epochs:g} epochs"
     return f"{name}: up to {steps} steps over {rows} rows ({steps / per_epoch:.1f} epochs; {why})"
@@ -199,9 +200,11 @@ def train_loop(
     for p in frozen:  # only what this stage trains takes gradients (and DDP reduces only those)
         p.requires_grad_(False)
     if world > 1:
-        module = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+        module = nn.parallel.DistributedDataParallel(model,
+                                                     device_ids=[device.index] if device.type == "cuda" else None,
                                                      find_unused_parameters=True)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+           else torch.autocast("cpu", enabled=False))
     micro = opt.batch_size // opt.grad_accum
     model.train()
     say = log if log is not None and rank == 0 else (lambda _: None)
@@ -281,8 +284,8 @@ def train_loop(
             if interrupted.requested:  # Ctrl-C or SIGTERM during the step: save it, then stop
                 if rank == 0:
                     _save_checkpoint(path, model, optimizer, scheduler, done, best)
-                say(f"{name}: interrupted ({interrupted.requested}) after step {done}; its checkpoint is saved: run the "
-                    f"same command again to resume from step {done}")
+                say(f"{name}: interrupted ({interrupted.requested}) after step {done}; its checkpoint is saved: "
+                    f"run the same command again to resume from step {done}")
                 raise KeyboardInterrupt
     finally:
         interrupted.restore()

@@ -146,7 +146,9 @@ def compress_student(student, vmap: VocabMap, rows: torch.Tensor | None = None):
     new_cfg = dataclasses.replace(cfg, vocab_size=vmap.kept_size, original_vocab_size=vmap.original_size)
     new = type(student)(new_cfg)
     state = {k: v for k, v in student.state_dict().items()}
-    state["embeddings.word.weight"] = rows if rows is not None else state["embeddings.word.weight"][torch.from_numpy(vmap.kept)]
+    if rows is None:
+        rows = state["embeddings.word.weight"][torch.from_numpy(vmap.kept)]
+    state["embeddings.word.weight"] = rows
     state["embeddings.remap"] = torch.from_numpy(vmap.remap)
     new.load_state_dict(state)
     return new.to(next(student.parameters()).device).train(student.training)

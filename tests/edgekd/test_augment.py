@@ -144,7 +144,7 @@ def test_augmented_run_builds_reuses_and_splits_the_transfer_set(tiny_teacher_di
 def test_attention_and_branches_read_the_transfer_variants_too(tiny_teacher_dir, tiny_data, tmp_path, monkeypatch):
     """The stages that need no labels train on the unlabelled text plus the transfer set's variants (a small
     labelled set otherwise gives its exit heads a few dozen steps)."""
-    from edgekd import train
+    from edgekd.distill import train
     from edgekd.distill.pipeline import distill
     from edgekd.distill.stages import attention, branches
 

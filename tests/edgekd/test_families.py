@@ -188,6 +188,7 @@ def test_every_family_distils_exports_and_predicts_with_the_default_init(family,
 def test_student_init_copies_layers_from_another_checkpoint(tiny_data, tmp_path):
     """A DeBERTa teacher cannot give its layers; --student-init PATH (a BERT checkpoint with the same tokenizer)
     does, word embeddings included."""
+    from edgekd.distill.factory import new_student
     from edgekd.distill.stages import RunContext
     from tests.conftest import tiny_config as run_config
 
@@ -195,7 +196,7 @@ def test_student_init_copies_layers_from_another_checkpoint(tiny_data, tmp_path)
     donor = tiny_teacher(tmp_path / "bert", family="bert", layers=4, seed=3)
     logs: list[str] = []
     cfg = run_config(teacher, tiny_data, tmp_path / "run", student={"init": "auto", "init_from": str(donor)})
-    student = RunContext(cfg, log=logs.append).new_student()
+    student = new_student(RunContext(cfg, log=logs.append))
     from transformers import AutoModel
 
     bert = AutoModel.from_pretrained(str(donor))

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import runtime
 from edgekd.distill import losses
+from edgekd.distill.factory import new_student
 from edgekd.cli import app
 from edgekd.data import DataError, detect_problem, label_names_option, read_labelled
 from edgekd.testing.fixtures import tiny_sentiment
@@ -60,7 +61,7 @@ def test_refusals_name_the_row_and_the_fix(tmp_path):
 def test_a_flag_that_contradicts_the_teacher_is_refused(tmp_path, tiny_data):
     from edgekd.config import ConfigError
     from edgekd.testing.fixtures import tiny_teacher
-    from edgekd.distill.stages.context import declared_problem
+    from edgekd.distill.prepare import declared_problem
     from tests.conftest import tiny_config
 
     teacher = tiny_teacher(tmp_path / "t", num_labels=3)
@@ -124,7 +125,7 @@ def test_head_bias_prior_starts_each_multi_label_head_at_its_labels_share_of_the
                          log=lambda _: None)
         share = [sum(name in cell.split(",") for _, cell in rows) / len(rows) for name in ctx.labels]
         assert 0 < min(share) < max(share) < 1  # three labels of different frequency
-        heads = ctx.new_student().heads if kind == "transformer" else [ctx.new_student()]
+        heads = new_student(ctx).heads if kind == "transformer" else [new_student(ctx)]
         for head in heads:
             p = torch.sigmoid(head.classifier.bias.detach())
             if bias == "prior":
@@ -351,7 +352,7 @@ def test_standardized_regression_heads_start_at_the_targets_mean(standardize, ti
     mean = json.loads((run / "task.json").read_text())["target_mean"]
     ctx = RunContext(cfg, log=lambda _: None)
     teacher_bias = float(ctx.teacher().model.classifier.bias)  # the new head, one step at a rate of 1e-9
-    student_biases = [float(head.classifier.bias.detach()) for head in ctx.new_student().heads]
+    student_biases = [float(head.classifier.bias.detach()) for head in new_student(ctx).heads]
     assert ctx.loss_scale == (json.loads((run / "task.json").read_text())["target_scale"] if standardize else 1.0)
     if standardize:
         assert teacher_bias == pytest.approx(mean) and student_biases == pytest.approx([mean] * len(student_biases))

@@ -1,5 +1,6 @@
 """Teacher families: one small adaptor per file. To add a family, write a `Family` subclass
-in a new file, list it in FAMILIES, and its name to `edgekd.testing.fixtures.TINY_FAMILIES` (with any config it needs in `tiny_config`)
+in a new file, list it in FAMILIES, and its name to `edgekd.testing.fixtures.TINY_FAMILIES` (with any config it
+needs in `tiny_config`)
 (the family tests then cover it)."""
 
 from __future__ import annotations

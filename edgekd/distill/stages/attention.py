@@ -9,6 +9,9 @@ from edgekd.distill import losses
 from edgekd.distill.evaluate import segments
 from edgekd.distill.train import train_loop
 from edgekd.distill.vocab import MASK_TOKENS, first_token
+from edgekd.distill.dev import student_dev
+from edgekd.distill.factory import new_student
+from edgekd.distill.transfer import unlabeled_data
 from edgekd.distill.stages.context import RunContext
 
 
@@ -24,7 +27,7 @@ class AttentionStage:
     def run(self, ctx: RunContext) -> dict:
         """Last-layer self-attention distillation (relations) and/or GLMD word prediction, on unlabelled text."""
         teacher = ctx.teacher()
-        student = ctx.new_student()
+        student = new_student(ctx)
         a = ctx.cfg.attention
         relations, word = a.objective in ("relations", "both"), a.objective in ("word", "both")
         heads = a.relation_heads or losses.default_relation_heads(
@@ -47,7 +50,8 @@ class AttentionStage:
             s = module(ids, batch.mask, exits=False, **segments(batch))
             total, parts = ids.new_zeros((), dtype=torch.float32), {}
             if relations:
-                loss, parts = losses.self_attention_distillation(t.last_qkv, s.last_qkv, batch.mask, heads, a.alpha, a.beta)
+                loss, parts = losses.self_attention_distillation(t.last_qkv, s.last_qkv, batch.mask, heads, a.alpha,
+                                                                 a.beta)
                 total = total + loss
             if word:
                 wp = losses.word_prediction_kl(t.hidden, t_embedding, s.hidden, student.embeddings.word_vectors(),
@@ -61,8 +65,8 @@ class AttentionStage:
             after = {id(p) for m in (last.attention.output, last.attention_norm, last.ffn_in, last.ffn_out,
                                      last.ffn_norm) for p in m.parameters()}
             params = [p for p in params if id(p) not in after]
-        stats = train_loop("attention", student, params, loss_fn, ctx.unlabeled_data(), a, ctx.cfg.seed, ctx.device,
+        stats = train_loop("attention", student, params, loss_fn, unlabeled_data(ctx), a, ctx.cfg.seed, ctx.device,
                            ctx.run.stage("attention"), ctx.step_hook("attention"), log=ctx.log)
         ctx.save_student("attention", student)
-        return {**ctx.student_dev(student), **stats, "objective": a.objective,
+        return {**student_dev(ctx, student), **stats, "objective": a.objective,
                 **({"relation_heads": heads} if relations else {})}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgekd.distill.factory import new_student
 from edgekd.distill.stages.context import RunContext
 from edgekd.distill.stages.finetune import train_task
 
@@ -12,4 +13,4 @@ class BaselineStage:
     writes = ["stages/baseline/student/"]
 
     def run(self, ctx: RunContext) -> dict:
-        return train_task(ctx, "baseline", ctx.new_student(), kd_weight=0.0)
+        return train_task(ctx, "baseline", new_student(ctx), kd_weight=0.0)

@@ -8,6 +8,8 @@ from edgekd.distill import losses
 from edgekd.config import ConfigError
 from edgekd.distill.evaluate import segments
 from edgekd.distill.train import train_loop
+from edgekd.distill.dev import student_dev
+from edgekd.distill.transfer import unlabeled_data
 from edgekd.distill.stages.context import RunContext
 
 
@@ -30,7 +32,7 @@ class BranchesStage:
             out = module(batch.input_ids, batch.mask, **segments(batch))
             return losses.branch_self_distillation(out.exit_logits, ctx.problem, ctx.loss_scale), {}
 
-        stats = train_loop("branches", student, params, loss_fn, ctx.unlabeled_data(), ctx.cfg.branches, ctx.cfg.seed,
+        stats = train_loop("branches", student, params, loss_fn, unlabeled_data(ctx), ctx.cfg.branches, ctx.cfg.seed,
                            ctx.device, ctx.run.stage("branches"), ctx.step_hook("branches"), log=ctx.log)
         ctx.save_student("branches", student)
-        return {**ctx.student_dev(student), **stats}
+        return {**student_dev(ctx, student), **stats}

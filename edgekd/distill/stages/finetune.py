@@ -7,6 +7,9 @@ from __future__ import annotations
 import torch
 
 from edgekd.distill import losses
+from edgekd.distill.dev import dev_score, student_dev
+from edgekd.distill.factory import new_student
+from edgekd.distill.transfer import transfer_set
 from edgekd.distill.stages.context import RunContext
 from edgekd.distill.batches import TokenizedData
 from edgekd.distill.evaluate import segments
@@ -18,7 +21,7 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
     transfer set (data.augment), KD on every row and CE on the labelled rows only (label -1 marks the rest)."""
     f = ctx.cfg.finetune
     targets = ctx.train_targets() if kd_weight > 0 else None
-    transfer = ctx.transfer() if kd_weight > 0 else None
+    transfer = transfer_set(ctx) if kd_weight > 0 else None
     data = ctx.train
     if transfer is not None:
         labels = torch.cat([ctx.train.labels, ctx.label_tensor([None] * len(transfer.texts))])
@@ -40,13 +43,15 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
     try:
         head = list(student.heads[-1].parameters()) if hasattr(student, "heads") else None
         stats = train_loop(name, student, params, loss_fn, data, f, ctx.cfg.seed, ctx.device, ctx.run.stage(name),
-                           ctx.step_hook(name), evaluate=lambda: ctx.dev_score(
-                               lambda i, m, t: student(i, m, exits=False, **({} if t is None else {"token_type_ids": t})).logits), head=head, log=ctx.log)
+                           ctx.step_hook(name), evaluate=lambda: dev_score(ctx, 
+                               lambda i, m, t: student(i, m, exits=False,
+                                                       **({} if t is None else {"token_type_ids": t})).logits),
+                      head=head, log=ctx.log)
     finally:
         ctx.train.targets = None
     ctx.log(schedule_note(name, stats, len(data), f))
     ctx.save_student(name, student)
-    return {**ctx.student_dev(student), **stats, "transfer_rows": 0 if transfer is None else len(transfer.texts)}
+    return {**student_dev(ctx, student), **stats, "transfer_rows": 0 if transfer is None else len(transfer.texts)}
 
 
 class FinetuneStage:
@@ -55,5 +60,5 @@ class FinetuneStage:
     writes = ["teacher_logits.pt", "stages/finetune/student/"]
 
     def run(self, ctx: RunContext) -> dict:
-        student = ctx.latest_student("finetune") or ctx.new_student()
+        student = ctx.latest_student("finetune") or new_student(ctx)
         return train_task(ctx, "finetune", student, ctx.cfg.finetune.kd_weight)

@@ -26,7 +26,8 @@ class RefineStage:
         labels = ctx.train.labels
         keep = split_rows(a_logits, labels, r.threshold, r.score)
         failing = (~keep).nonzero()[:, 0]
-        ctx.log(f"refine: teacher A keeps {int(keep.sum())} rows, {len(failing)} fail (score {r.score} < {r.threshold:g})")
+        ctx.log(f"refine: teacher A keeps {int(keep.sum())} rows, {len(failing)} fail (score {r.score} < "
+                f"{r.threshold:g})")
         if len(failing) > len(keep) // 2:
             ctx.log(f"warning: more than half the rows fail: teacher A is rarely that confident (median "
                      f"{r.score} {float(score_rows(a_logits, labels, r.score).median()):.2f}); lower refine.threshold "
@@ -40,7 +41,8 @@ class RefineStage:
             trained_on = failing if r.b_data == "failing" else keep.nonzero()[:, 0]
             data_b = TokenizedData(ctx.encoder, [texts[i] for i in trained_on.tolist()],
                                    [int(labels[i]) for i in trained_on.tolist()])
-            stats = train_loop("refine", model_b, list(model_b.parameters()), classifier_ce, data_b, r, ctx.cfg.seed + 1,
+            stats = train_loop("refine", model_b, list(model_b.parameters()), classifier_ce, data_b, r,
+                               ctx.cfg.seed + 1,
                                ctx.device, ctx.run.stage("refine"), ctx.step_hook("refine"), log=ctx.log)
             model_b.eval()
             failing_data = TokenizedData(ctx.encoder, [texts[i] for i in failing.tolist()])
@@ -49,7 +51,8 @@ class RefineStage:
                                          ctx.device)
             targets = merge_targets(a_logits, b_logits, keep)
             result.update(stats, b_data=r.b_data, b_rows=len(trained_on))
-            result["b_agrees_with_given_labels_on_failing"] = float((b_logits.argmax(-1) == labels[failing]).float().mean())
+            agree = (b_logits.argmax(-1) == labels[failing]).float().mean()
+            result["b_agrees_with_given_labels_on_failing"] = float(agree)
         result["targets_agree_with_given_labels"] = float((targets.argmax(-1) == labels).float().mean())
         if ctx.rank == 0:
             atomic_write(ctx.run.refined_logits, lambda tmp: torch.save(targets, tmp))

@@ -11,6 +11,8 @@ from edgekd.distill.evaluate import classifier_logits
 from edgekd.distill.teacher import has_task_head, head_parameters, load_teacher, segment_kwargs
 from edgekd.distill.batches import TokenizedData
 from edgekd.distill.train import barrier, schedule_note, train_loop
+from edgekd.distill.dev import dev_score, dev_scores
+from edgekd.distill.factory import start_at_mean
 from edgekd.distill.stages.context import RunContext, classifier_loss
 from runtime.files import atomic_folder
 
@@ -32,7 +34,7 @@ class TeacherStage:
             model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels,
                                  ctx.problem).to(ctx.device)
             if not has_head:
-                ctx.start_at_mean([model.classifier])  # a new head, not one that teacher_stage.force retrains
+                start_at_mean(ctx, [model.classifier])  # a new head, not one that teacher_stage.force retrains
             rows = ctx.full_train_set.subset(ctx.cfg.teacher_stage.max_train or None)
             data = ctx.train if len(rows) == len(ctx.train_set) else \
                 TokenizedData(ctx.encoder, rows.texts, ctx.label_tensor(rows.labels))
@@ -40,7 +42,7 @@ class TeacherStage:
             stats = train_loop("teacher", model, list(model.parameters()),
                                classifier_loss(ctx.problem, ctx.loss_scale), data, ctx.cfg.teacher_stage,
                                ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"), ctx.step_hook("teacher"),
-                               evaluate=lambda: ctx.dev_score(
+                               evaluate=lambda: dev_score(ctx, 
                                    lambda i, m, t: model(input_ids=i, attention_mask=m,
                                                          **segment_kwargs(model, t)).logits),
                                head=head_parameters(model), log=ctx.log)
@@ -53,4 +55,4 @@ class TeacherStage:
         ctx.reset_teacher()
         teacher = ctx.teacher()
         logits = classifier_logits(lambda i, m, t: teacher(i, m, t).logits, ctx.dev, ctx.device)
-        return {**ctx.dev_scores(logits), **stats}
+        return {**dev_scores(ctx, logits), **stats}

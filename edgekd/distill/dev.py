@@ -1,0 +1,36 @@
+"""A student or a teacher scored on the run's dev set: the problem type's metrics, and for a student every exit's
+table over the speeds (what each stage records in metrics.json)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from edgekd.distill.evaluate import all_exit_logits, classifier_logits, exit_table, main_score, scores
+from edgekd.distill.model import EarlyExitStudent
+from runtime.exits import default_rule
+
+if TYPE_CHECKING:
+    from edgekd.distill.stages.context import RunContext
+
+
+def student_dev(ctx: RunContext, student: EarlyExitStudent) -> dict:
+    exits = all_exit_logits(student, ctx.dev, ctx.device)
+    labels = ctx.dev.labels
+    return {**dev_scores(ctx, exits[-1]),
+            "exits": exit_table(exits, labels, ctx.cfg.eval_speeds, ctx.problem, ctx.exit_scale,
+                                default_rule(ctx.problem).patience)}
+
+
+def dev_scores(ctx: RunContext, logits: torch.Tensor) -> dict:
+    """Every metric of the problem type on dev, as dev_<metric>: dev_accuracy (and dev_f1, the positive
+    class's F1 on a binary task, as GLUE reports for QQP and MRPC); dev_micro_f1, dev_macro_f1;
+    dev_pearson, dev_spearman."""
+    return {f"dev_{k}": v for k, v in scores(logits, ctx.dev.labels, ctx.problem).items()}
+
+
+def dev_score(ctx: RunContext, forward) -> float:
+    """The main metric on dev (accuracy, micro-F1, Pearson) of `forward(ids, mask, types) -> logits`: the
+    best-checkpoint score."""
+    return main_score(classifier_logits(forward, ctx.dev, ctx.device), ctx.dev.labels, ctx.problem)

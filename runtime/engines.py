@@ -1,0 +1,140 @@
+"""The two engines that run a padded batch with early exit, each with one `run(batch, speed)`.
+
+- `GraphEngine`: `model.onnx`, the exit rule compiled into one graph; one session run per batch.
+- `StagedEngine`: one session per stage (embed, layer_NN) and the exit rule in Python between them; rows that
+  leave are dropped, so later layers run on fewer rows; on CUDA the hidden states stay on the device.
+
+Both answer (logits (B, C) of the deciding head, exit_layer (B,) 1-based, uncertainty (B,)).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from runtime.chains import CudaChain, HostChain
+from runtime.exits import ExitRule, leaves
+from runtime.manifest import stage_inputs
+
+
+@dataclass
+class Batch:
+    """One padded batch as the graphs take it: int64 and contiguous; `types` (token_type_ids) only for a bundle
+    of text pairs (zeros when the caller gave none)."""
+
+    ids: np.ndarray  # (B, T)
+    mask: np.ndarray  # (B, T)
+    types: np.ndarray | None = None  # (B, T)
+
+    @classmethod
+    def of(cls, input_ids, mask, token_types=None, text_pair: bool = False) -> Batch:
+        ids = np.ascontiguousarray(input_ids, dtype=np.int64)
+        types = None
+        if text_pair:
+            types = np.zeros_like(ids) if token_types is None else np.ascontiguousarray(token_types, dtype=np.int64)
+        return cls(ids, np.ascontiguousarray(mask, dtype=np.int64), types)
+
+    def feeds(self, names: tuple[str, ...], speed: float | None = None) -> dict[str, np.ndarray]:
+        """The batch under a graph's input names (token graphs: ids, mask, [speed], [types])."""
+        values = [self.ids, self.mask] + ([np.array(speed, dtype=np.float32)] if speed is not None else []) + \
+            ([self.types] if self.types is not None else [])
+        return dict(zip(names, values))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class _Outputs:
+    """Per-row results of one batch, filled in as rows leave."""
+
+    def __init__(self, batch: int, num_labels: int, rule: ExitRule):
+        self.logits = np.zeros((batch, num_labels), dtype=np.float32)
+        self.layer = np.zeros(batch, dtype=np.int64)
+        self.uncertainty = np.zeros(batch, dtype=np.float32)
+        self.rule = rule
+        self.state: tuple | None = None  # what the next head's u needs of the current rows (regression's rule)
+
+    def remember(self, logits: np.ndarray) -> np.ndarray:
+        """u of the current rows' head, carrying the rule's state to the next head."""
+        unc, self.state = self.rule.step(logits, self.state)
+        return unc
+
+    def record(self, logits: np.ndarray, alive: np.ndarray, layer: int, speed: float,
+               last: bool) -> np.ndarray | None:
+        """Apply the exit rule to the current rows; store those that leave.
+
+        Returns the mask of rows that stay, or None when every row stays."""
+        unc = self.remember(logits)
+        leave = leaves(unc, speed, last)
+        if not leave.any():
+            return None
+        done = alive[leave]
+        self.logits[done], self.layer[done], self.uncertainty[done] = logits[leave], layer, unc[leave]
+        self.state = self.rule.keep_rows(self.state, ~leave)
+        return ~leave
+
+
+class GraphEngine:
+    """model.onnx: the exit rule inside the graph."""
+
+    def __init__(self, session, text_pair: bool):
+        self.session = session
+        self.names = stage_inputs("compiled", text_pair)
+
+    def run(self, batch: Batch, speed: float, outputs: list[str] | None = None) -> list[np.ndarray]:
+        """(logits, exit_layer, uncertainty), or the named `outputs`."""
+        return self.session.run(outputs, batch.feeds(self.names, speed))
+
+
+class StagedEngine:
+    """One session per stage and the exit rule in Python between them (or one 'full' graph without exits)."""
+
+    def __init__(self, sessions: list, rule: ExitRule, num_labels: int, device: str, full: bool, text_pair: bool):
+        self.sessions = sessions
+        self.rule = rule
+        self.num_labels = num_labels
+        self.device = device
+        self.full = full
+        self.text_pair = text_pair
+        self.num_layers = 1 if full else len(sessions) - 1
+
+    def run(self, batch: Batch, speed: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self.full:
+            logits = self.sessions[0].run(None, batch.feeds(stage_inputs("full", self.text_pair)))[0]
+            return logits, np.ones(len(logits), dtype=np.int64), self.rule.uncertainty(logits)
+        out = _Outputs(len(batch), self.num_labels, self.rule)
+        alive = np.arange(len(batch))  # original row of each current row
+        chain = self.chain(batch)
+        last = self.num_layers
+        for layer, logits in self.walk(chain):
+            if layer < last and speed <= 0.0:
+                if self.rule.needs_previous:
+                    out.remember(logits)
+                continue  # u >= 0 always: nothing can leave before the last layer
+            stay = out.record(logits, alive, layer, speed, layer == last)
+            if stay is None:
+                continue
+            if not stay.any():
+                break
+            alive = alive[stay]
+            chain.keep(stay)
+        return out.logits, out.layer, out.uncertainty
+
+    def chain(self, batch: Batch, host: bool = False) -> HostChain | CudaChain:
+        """The batch after the embed stage, on the host (CPU) or with hidden states kept on the GPU."""
+        kind = CudaChain if self.device == "cuda" and not host else HostChain
+        return kind(self.sessions[0], batch.ids, batch.mask, batch.types)
+
+    def walk(self, chain: HostChain | CudaChain) -> Iterator[tuple[int, np.ndarray]]:
+        """The one loop over the layer stages: (1-based layer, the current rows' exit logits) after each.
+        The early-exit run, tracing and stage timing all walk it; `chain.keep` between steps drops rows."""
+        for layer, session in enumerate(self.sessions[1:], start=1):
+            yield layer, chain.step(session)
+
+    def trace(self, batch: Batch) -> np.ndarray:
+        """Every exit head's logits for every row: (L, B, C)."""
+        if self.full:
+            return self.run(batch, 0.0)[0][None]
+        return np.stack([logits for _, logits in self.walk(self.chain(batch, host=True))])
