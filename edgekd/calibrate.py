@@ -39,13 +39,6 @@ class CalibrationResult:
     metric: str = "accuracy"
 
 
-def simulate(exit_logits: np.ndarray, labels: np.ndarray, speed: float, rule: ExitRule | None = None
-             ) -> tuple[float, np.ndarray]:
-    """Accuracy and per-row exit layer (1-based) at `speed`, from (L,N,C) exit logits (single-label)."""
-    logits, layers, _ = decide(exit_logits, speed, rule)
-    return float((logits.argmax(1) == labels).mean()), layers
-
-
 def point(exit_logits: np.ndarray, gold: np.ndarray, speed: float, rule: ExitRule, thresholds=0.5
           ) -> tuple[CalibrationPoint, np.ndarray]:
     """The calibration point at `speed` (the problem type's metrics, multi-label labels at `thresholds`;

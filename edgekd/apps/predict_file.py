@@ -23,8 +23,6 @@ from runtime.errors import EdgeKDError
 CHUNK = 1024  # rows read, classified and written together
 OUT_FORMATS = (".jsonl", ".csv")  # what --out can be: appendable row by row
 PROGRESS_EVERY_S = 5.0  # a progress line on stderr this often when stderr is not a terminal
-CSV_FIELDS = ["row", "text", "label", "probability", "exit_layer", "uncertainty", "empty"]
-PAIR_FIELDS = ["row", "text", "text_pair", "label", "probability", "exit_layer", "uncertainty", "empty"]
 # the answer columns of a CSV/TSV output by problem type (multi-label: the labels that are on, comma-separated
 # as in the training files; regression: the value)
 ANSWER_FIELDS = {"single-label": ["label", "probability"], "multi-label": ["labels"], "regression": ["score"]}

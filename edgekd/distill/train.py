@@ -9,7 +9,6 @@ gradients are averaged by DistributedDataParallel.
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
@@ -23,9 +22,18 @@ from tqdm.auto import tqdm
 
 from edgekd.distill.batches import Batch, TokenizedData
 from edgekd.config import Optim
-from runtime.files import atomic_write
+from edgekd.distill.schedule import (
+    CHECKPOINT,
+    Checkpoint,
+    EarlyStop,
+    epoch_steps,
+    lr_factor,
+    patience_floor,
+    steps_per_epoch,
+    total_steps,
+)
 
-CHECKPOINT = "checkpoint.pt"
+__all__ = ["CHECKPOINT", "barrier", "rank_world", "setup_distributed", "total_steps", "train_loop"]
 
 
 def rank_world() -> tuple[int, int]:
@@ -58,35 +66,10 @@ def setup_distributed(device: str) -> torch.device:
     return torch.device("cpu")
 
 
-def _steps_per_epoch(opt: Optim, rows: int) -> int:
-    return max(1, math.ceil(rows / opt.batch_size))
-
-
-def _epoch_steps(opt: Optim, rows: int) -> int:
-    """The steps opt.epochs make over `rows` rows (before min_steps / max_steps)."""
-    return max(1, math.ceil(opt.epochs * _steps_per_epoch(opt, rows)))
-
-
-def total_steps(opt: Optim, rows: int) -> int:
-    """max_steps when given; else the epochs' steps (the cap, max_epochs, when patience decides), at least
-    min_steps (the data-size schedule)."""
-    if opt.max_steps > 0:
-        return opt.max_steps
-    epochs = opt.max_epochs if opt.patience and opt.max_epochs else opt.epochs
-    return max(max(1, math.ceil(epochs * _steps_per_epoch(opt, rows))), opt.min_steps)
-
-
-def patience_floor(opt: Optim, rows: int) -> int:
-    """The step before which patience does not stop a stage: the fixed schedule's length (`epochs`, at least
-    min_steps), so a stage that stops on dev trains at least as long as it would without patience. On QQP
-    (78k rows with the transfer set) patience alone stopped the finetune after 0.8 of its 2 epochs."""
-    return min(max(_epoch_steps(opt, rows), opt.min_steps), total_steps(opt, rows))
-
-
 def plan_note(name: str, opt: Optim, rows: int) -> str:
     """What a stage will do, said before it starts."""
     steps = total_steps(opt, rows)
-    per_epoch = _steps_per_epoch(opt, rows)
+    per_epoch = steps_per_epoch(opt, rows)
     if opt.max_steps > 0:
         why = f"max_steps {opt.max_steps}"
     elif opt.patience:
@@ -94,9 +77,9 @@ def plan_note(name: str, opt: Optim, rows: int) -> str:
                f"evaluations without a gain of {opt.min_delta:g}, not before step {patience_floor(opt, rows)}" +
                (f", then anneal over {opt.patience * opt.eval_every} steps from the best" if opt.anneal else "") +
                f"; cap {steps} steps")
-    elif opt.min_steps > _epoch_steps(opt, rows):
+    elif opt.min_steps > epoch_steps(opt, rows):
         why = (f"min_steps {opt.min_steps} (the data-size schedule: {opt.epochs:g} epochs would be "
-               f"{_epoch_steps(opt, rows)})")
+               f"{epoch_steps(opt, rows)})")
     else:
         why = f"{opt.epochs:g} epochs"
     return f"{name}: up to {steps} steps over {rows} rows ({steps / per_epoch:.1f} epochs; {why})"
@@ -104,27 +87,15 @@ def plan_note(name: str, opt: Optim, rows: int) -> str:
 
 def schedule_note(name: str, stats: dict, rows: int, opt: Optim) -> str:
     """One line saying what schedule a stage ran, why it stopped and which checkpoint it kept."""
-    by_epochs = _epoch_steps(opt, rows)
+    by_epochs = epoch_steps(opt, rows)
     why = (f"max_steps {opt.max_steps}" if opt.max_steps > 0 else stats.get("stopped") if opt.patience else
            f"min_steps {opt.min_steps} (the data-size schedule: {opt.epochs:g} epochs would be {by_epochs})"
            if opt.min_steps > by_epochs else f"{opt.epochs:g} epochs")
     note = (f"{name}: {stats['steps']} steps over {rows} rows "
-            f"({stats['steps'] / _steps_per_epoch(opt, rows):.1f} epochs; {why})")
+            f"({stats['steps'] / steps_per_epoch(opt, rows):.1f} epochs; {why})")
     if "best_step" in stats:
         note += f"; kept step {stats['best_step']} (dev {stats['best_score']:.4f}; last {stats['last_score']:.4f})"
     return note
-
-
-def _save_checkpoint(path: Path, model: nn.Module, optimizer, scheduler, step: int, best: dict | None = None) -> None:
-    state = {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "step": step,
-        "rng": torch.get_rng_state(),
-        "best": best or None,
-    }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def train_loop(
@@ -157,41 +128,27 @@ def train_loop(
     `log` gets the plan before the first step and an estimate of the time after the first measured steps.
     """
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    path = checkpoint_dir / CHECKPOINT
+    checkpoint = Checkpoint(checkpoint_dir / CHECKPOINT)
     steps = total_steps(opt, len(data))
-    floor = patience_floor(opt, len(data))
     head_ids = {id(p) for p in head or []}
     groups = [{"params": [p for p in parameters if id(p) not in head_ids], "lr": opt.lr}]
     if head_ids:
         groups.append({"params": [p for p in parameters if id(p) in head_ids], "lr": opt.lr * opt.head_lr})
     optimizer = torch.optim.AdamW(groups, lr=opt.lr, weight_decay=opt.weight_decay)
     warm = max(1, int(opt.warmup * steps))
-    cool: dict = {}  # {"from", "steps", "scale"} once patience has stopped the stage and opt.anneal cools it down
-
-    def factor(s: int) -> float:
-        if cool:  # from the factor the schedule had at the stop, linearly to 0 at the anneal's last step
-            return cool["scale"] * max(0.0, (cool["from"] + cool["steps"] - s) / cool["steps"])
-        return min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    stop = EarlyStop(opt.patience, opt.min_delta, patience_floor(opt, len(data)), steps, opt.anneal,
+                     opt.patience * opt.eval_every)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, steps, warm, stop.cool))
     start = 0
-    best: dict = {}  # {"score", "step", "state"} of the best dev score so far
     tracking = evaluate is not None and opt.eval_every > 0
     # A stage's randomness (dropout) starts from its own seed, not from whatever earlier stages in this
     # process consumed: a run killed before the stage's first checkpoint and resumed in a new process
     # then trains bit-for-bit like one that never stopped.
     torch.manual_seed(seed * 1009 + zlib.crc32(name.encode()) % 1009)
-    if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        start = state["step"]
-        best = state.get("best") or {}
-        cool.update(best.get("cool") or {})  # a stage interrupted while it cooled down goes on cooling down
-    end = cool["from"] + cool["steps"] if cool else steps  # the last step: the cap, or the anneal's end
-    if best.get("stopped"):
+    if checkpoint.exists():  # (a stage interrupted while it cooled down goes on cooling down)
+        start = checkpoint.load(model, optimizer, scheduler, stop)
+    end = stop.cool.end if stop.cool else steps  # the last step: the cap, or the anneal's end
+    if stop.stopped:
         start = end
     rank, world = rank_world()
     module = model
@@ -246,44 +203,26 @@ def train_loop(
                             ex_s=f"{seen / (time.perf_counter() - began):.0f}", refresh=False)
             bar.update(1)
             step = done = step + 1
-            stop = cooling = False
+            decision = "go"
             if tracking and (done % opt.eval_every == 0 or done == end):
-                best = _track_best(model, evaluate, done, best, opt.min_delta)
-                say(f"{name}: step {done} dev {best['last']:.4f} (best {best['score']:.4f} at step {best['step']})")
-                if cool:
-                    if done == end:
-                        best["stopped"] = (
-                            f"{best.pop('patience_stop')}; then annealed over {cool['steps']} steps: " +
-                            (f"dev {best['score']:.4f} at step {best['step']}, kept" if best["step"] > cool["from"]
-                             else f"dev {best['last']:.4f} at the end, no gain: kept step {best['step']}"))
-                        stop = True
-                elif done == steps and opt.patience:
-                    best["stopped"] = f"reached the cap of {steps} steps"
-                elif opt.patience and best["stale"] >= opt.patience and done >= floor:
-                    why = (f"no dev gain of {opt.min_delta:g} in {opt.patience} evaluations (best "
-                           f"{best['score']:.4f} at step {best['step']})")
-                    if opt.anneal:  # back to the best checkpoint; the learning rate falls from here to 0
-                        model.load_state_dict(best["state"])
-                        cool.update({"from": done, "steps": opt.patience * opt.eval_every, "scale": factor(done)})
-                        end = done + cool["steps"]
-                        best.update(cool=dict(cool), patience_stop=why)
-                        bar.total = end
-                        say(f"{name}: {why}; annealing the learning rate to 0 over {cool['steps']} steps from the "
-                            f"best checkpoint")
-                        cooling = True
-                    else:
-                        best["stopped"] = why
-                        stop = True
-            if rank == 0 and (done % opt.checkpoint_every == 0 or done == end or stop or cooling):
-                _save_checkpoint(path, model, optimizer, scheduler, done, best)
+                decision = stop.update(evaluate_now(model, evaluate), done, lambda: _state_copy(model),
+                                       lr_factor(done, steps, warm))
+                say(f"{name}: step {done} dev {stop.last:.4f} (best {stop.score:.4f} at step {stop.step})")
+                if decision == "anneal":  # back to the best checkpoint; the learning rate falls from here to 0
+                    model.load_state_dict(stop.state)
+                    end = bar.total = stop.cool.end
+                    say(f"{name}: {stop.patience_stop}; annealing the learning rate to 0 over {stop.cool.steps} "
+                        "steps from the best checkpoint")
+            if rank == 0 and (done % opt.checkpoint_every == 0 or done == end or decision != "go"):
+                checkpoint.save(model, optimizer, scheduler, done, stop)
             if on_step is not None:
                 on_step(done)
-            if stop:
-                say(f"{name}: stopped at step {done}: {best['stopped']}")
+            if decision == "stop":
+                say(f"{name}: stopped at step {done}: {stop.stopped}")
                 break
             if interrupted.requested:  # Ctrl-C or SIGTERM during the step: save it, then stop
                 if rank == 0:
-                    _save_checkpoint(path, model, optimizer, scheduler, done, best)
+                    checkpoint.save(model, optimizer, scheduler, done, stop)
                 say(f"{name}: interrupted ({interrupted.requested}) after step {done}; its checkpoint is saved: "
                     f"run the same command again to resume from step {done}")
                 raise KeyboardInterrupt
@@ -294,31 +233,29 @@ def train_loop(
         p.requires_grad_(True)
     model.eval()
     seconds = time.perf_counter() - began
-    ran = best.get("at", end) if best else end  # the step the stage ended at (stopped on dev, or the last)
+    ran = stop.at if stop.seen else end  # the step the stage ended at (stopped on dev, or the last)
     stats = {"steps": ran, "seconds": round(seconds, 2), "examples_per_s": round(seen / max(seconds, 1e-9), 1),
              "loss": loss_value, "first_losses": first_losses}
-    if best:
-        if best["step"] != ran:
-            model.load_state_dict(best["state"])
-        stats.update(best_step=best["step"], best_score=best["score"], last_score=best["last"])
-        if best.get("stopped"):
-            stats["stopped"] = best["stopped"]
+    if stop.seen:
+        if stop.step != ran:
+            model.load_state_dict(stop.state)
+        stats.update(best_step=stop.step, best_score=stop.score, last_score=stop.last)
+        if stop.stopped:
+            stats["stopped"] = stop.stopped
     return stats
 
 
-def _track_best(model: nn.Module, evaluate: Callable[[], float], step: int, best: dict,
-                min_delta: float = 0.0) -> dict:
-    """Score the model now; keep a CPU copy of its state when it beats the best so far. `stale` counts the
-    evaluations in a row that gained less than `min_delta` over the best (patience reads it)."""
+def evaluate_now(model: nn.Module, evaluate: Callable[[], float]) -> float:
+    """The dev score of the model as it is now (in eval mode, without gradients)."""
     model.eval()
     with torch.no_grad():
         score = float(evaluate())
     model.train()
-    if not best or score > best["score"]:
-        state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        stale = 0 if not best or score >= best["score"] + min_delta else best.get("stale", 0) + 1
-        return {**best, "score": score, "step": step, "state": state, "last": score, "stale": stale, "at": step}
-    return {**best, "last": score, "stale": best.get("stale", 0) + 1, "at": step}
+    return score
+
+
+def _state_copy(model: nn.Module) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
 ESTIMATE_AFTER = 20  # steps measured before the time left is estimated

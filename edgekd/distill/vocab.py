@@ -152,7 +152,3 @@ def compress_student(student, vmap: VocabMap, rows: torch.Tensor | None = None):
     state["embeddings.remap"] = torch.from_numpy(vmap.remap)
     new.load_state_dict(state)
     return new.to(next(student.parameters()).device).train(student.training)
-
-
-def embedding_parameters(student) -> int:
-    return student.embeddings.word.weight.numel()

@@ -1,8 +1,7 @@
 """The stages of `edgekd distill`, one module each; `edgekd.distill.pipeline` runs them in the order of
 `edgekd.config.STAGES`.
 
-Each is a small object: `name`, `needs` and `writes` (run-folder items, for readers and
-error messages) and `run(ctx) -> metrics`, where `ctx` is the run's shared
+Each is a small object with a `name` and `run(ctx) -> metrics`, where `ctx` is the run's shared
 `RunContext` (config, data, tokenizer, teacher, run folder).
 """
 

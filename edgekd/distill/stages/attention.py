@@ -17,8 +17,6 @@ from edgekd.distill.stages.context import RunContext
 
 class AttentionStage:
     name = "attention"
-    needs = ['teacher']  # what it reads besides the data and config
-    writes = ['stages/attention/student/']  # what it leaves in the run folder
     # what the log reports at the end: its own loss (the exit heads are untrained until `branches`, so a dev
     # accuracy here would read as broken)
     reports = "loss"

@@ -9,8 +9,6 @@ from edgekd.distill.stages.finetune import train_task
 
 class BaselineStage:
     name = "baseline"
-    needs = ["teacher (for --init teacher)"]
-    writes = ["stages/baseline/student/"]
 
     def run(self, ctx: RunContext) -> dict:
         return train_task(ctx, "baseline", new_student(ctx), kd_weight=0.0)

@@ -15,8 +15,6 @@ from edgekd.distill.stages.context import RunContext
 
 class BranchesStage:
     name = "branches"
-    needs = ['stages/finetune/student/']  # what it reads besides the data and config
-    writes = ['stages/branches/student/']  # what it leaves in the run folder
 
     def run(self, ctx: RunContext) -> dict:
         student = ctx.latest_student("branches")

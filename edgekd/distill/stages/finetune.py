@@ -56,8 +56,6 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
 
 class FinetuneStage:
     name = "finetune"
-    needs = ["teacher", "stages/attention/student/ (if run)", "refined_logits.pt (if refine ran)"]
-    writes = ["teacher_logits.pt", "stages/finetune/student/"]
 
     def run(self, ctx: RunContext) -> dict:
         student = ctx.latest_student("finetune") or new_student(ctx)

@@ -16,8 +16,6 @@ from runtime.files import atomic_write
 
 class RefineStage:
     name = "refine"
-    needs = ['teacher']  # what it reads besides the data and config
-    writes = ['refined_logits.pt']  # what it leaves in the run folder
 
     def run(self, ctx: RunContext) -> dict:
         """Two-teacher label refinement of the training rows' targets (see edgekd/distill/refine.py)."""

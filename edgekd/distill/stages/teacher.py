@@ -19,8 +19,6 @@ from runtime.files import atomic_folder
 
 class TeacherStage:
     name = "teacher"
-    needs = []  # what it reads besides the data and config
-    writes = ['teacher/']  # what it leaves in the run folder
 
     def run(self, ctx: RunContext) -> dict:
         stats: dict = {}
