@@ -65,12 +65,12 @@ def engine_latency(model: runtime.EdgeModel, texts: list[str], speed: float, rou
         def run() -> dict[str, float]:
             start = time.perf_counter()
             for ids, mask, types in encoded:
-                m.run_ids(ids, mask, speed, token_types=types)
+                m.run_ids(ids, mask, speed, token_type_ids=types)
             return {"b1": 1e3 * (time.perf_counter() - start) / max(len(encoded), 1)}
         return run
 
     for m in models.values():
-        m.run_ids(*encoded[0][:2], speed, token_types=encoded[0][2])  # warm up
+        m.run_ids(*encoded[0][:2], speed, token_type_ids=encoded[0][2])  # warm up
     choice = fastest({e: timer(m) for e, m in models.items()}, rounds=rounds)
     return {e: round(t["b1"], 4) for e, t in choice.ms.items()}
 
@@ -94,7 +94,7 @@ def thread_policy(model: runtime.EdgeModel, texts: list[str], speed: float, engi
             times = []
             for ids, mask, types in singles:
                 began = time.perf_counter()
-                m.run_ids(ids, mask, speed, token_types=types)
+                m.run_ids(ids, mask, speed, token_type_ids=types)
                 times.append(time.perf_counter() - began)
             return {"b1": 1e3 * float(np.median(times))}
         return run
@@ -103,12 +103,12 @@ def thread_policy(model: runtime.EdgeModel, texts: list[str], speed: float, engi
         def run() -> dict[str, float]:
             began = time.perf_counter()
             for ids, mask, types in batches:
-                run_batch(ids, mask, speed, token_types=types)
+                run_batch(ids, mask, speed, token_type_ids=types)
             return {"all": 1e3 * (time.perf_counter() - began)}
         return run
 
     for m in (default, one):
-        m.run_ids(*singles[0][:2], speed, token_types=singles[0][2])  # warm up
+        m.run_ids(*singles[0][:2], speed, token_type_ids=singles[0][2])  # warm up
     small = fastest({"default": batch_1(default), "one": batch_1(one)}, rounds=rounds)
     large = fastest({"whole": batched(default.run_ids), "split": batched(default.run_split)}, rounds=rounds)
     return {"cores": cores, "speed": speed,
@@ -146,8 +146,8 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
     exit_logits = np.zeros((model.num_layers, len(ids), len(model.labels)), dtype=np.float32)
     for start in range(0, len(order), 64):
         chunk = order[start : start + 64]
-        padded, mask, token_types = model.encoder.pad([ids[i] for i in chunk], [types[i] for i in chunk])
-        exit_logits[:, chunk] = model.trace_ids(padded, mask, token_types if model.manifest.text_pair else None)
+        padded, mask, token_type_ids = model.encoder.pad([ids[i] for i in chunk], [types[i] for i in chunk])
+        exit_logits[:, chunk] = model.trace_ids(padded, mask, token_type_ids if model.manifest.text_pair else None)
     sample = list(range(min(latency_texts, len(ids))))
     front, per_layer = stage_times(model, [dataset.texts[i] for i in sample])
     cumulative = np.cumsum(per_layer)

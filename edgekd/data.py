@@ -6,7 +6,6 @@ label set comes from the training file and is saved into the run folder.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
@@ -16,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtime.errors import EdgeKDError
+from edgekd.rows import FORMATS, DataError, RowReader, file_format, item_of  # noqa: F401  (re-exported)
 from runtime.exits import PROBLEMS
 
 TEXT_COLUMNS = ("sentence", "text", "content", "review", "sentence1", "document")
@@ -25,11 +24,6 @@ LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "is_duplicate
 # rerankers; recognised when no --text-column / --text-pair-column is given
 PAIR_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("premise", "hypothesis"),
                 ("text", "text_pair"), ("query", "passage"), ("#1 String", "#2 String"))
-FORMATS = {".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl", ".txt": "lines"}
-
-
-class DataError(EdgeKDError):
-    """A data file cannot be used as given."""
 
 
 @dataclass
@@ -61,13 +55,7 @@ class TextDataset:
 
 
 def _format(path: Path, fmt: str | None) -> str:
-    if fmt:
-        return fmt
-    try:
-        return FORMATS[path.suffix.lower()]
-    except KeyError:
-        raise DataError(f"{path}: cannot tell the format from the extension {path.suffix!r}; "
-                        f"use one of {', '.join(FORMATS)} or pass the format explicitly") from None
+    return file_format(path, fmt)
 
 
 def _read_text(path: Path) -> str:
@@ -86,56 +74,10 @@ def _read_text(path: Path) -> str:
 
 
 def _rows(path: Path, fmt: str) -> tuple[list[str], list[tuple[int, dict]]]:
-    """(columns, [(line number, row dict)])."""
-    text = _read_text(path)
-    if fmt == "jsonl":
-        rows, columns = [], []
-        # split on "\n" only: str.splitlines would also cut at U+2028, U+0085, form feed ... inside a text
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg}); JSONL wants one object "
-                                "a line") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}: line {number} is not a JSON object")
-            columns += [c for c in row if c not in columns]
-            rows.append((number, row))
-        return columns, rows
-    delimiter = "\t" if fmt == "tsv" else ","
-    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
-    # the csv module over a file object with newline="": quoted CSV fields keep their line breaks, and
-    # only \n / \r end a row (never U+2028, U+0085 or a form feed inside a text)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quoting=quoting)
-    try:
-        header = next(reader)
-    except csv.Error as exc:
-        raise DataError(f"{path}: the header cannot be read as {fmt.upper()} ({exc})") from None
-    if len(header) == 1:
-        other = "," if delimiter == "\t" else "\t"
-        if other in header[0]:
-            raise DataError(f"{path}: the header has one column but contains {other!r}; the file looks "
-                            f"{'comma' if other == ',' else 'tab'}-separated, so give it a "
-                            f"{'.csv' if other == ',' else '.tsv'} extension")
-    header = [h.strip() for h in header]
-    rows = []
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            raise DataError(f"{path}: line {reader.line_num} cannot be read as {fmt.upper()} ({exc})") from None
-        number = reader.line_num
-        if not values or all(not v.strip() for v in values):
-            continue
-        if len(values) != len(header):
-            raise DataError(f"{path}: row {number} has {len(values)} fields but the header has {len(header)} "
-                            f"({', '.join(header)}); check the delimiter or quoting")
-        rows.append((number, dict(zip(header, values))))
-    return header, rows
+    """(columns, [(line number, row dict)]) of a whole file, read through the one row reader (edgekd.rows)."""
+    reader = RowReader(io.StringIO(_read_text(path), newline=""), path, fmt)
+    rows = list(reader)
+    return reader.columns, rows
 
 
 def pick_column(columns: list[str], wanted: str | None, defaults: tuple[str, ...], what: str, path: Path) -> str:
@@ -165,13 +107,6 @@ def text_columns(columns: list[str], text_column: str | None, text_pair_column: 
             if first in columns and second in columns:
                 return first, second
     return pick_column(columns, text_column, TEXT_COLUMNS, "text", path), None
-
-
-def _item(row: dict, text_col: str, pair_col: str | None):
-    text = str(row.get(text_col) or "").strip()
-    if pair_col is None:
-        return text
-    return text, str(row.get(pair_col) or "").strip()
 
 
 def normalize_label(value) -> str:
@@ -246,7 +181,7 @@ def read_labelled(
     columns, rows = _rows(path, fmt)
     if not rows:
         raise DataError(f"{path}: the file has a header but no rows")
-    text_col, pair_col = text_columns(columns, text_column, text_pair_column, path)
+    text_col, text_pair_col = text_columns(columns, text_column, text_pair_column, path)
     label_col = pick_column(columns, label_column, LABEL_COLUMNS, "label", path)
     texts, cells = [], []
     for number, row in rows:
@@ -255,14 +190,15 @@ def read_labelled(
             raise DataError(f"{path}: row {number} has an empty {text_col!r}")
         if label is None or (not isinstance(label, list) and str(label).strip() == ""):
             raise DataError(f"{path}: row {number} has no {label_col!r}")
-        texts.append(_item(row, text_col, pair_col))
+        texts.append(item_of(row, text_col, text_pair_col))
         cells.append(label)
     if problem is not None and problem not in PROBLEMS:
         raise DataError(f"unknown problem type {problem!r}; use one of {', '.join(PROBLEMS)}")
     why = "as asked"
     if problem is None:
         problem, why = detect_problem(cells)
-    columns_read = (f"text columns {text_col!r} + {pair_col!r} (pairs)" if pair_col else f"text column {text_col!r}")
+    columns_read = (f"text columns {text_col!r} + {text_pair_col!r} (pairs)" if text_pair_col
+                    else f"text column {text_col!r}")
     columns_read += f", label column {label_col!r} ({problem})"
     if problem == "regression":
         values = []
@@ -332,7 +268,7 @@ def read_unlabelled(path: str | os.PathLike, text_column: str | None = None, fmt
     """Unlabelled text: one sentence a line (.txt), or the text column(s) of a labelled file (pairs too)."""
     path = Path(path)
     fmt = _format(path, fmt)
-    pair_col = None
+    text_pair_col = None
     if fmt == "lines":
         if text_pair_column:
             raise DataError(f"{path}: a .txt file holds one text a line; pairs need a TSV, CSV or JSONL file")
@@ -340,11 +276,11 @@ def read_unlabelled(path: str | os.PathLike, text_column: str | None = None, fmt
         col = "lines"
     else:
         columns, rows = _rows(path, fmt)
-        col, pair_col = text_columns(columns, text_column, text_pair_column, path)
-        texts = [_item(row, col, pair_col) for _, row in rows if str(row.get(col, "")).strip()]
+        col, text_pair_col = text_columns(columns, text_column, text_pair_column, path)
+        texts = [item_of(row, col, text_pair_col) for _, row in rows if str(row.get(col, "")).strip()]
     if not texts:
         raise DataError(f"{path}: no text found")
-    return TextDataset(texts, None, [], str(path), f"text columns {col!r} + {pair_col!r} (pairs)" if pair_col
+    return TextDataset(texts, None, [], str(path), f"text columns {col!r} + {text_pair_col!r} (pairs)" if text_pair_col
                        else f"text column {col!r}")
 
 

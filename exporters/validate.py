@@ -145,8 +145,8 @@ def validate_compiled(model, vocab_size: int, max_length: int, speeds, exact: bo
         types = pair_types(torch.from_numpy(mask)).numpy() if model.manifest.text_pair else None
         trace_u = model.rule.trace(model.trace_ids(ids, mask, types)) if exact and not model.full else None
         for speed in speeds:
-            want_logits, want_layer, _ = model.run_ids(ids, mask, speed, engine="staged", token_types=types)
-            got_logits, got_layer, _ = model.run_graph(ids, mask, speed, token_types=types)
+            want_logits, want_layer, _ = model.run_ids(ids, mask, speed, engine="staged", token_type_ids=types)
+            got_logits, got_layer, _ = model.run_graph(ids, mask, speed, token_type_ids=types)
             same_label = model.rule.agree(want_logits, got_logits)
             same_exit = want_layer == got_layer
             rows += len(ids)

@@ -13,9 +13,9 @@ from runtime.manifest import PAIR_INPUT, STAGE_INPUTS, STAGE_OUTPUTS
 (_, MASK, ROWS), (HIDDEN_OUT, LOGITS) = STAGE_INPUTS["layer"], STAGE_OUTPUTS["layer"]
 
 
-def embed_feeds(input_ids: np.ndarray, token_types: np.ndarray | None) -> dict[str, np.ndarray]:
+def embed_feeds(input_ids: np.ndarray, token_type_ids: np.ndarray | None) -> dict[str, np.ndarray]:
     """The embed graph's inputs: ids, and a pair bundle's segment ids."""
-    return {IDS: input_ids} if token_types is None else {IDS: input_ids, PAIR_INPUT: token_types}
+    return {IDS: input_ids} if token_type_ids is None else {IDS: input_ids, PAIR_INPUT: token_type_ids}
 
 
 class HostChain:
@@ -23,8 +23,8 @@ class HostChain:
     the longest survivor (numpy), so later layers run on less."""
 
     def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray,
-                 token_types: np.ndarray | None = None):
-        self.hidden = embed.run([HIDDEN], embed_feeds(input_ids, token_types))[0]
+                 token_type_ids: np.ndarray | None = None):
+        self.hidden = embed.run([HIDDEN], embed_feeds(input_ids, token_type_ids))[0]
         self.mask = mask
         self.rows = np.arange(len(input_ids), dtype=np.int64)
 
@@ -44,9 +44,9 @@ class CudaChain:
     come back to the host, and the surviving rows are gathered inside the next layer graph (`rows`)."""
 
     def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray,
-                 token_types: np.ndarray | None = None):
+                 token_type_ids: np.ndarray | None = None):
         binding = embed.io_binding()
-        for name, value in embed_feeds(input_ids, token_types).items():
+        for name, value in embed_feeds(input_ids, token_type_ids).items():
             binding.bind_cpu_input(name, value)
         binding.bind_output(HIDDEN, "cuda")
         embed.run_with_iobinding(binding)

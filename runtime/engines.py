@@ -29,11 +29,12 @@ class Batch:
     types: np.ndarray | None = None  # (B, T)
 
     @classmethod
-    def of(cls, input_ids, mask, token_types=None, text_pair: bool = False) -> Batch:
+    def of(cls, input_ids, mask, token_type_ids=None, text_pair: bool = False) -> Batch:
         ids = np.ascontiguousarray(input_ids, dtype=np.int64)
         types = None
         if text_pair:
-            types = np.zeros_like(ids) if token_types is None else np.ascontiguousarray(token_types, dtype=np.int64)
+            types = (np.zeros_like(ids) if token_type_ids is None
+                     else np.ascontiguousarray(token_type_ids, dtype=np.int64))
         return cls(ids, np.ascontiguousarray(mask, dtype=np.int64), types)
 
     def feeds(self, names: tuple[str, ...], speed: float | None = None) -> dict[str, np.ndarray]:

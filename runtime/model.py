@@ -27,6 +27,7 @@ except ImportError as exc:  # the core install leaves the choice of ONNX Runtime
 from runtime.engines import Batch, GraphEngine, StagedEngine
 from runtime.errors import BundleError, DeviceError, EdgeKDError, InputError, InputTypeError
 from runtime.exits import check_speed, sigmoid, softmax
+from runtime.items import parse_items
 from runtime.manifest import (
     ENGINES,
     Manifest,
@@ -39,17 +40,6 @@ from runtime.sessions import captured_stderr, check_graphs, providers, session_o
 from runtime.tokenize import TextEncoder
 
 SPLIT_MIN_ROWS = 16  # batches from this size may be split across cores, when calibration measured that faster
-
-
-def _check_encodable(index: int, *texts: str) -> None:
-    """Refuse item `index` when a text holds a lone surrogate (what a wrong decode leaves): no tokenizer reads it."""
-    for text in texts:
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InputError(f"texts[{index}] holds a lone surrogate (invalid UTF-16 such as '\\ud800'), which no "
-                             "tokenizer can read; decode the text correctly, or encode it with errors='replace' "
-                             "first") from None
 
 
 @dataclass
@@ -246,61 +236,28 @@ class EdgeModel:
         self.classify([("warm up", "") if self.manifest.text_pair else "warm up"] * 2, speed=0.0)
 
     def encode(self, items: list) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(input_ids, mask, token_types or None) of `items` as one padded batch, for run_ids / trace_ids."""
+        """(input_ids, mask, token_type_ids or None) of `items` as one padded batch, for run_ids / trace_ids."""
         if self.manifest.text_pair:
             return self.encoder.pairs(items)
         return (*self.encoder(items), None)
 
     def items(self, texts) -> list:
-        """`texts` as a list of what this bundle takes (str, or (text, text_pair) tuples); an item of the
-        wrong shape is refused in one line that names its index and what the bundle expects."""
-        pair = self.manifest.text_pair
-        one_pair = pair and isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str) for t in texts)
-        if isinstance(texts, (str, dict)) or one_pair:
-            texts = [texts]  # one item; any other tuple is a sequence of items, as before pairs existed
-        if texts is None or not hasattr(texts, "__iter__"):
-            raise InputTypeError(f"texts must be a list of items (or one item), got {type(texts).__name__}")
-        out = []
-        for index, item in enumerate(texts):
-            if isinstance(item, dict):
-                unknown = sorted(set(item) - {"text", "text_pair"})
-                if unknown or "text" not in item:
-                    raise InputTypeError(f"texts[{index}] is a dict with keys {sorted(item)}; a pair is "
-                                         "{'text': ..., 'text_pair': ...}")
-                item = (item["text"], item.get("text_pair", ""))
-            if isinstance(item, (tuple, list)):
-                if len(item) != 2 or not all(isinstance(t, str) for t in item):
-                    raise InputTypeError(f"texts[{index}] is a {type(item).__name__} of {len(item)} items; a pair "
-                                         "is (text, text_pair), two strings")
-                if not pair:
-                    raise InputError(f"texts[{index}] is a pair, but this bundle classifies single texts: give "
-                                     "each item as one string")
-                _check_encodable(index, *item)
-                out.append((item[0], item[1]))
-            elif isinstance(item, str):
-                _check_encodable(index, item)
-                if pair:
-                    raise InputError(f"texts[{index}] is a single string, but this bundle classifies text pairs: "
-                                     "give (text, text_pair) (the second may be empty)")
-                out.append(item)
-            else:
-                raise InputTypeError(f"texts[{index}] is {type(item).__name__}, not " +
-                                     ("a (text, text_pair) pair" if pair else "str"))
-        return out
+        """`texts` as a list of what this bundle takes (runtime.items.parse_items)."""
+        return parse_items(texts, self.manifest.text_pair)
 
     # ------------------------------------------------------------------- id API
-    def _run_by_policy(self, input_ids, mask, speed, token_types=None):
+    def _run_by_policy(self, input_ids, mask, speed, token_type_ids=None):
         """run_ids, with the calibrated thread use on CPU: batches of SPLIT_MIN_ROWS or more whole on
         every core or split across cores; smaller ones on onnxruntime's default threads or on one."""
         policy = self.thread_policy
         if not policy or self.device != "cpu":
-            return self.run_ids(input_ids, mask, speed, token_types=token_types)
+            return self.run_ids(input_ids, mask, speed, token_type_ids=token_type_ids)
         if len(input_ids) >= SPLIT_MIN_ROWS:
             if policy.get("batch_32", {}).get("chosen") == "split":
-                return self.run_split(input_ids, mask, speed, token_types=token_types)
+                return self.run_split(input_ids, mask, speed, token_type_ids=token_type_ids)
         elif policy.get("batch_1", {}).get("chosen") == "one":
-            return self._one_thread.run_ids(input_ids, mask, speed, token_types=token_types)
-        return self.run_ids(input_ids, mask, speed, token_types=token_types)
+            return self._one_thread.run_ids(input_ids, mask, speed, token_type_ids=token_type_ids)
+        return self.run_ids(input_ids, mask, speed, token_type_ids=token_type_ids)
 
     def variant(self, *, engine: str | None = None, threading: str | None = None,
                 threads: int | None = -1) -> EdgeModel:
@@ -321,15 +278,15 @@ class EdgeModel:
         return ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="edgekd")
 
     def run_split(self, input_ids: np.ndarray, mask: np.ndarray, speed: float, workers: int | None = None,
-                  token_types: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  token_type_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """run_ids with the batch split into `workers` parts (default: one per core) run at once, each part
         on one-thread sessions: data parallel across cores instead of parallel inside each operator."""
         workers = max(1, min(workers or os.cpu_count() or 1, len(input_ids)))
         parts = [p for p in np.array_split(np.arange(len(input_ids)), workers) if len(p)]
         if len(parts) == 1:
-            return self._one_thread.run_ids(input_ids, mask, speed, token_types=token_types)
+            return self._one_thread.run_ids(input_ids, mask, speed, token_type_ids=token_type_ids)
         done = list(self._pool.map(lambda p: self._one_thread.run_ids(
-            input_ids[p], mask[p], speed, token_types=None if token_types is None else token_types[p]), parts))
+            input_ids[p], mask[p], speed, token_type_ids=None if token_type_ids is None else token_type_ids[p]), parts))
         return tuple(np.concatenate([d[i] for d in done]) for i in range(3))
 
     @cached_property
@@ -343,30 +300,31 @@ class EdgeModel:
         return StagedEngine(self.sessions, self.rule, len(self.labels), self.device, self.full,
                             self.manifest.text_pair)
 
-    def batch(self, input_ids, mask, token_types=None) -> Batch:
+    def batch(self, input_ids, mask, token_type_ids=None) -> Batch:
         """A padded batch as this bundle's graphs take it (token_type_ids for a pair bundle, zeros when None)."""
-        return Batch.of(input_ids, mask, token_types, self.manifest.text_pair)
+        return Batch.of(input_ids, mask, token_type_ids, self.manifest.text_pair)
 
     def run_ids(self, input_ids: np.ndarray, mask: np.ndarray, speed: float, engine: str | None = None,
-                token_types: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                token_type_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Early-exit inference on one padded batch (through `engine`, default this model's).
 
         Returns (logits (B,C) of the deciding layer, exit_layer (B,) 1-based,
-        uncertainty (B,)). `token_types` (B,T): the segment ids of a pair bundle (zeros when None).
+        uncertainty (B,)). `token_type_ids` (B,T): the segment ids of a pair bundle (zeros when None).
         """
-        batch = self.batch(input_ids, mask, token_types)
+        batch = self.batch(input_ids, mask, token_type_ids)
         if (engine or self.engine) == "graph":
             return tuple(self.graph_engine.run(batch, speed))
         return self.staged_engine.run(batch, speed)
 
     def run_graph(self, input_ids: np.ndarray, mask: np.ndarray, speed: float, outputs: list[str] | None = None,
-                  token_types: np.ndarray | None = None) -> list[np.ndarray]:
+                  token_type_ids: np.ndarray | None = None) -> list[np.ndarray]:
         """One run of the compiled graph: (logits, exit_layer, uncertainty) (or the named `outputs`)."""
-        return self.graph_engine.run(self.batch(input_ids, mask, token_types), speed, outputs)
+        return self.graph_engine.run(self.batch(input_ids, mask, token_type_ids), speed, outputs)
 
-    def trace_ids(self, input_ids: np.ndarray, mask: np.ndarray, token_types: np.ndarray | None = None) -> np.ndarray:
+    def trace_ids(self, input_ids: np.ndarray, mask: np.ndarray,
+                  token_type_ids: np.ndarray | None = None) -> np.ndarray:
         """Every exit head's logits for every row: (L, B, C). Used by calibration."""
-        return self.staged_engine.trace(self.batch(input_ids, mask, token_types))
+        return self.staged_engine.trace(self.batch(input_ids, mask, token_type_ids))
 
 
 def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = None, warmup: bool = False,

@@ -90,10 +90,10 @@ class TextEncoder:
             mask[i, : len(row)] = 1
         if types is None:
             return input_ids, mask
-        token_types = np.zeros((len(ids), width), dtype=np.int64)
+        token_type_ids = np.zeros((len(ids), width), dtype=np.int64)
         for i, row in enumerate(types):
-            token_types[i, : len(row)] = row
-        return input_ids, mask, token_types
+            token_type_ids[i, : len(row)] = row
+        return input_ids, mask, token_type_ids
 
     def __call__(self, items: list) -> tuple[np.ndarray, np.ndarray]:
         """(input_ids, mask) of single texts; `pairs` for items that are pairs."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -195,3 +196,33 @@ def test_distill_flags_land_in_their_config_fields(tmp_path):
     assert cfg.offline is False and cfg.finetune.kd == "mse" and cfg.attention.objective == "both"
     assert cfg.data.standardize is False and cfg.data.text_pair_column == "q2"
     assert resolve_config(None, None, flag_overrides({**given, "online": False})).offline is True
+
+
+PAIR_FIXTURE = Path(__file__).resolve().parents[1] / "js" / "test" / "fixtures" / "pair"
+
+
+def test_stdin_of_a_pair_bundle_takes_one_pair_a_line_and_refuses_a_line_without_a_tab():
+    """Issue 43, item 1: no fallback to two by two on stdin (it paired the wrong texts)."""
+    bad = runner.invoke(app, ["predict", str(PAIR_FIXTURE), "-"], input="a\tb\nno tab here\nc\td\ne\tf\n")
+    assert bad.exit_code == 2 and "stdin: line 2 has no tab" in bad.output
+    good = runner.invoke(app, ["predict", str(PAIR_FIXTURE), "-", "--json"], input="good\tbad film\nfun\tok\n")
+    assert good.exit_code == 0, good.output
+    rows = [json.loads(line) for line in good.output.splitlines()]
+    assert [(r["text"], r["text_pair"]) for r in rows] == [("good", "bad film"), ("fun", "ok")]
+
+
+def test_blank_lines_on_stdin_are_kept_and_marked_so_the_answers_line_up(bundle):
+    """Issue 43, item 2."""
+    out = runner.invoke(app, ["predict", str(bundle), "-", "--json"], input="a superb film\n\nbad plot\n")
+    assert out.exit_code == 0, out.output
+    rows = [json.loads(line) for line in out.output.splitlines()]
+    assert [r["text"] for r in rows] == ["a superb film", "", "bad plot"]
+    assert [r.get("empty", False) for r in rows] == [False, True, False]
+
+
+def test_predict_file_names_the_fix_for_a_comma_separated_tsv(bundle, tmp_path):
+    """Issue 43, item 6: one reader, one message (distill's)."""
+    data = tmp_path / "texts.tsv"
+    data.write_text("sentence,label\na superb film,1\n")
+    out = runner.invoke(app, ["predict", str(bundle), "--file", str(data)])
+    assert out.exit_code == 2 and "give it a .csv extension" in out.output

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Iterator
 
 from edgekd.data import TEXT_COLUMNS, pick_column, text_columns
+from edgekd.rows import FORMATS, RowReader, item_of
 from runtime.errors import EdgeKDError
 
 CHUNK = 1024  # rows read, classified and written together
@@ -38,61 +39,45 @@ def iter_texts(path: Path, text_column: str | None = None, text_pair: bool = Fal
                text_pair_column: str | None = None) -> Iterator:
     """Items of `path` in order, one per input row (empty strings for empty rows), read lazily: texts, or with
     `text_pair` (text, text_pair) from two columns (named, or a known pair such as question1/question2; a .txt
-    line holds the two texts separated by a tab)."""
-    suffix = path.suffix.lower()
+    line holds the two texts separated by a tab). TSV, CSV and JSONL rows come through the one row reader
+    (edgekd.rows) that training uses too."""
+    fmt = FORMATS.get(path.suffix.lower(), "lines")  # any other extension: one text a line
     try:
         handle = open(path, encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise EdgeKDError(f"{path}: cannot open ({exc.strerror})") from None
     with handle:
         try:
-            if suffix in (".csv", ".tsv"):
-                reader = csv.DictReader(handle, delimiter="\t" if suffix == ".tsv" else ",",
-                                        quoting=csv.QUOTE_NONE if suffix == ".tsv" else csv.QUOTE_MINIMAL)
-                column, second = _columns(reader.fieldnames or [], text_column, text_pair, text_pair_column, path)
-                for row in reader:
-                    yield _item(row, column, second)
-            elif suffix in (".jsonl", ".json"):
-                columns = None
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        yield ("", "") if text_pair else ""
-                        continue
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise EdgeKDError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-                    columns = columns or _columns(list(row), text_column, text_pair, text_pair_column, path)
-                    yield _item(row, *columns)
-            else:
+            if fmt == "lines":
                 for line in handle:
                     line = line.rstrip("\r\n")
                     yield tuple((line.split("\t", 1) + [""])[:2]) if text_pair else line
+                return
+            reader = RowReader(handle, path, fmt, keep_blank=True)
+            columns = None
+            for _, row in reader:
+                if row is not None and columns is None:
+                    columns = _columns(reader.columns, text_column, text_pair, text_pair_column, path)
+                if columns is None:  # blank rows before the first one that names the columns
+                    yield ("", "") if text_pair else ""
+                    continue
+                yield item_of(row, *columns)
         except UnicodeDecodeError as exc:
             raise EdgeKDError(f"{path}: bytes that are not UTF-8 (at byte {exc.start} of a chunk); re-save the file "
                               "as UTF-8") from None
 
 
-def _columns(columns: list[str], wanted: str | None, text_pair: bool, pair_column: str | None, path: Path):
+def _columns(columns: list[str], wanted: str | None, text_pair: bool, text_pair_column: str | None, path: Path):
     """(text column, second text column or None) of a file for a bundle of single texts or of pairs."""
     if not text_pair:
-        if pair_column:
+        if text_pair_column:
             raise EdgeKDError("--text-pair-column: this bundle classifies single texts")
-        return _column(columns, wanted, path), None
-    first, second = text_columns(columns, wanted, pair_column, path)
+        return pick_column(columns, wanted, TEXT_COLUMNS, "text", path), None
+    first, second = text_columns(columns, wanted, text_pair_column, path)
     if second is None:
         raise EdgeKDError(f"{path}: this bundle classifies text pairs but no second text column was found "
                           f"(columns: {', '.join(columns)}); name it with --text-pair-column")
     return first, second
-
-
-def _item(row: dict, column: str, second: str | None):
-    text = str(row.get(column) or "").strip()
-    return text if second is None else (text, str(row.get(second) or "").strip())
-
-
-def _column(columns: list[str], wanted: str | None, path: Path) -> str:
-    return pick_column(columns, wanted, TEXT_COLUMNS, "text", path)
 
 
 def done_rows(out: Path) -> int:

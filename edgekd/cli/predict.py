@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgekd.cli.app import app, err, friendly
+from runtime.items import items_from_arguments, items_from_lines
 
 
 @app.command()
@@ -17,9 +18,10 @@ from edgekd.cli.app import app, err, friendly
 def predict(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder.")],
     texts: Annotated[Optional[list[str]], typer.Argument(
-        help="Texts to classify ('-' reads one per line from stdin). For a bundle of text pairs: the texts two"
-             " by two (first, second, first, second, ...); on stdin each line holds the two texts separated by"
-             " a tab.")] = None,
+        help="Texts to classify ('-' reads one per line from stdin; a blank line is answered as an empty text and"
+             " marked, so the output lines up with the input). For a bundle of text pairs: the texts two by two"
+             " (first, second, first, second, ...); on stdin one pair a line, the two texts separated by a tab"
+             " (a line without one is refused).")] = None,
     file: Annotated[Optional[Path], typer.Option(
         help="Classify every row of this file (.txt lines, or .csv/.tsv/.jsonl with a text column), streaming,"
              " in order.")] = None,
@@ -50,16 +52,8 @@ def predict(
         raise runtime.EdgeKDError("give texts or --file, not both")
     if file is None and (out or text_column or text_pair_column or resume):
         raise runtime.EdgeKDError("--out, --text-column, --text-pair-column and --resume go with --file")
-    if texts == ["-"]:
-        raw = sys.stdin.buffer.read()
-        try:
-            decoded = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            line = raw[: exc.start].count(b"\n") + 1
-            raise runtime.EdgeKDError(f"stdin: line {line} has bytes that are not UTF-8 (at byte {exc.start}); "
-                                      "send UTF-8 text") from None
-        texts = [line.rstrip("\r") for line in decoded.split("\n") if line.strip()]
     model = runtime.load(bundle, device=device, engine=engine)
+    pair = model.manifest.text_pair
     if file is not None:
         from edgekd.apps.predict_file import predict_file
 
@@ -68,19 +62,26 @@ def predict(
         if out:
             err(f"wrote {rows} rows to {out}")
         return
-    if model.manifest.text_pair:
-        if texts and all("\t" in t for t in texts):
-            texts = [tuple(t.split("\t", 1)) for t in texts]
-        elif len(texts) % 2:
-            raise runtime.EdgeKDError(f"this bundle classifies text pairs: give the texts two by two (got "
-                                      f"{len(texts)}), or lines 'text<TAB>text_pair' on stdin")
-        else:
-            texts = list(zip(texts[::2], texts[1::2]))
-    results = model.classify(texts, speed=speed, batch_size=batch_size)
-    for text, r in zip(texts, results):
+    if texts == ["-"]:  # one item a line, blank lines kept (answered like --file's empty rows, and marked)
+        raw = sys.stdin.buffer.read()
+        try:
+            decoded = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            raise runtime.EdgeKDError(f"stdin: line {line} has bytes that are not UTF-8 (at byte {exc.start}); "
+                                      "send UTF-8 text") from None
+        lines = decoded.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()  # the newline that ends the last line
+        items = items_from_lines([line.rstrip("\r") for line in lines], pair)
+    else:
+        items = items_from_arguments(texts, pair)
+    results = model.classify(items, speed=speed, batch_size=batch_size)
+    for text, r in zip(items, results):
         given = {"text": text} if isinstance(text, str) else {"text": text[0], "text_pair": text[1]}
+        empty = {"empty": True} if not any(given.values()) else {}
         if as_json:
-            typer.echo(json.dumps({**given, **r.to_dict()}))
+            typer.echo(json.dumps({**given, **r.to_dict(), **empty}))
         else:
             answer = (f"{r.label}\t{r.probs[r.label]:.3f}" if r.label is not None else
                       f"{','.join(r.labels) or '(none)'}" if r.labels is not None else f"{r.score:.4f}")

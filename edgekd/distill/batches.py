@@ -19,7 +19,7 @@ class Batch:
     labels: torch.Tensor | None  # (B,) class ids | (B,C) 0/1 (multi-label) | (B,) values (regression)
     index: torch.Tensor  # (B,) row numbers in the dataset
     targets: torch.Tensor | None = None  # (B,C) soft / teacher targets when precomputed
-    token_types: torch.Tensor | None = None  # (B,T) segment ids of text pairs; None for single texts
+    token_type_ids: torch.Tensor | None = None  # (B,T) segment ids of text pairs; None for single texts
 
 
 def label_tensor(labels: list, problem: str = "single-label", num_labels: int = 0) -> torch.Tensor:

@@ -69,15 +69,15 @@ def all_exit_logits(model, data: TokenizedData, device, batch_size: int = 64) ->
 
 @torch.no_grad()
 def classifier_logits(forward, data: TokenizedData, device, batch_size: int = 64) -> torch.Tensor:
-    """Final logits of any classifier: `forward(input_ids, mask, token_types) -> (B,C)` (token_types None for
+    """Final logits of any classifier: `forward(input_ids, mask, token_type_ids) -> (B,C)` (token_type_ids None for
     single texts); returns (N,C) on the CPU."""
-    return torch.cat([forward(b.input_ids, b.mask, b.token_types).float().cpu()
+    return torch.cat([forward(b.input_ids, b.mask, b.token_type_ids).float().cpu()
                       for b in data.batches(batch_size, device)])
 
 
 def segments(batch) -> dict:
     """A student's keyword for a batch of text pairs (token_type_ids), none for single texts."""
-    return {} if batch.token_types is None else {"token_type_ids": batch.token_types}
+    return {} if batch.token_type_ids is None else {"token_type_ids": batch.token_type_ids}
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:

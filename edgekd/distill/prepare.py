@@ -77,9 +77,10 @@ def prepare(cfg: DistillConfig, run: RunFolder, log: Callable[[str], None]) -> P
     cfg = DistillConfig.from_dict(cfg.to_dict())  # the caller's config stays as given
     check_same_config(run, cfg)
     d = cfg.data
-    pair_col = d.text_pair_column or None
+    text_pair_column = d.text_pair_column or None
     declared, declared_why = declared_problem(cfg)
-    full_train = read_labelled(d.train, d.text_column or None, d.label_column or None, text_pair_column=pair_col,
+    full_train = read_labelled(d.train, d.text_column or None, d.label_column or None,
+                               text_pair_column=text_pair_column,
                                problem=declared)
     problem = full_train.problem
     why = declared_why or full_train.problem_why
@@ -97,14 +98,14 @@ def prepare(cfg: DistillConfig, run: RunFolder, log: Callable[[str], None]) -> P
         full_train.labels = flip_labels(full_train.labels, len(full_train.label_names), d.label_noise, cfg.seed)
     train = full_train.subset(d.max_train or None)
     dev = read_labelled(d.dev, d.text_column or None, d.label_column or None, train.label_names,
-                        text_pair_column=pair_col, problem=problem)
+                        text_pair_column=text_pair_column, problem=problem)
     if dev.text_pair != train.text_pair:
         raise ConfigError([f"{d.train} holds {_pairs_or_single(train.text_pair)} ({train.columns}) but {d.dev} "
                            f"holds {_pairs_or_single(dev.text_pair)} ({dev.columns}); name the columns with "
                            "--text-column / --text-pair-column"])
     if d.unlabeled:
         unlabeled = read_unlabelled(d.unlabeled, d.text_column or None,
-                                    text_pair_column=pair_col).subset(d.max_unlabeled or None)
+                                    text_pair_column=text_pair_column).subset(d.max_unlabeled or None)
         if unlabeled.text_pair != train.text_pair:
             raise ConfigError([f"{d.unlabeled} holds {_pairs_or_single(unlabeled.text_pair)} but the training "
                                f"data {_pairs_or_single(train.text_pair)}"])

@@ -277,11 +277,11 @@ class TeacherAdaptor(nn.Module):
     def num_heads(self) -> int:
         return self.model.config.num_attention_heads
 
-    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, token_types: torch.Tensor | None = None,
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, token_type_ids: torch.Tensor | None = None,
                 hidden: bool = False) -> TeacherOutput:
         self._capture.clear()
         out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=hidden,
-                         **segment_kwargs(self.model, token_types))
+                         **segment_kwargs(self.model, token_type_ids))
         return TeacherOutput(out.logits, self._capture.get(), out.hidden_states[-1] if hidden else None)
 
     @property
@@ -304,13 +304,13 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for name, p in model.named_parameters() if name.split(".")[0] in HEAD_MODULES]
 
 
-def segment_kwargs(model: nn.Module, token_types: torch.Tensor | None) -> dict:
+def segment_kwargs(model: nn.Module, token_type_ids: torch.Tensor | None) -> dict:
     """`token_type_ids` for a transformers model whose family has segment embeddings (BERT, RoBERTa, ELECTRA,
     ALBERT): a text pair's segments. Families without them (DistilBERT, ModernBERT, DeBERTa-v3) take none and
     tell the two texts apart by the separators, as their own fine-tuning does."""
-    if token_types is None or not has_segments(model):
+    if token_type_ids is None or not has_segments(model):
         return {}
-    return {"token_type_ids": token_types}
+    return {"token_type_ids": token_type_ids}
 
 
 def has_segments(model: nn.Module) -> bool:

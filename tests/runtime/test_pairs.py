@@ -75,8 +75,8 @@ def test_the_segments_are_used(pair_bundle):
     pair = [("good film", "bad plot")]
     ids, mask, types = model.encoder.pairs(pair)
     assert types.tolist() == [[0, 0, 0, 0, 1, 1, 1]]  # [CLS] good film [SEP] bad plot [SEP]
-    a = model.run_ids(ids, mask, 0.0, token_types=types)[0]
-    b = model.run_ids(ids, mask, 0.0, token_types=np.zeros_like(types))[0]
+    a = model.run_ids(ids, mask, 0.0, token_type_ids=types)[0]
+    b = model.run_ids(ids, mask, 0.0, token_type_ids=np.zeros_like(types))[0]
     assert np.abs(a - b).max() > 1e-3
 
 

@@ -44,7 +44,7 @@ class AttentionStage:
             if word and a.word_mask > 0 and mask_id is not None:
                 ids = losses.mask_tokens(ids, batch.mask, mask_id, a.word_mask, keep_ids)
             with torch.no_grad():
-                t = teacher(ids, batch.mask, batch.token_types, hidden=word)
+                t = teacher(ids, batch.mask, batch.token_type_ids, hidden=word)
             s = module(ids, batch.mask, exits=False, **segments(batch))
             total, parts = ids.new_zeros((), dtype=torch.float32), {}
             if relations:

@@ -36,7 +36,7 @@ def classifier_loss(problem: str, scale: float = 1.0):
     binary cross-entropy, MSE: what transformers uses; MSE in units of `scale`), as a train_loop loss function."""
     def loss_fn(module, batch):
         logits = module(input_ids=batch.input_ids, attention_mask=batch.mask,
-                        **segment_kwargs(getattr(module, "module", module), batch.token_types)).logits
+                        **segment_kwargs(getattr(module, "module", module), batch.token_type_ids)).logits
         return losses.gold_loss(logits, batch.labels, problem, scale), {}
     return loss_fn
 
