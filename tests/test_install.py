@@ -78,10 +78,14 @@ except ImportError:
     listed = subprocess.run([str(py), "-m", "pip", "list", "--format=json"], capture_output=True, text=True).stdout
     names = {p["name"].lower() for p in json.loads(listed)}
     assert "onnxruntime" in names and "onnxruntime-gpu" not in names and "torch" not in names
-    # without any ONNX Runtime, the import says which extra to add
+    # without any ONNX Runtime, loading a bundle says which extra to add (`import runtime` itself, and so
+    # `edgekd --help`, work without it: the runtime loads onnxruntime on first use)
     subprocess.run([str(py), "-m", "pip", "uninstall", "-q", "-y", "onnxruntime"], check=True)
-    out = subprocess.run([str(py), "-c", "import runtime"], capture_output=True, text=True, cwd=tmp_path)
+    out = subprocess.run([str(py), "-c", "import runtime; runtime.load('bundle')"], capture_output=True, text=True,
+                         cwd=tmp_path)
     assert out.returncode != 0 and "pip install 'edgekd[cpu]'" in out.stderr
+    out = subprocess.run([str(py), "-m", "edgekd.cli", "--help"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_onnxruntime_gpu_on_a_host_without_cuda_is_quiet_on_auto_and_exact_on_cuda(tmp_path):

@@ -89,3 +89,19 @@ def test_pickled_checkpoints_are_refused(tiny_teacher_dir, tmp_path):
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
     with pytest.raises(TeacherError, match="no .safetensors weights"):
         load_teacher(folder, num_labels=2)
+
+
+def test_student_config_refuses_unknown_keys_like_the_manifest(tmp_path):
+    import json
+
+    from edgekd.distill.model import StudentConfig
+    from runtime.records import RecordError
+
+    path = tmp_path / "student.json"
+    StudentConfig(vocab_size=10, num_labels=2).save(path)
+    assert StudentConfig.load(path).vocab_size == 10
+    data = json.loads(path.read_text())
+    data["hidden_sise"] = 64
+    path.write_text(json.dumps(data))
+    with pytest.raises(RecordError, match="unknown key hidden_sise; known: .*hidden_size"):
+        StudentConfig.load(path)

@@ -243,3 +243,19 @@ def test_serve_runs_where_importing_torch_raises(bundle, tmp_path):
         proc.terminate()
         stdout, stderr = proc.communicate(timeout=30)
     assert "LOADED []" in stdout, (stdout[-500:], stderr[-2000:])
+
+
+@pytest.mark.slow
+def test_the_runtime_tests_pass_where_importing_torch_raises():
+    """tests/runtime/ in a process whose import of torch, transformers, onnx or exporters raises
+    (tests/runtime/conftest.py blocks them with EDGEKD_TEST_WITHOUT_TORCH=1)."""
+    import os
+    import subprocess
+
+    if os.environ.get("EDGEKD_TEST_WITHOUT_TORCH") == "1":
+        pytest.skip("this is the run without torch")
+    env = {**os.environ, "EDGEKD_TEST_WITHOUT_TORCH": "1"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow",
+                          str(Path(__file__).parent)], capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert " passed" in out.stdout and " failed" not in out.stdout
