@@ -3,8 +3,8 @@
 Every exit runs once on the calibration data (all layers, all rows); every
 speed is then simulated from the recorded exit logits, which gives exactly the
 runtime's decisions since a row's result does not depend on its batch. Latency
-per speed comes from per-stage timings measured here at batch 1: tokenize +
-embed + the stages each text would run. The table and the chosen speed are
+per speed comes from per-part timings measured here at batch 1: tokenize +
+embed + the parts each text would run. The table and the chosen speed are
 written into the manifest atomically.
 """
 
@@ -25,7 +25,7 @@ from runtime.errors import BundleError, EdgeKDError
 from runtime.exits import CALIBRATION_GRID, ExitRule, decide
 from runtime.choose import fastest
 from runtime.manifest import Calibration, CalibrationPoint, write_manifest
-from runtime.timing import machine_description, stage_times
+from runtime.timing import machine_description, layer_times
 
 GRID = list(CALIBRATION_GRID)
 
@@ -149,7 +149,7 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         padded, mask, token_type_ids = model.encoder.pad([ids[i] for i in chunk], [types[i] for i in chunk])
         exit_logits[:, chunk] = model.trace_ids(padded, mask, token_type_ids if model.manifest.text_pair else None)
     sample = list(range(min(latency_texts, len(ids))))
-    front, per_layer = stage_times(model, [dataset.texts[i] for i in sample])
+    front, per_layer = layer_times(model, [dataset.texts[i] for i in sample])
     cumulative = np.cumsum(per_layer)
     points = []
     for speed in grid or GRID:

@@ -1,6 +1,6 @@
 """`edgekd pack`: a slim bundle holding only what one target's runtime reads.
 
-A full bundle (`--target all`, what `edgekd export` writes) holds the stage graphs (the staged engine,
+A full bundle (`--target all`, what `edgekd export` writes) holds the layer graphs (the staged engine,
 calibration) and `model.onnx` (the exit rule compiled in), so its weights are in it twice. An app ships
 what it runs:
 
@@ -28,7 +28,7 @@ import runtime
 from edgekd.card import write_card
 from runtime.errors import EdgeKDError
 from runtime.files import atomic_folder
-from runtime.manifest import Stage, bundle_size, read_manifest, sha256_file, verify_bundle, write_manifest
+from runtime.manifest import Part, bundle_size, read_manifest, sha256_file, verify_bundle, write_manifest
 
 TARGETS = ("web", "mobile")
 ORT_FILE = "model.ort"
@@ -86,7 +86,7 @@ def pack(bundle: str | os.PathLike, out: str | os.PathLike, target: str, overwri
         else:
             file = ORT_FILE
             _ort_format(bundle / manifest.graph.file, tmp / file)
-        manifest.stages = [Stage(index=0, name="model", file=file, sha256=sha256_file(tmp / file), kind="compiled")]
+        manifest.parts = [Part(index=0, name="model", file=file, sha256=sha256_file(tmp / file), kind="compiled")]
         manifest.target = target
         manifest.card = manifest.card_sha256 = None
         write_manifest(tmp, manifest)

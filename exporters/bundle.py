@@ -1,4 +1,4 @@
-"""Write a bundle folder: stage graphs + tokenizer + manifest, atomically.
+"""Write a bundle folder: layer graphs + tokenizer + manifest, atomically.
 
 The bundle is built in a temporary folder beside the target and renamed into
 place only after every graph has passed validation, so a failed export leaves
@@ -24,18 +24,18 @@ from torch import nn
 
 from exporters.compile import compile_early_exit, compile_single
 from exporters.optimize import choose_stage_graphs
-from exporters.stages import DEFAULT_OPSET, StageSpec, example_inputs, export_specs, student_stage_specs
-from exporters.validate import Check, ExportValidationError, graph_cases, validate_compiled, validate_student_stages
+from exporters.parts import DEFAULT_OPSET, PartSpec, example_inputs, export_specs, student_part_specs
+from exporters.validate import Check, ExportValidationError, graph_cases, validate_compiled, validate_student_parts
 from runtime import files
 from runtime.errors import EdgeKDError
 from runtime.exits import SPEED_GRID
 from runtime.manifest import (
     GRAPH_FILE,
     GRAPH_INPUTS,
-    STAGE_INPUTS,
+    PART_INPUTS,
     TOKENIZER_FILE,
     Manifest,
-    Stage,
+    Part,
     Vocabulary,
     read_manifest,
     sha256_file,
@@ -80,11 +80,11 @@ def atomic_folder(target: Path, overwrite: bool) -> Iterator[Path]:
         yield tmp
 
 
-def _stage_entries(specs: dict[str, StageSpec], folder: Path) -> list[Stage]:
-    stages = []
+def _stage_entries(specs: dict[str, PartSpec], folder: Path) -> list[Part]:
+    parts = []
     for index, (file, spec) in enumerate(specs.items()):
-        stages.append(Stage(index=index, name=spec.name, file=file, sha256=sha256_file(folder / file), kind=spec.kind))
-    return stages
+        parts.append(Part(index=index, name=spec.name, file=file, sha256=sha256_file(folder / file), kind=spec.kind))
+    return parts
 
 
 def export_student(
@@ -107,9 +107,9 @@ def export_student(
     """Export an early-exit student to a bundle folder `out` (made from text pairs with `text_pair`: the
     embed graph and model.onnx take token_type_ids).
 
-    `model` follows the staged contract of `exporters.stages.student_stage_specs`
+    `model` follows the staged contract of `exporters.parts.student_part_specs`
     and has a `.config` with hidden_size, num_layers, vocab_size and
-    original_vocab_size. Every stage is validated against torch (atol) before
+    original_vocab_size. Every part is validated against torch (atol) before
     the bundle is moved into place. `rewrite(folder, manifest)` may rewrite
     graphs (quantization) before the manifest is written; `measure(folder)` runs on the complete bundle
     (agreement, calibration) before it is renamed into place. `optimize` (none | fused |
@@ -122,7 +122,7 @@ def export_student(
         raise ExportError(f"max_length {max_length} exceeds the student's position table ({cfg.max_position})")
     model = model.eval().cpu()
     input_vocab = cfg.original_vocab_size or cfg.vocab_size
-    specs = student_stage_specs(model, text_pair)
+    specs = student_part_specs(model, text_pair)
     return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
                          default_speed, rewrite, student="transformer", measure=measure, optimize=optimize,
                          num_heads=cfg.num_heads, text_pair=text_pair, task=task)
@@ -143,14 +143,14 @@ def export_classifier(
     task: Task | None = None,
 ) -> ExportResult:
     """Export a classifier without exits (BiLSTM, TextCNN: `model(input_ids, mask)`) as a
-    one-stage bundle (`model.onnx`, kind `full`) that the same runtime runs."""
-    from exporters.stages import full_stage_spec
+    one-part bundle (`model.onnx`, kind `full`) that the same runtime runs."""
+    from exporters.parts import full_part_spec
 
     cfg = model.config
     _check_inputs(cfg, labels, tokenizer_file)
     model = model.eval().cpu()
     input_vocab = cfg.original_vocab_size or cfg.vocab_size
-    specs = full_stage_spec(model, getattr(cfg, "kind", "full"))
+    specs = full_part_spec(model, getattr(cfg, "kind", "full"))
     return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
                          0.0, rewrite, student=getattr(cfg, "kind", "full"), measure=measure, task=task)
 
@@ -169,11 +169,11 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
     with atomic_folder(Path(out), overwrite) as folder:
         inputs = {f: example_inputs(s, cfg.hidden_size, input_vocab) for f, s in specs.items()}
         export_specs(specs, folder, inputs, opset)
-        checks = validate_student_stages(specs, folder, input_vocab, max_length, atol)
+        checks = validate_student_parts(specs, folder, input_vocab, max_length, atol)
         shutil.copyfile(tokenizer_file, folder / TOKENIZER_FILE)
         manifest = Manifest(
             task=task, max_length=max_length, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-            stages=_stage_entries(specs, folder),
+            parts=_stage_entries(specs, folder),
             vocabulary=Vocabulary(original_size=input_vocab, kept_size=cfg.vocab_size),
             opset=opset, producer=producer_versions(), default_speed=default_speed, student=student,
         )
@@ -183,11 +183,11 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
         if manifest.precision == "fp32":  # after model.onnx is composed from the plain (portable) graphs
             manifest.optimization = choose_stage_graphs(folder, manifest, optimize, num_heads, atol)
         elif optimize != "none":
-            manifest.optimization = {"mode": optimize, "stages": {}, "skipped": f"{manifest.precision} graphs are "
+            manifest.optimization = {"mode": optimize, "parts": {}, "skipped": f"{manifest.precision} graphs are "
                                      "kept as quantized (fuse before quantizing: see the teacher-optimum baseline)"}
-        stamp_stages(folder, manifest, getattr(cfg, "max_position", 0))
-        for stage in manifest.stages:
-            stage.sha256 = sha256_file(folder / stage.file)
+        stamp_parts(folder, manifest, getattr(cfg, "max_position", 0))
+        for part in manifest.parts:
+            part.sha256 = sha256_file(folder / part.file)
         manifest.tokenizer_sha256 = sha256_file(folder / manifest.tokenizer)
         write_manifest(folder, manifest)
         read_manifest(folder)  # the reader accepts what we wrote
@@ -197,14 +197,14 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
     return ExportResult(Path(out), manifest, checks)
 
 
-def stamp_stages(folder: Path, manifest: Manifest, max_position: int = 0) -> None:
-    """Write each graph's place in the bundle into its metadata (edgekd.stage, edgekd.kind, and the
+def stamp_parts(folder: Path, manifest: Manifest, max_position: int = 0) -> None:
+    """Write each graph's place in the bundle into its metadata (edgekd.part, edgekd.kind, and the
     embed graph's position-table size), so a runtime can tell swapped or foreign files apart."""
-    for stage in manifest.stages:
-        path = folder / stage.file
+    for part in manifest.parts:
+        path = folder / part.file
         model = onnx.load(str(path))
-        meta = {"edgekd.stage": stage.name, "edgekd.kind": stage.kind}
-        if stage.kind in ("embed", "compiled") and max_position:
+        meta = {"edgekd.part": part.name, "edgekd.kind": part.kind}
+        if part.kind in ("embed", "compiled") and max_position:
             meta["edgekd.max_position"] = str(max_position)
         kept = [p for p in model.metadata_props if p.key not in meta]
         del model.metadata_props[:]
@@ -215,8 +215,8 @@ def stamp_stages(folder: Path, manifest: Manifest, max_position: int = 0) -> Non
 
 
 def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> dict:
-    """Compile the bundle's (already checked, maybe quantized) stage graphs into `model.onnx`,
-    add it to `manifest.stages`, and check it against the staged graphs. Returns the check summary.
+    """Compile the bundle's (already checked, maybe quantized) layer graphs into `model.onnx`,
+    add it to `manifest.parts`, and check it against the staged graphs. Returns the check summary.
 
     A one-graph student (BiLSTM, TextCNN) gets the same contract around its graph, which it replaces.
     """
@@ -225,15 +225,15 @@ def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> 
     exact = manifest.precision == "fp32"
     vocab = manifest.vocabulary.original_size
     if manifest.student != "transformer":
-        full = manifest.stages[0]
+        full = manifest.parts[0]
         cases = graph_cases(vocab, manifest.max_length)
         reference = ort.InferenceSession(str(folder / full.file), providers=["CPUExecutionProvider"])
-        expected = {case: reference.run(None, dict(zip(STAGE_INPUTS["full"], (ids, mask))))[0]
+        expected = {case: reference.run(None, dict(zip(PART_INPUTS["full"], (ids, mask))))[0]
                     for case, (ids, mask) in cases.items()}
         del reference
         onnx.save(compile_single(onnx.load(str(folder / full.file)), len(manifest.labels), manifest.rule()),
                   str(folder / GRAPH_FILE))
-        manifest.stages = [Stage(index=0, name="model", file=GRAPH_FILE, sha256="", kind="compiled")]
+        manifest.parts = [Part(index=0, name="model", file=GRAPH_FILE, sha256="", kind="compiled")]
         session = ort.InferenceSession(str(folder / GRAPH_FILE), providers=["CPUExecutionProvider"])
         failures, worst = [], 0.0
         for case, (ids, mask) in cases.items():
@@ -246,9 +246,9 @@ def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> 
         if failures:
             raise ExportValidationError(failures)
         return {"reference": "one-graph student", "max_logit_diff": worst}
-    embed, *layers = [onnx.load(str(folder / stage.file)) for stage in manifest.staged]
+    embed, *layers = [onnx.load(str(folder / part.file)) for part in manifest.staged]
     onnx.save(compile_early_exit(embed, layers, len(manifest.labels), rule=manifest.rule()), str(folder / GRAPH_FILE))
-    manifest.stages.append(Stage(index=len(manifest.stages), name="model", file=GRAPH_FILE, sha256="",
+    manifest.parts.append(Part(index=len(manifest.parts), name="model", file=GRAPH_FILE, sha256="",
                                  kind="compiled"))
     model = runtime.EdgeModel(folder, manifest, "cpu", None, engine="staged")
     summary = validate_compiled(model, vocab, manifest.max_length, list(SPEED_GRID) + [1.0], exact=exact, atol=atol)
@@ -259,16 +259,16 @@ def export_full_graph(model: nn.Module, path: str | os.PathLike, vocab_size: int
                       opset: int = DEFAULT_OPSET, atol: float = 1e-4, name: str = "full",
                       text_pair: bool = False) -> list[Check]:
     """Export any classifier `model(input_ids, mask[, token_type_ids=])` as one graph (input_ids, mask
-    [, token_type_ids] -> logits), validated against torch like the stages. Used for baselines and students
+    [, token_type_ids] -> logits), validated against torch like the parts. Used for baselines and students
     without exits."""
-    from exporters.stages import full_stage_spec
+    from exporters.parts import full_part_spec
 
     path = Path(path)
-    specs = full_stage_spec(model.eval().cpu(), name, text_pair)
+    specs = full_part_spec(model.eval().cpu(), name, text_pair)
     spec = next(iter(specs.values()))
     with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
         tmp_path = Path(tmp)
         export_specs({path.name: spec}, tmp_path, {path.name: example_inputs(spec, 0, vocab_size)}, opset)
-        checks = validate_student_stages({path.name: spec}, tmp_path, vocab_size, max_length, atol)
+        checks = validate_student_parts({path.name: spec}, tmp_path, vocab_size, max_length, atol)
         os.replace(tmp_path / path.name, path)
     return checks

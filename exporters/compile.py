@@ -1,4 +1,4 @@
-"""Compile a bundle's stage graphs into one ONNX graph with early exit inside.
+"""Compile a bundle's layer graphs into one ONNX graph with early exit inside.
 
     input_ids (B,T) int64, attention_mask (B,T) int64, speed () float32 [, token_type_ids (B,T) int64]
       -> logits (B,C) float32, exit_layer (B,) int64 (1-based), uncertainty (B,) float32
@@ -32,7 +32,7 @@ import onnx
 from onnx import GraphProto, ModelProto, TensorProto, helper, numpy_helper
 
 from runtime.exits import SINGLE_LABEL, ExitRule
-from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS, PAIR_INPUT, STAGE_INPUTS, STAGE_OUTPUTS, stage_inputs
+from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS, PAIR_INPUT, PART_INPUTS, PART_OUTPUTS, part_inputs
 
 DEBUG_OUTPUT = "stage_rows"  # optional output: rows that entered each layer, (L,) int64
 
@@ -73,11 +73,11 @@ def _inline(b: _Builder, graph: GraphProto, prefix: str, inputs: dict[str, str],
         rename[out.name] = outputs[out.name]
     for out in graph.output:
         if out.name in inputs or any(init.name == out.name for init in graph.initializer):
-            raise ValueError(f"stage output {out.name!r} is not computed by a node; cannot inline")
+            raise ValueError(f"part output {out.name!r} is not computed by a node; cannot inline")
     missing = {i.name for i in graph.input} - set(inputs)
     initializer_names = {init.name for init in graph.initializer}
     if missing - initializer_names:
-        raise ValueError(f"stage graph {graph.name!r} has unbound inputs {sorted(missing - initializer_names)}")
+        raise ValueError(f"part graph {graph.name!r} has unbound inputs {sorted(missing - initializer_names)}")
 
     def new(name: str) -> str:
         return "" if name == "" else rename.get(name, prefix + name)
@@ -89,7 +89,7 @@ def _inline(b: _Builder, graph: GraphProto, prefix: str, inputs: dict[str, str],
         b.initializers.append(copy)
     for node in graph.node:
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-            raise ValueError(f"stage graph {graph.name!r} has a control-flow node ({node.op_type}); cannot inline")
+            raise ValueError(f"part graph {graph.name!r} has a control-flow node ({node.op_type}); cannot inline")
         copy = onnx.NodeProto()
         copy.CopyFrom(node)
         copy.ClearField("input")
@@ -176,7 +176,7 @@ class _Compiler:
 
     def finish(self, b: _Builder, left: list[tuple[str, str, str, int]],
                counts: list[str]) -> list[onnx.ValueInfoProto]:
-        """Write every row's result into input order; `left` holds (rows, logits, u, layer) per stage."""
+        """Write every row's result into input order; `left` holds (rows, logits, u, layer) per part."""
         if len(left) == 1:
             rows, logits, unc = left[0][0], left[0][1], left[0][2]
         else:
@@ -201,8 +201,8 @@ class _Compiler:
         types = [TensorProto.FLOAT, TensorProto.INT64, TensorProto.FLOAT, TensorProto.INT64]
         return [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types)]
 
-    # ----------------------------------------------------------------- stages
-    def stage(self, b: _Builder, k: int, hidden: str, mask: str, rows: str, alive: str,
+    # ----------------------------------------------------------------- parts
+    def part(self, b: _Builder, k: int, hidden: str, mask: str, rows: str, alive: str,
               left: list[tuple[str, str, str, int]], counts: list[str], previous: str | None = None,
               recent: tuple[str, ...] = ()) -> list[onnx.ValueInfoProto]:
         """Layer k on `rows` of (hidden, mask); alive maps those rows to input rows; `previous` and `recent` hold
@@ -210,8 +210,8 @@ class _Compiler:
         outputs."""
         p = f"l{k}/"
         hidden_out, logits = b.name("hidden"), b.name("logits")
-        _inline(b, self.layers[k - 1].graph, p, dict(zip(STAGE_INPUTS["layer"], (hidden, mask, rows))),
-                dict(zip(STAGE_OUTPUTS["layer"], (hidden_out, logits))))
+        _inline(b, self.layers[k - 1].graph, p, dict(zip(PART_INPUTS["layer"], (hidden, mask, rows))),
+                dict(zip(PART_OUTPUTS["layer"], (hidden_out, logits))))
         u, gap = self.uncertainty(b, logits, previous, recent)
         window = self.rule.patience - 1
         recent = (*recent, gap)[-window:] if window else ()
@@ -237,7 +237,7 @@ class _Compiler:
         next_alive = t.op("Gather", [alive, keep], "alive", axis=0)
         kept_logits = t.op("Gather", [logits, keep], "prev", axis=0) if self.rule.needs_previous else None
         kept_recent = tuple(t.op("Gather", [g, keep], "prev_gap", axis=0) for g in recent)
-        then_outputs = self.stage(t, k + 1, next_hidden, next_mask, keep, next_alive, left, counts, kept_logits,
+        then_outputs = self.part(t, k + 1, next_hidden, next_mask, keep, next_alive, left, counts, kept_logits,
                                   kept_recent)
         then_graph = t.graph(f"after_layer_{k}", then_outputs)
 
@@ -253,9 +253,9 @@ class _Compiler:
         self.speed = speed
         hidden = m.name("hidden")
         pair = PAIR_INPUT in {i.name for i in self.embed.graph.input}  # a bundle made from text pairs
-        embed_inputs = stage_inputs("embed", pair)
+        embed_inputs = part_inputs("embed", pair)
         _inline(m, self.embed.graph, "embed/", dict(zip(embed_inputs, embed_inputs)),
-                dict(zip(STAGE_OUTPUTS["embed"], (hidden,))))
+                dict(zip(PART_OUTPUTS["embed"], (hidden,))))
         shape = m.op("Shape", [ids], "ids_shape")
         batch = m.op("Gather", [shape, self.i0], "batch", axis=0)
         batch_1d = m.op("Unsqueeze", [batch, self.axis0], "batch_1d")
@@ -267,7 +267,7 @@ class _Compiler:
         self.zero_logits = m.op("ConstantOfShape", [bc], "zero_logits",
                                 value=numpy_helper.from_array(np.zeros(1, np.float32)))
         alive = m.op("Range", [self.i0, batch, self.i1], "alive")
-        outputs = self.stage(m, 1, hidden, mask, alive, alive, [], [])
+        outputs = self.part(m, 1, hidden, mask, alive, alive, [], [])
         # Name the model's outputs.
         final = list(GRAPH_OUTPUTS) + ([DEBUG_OUTPUT] if self.debug else [])
         for src, dst in zip([o.name for o in outputs], final):
@@ -313,7 +313,7 @@ def compile_early_exit(embed: ModelProto, layers: list[ModelProto], num_labels: 
     """One graph running `embed` then `layers` with the exit rule (`rule`: the problem type's) between them.
 
     `embed`: input_ids -> hidden; each layer: hidden, mask, rows -> hidden_out,
-    logits (the stage contract in runtime/manifest.py). `debug` adds the output
+    logits (the part contract in runtime/manifest.py). `debug` adds the output
     `stage_rows` (L,): how many rows entered each layer.
     """
     if not layers:
@@ -331,8 +331,8 @@ def compile_single(full: ModelProto, num_labels: int, rule: ExitRule = SINGLE_LA
     m = c.main
     ids, mask, speed = GRAPH_INPUTS
     logits = m.name("logits")
-    _inline(m, full.graph, "model/", dict(zip(STAGE_INPUTS["full"], (ids, mask))),
-            dict(zip(STAGE_OUTPUTS["full"], (logits,))))
+    _inline(m, full.graph, "model/", dict(zip(PART_INPUTS["full"], (ids, mask))),
+            dict(zip(PART_OUTPUTS["full"], (logits,))))
     m.op("Identity", [logits], GRAPH_OUTPUTS[0])
     m.nodes[-1].output[0] = GRAPH_OUTPUTS[0]
     u = c.uncertainty(m, logits, None)[0]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from runtime.manifest import STAGE_INPUTS
+from runtime.manifest import PART_INPUTS
 
 TIMING_SHAPES = ((1, 24), (32, 24))  # (batch, tokens): a short text alone, and a serving batch
 
@@ -20,7 +20,7 @@ def layer_feeds(batch: int, tokens: int, hidden: int, seed: int = 0) -> dict[str
     rng = np.random.default_rng(seed)
     mask = np.ones((batch, tokens), np.int64)
     mask[batch // 2 :, tokens * 2 // 3 :] = 0
-    return dict(zip(STAGE_INPUTS["layer"], (rng.standard_normal((batch, tokens, hidden)).astype(np.float32), mask,
+    return dict(zip(PART_INPUTS["layer"], (rng.standard_normal((batch, tokens, hidden)).astype(np.float32), mask,
                                             np.arange(batch, dtype=np.int64))))
 
 

@@ -1,4 +1,4 @@
-"""Per-stage graph choice by measurement: plain, or fused by onnxruntime's transformer optimizer.
+"""Per-part graph choice by measurement: plain, or fused by onnxruntime's transformer optimizer.
 
 Fusion (Attention, SkipLayerNormalization, BiasGelu, ...) wins on some devices (GPUs above all) and
 loses on others (the 2-core CPU this was written on: a fused 4x256 layer is as fast at batch 1 and
@@ -6,7 +6,7 @@ slower at batch 32). So `auto` times both variants of every layer graph on this 
 batch 32, keeps the faster by their sum, and records the timings; `fused` keeps the fused graphs
 wherever they pass the parity check; `none` leaves the plain ones.
 
-Only the stage graphs the Python runtime runs are rewritten: model.onnx is composed from the plain
+Only the layer graphs the Python runtime runs are rewritten: model.onnx is composed from the plain
 graphs before this step, so it keeps to standard ONNX operators every onnxruntime binding runs.
 """
 
@@ -19,13 +19,13 @@ import onnx
 
 from exporters.measure import TIMING_SHAPES, cpu_session, layer_feeds, median_ms
 from runtime.choose import fastest
-from runtime.manifest import STAGE_OUTPUTS, Manifest
+from runtime.manifest import PART_OUTPUTS, Manifest
 
 OPTIMIZE_MODES = ("none", "fused", "auto")
 
 
 def fuse(path: Path, out: Path, num_heads: int, hidden: int) -> dict[str, int]:
-    """onnxruntime's transformer optimizer (model type bert) over one stage graph; returns the fused op counts."""
+    """onnxruntime's transformer optimizer (model type bert) over one part graph; returns the fused op counts."""
     from onnxruntime.transformers import optimizer
 
     model = optimizer.optimize_model(str(path), model_type="bert", num_heads=num_heads, hidden_size=hidden,
@@ -47,17 +47,17 @@ def choose_stage_graphs(folder: Path, manifest: Manifest, mode: str, num_heads: 
         return None
     hidden = manifest.hidden_size
     feeds = {shape: layer_feeds(*shape, hidden, seed=shape[0]) for shape in TIMING_SHAPES}  # parity and timing alike
-    record: dict = {"mode": mode, "shapes": [list(s) for s in TIMING_SHAPES], "stages": {}}
-    for stage in manifest.staged:
-        if stage.kind != "layer":
+    record: dict = {"mode": mode, "shapes": [list(s) for s in TIMING_SHAPES], "parts": {}}
+    for part in manifest.staged:
+        if part.kind != "layer":
             continue
-        plain = folder / stage.file
+        plain = folder / part.file
         fused = plain.with_name(plain.stem + ".fused.onnx")
         entry: dict = {"fused_ops": fuse(plain, fused, num_heads, hidden)}
         a, b = cpu_session(plain), cpu_session(fused)
         diff = 0.0
         for feed in feeds.values():
-            for x, y in zip(a.run(STAGE_OUTPUTS["layer"], feed), b.run(STAGE_OUTPUTS["layer"], feed)):
+            for x, y in zip(a.run(PART_OUTPUTS["layer"], feed), b.run(PART_OUTPUTS["layer"], feed)):
                 diff = max(diff, float(np.abs(x - y).max()))
         entry["max_diff"] = diff
         if diff > atol * 10 or not entry["fused_ops"]:
@@ -79,6 +79,6 @@ def choose_stage_graphs(folder: Path, manifest: Manifest, mode: str, num_heads: 
             fused.replace(plain)
         else:
             fused.unlink()
-        record["stages"][stage.name] = entry
-        log(f"{stage.name}: {entry['chosen']} ({entry['why']})")
+        record["parts"][part.name] = entry
+        log(f"{part.name}: {entry['chosen']} ({entry['why']})")
     return record

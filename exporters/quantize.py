@@ -1,13 +1,13 @@
 """Graph passes from file to file: int8 (CPU) and fp16 (GPU) with onnxruntime's own tools.
 
 Each pass reads one ONNX file and writes another; the bundle writer applies
-them stage by stage after the fp32 graphs have passed their torch checks.
+them part by part after the fp32 graphs have passed their torch checks.
 
 int8 comes in several forms (INT8_METHODS): dynamic (activations quantized at run time, per tensor or
 per output channel of the weights) and static QDQ (activation scales fixed from calibration texts run
-through the fp32 stages). Which is fastest, and which keeps the answers, depends on the device and the
+through the fp32 parts). Which is fastest, and which keeps the answers, depends on the device and the
 student, so `choose_int8` with method "auto" builds each, measures its label agreement with the fp32
-stages and its speed on this machine, and keeps the fastest that agrees on >= 99% of the texts.
+parts and its speed on this machine, and keeps the fastest that agrees on >= 99% of the texts.
 The embed graph's only int8 part is its table (Gather), quantized the same way for every method.
 """
 
@@ -87,29 +87,29 @@ def _chain(paths: list[Path], encoder, texts: list[str], batch: int = 32, keep_i
     each layer graph's feeds (for static calibration)."""
     import onnxruntime as ort
 
-    from runtime.manifest import PAIR_INPUT, STAGE_INPUTS, STAGE_OUTPUTS, stage_inputs
+    from runtime.manifest import PAIR_INPUT, PART_INPUTS, PART_OUTPUTS, part_inputs
 
     sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in paths]
     pair = PAIR_INPUT in {i.name for i in sessions[0].get_inputs()}  # a bundle made from text pairs
-    (hidden_name, mask_name, rows_name) = STAGE_INPUTS["layer"]
+    (hidden_name, mask_name, rows_name) = PART_INPUTS["layer"]
     inputs: list[list[dict]] = [[] for _ in sessions[1:]]
     labels: list[list[np.ndarray]] = [[] for _ in sessions[1:]]
     for start in range(0, len(texts), batch):
         ids, mask, types = encoder.pairs(texts[start:start + batch])
-        hidden = sessions[0].run(None, dict(zip(stage_inputs("embed", pair), (ids, types))))[0]
+        hidden = sessions[0].run(None, dict(zip(part_inputs("embed", pair), (ids, types))))[0]
         rows = np.arange(len(ids), dtype=np.int64)
         for k, session in enumerate(sessions[1:]):
             feed = {hidden_name: hidden, mask_name: mask, rows_name: rows}
             if keep_inputs:
                 inputs[k].append(feed)
-            hidden, logits = session.run(list(STAGE_OUTPUTS["layer"]), feed)
+            hidden, logits = session.run(list(PART_OUTPUTS["layer"]), feed)
             labels[k].append(logits)
     return np.stack([np.concatenate(x) for x in labels]), inputs
 
 
 def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str] | None = None,
                 max_texts: int = 2000, repeats: int = 60, log=print) -> dict:
-    """Rewrite the bundle's stage graphs in `folder` to int8 by `method` (INT8_CHOICES) and return the record
+    """Rewrite the bundle's layer graphs in `folder` to int8 by `method` (INT8_CHOICES) and return the record
     for manifest.quantization. For a transformer student each candidate's layer graphs are built, chained
     over `texts` beside the fp32 graphs (labels of every exit compared) and timed at batch 1 and 32 here;
     "auto" keeps the fastest with >= MIN_AGREEMENT agreement at every exit (or the best-agreeing one)."""
@@ -119,7 +119,7 @@ def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str
 
     if method not in INT8_CHOICES:
         raise ValueError(f"unknown int8 method {method!r}; use one of {', '.join(INT8_CHOICES)}")
-    files = [s.file for s in manifest.stages]
+    files = [s.file for s in manifest.parts]
     record: dict = {"method": method}
     if manifest.student != "transformer" or not texts:
         if method.startswith("static"):
@@ -196,9 +196,9 @@ PASSES = {"int8": quantize_int8, "fp16": convert_fp16}
 
 
 def precision_rewrite(precision: str):
-    """A bundle writer's `rewrite(folder, manifest)` that rewrites every stage graph to `precision`."""
+    """A bundle writer's `rewrite(folder, manifest)` that rewrites every part graph to `precision`."""
     def rewrite(folder: Path, manifest):
-        apply_precision(folder, [s.file for s in manifest.stages], precision)
+        apply_precision(folder, [s.file for s in manifest.parts], precision)
         manifest.precision = precision
         return manifest
 

@@ -56,13 +56,13 @@ def provider_report(path: str | Path) -> dict:
 
 
 def bundle_targets(bundle: str | Path, manifest) -> dict:
-    """The report for model.onnx and one graph of each stage kind (embed, a layer: the layers are alike)."""
+    """The report for model.onnx and one graph of each part kind (embed, a layer: the layers are alike)."""
     bundle = Path(bundle)
     picked, seen = [], set()
-    for stage in manifest.stages:
-        key = stage.kind if stage.kind != "compiled" else stage.file
+    for part in manifest.parts:
+        key = part.kind if part.kind != "compiled" else part.file
         if key not in seen:
             seen.add(key)
-            picked.append(stage)
+            picked.append(part)
     return {"precision": manifest.precision,
-            "graphs": {stage.file: provider_report(bundle / stage.file) for stage in picked}}
+            "graphs": {part.file: provider_report(bundle / part.file) for part in picked}}

@@ -1,8 +1,8 @@
 """Check exported graphs against the torch modules they came from.
 
-Tracing can bake shapes or masks into constants, so every stage is run on
+Tracing can bake shapes or masks into constants, so every part is run on
 several shapes (batch 1, a padded batch of mixed lengths, the maximum length,
-and a row subset for layer stages). All failures are collected and raised
+and a row subset for layer parts). All failures are collected and raised
 together, each with its max difference beside the tolerance.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from exporters.stages import StageSpec, pair_types
+from exporters.parts import PartSpec, pair_types
 from runtime.manifest import PAIR_INPUT
 from runtime.errors import EdgeKDError
 
@@ -30,7 +30,7 @@ class ExportValidationError(EdgeKDError):
 
 @dataclass
 class Check:
-    stage: str
+    part: str
     case: str
     output: str
     max_diff: float
@@ -61,7 +61,7 @@ def validation_cases(vocab_size: int, max_length: int, seed: int = 0) -> dict[st
     return cases
 
 
-def stage_inputs(spec: StageSpec, ids: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor | None, subset: bool):
+def part_inputs(spec: PartSpec, ids: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor | None, subset: bool):
     if spec.kind == "embed":
         return (ids, pair_types(mask)) if PAIR_INPUT in spec.input_names else (ids,)
     if spec.kind == "full":
@@ -72,7 +72,7 @@ def stage_inputs(spec: StageSpec, ids: torch.Tensor, mask: torch.Tensor, hidden:
     return (hidden, mask, rows)
 
 
-def compare(spec: StageSpec, path: Path, inputs: tuple, case: str, atol: float) -> list[Check]:
+def compare(spec: PartSpec, path: Path, inputs: tuple, case: str, atol: float) -> list[Check]:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with torch.no_grad():
         expected = spec.module(*inputs)
@@ -87,7 +87,7 @@ def compare(spec: StageSpec, path: Path, inputs: tuple, case: str, atol: float) 
     return checks
 
 
-def validate_student_stages(specs: dict[str, StageSpec], folder: Path, vocab_size: int, max_length: int,
+def validate_student_parts(specs: dict[str, PartSpec], folder: Path, vocab_size: int, max_length: int,
                             atol: float = 1e-4) -> list[Check]:
     """Run every staged graph on every case; raise ExportValidationError listing all failures."""
     checks: list[Check] = []
@@ -96,18 +96,18 @@ def validate_student_stages(specs: dict[str, StageSpec], folder: Path, vocab_siz
         hidden = None
         if embed is not None:
             with torch.no_grad():
-                hidden = embed.module(*stage_inputs(embed, ids, mask, None, False))
+                hidden = embed.module(*part_inputs(embed, ids, mask, None, False))
         for file, spec in specs.items():
             for subset in ((False, True) if spec.kind == "layer" else (False,)):
                 label = case + (", row subset" if subset else "")
                 try:
-                    checks += compare(spec, folder / file, stage_inputs(spec, ids, mask, hidden, subset), label, atol)
+                    checks += compare(spec, folder / file, part_inputs(spec, ids, mask, hidden, subset), label, atol)
                 except Exception as exc:  # an ORT failure on a shape is a validation failure too
                     checks.append(Check(spec.name, f"{label} (error: {exc})", "*", float("inf"), atol))
             if spec.kind == "layer" and hidden is not None:
                 with torch.no_grad():
                     hidden = spec.module(hidden, mask, torch.arange(ids.shape[0]))[0]
-    failures = [f"{c.stage} [{c.case}] {c.output}: max diff {c.max_diff:.3g} > atol {c.atol:g}"
+    failures = [f"{c.part} [{c.case}] {c.output}: max diff {c.max_diff:.3g} > atol {c.atol:g}"
                 for c in checks if not c.ok]
     if failures:
         raise ExportValidationError(failures)

@@ -1,4 +1,4 @@
-"""A batch walking the layer stages (the staged engine): on the host, or with hidden states kept on the
+"""A batch walking the layer parts (the staged engine): on the host, or with hidden states kept on the
 GPU. `EdgeModel.walk` drives one of these through every layer; `step` runs the next layer graph and
 returns the current rows' exit logits, `keep(stay)` drops the rows that left."""
 
@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 
-from runtime.manifest import PAIR_INPUT, STAGE_INPUTS, STAGE_OUTPUTS
+from runtime.manifest import PAIR_INPUT, PART_INPUTS, PART_OUTPUTS
 
-(IDS,), (HIDDEN,) = STAGE_INPUTS["embed"], STAGE_OUTPUTS["embed"]
-(_, MASK, ROWS), (HIDDEN_OUT, LOGITS) = STAGE_INPUTS["layer"], STAGE_OUTPUTS["layer"]
+(IDS,), (HIDDEN,) = PART_INPUTS["embed"], PART_OUTPUTS["embed"]
+(_, MASK, ROWS), (HIDDEN_OUT, LOGITS) = PART_INPUTS["layer"], PART_OUTPUTS["layer"]
 
 
 def embed_feeds(input_ids: np.ndarray, token_type_ids: np.ndarray | None) -> dict[str, np.ndarray]:
@@ -19,7 +19,7 @@ def embed_feeds(input_ids: np.ndarray, token_type_ids: np.ndarray | None) -> dic
 
 
 class HostChain:
-    """A batch walking the layer stages on the host: leaving rows are dropped and padding trimmed to
+    """A batch walking the layer parts on the host: leaving rows are dropped and padding trimmed to
     the longest survivor (numpy), so later layers run on less."""
 
     def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray,
@@ -40,7 +40,7 @@ class HostChain:
 
 
 class CudaChain:
-    """A batch walking the layer stages with hidden states kept on the GPU (IO binding): only the logits
+    """A batch walking the layer parts with hidden states kept on the GPU (IO binding): only the logits
     come back to the host, and the surviving rows are gathered inside the next layer graph (`rows`)."""
 
     def __init__(self, embed: ort.InferenceSession, input_ids: np.ndarray, mask: np.ndarray,

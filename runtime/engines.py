@@ -1,7 +1,7 @@
 """The two engines that run a padded batch with early exit, each with one `run(batch, speed)`.
 
 - `GraphEngine`: `model.onnx`, the exit rule compiled into one graph; one session run per batch.
-- `StagedEngine`: one session per stage (embed, layer_NN) and the exit rule in Python between them; rows that
+- `StagedEngine`: one session per part (embed, layer_NN) and the exit rule in Python between them; rows that
   leave are dropped, so later layers run on fewer rows; on CUDA the hidden states stay on the device.
 
 Both answer (logits (B, C) of the deciding head, exit_layer (B,) 1-based, uncertainty (B,)).
@@ -16,7 +16,7 @@ import numpy as np
 
 from runtime.chains import CudaChain, HostChain
 from runtime.exits import ExitRule, leaves
-from runtime.manifest import stage_inputs
+from runtime.manifest import part_inputs
 
 
 @dataclass
@@ -82,7 +82,7 @@ class GraphEngine:
 
     def __init__(self, session, text_pair: bool):
         self.session = session
-        self.names = stage_inputs("compiled", text_pair)
+        self.names = part_inputs("compiled", text_pair)
 
     def run(self, batch: Batch, speed: float, outputs: list[str] | None = None) -> list[np.ndarray]:
         """(logits, exit_layer, uncertainty), or the named `outputs`."""
@@ -90,7 +90,7 @@ class GraphEngine:
 
 
 class StagedEngine:
-    """One session per stage and the exit rule in Python between them (or one 'full' graph without exits)."""
+    """One session per part and the exit rule in Python between them (or one 'full' graph without exits)."""
 
     def __init__(self, sessions: list, rule: ExitRule, num_labels: int, device: str, full: bool, text_pair: bool):
         self.sessions = sessions
@@ -103,7 +103,7 @@ class StagedEngine:
 
     def run(self, batch: Batch, speed: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self.full:
-            logits = self.sessions[0].run(None, batch.feeds(stage_inputs("full", self.text_pair)))[0]
+            logits = self.sessions[0].run(None, batch.feeds(part_inputs("full", self.text_pair)))[0]
             return logits, np.ones(len(logits), dtype=np.int64), self.rule.uncertainty(logits)
         out = _Outputs(len(batch), self.num_labels, self.rule)
         alive = np.arange(len(batch))  # original row of each current row
@@ -124,13 +124,13 @@ class StagedEngine:
         return out.logits, out.layer, out.uncertainty
 
     def chain(self, batch: Batch, host: bool = False) -> HostChain | CudaChain:
-        """The batch after the embed stage, on the host (CPU) or with hidden states kept on the GPU."""
+        """The batch after the embed part, on the host (CPU) or with hidden states kept on the GPU."""
         kind = CudaChain if self.device == "cuda" and not host else HostChain
         return kind(self.sessions[0], batch.ids, batch.mask, batch.types)
 
     def walk(self, chain: HostChain | CudaChain) -> Iterator[tuple[int, np.ndarray]]:
-        """The one loop over the layer stages: (1-based layer, the current rows' exit logits) after each.
-        The early-exit run, tracing and stage timing all walk it; `chain.keep` between steps drops rows."""
+        """The one loop over the layer parts: (1-based layer, the current rows' exit logits) after each.
+        The early-exit run, tracing and part timing all walk it; `chain.keep` between steps drops rows."""
         for layer, session in enumerate(self.sessions[1:], start=1):
             yield layer, chain.step(session)
 

@@ -1,6 +1,6 @@
 """Writes that survive a crash: the one atomic-write helper of the project.
 
-A file or folder that must never be seen half-written (manifest, bundle, run folder pieces, stage
+A file or folder that must never be seen half-written (manifest, bundle, run folder pieces, part
 checkpoints, transfer cache, quantized graphs, bench results) is written to a temporary name beside
 its target, flushed to disk, then renamed over the target: a reader sees the old version or the
 new one, never a torn one, and a killed writer leaves only a temporary name that the next write

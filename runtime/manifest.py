@@ -21,18 +21,20 @@ from runtime.files import atomic_write_text
 from runtime.records import decode
 from runtime.task import Task, nest_flat_fields
 
-# 4: the task record nested (`task`: runtime/task.py); 3: text pairs (token_type_ids), problem types, model card;
-# 2: model.onnx (kind "compiled") in every bundle; 1-3 still read
+# 4: the task record nested (`task`: runtime/task.py), the graph list named `parts` (it was `stages`: a "stage" is
+# a step of `edgekd distill`, a "part" one graph of a bundle); 3: text pairs (token_type_ids), problem types, model
+# card; 2: model.onnx (kind "compiled") in every bundle; 1-3 still read
 SCHEMA_VERSION = 4
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 EMBED_FILE = "embed.onnx"
 GRAPH_FILE = "model.onnx"  # the compiled graph (schema 2): what every ONNX Runtime binding runs
-# A BiLSTM / TextCNN student's one graph ("full" stage) is exported to the same file, then compiled in place
+# A BiLSTM / TextCNN student's one graph ("full" part) is exported to the same file, then compiled in place
 # (exit outputs added); schema-1 bundles kept it there uncompiled.
 FULL_FILE = GRAPH_FILE
 
-# Stage kinds and their graph signatures (the one stage contract: exporters write it, runtimes read it).
+# The parts of a bundle: one ONNX graph each. Their kinds and signatures are the one contract between exporters,
+# which write them, and runtimes, which read them.
 #   embed:    input_ids (B,T) int64 -> hidden (B,T,H)
 #   layer:    hidden (B,T,H), mask (B,T) int64, rows (R,) int64 -> hidden_out (R,T,H), logits (R,C)
 #             (rows picks the surviving rows of the incoming batch before the layer runs)
@@ -40,46 +42,48 @@ FULL_FILE = GRAPH_FILE
 #   compiled: input_ids (B,T) int64, attention_mask (B,T) int64, speed () float32
 #             -> logits (B,C) float32, exit_layer (B,) int64 1-based, uncertainty (B,) float32
 #             (the exit rule inside the graph; what JS and any other ONNX Runtime binding runs)
-STAGE_KINDS = ("embed", "layer", "full", "compiled")
-STAGE_INPUTS = {
+PART_KINDS = ("embed", "layer", "full", "compiled")
+PART_INPUTS = {
     "embed": ("input_ids",),
     "layer": ("hidden", "mask", "rows"),
     "full": ("input_ids", "mask"),
     "compiled": ("input_ids", "attention_mask", "speed"),
 }
-STAGE_OUTPUTS = {
+PART_OUTPUTS = {
     "embed": ("hidden",),
     "layer": ("hidden_out", "logits"),
     "full": ("logits",),
     "compiled": ("logits", "exit_layer", "uncertainty"),
 }
-GRAPH_INPUTS = STAGE_INPUTS["compiled"]
-GRAPH_OUTPUTS = STAGE_OUTPUTS["compiled"]
+GRAPH_INPUTS = PART_INPUTS["compiled"]
+GRAPH_OUTPUTS = PART_OUTPUTS["compiled"]
 # A bundle made from text pairs (manifest.text_pair, schema 3) takes the tokenizer's segment ids too: the graphs
 # that read token ids (embed, full, compiled) have this input besides the ones above.
 PAIR_INPUT = "token_type_ids"  # (B,T) int64: 0 for the first text and its specials, 1 for the second (BERT)
-TOKEN_STAGES = ("embed", "full", "compiled")
+TOKEN_PARTS = ("embed", "full", "compiled")
 
 
-def stage_inputs(kind: str, text_pair: bool = False) -> tuple[str, ...]:
-    """The inputs a graph of stage `kind` takes, in a bundle of single texts or of pairs."""
-    base = STAGE_INPUTS.get(kind, ())
-    return base + (PAIR_INPUT,) if text_pair and kind in TOKEN_STAGES else base
+def part_inputs(kind: str, text_pair: bool = False) -> tuple[str, ...]:
+    """The inputs a part of kind `kind` takes, in a bundle of single texts or of pairs."""
+    base = PART_INPUTS.get(kind, ())
+    return base + (PAIR_INPUT,) if text_pair and kind in TOKEN_PARTS else base
+
+
 ENGINES = ("auto", "staged", "graph")
 
 
 def layer_file(index: int) -> str:
-    """File name of the 1-based layer stage `index`."""
+    """File name of the 1-based layer part `index`."""
     return f"layer_{index:02d}.onnx"
 
 
 @dataclass
-class Stage:
+class Part:
     index: int  # 0 for embed, 1..L for layers
     name: str
     file: str
     sha256: str
-    kind: str  # one of STAGE_KINDS
+    kind: str  # one of PART_KINDS
 
 
 @dataclass
@@ -131,7 +135,7 @@ class Manifest:
     max_length: int
     hidden_size: int
     num_layers: int
-    stages: list[Stage]
+    parts: list[Part]  # the graphs, in order (schemas 1-3 called the list `stages`)
     vocabulary: Vocabulary
     opset: int
     producer: dict[str, str] = field(default_factory=dict)
@@ -145,7 +149,7 @@ class Manifest:
     precision_check: dict[str, Any] | None = None
     # model.onnx against the staged graphs at export: rows compared, agreement, max logit difference
     compiled_check: dict[str, Any] | None = None
-    # how each layer graph was chosen (export --optimize): mode, per-stage fused ops, timings, choice and why
+    # how each layer graph was chosen (export --optimize): mode, per-part fused ops, timings, choice and why
     optimization: dict[str, Any] | None = None
     # how the int8 graphs were made (export --int8): the methods tried, their agreement with fp32 and timings
     quantization: dict[str, Any] | None = None
@@ -154,10 +158,10 @@ class Manifest:
     card: str | None = None
     card_sha256: str | None = None
     source: dict[str, Any] | None = None
-    # what the bundle holds (schema 3): all (stage graphs + model.onnx, what `edgekd export` writes) | web
+    # what the bundle holds (schema 3): all (layer graphs + model.onnx, what `edgekd export` writes) | web
     # (model.onnx only) | mobile (model.ort, the ORT format): `edgekd pack` writes the slim ones
     target: str = "all"
-    # what onnxruntime's mobile usability checker says of model.onnx and the stage graphs for NNAPI and CoreML
+    # what onnxruntime's mobile usability checker says of model.onnx and the layer graphs for NNAPI and CoreML
     # (exporters/targets.py; `edgekd export` records it, `edgekd inspect --targets` shows it)
     mobile_providers: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
@@ -190,6 +194,8 @@ class Manifest:
         version = data.get("schema_version")
         if isinstance(version, int) and version < 4 and "task" not in data:
             data = nest_flat_fields(data)  # schemas 1-3: the task's fields at the top level
+            if "stages" in data:
+                data["parts"] = data.pop("stages")  # ... and the graph list named `stages`
         manifest = decode(cls, data, "", problems)
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown and all(p.startswith("unknown key") for p in problems):
@@ -206,30 +212,30 @@ class Manifest:
         if isinstance(self.default_speed, bool) or not isinstance(self.default_speed, (int, float)) or \
                 not 0 <= self.default_speed <= 1:
             problems.append(f"default_speed must lie in [0, 1], got {self.default_speed!r}")
-        for i, stage in enumerate(self.stages):
-            if not isinstance(stage.file, str) or not isinstance(stage.sha256, str) or not isinstance(stage.name, str):
-                problems.append(f"stage {i}: file, name and sha256 must be strings")
-            if stage.index != i:
-                problems.append(f"stage {i} ({stage.name}) has index {stage.index}: the stage list is out of order")
-        for i, stage in enumerate(self.layer_stages, start=1):
-            if stage.name != f"layer_{i}":
-                problems.append(f"layer stage {i} is named {stage.name!r}; layers must be listed in order")
+        for i, part in enumerate(self.parts):
+            if not isinstance(part.file, str) or not isinstance(part.sha256, str) or not isinstance(part.name, str):
+                problems.append(f"part {i}: file, name and sha256 must be strings")
+            if part.index != i:
+                problems.append(f"part {i} ({part.name}) has index {part.index}: the list of parts is out of order")
+        for i, part in enumerate(self.layer_parts, start=1):
+            if part.name != f"layer_{i}":
+                problems.append(f"layer part {i} is named {part.name!r}; layers must be listed in order")
         if problems:
             raise BundleError("manifest is malformed:\n  - " + "\n  - ".join(problems))
 
     @property
-    def layer_stages(self) -> list[Stage]:
-        return [s for s in self.stages if s.kind == "layer"]
+    def layer_parts(self) -> list[Part]:
+        return [s for s in self.parts if s.kind == "layer"]
 
     @property
-    def staged(self) -> list[Stage]:
-        """The stages the staged engine runs (embed + layers, or a schema-1 'full' graph)."""
-        return [s for s in self.stages if s.kind != "compiled"]
+    def staged(self) -> list[Part]:
+        """The parts the staged engine runs (embed + layers, or a schema-1 'full' graph)."""
+        return [s for s in self.parts if s.kind != "compiled"]
 
     @property
-    def graph(self) -> Stage | None:
+    def graph(self) -> Part | None:
         """The compiled graph (model.onnx with the exit rule inside), if the bundle has one."""
-        return next((s for s in self.stages if s.kind == "compiled"), None)
+        return next((s for s in self.parts if s.kind == "compiled"), None)
 
 
 MAX_MANIFEST_BYTES = 4 << 20  # a manifest is a few kB; anything near this is not one
@@ -305,22 +311,22 @@ def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
             problems.append(f"tokenizer file {manifest.tokenizer} does not match its sha256 (corrupted or replaced)")
     except BundleError as exc:
         problems.append(str(exc))
-    if not manifest.stages:
-        problems.append("manifest lists no stages")
-    for stage in manifest.stages:
-        if stage.kind not in STAGE_KINDS:
-            problems.append(f"stage {stage.name}: unknown kind {stage.kind!r} (known: {', '.join(STAGE_KINDS)})")
+    if not manifest.parts:
+        problems.append("manifest lists no graphs (parts)")
+    for part in manifest.parts:
+        if part.kind not in PART_KINDS:
+            problems.append(f"part {part.name}: unknown kind {part.kind!r} (known: {', '.join(PART_KINDS)})")
         try:
-            path = resolve_inside(bundle, stage.file)
+            path = resolve_inside(bundle, part.file)
         except BundleError as exc:
             problems.append(str(exc))
             continue
-        if (Path(bundle) / stage.file).is_symlink():
-            problems.append(f"stage {stage.name}: {stage.file} is a symbolic link; refusing to follow it")
+        if (Path(bundle) / part.file).is_symlink():
+            problems.append(f"part {part.name}: {part.file} is a symbolic link; refusing to follow it")
         elif not path.is_file():
-            problems.append(f"stage {stage.name}: file {stage.file} is missing")
-        elif sha256_file(path) != stage.sha256:
-            problems.append(f"stage {stage.name}: {stage.file} does not match its sha256 (corrupted or replaced)")
+            problems.append(f"part {part.name}: file {part.file} is missing")
+        elif sha256_file(path) != part.sha256:
+            problems.append(f"part {part.name}: {part.file} does not match its sha256 (corrupted or replaced)")
     if manifest.card is not None:
         try:
             card = resolve_inside(bundle, manifest.card)
@@ -330,7 +336,7 @@ def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
                 problems.append(f"model card {manifest.card} does not match its sha256 (edited or replaced)")
         except BundleError as exc:
             problems.append(str(exc))
-    listed = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.stages} | \
+    listed = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.parts} | \
         ({manifest.card} if manifest.card else set())
     extra = sorted(p.name for p in Path(bundle).iterdir() if p.name not in listed and not p.name.startswith("."))
     if extra:

@@ -31,7 +31,7 @@ from runtime.items import parse_items
 from runtime.manifest import (
     ENGINES,
     Manifest,
-    Stage,
+    Part,
     read_manifest,
     resolve_inside,
     verify_bundle,
@@ -70,7 +70,7 @@ class EdgeModel:
     """A loaded bundle and its tokenizer, run by one of two engines.
 
     - graph: `model.onnx`, the exit rule compiled into one graph; one session run per batch.
-    - staged: one session per stage (embed, layer_NN) and the exit rule in Python between them;
+    - staged: one session per part (embed, layer_NN) and the exit rule in Python between them;
       on CUDA the hidden states stay on the device (IO binding).
     """
 
@@ -93,7 +93,7 @@ class EdgeModel:
         kinds = [s.kind for s in manifest.staged]
         self.full = manifest.student != "transformer" or kinds == ["full"]
         if kinds and not self.full and (kinds[0] != "embed" or any(k != "layer" for k in kinds[1:]) or len(kinds) < 2):
-            raise BundleError(f"bundle stages {kinds} are not 'embed' followed by 'layer' stages, nor one 'full' stage")
+            raise BundleError(f"bundle parts {kinds} are not 'embed' followed by 'layer' parts, nor one 'full' part")
         self.engine = self._choose_engine(engine, device)
         self._cuda_log = ""
         first = self._graph if self.engine == "graph" else self.sessions[0]
@@ -105,7 +105,7 @@ class EdgeModel:
                 "libraries missing" + (f"; this onnxruntime-gpu says: {wants.group(0)}" if wants else "") +
                 "); use device='cpu', or install the CUDA and cuDNN versions your onnxruntime-gpu was built for")
         if active != "CUDAExecutionProvider":
-            self._providers = ["CPUExecutionProvider"]  # later stages: no second attempt, no second page of errors
+            self._providers = ["CPUExecutionProvider"]  # later parts: no second attempt, no second page of errors
         self.device = "cuda" if active == "CUDAExecutionProvider" else "cpu"
         pairs = [(manifest.graph, self._graph)] if self.engine == "graph" else list(zip(manifest.staged, self.sessions))
         check_graphs(path, manifest, pairs)
@@ -132,8 +132,8 @@ class EdgeModel:
             return calibration.engine
         return "staged" if device == "cuda" else "graph"
 
-    def _session(self, stage: Stage) -> ort.InferenceSession:
-        file = resolve_inside(self.path, stage.file)
+    def _session(self, part: Part) -> ort.InferenceSession:
+        file = resolve_inside(self.path, part.file)
         trying_cuda = "CUDAExecutionProvider" in self._providers
         try:
             if not trying_cuda:
@@ -152,14 +152,14 @@ class EdgeModel:
                     "threading='global' needs onnxruntime's process-wide thread pool, which can only be made "
                     "before any other onnxruntime session in this process; load edgekd bundles first, or use "
                     "threading='stop' (the default)") from exc
-            raise BundleError(f"stage {stage.name}: cannot load {stage.file}: {exc}") from exc
+            raise BundleError(f"part {part.name}: cannot load {part.file}: {exc}") from exc
 
     @cached_property
     def sessions(self) -> list[ort.InferenceSession]:
         """One session per staged graph (opened on first use)."""
         if not self.manifest.staged:
             raise BundleError(f"{self.path} holds only the compiled graph; the staged engine is not available")
-        return [self._session(stage) for stage in self.manifest.staged]
+        return [self._session(part) for part in self.manifest.staged]
 
     @cached_property
     def _graph(self) -> ort.InferenceSession:
@@ -296,7 +296,7 @@ class EdgeModel:
 
     @cached_property
     def staged_engine(self) -> StagedEngine:
-        """One session per stage, the exit rule in Python (opened on first use)."""
+        """One session per part, the exit rule in Python (opened on first use)."""
         return StagedEngine(self.sessions, self.rule, len(self.labels), self.device, self.full,
                             self.manifest.text_pair)
 
@@ -339,13 +339,13 @@ def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = Non
     threads or one; large batches whole or split across cores), 0 is
     onnxruntime's default (one thread per physical core) everywhere.
     `warmup` runs two texts once so the first real call is not slow.
-    `threading`: "stop" (default) gives each stage its own pool whose threads
+    `threading`: "stop" (default) gives each part its own pool whose threads
     spin only while a run lasts; "global" shares one process-wide pool (faster
     at batch 1, but then every onnxruntime session in the process must use the
     global pool); "nospin" and "spin" as in onnxruntime (see
     benchmarks/results/threading.md for the measured difference).
     `engine`: "graph" runs the compiled model.onnx (the exit rule inside one
-    graph), "staged" one session per stage with the rule in Python; "auto"
+    graph), "staged" one session per part with the rule in Python; "auto"
     takes what the bundle's calibration measured as faster here (else graph
     on CPU, staged on CUDA, where hidden states stay on the device).
     """

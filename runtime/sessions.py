@@ -16,12 +16,12 @@ import warnings
 import onnxruntime as ort
 
 from runtime.errors import BundleError, DeviceError, InputError
-from runtime.manifest import GRAPH_INPUTS, PAIR_INPUT, STAGE_INPUTS, STAGE_OUTPUTS, stage_inputs
+from runtime.manifest import GRAPH_INPUTS, PAIR_INPUT, PART_INPUTS, PART_OUTPUTS, part_inputs
 
-# inputs of the stage contract that carry token ids, masks or row indices: int64 in every graph
-INT64_INPUTS = {STAGE_INPUTS["embed"][0], *STAGE_INPUTS["layer"][1:], *STAGE_INPUTS["full"], GRAPH_INPUTS[1],
+# inputs of the part contract that carry token ids, masks or row indices: int64 in every graph
+INT64_INPUTS = {PART_INPUTS["embed"][0], *PART_INPUTS["layer"][1:], *PART_INPUTS["full"], GRAPH_INPUTS[1],
                 PAIR_INPUT}
-LOGITS = STAGE_OUTPUTS["layer"][1]
+LOGITS = PART_OUTPUTS["layer"][1]
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -69,13 +69,13 @@ def _use_global_pool(threads: int | None) -> bool:
 
 
 def session_options(threads: int | None, threading: str = "stop") -> ort.SessionOptions:
-    """Session options for one stage.
+    """Session options for one part.
 
     With one session per layer, each session's idle intra-op threads keep
-    spinning while the next session runs: a 6-stage chain was 3.5-5x slower
+    spinning while the next session runs: a 6-part chain was 3.5-5x slower
     than one graph on 2 cores (onnxruntime issue 17011). Modes:
     - stop (default): per-session pools that spin during a run and stop at its end;
-    - global: one process-wide pool for every stage (fastest at batch 1, but
+    - global: one process-wide pool for every part (fastest at batch 1, but
       onnxruntime then refuses any session in the process that asks for its own
       pool, so only for apps whose sessions all use the global pool);
     - nospin: per-session pools that never spin;
@@ -116,18 +116,18 @@ def providers(device: str) -> list[str]:
 
 
 def check_graphs(path, manifest, pairs) -> None:
-    """The manifest must describe the graphs it lists (`pairs`: (stage entry, its open session)): the
-    stage contract's input/output names and dtypes, as many logits as labels, each graph in its place
-    (edgekd.stage metadata), and a max_length the position table holds. Every mismatch is reported in
+    """The manifest must describe the graphs it lists (`pairs`: (part entry, its open session)): the
+    part contract's input/output names and dtypes, as many logits as labels, each graph in its place
+    (edgekd.part metadata), and a max_length the position table holds. Every mismatch is reported in
     one BundleError."""
     problems: list[str] = []
-    for stage, session in pairs:
-        where = f"{stage.file} (stage {stage.name!r})"
+    for part, session in pairs:
+        where = f"{part.file} (part {part.name!r})"
         inputs = {i.name: i.type for i in session.get_inputs()}
         outputs = {o.name: o for o in session.get_outputs()}
-        want_in, want_out = stage_inputs(stage.kind, manifest.text_pair), STAGE_OUTPUTS.get(stage.kind, ())
+        want_in, want_out = part_inputs(part.kind, manifest.text_pair), PART_OUTPUTS.get(part.kind, ())
         if set(inputs) != set(want_in):
-            problems.append(f"{where}: inputs {sorted(inputs)}, but a {stage.kind} stage takes {sorted(want_in)}")
+            problems.append(f"{where}: inputs {sorted(inputs)}, but a {part.kind} part takes {sorted(want_in)}")
         if not set(want_out) <= set(outputs):
             problems.append(f"{where}: outputs {sorted(outputs)} lack {sorted(set(want_out) - set(outputs))}")
         for name in set(inputs) & INT64_INPUTS:
@@ -139,8 +139,9 @@ def check_graphs(path, manifest, pairs) -> None:
             problems.append(f"{where}: the graph gives {width} logits but the manifest lists "
                             f"{len(manifest.labels)} labels")
         meta = session.get_modelmeta().custom_metadata_map
-        if "edgekd.stage" in meta and meta["edgekd.stage"] != stage.name:
-            problems.append(f"{where}: the graph is stage {meta['edgekd.stage']!r}; the stage list is out of "
+        placed = meta.get("edgekd.part", meta.get("edgekd.stage"))  # (bundles of schemas 1-3 wrote .stage)
+        if placed is not None and placed != part.name:
+            problems.append(f"{where}: the graph is part {placed!r}; the list of parts is out of "
                             "order or a file was swapped")
         limit = int(meta.get("edgekd.max_position", 0) or 0)
         if limit and manifest.max_length > limit:

@@ -1,4 +1,4 @@
-"""Where a bundle's time goes: per-stage timing at batch 1 (calibration, the bench) and
+"""Where a bundle's time goes: per-part timing at batch 1 (calibration, the bench) and
 onnxruntime's per-operator profile of the compiled graph, and the machine the numbers came from."""
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from runtime.manifest import GRAPH_INPUTS
 from runtime.model import EdgeModel
 
 
-def stage_times(model: EdgeModel, texts: list[str], repeats: int = 3) -> tuple[float, np.ndarray]:
+def layer_times(model: EdgeModel, texts: list[str], repeats: int = 3) -> tuple[float, np.ndarray]:
     """Mean seconds per text at batch 1 of (tokenize + embed, each layer with its exit test (L,)),
-    best of `repeats` per text, walking the stages as the early-exit run does."""
+    best of `repeats` per text, walking the parts as the early-exit run does."""
     if model.full:
-        raise BundleError(f"{model.path} holds one graph without exits; it has no stages to time")
+        raise BundleError(f"{model.path} holds one graph without exits; it has no parts to time")
     front, layers = [], []
     for text in texts:
         best = (float("inf"), [])

@@ -40,11 +40,11 @@ def onnxruntime_answers(bundle: Path, items: list, speed: float) -> list[dict]:
     import onnxruntime as ort
 
     import runtime
-    from runtime.manifest import stage_inputs
+    from runtime.manifest import part_inputs
 
     model = runtime.load(bundle, engine="graph")
     session = ort.InferenceSession(str(bundle / model.manifest.graph.file), providers=["CPUExecutionProvider"])
-    names = stage_inputs("compiled", model.manifest.text_pair)
+    names = part_inputs("compiled", model.manifest.text_pair)
     out = []
     for item in model.items(items):
         ids, mask, types = model.encode([item])

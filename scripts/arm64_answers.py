@@ -26,7 +26,7 @@ def main() -> None:
     import onnxruntime as ort
 
     import runtime
-    from runtime.manifest import stage_inputs
+    from runtime.manifest import part_inputs
 
     bundle, texts_file = sys.argv[1], sys.argv[2]
     first = runtime.load(bundle)
@@ -47,7 +47,7 @@ def main() -> None:
     if first.manifest.graph is not None:  # plain onnxruntime, no edgekd code between the tokenizer and the graph
         session = ort.InferenceSession(str(Path(bundle) / first.manifest.graph.file),
                                        providers=["CPUExecutionProvider"])
-        names = stage_inputs("compiled", first.manifest.text_pair)
+        names = part_inputs("compiled", first.manifest.text_pair)
         out["engines"]["onnxruntime"] = {}
         for speed in speeds:
             rows = {"logits": [], "exit_layer": [], "uncertainty": []}

@@ -54,7 +54,7 @@ def test_inspect(bundle):
     assert result.exit_code == 0, result.output
     assert "layer_03.onnx" in result.output and "negative, positive" in result.output and "MB" in result.output
     data = json.loads(runner.invoke(app, ["inspect", str(bundle), "--json"]).output)
-    assert data["schema_version"] == 4 and len(data["stages"]) == 5 and data["task"]["text_pair"] is False
+    assert data["schema_version"] == 4 and len(data["parts"]) == 5 and data["task"]["text_pair"] is False
 
 
 @pytest.mark.slow

@@ -102,7 +102,7 @@ def test_readers_take_any_bytes(data, suffix, labelled):
 JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=20),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
                                                                                 max_size=5), max_leaves=30)
-MANIFEST_KEYS = ["labels", "max_length", "hidden_size", "num_layers", "stages", "vocabulary", "opset",
+MANIFEST_KEYS = ["labels", "max_length", "hidden_size", "num_layers", "parts", "vocabulary", "opset",
                  "default_speed", "tokenizer", "tokenizer_sha256", "schema_version", "precision", "student"]
 
 

@@ -89,7 +89,7 @@ def demo_server(bundle: str | os.PathLike, host: str = "127.0.0.1", port: int = 
         if not (js / need).exists():
             raise EdgeKDError(f"{js / need} is missing: the demo serves the JS runtime from {js}; run `npm ci` in "
                               f"{js} (scripts/setup.sh does), or point --js-dir at a checkout's js/ folder")
-    files = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.stages}
+    files = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.parts}
     handler = partial(DemoHandler, js_dir=js, bundle=bundle, bundle_files=files)
     try:
         return ThreadingHTTPServer((host, port), handler)

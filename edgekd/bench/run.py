@@ -44,7 +44,7 @@ from runtime.errors import EdgeKDError
 from runtime.exits import REPORT_SPEEDS
 from runtime.files import atomic_write_text
 from runtime.manifest import read_manifest
-from runtime.timing import profile_graph, stage_times
+from runtime.timing import profile_graph, layer_times
 
 DEFAULT_SPEEDS = list(REPORT_SPEEDS)
 STATE_VERSION = 1
@@ -350,7 +350,7 @@ def _report(options: BenchOptions, ctx: Context, units: list[Unit], state: State
                "stage_times_ms": None, "js_vs_python": report.js_vs_python(rows),
                "precision_pairs": report.precision_pairs(rows, precision_pairs_of(units))}
     if not main.full:
-        front, layers = stage_times(main, texts[: options.latency_texts], repeats=2)
+        front, layers = layer_times(main, texts[: options.latency_texts], repeats=2)
         payload["stage_times_ms"] = {"tokenize_embed": 1e3 * front, "layers": [1e3 * t for t in layers]}
     for p in payload["precision_pairs"]:
         table += (f"\n{p['other']} vs {p['fp32']}: {p['b1_speedup']:.2f}x faster at batch 1, "

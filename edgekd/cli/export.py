@@ -17,7 +17,7 @@ def export(
     run_dir: Annotated[Path, typer.Argument(help="Run folder written by `edgekd distill` (its student/).")],
     out: Annotated[Path, typer.Option(help="Bundle folder to write.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing bundle (atomically).")] = False,
-    atol: Annotated[float, typer.Option(help="Tolerance of the ONNX-vs-torch check of every stage.")] = 1e-4,
+    atol: Annotated[float, typer.Option(help="Tolerance of the ONNX-vs-torch check of every part.")] = 1e-4,
     speed: Annotated[Optional[float], typer.Option(
         help="Default speed stored in the manifest (instead of calibrating one).")] = None,
     quantize: Annotated[str, typer.Option(help="fp32 | int8 (CPU) | fp16 (GPU).")] = "fp32",
@@ -72,7 +72,7 @@ def export(
                         int8=int8, data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_size=vocab_size,
                         vocab_metric=vocab_metric, optimize=optimize, mobile_report=mobile_report, log=err)
     worst = max((c.max_diff for c in result.checks), default=0.0)
-    err(f"wrote {result.path} ({len(result.manifest.stages)} stages, {result.manifest.precision}; "
+    err(f"wrote {result.path} ({len(result.manifest.parts)} parts, {result.manifest.precision}; "
          f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")
     check = result.manifest.precision_check
     if check:

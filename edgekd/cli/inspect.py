@@ -19,10 +19,10 @@ def inspect(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
     targets: Annotated[bool, typer.Option(
         "--targets",
-        help="Also say which mobile execution providers (NNAPI, CoreML) could run model.onnx and the stage "
+        help="Also say which mobile execution providers (NNAPI, CoreML) could run model.onnx and the part "
                           "graphs, per onnxruntime's own usability checker (needs the onnx package).")] = False,
 ) -> None:
-    """Show what a bundle holds: stages and sizes, labels, vocabulary, calibration."""
+    """Show what a bundle holds: parts and sizes, labels, vocabulary, calibration."""
     from runtime.manifest import read_manifest, resolve_inside, verify_bundle
 
     manifest = read_manifest(bundle)
@@ -48,11 +48,11 @@ def inspect(
     if v.remapped_token_share is not None:
         kept += f" ({100 * v.remapped_token_share:.2f}% of measured tokens remapped)"
     typer.echo(f"vocabulary: {kept}")
-    typer.echo("stages:")
-    for stage in manifest.stages:
-        size = resolve_inside(bundle, stage.file).stat().st_size
+    typer.echo("parts:")
+    for part in manifest.parts:
+        size = resolve_inside(bundle, part.file).stat().st_size
         total += size
-        typer.echo(f"  {stage.index:>2}  {stage.kind:<6} {stage.file:<16} {size / 1e6:8.2f} MB")
+        typer.echo(f"  {part.index:>2}  {part.kind:<6} {part.file:<16} {size / 1e6:8.2f} MB")
     typer.echo(f"total {total / 1e6:.2f} MB   default speed {manifest.default_speed:g}")
     cal = manifest.calibration
     if cal:

@@ -131,7 +131,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
             texts = read_unlabelled(data).texts if data is not None else None
             manifest.quantization = choose_int8(folder, manifest, int8, texts, log=log)
         else:
-            apply_precision(folder, [s.file for s in manifest.stages], precision)
+            apply_precision(folder, [s.file for s in manifest.parts], precision)
         manifest.precision = precision
         manifest.vocabulary.remapped_token_share = share
         return manifest

@@ -48,8 +48,9 @@ export function checkManifest(manifest, where) {
       `(${SCHEMA_VERSION}); upgrade with \`npm install @edgekd/runtime@latest\``);
   }
   const problems = [];
-  const stages = Array.isArray(manifest.stages) ? manifest.stages : [];
-  const graph = stages.find((s) => s && s.kind === 'compiled');
+  const listed = version >= 4 ? manifest.parts : manifest.stages; // schemas 1-3 called the graph list `stages`
+  const parts = Array.isArray(listed) ? listed : [];
+  const graph = parts.find((s) => s && s.kind === 'compiled');
   if (!graph) {
     problems.push('no compiled graph (model.onnx) is listed; re-export the bundle with edgekd >= 0.2 (`edgekd export`)');
   } else if (!safeName(graph.file)) {

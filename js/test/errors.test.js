@@ -49,7 +49,7 @@ test('a newer schema says what to upgrade', () =>
   refused((d) => editManifest(d, (m) => { m.schema_version = 99; }), /newer than this runtime reads.*upgrade/s));
 
 test('a bundle without the compiled graph is refused', () =>
-  refused((d) => editManifest(d, (m) => { m.stages = m.stages.filter((s) => s.kind !== 'compiled'); }), /no compiled graph/));
+  refused((d) => editManifest(d, (m) => { m.parts = m.parts.filter((s) => s.kind !== 'compiled'); }), /no compiled graph/));
 
 test('file names that leave the folder are refused', () =>
   refused((d) => editManifest(d, (m) => { m.tokenizer = '../tokenizer.json'; }), /not a plain file name/));
@@ -76,12 +76,14 @@ test('bad texts and speeds name the problem', async () => {
   assert.deepEqual(await model.classify([]), []);
 });
 
-test('a bundle of schema 3 (the task fields at the top level) loads and answers as its schema-4 twin', async () => {
+test('a bundle of schema 3 (the task fields at the top level, the graphs as `stages`) loads and answers as its schema-4 twin', async () => {
   const texts = ['good', 'bad film', 'not quite fine'];
   const want = await (await load(fixture)).classify(texts, { speed: 0.3 });
   const dir = copy((d) => editManifest(d, (m) => {
-    const { task } = m;
+    const { task, parts } = m;
     delete m.task;
+    delete m.parts;
+    m.stages = parts;
     Object.assign(m, { schema_version: 3, labels: task.labels, label_values: task.label_values,
       text_pair: task.text_pair, problem: task.problem, thresholds: task.thresholds, exit_rule: task.exit_rule });
   }));

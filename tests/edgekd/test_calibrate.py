@@ -43,7 +43,7 @@ def test_max_drop_rule_and_manifest_update(bundle_copy, tiny_data):
 
 def test_latency_rule(bundle_copy, tiny_data, monkeypatch):
     # fixed stage times (0.1 ms front, 1 ms a layer) so the test does not depend on this machine's noise
-    monkeypatch.setattr("edgekd.calibrate.stage_times", lambda model, texts, repeats=3: (1e-4, np.full(3, 1e-3)))
+    monkeypatch.setattr("edgekd.calibrate.layer_times", lambda model, texts, repeats=3: (1e-4, np.full(3, 1e-3)))
     probe = calibrate(bundle_copy, tiny_data["dev"], max_drop=100.0, latency_texts=48, write=False)
     for p in probe.points:  # latency = front + the layers each sampled text runs
         assert p.latency_ms == pytest.approx(0.1 + p.average_layers)

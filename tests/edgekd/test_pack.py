@@ -32,7 +32,7 @@ def test_a_slim_bundle_holds_its_target_files_and_answers_as_the_full_one(name, 
     out = pack(FIXTURES / name, tmp_path / target, target)
     assert sorted(p.name for p in out.iterdir()) == sorted(["README.md", "manifest.json", "tokenizer.json", graph])
     manifest = read_manifest(out)
-    assert manifest.target == target and [s.file for s in manifest.stages] == [graph]
+    assert manifest.target == target and [s.file for s in manifest.parts] == [graph]
     assert bundle_size(out) < bundle_size(FIXTURES / name)
     slim = runtime.load(out)
     for speed in (0.0, 0.5):

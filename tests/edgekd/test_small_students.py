@@ -47,7 +47,7 @@ def test_padding_does_not_change_logits(kind):
 def test_bundle_matches_torch(kind, tmp_path, tokenizer_file):
     model = small(kind)
     result = export_classifier(model, tokenizer_file, ["n", "p"], tmp_path / kind, max_length=32)
-    assert [s.kind for s in result.manifest.stages] == ["compiled"] and result.manifest.student == kind
+    assert [s.kind for s in result.manifest.parts] == ["compiled"] and result.manifest.student == kind
     loaded = runtime.load(result.path)
     ids, mask = loaded.encoder(TEXTS[:12])
     logits, layers, _ = loaded.run_ids(ids, mask, speed=0.5)

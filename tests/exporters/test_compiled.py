@@ -183,7 +183,7 @@ def test_one_graph_students_answer_the_same_call(kind, tmp_path, tokenizer_file)
     student = build_small_student(SmallStudentConfig(kind=kind, vocab_size=VOCAB, embed_size=16, hidden_size=12,
                                                      filters=8, dropout=0.0)).eval()
     result = export_classifier(student, tokenizer_file, ["negative", "positive"], tmp_path / kind, max_length=32)
-    assert [s.file for s in result.manifest.stages] == ["model.onnx"]
+    assert [s.file for s in result.manifest.parts] == ["model.onnx"]
     session = ort.InferenceSession(str(tmp_path / kind / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == ["input_ids", "attention_mask", "speed"]
     model = runtime.load(tmp_path / kind)

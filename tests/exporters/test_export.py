@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from exporters import ExportError, ExportValidationError, export_student
-from exporters.stages import student_stage_specs
+from exporters.parts import student_part_specs
 from runtime.manifest import SCHEMA_VERSION, read_manifest, sha256_file
 from tests.conftest import make_student
 import os
@@ -24,8 +24,8 @@ from edgekd.distill.export import export_run
 def test_every_head_type_exports_and_matches_torch(tmp_path, tokenizer_file, head_type):
     student = make_student(head_type=head_type, sharpen=5.0)
     result = export_student(student, tokenizer_file, ["n", "p"], tmp_path / "b", max_length=24)
-    stages = {c.stage for c in result.checks}
-    assert stages == {"embed", "layer_1", "layer_2", "layer_3"}
+    parts = {c.part for c in result.checks}
+    assert parts == {"embed", "layer_1", "layer_2", "layer_3"}
     cases = {c.case for c in result.checks}
     assert any("batch 1" in c for c in cases) and any("mixed" in c for c in cases)
     assert any("max length 24" in c for c in cases) and any("row subset" in c for c in cases)
@@ -36,9 +36,9 @@ def test_manifest_describes_the_bundle(bundle, student):
     m = read_manifest(bundle)
     assert m.schema_version == SCHEMA_VERSION
     assert m.labels == ["negative", "positive"] and m.max_length == 40
-    assert [s.file for s in m.stages] == ["embed.onnx", "layer_01.onnx", "layer_02.onnx", "layer_03.onnx", "model.onnx"]
-    assert [s.kind for s in m.stages] == ["embed", "layer", "layer", "layer", "compiled"]
-    for s in m.stages:
+    assert [s.file for s in m.parts] == ["embed.onnx", "layer_01.onnx", "layer_02.onnx", "layer_03.onnx", "model.onnx"]
+    assert [s.kind for s in m.parts] == ["embed", "layer", "layer", "layer", "compiled"]
+    for s in m.parts:
         assert s.sha256 == sha256_file(bundle / s.file)
     assert m.hidden_size == student.config.hidden_size and m.num_layers == 3
     assert m.vocabulary.original_size == m.vocabulary.kept_size == student.config.vocab_size
@@ -129,7 +129,7 @@ def test_bad_export_inputs(tmp_path, tokenizer_file):
 
 
 def test_stage_specs_cover_every_layer():
-    specs = student_stage_specs(make_student(layers=4))
+    specs = student_part_specs(make_student(layers=4))
     assert list(specs) == ["embed.onnx", "layer_01.onnx", "layer_02.onnx", "layer_03.onnx", "layer_04.onnx"]
 
 

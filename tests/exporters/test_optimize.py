@@ -23,11 +23,11 @@ def test_fused_layers_answer_like_plain_ones_and_model_onnx_stays_portable(stude
     export_student(student, tokenizer_file, ["negative", "positive"], out, max_length=40, optimize="fused")
     manifest = runtime.read_manifest(out)
     record = manifest.optimization
-    assert record["mode"] == "fused" and len(record["stages"]) == manifest.num_layers
-    for stage in manifest.staged[1:]:
-        entry = record["stages"][stage.name]
+    assert record["mode"] == "fused" and len(record["parts"]) == manifest.num_layers
+    for part in manifest.staged[1:]:
+        entry = record["parts"][part.name]
         assert entry["chosen"] == "fused" and set(entry["fused_ops"]) <= FUSED | {"FastGelu", "Gelu"}
-        assert any(domain == "com.microsoft" for domain, _ in _ops(out / stage.file))
+        assert any(domain == "com.microsoft" for domain, _ in _ops(out / part.file))
     assert not any(domain == "com.microsoft" for domain, _ in _ops(out / "model.onnx"))
     plain, fused = runtime.load(bundle, engine="staged"), runtime.load(out, engine="staged")
     ids, mask = plain.encoder(TEXTS)
@@ -43,12 +43,12 @@ def test_auto_keeps_the_faster_variant_by_its_measured_times(student, tokenizer_
     out = tmp_path / "auto"
     export_student(student, tokenizer_file, ["negative", "positive"], out, max_length=40, optimize="auto")
     manifest = runtime.read_manifest(out)
-    for stage in manifest.staged[1:]:
-        entry = manifest.optimization["stages"][stage.name]
+    for part in manifest.staged[1:]:
+        entry = manifest.optimization["parts"][part.name]
         ms = entry["ms"]
         assert set(ms) == {"none", "fused"} and all(len(v) == 2 and min(v) > 0 for v in ms.values())
         assert entry["chosen"] == min(ms, key=lambda k: sum(ms[k])) and "batch 32" in entry["why"]
-        fused_here = any(domain == "com.microsoft" for domain, _ in _ops(out / stage.file))
+        fused_here = any(domain == "com.microsoft" for domain, _ in _ops(out / part.file))
         assert fused_here == (entry["chosen"] == "fused")
 
 

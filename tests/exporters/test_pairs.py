@@ -180,8 +180,9 @@ def test_pair_tokens_equal_transformers(tmp_path, style):
 
 def flat_manifest(data: dict, version: int) -> None:
     """`data` (a schema-4 manifest) in the shape schema `version` (2 or 3) wrote: the task's fields at the top
-    level, and for schema 2 none of the fields schema 3 added."""
+    level, the graph list named `stages`, and for schema 2 none of the fields schema 3 added."""
     task = data.pop("task")
+    data["stages"] = data.pop("parts")
     data["schema_version"] = version
     data["labels"] = task["labels"]
     data["label_values"] = task["label_values"]

@@ -119,7 +119,7 @@ def test_auto_int8_keeps_the_fastest_agreeing_method_and_records_true_agreement(
     folder = tmp_path / "b"
     shutil.copytree(fp32_bundle, folder)
     manifest = read_manifest(folder)
-    manifest.stages = list(manifest.staged)
+    manifest.parts = list(manifest.staged)
     texts = _words_texts(120)
     record = choose_int8(folder, manifest, "auto", texts, repeats=5, log=lambda _: None)
     assert set(record["candidates"]) == set(INT8_METHODS) and record["texts"] == 120
@@ -138,8 +138,8 @@ def test_auto_int8_keeps_the_fastest_agreeing_method_and_records_true_agreement(
     from runtime.manifest import write_manifest
 
     manifest = read_manifest(folder)
-    for stage in manifest.staged:
-        stage.sha256 = sha256_file(folder / stage.file)
+    for part in manifest.staged:
+        part.sha256 = sha256_file(folder / part.file)
     write_manifest(folder, manifest)
     fp32 = runtime.load(fp32_bundle, engine="staged")
     int8 = runtime.load(folder, engine="staged")

@@ -54,9 +54,9 @@ def test_truncated_graph_with_matching_sha(bundle_copy, file, engine):
     path.write_bytes(path.read_bytes()[:200])
 
     def fix(d):
-        for stage in d["stages"]:
-            if stage["file"] == file:
-                stage["sha256"] = sha256_file(path)
+        for part in d["parts"]:
+            if part["file"] == file:
+                part["sha256"] = sha256_file(path)
 
     edit_manifest(bundle_copy, fix)
     with pytest.raises(BundleError, match=f"cannot load {file}"):
@@ -68,7 +68,7 @@ def test_path_escaping_the_folder_is_refused(bundle_copy, name):
     (bundle_copy.parent / "outside.onnx").write_bytes((bundle_copy / "layer_01.onnx").read_bytes())
 
     def escape(d):
-        d["stages"][1]["file"] = name
+        d["parts"][1]["file"] = name
 
     edit_manifest(bundle_copy, escape)
     with pytest.raises(BundleError, match="outside the bundle"):
@@ -129,14 +129,14 @@ def test_the_manifest_is_checked_against_the_graphs(bundle_copy, engine):
 
 def test_swapped_layer_files_are_found(bundle_copy):
     def swap(d):
-        first, second = d["stages"][1], d["stages"][2]
+        first, second = d["parts"][1], d["parts"][2]
         first["file"], second["file"] = second["file"], first["file"]
         first["sha256"], second["sha256"] = second["sha256"], first["sha256"]
 
     edit_manifest(bundle_copy, swap)
-    with pytest.raises(BundleError, match="the stage list is out of order or a file was swapped"):
+    with pytest.raises(BundleError, match="the list of parts is out of order or a file was swapped"):
         runtime.load(bundle_copy, engine="staged")
-    edit_manifest(bundle_copy, lambda d: d["stages"].insert(1, d["stages"].pop(2)))
+    edit_manifest(bundle_copy, lambda d: d["parts"].insert(1, d["parts"].pop(2)))
     with pytest.raises(BundleError, match="out of order"):
         runtime.load(bundle_copy)
 
@@ -178,9 +178,9 @@ def test_a_bundle_holding_only_model_onnx_loads_and_answers(bundle_copy):
     want = runtime.load(bundle_copy, engine="graph").classify(TEXTS, speed=0.5)
 
     def graph_only(data):
-        for stage in [s for s in data["stages"] if s["kind"] != "compiled"]:
-            (bundle_copy / stage["file"]).unlink()
-        data["stages"] = [dict(s, index=0) for s in data["stages"] if s["kind"] == "compiled"]
+        for part in [s for s in data["parts"] if s["kind"] != "compiled"]:
+            (bundle_copy / part["file"]).unlink()
+        data["parts"] = [dict(s, index=0) for s in data["parts"] if s["kind"] == "compiled"]
 
     edit_manifest(bundle_copy, graph_only)
     model = runtime.load(bundle_copy)

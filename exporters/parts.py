@@ -1,7 +1,7 @@
-"""Stage modules and their ONNX export.
+"""Part modules and their ONNX export.
 
-An export is a mapping `{file name: StageSpec}`; each spec is exported to its
-own graph with dynamic batch and sequence axes. The stage wrappers below give
+An export is a mapping `{file name: PartSpec}`; each spec is exported to its
+own graph with dynamic batch and sequence axes. The part wrappers below give
 each graph the signature the runtime expects (see runtime/manifest.py).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from runtime.manifest import EMBED_FILE, FULL_FILE, PAIR_INPUT, STAGE_INPUTS, STAGE_OUTPUTS, layer_file, stage_inputs
+from runtime.manifest import EMBED_FILE, FULL_FILE, PAIR_INPUT, PART_INPUTS, PART_OUTPUTS, layer_file, part_inputs
 
 DEFAULT_OPSET = 17
 
@@ -37,7 +37,7 @@ class LayerStage(nn.Module):
     """hidden (B,T,H), mask (B,T), rows (R,) -> hidden_out (R,T,H), logits (R,C).
 
     `rows` gathers the surviving rows first, so hidden states can stay on the
-    device between stages while the batch shrinks.
+    device between parts while the batch shrinks.
     """
 
     def __init__(self, layer: nn.Module, head: nn.Module):
@@ -69,7 +69,7 @@ class FullStage(nn.Module):
 
 
 @dataclass
-class StageSpec:
+class PartSpec:
     name: str
     kind: str  # embed | layer | full
     module: nn.Module
@@ -81,7 +81,7 @@ class StageSpec:
 _BT = {0: "batch", 1: "sequence"}
 
 
-def student_stage_specs(model: nn.Module, text_pair: bool = False) -> dict[str, StageSpec]:
+def student_part_specs(model: nn.Module, text_pair: bool = False) -> dict[str, PartSpec]:
     """The staged export of an early-exit student: embed.onnx + layer_NN.onnx.
 
     The contract (duck-typed, so exporters never import the training side):
@@ -89,27 +89,27 @@ def student_stage_specs(model: nn.Module, text_pair: bool = False) -> dict[str, 
     (hidden, _)` and `model.heads[i](hidden, mask) -> logits`. With `text_pair` the embed graph takes the
     pair's segment ids too.
     """
-    embed_inputs, (hidden,) = list(stage_inputs("embed", text_pair)), STAGE_OUTPUTS["embed"]
-    specs = {EMBED_FILE: StageSpec("embed", "embed", EmbedStage(model.embeddings), embed_inputs, [hidden],
+    embed_inputs, (hidden,) = list(part_inputs("embed", text_pair)), PART_OUTPUTS["embed"]
+    specs = {EMBED_FILE: PartSpec("embed", "embed", EmbedStage(model.embeddings), embed_inputs, [hidden],
                                    {**{name: _BT for name in embed_inputs}, hidden: _BT})}
-    (h_in, mask, rows), (h_out, logits) = STAGE_INPUTS["layer"], STAGE_OUTPUTS["layer"]
+    (h_in, mask, rows), (h_out, logits) = PART_INPUTS["layer"], PART_OUTPUTS["layer"]
     for index, (layer, head) in enumerate(zip(model.layers, model.heads), start=1):
-        specs[layer_file(index)] = StageSpec(
+        specs[layer_file(index)] = PartSpec(
             f"layer_{index}", "layer", LayerStage(layer, head), [h_in, mask, rows], [h_out, logits],
             {h_in: _BT, mask: _BT, rows: {0: "rows"}, h_out: {0: "rows", 1: "sequence"}, logits: {0: "rows"}},
         )
     return specs
 
 
-def full_stage_spec(model: nn.Module, name: str = "full", text_pair: bool = False) -> dict[str, StageSpec]:
+def full_part_spec(model: nn.Module, name: str = "full", text_pair: bool = False) -> dict[str, PartSpec]:
     """A classifier (student or teacher) as one graph: input_ids, mask [, token_type_ids] -> logits."""
-    inputs, (logits,) = list(stage_inputs("full", text_pair)), STAGE_OUTPUTS["full"]
-    return {FULL_FILE: StageSpec(name, "full", FullStage(model), inputs, [logits],
+    inputs, (logits,) = list(part_inputs("full", text_pair)), PART_OUTPUTS["full"]
+    return {FULL_FILE: PartSpec(name, "full", FullStage(model), inputs, [logits],
                                  {**{n: _BT for n in inputs}, logits: {0: "batch"}})}
 
 
-def example_inputs(spec: StageSpec, hidden_size: int, vocab_size: int, batch: int = 2, length: int = 8):
-    """Tracing inputs for a stage (batch 2, length 8; axes are declared dynamic)."""
+def example_inputs(spec: PartSpec, hidden_size: int, vocab_size: int, batch: int = 2, length: int = 8):
+    """Tracing inputs for a part (batch 2, length 8; axes are declared dynamic)."""
     ids = torch.randint(0, max(vocab_size, 1), (batch, length))
     mask = torch.ones(batch, length, dtype=torch.long)
     mask[-1, length // 2 :] = 0
@@ -127,7 +127,7 @@ def pair_types(mask: torch.Tensor) -> torch.Tensor:
     return ((positions >= (lengths + 1) // 2) & (mask > 0)).long()
 
 
-def export_specs(specs: dict[str, StageSpec], folder: Path, inputs: dict[str, tuple],
+def export_specs(specs: dict[str, PartSpec], folder: Path, inputs: dict[str, tuple],
                  opset: int = DEFAULT_OPSET) -> None:
     """Export each spec to `folder/<file>`; the modules are put in eval mode."""
     for file, spec in specs.items():
