@@ -106,14 +106,19 @@ def test_the_torch_side_is_one_folder():
                           "edgekd.distill.families.base"}
 
 
-IMPORT_ALL = """
-import importlib, sys
+# the start of a script run in a subprocess: importing torch, transformers, exporters or onnx raises there
+BLOCKER = """
+import sys
 class _Blocked:
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in {'torch', 'transformers', 'exporters', 'onnx'}:
             raise ImportError(f'{name} is not installed here (blocked by the test)')
         return None
 sys.meta_path.insert(0, _Blocked())
+"""
+
+IMPORT_ALL = BLOCKER + """
+import importlib
 failed = []
 for name in sys.argv[1:]:
     try:
@@ -144,14 +149,7 @@ def test_exporters_never_import_the_training_side():
         assert "edgekd" not in imported_roots(path), f"exporters/{path.name} imports edgekd"
 
 
-BLOCK_TORCH = """
-import sys
-class _Blocked:
-    def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in {'torch', 'transformers', 'exporters', 'onnx'}:
-            raise ImportError(f'{name} is not installed here (blocked by the test)')
-        return None
-sys.meta_path.insert(0, _Blocked())
+BLOCK_TORCH = BLOCKER + """
 from edgekd.cli import main
 sys.argv = ['edgekd'] + sys.argv[1:]
 try:
