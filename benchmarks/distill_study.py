@@ -1,0 +1,122 @@
+"""The distillation study's table (issue 41): recipes side by side, per task, built from their run folders.
+
+A spec (JSON) names each run: its task, the split scored, the recipe, the run folder, optionally its calibrated
+int8 bundle and whether it is the chosen recipe's confirmation; and the reference teacher of each task (the
+score a student is measured against, whatever teacher it learnt from):
+
+    {"reference": {"stsb": 87.31},
+     "runs": [{"task": "stsb", "split": "dev", "recipe": "today", "run": "runs/study/stsb-today",
+               "int8": "bundles/study/stsb-today-int8", "chosen": false}, ...]}
+
+Scores are in points on the run's dev set (accuracy %, micro-F1 %, Pearson x 100) from its metrics.json; the
+student's is its full depth after the last student stage. `wall_s` adds the seconds of every stage the run
+trained (a teacher reused from another run adds none; the spec may say `"teacher_s"` to count it). The int8
+bundles' batch-1 latency (p50 ms per text at their calibrated speed, over the same texts) is measured here, all
+bundles in one process and in alternating rounds, so the ratios between them hold on a noisy machine.
+Runs not finished yet are listed with what they have so far ("status").
+
+    python benchmarks/distill_study.py SPEC.json [--out benchmarks/results] [--stem distill_study]
+        [--texts DEV_FILE] [--latency-texts 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+MAIN = {"single-label": "accuracy", "multi-label": "micro_f1", "regression": "pearson"}
+STUDENT_STAGES = ("branches", "finetune", "baseline")  # the last one a run finished decides its student's score
+
+
+def run_row(entry: dict, reference: dict[str, float]) -> dict:
+    """One row of the study from a run folder (what it has so far when it is not finished)."""
+    run = Path(entry["run"])
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").is_file() else {}
+    task_file = run / "task.json"
+    problem = json.loads(task_file.read_text()).get("problem", "single-label") if task_file.is_file() else \
+        "single-label"
+    metric = MAIN[problem]
+    done = json.loads((run / "state.json").read_text())["finished"] if (run / "state.json").is_file() else []
+    wanted = json.loads((run / "config.json").read_text())["stages"] if (run / "config.json").is_file() else []
+    stage = next((s for s in STUDENT_STAGES if s in metrics), None)
+    student = round(100 * metrics[stage][f"dev_{metric}"], 2) if stage else None
+    teacher = reference.get(entry["task"])
+    wall = sum(m.get("seconds", 0.0) for m in metrics.values()) + entry.get("teacher_s", 0.0)
+    return {"task": entry["task"], "split": entry.get("split", "dev"), "recipe": entry["recipe"],
+            "metric": "pearson_x100" if metric == "pearson" else metric, "teacher": teacher, "student": student,
+            "gap": None if student is None or teacher is None else round(teacher - student, 2),
+            "student_int8_b1_ms": None, "wall_s": round(wall, 1), "chosen": bool(entry.get("chosen", False)),
+            "status": ("not started" if not run.is_dir() else "finished" if wanted and set(wanted) <= set(done)
+                       else f"running ({', '.join(done) or 'nothing'} finished)"),
+            "run": str(run),
+            "teacher_of_run": round(100 * metrics["teacher"][f"dev_{metric}"], 2) if "teacher" in metrics else None}
+
+
+def latencies(bundles: dict[str, Path], texts: list, repeats: int = 2) -> dict[str, float]:
+    """p50 ms per text at batch 1 of each bundle at its default (calibrated) speed, measured in alternating
+    rounds in this one process."""
+    import runtime
+
+    models = {name: runtime.load(path) for name, path in bundles.items()}
+    for model in models.values():
+        model.warm_up()
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for round_ in range(repeats):
+        order = list(models) if round_ % 2 == 0 else list(reversed(models))
+        for name in order:
+            model = models[name]
+            for text in texts:
+                start = time.perf_counter()
+                model.classify([text])
+                times[name].append(1e3 * (time.perf_counter() - start))
+    return {name: round(statistics.median(values), 4) for name, values in times.items()}
+
+
+def table(rows: list[dict]) -> str:
+    head = ["task", "recipe", "split", "metric", "teacher", "student", "gap", "int8 b1 p50 ms", "wall s", "chosen",
+            "status"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["task"], r["recipe"], r["split"], r["metric"], r["teacher"], r["student"], r["gap"],
+                 r["student_int8_b1_ms"], r["wall_s"], "yes" if r["chosen"] else "", r["status"]]
+        lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def study(spec: dict, texts: list | None = None, latency_texts: int = 200) -> list[dict]:
+    rows = [run_row(entry, spec.get("reference", {})) for entry in spec["runs"]]
+    bundles = {i: Path(e["int8"]) for i, e in enumerate(spec["runs"]) if e.get("int8") and Path(e["int8"]).is_dir()}
+    if bundles and texts:
+        for i, ms in latencies(bundles, texts[:latency_texts]).items():
+            rows[i]["student_int8_b1_ms"] = ms
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec")
+    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--stem", default="distill_study")
+    parser.add_argument("--texts", default=None, help="labelled file whose texts time the int8 bundles")
+    parser.add_argument("--latency-texts", type=int, default=200)
+    args = parser.parse_args()
+    spec = json.loads(Path(args.spec).read_text())
+    texts = None
+    if args.texts:
+        from edgekd.data import read_unlabelled
+
+        texts = read_unlabelled(args.texts).texts
+    rows = study(spec, texts, args.latency_texts)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{args.stem}.json").write_text(json.dumps({"runs": rows}, indent=2) + "\n")
+    (out / f"{args.stem}.md").write_text(f"# Distillation study\n\nMade by `python benchmarks/distill_study.py "
+                                         f"{args.spec}`; scores in points on dev.\n\n" + table(rows))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
