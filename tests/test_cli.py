@@ -226,3 +226,25 @@ def test_predict_file_names_the_fix_for_a_comma_separated_tsv(bundle, tmp_path):
     data.write_text("sentence,label\na superb film,1\n")
     out = runner.invoke(app, ["predict", str(bundle), "--file", str(data)])
     assert out.exit_code == 2 and "give it a .csv extension" in out.output
+
+
+def test_every_help_shows_the_defaults_written_in_its_help_texts():
+    """Issue 43, item 10: rich read "[default: ...]" as markup and dropped it, leaving a sentence ending in " ."."""
+    import re
+
+    from click.testing import CliRunner as ClickRunner
+
+    from edgekd.cli import command
+
+    cli = command()  # what the `edgekd` entry point runs
+    wide = ClickRunner(env={"COLUMNS": "400"})
+    for name, sub in cli.commands.items():
+        out = wide.invoke(cli, [name, "--help"])
+        assert out.exit_code == 0, name
+        text = " ".join(out.output.replace("│", " ").split())
+        for param in sub.params:
+            for written in re.findall(r"\[default: [^\]]*\]", (param.help or "").replace("\\[", "[")):
+                assert " ".join(written.split()) in text, (name, param.name, written)
+        assert not re.search(r"\w \.(\s|$)", text), (name, re.search(r".{40}\w \.(\s|$)", text))
+    calibrate = wide.invoke(cli, ["calibrate", "--help"]).output
+    assert "one of --max-drop and --latency-ms is required" in " ".join(calibrate.split())

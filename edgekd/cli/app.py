@@ -6,6 +6,7 @@ instant and torch-free (tests/runtime/test_layering.py)."""
 
 from __future__ import annotations
 
+import re
 from functools import wraps
 from typing import Annotated
 
@@ -60,12 +61,15 @@ def err(message: str) -> None:
 
 
 def command():
-    """The click command behind `edgekd`: typer's, with flags shown without a `<bool>` placeholder."""
+    """The click command behind `edgekd`: typer's, with flags shown without a `<bool>` placeholder and the square
+    brackets of help texts shown as written."""
     cmd = typer.main.get_command(app)
     for sub in [cmd, *getattr(cmd, "commands", {}).values()]:
         for param in sub.params:
             if getattr(param, "is_flag", False):
                 param.metavar = ""
+            if getattr(param, "help", None):  # rich reads "[default: ...]" in a help text as markup: show it
+                param.help = re.sub(r"(?<!\\)\[", r"\\[", param.help)
 
         def help_option(ctx, original=sub.get_help_option):
             option = original(ctx)

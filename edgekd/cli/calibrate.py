@@ -18,11 +18,13 @@ def calibrate(
     data: Annotated[Path, typer.Option(help="Labelled file to calibrate on (e.g. SST-2 dev.tsv).")],
     max_drop: Annotated[Optional[float], typer.Option(
         help="Largest speed whose main metric (accuracy; micro-F1 for multi-label; Pearson x 100 for "
-             "regression) is within this many points of full depth.")] = None,
+             "regression) is within this many points of full depth. Give this or --latency-ms.")] = None,
     latency_ms: Annotated[Optional[float], typer.Option(
-        help="Most accurate speed whose mean batch-1 latency per text, measured here, fits this budget.")] = None,
+        help="Most accurate speed whose mean batch-1 latency per text, measured here, fits this budget. Give this "
+             "or --max-drop.")] = None,
 ) -> None:
-    """Choose the bundle's default speed from an accuracy or latency budget, measured on this machine."""
+    """Choose the bundle's default speed from an accuracy or latency budget, measured on this machine (one of
+    --max-drop and --latency-ms is required)."""
     from edgekd.calibrate import calibrate as run_calibrate
 
     result = run_calibrate(bundle, data, max_drop=max_drop, latency_ms=latency_ms)
