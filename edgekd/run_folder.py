@@ -157,3 +157,17 @@ def run_dev_file(run_dir: Path) -> Path | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return Path(dev) if dev and Path(dev).is_file() else None
+
+
+def check_run_folder(run_dir: str | Path) -> None:
+    """Refuse, naming the argument, a folder that is not a finished run of `edgekd distill` (before any work)."""
+    run = RunFolder(Path(run_dir))
+    if not run.root.is_dir():
+        raise EdgeKDError(f"RUN_DIR {run.root}: no such folder; give the run folder written by `edgekd distill "
+                          "--out RUN_DIR`")
+    if not run.config.is_file():
+        raise EdgeKDError(f"RUN_DIR {run.root} is not a run folder (it has no {CONFIG_FILE}); give the folder "
+                          "written by `edgekd distill --out RUN_DIR`")
+    if not run.student.is_dir():
+        raise EdgeKDError(f"RUN_DIR {run.root}: the run has no finished student yet ({run.student} is missing); "
+                          "run `edgekd distill` again with the same --out to finish it")

@@ -248,3 +248,23 @@ def test_every_help_shows_the_defaults_written_in_its_help_texts():
         assert not re.search(r"\w \.(\s|$)", text), (name, re.search(r".{40}\w \.(\s|$)", text))
     calibrate = wide.invoke(cli, ["calibrate", "--help"]).output
     assert "one of --max-drop and --latency-ms is required" in " ".join(calibrate.split())
+
+
+def test_export_refuses_a_folder_that_is_not_a_run_and_a_bad_speed_before_any_work(tmp_path, monkeypatch):
+    """Issue 43, item 8: both were refused only after unrelated work (a line about the dev set; the whole
+    export, then "manifest is malformed")."""
+    import edgekd.distill.export as export_module
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("export_run ran")
+
+    monkeypatch.setattr(export_module, "export_run", must_not_run)
+    out = runner.invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "b")])
+    assert out.exit_code == 2 and f"RUN_DIR {tmp_path} is not a run folder" in out.output
+    assert "dev set" not in out.output
+    out = runner.invoke(app, ["export", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")])
+    assert out.exit_code == 2 and "no such folder" in out.output
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "student").mkdir()
+    out = runner.invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "b"), "--speed", "2"])
+    assert out.exit_code == 2 and "--speed 2: speed must lie in [0, 1]" in out.output

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from edgekd.cli.app import app, err, friendly
-from edgekd.run_folder import run_dev_file
+from edgekd.run_folder import check_run_folder, run_dev_file
 
 
 @app.command()
@@ -48,12 +48,20 @@ def export(
     mobile_report: Annotated[bool, typer.Option(
         "--mobile-report/--no-mobile-report",
         help="Record in the manifest what onnxruntime's mobile usability checker says of the graphs for NNAPI "
-                                                   "and CoreML (`edgekd inspect --targets` shows it).")] = True,
+             "and CoreML (`edgekd inspect --targets` shows it).")] = True,
 ) -> None:
     """Export a run's student as a bundle: model.onnx (early exit compiled in), one graph per layer, tokenizer,
     manifest; every graph checked against torch, model.onnx against the staged graphs."""
     from edgekd.distill.export import export_run
+    from runtime.errors import InputError
+    from runtime.exits import check_speed
 
+    check_run_folder(run_dir)  # before any work or any line about it
+    if speed is not None:
+        try:
+            check_speed(speed)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"--speed {speed:g}: {exc}") from None
     if calibrate and speed is None:
         if data is None:
             data = run_dev_file(run_dir)
