@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from runtime.errors import EdgeKDError
 from runtime.files import atomic_write_text
 from runtime.manifest import Manifest, read_manifest, sha256_file, write_manifest
 
@@ -137,6 +138,27 @@ def write_card(bundle: str | os.PathLike, manifest: Manifest | None = None) -> P
     manifest.card, manifest.card_sha256 = CARD_FILE, sha256_file(path)
     write_manifest(bundle, manifest)
     return path
+
+
+def rehash_card(bundle: str | os.PathLike) -> bool:
+    """Record the model card as it is now (after a hand edit) in the manifest; the rest of the bundle is verified
+    strictly first. Returns whether the card had changed."""
+    import warnings
+
+    from runtime.manifest import BundleWarning, verify_bundle
+
+    bundle = Path(bundle)
+    manifest = read_manifest(bundle)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BundleWarning)  # the edit this records
+        verify_bundle(bundle, manifest)
+    if manifest.card is None:
+        raise EdgeKDError(f"{bundle} has no model card; `edgekd card {bundle} --rewrite` writes one")
+    digest = sha256_file(bundle / manifest.card)
+    changed = digest != manifest.card_sha256
+    manifest.card_sha256 = digest
+    write_manifest(bundle, manifest)
+    return changed
 
 
 def front_matter(text: str) -> dict:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,10 @@ def resolve_inside(bundle: str | os.PathLike, name: str) -> Path:
     return path
 
 
+class BundleWarning(UserWarning):
+    """Something about a bundle worth saying that does not stop it from loading (an edited model card)."""
+
+
 def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
     """Check every file the manifest names: inside the folder, present, sha256 equal.
 
@@ -332,8 +337,10 @@ def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
             card = resolve_inside(bundle, manifest.card)
             if not card.is_file():
                 problems.append(f"model card {manifest.card} is missing")
-            elif sha256_file(card) != manifest.card_sha256:
-                problems.append(f"model card {manifest.card} does not match its sha256 (edited or replaced)")
+            elif sha256_file(card) != manifest.card_sha256:  # documentation: said, not refused
+                warnings.warn(f"{bundle}: the model card {manifest.card} was edited since export (its sha256 "
+                              "differs; the graphs, tokenizer and manifest are verified as usual); to record the "
+                              f"edit: edgekd card {bundle} --rehash", BundleWarning, stacklevel=3)
         except BundleError as exc:
             problems.append(str(exc))
     listed = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.parts} | \

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from edgekd.cli import distill, export, predict, inspect, pack, bench, calibrate, serve  # noqa: F401  (registers)
+from edgekd.cli import distill, export, predict, inspect, pack, bench, calibrate, serve, card  # noqa: F401
 from edgekd.cli.app import app, command, main
 from edgekd.cli.bench import bench_systems_help as _bench_systems_help
 from edgekd.cli.distill import DISTILL_STAGES

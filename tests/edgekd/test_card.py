@@ -43,14 +43,34 @@ def test_every_exported_bundle_has_a_card_whose_numbers_are_the_manifests(finish
 
 
 @pytest.mark.slow  # fast-tier budget: kept in the full suite
-def test_an_edited_card_is_refused_and_calibrate_writes_it_again(finished_run, tiny_data, tmp_path):
+def test_an_edited_card_is_said_not_refused_and_rehash_or_calibrate_write_it_again(finished_run, tiny_data, tmp_path):
+    """Issue 43, item 9: the card is documentation: an edit is warned about, naming the command that records
+    it; the graphs stay verified strictly."""
+    import shutil
+    import warnings
+
+    from typer.testing import CliRunner
+
     from edgekd.calibrate import calibrate
+    from edgekd.cli import app
+    from runtime.manifest import BundleWarning
 
     bundle = export_run(finished_run, tmp_path / "b", data=tiny_data["dev"], max_drop=5.0).path
     before = (bundle / "README.md").read_text()
     (bundle / "README.md").write_text(before + "\nedited\n")
-    with pytest.raises(BundleError, match="model card README.md does not match its sha256"):
+    with pytest.warns(BundleWarning, match=f"edgekd card {bundle} --rehash"):
+        assert runtime.load(bundle).classify(["a superb film"])
+    broken = tmp_path / "broken"
+    shutil.copytree(bundle, broken)
+    (broken / "layer_01.onnx").write_bytes((broken / "layer_02.onnx").read_bytes())
+    with pytest.raises(BundleError, match="layer_01.onnx does not match its sha256"):
+        runtime.load(broken)
+    out = CliRunner().invoke(app, ["card", str(bundle), "--rehash"])
+    assert out.exit_code == 0 and "recorded as edited" in out.output
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BundleWarning)
         runtime.load(bundle)
+    assert (bundle / "README.md").read_text().endswith("edited\n")
     (bundle / "README.md").write_text(before)
     calibrate(bundle, tiny_data["dev"], max_drop=0.0)
     after = (bundle / "README.md").read_text()
