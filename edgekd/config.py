@@ -59,6 +59,9 @@ class DataConfig:
         "premise/hypothesis, text/text_pair or query/passage."))
     label_column: str = field(default="", metadata=flag(
         "Label column of the data files (default: label, labels, class, ...)."))
+    accept_labels: bool = field(default=False, metadata=flag(
+        "Train labels that look like typos (one seen once beside labels seen many times, one equal to another up "
+        "to case, a non-number among numbers) as classes of their own, instead of refusing the file."))
     label_names: list[str] = field(default_factory=list, metadata=flag(
         "Names for the data's labels in their sorted order: comma-separated (negative,positive for SST-2's 0,1) "
         "or @FILE with one name a line (@../shared/data/goemotions/labels.txt); predictions then print names.",

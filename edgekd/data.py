@@ -10,7 +10,6 @@ import io
 import json
 import math
 import os
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -165,6 +164,7 @@ def read_labelled(
     label_values: list[str] | None = None,
     text_pair_column: str | None = None,
     problem: str | None = None,
+    accept_labels: bool = False,
 ) -> TextDataset:
     """Read a labelled file. With `label_names` (e.g. the train set's), every
     label must be one of them (or of `label_values`, the data's own spellings of
@@ -225,11 +225,11 @@ def read_labelled(
     names = list(label_names) if label_names is not None else _label_order(raw_labels)
     if label_names is None and len(names) < 2:
         raise DataError(f"{path}: only one label ({names[0]!r}) occurs; a classifier needs at least two")
-    if label_names is None:
-        rare = sorted(name for name, count in Counter(raw_labels).items() if count < 2)
-        if rare:
-            warnings.warn(f"{path}: label(s) {', '.join(map(repr, rare))} occur only once; a class needs examples "
-                          "to be learnt (is it a typo?)", stacklevel=2)
+    if label_names is None and not accept_labels:
+        suspects = suspect_labels(Counter(raw_labels))
+        if suspects:
+            raise DataError(f"{path}: suspect labels (typos?): {'; '.join(suspects)}. Fix them in the file, or "
+                            "give --accept-labels to train each as a class of its own")
     index = _label_index(names, label_values)
     labels = []
     for (number, _), label in zip(rows, raw_labels):
@@ -238,6 +238,34 @@ def read_labelled(
             raise DataError(f"{path}: unknown label {label!r} in row {number}; the training labels are: {known}")
         labels.append(index[label])
     return TextDataset(texts, labels, names, str(path), columns_read, problem, why)
+
+
+def suspect_labels(counts: Counter) -> list[str]:
+    """Labels of a training file that look like typos, each said with its count: one seen once beside labels
+    seen ten times or more, one equal to another up to case (the rarer spelling), a non-number among number
+    labels."""
+    def rows(label: str) -> str:
+        return f"{label!r} ({counts[label]:,} row{'s' if counts[label] != 1 else ''})"
+
+    out = []
+    most = max(counts.values(), default=0)
+    by_case: dict[str, list[str]] = {}
+    for label in counts:
+        by_case.setdefault(label.casefold(), []).append(label)
+    for spellings in by_case.values():
+        if len(spellings) > 1:
+            main, *others = sorted(spellings, key=lambda v: -counts[v])
+            out += [f"{rows(v)} differs only in case from {rows(main)}" for v in others]
+    flagged = {v for spellings in by_case.values() if len(spellings) > 1 for v in spellings}
+    numbers = [v for v in counts if _is_number(v)]
+    if len(numbers) >= 2:
+        out += [f"{rows(v)} is not a number beside {', '.join(map(repr, sorted(numbers)[:4]))}" for v in counts
+                if not _is_number(v) and v not in flagged]
+    if most >= 10:
+        beside = max(counts, key=counts.get)
+        out += [f"{rows(v)} beside {rows(beside)}" for v in sorted(counts) if counts[v] == 1 and v not in flagged
+                and (len(numbers) < 2 or _is_number(v))]
+    return out
 
 
 def _label_index(names: list[str], label_values: list[str] | None) -> dict[str, int]:

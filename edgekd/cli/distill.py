@@ -26,7 +26,8 @@ _OWN = [
      "length 128; GPU advised) | tiny (seconds: smoke tests).", None),
 ]
 # the order --help lists them in
-_ORDER = ("teacher train dev out unlabeled text_column text_pair_column label_column label_names problem standardize "
+_ORDER = ("teacher train dev out unlabeled text_column text_pair_column label_column label_names accept_labels problem "
+          "standardize "
           "overwrite student layers hidden heads ffn head_type init student_init vocab_keep vocab_size augment stages "
           "epochs max_steps batch_size max_length kd objective seed device config preset online "
           "keep_checkpoints").split()

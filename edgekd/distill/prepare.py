@@ -3,7 +3,7 @@ task record, before anything is written (RunContext writes the run folder from w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -72,6 +72,26 @@ def _pairs_or_single(pair: bool) -> str:
     return "pairs" if pair else "single texts"
 
 
+def _ids_as_indexes(cfg: DistillConfig, train: TextDataset, text_pair_column: str | None,
+                    log: Callable[[str], None]) -> TextDataset:
+    """With --label-names and labels that are whole numbers 0..N-1, the labels are indexes into the names (id i is
+    names[i]), even when the training file lacks some of the classes: read again with every id as a class, and
+    say which ones train lacks."""
+    names, values = cfg.data.label_names, train.label_names
+    if not names or len(names) == len(values) or train.problem == "regression":
+        return train
+    if not all(v.isdigit() for v in values) or max(int(v) for v in values) >= len(names):
+        return train  # not ids into the names: refused with both counts below
+    d = cfg.data
+    every = [str(i) for i in range(len(names))]
+    again = read_labelled(d.train, d.text_column or None, d.label_column or None, every,
+                          text_pair_column=text_pair_column, problem=train.problem, accept_labels=True)
+    missing = [f"{i} {names[i]}" for i in range(len(names)) if str(i) not in values]
+    log(f"--label-names: the labels are ids into the {len(names)} names; {d.train} has no row of {len(missing)} of "
+        f"them ({', '.join(missing)}): the student learns them from nothing")
+    return replace(again, problem_why=train.problem_why)
+
+
 def prepare(cfg: DistillConfig, run: RunFolder, log: Callable[[str], None]) -> Prepared:
     """Read and check everything a run needs (nothing is written); one ConfigError names a problem."""
     cfg = DistillConfig.from_dict(cfg.to_dict())  # the caller's config stays as given
@@ -80,10 +100,11 @@ def prepare(cfg: DistillConfig, run: RunFolder, log: Callable[[str], None]) -> P
     text_pair_column = d.text_pair_column or None
     declared, declared_why = declared_problem(cfg)
     full_train = read_labelled(d.train, d.text_column or None, d.label_column or None,
-                               text_pair_column=text_pair_column,
-                               problem=declared)
+                               text_pair_column=text_pair_column, problem=declared,
+                               accept_labels=d.accept_labels)
     problem = full_train.problem
     why = declared_why or full_train.problem_why
+    full_train = _ids_as_indexes(cfg, full_train, text_pair_column, log)
     log(f"{d.train}: {len(full_train)} rows; {full_train.columns}")
     log(f"problem type: {problem} ({why})")
     if d.standardize and problem != "regression":

@@ -126,12 +126,49 @@ def test_numeric_labels_are_one_class_per_value(tmp_path):
     assert d.label_names == ["0", "1"] and d.labels == [1, 1, 1, 0, 0]
 
 
-def test_a_rare_label_warns_and_an_unknown_dev_label_is_named(tmp_path):
+@pytest.mark.parametrize("labels, words", [
+    (["positive"] * 30 + ["negative"] * 20 + ["postive"], "'postive' (1 row) beside 'positive' (30 rows)"),
+    (["positive"] * 3 + ["negative"] * 3 + ["Negative"], "'Negative' (1 row) differs only in case from 'negative'"),
+    (["0"] * 3 + ["1"] * 3 + ["1.0x"], "'1.0x' (1 row) is not a number beside '0', '1'"),
+])
+def test_suspect_labels_are_refused_naming_them_unless_accepted(tmp_path, labels, words):
+    """Issue 43, item 3: a typo trained an extra class after a raw UserWarning."""
+    train = tmp_path / "t.tsv"
+    train.write_text("sentence\tlabel\n" + "".join(f"text {i}\t{label}\n" for i, label in enumerate(labels)))
+    with pytest.raises(DataError, match="suspect labels") as refused:
+        read_labelled(train)
+    assert words in str(refused.value) and "--accept-labels" in str(refused.value)
+    assert len(read_labelled(train, accept_labels=True).label_names) == 3
+
+
+def test_an_unknown_dev_label_is_named(tmp_path):
     train = tmp_path / "t.tsv"
     train.write_text("sentence\tlabel\na\tpos\nb\tpos\nc\tneg\nd\tneg\ne\tneu\n")
-    with pytest.warns(UserWarning, match="'neu' occur only once"):
-        names = read_labelled(train).label_names
+    names = read_labelled(train).label_names  # a class seen once beside classes seen twice: not suspect
     dev = tmp_path / "d.tsv"
     dev.write_text("sentence\tlabel\na\tpos\nb\tmixed\n")
     with pytest.raises(DataError, match="unknown label 'mixed' in row 3"):
         read_labelled(dev, label_names=names)
+
+
+def test_label_ids_index_the_label_names_even_when_train_lacks_a_class(tiny_teacher_dir, tmp_path):
+    """Issue 43, item 4: `--label-names @labels.txt` with ids was refused when train lacked a class."""
+    from edgekd.distill.prepare import prepare
+    from edgekd.run_folder import RunFolder
+    from tests.conftest import tiny_config
+
+    words = ["good film", "bad plot", "fine cast", "dull story", "superb acting", "awful script"]
+    train, dev = tmp_path / "train.tsv", tmp_path / "dev.tsv"
+    train.write_text("sentence\tlabel\n" + "".join(f"{w} {i}\t{[0, 1, 3][i % 3]}\n" for i, w in enumerate(words * 3)))
+    dev.write_text("sentence\tlabel\na good film\t0\na dull plot\t1\n")
+    names = ["joy", "anger", "fear", "calm"]
+    cfg = tiny_config(tiny_teacher_dir, {"train": train, "dev": dev}, tmp_path / "run",
+                      data={"label_names": names})
+    logs: list[str] = []
+    ready = prepare(cfg, RunFolder(tmp_path / "run"), logs.append)
+    assert ready.task.labels == names and ready.task.label_values == ["0", "1", "2", "3"]
+    assert sorted(set(ready.train_set.labels)) == [0, 1, 3] and ready.dev_set.labels == [0, 1]
+    assert any("has no row of 1 of them (2 fear)" in line for line in logs)
+    with pytest.raises(Exception, match="gives 2 names but .* has 3 labels"):  # too few names: refused
+        prepare(tiny_config(tiny_teacher_dir, {"train": train, "dev": dev}, tmp_path / "run2",
+                            data={"label_names": names[:2]}), RunFolder(tmp_path / "run2"), logs.append)
