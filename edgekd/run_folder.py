@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,14 @@ def read_task(data: dict, where: str | Path = TASK_FILE) -> Task:
     if problems or task is None:
         raise EdgeKDError(f"{where}: the task record is malformed: " + "; ".join(problems))
     return task
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """`target` as a hard link to `source` (no second copy of a model on disk), or a copy where links fail."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def write_json(path: Path, data) -> None:
@@ -102,7 +111,8 @@ class RunFolder:
         """Make `student/` from a stage's student: weights + config, tokenizer, labels, max_length, whether it
         takes text pairs, and the task (problem type, target statistics)."""
         with atomic_folder(self.student) as tmp:
-            shutil.copytree(self.stage_student(stage), tmp, dirs_exist_ok=True)
+            for path in self.stage_student(stage).iterdir():  # the same model: one copy on disk (a hard link)
+                link_or_copy(path, tmp / path.name)
             shutil.copyfile(self.tokenizer, tmp / TOKENIZER_FILE)
             shutil.copyfile(self.labels, tmp / LABELS_FILE)
             if self.label_values.is_file():

@@ -1,6 +1,6 @@
 """Writes that survive a crash: the one atomic-write helper of the project.
 
-A file or folder that must never be seen half-written (manifest, bundle, run folder pieces, part
+A file or folder that must never be seen half-written (manifest, bundle, run folder pieces, stage
 checkpoints, transfer cache, quantized graphs, bench results) is written to a temporary name beside
 its target, flushed to disk, then renamed over the target: a reader sees the old version or the
 new one, never a torn one, and a killed writer leaves only a temporary name that the next write
@@ -47,6 +47,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def honour_umask(folder: str | os.PathLike) -> None:
+    """Give the files in `folder` the permissions a plain open() would (writers such as safetensors make 0600)."""
+    mode = 0o666 & ~current_umask()
+    for path in Path(folder).iterdir():
+        if path.is_file():
+            os.chmod(path, mode)
+
+
 @contextmanager
 def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     """Yield an empty temporary folder beside `target`; when the block succeeds it replaces `target`
@@ -60,6 +68,7 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         tmp.chmod(0o777 & ~current_umask())  # mkdtemp makes 0700
+        honour_umask(tmp)
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, old / target.name)

@@ -250,3 +250,21 @@ def test_the_log_reports_attention_by_its_own_loss_and_names_the_schedule_it_ran
     assert attention and "final loss" in attention[0] and "dev accuracy" not in attention[0]
     notes = [line for line in lines if line.startswith("finetune: ") and " steps over " in line]
     assert notes and "max_steps 4" in notes[-1] and "--max-steps" not in " ".join(lines)
+
+
+def test_the_run_keeps_one_copy_of_the_published_student_and_honours_the_umask(finished_run):
+    """Issue 43, item 17: student/ was a byte-identical copy of the last stage's student, and model.safetensors
+    was written 0600 whatever the umask."""
+    import os
+    import stat
+
+    from edgekd.run_folder import RunFolder
+
+    run = RunFolder(finished_run)
+    published = run.student / "model.safetensors"
+    source = run.stage_student("branches") / "model.safetensors"
+    assert os.stat(published).st_ino == os.stat(source).st_ino  # one copy on disk
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in [published, *run.teacher.glob("*.safetensors")]:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask, path
