@@ -67,12 +67,22 @@ def all_exit_logits(model, data: TokenizedData, device, batch_size: int = 64) ->
     return torch.cat(chunks, 1)
 
 
+PROGRESS_FROM_ROWS = 2000  # a progress bar for logits over at least this many rows (minutes on 2 cores)
+
+
 @torch.no_grad()
-def classifier_logits(forward, data: TokenizedData, device, batch_size: int = 64) -> torch.Tensor:
+def classifier_logits(forward, data: TokenizedData, device, batch_size: int = 64, desc: str = "logits"
+                      ) -> torch.Tensor:
     """Final logits of any classifier: `forward(input_ids, mask, token_type_ids) -> (B,C)` (token_type_ids None for
-    single texts); returns (N,C) on the CPU."""
-    return torch.cat([forward(b.input_ids, b.mask, b.token_type_ids).float().cpu()
-                      for b in data.batches(batch_size, device)])
+    single texts); returns (N,C) on the CPU. Many rows show a progress bar named `desc`."""
+    from tqdm.auto import tqdm
+
+    out = []
+    with tqdm(total=len(data), desc=desc, unit="row", disable=len(data) < PROGRESS_FROM_ROWS, leave=False) as bar:
+        for b in data.batches(batch_size, device):
+            out.append(forward(b.input_ids, b.mask, b.token_type_ids).float().cpu())
+            bar.update(len(b.input_ids))
+    return torch.cat(out)
 
 
 def segments(batch) -> dict:

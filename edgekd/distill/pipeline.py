@@ -75,4 +75,9 @@ def distill(cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], 
         if created and rank_world()[0] == 0:
             shutil.rmtree(root, ignore_errors=True)
         raise
-    return run_stages(ctx)
+    try:
+        return run_stages(ctx)
+    except KeyboardInterrupt:  # Ctrl-C outside a training loop (which says so itself): how to go on
+        log(f"interrupted: {root} keeps every finished stage, the transfer set once built and the last checkpoint; "
+            "run the same command again to resume")
+        raise

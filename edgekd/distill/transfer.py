@@ -75,7 +75,8 @@ def transfer_set(ctx: RunContext) -> TransferSet | None:
             variants = augmenter.transfer_set(ctx.train_set.texts, factor, ctx.cfg.seed, bar.update)
         ctx.log(f"teacher logits on {len(variants) + len(extra)} transfer rows")
         data = TokenizedData(ctx.encoder, variants + extra)
-        logits = classifier_logits(lambda i, m, t: teacher(i, m, t).logits, data, ctx.device).cpu()
+        logits = classifier_logits(lambda i, m, t: teacher(i, m, t).logits, data, ctx.device,
+                                   desc="teacher logits (transfer set)").cpu()
         if ctx.rank == 0:
             with atomic_folder(folder) as tmp:
                 variants_file, logits_file, meta_file = ctx.run.transfer_files(tmp)

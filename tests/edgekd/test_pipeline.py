@@ -268,3 +268,32 @@ def test_the_run_keeps_one_copy_of_the_published_student_and_honours_the_umask(f
     os.umask(mask)
     for path in [published, *run.teacher.glob("*.safetensors")]:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o666 & ~mask, path
+
+
+def test_long_logits_show_progress_and_an_interrupt_says_how_to_resume(tiny_teacher_dir, tiny_data, tmp_path,
+                                                                        monkeypatch, capsys):
+    """Issue 43, item 11: the transfer set's teacher logits ran with no progress bar, and Ctrl-C there exited
+    without a word on resuming."""
+    import torch
+
+    from edgekd.distill import pipeline
+    from edgekd.distill.batches import TokenizedData
+    from edgekd.distill.evaluate import PROGRESS_FROM_ROWS, classifier_logits
+    from edgekd.testing.fixtures import tiny_tokenizer
+    from runtime.tokenize import TextEncoder
+    from tests.conftest import tiny_config
+
+    encoder = TextEncoder.from_file(tiny_tokenizer(tmp_path / "tok.json"), 16)
+    data = TokenizedData(encoder, ["good film"] * PROGRESS_FROM_ROWS)
+    logits = classifier_logits(lambda i, m, t: torch.zeros(len(i), 2), data, "cpu", desc="teacher logits (test)")
+    assert logits.shape == (PROGRESS_FROM_ROWS, 2) and "teacher logits (test)" in capsys.readouterr().err
+
+    def interrupted(ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline.REGISTRY["attention"], "run", interrupted)
+    logs: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run"), log=logs.append)
+    assert "run the same command again to resume" in logs[-1]
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["finished"] == ["teacher"]

@@ -178,7 +178,8 @@ class RunContext:
                 return cached
         teacher = self.teacher()
         self.log(f"teacher logits on {len(self.train)} training rows")
-        logits = classifier_logits(lambda i, m, t: teacher(i, m, t).logits, self.train, self.device)
+        logits = classifier_logits(lambda i, m, t: teacher(i, m, t).logits, self.train, self.device,
+                                   desc="teacher logits (training rows)")
         if self.rank == 0:
             atomic_write(path, lambda tmp: torch.save(logits, tmp))
         barrier()
