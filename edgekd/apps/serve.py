@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,10 @@ class Server:
             yield
         finally:
             self.ready = False
+            sys.stderr.write(f"edgekd serve: stopping ({self.queue.waiting} texts still queued are answered "
+                             "first)\n")
             await self.queue.stop()  # finish what was accepted before stopping
+            sys.stderr.write("edgekd serve: stopped\n")
 
     async def _http_error(self, request: Request, exc: HTTPException) -> Response:
         """Unknown paths and wrong methods answer JSON like the rest of the API."""
@@ -132,7 +136,7 @@ class Server:
             return self._error(503, f"the queue is full ({self.queue.waiting} texts waiting); retry shortly", endpoint,
                                **{"Retry-After": "1"})
         try:
-            results = await self.queue.submit(texts, speed)
+            results = await self.queue.submit(texts, speed) if texts else []  # [] as classify([]) answers
         except Exception as exc:
             return self._error(500, f"the model failed: {exc}", endpoint)
         for r in results:
@@ -157,8 +161,8 @@ class Server:
         texts = payload.get("texts")
         pair = self.model.manifest.text_pair
         shape = "[text, text_pair] pairs (or {\"text\": ..., \"text_pair\": ...})" if pair else "strings"
-        if not isinstance(texts, list) or not texts:
-            return f"texts must be a non-empty list of {shape}", [], 0.0
+        if not isinstance(texts, list):
+            return f"texts must be a list of {shape}", [], 0.0
         if len(texts) > self.limits.max_texts:
             return f"texts holds {len(texts)} items; at most {self.limits.max_texts} per request", [], 0.0
         try:
@@ -167,7 +171,8 @@ class Server:
             return str(exc), [], 0.0
         for i, item in enumerate(texts):
             if sum(map(len, (item,) if isinstance(item, str) else item)) > self.limits.max_chars:
-                return f"texts[{i}] has more than {self.limits.max_chars} characters", [], 0.0
+                return (f"texts[{i}] has more than {self.limits.max_chars} characters, the server's limit "
+                        "(edgekd serve --max-chars)"), [], 0.0
         speed = payload.get("speed", self.speed)
         try:
             speed = check_speed(speed)

@@ -47,18 +47,29 @@ def test_endpoints(served, bundle):
 @pytest.mark.parametrize("body,status,field", [
     (b"{not json", 400, "JSON"),
     (json.dumps([1, 2]).encode(), 422, "object"),
-    (json.dumps({"texts": []}).encode(), 422, "texts"),
+    (json.dumps({"texts": "ok"}).encode(), 422, "texts must be a list"),
     (json.dumps({"texts": ["ok", 3]}).encode(), 422, "texts[1]"),
     (json.dumps({"texts": ["ok"], "speed": "fast"}).encode(), 422, "speed"),
     (json.dumps({"texts": ["ok"], "speed": 2}).encode(), 422, "speed"),
     (json.dumps({"texts": ["ok"], "sped": 0.3}).encode(), 422, "sped"),
-    (json.dumps({"texts": ["x" * 20_000]}).encode(), 422, "characters"),
+    (json.dumps({"texts": ["x" * 20_000]}).encode(), 422, "edgekd serve --max-chars"),
     (json.dumps({"texts": ["a"] * 300}).encode(), 422, "at most 256"),
 ])
 def test_bad_requests_name_the_field(served, body, status, field):
     _, client = served
     r = client.post("/v1/classify", content=body, headers={"content-type": "application/json"})
     assert r.status_code == status and field in r.json()["error"]
+
+
+def test_serve_agrees_with_classify_on_an_empty_list_and_says_when_it_stops(bundle, capfd):
+    """Issue 43, item 14: {"texts": []} got 422 where classify([]) returns [], and the server stopped without a
+    word."""
+    server = Server(bundle, warmup=False)
+    with TestClient(server.app) as client:
+        r = client.post("/v1/classify", json={"texts": []})
+        assert r.status_code == 200 and r.json()["predictions"] == [] and server.model.classify([]) == []
+    err = capfd.readouterr().err
+    assert "edgekd serve: stopping" in err and "edgekd serve: stopped" in err
 
 
 def test_body_size_limit(bundle):
