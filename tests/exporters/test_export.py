@@ -112,9 +112,9 @@ def test_overwrite_is_explicit_and_atomic(tmp_path, tokenizer_file):
     export_student(make_student(seed=1), tokenizer_file, ["n", "p"], out, max_length=24)
     with pytest.raises(ExportError, match="--overwrite"):
         export_student(make_student(seed=2), tokenizer_file, ["n", "p"], out, max_length=24)
-    old = json.loads((out / "manifest.json").read_text())["stages"][0]["sha256"]
+    old = json.loads((out / "manifest.json").read_text())["parts"][0]["sha256"]
     export_student(make_student(seed=2), tokenizer_file, ["n", "p"], out, max_length=24, overwrite=True)
-    assert json.loads((out / "manifest.json").read_text())["stages"][0]["sha256"] != old
+    assert json.loads((out / "manifest.json").read_text())["parts"][0]["sha256"] != old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
