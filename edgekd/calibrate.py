@@ -20,7 +20,7 @@ import numpy as np
 import runtime
 from edgekd.metrics import gold_array, main_metric, task_scores
 from edgekd.card import write_card
-from edgekd.data import read_labelled
+from edgekd.data import read_bundle_data
 from runtime.errors import BundleError, EdgeKDError
 from runtime.exits import CALIBRATION_GRID, ExitRule, decide
 from runtime.choose import fastest
@@ -119,7 +119,7 @@ def thread_policy(model: runtime.EdgeModel, texts: list[str], speed: float, engi
 
 def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: float | None = None,
               latency_ms: float | None = None, latency_texts: int = 100, grid: list[float] | None = None,
-              write: bool = True) -> CalibrationResult:
+              write: bool = True, columns: dict[str, str] | None = None) -> CalibrationResult:
     """Measure, choose the default speed by `max_drop` (points of the problem type's main metric below full
     depth: accuracy, micro-F1, Pearson x 100) or `latency_ms` (mean per text at batch 1), and write it into
     the manifest."""
@@ -136,8 +136,7 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
                           "pack it again")
     if model.full:
         raise EdgeKDError(f"{bundle} holds one graph without exits; there is no speed to calibrate")
-    dataset = read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values,
-                            problem=model.problem)
+    dataset = read_bundle_data(model, data, **(columns or {}))  # its shape checked against the bundle
     exit_rule, metric = model.rule, main_metric(model.problem)
     gold = gold_array(dataset.labels, model.problem, len(model.labels))
     items = model.items(dataset.texts)  # a pair bundle refuses single-text data, and the other way round

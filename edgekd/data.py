@@ -312,8 +312,22 @@ def read_unlabelled(path: str | os.PathLike, text_column: str | None = None, fmt
                        else f"text column {col!r}")
 
 
-def read_bundle_data(model, data: str | os.PathLike) -> TextDataset:
-    """Labelled `data` read the way a loaded bundle (`runtime.EdgeModel`) answers: its labels (and their
-    spellings), its problem type."""
-    return read_labelled(data, label_names=model.labels, label_values=model.manifest.label_values,
-                         problem=model.problem)
+def read_bundle_data(bundle, data: str | os.PathLike, text_column: str | None = None,
+                     text_pair_column: str | None = None, label_column: str | None = None) -> TextDataset:
+    """Labelled `data` read the way a bundle answers (a `runtime.EdgeModel` or its `Manifest`): its labels (and
+    their spellings), its problem type, single texts or pairs. The columns default to those the bundle's run
+    was trained with (manifest.source["columns"]); a file of the wrong shape is refused before any work, naming
+    the file, its columns and the flag."""
+    manifest = getattr(bundle, "manifest", bundle)
+    recorded = (manifest.source or {}).get("columns", {})
+    dataset = read_labelled(data, text_column or recorded.get("text_column"), label_column or
+                            recorded.get("label_column"), label_names=manifest.labels,
+                            label_values=manifest.label_values, problem=manifest.problem,
+                            text_pair_column=text_pair_column or recorded.get("text_pair_column"))
+    if dataset.text_pair != manifest.text_pair:
+        fix = ("name its one text column with --text-column" if dataset.text_pair else
+               "name its second text column with --text-pair-column (and the first with --text-column)")
+        raise DataError(f"{data}: the file holds {'pairs' if dataset.text_pair else 'single texts'} "
+                        f"({dataset.columns}) but the bundle classifies "
+                        f"{'text pairs' if manifest.text_pair else 'single texts'}; {fix}")
+    return dataset

@@ -38,7 +38,7 @@ from edgekd.bench.measure import (
 from edgekd.bench.plan import Unit, plan, precision_pairs_of, selected_groups
 from edgekd.bench.registry import Context, build
 from edgekd.bench.rss import measure_one
-from edgekd.data import read_labelled
+from edgekd.data import read_bundle_data
 from edgekd.metrics import gold_array, main_metric
 from runtime.errors import EdgeKDError
 from runtime.exits import REPORT_SPEEDS
@@ -76,6 +76,7 @@ class BenchOptions:
     systems: list[str] | None = None  # groups to run (GROUPS); None: every group the options enable
     skip: list[str] = field(default_factory=list)
     resume: bool = False
+    columns: dict[str, str] = field(default_factory=dict)  # text_column / text_pair_column / label_column
 
     def folder(self) -> Path:
         return Path(self.out) if self.out else Path(f"{Path(self.bundle).name}-bench")
@@ -157,13 +158,13 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     """Benchmark a bundle against its baselines on labelled data; write JSON + markdown + plots into
     options.folder(). Raises BenchFailed (after writing) when any system failed."""
     out = options.folder()
-    out.mkdir(parents=True, exist_ok=True)
     groups = selected_groups(options)
     ctx = Context(options.bundle, options.run_dir, out / f".{options.stem}-work", options.train, log)
     labels = ctx.labels
     problem = ctx.problem
-    dataset = read_labelled(options.data, label_names=labels, label_values=ctx.manifest.label_values,
-                            problem=problem)
+    # the file's shape is checked against the bundle before anything is measured or written
+    dataset = read_bundle_data(ctx.manifest, options.data, **options.columns)
+    out.mkdir(parents=True, exist_ok=True)
     texts = dataset.texts[: options.limit] if options.limit else dataset.texts
     gold = gold_array(dataset.labels[: len(texts)], problem, len(labels))
     speeds = list(DEFAULT_SPEEDS if options.speeds is None else options.speeds)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from functools import wraps
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -83,3 +83,19 @@ def command():
 
 def main() -> None:
     command()()
+
+
+# the column flags of every command that reads a labelled file (distill's are the config's own)
+TextColumn = Annotated[Optional[str], typer.Option(
+    help="Text column of the labelled file [default: the one the bundle's run was trained with, else sentence, "
+         "text, ...].")]
+TextPairColumn = Annotated[Optional[str], typer.Option(
+    help="Second text column of a file of text pairs [default: the run's, else the usual pair columns].")]
+LabelColumn = Annotated[Optional[str], typer.Option(
+    help="Label column of the labelled file [default: the run's, else label, labels, class, ...].")]
+
+
+def columns(text_column: str | None, text_pair_column: str | None, label_column: str | None) -> dict[str, str]:
+    """The column flags given, by their config names."""
+    given = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
+    return {k: v for k, v in given.items() if v}

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgekd.cli.app import app, err, friendly
+from edgekd.cli.app import LabelColumn, TextColumn, TextPairColumn, app, columns, err, friendly
 
 
 def bench_systems_help() -> str:
@@ -55,6 +55,9 @@ def bench(
     resume: Annotated[bool, typer.Option(
         help="Continue a killed or partly failed run in --out: measure only what <stem>.state.json lacks (the "
              "same settings are required).")] = False,
+    text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None,
+    label_column: LabelColumn = None,
 ) -> None:
     """Accuracy, layers, FLOPs, latency and throughput of a bundle beside its baselines, in one run.
 
@@ -77,4 +80,5 @@ def bench(
     run_bench(BenchOptions(bundle=bundle, data=data, out=out, run_dir=run, speeds=values, latency_texts=latency_texts,
                            limit=limit, stem=stem, also=list(also or []), js=js, competitors=competitors, train=train,
                            profile=profile, large_batch=large_batch, rss=rss, systems=names(systems) or None,
-                           skip=names(skip), resume=resume), log=err)
+                           skip=names(skip), resume=resume,
+                           columns=columns(text_column, text_pair_column, label_column)), log=err)

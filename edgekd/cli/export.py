@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from edgekd.cli.app import app, err, friendly
+from edgekd.cli.app import LabelColumn, TextColumn, TextPairColumn, app, columns, err, friendly
 from edgekd.run_folder import check_run_folder, run_dev_file
 
 
@@ -49,6 +49,9 @@ def export(
         "--mobile-report/--no-mobile-report",
         help="Record in the manifest what onnxruntime's mobile usability checker says of the graphs for NNAPI "
              "and CoreML (`edgekd inspect --targets` shows it).")] = True,
+    text_column: TextColumn = None,
+    text_pair_column: TextPairColumn = None,
+    label_column: LabelColumn = None,
 ) -> None:
     """Export a run's student as a bundle: model.onnx (early exit compiled in), one graph per layer, tokenizer,
     manifest; every graph checked against torch, model.onnx against the staged graphs."""
@@ -78,7 +81,8 @@ def export(
         max_drop = None
     result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed or 0.0, precision=quantize,
                         int8=int8, data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_size=vocab_size,
-                        vocab_metric=vocab_metric, optimize=optimize, mobile_report=mobile_report, log=err)
+                        vocab_metric=vocab_metric, optimize=optimize, mobile_report=mobile_report,
+                        columns=columns(text_column, text_pair_column, label_column), log=err)
     worst = max((c.max_diff for c in result.checks), default=0.0)
     err(f"wrote {result.path} ({len(result.manifest.parts)} parts, {result.manifest.precision}; "
          f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")

@@ -29,6 +29,7 @@ from runtime.manifest import read_manifest, write_manifest
 from runtime.task import Task
 
 CHECK_SPEEDS = REPORT_SPEEDS
+COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")  # how labelled files are read: the run's
 
 
 def precision_agreement(bundle: Path, student, data: str | os.PathLike,
@@ -71,7 +72,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
                default_speed: float = 0.0, precision: str = "fp32", data: str | os.PathLike | None = None,
                max_drop: float | None = None, vocab_keep: float | None = None, vocab_size: int | None = None,
                vocab_metric: str = "dot", optimize: str = "none", int8: str = "dynamic", mobile_report: bool = False,
-               log=print) -> ExportResult:
+               columns: dict[str, str] | None = None, log=print) -> ExportResult:
     """Export `run_dir/student` (tokenizer, labels and max_length from the run) to bundle `out`.
 
     `vocab_keep` (a fraction) or `vocab_size` (a count) compresses the vocabulary of an existing student (GLMD; counts
@@ -122,8 +123,19 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
         student, share = _compress(run, cfg, student, vocab_keep, vocab_size, vocab_metric, data)
     task = folder.task if folder.is_complete() else Task()
     task = replace(task, label_values=values if values and values != labels else None)
+    given = dict(columns or {})
+    columns = {k: given.get(k) or getattr(cfg.data, k) for k in COLUMN_KEYS}  # the run's when not given
+    columns = {k: v for k, v in columns.items() if v}
     if data is not None:  # a bad --data fails here, before anything is written
-        read_labelled(data, label_names=labels, label_values=values, problem=task.problem)
+        text_pair = folder.is_complete() and folder.text_pair
+        rows = read_labelled(data, columns.get("text_column"), columns.get("label_column"), labels,
+                             label_values=values, problem=task.problem,
+                             text_pair_column=columns.get("text_pair_column"))
+        if rows.text_pair != text_pair:
+            raise ExportError(f"--data {data}: the file holds {'pairs' if rows.text_pair else 'single texts'} "
+                              f"({rows.columns}) but the run's student takes "
+                              f"{'text pairs' if text_pair else 'single texts'}; name the columns with "
+                              "--text-column / --text-pair-column")
 
     def rewrite(folder, manifest):
         """The graphs in the export's precision, and what the manifest records of it."""
@@ -134,6 +146,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
             apply_precision(folder, [s.file for s in manifest.parts], precision)
         manifest.precision = precision
         manifest.vocabulary.remapped_token_share = share
+        manifest.source = {"columns": columns}  # what --data is read by until the card's record is written
         return manifest
 
     def measure(folder: Path) -> None:
@@ -156,7 +169,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
 
             calibrate(folder, data, max_drop=max_drop)
         manifest = read_manifest(folder)
-        manifest.source = _source(cfg, student)
+        manifest.source = {**_source(cfg, student), "columns": columns}
         if mobile_report:
             from exporters.targets import bundle_targets
 

@@ -137,3 +137,33 @@ def test_calibrate_and_inspect_say_which_engine_and_why(bundle_copy, tiny_data):
     assert f"{ms[chosen]:.3f} ms per text" in result.output
     shown = CliRunner().invoke(app, ["inspect", str(bundle_copy)]).output
     assert f"engine: {chosen} (measured faster here" in shown
+
+
+def test_calibrate_and_bench_take_the_column_flags_and_check_the_files_shape_first(bundle_copy, tmp_path):
+    """Issue 43, items 5 and 7: no column flags existed (the message named one), and a pair file on a single-text
+    bundle was measured before it failed."""
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+    from tests.conftest import TEXTS
+
+    runner = CliRunner()
+    named = tmp_path / "named.tsv"
+    named.write_text("review\tstars\n" + "".join(f"{t}\t{'positive' if i % 2 else 'negative'}\n"
+                                                  for i, t in enumerate(TEXTS[:12])))
+    out = runner.invoke(app, ["calibrate", str(bundle_copy), "--data", str(named), "--max-drop", "5",
+                              "--text-column", "review", "--label-column", "stars"])
+    assert out.exit_code == 0, out.output
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("sentence1\tsentence2\tlabel\n" + "".join(f"{t}\t{t}\t{'positive' if i % 2 else 'negative'}\n"
+                                                               for i, t in enumerate(TEXTS[:12])))
+    for command in (["calibrate", str(bundle_copy), "--data", str(pairs), "--max-drop", "5"],
+                    ["bench", str(bundle_copy), "--data", str(pairs), "--out", str(tmp_path / "r"), "--no-js"]):
+        out = runner.invoke(app, command)
+        assert out.exit_code == 2, (command[0], out.output)
+        assert f"{pairs}: the file holds pairs (text columns 'sentence1' + 'sentence2'" in out.output
+        assert "but the bundle classifies single texts; name its one text column with --text-column" in out.output
+    assert not (tmp_path / "r").exists()  # nothing measured, no folder left behind
+    out = runner.invoke(app, ["calibrate", str(bundle_copy), "--data", str(pairs), "--max-drop", "5",
+                              "--text-column", "sentence1"])
+    assert out.exit_code == 0, out.output
