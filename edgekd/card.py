@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from runtime.errors import EdgeKDError
@@ -23,18 +24,41 @@ def training_source(run_config: dict, student: dict, train_rows: int | None, dev
     """What the card says of the training: teacher, data, sizes, the student's shape, the teacher's licence."""
     teacher = str(run_config.get("teacher", ""))
     data = run_config.get("data", {})
-    return {"teacher": teacher, "base_model": _model_name(teacher), "license": _licence(teacher),
+    name = _model_name(teacher)  # the name only: no path of the machine that exported it
+    return {"teacher": name, "base_model": name, "license": _licence(teacher),
             "train": Path(data.get("train", "")).name, "train_rows": train_rows,
             "dev": Path(data.get("dev", "")).name, "dev_rows": dev_rows, "student": student}
 
 
 def _model_name(teacher: str) -> str:
-    """The teacher's hub name where its config records one, else the folder's or hub id's name."""
-    try:
-        name = json.loads((Path(teacher) / "config.json").read_text(encoding="utf-8")).get("_name_or_path")
-    except (OSError, ValueError):
-        name = None
-    return str(name) if name and not os.path.isabs(str(name)) else (Path(teacher).name if teacher else "unknown")
+    """The teacher's name as its own folder gives it: a hub id (no folder), the id a sentence-transformers
+    folder's README loads itself by, the hub cache's folder (models--org--name), the id a plain transformers
+    config records (`_name_or_path`; a sentence-transformers model records its base there, not itself), else the
+    folder's name."""
+    folder = Path(teacher)
+    if not teacher:
+        return "unknown"
+    if not folder.is_dir():
+        return teacher  # a hub id
+    if (folder / "modules.json").is_file() or (folder / "config_sentence_transformers.json").is_file():
+        try:
+            readme = (folder / "README.md").read_text(encoding="utf-8")
+        except OSError:
+            readme = ""
+        found = re.search(r"(?:SentenceTransformer|from_pretrained)\(['\"]([\w.-]+/[\w.-]+)['\"]\)", readme)
+        if found:
+            return found.group(1)
+    cached = next((p.name for p in [folder, *folder.parents] if p.name.startswith("models--")), None)
+    if cached:
+        return cached[len("models--"):].replace("--", "/", 1)
+    if not (folder / "config_sentence_transformers.json").is_file():
+        try:
+            name = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_name_or_path")
+        except (OSError, ValueError):
+            name = None
+        if name and not os.path.isabs(str(name)) and not str(name).startswith("."):
+            return str(name)
+    return folder.name
 
 
 def _licence(teacher: str) -> str:

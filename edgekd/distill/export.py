@@ -200,8 +200,10 @@ def _source(cfg: DistillConfig, student) -> dict:
 
     shape = {k: v for k, v in asdict(student.config).items()
              if k in ("num_layers", "hidden_size", "num_heads", "ffn_size", "kind", "embed_size")}
-    return training_source(cfg.to_dict(), shape, rows(cfg.data.train) if cfg.data.train else None,
-                           rows(cfg.data.dev) if cfg.data.dev else None)
+    train = rows(cfg.data.train) if cfg.data.train else None
+    if train is not None and cfg.data.max_train:  # the rows the student learnt from, not the file's count
+        train = min(train, cfg.data.max_train)
+    return training_source(cfg.to_dict(), shape, train, rows(cfg.data.dev) if cfg.data.dev else None)
 
 
 def _compress(run: RunFolder, cfg: DistillConfig, student, keep: float | None, size: int | None, metric: str,

@@ -76,3 +76,45 @@ def test_an_edited_card_is_said_not_refused_and_rehash_or_calibrate_write_it_aga
     after = (bundle / "README.md").read_text()
     manifest = runtime.load(bundle).manifest  # hashed again: it verifies
     assert "max_drop=0 points" in after and f"default speed is {manifest.default_speed:g}" in after
+
+
+def test_the_teacher_is_named_by_its_own_folder_and_no_path_is_stored(tmp_path):
+    """Issue 43, item 13: all-MiniLM-L6-v2 was named by config._name_or_path (its base, nreimers/MiniLM-...),
+    and the manifest kept the teacher's absolute path."""
+    import json as js
+
+    from edgekd.card import _model_name, training_source
+
+    st = tmp_path / "st"
+    st.mkdir()
+    (st / "config.json").write_text(js.dumps({"_name_or_path": "nreimers/MiniLM-L6-H384-uncased"}))
+    (st / "modules.json").write_text("[]")
+    (st / "README.md").write_text("# all-MiniLM\nmodel = SentenceTransformer('sentence-transformers/all-MiniLM-L6-v2')")
+    assert _model_name(str(st)) == "sentence-transformers/all-MiniLM-L6-v2"
+    cached = tmp_path / "hub" / "models--prajjwal1--bert-tiny" / "snapshots" / "abc123"
+    cached.mkdir(parents=True)
+    (cached / "config.json").write_text("{}")
+    assert _model_name(str(cached)) == "prajjwal1/bert-tiny"
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "config.json").write_text(js.dumps({"_name_or_path": "bert-base-uncased"}))
+    assert _model_name(str(plain)) == "bert-base-uncased"
+    (plain / "config.json").write_text(js.dumps({"_name_or_path": str(tmp_path / "somewhere")}))
+    assert _model_name(str(plain)) == "plain" and _model_name("org/model") == "org/model"
+    source = training_source({"teacher": str(st), "data": {"train": str(tmp_path / "t.tsv")}}, {}, 64, 10)
+    assert str(tmp_path) not in js.dumps(source) and source["teacher"] == "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def test_the_card_states_the_rows_the_student_learnt_from(tmp_path):
+    """Issue 43, item 13: a run trained on 64 rows (data.max_train) said the file's 100."""
+    from edgekd.config import DistillConfig
+    from edgekd.distill.export import _source
+    from tests.conftest import make_student
+
+    train = tmp_path / "train.tsv"
+    train.write_text("sentence\tlabel\n" + "".join(f"text {i}\t{i % 2}\n" for i in range(100)))
+    cfg = DistillConfig(teacher="org/model")
+    cfg.data.train, cfg.data.max_train = str(train), 64
+    assert _source(cfg, make_student())["train_rows"] == 64
+    cfg.data.max_train = 0
+    assert _source(cfg, make_student())["train_rows"] == 100
