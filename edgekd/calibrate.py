@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,20 @@ class CalibrationResult:
     rule: str
     full_accuracy: float  # the main metric (accuracy, micro-F1, Pearson) at full depth
     metric: str = "accuracy"
+    warnings: list[str] = field(default_factory=list)  # suspicious outcomes, said by the CLI and export
+
+    @property
+    def chosen_point(self) -> CalibrationPoint:
+        return next(p for p in self.points if p.speed == self.chosen)
+
+
+def near_chance(problem: str, full: float, gold: np.ndarray) -> bool:
+    """Whether a full-depth score is about what guessing gets: the majority class's share (single-label), a
+    micro-F1 under 0.1 (multi-label), a Pearson under 0.1 (regression)."""
+    if problem == "single-label":
+        majority = np.bincount(np.asarray(gold, dtype=np.int64)).max() / max(len(gold), 1)
+        return full <= majority + 0.02
+    return full < 0.1
 
 
 def point(exit_logits: np.ndarray, gold: np.ndarray, speed: float, rule: ExitRule, thresholds=0.5
@@ -119,7 +133,7 @@ def thread_policy(model: runtime.EdgeModel, texts: list[str], speed: float, engi
 
 def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: float | None = None,
               latency_ms: float | None = None, latency_texts: int = 100, grid: list[float] | None = None,
-              write: bool = True, columns: dict[str, str] | None = None) -> CalibrationResult:
+              write: bool = True, columns: dict[str, str] | None = None, log=None) -> CalibrationResult:
     """Measure, choose the default speed by `max_drop` (points of the problem type's main metric below full
     depth: accuracy, micro-F1, Pearson x 100) or `latency_ms` (mean per text at batch 1), and write it into
     the manifest."""
@@ -156,6 +170,11 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         p.latency_ms = 1e3 * (front + float(np.mean(cumulative[layers[sample] - 1])))
         points.append(p)
     full = point(exit_logits, gold, 0.0, exit_rule, model.thresholds)[0].score(metric)
+    said = []
+    if near_chance(model.problem, full, gold):
+        said.append(f"the bundle scores {100 * full:.2f} ({metric}) at full depth on {Path(data).name}, about what "
+                    "guessing gets: every speed costs it nothing, so the one chosen says nothing; check the data "
+                    "(its labels, its columns) and the run")
     if max_drop is not None:
         ok = [p for p in points if 100 * (full - p.score(metric)) <= max_drop + 1e-9]
         chosen = max(ok, key=lambda p: p.speed)
@@ -180,4 +199,7 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         write_manifest(bundle, manifest)
         if manifest.card:  # the model card shows the calibration table: written again, hashed again
             write_card(bundle, manifest)
-    return CalibrationResult(points, chosen.speed, rule, full, metric)
+    result = CalibrationResult(points, chosen.speed, rule, full, metric, said)
+    for line in said:
+        (log or (lambda text: None))(f"warning: {line}")
+    return result

@@ -31,7 +31,7 @@ def calibrate(
     from edgekd.calibrate import calibrate as run_calibrate
 
     result = run_calibrate(bundle, data, max_drop=max_drop, latency_ms=latency_ms,
-                           columns=columns(text_column, text_pair_column, label_column))
+                           columns=columns(text_column, text_pair_column, label_column), log=err)
     for line in calibration_lines(result.points, result.metric, result.chosen):
         typer.echo(line)
     err(f"default speed {result.chosen:g} ({result.rule}; full depth {result.metric} {100 * result.full_accuracy:.2f}) "

@@ -167,7 +167,12 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
         if data is not None and max_drop is not None and not isinstance(student, SmallStudent):
             from edgekd.calibrate import calibrate
 
-            calibrate(folder, data, max_drop=max_drop)
+            result = calibrate(folder, data, max_drop=max_drop, log=log)
+            p = result.chosen_point
+            log(f"calibrated on {Path(data).name}: default speed {result.chosen:g}, the fastest within "
+                f"{max_drop:g} points of full depth: {result.metric} {100 * p.score(result.metric):.2f} against "
+                f"{100 * result.full_accuracy:.2f}, {p.average_layers:.2f} of {student.config.num_layers} layers "
+                "on average")
         manifest = read_manifest(folder)
         manifest.source = {**_source(cfg, student), "columns": columns}
         if mobile_report:

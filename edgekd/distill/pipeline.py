@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from edgekd.run_folder import read_json
 from edgekd.config import CONFIG_FILE, STUDENT_STAGES, ConfigError, DistillConfig
 from edgekd.distill.stages import REGISTRY, RunContext
 from edgekd.distill.stages.context import Log
@@ -45,6 +46,7 @@ def run_stages(ctx: RunContext):
         elif any(k in result for k in ("dev_micro_f1", "dev_pearson")):
             ctx.log(f"stage {name}: dev " + ", ".join(f"{k[4:].replace('_', '-')} {100 * v:.2f}"
                                                       for k, v in result.items() if k.startswith("dev_")))
+    below_baseline(ctx)
     if ctx.rank == 0:
         for name in PUBLISH_ORDER:
             if ctx.run.stage_student(name).is_dir():
@@ -55,6 +57,19 @@ def run_stages(ctx: RunContext):
     ctx.log(f"run folder {ctx.run.root}: {size / 1e6:.0f} MB" + ("" if ctx.cfg.keep_checkpoints else
             " (finished stages' resume checkpoints removed; --keep-checkpoints keeps them)"))
     return ctx.run.root
+
+
+def below_baseline(ctx: RunContext) -> None:
+    """Warn when the distilled student ends below the same student trained on cross-entropy alone (the
+    baseline stage): distillation hurt, which a user should hear about."""
+    metrics = read_json(ctx.run.metrics, {})
+    key = f"dev_{ctx.task.main_metric}"
+    final = next((metrics[s][key] for s in ("finetune",) if key in metrics.get(s, {})), None)
+    base = metrics.get("baseline", {}).get(key)
+    if final is not None and base is not None and final < base:
+        ctx.log(f"warning: the distilled student scores {100 * final:.2f} ({ctx.task.main_metric}, dev) against "
+                f"{100 * base:.2f} for the same student trained on cross-entropy alone: distillation hurt here; "
+                "check the teacher's dev score, the transfer set and the finetune schedule")
 
 
 def distill(cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], None] | None = None,

@@ -167,3 +167,36 @@ def test_calibrate_and_bench_take_the_column_flags_and_check_the_files_shape_fir
     out = runner.invoke(app, ["calibrate", str(bundle_copy), "--data", str(pairs), "--max-drop", "5",
                               "--text-column", "sentence1"])
     assert out.exit_code == 0, out.output
+
+
+def test_a_chance_level_bundle_is_warned_about(bundle_copy, tmp_path):
+    """Issue 43, item 16: a model no better than guessing calibrated to the top of the grid without a word."""
+    from typer.testing import CliRunner
+
+    from edgekd.cli import app
+    from tests.conftest import TEXTS
+
+    same = tmp_path / "same.tsv"
+    same.write_text("sentence\tlabel\n" + "".join(f"{t}\tpositive\n" for t in TEXTS[:12]))  # guessing: 100%
+    out = CliRunner().invoke(app, ["calibrate", str(bundle_copy), "--data", str(same), "--max-drop", "1"])
+    assert out.exit_code == 0 and "warning: the bundle scores" in out.output and "guessing" in out.output
+
+
+def test_a_student_below_its_cross_entropy_baseline_is_warned_about(tmp_path):
+    """Issue 43, item 16."""
+    import json
+    from types import SimpleNamespace
+
+    from edgekd.distill.pipeline import below_baseline
+    from edgekd.run_folder import RunFolder
+    from runtime.task import Task
+
+    run = RunFolder(tmp_path)
+    logs: list[str] = []
+    ctx = SimpleNamespace(run=run, task=Task("single-label", ["a", "b"]), log=logs.append)
+    run.metrics.write_text(json.dumps({"baseline": {"dev_accuracy": 0.84}, "finetune": {"dev_accuracy": 0.80}}))
+    below_baseline(ctx)
+    assert logs and "80.00" in logs[0] and "84.00" in logs[0] and "distillation hurt" in logs[0]
+    run.metrics.write_text(json.dumps({"baseline": {"dev_accuracy": 0.84}, "finetune": {"dev_accuracy": 0.88}}))
+    below_baseline(ctx)
+    assert len(logs) == 1

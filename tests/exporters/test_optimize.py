@@ -48,6 +48,10 @@ def test_auto_keeps_the_faster_variant_by_its_measured_times(student, tokenizer_
         ms = entry["ms"]
         assert set(ms) == {"none", "fused"} and all(len(v) == 2 and min(v) > 0 for v in ms.values())
         assert entry["chosen"] == min(ms, key=lambda k: sum(ms[k])) and "batch 32" in entry["why"]
+        # issue 43, item 16: the line reads as the choice it is, the kept graph's time first
+        kept, other = (float(x) for x in entry["why"].split("faster here, ")[1].split(" ms")[0:2][0:1] +
+                       [entry["why"].split(" ms against ")[1].split(" ms")[0]])
+        assert kept <= other
         fused_here = any(domain == "com.microsoft" for domain, _ in _ops(out / part.file))
         assert fused_here == (entry["chosen"] == "fused")
 
