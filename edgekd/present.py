@@ -73,3 +73,12 @@ def calibration_lines(points, metric: str = "accuracy", chosen: float | None = N
         lines.append(f"  {p.speed:6g}" + "".join(f"{value(p, n):>10}" for n in names) +
                      f"  {p.average_layers:10.2f}  {latency}" + ("  <- chosen" if p.speed == chosen else ""))
     return lines
+
+
+def threshold_info(manifest) -> dict:
+    """A multi-label bundle's per-label thresholds (0.5 when export chose none) and how they were chosen."""
+    if manifest.problem != "multi-label":
+        return {}
+    values = manifest.thresholds or [0.5] * len(manifest.labels)
+    choice = manifest.threshold_choice or {"chosen": "0.5 for every label (no --data at export)"}
+    return {"thresholds": dict(zip(manifest.labels, values)), "threshold_choice": choice}

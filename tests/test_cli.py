@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -268,3 +269,27 @@ def test_export_refuses_a_folder_that_is_not_a_run_and_a_bad_speed_before_any_wo
     (tmp_path / "student").mkdir()
     out = runner.invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "b"), "--speed", "2"])
     assert out.exit_code == 2 and "--speed 2: speed must lie in [0, 1]" in out.output
+
+
+MULTI_FIXTURE = Path(__file__).resolve().parents[1] / "js" / "test" / "fixtures" / "multi"
+
+
+def test_multi_label_thresholds_are_shown_and_can_be_overridden():
+    """Issue 43, item 12: the thresholds were invisible and fixed; plain predict printed no probabilities."""
+    from starlette.testclient import TestClient
+
+    from edgekd.apps.serve import Server
+
+    shown = runner.invoke(app, ["inspect", str(MULTI_FIXTURE)]).output
+    assert "thresholds (0.5 for every label (no --data at export)): joy 0.50, anger 0.50, fear 0.50" in shown
+    texts = ["good", "bad film", "the plot was very dull and the acting was awful", "fun"]
+    plain = runner.invoke(app, ["predict", str(MULTI_FIXTURE), *texts, "--speed", "0"])
+    assert plain.exit_code == 0, plain.output
+    assert any(re.search(r"\b(joy|anger|fear) 0\.\d{3}", line) for line in plain.output.splitlines())
+    low, high = ([json.loads(line)["labels"] for line in runner.invoke(
+        app, ["predict", str(MULTI_FIXTURE), *texts, "--speed", "0", "--json", "--threshold", t]).output.splitlines()]
+        for t in ("0.01", "0.99"))
+    assert all(len(a) >= len(b) for a, b in zip(low, high)) and low != high
+    with TestClient(Server(MULTI_FIXTURE, warmup=False).app) as client:
+        info = client.get("/v1/model").json()
+    assert info["text_pair"] is False and info["thresholds"] == {"joy": 0.5, "anger": 0.5, "fear": 0.5}

@@ -95,7 +95,7 @@ def done_rows(out: Path) -> int:
 
 def predict_file(model, path: str | os.PathLike, out: str | os.PathLike | None = None, *, speed: float | None = None,
                  batch_size: int = 32, text_column: str | None = None, resume: bool = False,
-                 progress: bool = True, text_pair_column: str | None = None) -> int:
+                 progress: bool = True, text_pair_column: str | None = None, threshold: float | None = None) -> int:
     """Classify every row of `path` into `out` (stdout when None). Returns the rows written now."""
     path = Path(path)
     target = Path(out) if out else None
@@ -123,11 +123,11 @@ def predict_file(model, path: str | os.PathLike, out: str | os.PathLike | None =
                 continue
             chunk.append(text)
             if len(chunk) == CHUNK:
-                written += _write(model, chunk, row - len(chunk) + 1, speed, batch_size, handle, writer)
+                written += _write(model, chunk, row - len(chunk) + 1, speed, batch_size, handle, writer, threshold)
                 bar(len(chunk))
                 chunk = []
         if chunk:
-            written += _write(model, chunk, row - len(chunk) + 1, speed, batch_size, handle, writer)
+            written += _write(model, chunk, row - len(chunk) + 1, speed, batch_size, handle, writer, threshold)
             bar(len(chunk))
     except KeyboardInterrupt:
         done = skip + written
@@ -144,9 +144,9 @@ def predict_file(model, path: str | os.PathLike, out: str | os.PathLike | None =
     return written
 
 
-def _write(model, texts: list, first_row: int, speed, batch_size, handle, writer) -> int:
+def _write(model, texts: list, first_row: int, speed, batch_size, handle, writer, threshold=None) -> int:
     # every row is answered as classify answers it; an empty one (both texts empty, for pairs) is also marked
-    results = model.classify(texts, speed=speed, batch_size=batch_size)
+    results = model.classify(texts, speed=speed, batch_size=batch_size, threshold=threshold)
     for i, (text, r) in enumerate(zip(texts, results)):
         empty = not (text.strip() if isinstance(text, str) else any(x.strip() for x in text))
         row = {"row": first_row + i, "text": text} if isinstance(text, str) else \

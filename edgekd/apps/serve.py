@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 import runtime
 from edgekd.apps.batching import BatchQueue
+from edgekd.present import threshold_info
 from runtime.errors import EdgeKDError, InputError, InputTypeError
 from runtime.exits import check_speed
 from runtime.manifest import MANIFEST_FILE, verify_bundle
@@ -187,6 +188,7 @@ class Server:
                              "layers": self.model.num_layers,
                              "default_speed": m.default_speed, "serving_speed": self.speed,
                              "engine": self.model.engine, "precision": m.precision,
+                             "text_pair": m.text_pair, **threshold_info(m),
                              "manifest_sha256": self.manifest_sha256})
 
     async def healthz(self, request: Request) -> Response:

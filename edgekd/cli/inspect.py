@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from edgekd.cli.app import app, err, friendly
-from edgekd.present import calibration_lines, engine_line, runtime_threads_line, target_lines
+from edgekd.present import calibration_lines, engine_line, runtime_threads_line, target_lines, threshold_info
 
 
 @app.command()
@@ -42,6 +42,10 @@ def inspect(
     typer.echo(f"problem: {manifest.problem} (exit rule {rule.name}" +
                (f", scale {manifest.target_scale:g}, patience {rule.patience}" if manifest.target_scale else "") +
                (", a pair of texts per input" if manifest.text_pair else "") + ")")
+    if manifest.problem == "multi-label":
+        info = threshold_info(manifest)
+        typer.echo(f"thresholds ({info['threshold_choice'].get('chosen')}): " +
+                   ", ".join(f"{name} {t:.2f}" for name, t in info["thresholds"].items()))
     v = manifest.vocabulary
     kept = (f"{v.kept_size} of {v.original_size} tokens kept" if v.kept_size != v.original_size
             else f"{v.original_size} tokens")

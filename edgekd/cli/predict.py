@@ -38,6 +38,10 @@ def predict(
         help="Exit threshold in [0, 1]; 0 runs every layer. Default: the bundle's.")] = None,
     device: Annotated[str, typer.Option(help="cpu | cuda | auto.")] = "cpu",
     batch_size: Annotated[int, typer.Option(help="Texts per batch.")] = 32,
+    threshold: Annotated[Optional[float], typer.Option(
+        help="Multi-label bundles: a label is on at this probability, for every label [default: the bundle's "
+             "thresholds, per label when export chose them; `edgekd inspect` shows them]. Which labels are "
+             "returned changes; when a row leaves does not (the exit rule is compiled in).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
     engine: Annotated[str, typer.Option(
         help="graph (model.onnx, exit rule inside) | staged (one graph per layer) | auto (what calibration "
@@ -58,7 +62,7 @@ def predict(
         from edgekd.apps.predict_file import predict_file
 
         rows = predict_file(model, file, out, speed=speed, batch_size=batch_size, text_column=text_column,
-                            resume=resume, text_pair_column=text_pair_column)
+                            resume=resume, text_pair_column=text_pair_column, threshold=threshold)
         if out:
             err(f"wrote {rows} rows to {out}")
         return
@@ -76,7 +80,7 @@ def predict(
         items = items_from_lines([line.rstrip("\r") for line in lines], pair)
     else:
         items = items_from_arguments(texts, pair)
-    results = model.classify(items, speed=speed, batch_size=batch_size)
+    results = model.classify(items, speed=speed, batch_size=batch_size, threshold=threshold)
     for text, r in zip(items, results):
         given = {"text": text} if isinstance(text, str) else {"text": text[0], "text_pair": text[1]}
         empty = {"empty": True} if not any(given.values()) else {}
@@ -84,5 +88,6 @@ def predict(
             typer.echo(json.dumps({**given, **r.to_dict(), **empty}))
         else:
             answer = (f"{r.label}\t{r.probs[r.label]:.3f}" if r.label is not None else
-                      f"{','.join(r.labels) or '(none)'}" if r.labels is not None else f"{r.score:.4f}")
+                      (",".join(f"{name} {r.probs[name]:.3f}" for name in r.labels) or "(none)")
+                      if r.labels is not None else f"{r.score:.4f}")
             typer.echo(f"{answer}\tlayer {r.exit_layer}/{model.num_layers}\t" + "\t".join(given.values()))
