@@ -108,7 +108,23 @@ def plan(options: BenchOptions, ctx: Context, speeds: list[float], groups: set[s
             edgekd_units(Path(other), speed, extra.precision)
     if manifest.default_speed:
         edgekd_units(ctx.bundle, manifest.default_speed, "fp32")
-    return units
+    return _in_speed_order(units)
+
+
+def _in_speed_order(units: list[Unit]) -> list[Unit]:
+    """The edgekd rows of each bundle, engine and variant in the order of their speeds (the default speed's rows
+    were added last), after every other row, which keeps its place."""
+    others = [u for u in units if u.recipe["kind"] != "edgekd"]
+    ours = [u for u in units if u.recipe["kind"] == "edgekd"]
+    first_seen: dict[tuple, int] = {}
+    for i, u in enumerate(ours):
+        first_seen.setdefault((u.recipe["system_bundle"], u.recipe["engine"], u.recipe.get("variant", "")), i)
+
+    def key(u: Unit):
+        group = (u.recipe["system_bundle"], u.recipe["engine"], u.recipe.get("variant", ""))
+        return first_seen[group], u.recipe["speed"]
+
+    return others + sorted(ours, key=key)
 
 
 def precision_pairs_of(units: list[Unit]) -> list[tuple[str, str]]:

@@ -28,6 +28,14 @@ def add_ratios(rows: list[Row], baselines: dict[str, str]) -> None:
                 r.ratios[f"b32_throughput_vs_{key}"] = r.throughput_b32 / base.throughput_b32
 
 
+def ratio_head(key: str) -> str:
+    """A ratio's column header in words: b1_speedup_vs_teacher_torch -> "x faster than teacher torch (b1)"."""
+    kind, _, base = key.partition("_vs_")
+    base = base.replace("_", " ")
+    return {"b1_speedup": f"x faster than {base} (b1)", "b32_throughput": f"x throughput of {base} (b32)"}.get(
+        kind, key.replace("_", " "))
+
+
 METRIC_HEADS = {"accuracy": "accuracy %", "micro_f1": "micro-F1 %", "pearson": "Pearson x 100"}
 SECOND_HEADS = {"micro_f1": "macro-F1 %", "pearson": "Spearman x 100"}
 
@@ -43,7 +51,7 @@ def markdown(rows: list[Row], title: str, ratio_keys: list[str], failed: dict[st
                                                           ("F1 %", "f1_points", ".2f"),
                                                           (SECOND_HEADS.get(metric, ""), "second_points", ".2f"))
              if any(getattr(r, key, None) is not None for r in rows)]
-    head += [label for label, _, _ in extra] + ratio_keys
+    head += [label for label, _, _ in extra] + [ratio_head(k) for k in ratio_keys]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def fmt(v, spec):

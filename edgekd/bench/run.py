@@ -177,8 +177,9 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     js_units = [(runner, Path(b)) for runner in ("node", "browser") if runner in groups and has_graph
                 for b in [options.bundle, *options.also]]
     progress = Progress(log)
-    log(f"bench of {options.bundle} on {len(texts)} texts of {options.data}: {len(units) + len(js_units)} systems "
-        f"({', '.join(sorted(groups))}); state in {state_path}")
+    log(f"bench of {options.bundle} on {len(texts)} texts of {options.data}: {len(units)} systems in Python" +
+        (f" and {len(js_units)} JS runtime runs" if js_units else "") +
+        f" ({', '.join(sorted(groups))}); state in {state_path}")
     built: dict[str, System] = {}
 
     def system(unit: Unit) -> System | None:
@@ -263,8 +264,8 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     payload, table, written = _report(options, ctx, units, state, texts, out, progress, has_graph)
     failed = state.data["failed"]
     if failed:
-        log(f"{len(failed)} of {len(units) + len(js_units)} systems failed (the rest are written; `--resume` "
-            "retries only these):")
+        log(f"{len(failed)} of {len(units) + len(js_units)} systems and JS runs failed (the rest are written; "
+            "`--resume` retries only these):")
         for name, reason in failed.items():
             log(f"  {name}: {reason}")
     else:
@@ -273,7 +274,7 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     log(table)
     log("wrote " + ", ".join(str(p) for p in written))
     if failed:
-        raise BenchFailed(f"{len(failed)} system(s) failed: {', '.join(failed)}; the others are in "
+        raise BenchFailed(f"{len(failed)} system(s) failed: {'; '.join(map(repr, failed))}; the others are in "
                           f"{out / (options.stem + '.json')}")
     return payload
 

@@ -100,7 +100,7 @@ def test_a_failing_system_is_named_and_the_others_are_written(bundle, dev_file, 
     result = CliRunner().invoke(app, ["bench", str(bundle), "--data", str(dev_file), "--out", str(out), "--speeds",
                                       "0,0.5", "--latency-texts", "4", "--no-js"])
     assert result.exit_code == 2
-    assert "1 system(s) failed: edgekd graph, speed 0.5" in result.output
+    assert "1 system(s) failed: 'edgekd graph, speed 0.5'" in result.output  # quoted: names hold commas
     data = json.loads((out / "bench.json").read_text())
     names = [r["name"] for r in data["rows"]]
     assert "edgekd graph, speed 0.5" not in names
@@ -301,3 +301,33 @@ def test_the_default_results_folder_is_named_after_the_bundle(bundle, dev_file, 
     assert sorted(p.name for p in folder.iterdir()) == ["bench.json", "bench.md", "bench.png"]
     assert lines[-1] == f"wrote {folder.relative_to(tmp_path) / 'bench.json'}, " \
                         f"{folder.relative_to(tmp_path) / 'bench.md'}, {folder.relative_to(tmp_path) / 'bench.png'}"
+
+
+def test_tables_speak_words_rows_keep_speed_order_and_failures_are_listed_apart():
+    """Issue 43, item 18: raw ratio keys as headers, the default speed's rows after the others, failed names
+    with commas joined by commas."""
+    from edgekd.bench.plan import Unit, _in_speed_order
+    from edgekd.bench.report import ratio_head
+
+    assert ratio_head("b1_speedup_vs_teacher_torch") == "x faster than teacher torch (b1)"
+    assert ratio_head("b32_throughput_vs_student_onnx") == "x throughput of student onnx (b32)"
+
+    def unit(name, kind, **recipe):
+        return Unit(name, "g", {"kind": kind, **recipe})
+
+    units = [unit("teacher", "teacher-torch")] + [unit(f"staged {s:g}", "edgekd", system_bundle="a", engine="staged",
+                                                       speed=s) for s in (0.0, 0.3, 0.6)] + \
+        [unit(f"graph {s:g}", "edgekd", system_bundle="a", engine="graph", speed=s) for s in (0.0, 0.6)] + \
+        [unit("staged 0.45", "edgekd", system_bundle="a", engine="staged", speed=0.45),
+         unit("graph 0.45", "edgekd", system_bundle="a", engine="graph", speed=0.45)]
+    assert [u.name for u in _in_speed_order(units)] == ["teacher", "staged 0", "staged 0.3", "staged 0.45",
+                                                        "staged 0.6", "graph 0", "graph 0.45", "graph 0.6"]
+
+
+def test_an_errored_bench_leaves_no_folder(bundle, tmp_path):
+    """Issue 43, item 18."""
+    data = tmp_path / "dev.tsv"
+    data.write_text("sentence\tlabel\na superb film\tpositive\na dull plot\tnegative\n")
+    out = CliRunner().invoke(app, ["bench", str(bundle), "--data", str(data), "--out", str(tmp_path / "r"),
+                              "--systems", "nope"])
+    assert out.exit_code == 2 and "unknown system(s) nope" in out.output and not (tmp_path / "r").exists()
