@@ -21,6 +21,7 @@ import runtime
 from edgekd.metrics import gold_array, main_metric, task_scores
 from edgekd.card import write_card
 from edgekd.data import read_bundle_data
+from edgekd.guarantee import certify
 from runtime.errors import BundleError, EdgeKDError
 from runtime.exits import CALIBRATION_GRID, ExitRule, decide
 from runtime.choose import fastest
@@ -133,16 +134,22 @@ def thread_policy(model: runtime.EdgeModel, texts: list[str], speed: float, engi
 
 def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: float | None = None,
               latency_ms: float | None = None, latency_texts: int = 100, grid: list[float] | None = None,
-              write: bool = True, columns: dict[str, str] | None = None, log=None) -> CalibrationResult:
+              write: bool = True, columns: dict[str, str] | None = None, log=None,
+              confidence: float | None = None, tolerance: float | None = None) -> CalibrationResult:
     """Measure, choose the default speed by `max_drop` (points of the problem type's main metric below full
     depth: accuracy, micro-F1, Pearson x 100) or `latency_ms` (mean per text at batch 1), and write it into
-    the manifest."""
+    the manifest. With `confidence`, `max_drop` is instead the share of rows, in %, whose answer may get worse
+    (regression: move by more than `tolerance`, default a tenth of the targets' s.d.), and the speed is chosen
+    with that probability of keeping the promise on new rows (edgekd.guarantee)."""
     if (max_drop is None) == (latency_ms is None):
         raise EdgeKDError("give exactly one of --max-drop POINTS or --latency-ms MS")
     if max_drop is not None and max_drop < 0:
         raise EdgeKDError("--max-drop must be >= 0 (accuracy points)")
     if latency_ms is not None and latency_ms <= 0:
         raise EdgeKDError("--latency-ms must be positive")
+    if confidence is not None and (max_drop is None or not 0 < confidence < 1 or not 0 < max_drop < 100):
+        raise EdgeKDError("--confidence (in (0, 1), e.g. 0.95) goes with --max-drop, then the share of rows in % "
+                          "(in (0, 100)) whose answer may get worse")
     model = runtime.load(bundle, warmup=True)
     if not model.manifest.staged:
         raise BundleError(f"{bundle} holds only the compiled graph (a slim bundle: {model.manifest.target}); "
@@ -175,7 +182,17 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         said.append(f"the bundle scores {100 * full:.2f} ({metric}) at full depth on {Path(data).name}, about what "
                     "guessing gets: every speed costs it nothing, so the one chosen says nothing; check the data "
                     "(its labels, its columns) and the run")
-    if max_drop is not None:
+    promise = None
+    if confidence is not None:
+        tol = tolerance if tolerance is not None else 0.1 * (model.manifest.target_scale or 1.0)
+        promise = certify(exit_logits, gold if model.problem == "single-label" else None, exit_rule,
+                          grid or GRID, max_drop / 100, confidence, model.thresholds, tol)
+        chosen = next(p for p in points if p.speed == promise.speed) if promise.speed else \
+            next(p for p in points if p.speed == 0.0)
+        rule = f"guarantee: at most {max_drop:g}% of rows made worse, with probability {confidence:g}"
+        if promise.note:
+            said.append(promise.note)
+    elif max_drop is not None:
         ok = [p for p in points if 100 * (full - p.score(metric)) <= max_drop + 1e-9]
         chosen = max(ok, key=lambda p: p.speed)
         rule = f"max_drop={max_drop:g} points"
@@ -195,7 +212,8 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         manifest.default_speed = chosen.speed
         manifest.calibration = Calibration(data=f"{Path(data).name} ({len(ids)} rows)", machine=machine_description(),
                                            points=points, rule=rule, engine_latency_ms=engines, engine=engine,
-                                           threads=threads, metric=metric)
+                                           threads=threads, metric=metric,
+                                           guarantee=promise.to_dict() if promise else None)
         write_manifest(bundle, manifest)
         if manifest.card:  # the model card shows the calibration table: written again, hashed again
             write_card(bundle, manifest)

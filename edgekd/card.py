@@ -129,6 +129,13 @@ def render(manifest: Manifest) -> str:
             latency = f"{p.latency_ms:.3f}" if p.latency_ms is not None else "-"
             lines.append(f"| {p.speed:g} | " + "".join("- | " if v is None else f"{100 * v:.2f} | " for v in values)
                          + f"{p.average_layers:.2f} | {latency} |")
+        g = cal.guarantee
+        if g:
+            lines += ["", f"The promise (`edgekd calibrate --confidence`): at speed {g['speed']:g}, at most "
+                          f"{100 * g['budget']:g}% of rows from the calibration data's distribution get an answer "
+                          f"{g['loss']}, with probability {g['confidence']:g} over the draw of its {g['rows']} rows "
+                          f"({g['losses']} of them were; the {g['confidence']:g} upper bound on the share is "
+                          f"{100 * g['bound']:.2f}%; {g['method']})." + (f" {g['note']}." if g.get("note") else "")]
     else:
         lines.append(f"Not calibrated: the default speed is {manifest.default_speed:g} "
                      "(`edgekd calibrate BUNDLE --data FILE --max-drop 1` measures it).")

@@ -128,6 +128,9 @@ class Calibration:
     #           "batch_32": {"texts_per_s": {"whole": ., "split": .}, "chosen": "whole" | "split"}, "cores": n}
     threads: dict[str, Any] | None = None
     metric: str = "accuracy"  # the main metric of the problem type: accuracy | micro_f1 | pearson (schema 3)
+    # calibrate --confidence (schema 4): the promise the default speed comes with: budget (share of rows made
+    # worse), confidence, rows, speed, losses, bound (upper confidence bound on the risk), loss, method
+    guarantee: dict[str, Any] | None = None
 
 
 @dataclass

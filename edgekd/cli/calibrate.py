@@ -18,10 +18,19 @@ def calibrate(
     data: Annotated[Path, typer.Option(help="Labelled file to calibrate on (e.g. SST-2 dev.tsv).")],
     max_drop: Annotated[Optional[float], typer.Option(
         help="Largest speed whose main metric (accuracy; micro-F1 for multi-label; Pearson x 100 for "
-             "regression) is within this many points of full depth. Give this or --latency-ms.")] = None,
+             "regression) is within this many points of full depth. Give this or --latency-ms. With --confidence: "
+             "the share of rows, in %, whose answer may get worse.")] = None,
     latency_ms: Annotated[Optional[float], typer.Option(
         help="Most accurate speed whose mean batch-1 latency per text, measured here, fits this budget. Give this "
              "or --max-drop.")] = None,
+    confidence: Annotated[Optional[float], typer.Option(
+        help="Choose the speed with a guarantee: with this probability (e.g. 0.95) over the draw of the calibration "
+             "rows, at most --max-drop percent of new rows get a worse answer than at full depth (single-label: "
+             "wrong where full depth is right; multi-label: another label set; regression: a score moved by more "
+             "than --tolerance). --max-drop is then that share of rows, in %, not points of a metric.")] = None,
+    tolerance: Annotated[Optional[float], typer.Option(
+        help="With --confidence on a regression bundle: how far a score may move from full depth's, in the data's "
+             "units [default: a tenth of the training targets' standard deviation].")] = None,
     text_column: TextColumn = None,
     text_pair_column: TextPairColumn = None,
     label_column: LabelColumn = None,
@@ -31,7 +40,8 @@ def calibrate(
     from edgekd.calibrate import calibrate as run_calibrate
 
     result = run_calibrate(bundle, data, max_drop=max_drop, latency_ms=latency_ms,
-                           columns=columns(text_column, text_pair_column, label_column), log=err)
+                           columns=columns(text_column, text_pair_column, label_column), log=err,
+                           confidence=confidence, tolerance=tolerance)
     for line in calibration_lines(result.points, result.metric, result.chosen):
         typer.echo(line)
     err(f"default speed {result.chosen:g} ({result.rule}; full depth {result.metric} {100 * result.full_accuracy:.2f}) "

@@ -49,6 +49,11 @@ def export(
         "--mobile-report/--no-mobile-report",
         help="Record in the manifest what onnxruntime's mobile usability checker says of the graphs for NNAPI "
              "and CoreML (`edgekd inspect --targets` shows it).")] = True,
+    confidence: Annotated[Optional[float], typer.Option(
+        help="Calibrate with a guarantee (see `edgekd calibrate --help`): --max-drop is then the share of rows, in "
+             "%, whose answer may get worse, kept with this probability.")] = None,
+    tolerance: Annotated[Optional[float], typer.Option(
+        help="With --confidence on a regression run: how far a score may move, in the data's units.")] = None,
     text_column: TextColumn = None,
     text_pair_column: TextPairColumn = None,
     label_column: LabelColumn = None,
@@ -82,7 +87,8 @@ def export(
     result = export_run(run_dir, out, overwrite=overwrite, atol=atol, default_speed=speed or 0.0, precision=quantize,
                         int8=int8, data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_size=vocab_size,
                         vocab_metric=vocab_metric, optimize=optimize, mobile_report=mobile_report,
-                        columns=columns(text_column, text_pair_column, label_column), log=err)
+                        columns=columns(text_column, text_pair_column, label_column), confidence=confidence,
+                        tolerance=tolerance, log=err)
     worst = max((c.max_diff for c in result.checks), default=0.0)
     err(f"wrote {result.path} ({len(result.manifest.parts)} parts, {result.manifest.precision}; "
          f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")

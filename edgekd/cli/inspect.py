@@ -63,6 +63,11 @@ def inspect(
         typer.echo(f"calibration ({cal.data}; {cal.machine}; {cal.rule or 'no rule'}):")
         for line in calibration_lines(cal.points, cal.metric, manifest.default_speed):
             typer.echo(line)
+        g = cal.guarantee
+        if g:
+            typer.echo(f"promise: at most {100 * g['budget']:g}% of rows {g['loss']}, with probability "
+                       f"{g['confidence']:g} ({g['rows']} rows; {g['losses']} were at speed {g['speed']:g}; upper "
+                       f"bound {100 * g['bound']:.2f}%)")
         threads = runtime_threads_line(bundle)
         if threads:
             typer.echo(threads)

@@ -72,7 +72,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
                default_speed: float = 0.0, precision: str = "fp32", data: str | os.PathLike | None = None,
                max_drop: float | None = None, vocab_keep: float | None = None, vocab_size: int | None = None,
                vocab_metric: str = "dot", optimize: str = "none", int8: str = "dynamic", mobile_report: bool = False,
-               columns: dict[str, str] | None = None, log=print) -> ExportResult:
+               columns: dict[str, str] | None = None, confidence: float | None = None,
+               tolerance: float | None = None, log=print) -> ExportResult:
     """Export `run_dir/student` (tokenizer, labels and max_length from the run) to bundle `out`.
 
     `vocab_keep` (a fraction) or `vocab_size` (a count) compresses the vocabulary of an existing student (GLMD; counts
@@ -167,12 +168,13 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
         if data is not None and max_drop is not None and not isinstance(student, SmallStudent):
             from edgekd.calibrate import calibrate
 
-            result = calibrate(folder, data, max_drop=max_drop, log=log)
+            result = calibrate(folder, data, max_drop=max_drop, log=log, confidence=confidence, tolerance=tolerance)
             p = result.chosen_point
-            log(f"calibrated on {Path(data).name}: default speed {result.chosen:g}, the fastest within "
-                f"{max_drop:g} points of full depth: {result.metric} {100 * p.score(result.metric):.2f} against "
-                f"{100 * result.full_accuracy:.2f}, {p.average_layers:.2f} of {student.config.num_layers} layers "
-                "on average")
+            within = (f"with at most {max_drop:g}% of rows made worse, with probability {confidence:g}" if confidence
+                      else f"within {max_drop:g} points of full depth")
+            log(f"calibrated on {Path(data).name}: default speed {result.chosen:g}, the fastest {within}: "
+                f"{result.metric} {100 * p.score(result.metric):.2f} against {100 * result.full_accuracy:.2f}, "
+                f"{p.average_layers:.2f} of {student.config.num_layers} layers on average")
         manifest = read_manifest(folder)
         manifest.source = {**_source(cfg, student), "columns": columns}
         if mobile_report:
