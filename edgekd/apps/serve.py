@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import hmac
 import json
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -61,12 +63,36 @@ class _Metrics:
         self.queue = Gauge("edgekd_queue_texts", "texts waiting for the model", registry=self.registry)
 
 
+OPEN_PATHS = ("/healthz", "/readyz")  # the probes a load balancer calls answer without the key
+
+
+class _KeyCheck:
+    """ASGI middleware: a request to anything but the probes needs `Authorization: Bearer <key>`, compared in
+    constant time; a missing or wrong key gets the same JSON 401 (it does not say which)."""
+
+    def __init__(self, app, server: Server):
+        self.app, self.key = app, server.api_key.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            return await self.app(scope, receive, send)
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        scheme, _, token = given.partition(b" ")
+        if not (scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key)):
+            response = JSONResponse({"error": "missing or wrong API key (Authorization: Bearer <key>)"},
+                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 class Server:
     """The model, its batching worker and the HTTP routes."""
 
     def __init__(self, bundle: str | Path, *, speed: float | None = None, engine: str = "auto",
-                 limits: Limits | None = None, warmup: bool = True, threads: int | None = None):
+                 limits: Limits | None = None, warmup: bool = True, threads: int | None = None,
+                 api_key: str | None = None):
         self.bundle = Path(bundle)
+        self.api_key = api_key or None  # every endpoint but the probes then needs Authorization: Bearer <key>
         self.limits = limits or Limits()
         self.model = runtime.load(self.bundle, engine=engine, warmup=warmup, threads=threads)
         self.speed = check_speed(self.model.manifest.default_speed if speed is None else speed)
@@ -83,7 +109,8 @@ class Server:
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
             Route("/metrics", self.prometheus, methods=["GET"]),
-        ], lifespan=self._lifespan, exception_handlers={HTTPException: self._http_error})
+        ], lifespan=self._lifespan, exception_handlers={HTTPException: self._http_error},
+            middleware=[Middleware(_KeyCheck, server=self)] if self.api_key else [])
 
     # ----------------------------------------------------------------- lifecycle
     @contextlib.asynccontextmanager
@@ -235,17 +262,20 @@ def check_port(host: str, port: int) -> None:
 
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           speed: float | None = None, engine: str = "auto", limits: Limits | None = None,
-          threads: int | None = None) -> None:
-    """Run the server until SIGTERM / Ctrl-C (then it stops accepting, answers what it took, and exits)."""
+          threads: int | None = None, api_key: str | None = None, ssl_certfile: str | None = None,
+          ssl_keyfile: str | None = None) -> None:
+    """Run the server until SIGTERM / Ctrl-C (then it stops accepting, answers what it took, and exits). With
+    `api_key`, every endpoint but the probes needs it; with `ssl_certfile` / `ssl_keyfile`, it speaks HTTPS."""
     import os
     from dataclasses import asdict
 
     import uvicorn
 
-    settings = dict(speed=speed, engine=engine, threads=threads, limits=limits or Limits())
+    settings = dict(speed=speed, engine=engine, threads=threads, limits=limits or Limits(), api_key=api_key)
+    tls = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile else {}
     if workers == 1:  # the bundle is loaded once, here, and served by this process
         uvicorn.run(Server(bundle, **settings).app, host=host, port=port, log_level="warning",
-                    timeout_graceful_shutdown=30)
+                    timeout_graceful_shutdown=30, **tls)
         return
     # several processes: each worker loads the bundle; the parent only checks its manifest and hashes, so a
     # bad bundle fails here, once, with edgekd's own message
@@ -254,4 +284,4 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers
     os.environ[ENV] = json.dumps({"bundle": str(Path(bundle).resolve()), **settings,
                                   "limits": asdict(settings["limits"])})
     uvicorn.run("edgekd.apps.serve:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", timeout_graceful_shutdown=30)
+                log_level="warning", timeout_graceful_shutdown=30, **tls)

@@ -27,10 +27,16 @@ def serve(
     max_chars: Annotated[int, typer.Option(help="Characters in one text.")] = 10_000,
     threads: Annotated[Optional[int], typer.Option(
         help="onnxruntime threads per worker (default: one per core).")] = None,
+    api_key_file: Annotated[Optional[Path], typer.Option(
+        help="A file holding the API key (surrounding whitespace stripped; or set EDGEKD_API_KEY): every endpoint "
+             "but /healthz and /readyz then needs 'Authorization: Bearer <key>'.")] = None,
+    ssl_certfile: Annotated[Optional[Path], typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
+    ssl_keyfile: Annotated[Optional[Path], typer.Option(help="The certificate's private key (PEM).")] = None,
 ) -> None:
     """Serve the bundle over HTTP: POST /v1/classify, GET /v1/model, /healthz, /readyz, /metrics.
     Requests that arrive while the model is busy are batched together; SIGTERM drains and exits."""
     from edgekd.apps.serve import Limits, serve as run_server
+    from runtime.errors import InputError
 
     for name, value in (("max-batch", max_batch), ("max-queue", max_queue), ("max-texts", max_texts),
                         ("max-chars", max_chars), ("workers", workers)):
@@ -38,10 +44,37 @@ def serve(
             raise typer.BadParameter(f"--{name} must be at least 1")
     from edgekd.apps.serve import check_port
 
+    key = api_key(api_key_file)
+    if bool(ssl_certfile) != bool(ssl_keyfile):
+        raise InputError("give both --ssl-certfile and --ssl-keyfile for HTTPS")
+    for flag, path in (("--ssl-certfile", ssl_certfile), ("--ssl-keyfile", ssl_keyfile)):
+        if path is not None and not path.is_file():
+            raise InputError(f"{flag} {path}: no such file")
     check_port(host, port)
-    err(f"serving {bundle} at http://{host}:{port}/v1/classify  (Ctrl-C or SIGTERM stops it)")
+    scheme = "https" if ssl_certfile else "http"
+    err(f"serving {bundle} at {scheme}://{host}:{port}/v1/classify" + (" (API key required)" if key else "") +
+        "  (Ctrl-C or SIGTERM stops it)")
     run_server(bundle, host, port, workers, speed, engine,
-               Limits(max_batch=max_batch, max_queue=max_queue, max_texts=max_texts, max_chars=max_chars), threads)
+               Limits(max_batch=max_batch, max_queue=max_queue, max_texts=max_texts, max_chars=max_chars), threads,
+               api_key=key, ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+               ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+
+
+def api_key(file: Path | None) -> str | None:
+    """The API key: the file's content, surrounding whitespace stripped, else $EDGEKD_API_KEY, else none."""
+    import os
+
+    from runtime.errors import InputError
+
+    if file is not None:
+        try:
+            key = file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InputError(f"--api-key-file {file}: cannot read it ({exc.strerror})") from None
+        if not key:
+            raise InputError(f"--api-key-file {file} is empty")
+        return key
+    return os.environ.get("EDGEKD_API_KEY", "").strip() or None
 
 
 @app.command()

@@ -196,3 +196,55 @@ def test_a_port_in_use_is_refused_before_claiming_to_serve(bundle):
     assert result.exit_code == 2
     assert f"cannot listen on 127.0.0.1:{port} (in use); pick another --port" in result.output
     assert "serving" not in result.output
+
+
+def test_an_api_key_guards_every_endpoint_but_the_probes(bundle):
+    """Issue 44, section 3."""
+    server = Server(bundle, warmup=False, api_key="s3cret")
+    with TestClient(server.app) as client:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            r = client.post("/v1/classify", json={"texts": ["a superb film"]}, headers=headers)
+            assert r.status_code == 401 and r.json() == {"error": "missing or wrong API key (Authorization: "
+                                                                   "Bearer <key>)"}
+            assert client.get("/v1/model", headers=headers).status_code == 401
+        assert client.get("/healthz").status_code == 200 and client.get("/readyz").status_code == 200
+        ok = client.post("/v1/classify", json={"texts": ["a superb film"]}, headers={"Authorization": "Bearer s3cret"})
+        assert ok.status_code == 200 and len(ok.json()["predictions"]) == 1
+
+
+@pytest.mark.slow
+def test_serve_speaks_https_with_a_key_from_a_file(bundle, tmp_path):
+    """Issue 44, section 3: --ssl-certfile / --ssl-keyfile with a certificate the test makes, and
+    --api-key-file (whitespace stripped)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import httpx
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed here (it makes the test's certificate)")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1"], check=True, capture_output=True)
+    (tmp_path / "key.txt").write_text("  s3cret\n")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "edgekd.cli", "serve", str(bundle), "--port", str(port),
+                             "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
+                             "--api-key-file", str(tmp_path / "key.txt")], stderr=subprocess.PIPE, text=True)
+    try:
+        url = f"https://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", verify=False, timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        assert httpx.post(f"{url}/v1/classify", json={"texts": ["ok"]}, verify=False).status_code == 401
+        r = httpx.post(f"{url}/v1/classify", json={"texts": ["ok"]}, verify=False,
+                       headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 200 and r.json()["predictions"][0]["label"] in ("negative", "positive")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
