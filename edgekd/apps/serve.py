@@ -16,6 +16,7 @@ Retry-After; bodies, texts per request and characters per text are capped.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import hmac
 import json
@@ -34,6 +35,7 @@ from starlette.routing import Route
 
 import runtime
 from edgekd.apps.batching import BatchQueue
+from edgekd.apps.shadow import Shadow, ShadowMonitor
 from edgekd.present import threshold_info
 from runtime.errors import EdgeKDError, InputError, InputTypeError
 from runtime.exits import check_speed
@@ -61,6 +63,16 @@ class _Metrics:
         self.exits = Histogram("edgekd_exit_layer", "layer each text left at", registry=self.registry,
                                buckets=tuple(range(1, num_layers + 1)))
         self.queue = Gauge("edgekd_queue_texts", "texts waiting for the model", registry=self.registry)
+        self.serving_speed = Gauge("edgekd_serving_speed", "the speed used when a request gives none",
+                                   registry=self.registry)
+        self.shadow_checked = Counter("edgekd_shadow_checked", "texts run again at full depth (serve --shadow)",
+                                      registry=self.registry)
+        self.shadow_disagreements = Counter("edgekd_shadow_disagreements", "checked texts whose early answer "
+                                            "differs from full depth's", registry=self.registry)
+        self.shadow_bound = Gauge("edgekd_shadow_loss_upper_bound", "upper confidence bound on the disagreement "
+                                  "rate over the recent checks", registry=self.registry)
+        self.shadow_shed = Counter("edgekd_shadow_shed", "sampled texts not checked: the check queue was full",
+                                   registry=self.registry)
 
 
 OPEN_PATHS = ("/healthz", "/readyz")  # the probes a load balancer calls answer without the key
@@ -90,13 +102,15 @@ class Server:
 
     def __init__(self, bundle: str | Path, *, speed: float | None = None, engine: str = "auto",
                  limits: Limits | None = None, warmup: bool = True, threads: int | None = None,
-                 api_key: str | None = None):
+                 api_key: str | None = None, shadow: float = 0.0, shadow_budget: float | None = None):
         self.bundle = Path(bundle)
         self.api_key = api_key or None  # every endpoint but the probes then needs Authorization: Bearer <key>
         self.limits = limits or Limits()
         self.model = runtime.load(self.bundle, engine=engine, warmup=warmup, threads=threads)
         self.speed = check_speed(self.model.manifest.default_speed if speed is None else speed)
         self.metrics = _Metrics(self.model.num_layers)
+        self.metrics.serving_speed.set(self.speed)
+        self.shadow = make_shadow(self, shadow, shadow_budget) if shadow else None
         self.manifest_sha256 = hashlib.sha256((self.bundle / MANIFEST_FILE).read_bytes()).hexdigest()
         self.queue = BatchQueue(lambda texts, speed: self.model.classify(texts, speed=speed,
                                                                          batch_size=max(1, len(texts))),
@@ -116,6 +130,8 @@ class Server:
     @contextlib.asynccontextmanager
     async def _lifespan(self, app):
         self.queue.start()
+        if self.shadow is not None:
+            self.shadow.start()
         self.ready = True
         try:
             yield
@@ -124,6 +140,8 @@ class Server:
             sys.stderr.write(f"edgekd serve: stopping ({self.queue.waiting} texts still queued are answered "
                              "first)\n")
             await self.queue.stop()  # finish what was accepted before stopping
+            if self.shadow is not None:
+                await self.shadow.stop()
             sys.stderr.write("edgekd serve: stopped\n")
 
     async def _http_error(self, request: Request, exc: HTTPException) -> Response:
@@ -169,6 +187,8 @@ class Server:
             return self._error(500, f"the model failed: {exc}", endpoint)
         for r in results:
             self.metrics.exits.observe(r.exit_layer)
+        if self.shadow is not None:  # checked after the answer is sent, off the request path
+            self.shadow.offer(texts, [copy.copy(r) for r in results], speed)
         self.metrics.requests.labels(endpoint, "200").inc()
         self.metrics.latency.observe(time.perf_counter() - began)
         if threshold is not None:  # the labels at this request's threshold, from the same probabilities
@@ -215,8 +235,20 @@ class Server:
                              "layers": self.model.num_layers,
                              "default_speed": m.default_speed, "serving_speed": self.speed,
                              "engine": self.model.engine, "precision": m.precision,
-                             "text_pair": m.text_pair, **threshold_info(m),
+                             "text_pair": m.text_pair, **threshold_info(m), **self.shadow_info(),
                              "manifest_sha256": self.manifest_sha256})
+
+    def set_speed(self, speed: float) -> None:
+        """The speed used when a request gives none (serve --shadow moves it)."""
+        self.speed = speed
+        self.metrics.serving_speed.set(speed)
+
+    def shadow_info(self) -> dict:
+        if self.shadow is None:
+            return {}
+        m = self.shadow.monitor
+        return {"shadow": {"share": self.shadow.share, "checked": m.checked, "disagreements": m.disagreements,
+                           "loss_upper_bound": m.bound, "budget": m.budget, "calibrated_speed": m.calibrated}}
 
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "alive"})
@@ -228,6 +260,20 @@ class Server:
 
     async def prometheus(self, request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def make_shadow(server: Server, share: float, budget: float | None) -> Shadow:
+    """serve --shadow: the promise checked is the bundle's guarantee (budget, confidence) when it has one."""
+    if not 0 < share <= 1:
+        raise InputError(f"--shadow is a share of texts in (0, 1], got {share:g}")
+    manifest = server.model.manifest
+    promise = (manifest.calibration.guarantee if manifest.calibration else None) or {}
+    budget = budget if budget is not None else promise.get("budget", 0.02)
+    if not 0 < budget < 1:
+        raise InputError(f"--shadow-budget is a share of texts in (0, 1), got {budget:g}")
+    monitor = ShadowMonitor(server.speed, budget, promise.get("confidence", 0.95))
+    tolerance = 0.1 * (manifest.target_scale or 1.0)
+    return Shadow(server.model, share, monitor, server.metrics, server.set_speed, tolerance)
 
 
 def create_app(bundle: str | Path, **kwargs) -> Starlette:
@@ -263,7 +309,7 @@ def check_port(host: str, port: int) -> None:
 def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           speed: float | None = None, engine: str = "auto", limits: Limits | None = None,
           threads: int | None = None, api_key: str | None = None, ssl_certfile: str | None = None,
-          ssl_keyfile: str | None = None) -> None:
+          ssl_keyfile: str | None = None, shadow: float = 0.0, shadow_budget: float | None = None) -> None:
     """Run the server until SIGTERM / Ctrl-C (then it stops accepting, answers what it took, and exits). With
     `api_key`, every endpoint but the probes needs it; with `ssl_certfile` / `ssl_keyfile`, it speaks HTTPS."""
     import os
@@ -271,7 +317,8 @@ def serve(bundle: str | Path, host: str = "127.0.0.1", port: int = 8000, workers
 
     import uvicorn
 
-    settings = dict(speed=speed, engine=engine, threads=threads, limits=limits or Limits(), api_key=api_key)
+    settings = dict(speed=speed, engine=engine, threads=threads, limits=limits or Limits(), api_key=api_key,
+                    shadow=shadow, shadow_budget=shadow_budget)
     tls = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile else {}
     if workers == 1:  # the bundle is loaded once, here, and served by this process
         uvicorn.run(Server(bundle, **settings).app, host=host, port=port, log_level="warning",

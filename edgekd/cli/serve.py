@@ -32,6 +32,13 @@ def serve(
              "but /healthz and /readyz then needs 'Authorization: Bearer <key>'.")] = None,
     ssl_certfile: Annotated[Optional[Path], typer.Option(help="Serve HTTPS with this certificate (PEM).")] = None,
     ssl_keyfile: Annotated[Optional[Path], typer.Option(help="The certificate's private key (PEM).")] = None,
+    shadow: Annotated[float, typer.Option(
+        help="Check this share of answered texts (e.g. 0.02) at full depth, after answering and off the request "
+             "path; when the disagreement bound breaks the promised budget, serve one speed grid step slower, "
+             "and return when it recovers (Prometheus: edgekd_shadow_*, edgekd_serving_speed).")] = 0.0,
+    shadow_budget: Annotated[Optional[float], typer.Option(
+        help="With --shadow: the share of texts allowed to disagree with full depth [default: the bundle's "
+             "calibrated guarantee, else 0.02].")] = None,
 ) -> None:
     """Serve the bundle over HTTP: POST /v1/classify, GET /v1/model, /healthz, /readyz, /metrics.
     Requests that arrive while the model is busy are batched together; SIGTERM drains and exits."""
@@ -44,6 +51,8 @@ def serve(
             raise typer.BadParameter(f"--{name} must be at least 1")
     from edgekd.apps.serve import check_port
 
+    if not 0 <= shadow <= 1:
+        raise InputError(f"--shadow is a share of texts in [0, 1], got {shadow:g}")
     key = api_key(api_key_file)
     if bool(ssl_certfile) != bool(ssl_keyfile):
         raise InputError("give both --ssl-certfile and --ssl-keyfile for HTTPS")
@@ -57,7 +66,7 @@ def serve(
     run_server(bundle, host, port, workers, speed, engine,
                Limits(max_batch=max_batch, max_queue=max_queue, max_texts=max_texts, max_chars=max_chars), threads,
                api_key=key, ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-               ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+               ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None, shadow=shadow, shadow_budget=shadow_budget)
 
 
 def api_key(file: Path | None) -> str | None:

@@ -23,7 +23,7 @@ HEAVY = {"torch", "transformers", "onnx", "exporters", "safetensors", "edgekd.di
 ALLOWED_THIRD_PARTY = {"numpy", "onnxruntime", "tokenizers"}
 # edgekd/apps: its serving libraries; of edgekd itself only the apps and the torch-free file readers
 APPS_THIRD_PARTY = ALLOWED_THIRD_PARTY | {"starlette", "uvicorn", "prometheus_client", "tqdm", "ray"}
-APPS_EDGEKD = {"edgekd.apps", "edgekd.data", "edgekd.rows", "edgekd.present"}
+APPS_EDGEKD = {"edgekd.apps", "edgekd.data", "edgekd.rows", "edgekd.present", "edgekd.guarantee"}
 
 
 def imported_modules(path: Path) -> set[str]:
