@@ -162,6 +162,12 @@ class AttentionOptions(Optim):
     alpha: float = 1.0  # weight of attention-distribution KL
     beta: float = 1.0  # weight of value-relation KL
     relation_heads: int = 0  # 0 = largest common divisor of both widths <= max head count
+    # which relations the student's last layer learns: attention-value (MiniLM: softmax(QK^T) and softmax(VV^T))
+    # | qkv (MiniLMv2: softmax(QQ^T), softmax(KK^T), softmax(VV^T))
+    relations: str = "attention-value"
+    # the teacher layer the relations come from: 0 = its last, k > 0 its k-th (1-based), k < 0 counted from the
+    # end (MiniLMv2 takes an upper-middle layer of large teachers)
+    teacher_layer: int = 0
     objective: str = field(default="relations", metadata=flag(
         "Attention stage: relations (attention + value KL) | word (GLMD word prediction) | both."))
     word_weight: float = 1.0  # weight of the word-prediction KL when combined
@@ -321,6 +327,8 @@ class DistillConfig:
         if self.data.problem in ("multi-label", "regression") and "refine" in self.stages:
             p.append(f"the refine stage filters rows by the teacher's probability of one gold class; a "
                      f"{self.data.problem} task has none: leave refine out of --stages")
+        if self.attention.relations not in ("attention-value", "qkv"):
+            p.append(f"attention.relations {self.attention.relations!r} is not attention-value or qkv")
         if self.attention.objective not in ("relations", "word", "both"):
             p.append(f"attention.objective {self.attention.objective!r} is not relations, word or both")
         if self.finetune.kd not in ("soft", "mse"):

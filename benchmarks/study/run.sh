@@ -20,6 +20,7 @@ declare -A RECIPE=(
   [today]=""
   [w384]="--hidden 384 --heads 12 --ffn 1536 --init teacher"
   [3x384]="--layers 3 --hidden 384 --heads 12 --ffn 1536 --init teacher"
+  [qkv]="--config benchmarks/study/qkv.json"   # MiniLMv2's Q-Q, K-K, V-V relations instead of attention + value
 )
 for name in "${@:-today w384 3x384}"; do
   for recipe in $name; do

@@ -66,6 +66,17 @@ def self_attention_distillation(teacher_qkv, student_qkv, mask, heads: int, alph
     return alpha * at + beta * vr, {"at": at.detach(), "vr": vr.detach()}
 
 
+def qkv_relation_distillation(teacher_qkv, student_qkv, mask, heads: int):
+    """MiniLMv2's multi-head self-attention relations: KL between teacher and student softmax(QQ^T/sqrt(d)),
+    softmax(KK^T/sqrt(d)) and softmax(VV^T/sqrt(d)), regrouped into `heads` relation heads, summed.
+    q, k, v (B,T,D) each; mask (B,T) -> (loss, {"qq", "kk", "vv"})."""
+    parts = {}
+    for name, t, s in zip(("qq", "kk", "vv"), teacher_qkv, student_qkv):
+        parts[name] = masked_relation_kl(relation_log_probs(t, t, mask, heads), relation_log_probs(s, s, mask, heads),
+                                         mask)
+    return sum(parts.values()), {k: v.detach() for k, v in parts.items()}
+
+
 def default_relation_heads(teacher_width: int, student_width: int, teacher_heads: int, student_heads: int) -> int:
     """Largest common divisor of both widths that is at most max(head counts)."""
     limit = max(teacher_heads, student_heads)

@@ -263,11 +263,12 @@ def teacher_tokenizer_json(source: str | os.PathLike, target: str | os.PathLike,
 class TeacherAdaptor(nn.Module):
     """Runs the teacher and returns logits plus the last layer's q, k, v (captured by its family's hooks)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, relation_layer: int = -1):
         super().__init__()
         self.model = model
         self.family = family_of(model.config)
-        self._capture = self.family.capture(model)
+        self.relation_layer = relation_layer  # whose q, k, v `last_qkv` holds (an index; -1 the last layer)
+        self._capture = self.family.capture(model, relation_layer)
 
     @property
     def hidden_size(self) -> int:

@@ -126,3 +126,57 @@ def test_mask_tokens_spares_padding_and_kept_ids():
     assert (out[:, [0, 4, 5, 6]] == ids[:, [0, 4, 5, 6]]).all()
     share = float((out[:, 1:4] == 4).float().mean())
     assert 0.4 < share < 0.6
+
+
+def test_qkv_relations_are_zero_for_a_student_that_copies_its_teacher_and_positive_otherwise():
+    """Issue 41 (MiniLMv2's relations): Q-Q, K-K and V-V relation KL, across widths by regrouping."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 7, 24) for _ in range(3))
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    same, parts = losses.qkv_relation_distillation((q, k, v), (q, k, v), mask, heads=4)
+    assert float(same) == pytest.approx(0.0, abs=1e-6) and set(parts) == {"qq", "kk", "vv"}
+    student = tuple(torch.randn(2, 7, 12) for _ in range(3))  # a narrower student: 4 heads of 3 against 6
+    other, parts = losses.qkv_relation_distillation((q, k, v), student, mask, heads=4)
+    assert float(other) > 0 and all(float(p) > 0 for p in parts.values())
+
+
+def test_the_teacher_layer_the_relations_come_from_is_chosen_and_checked(tiny_data, tmp_path):
+    import json
+
+    from edgekd.config import ConfigError
+    from edgekd.distill.stages import RunContext
+    from edgekd.testing.fixtures import tiny_teacher
+    from tests.conftest import tiny_config
+
+    tiny_teacher_dir = tiny_teacher(tmp_path / "teacher", num_labels=2)  # with its task head: no teacher stage
+
+    ids, mask = torch.tensor([[2, 5, 6, 7, 3]]), torch.ones(1, 5, dtype=torch.long)
+    outputs = {}
+    for layer in (0, 1):  # the tiny teacher has 2 layers: 0 = the last, 1 = the first
+        cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / f"r{layer}", attention={"teacher_layer": layer})
+        ctx = RunContext(cfg, log=lambda _: None)
+        with torch.no_grad():
+            outputs[layer] = ctx.teacher()(ids, mask).last_qkv[0]
+        assert json.loads((tmp_path / f"r{layer}" / "config.json").read_text())["attention"]["teacher_layer"] == layer
+    assert not torch.allclose(outputs[0], outputs[1])
+    with pytest.raises(ConfigError, match="teacher_layer 5: the teacher has 2 layers"):
+        RunContext(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "bad", attention={"teacher_layer": 5}),
+                   log=lambda _: None).teacher()
+    with pytest.raises(ConfigError, match="attention.relations 'qk' is not"):
+        tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "bad2", attention={"relations": "qk"})
+
+
+@pytest.mark.slow
+def test_an_attention_stage_on_qkv_relations_from_another_layer_trains_and_records_them(tiny_teacher_dir, tiny_data,
+                                                                                        tmp_path):
+    import json
+
+    from edgekd.distill.pipeline import distill
+    from tests.conftest import tiny_config
+
+    run = distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher", "attention"],
+                              attention={"relations": "qkv", "teacher_layer": 1}), log=lambda _: None)
+    record = json.loads((run / "metrics.json").read_text())["attention"]
+    assert record["relations"] == "qkv" and record["teacher_layer"] == 1 and record["loss"] > 0
+    assert len(record["first_losses"]) == 3

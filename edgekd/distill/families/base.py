@@ -37,7 +37,7 @@ class Embeddings:
 
 
 class QKVCapture:
-    """Forward hooks on the last layer's q, k, v projections; `get()` -> (q, k, v), each (B,T,H)."""
+    """Forward hooks on one layer's q, k, v projections; `get()` -> (q, k, v), each (B,T,H)."""
 
     def __init__(self, modules: tuple[nn.Module, nn.Module, nn.Module], first: bool = False):
         self.captured: dict[int, torch.Tensor] = {}
@@ -94,8 +94,9 @@ class Family:
         attention = layer.attention.self
         return attention.query, attention.key, attention.value
 
-    def capture(self, model: nn.Module) -> QKVCapture:
-        return QKVCapture(self.qkv_modules(self.layers(model)[-1]))
+    def capture(self, model: nn.Module, layer: int = -1) -> QKVCapture:
+        """Hooks on the q, k, v projections of `layer` (an index into the encoder's layers; -1 the last)."""
+        return QKVCapture(self.qkv_modules(self.layers(model)[layer]))
 
     def layer_parts(self, layer: nn.Module) -> dict[str, nn.Module]:
         """Each of LAYER_PARTS -> the teacher's Linear / LayerNorm playing that part."""

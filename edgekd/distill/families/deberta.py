@@ -16,9 +16,9 @@ class Deberta(Family):
         attention = layer.attention.self
         return attention.query_proj, attention.key_proj, attention.value_proj
 
-    def capture(self, model):
+    def capture(self, model, layer: int = -1):
         # query_proj / key_proj also project the relative-position embeddings after the tokens: keep the first call
-        return QKVCapture(self.qkv_modules(self.layers(model)[-1]), first=True)
+        return QKVCapture(self.qkv_modules(self.layers(model)[layer]), first=True)
 
     def embeddings(self, model):  # used only for the word table (PCA, vocabulary maps)
         e = model.base_model.embeddings

@@ -44,8 +44,8 @@ class ModernBert(Family):
     def layers(self, model):
         return list(model.base_model.layers)
 
-    def capture(self, model):
-        return _RotaryCapture(self.layers(model)[-1].attn)
+    def capture(self, model, layer: int = -1):
+        return _RotaryCapture(self.layers(model)[layer].attn)
 
     def word_embeddings(self, model):
         return model.base_model.embeddings.tok_embeddings.weight

@@ -30,7 +30,9 @@ class AttentionStage:
         relations, word = a.objective in ("relations", "both"), a.objective in ("word", "both")
         heads = a.relation_heads or losses.default_relation_heads(
             teacher.hidden_size, student.config.hidden_size, teacher.num_heads, student.config.num_heads)
-        ctx.log(f"attention stage: objective {a.objective}" + (f", {heads} relation heads" if relations else ""))
+        ctx.log(f"attention stage: objective {a.objective}" +
+                (f", {a.relations} relations from teacher layer {teacher.relation_layer % teacher_layers(teacher) + 1}"
+                 f" of {teacher_layers(teacher)}, {heads} relation heads" if relations else ""))
         t_embedding = teacher.word_vectors.detach()
         if student.config.original_vocab_size:  # word logits over the kept tokens only
             t_embedding = t_embedding[torch.from_numpy(ctx.vocab_map().kept).to(t_embedding.device)]
@@ -47,7 +49,10 @@ class AttentionStage:
                 t = teacher(ids, batch.mask, batch.token_type_ids, hidden=word)
             s = module(ids, batch.mask, exits=False, **segments(batch))
             total, parts = ids.new_zeros((), dtype=torch.float32), {}
-            if relations:
+            if relations and a.relations == "qkv":
+                loss, parts = losses.qkv_relation_distillation(t.last_qkv, s.last_qkv, batch.mask, heads)
+                total = total + loss
+            elif relations:
                 loss, parts = losses.self_attention_distillation(t.last_qkv, s.last_qkv, batch.mask, heads, a.alpha,
                                                                  a.beta)
                 total = total + loss
@@ -67,4 +72,9 @@ class AttentionStage:
                            ctx.run.stage("attention"), ctx.step_hook("attention"), log=ctx.log)
         ctx.save_student("attention", student)
         return {**student_dev(ctx, student), **stats, "objective": a.objective,
-                **({"relation_heads": heads} if relations else {})}
+                **({"relation_heads": heads, "relations": a.relations,
+                    "teacher_layer": teacher.relation_layer % teacher_layers(teacher) + 1} if relations else {})}
+
+
+def teacher_layers(teacher) -> int:
+    return teacher.family.num_layers(teacher.model.config)

@@ -116,6 +116,19 @@ class RunContext:
         raise ConfigError([f"the teacher {self.cfg.teacher} has no task head for {len(self.labels)} labels; "
                            "run the `teacher` stage first (--stages teacher,...)"])
 
+    def relation_layer(self, model) -> int:
+        """attention.teacher_layer as an index into the teacher's layers (-1 the last), checked."""
+        from edgekd.distill.families import family_of
+
+        layers, k = family_of(model.config).num_layers(model.config), self.cfg.attention.teacher_layer
+        if k == 0:
+            return -1
+        index = k - 1 if k > 0 else layers + k
+        if not 0 <= index < layers:
+            raise ConfigError([f"attention.teacher_layer {k}: the teacher has {layers} layers (give 1..{layers}, "
+                               f"-1..-{layers}, or 0 for the last)"])
+        return index
+
     def reset_teacher(self) -> None:
         """Forget the loaded teacher (after the teacher stage wrote a new one)."""
         self._teacher = None
@@ -126,7 +139,7 @@ class RunContext:
                                  self.problem).to(self.device).eval()
             for p in model.parameters():
                 p.requires_grad_(False)
-            self._teacher = TeacherAdaptor(model)
+            self._teacher = TeacherAdaptor(model, self.relation_layer(model))
         return self._teacher
 
     def vocab_map(self) -> VocabMap:
