@@ -68,3 +68,61 @@ def profile_graph(model: EdgeModel, texts: list[str], target: Path, speed: float
 def machine_description() -> str:
     """A short description of this machine for calibration tables."""
     return f"{platform.machine()} {platform.processor() or platform.system()}, {os.cpu_count()} cores"
+
+
+# operator types by what they do, for the kernel profile (anything else is "other")
+KERNEL_GROUPS = {
+    "matrix products": {"MatMul", "FusedMatMul", "Gemm", "FusedGemm", "MatMulInteger", "MatMulIntegerToFloat",
+                        "QLinearMatMul", "DynamicQuantizeMatMul", "QGemm", "MatMulNBits"},
+    "attention": {"Attention", "MultiHeadAttention", "QAttention", "Softmax", "LogSoftmax"},
+    "normalisation": {"LayerNormalization", "SkipLayerNormalization", "EmbedLayerNormalization",
+                      "SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"},
+    "activation": {"Gelu", "BiasGelu", "FastGelu", "QuickGelu", "Erf", "Tanh", "Relu", "Sigmoid"},
+    "shape bookkeeping": {"Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Reshape", "Slice", "Transpose",
+                          "Expand", "ConstantOfShape", "Constant", "Cast", "Range", "Size", "Identity", "Flatten"},
+    "exit rule and compaction": {"ReduceMax", "ReduceSum", "ReduceMean", "Exp", "Log", "Less", "Greater", "Not",
+                                 "And", "Or", "Where", "NonZero", "Compress", "ScatterND", "GatherND",
+                                 "GatherElements", "Clip", "ArgMax", "Equal", "Abs", "Max", "Min"},
+    "quantize / dequantize": {"DynamicQuantizeLinear", "QuantizeLinear", "DequantizeLinear"},
+}
+
+
+def kernel_group(op: str) -> str:
+    return next((group for group, ops in KERNEL_GROUPS.items() if op in ops), "other")
+
+
+def kernel_profile(model: EdgeModel, texts: list, speed: float = 0.0) -> dict:
+    """The compiled graph run at batch 1 on each of `texts` at `speed`, one thread, default session options,
+    under onnxruntime's profiler: kernels executed per text (mean; an If counts as its branch's kernels, not
+    itself), milliseconds per text by group of operators (they add up to `ms_per_text`), and per layer."""
+    import tempfile
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(str(Path(model.path) / model.manifest.graph.file), options,
+                                       providers=["CPUExecutionProvider"])
+        items = model.items(texts)
+        for item in items:
+            batch = model.batch(*model.encode([item]))
+            session.run(None, batch.feeds(session_inputs(session), speed))
+        events = json.loads(Path(session.end_profiling()).read_text())
+    kernels, ms = 0, collections.defaultdict(float)
+    for e in events:
+        op = e.get("args", {}).get("op_name", "?")
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and op not in ("If", "Loop"):
+            kernels += 1
+            ms[kernel_group(op)] += e.get("dur", 0) / 1e3 / len(items)
+    per_text = kernels / len(items)
+    return {"texts": len(items), "speed": speed, "kernels_per_text": round(per_text, 2),
+            "kernels_per_layer": round(per_text / model.num_layers, 2),
+            "ms_by_group": {k: round(v, 4) for k, v in sorted(ms.items(), key=lambda kv: -kv[1])},
+            "ms_per_text": round(sum(ms.values()), 4)}
+
+
+def session_inputs(session) -> tuple[str, ...]:
+    """A compiled graph's inputs in the order Batch.feeds gives them (ids, mask, speed, [token_type_ids])."""
+    names = [i.name for i in session.get_inputs()]
+    return tuple(n for n in GRAPH_INPUTS if n in names) + tuple(n for n in names if n not in GRAPH_INPUTS)

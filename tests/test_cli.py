@@ -293,3 +293,12 @@ def test_multi_label_thresholds_are_shown_and_can_be_overridden():
     with TestClient(Server(MULTI_FIXTURE, warmup=False).app) as client:
         info = client.get("/v1/model").json()
     assert info["text_pair"] is False and info["thresholds"] == {"joy": 0.5, "anger": 0.5, "fear": 0.5}
+
+
+def test_inspect_profile_reports_kernels_and_time_by_group():
+    """Issue 40, section 1."""
+    fixture = Path(__file__).resolve().parents[1] / "js" / "test" / "fixtures" / "fp32"
+    out = runner.invoke(app, ["inspect", str(fixture), "--profile"])
+    assert out.exit_code == 0, out.output
+    assert re.search(r"speed 0: [\d.]+ kernels per text \([\d.]+ per layer\)", out.output)
+    assert "matrix products" in out.output and "GFLOP/s" in out.output

@@ -44,7 +44,7 @@ from runtime.errors import EdgeKDError
 from runtime.exits import REPORT_SPEEDS
 from runtime.files import atomic_write_text
 from runtime.manifest import read_manifest
-from runtime.timing import profile_graph, layer_times
+from runtime.timing import kernel_profile, layer_times, profile_graph
 
 DEFAULT_SPEEDS = list(REPORT_SPEEDS)
 STATE_VERSION = 1
@@ -391,6 +391,14 @@ def _report(options: BenchOptions, ctx: Context, units: list[Unit], state: State
                                                      target.name)
         table += "\n" + payload["profile"]["markdown"]
         written.append(target)
+        # kernels per text at batch 1 (one thread, default options), at speed 0 and at the default speed
+        sample = texts[: min(50, len(texts))]
+        kernels = {f"{s:g}": kernel_profile(graph, sample, s) for s in sorted({0.0, manifest.default_speed})}
+        payload["kernels"] = kernels
+        payload["kernels_per_text"] = kernels["0"]["kernels_per_text"]
+        payload["kernels_per_layer"] = kernels["0"]["kernels_per_layer"]
+        table += (f"\nmodel.onnx at batch 1 (one thread): {payload['kernels_per_text']:.1f} kernels per text at speed "
+                  f"0, {payload['kernels_per_layer']:.1f} per layer; by group at each speed in the JSON (`kernels`)\n")
     if options.competitors:
         payload["pareto"] = report.pareto(rows)
         table += "\n" + payload["pareto"]["markdown"]

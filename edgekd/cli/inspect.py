@@ -20,7 +20,11 @@ def inspect(
     targets: Annotated[bool, typer.Option(
         "--targets",
         help="Also say which mobile execution providers (NNAPI, CoreML) could run model.onnx and the part "
-                          "graphs, per onnxruntime's own usability checker (needs the onnx package).")] = False,
+             "graphs, per onnxruntime's own usability checker (needs the onnx package).")] = False,
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="Run model.onnx at batch 1 under onnxruntime's profiler (one thread), at speed 0 and at "
+                          "the default speed: kernels per text and per layer, milliseconds by group of operators, "
+                          "estimated GFLOPs per text and GFLOP/s reached.")] = False,
 ) -> None:
     """Show what a bundle holds: parts and sizes, labels, vocabulary, calibration."""
     from runtime.manifest import read_manifest, resolve_inside, verify_bundle
@@ -29,6 +33,10 @@ def inspect(
     verify_bundle(bundle, manifest)
     if targets:
         _targets(bundle, manifest)
+        return
+    if profile:
+        for line in profile_lines(bundle, manifest):
+            typer.echo(line)
         return
     if as_json:
         typer.echo(json.dumps(manifest.to_dict(), indent=2))
@@ -95,3 +103,35 @@ def _targets(bundle: Path, manifest) -> None:
         report = bundle_targets(bundle, manifest)
     for line in target_lines(report):
         typer.echo(line)
+
+
+PROFILE_TEXTS = ["a gripping film", "dull and far too long", "the plot is thin , but the cast makes it worth a look",
+                 "not bad at all", "one of the most tedious films of the year , with a script that goes nowhere",
+                 "superb", "it is a film about people who talk", "funny , warm and never less than charming"]
+
+
+def profile_lines(bundle: Path, manifest) -> list[str]:
+    """inspect --profile: the kernel profile of model.onnx at speed 0 and at the default speed."""
+    import runtime
+    from edgekd.bench.measure import layer_gflops
+    from runtime.errors import EdgeKDError
+    from runtime.timing import kernel_profile
+
+    if manifest.graph is None:
+        raise EdgeKDError(f"{bundle} has no model.onnx to profile")
+    model = runtime.load(bundle, engine="graph")
+    texts = [(t, t[::-1]) for t in PROFILE_TEXTS] if manifest.text_pair else PROFILE_TEXTS
+    student = (manifest.source or {}).get("student", {})
+    ffn = student.get("ffn_size") or 4 * manifest.hidden_size
+    tokens = sum(len(ids) for ids in model.encoder.tokens(model.items(texts))[0]) / len(texts)
+    lines = [f"model.onnx at batch 1, one thread, {len(texts)} texts of {tokens:.1f} tokens on average:"]
+    for speed in sorted({0.0, manifest.default_speed}):
+        p = kernel_profile(model, texts, speed)
+        layers = float(model.outputs(texts, speed=speed)[1].mean())
+        gflops = layers * layer_gflops(manifest.hidden_size, ffn, tokens)
+        lines.append(f"  speed {speed:g}: {p['kernels_per_text']:.1f} kernels per text ({p['kernels_per_layer']:.1f} "
+                     f"per layer), {p['ms_per_text']:.3f} ms, {layers:.2f} layers, {gflops:.4f} GFLOPs per text "
+                     f"({gflops / max(p['ms_per_text'], 1e-9) * 1e3:.2f} GFLOP/s)")
+        lines += [f"    {group:<26} {ms:8.4f} ms  {100 * ms / max(p['ms_per_text'], 1e-9):5.1f}%"
+                  for group, ms in p["ms_by_group"].items()]
+    return lines

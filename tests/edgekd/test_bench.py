@@ -276,6 +276,8 @@ def test_competitors_and_profile_sit_beside_edgekd_in_one_run(tiny_teacher_dir, 
     profile = payload["profile"]
     assert (tmp_path / "out" / profile["file"]).is_file() and profile["kernel_ms"] > 0
     assert "MatMul" in "".join(profile["ms_by_op"]) and "If" not in profile["ms_by_op"]
+    assert payload["kernels_per_text"] > 0 and payload["kernels_per_layer"] == pytest.approx(
+        payload["kernels_per_text"] / 2, abs=0.01)  # the tiny student has 2 layers
 
 
 @pytest.mark.slow

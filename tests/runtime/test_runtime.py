@@ -142,3 +142,17 @@ def test_a_lone_surrogate_is_named(bundle):
 
     with pytest.raises(InputError, match=r"texts\[1\] holds a lone surrogate"):
         runtime.load(bundle).classify(["ok", "bad \ud800 text"])
+
+
+def test_the_kernel_profile_counts_kernels_and_its_groups_add_up(bundle):
+    """Issue 40, section 1: kernels per text from onnxruntime's profiler, time by group adding to the total."""
+    from runtime.timing import KERNEL_GROUPS, kernel_profile
+
+    model = runtime.load(bundle, engine="graph")
+    full = kernel_profile(model, TEXTS[:4], speed=0.0)
+    assert full["kernels_per_text"] > 10 * model.num_layers and full["texts"] == 4
+    assert full["kernels_per_layer"] == pytest.approx(full["kernels_per_text"] / model.num_layers, abs=0.01)
+    assert sum(full["ms_by_group"].values()) == pytest.approx(full["ms_per_text"], abs=1e-3)
+    assert set(full["ms_by_group"]) <= set(KERNEL_GROUPS) | {"other"} and "matrix products" in full["ms_by_group"]
+    fast = kernel_profile(model, TEXTS[:4], speed=0.9)  # rows leave early: fewer layers, fewer kernels
+    assert fast["kernels_per_text"] < full["kernels_per_text"]
