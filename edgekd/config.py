@@ -154,6 +154,9 @@ class TeacherOptions(Optim):
     lr: float = 5e-5
     max_train: int = 0  # the teacher trains on the first N train rows (0 = all of the file)
     force: bool = False  # fine-tune even when the checkpoint already has a task head
+    # which checkpoint the stage keeps: score (the best dev metric) | loss (the lowest dev loss of the task's own
+    # kind: a better-calibrated teacher, which may distil better: issue 41's lever)
+    keep: str = "score"
 
 
 @dataclass
@@ -327,6 +330,8 @@ class DistillConfig:
         if self.data.problem in ("multi-label", "regression") and "refine" in self.stages:
             p.append(f"the refine stage filters rows by the teacher's probability of one gold class; a "
                      f"{self.data.problem} task has none: leave refine out of --stages")
+        if self.teacher_stage.keep not in ("score", "loss"):
+            p.append(f"teacher_stage.keep {self.teacher_stage.keep!r} is not score or loss")
         if self.attention.relations not in ("attention-value", "qkv"):
             p.append(f"attention.relations {self.attention.relations!r} is not attention-value or qkv")
         if self.attention.objective not in ("relations", "word", "both"):

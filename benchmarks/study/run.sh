@@ -21,12 +21,13 @@ declare -A RECIPE=(
   [w384]="--hidden 384 --heads 12 --ffn 1536 --init teacher"
   [3x384]="--layers 3 --hidden 384 --heads 12 --ffn 1536 --init teacher"
   [qkv]="--config benchmarks/study/qkv.json"   # MiniLMv2's Q-Q, K-K, V-V relations instead of attention + value
+  [teacher-loss]="--config benchmarks/study/teacher-loss.json"   # the teacher kept by dev loss (its own teacher)
 )
 for name in "${@:-today w384 3x384}"; do
   for recipe in $name; do
     run="$RUNS/$TASK-$recipe"
     source=$TEACHER
-    [ "$recipe" = today ] || source="$RUNS/$TASK-today/teacher"
+    case $recipe in today|teacher-loss) ;; *) source="$RUNS/$TASK-today/teacher" ;; esac
     # shellcheck disable=SC2086
     $EDGEKD distill --teacher "$source" "${COMMON[@]}" --out "$run" ${RECIPE[$recipe]}
     [ -d "$BUNDLES/$TASK-$recipe-int8" ] || $EDGEKD export "$run" --out "$BUNDLES/$TASK-$recipe-int8" \

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from edgekd.distill import losses
 from edgekd.distill.evaluate import all_exit_logits, classifier_logits, exit_table, main_score, scores
 from edgekd.distill.model import EarlyExitStudent
 from runtime.exits import default_rule
@@ -30,7 +31,12 @@ def dev_scores(ctx: RunContext, logits: torch.Tensor) -> dict:
     return {f"dev_{k}": v for k, v in scores(logits, ctx.dev.labels, ctx.problem).items()}
 
 
-def dev_score(ctx: RunContext, forward) -> float:
-    """The main metric on dev (accuracy, micro-F1, Pearson) of `forward(ids, mask, types) -> logits`: the
-    best-checkpoint score."""
-    return main_score(classifier_logits(forward, ctx.dev, ctx.device), ctx.dev.labels, ctx.problem)
+def dev_score(ctx: RunContext, forward, keep: str = "score") -> float:
+    """The best-checkpoint score (higher is better) of `forward(ids, mask, types) -> logits` on dev: its main
+    metric (accuracy, micro-F1, Pearson), or with keep="loss" minus its dev loss (cross-entropy, binary
+    cross-entropy, MSE in the training units): the best-calibrated checkpoint."""
+    logits = classifier_logits(forward, ctx.dev, ctx.device)
+    if keep == "loss":
+        known = losses.known(ctx.dev.labels, ctx.problem)
+        return -float(ctx.gold_loss(logits[known], ctx.dev.labels[known]))
+    return main_score(logits, ctx.dev.labels, ctx.problem)

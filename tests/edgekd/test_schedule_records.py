@@ -51,3 +51,18 @@ def test_the_checkpoint_round_trips_the_early_stop_record(tmp_path):
     assert Checkpoint(tmp_path / "c.pt").load(model, optimizer, scheduler, again) == 7
     assert (again.score, again.step, again.cool, again.patience_stop) == (0.3, 5, Cooldown(5, 10, 0.5), "why")
     assert torch.equal(again.state["w"], torch.ones(1))
+
+
+def test_the_teacher_checkpoint_can_be_kept_by_its_dev_loss(tiny_teacher_dir, tiny_data, tmp_path):
+    """Issue 41's lever: teacher_stage.keep "loss" keeps the checkpoint with the lowest dev loss (scored as minus
+    the loss, so higher is still better)."""
+    import json
+
+    from edgekd.distill.pipeline import distill
+    from tests.conftest import tiny_config
+
+    run = distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher"],
+                              teacher_stage={"keep": "loss", "eval_every": 2}), log=lambda _: None)
+    teacher = json.loads((run / "metrics.json").read_text())["teacher"]
+    assert teacher["best_score"] < 0 and teacher["best_step"] in (2, 4)
+    assert json.loads((run / "config.json").read_text())["teacher_stage"]["keep"] == "loss"

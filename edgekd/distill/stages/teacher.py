@@ -40,9 +40,9 @@ class TeacherStage:
             stats = train_loop("teacher", model, list(model.parameters()),
                                classifier_loss(ctx.problem, ctx.loss_scale), data, ctx.cfg.teacher_stage,
                                ctx.cfg.seed, ctx.device, ctx.run.stage("teacher"), ctx.step_hook("teacher"),
-                               evaluate=lambda: dev_score(ctx, 
-                                   lambda i, m, t: model(input_ids=i, attention_mask=m,
-                                                         **segment_kwargs(model, t)).logits),
+                               evaluate=lambda: dev_score(ctx, lambda i, m, t: model(
+                                   input_ids=i, attention_mask=m, **segment_kwargs(model, t)).logits,
+                                   keep=ctx.cfg.teacher_stage.keep),
                                head=head_parameters(model), log=ctx.log)
             ctx.log(schedule_note("teacher", stats, len(data), ctx.cfg.teacher_stage))
         if ctx.rank == 0:
