@@ -171,6 +171,10 @@ class AttentionOptions(Optim):
     # the teacher layer the relations come from: 0 = its last, k > 0 its k-th (1-based), k < 0 counted from the
     # end (MiniLMv2 takes an upper-middle layer of large teachers)
     teacher_layer: int = 0
+    # TinyBERT's hidden-state matching beside the relations: the weight of the MSE between each student layer's
+    # output, projected to the teacher's width by a learned linear map (dropped from the exported student), and
+    # the output of the teacher layer it maps to (uniform: 6 -> 4 takes teacher layers 1, 3, 4, 6); 0 = off
+    hidden_weight: float = 0.0
     objective: str = field(default="relations", metadata=flag(
         "Attention stage: relations (attention + value KL) | word (GLMD word prediction) | both."))
     word_weight: float = 1.0  # weight of the word-prediction KL when combined
@@ -330,6 +334,8 @@ class DistillConfig:
         if self.data.problem in ("multi-label", "regression") and "refine" in self.stages:
             p.append(f"the refine stage filters rows by the teacher's probability of one gold class; a "
                      f"{self.data.problem} task has none: leave refine out of --stages")
+        if self.attention.hidden_weight < 0:
+            p.append("attention.hidden_weight must be >= 0 (0 = off)")
         if self.teacher_stage.keep not in ("score", "loss"):
             p.append(f"teacher_stage.keep {self.teacher_stage.keep!r} is not score or loss")
         if self.attention.relations not in ("attention-value", "qkv"):

@@ -23,6 +23,7 @@ declare -A RECIPE=(
   [qkv]="--config benchmarks/study/qkv.json"   # MiniLMv2's Q-Q, K-K, V-V relations instead of attention + value
   [teacher-loss]="--config benchmarks/study/teacher-loss.json"   # the teacher kept by dev loss (its own teacher)
   [augment-2]="--augment 2"   # the transfer set at every data size (by default only below 20k labelled rows)
+  [hidden]="--config benchmarks/study/hidden.json"   # + TinyBERT's hidden states, layer to layer, projected
 )
 for name in "${@:-today w384 3x384}"; do
   for recipe in $name; do

@@ -77,6 +77,18 @@ def qkv_relation_distillation(teacher_qkv, student_qkv, mask, heads: int):
     return sum(parts.values()), {k: v.detach() for k, v in parts.items()}
 
 
+def hidden_state_mse(teacher_states, student_states, projection, mask: torch.Tensor) -> torch.Tensor:
+    """TinyBERT's hidden-state distillation: the mean over matched layer pairs of the masked MSE between the
+    student's hidden states, projected to the teacher's width, and the teacher's.
+    teacher_states, student_states: equal-length lists of (B,T,Dt) / (B,T,Ds); projection: Ds -> Dt; mask (B,T)."""
+    rows = mask[..., None].float()
+    total = mask.new_zeros((), dtype=torch.float32)
+    for t, s in zip(teacher_states, student_states):
+        diff = (projection(s).float() - t.float()) ** 2 * rows
+        total = total + diff.sum() / (rows.sum() * t.shape[-1]).clamp(min=1.0)
+    return total / max(len(teacher_states), 1)
+
+
 def default_relation_heads(teacher_width: int, student_width: int, teacher_heads: int, student_heads: int) -> int:
     """Largest common divisor of both widths that is at most max(head counts)."""
     limit = max(teacher_heads, student_heads)

@@ -224,6 +224,7 @@ class StudentOutput:
     exit_logits: list[torch.Tensor]  # L tensors (B,C); the last is the trunk classifier
     hidden: torch.Tensor  # last layer (B,T,H)
     last_qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # last layer q, k, v (B,T,H)
+    hidden_states: list[torch.Tensor] | None = None  # every layer's output (B,T,H), when asked for
 
     @property
     def logits(self) -> torch.Tensor:
@@ -250,17 +251,18 @@ class EarlyExitStudent(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, exits: bool = True,
-                token_type_ids: torch.Tensor | None = None) -> StudentOutput:
+                token_type_ids: torch.Tensor | None = None, all_hidden: bool = False) -> StudentOutput:
         """input_ids, mask (B,T) [, token_type_ids (B,T) of a pair] -> every exit's logits (only the trunk's if
-        exits=False)."""
+        exits=False); with all_hidden, every layer's output too (hidden-state distillation)."""
         hidden = self.embeddings(input_ids, token_type_ids)
-        exit_logits = []
+        exit_logits, states = [], []
         qkv = None
         for index, (layer, head) in enumerate(zip(self.layers, self.heads)):
             hidden, qkv = layer(hidden, mask)
+            states.append(hidden)
             if exits or index == len(self.layers) - 1:
                 exit_logits.append(head(hidden, mask))
-        return StudentOutput(exit_logits, hidden, qkv)
+        return StudentOutput(exit_logits, hidden, qkv, states if all_hidden else None)
 
     def backbone_parameters(self):
         """Embeddings and layers (not the exit heads)."""

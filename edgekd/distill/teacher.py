@@ -24,6 +24,7 @@ class TeacherOutput:
     logits: torch.Tensor  # (B,C)
     last_qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # last layer q, k, v (B,T,H)
     hidden: torch.Tensor | None = None  # last layer output (B,T,H), when asked for
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # embeddings + every layer's output, when asked for
 
 
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # what a hub id looks like: name or owner/name
@@ -283,7 +284,8 @@ class TeacherAdaptor(nn.Module):
         self._capture.clear()
         out = self.model(input_ids=input_ids, attention_mask=mask, output_hidden_states=hidden,
                          **segment_kwargs(self.model, token_type_ids))
-        return TeacherOutput(out.logits, self._capture.get(), out.hidden_states[-1] if hidden else None)
+        return TeacherOutput(out.logits, self._capture.get(), out.hidden_states[-1] if hidden else None,
+                             out.hidden_states if hidden else None)
 
     @property
     def word_embeddings(self) -> torch.Tensor:

@@ -180,3 +180,39 @@ def test_an_attention_stage_on_qkv_relations_from_another_layer_trains_and_recor
     record = json.loads((run / "metrics.json").read_text())["attention"]
     assert record["relations"] == "qkv" and record["teacher_layer"] == 1 and record["loss"] > 0
     assert len(record["first_losses"]) == 3
+
+
+def test_hidden_state_matching_is_zero_for_a_copy_and_positive_otherwise():
+    """Issue 41 (TinyBERT's hidden-state distillation through a learned projection)."""
+    torch.manual_seed(0)
+    states = [torch.randn(2, 5, 8) for _ in range(2)]
+    mask = torch.ones(2, 5, dtype=torch.long)
+    identity = torch.nn.Linear(8, 8, bias=False)
+    with torch.no_grad():
+        identity.weight.copy_(torch.eye(8))
+    assert float(losses.hidden_state_mse(states, states, identity, mask)) == pytest.approx(0.0, abs=1e-7)
+    narrow = [torch.randn(2, 5, 4) for _ in range(2)]
+    assert float(losses.hidden_state_mse(states, narrow, torch.nn.Linear(4, 8), mask)) > 0
+
+
+@pytest.mark.slow
+def test_an_attention_stage_with_hidden_matching_trains_its_projection_and_exports_without_it(tiny_teacher_dir,
+                                                                                           tiny_data, tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    from edgekd.distill.export import export_run
+    from edgekd.distill.pipeline import distill
+    from tests.conftest import tiny_config
+
+    run = distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher", "attention"],
+                              attention={"hidden_weight": 1.0}, student={"init": "teacher", "hidden": 32,
+                                                                         "heads": 2}),
+                  log=lambda _: None)
+    record = json.loads((run / "metrics.json").read_text())["attention"]
+    assert record["hidden_weight"] == 1.0 and record["teacher_layers_matched"] == [1, 2]
+    saved = load_file(str(run / "stages" / "attention" / "student" / "model.safetensors"))
+    assert not any(k.startswith("hidden_projection") for k in saved)  # a training aid only
+    assert export_run(run, tmp_path / "bundle").path.is_dir()
+    assert json.loads((run / "config.json").read_text())["attention"]["hidden_weight"] == 1.0
