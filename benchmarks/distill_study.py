@@ -46,7 +46,7 @@ def run_row(entry: dict, reference: dict[str, float]) -> dict:
     teacher = reference.get(entry["task"])
     wall = sum(m.get("seconds", 0.0) for m in metrics.values()) + entry.get("teacher_s", 0.0)
     return {"task": entry["task"], "split": entry.get("split", "dev"), "recipe": entry["recipe"],
-            "metric": "pearson_x100" if metric == "pearson" else metric, "teacher": teacher, "student": student,
+            "metric": None if not task_file.is_file() else "pearson_x100" if metric == "pearson" else metric, "teacher": teacher, "student": student,
             "gap": None if student is None or teacher is None else round(teacher - student, 2),
             "student_int8_b1_ms": None, "wall_s": round(wall, 1), "chosen": bool(entry.get("chosen", False)),
             "status": ("not started" if not run.is_dir() else "finished" if wanted and set(wanted) <= set(done)
@@ -113,8 +113,14 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{args.stem}.json").write_text(json.dumps({"runs": rows}, indent=2) + "\n")
-    (out / f"{args.stem}.md").write_text(f"# Distillation study\n\nMade by `python benchmarks/distill_study.py "
-                                         f"{args.spec}`; scores in points on dev.\n\n" + table(rows))
+    import os
+
+    spec_name = os.path.relpath(Path(args.spec).resolve(), Path(__file__).resolve().parents[1])
+    (out / f"{args.stem}.md").write_text(
+        f"# Distillation study\n\nMade by `python benchmarks/distill_study.py {spec_name}` (run from the folder that "
+        "holds the run folders and bundles the spec names); scores in points on dev; the int8 bundles timed "
+        "at batch 1 in one process. The runs train with one thread each (`OMP_NUM_THREADS=1`), two at a "
+        "time on 2 cores beside other work, so `wall s` compares within this table only.\n\n" + table(rows))
     print(table(rows))
 
 
