@@ -84,9 +84,14 @@ def pack(bundle: str | os.PathLike, out: str | os.PathLike, target: str, overwri
             file = manifest.graph.file
             shutil.copyfile(bundle / file, tmp / file)
         else:
+            if manifest.graph.form == "fused":
+                raise EdgeKDError(f"{bundle}'s model.onnx is built from onnxruntime's fused kernels, which ONNX "
+                                  "Runtime Mobile builds may lack: export it again with --graph-form portable for "
+                                  "the mobile target")
             file = ORT_FILE
             _ort_format(bundle / manifest.graph.file, tmp / file)
-        manifest.parts = [Part(index=0, name="model", file=file, sha256=sha256_file(tmp / file), kind="compiled")]
+        manifest.parts = [Part(index=0, name="model", file=file, sha256=sha256_file(tmp / file), kind="compiled",
+                               form=manifest.graph.form)]
         manifest.target = target
         manifest.card = manifest.card_sha256 = None
         write_manifest(tmp, manifest)

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from exporters.compile import compile_early_exit, compile_single
-from exporters.optimize import choose_stage_graphs
+from exporters.optimize import choose_part_graphs
 from exporters.parts import DEFAULT_OPSET, PartSpec, example_inputs, export_specs, student_part_specs
 from exporters.validate import Check, ExportValidationError, graph_cases, validate_compiled, validate_student_parts
 from runtime import files
@@ -103,6 +103,7 @@ def export_student(
     optimize: str = "none",
     text_pair: bool = False,
     task: Task | None = None,
+    graph_form: str = "auto",
 ) -> ExportResult:
     """Export an early-exit student to a bundle folder `out` (made from text pairs with `text_pair`: the
     embed graph and model.onnx take token_type_ids).
@@ -125,7 +126,7 @@ def export_student(
     specs = student_part_specs(model, text_pair)
     return _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
                          default_speed, rewrite, student="transformer", measure=measure, optimize=optimize,
-                         num_heads=cfg.num_heads, text_pair=text_pair, task=task)
+                         num_heads=cfg.num_heads, text_pair=text_pair, task=task, graph_form=graph_form)
 
 
 def export_classifier(
@@ -164,7 +165,8 @@ def _check_inputs(cfg, labels: list[str], tokenizer_file) -> None:
 
 def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_length, opset, atol, overwrite,
                   default_speed, rewrite, student: str, measure=None, optimize: str = "none",
-                  num_heads: int = 0, text_pair: bool = False, task: Task | None = None) -> ExportResult:
+                  num_heads: int = 0, text_pair: bool = False, task: Task | None = None,
+                  graph_form: str = "auto") -> ExportResult:
     task = replace(task or Task(), labels=list(labels), text_pair=text_pair).with_rule()
     with atomic_folder(Path(out), overwrite) as folder:
         inputs = {f: example_inputs(s, cfg.hidden_size, input_vocab) for f, s in specs.items()}
@@ -181,10 +183,16 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
             manifest = rewrite(folder, manifest)
         manifest.compiled_check = add_compiled_graph(folder, manifest, atol)
         if manifest.precision == "fp32":  # after model.onnx is composed from the plain (portable) graphs
-            manifest.optimization = choose_stage_graphs(folder, manifest, optimize, num_heads, atol)
+            manifest.optimization = choose_part_graphs(folder, manifest, optimize, num_heads, atol)
         elif optimize != "none":
             manifest.optimization = {"mode": optimize, "parts": {}, "skipped": f"{manifest.precision} graphs are "
                                      "kept as quantized (fuse before quantizing: see the teacher-optimum baseline)"}
+        record_forms(manifest)
+        if graph_form == "auto" and any(p.form == "fused" for p in manifest.layer_parts):
+            # model.onnx again, from the fused layer graphs the measurement kept (fewer kernels per layer)
+            manifest.parts = [p for p in manifest.parts if p.kind != "compiled"]
+            manifest.compiled_check = add_compiled_graph(folder, manifest, atol)
+            manifest.graph.form = "fused"
         stamp_parts(folder, manifest, getattr(cfg, "max_position", 0))
         for part in manifest.parts:
             part.sha256 = sha256_file(folder / part.file)
@@ -195,6 +203,16 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
             measure(folder)
             manifest = read_manifest(folder)
     return ExportResult(Path(out), manifest, checks)
+
+
+GRAPH_FORMS = ("auto", "portable")  # export --graph-form: model.onnx from the layer forms kept, or standard ops only
+
+
+def record_forms(manifest: Manifest) -> None:
+    """Each part's form: fused where the optimization kept onnxruntime's fused graph, else portable."""
+    chosen = (manifest.optimization or {}).get("parts", {})
+    for part in manifest.parts:
+        part.form = "fused" if chosen.get(part.name, {}).get("chosen") == "fused" else "portable"
 
 
 def stamp_parts(folder: Path, manifest: Manifest, max_position: int = 0) -> None:

@@ -38,7 +38,7 @@ def fuse(path: Path, out: Path, num_heads: int, hidden: int) -> dict[str, int]:
     return counts
 
 
-def choose_stage_graphs(folder: Path, manifest: Manifest, mode: str, num_heads: int, atol: float = 1e-4,
+def choose_part_graphs(folder: Path, manifest: Manifest, mode: str, num_heads: int, atol: float = 1e-4,
                         repeats: int = 60, log=print) -> dict | None:
     """Apply `mode` to every layer graph of the bundle in `folder` (in place); the record for the manifest."""
     if mode not in OPTIMIZE_MODES:

@@ -85,6 +85,9 @@ class Part:
     file: str
     sha256: str
     kind: str  # one of PART_KINDS
+    # the operators it is built from (schema 4): portable (standard ONNX only: any runtime) | fused (onnxruntime's
+    # fused Attention / SkipLayerNormalization / BiasGelu kernels, faster where measured so); None: not recorded
+    form: str | None = None
 
 
 @dataclass

@@ -181,7 +181,8 @@ def test_distill_options_come_from_the_config_fields_with_their_old_spelling():
 
 
 def test_distill_flags_land_in_their_config_fields(tmp_path):
-    from edgekd.config import flag_overrides, resolve_config
+    from edgekd.config import resolve_config
+    from edgekd.flags import flag_overrides
 
     names = tmp_path / "labels.txt"
     names.write_text("neg\npos\n")

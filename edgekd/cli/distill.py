@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from edgekd.cli.app import app, err, friendly
-from edgekd.config import STAGES, cli_flags, flag_overrides
+from edgekd.config import STAGES
+from edgekd.flags import cli_flags, flag_overrides
 
 DISTILL_STAGES = ",".join(STAGES)
 

@@ -49,6 +49,10 @@ def export(
         "--mobile-report/--no-mobile-report",
         help="Record in the manifest what onnxruntime's mobile usability checker says of the graphs for NNAPI "
              "and CoreML (`edgekd inspect --targets` shows it).")] = True,
+    graph_form: Annotated[str, typer.Option(
+        help="model.onnx from: auto (the layer forms --optimize kept: onnxruntime's fused kernels where they "
+             "measured faster; every edgekd target runs onnxruntime) | portable (standard ONNX operators only, "
+             "for other runtimes and ONNX Runtime Mobile).")] = "auto",
     confidence: Annotated[Optional[float], typer.Option(
         help="Calibrate with a guarantee (see `edgekd calibrate --help`): --max-drop is then the share of rows, in "
              "%, whose answer may get worse, kept with this probability.")] = None,
@@ -65,6 +69,8 @@ def export(
     from runtime.exits import check_speed
 
     check_run_folder(run_dir)  # before any work or any line about it
+    if graph_form not in ("auto", "portable"):
+        raise InputError(f"--graph-form {graph_form!r} is not auto or portable")
     if speed is not None:
         try:
             check_speed(speed)
@@ -88,7 +94,7 @@ def export(
                         int8=int8, data=data, max_drop=max_drop, vocab_keep=vocab_keep, vocab_size=vocab_size,
                         vocab_metric=vocab_metric, optimize=optimize, mobile_report=mobile_report,
                         columns=columns(text_column, text_pair_column, label_column), confidence=confidence,
-                        tolerance=tolerance, log=err)
+                        tolerance=tolerance, graph_form=graph_form, log=err)
     worst = max((c.max_diff for c in result.checks), default=0.0)
     err(f"wrote {result.path} ({len(result.manifest.parts)} parts, {result.manifest.precision}; "
          f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")

@@ -73,7 +73,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
                max_drop: float | None = None, vocab_keep: float | None = None, vocab_size: int | None = None,
                vocab_metric: str = "dot", optimize: str = "none", int8: str = "dynamic", mobile_report: bool = False,
                columns: dict[str, str] | None = None, confidence: float | None = None,
-               tolerance: float | None = None, log=print) -> ExportResult:
+               tolerance: float | None = None, graph_form: str = "auto", log=print) -> ExportResult:
     """Export `run_dir/student` (tokenizer, labels and max_length from the run) to bundle `out`.
 
     `vocab_keep` (a fraction) or `vocab_size` (a count) compresses the vocabulary of an existing student (GLMD; counts
@@ -189,7 +189,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     else:
         result = export_student(student, tokenizer, labels, out, max_length, atol=atol,
                                 overwrite=overwrite, default_speed=default_speed, rewrite=rewrite, measure=measure,
-                                optimize=optimize, text_pair=folder.is_complete() and folder.text_pair, task=task)
+                                optimize=optimize, text_pair=folder.is_complete() and folder.text_pair, task=task,
+                                graph_form=graph_form)
     result.manifest = read_manifest(result.path)
     return result
 

@@ -208,3 +208,43 @@ def test_engine_choice(bundle_copy):
     runtime.manifest.write_manifest(bundle_copy, manifest)
     assert runtime.load(bundle_copy).engine == "staged"
     assert runtime.load(bundle_copy, engine="graph").engine == "graph"
+
+
+def _op_domains(graph) -> set[str]:
+    """The operator domains of a graph and of its subgraphs (the If branches)."""
+    import onnx
+
+    out = set()
+    for node in graph.node:
+        out.add(node.domain or "ai.onnx")
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                out |= _op_domains(attr.g)
+    return out
+
+
+@pytest.mark.slow
+def test_model_onnx_from_fused_layers_runs_fewer_kernels_and_answers_the_same(tokenizer_file, tmp_path):
+    """Issue 40, section 2: model.onnx composed from the fused layer graphs (--graph-form auto) against the
+    portable one: fewer kernels (onnxruntime's profiler), the same answers at every grid speed, and the portable
+    graph holds only standard ONNX operators."""
+    import onnx
+
+    from exporters import export_student
+    from runtime.exits import SPEED_GRID
+    from runtime.timing import kernel_profile
+    from tests.conftest import TEXTS, make_student
+
+    student = make_student(hidden=64, layers=3, sharpen=5.0)
+    bundles = {form: export_student(student, tokenizer_file, ["n", "p"], tmp_path / form, max_length=40,
+                                    optimize="fused", graph_form=form).path for form in ("auto", "portable")}
+    fused, portable = (runtime.load(bundles[f], engine="graph") for f in ("auto", "portable"))
+    assert fused.manifest.graph.form == "fused" and portable.manifest.graph.form == "portable"
+    assert _op_domains(onnx.load(str(bundles["portable"] / "model.onnx")).graph) == {"ai.onnx"}
+    assert "com.microsoft" in _op_domains(onnx.load(str(bundles["auto"] / "model.onnx")).graph)
+    assert kernel_profile(fused, TEXTS[:3])["kernels_per_text"] < kernel_profile(portable, TEXTS[:3])[
+        "kernels_per_text"] * 0.75
+    ids, mask = fused.encoder(TEXTS)
+    for speed in list(SPEED_GRID) + [1.0]:
+        a, b = fused.run_graph(ids, mask, speed), portable.run_graph(ids, mask, speed)
+        assert (a[1] == b[1]).all() and np.abs(a[0] - b[0]).max() < 1e-4, speed

@@ -19,8 +19,11 @@ def _ops(path):
 
 @pytest.mark.slow  # 1.5 s: the fast tier stays under 60 s on 2 cores
 def test_fused_layers_answer_like_plain_ones_and_model_onnx_stays_portable(student, tokenizer_file, bundle, tmp_path):
+    """With --graph-form portable, model.onnx keeps standard operators while the layer graphs are fused (the
+    default, auto, builds it from the fused layers: tests/exporters/test_compiled.py)."""
     out = tmp_path / "fused"
-    export_student(student, tokenizer_file, ["negative", "positive"], out, max_length=40, optimize="fused")
+    export_student(student, tokenizer_file, ["negative", "positive"], out, max_length=40, optimize="fused",
+                   graph_form="portable")
     manifest = runtime.read_manifest(out)
     record = manifest.optimization
     assert record["mode"] == "fused" and len(record["parts"]) == manifest.num_layers
