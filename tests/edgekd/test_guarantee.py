@@ -65,3 +65,33 @@ def test_calibrate_with_confidence_records_the_promise(bundle_copy, tmp_path):
     bad = CliRunner().invoke(app, ["calibrate", str(bundle_copy), "--data", str(data), "--latency-ms", "5",
                                    "--confidence", "0.9"])
     assert bad.exit_code == 2 and "--confidence" in bad.output
+
+
+@pytest.mark.slow
+def test_the_halving_study_writes_its_entry(tmp_path):
+    """benchmarks/guarantee.py: the coverage and cost of the guarantee over random halvings of a labelled file."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import TEXTS
+
+    root = Path(__file__).resolve().parents[2]
+    data = tmp_path / "dev.tsv"
+    data.write_text("sentence\tlabel\n" + "".join(f"{t} {i}\t{'positive' if i % 3 else 'negative'}\n"
+                                                  for i, t in enumerate(TEXTS * 8)))
+    out = tmp_path / "guarantee.json"
+    for task in ("a", "b", "a"):  # an entry per task, replaced when measured again
+        run = subprocess.run([sys.executable, str(root / "benchmarks" / "guarantee.py"),
+                              str(root / "js" / "test" / "fixtures" / "fp32"), "--data", str(data), "--task", task,
+                              "--out", str(out), "--halvings", "20", "--max-drop", "10", "--confidence", "0.9"],
+                             capture_output=True, text=True, cwd=root)
+        assert run.returncode == 0, run.stderr[-2000:]
+    tasks = json.loads(out.read_text())["tasks"]
+    assert [t["task"] for t in tasks] == ["b", "a"]
+    entry = tasks[1]
+    assert entry["halvings"] == 20 and 0 <= entry["held_rate"] <= 1 and 1 <= entry["layers"] <= 3
+    assert set(entry) >= {"task", "confidence", "max_drop", "halvings", "held_rate", "speed", "layers", "point_speed",
+                          "point_layers"}
+    assert entry["speed"] <= entry["point_speed"]  # the guarantee never takes a faster speed than the point estimate
