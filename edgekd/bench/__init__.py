@@ -6,10 +6,12 @@
 - registry.py: one registry of system kinds (recipe -> System), used by the run and by rss.py;
 - rss.py: peak RSS of one system alone in a fresh process;
 - js.py: the compiled graph in Node and in Chromium;
-- run.py: the run that puts them side by side (BenchOptions, run_bench), resumable, failures recorded;
+- options.py: what a run is asked for (BenchOptions); plan.py: the systems it measures, in row order;
+- run.py: the run that puts them side by side (run_bench), resumable, failures recorded;
 - report.py: tables, ratios, plots, the frontier.
 """
 
-from edgekd.bench.run import BenchFailed, BenchOptions, run_bench
+from edgekd.bench.options import BenchOptions
+from edgekd.bench.run import BenchFailed, run_bench
 
 __all__ = ["BenchFailed", "BenchOptions", "run_bench"]

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from edgekd.bench.options import BenchOptions
 from edgekd.bench.registry import GROUPS, Context
 from runtime.errors import EdgeKDError
 from runtime.manifest import read_manifest
-
-if TYPE_CHECKING:
-    from edgekd.bench.run import BenchOptions
 
 
 @dataclass
