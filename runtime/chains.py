@@ -1,6 +1,6 @@
 """A batch walking the layer parts (the staged engine): on the host, or with hidden states kept on the
-GPU. `EdgeModel.walk` drives one of these through every layer; `step` runs the next layer graph and
-returns the current rows' exit logits, `keep(stay)` drops the rows that left."""
+GPU. `StagedEngine.walk` (runtime/engines.py) drives one of these through every layer; `step` runs the next
+layer graph and returns the current rows' exit logits, `keep(stay)` drops the rows that left."""
 
 from __future__ import annotations
 

@@ -21,26 +21,25 @@ from runtime.manifest import part_inputs
 
 @dataclass
 class Batch:
-    """One padded batch as the graphs take it: int64 and contiguous; `types` (token_type_ids) only for a bundle
-    of text pairs (zeros when the caller gave none)."""
+    """One padded batch as the graphs take it: int64 and contiguous; `token_type_ids` only for a bundle of text
+    pairs (zeros when the caller gave none)."""
 
     ids: np.ndarray  # (B, T)
     mask: np.ndarray  # (B, T)
-    types: np.ndarray | None = None  # (B, T)
+    token_type_ids: np.ndarray | None = None  # (B, T)
 
     @classmethod
     def of(cls, input_ids, mask, token_type_ids=None, text_pair: bool = False) -> Batch:
         ids = np.ascontiguousarray(input_ids, dtype=np.int64)
-        types = None
         if text_pair:
-            types = (np.zeros_like(ids) if token_type_ids is None
-                     else np.ascontiguousarray(token_type_ids, dtype=np.int64))
-        return cls(ids, np.ascontiguousarray(mask, dtype=np.int64), types)
+            token_type_ids = (np.zeros_like(ids) if token_type_ids is None
+                              else np.ascontiguousarray(token_type_ids, dtype=np.int64))
+        return cls(ids, np.ascontiguousarray(mask, dtype=np.int64), token_type_ids if text_pair else None)
 
     def feeds(self, names: tuple[str, ...], speed: float | None = None) -> dict[str, np.ndarray]:
-        """The batch under a graph's input names (token graphs: ids, mask, [speed], [types])."""
+        """The batch under a graph's input names (token graphs: ids, mask, [speed], [token_type_ids])."""
         values = [self.ids, self.mask] + ([np.array(speed, dtype=np.float32)] if speed is not None else []) + \
-            ([self.types] if self.types is not None else [])
+            ([self.token_type_ids] if self.token_type_ids is not None else [])
         return dict(zip(names, values))
 
     def __len__(self) -> int:
@@ -126,7 +125,7 @@ class StagedEngine:
     def chain(self, batch: Batch, host: bool = False) -> HostChain | CudaChain:
         """The batch after the embed part, on the host (CPU) or with hidden states kept on the GPU."""
         kind = CudaChain if self.device == "cuda" and not host else HostChain
-        return kind(self.sessions[0], batch.ids, batch.mask, batch.types)
+        return kind(self.sessions[0], batch.ids, batch.mask, batch.token_type_ids)
 
     def walk(self, chain: HostChain | CudaChain) -> Iterator[tuple[int, np.ndarray]]:
         """The one loop over the layer parts: (1-based layer, the current rows' exit logits) after each.

@@ -22,8 +22,8 @@ def check_encodable(index: int, *texts: str) -> None:
 def parse_items(texts, text_pair: bool) -> list:
     """`texts` as a list of what this bundle takes (str, or (text, text_pair) tuples); an item of the
     wrong shape is refused in one line that names its index and what the bundle expects."""
-    pair = text_pair
-    one_pair = pair and isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    one_pair = text_pair and isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str)
+                                                                                   for t in texts)
     if isinstance(texts, (str, dict)) or one_pair:
         texts = [texts]  # one item; any other tuple is a sequence of items, as before pairs existed
     if texts is None or not hasattr(texts, "__iter__"):
@@ -40,20 +40,20 @@ def parse_items(texts, text_pair: bool) -> list:
             if len(item) != 2 or not all(isinstance(t, str) for t in item):
                 raise InputTypeError(f"texts[{index}] is a {type(item).__name__} of {len(item)} items; a pair "
                                      "is (text, text_pair), two strings")
-            if not pair:
+            if not text_pair:
                 raise InputError(f"texts[{index}] is a pair, but this bundle classifies single texts: give "
                                  "each item as one string")
             check_encodable(index, *item)
             out.append((item[0], item[1]))
         elif isinstance(item, str):
             check_encodable(index, item)
-            if pair:
+            if text_pair:
                 raise InputError(f"texts[{index}] is a single string, but this bundle classifies text pairs: "
                                  "give (text, text_pair) (the second may be empty)")
             out.append(item)
         else:
             raise InputTypeError(f"texts[{index}] is {type(item).__name__}, not " +
-                                 ("a (text, text_pair) pair" if pair else "str"))
+                                 ("a (text, text_pair) pair" if text_pair else "str"))
     return out
 
 
