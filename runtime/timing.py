@@ -14,7 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from runtime.errors import BundleError
-from runtime.manifest import GRAPH_INPUTS
+from runtime.manifest import GRAPH_INPUTS, part_inputs
 from runtime.model import EdgeModel
 
 
@@ -24,11 +24,11 @@ def layer_times(model: EdgeModel, texts: list[str], repeats: int = 3) -> tuple[f
     if model.full:
         raise BundleError(f"{model.path} holds one graph without exits; it has no parts to time")
     front, layers = [], []
+    engine = model.staged_engine
     for text in texts:
         best = (float("inf"), [])
         for _ in range(repeats):
             start = time.perf_counter()
-            engine = model.staged_engine
             chain = engine.chain(model.batch(*model.encode([text])), host=True)
             t_front = time.perf_counter() - start
             per = []
@@ -57,12 +57,18 @@ def profile_graph(model: EdgeModel, texts: list[str], target: Path, speed: float
     session.run(None, dict(zip(GRAPH_INPUTS, (ids, mask, np.array(speed, np.float32)))))
     os.replace(session.end_profiling(), target)
     per_op: dict[str, float] = collections.defaultdict(float)
-    for e in json.loads(target.read_text()):
-        op = e.get("args", {}).get("op_name", "?")
-        # an If's time holds its branch's nodes, which the profile also lists one by one: not counted twice
-        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and op not in ("If", "Loop"):
-            per_op[op] += e.get("dur", 0) / 1e3
+    for op, ms in kernel_events(json.loads(target.read_text())):
+        per_op[op] += ms
     return dict(per_op)
+
+
+def kernel_events(events: list[dict]):
+    """(operator type, milliseconds) of each kernel an onnxruntime profile ran. An If's (or Loop's) own time
+    holds its branch's nodes, which the profile also lists one by one: it is not counted twice."""
+    for e in events:
+        op = e.get("args", {}).get("op_name", "?")
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and op not in ("If", "Loop"):
+            yield op, e.get("dur", 0) / 1e3
 
 
 def machine_description() -> str:
@@ -105,24 +111,16 @@ def kernel_profile(model: EdgeModel, texts: list, speed: float = 0.0) -> dict:
         session = ort.InferenceSession(str(Path(model.path) / model.manifest.graph.file), options,
                                        providers=["CPUExecutionProvider"])
         items = model.items(texts)
+        names = part_inputs("compiled", model.manifest.text_pair)
         for item in items:
-            batch = model.batch(*model.encode([item]))
-            session.run(None, batch.feeds(session_inputs(session), speed))
+            session.run(None, model.batch(*model.encode([item])).feeds(names, speed))
         events = json.loads(Path(session.end_profiling()).read_text())
     kernels, ms = 0, collections.defaultdict(float)
-    for e in events:
-        op = e.get("args", {}).get("op_name", "?")
-        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and op not in ("If", "Loop"):
-            kernels += 1
-            ms[kernel_group(op)] += e.get("dur", 0) / 1e3 / len(items)
+    for op, took in kernel_events(events):
+        kernels += 1
+        ms[kernel_group(op)] += took / len(items)
     per_text = kernels / len(items)
     return {"texts": len(items), "speed": speed, "kernels_per_text": round(per_text, 2),
             "kernels_per_layer": round(per_text / model.num_layers, 2),
             "ms_by_group": {k: round(v, 4) for k, v in sorted(ms.items(), key=lambda kv: -kv[1])},
             "ms_per_text": round(sum(ms.values()), 4)}
-
-
-def session_inputs(session) -> tuple[str, ...]:
-    """A compiled graph's inputs in the order Batch.feeds gives them (ids, mask, speed, [token_type_ids])."""
-    names = [i.name for i in session.get_inputs()]
-    return tuple(n for n in GRAPH_INPUTS if n in names) + tuple(n for n in names if n not in GRAPH_INPUTS)
