@@ -181,18 +181,21 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
         )
         if rewrite is not None:
             manifest = rewrite(folder, manifest)
-        manifest.compiled_check = add_compiled_graph(folder, manifest, atol)
-        if manifest.precision == "fp32":  # after model.onnx is composed from the plain (portable) graphs
+        if graph_form not in GRAPH_FORMS:
+            raise ExportError(f"graph_form {graph_form!r} is not one of {', '.join(GRAPH_FORMS)}")
+        # model.onnx is composed once: portable, from the plain layer graphs before any is fused; auto, from the
+        # forms the measurement below keeps (fewer kernels per layer where fused ones won)
+        if graph_form == "portable":
+            manifest.compiled_check = add_compiled_graph(folder, manifest, atol)
+        if manifest.precision == "fp32":
             manifest.optimization = choose_part_graphs(folder, manifest, optimize, num_heads, atol)
         elif optimize != "none":
             manifest.optimization = {"mode": optimize, "parts": {}, "skipped": f"{manifest.precision} graphs are "
                                      "kept as quantized (fuse before quantizing: see the teacher-optimum baseline)"}
         record_forms(manifest)
-        if graph_form == "auto" and any(p.form == "fused" for p in manifest.layer_parts):
-            # model.onnx again, from the fused layer graphs the measurement kept (fewer kernels per layer)
-            manifest.parts = [p for p in manifest.parts if p.kind != "compiled"]
+        if graph_form == "auto":
             manifest.compiled_check = add_compiled_graph(folder, manifest, atol)
-            manifest.graph.form = "fused"
+            manifest.graph.form = "fused" if any(p.form == "fused" for p in manifest.layer_parts) else "portable"
         stamp_parts(folder, manifest, getattr(cfg, "max_position", 0))
         for part in manifest.parts:
             part.sha256 = sha256_file(folder / part.file)
@@ -209,7 +212,8 @@ GRAPH_FORMS = ("auto", "portable")  # export --graph-form: model.onnx from the l
 
 
 def record_forms(manifest: Manifest) -> None:
-    """Each part's form: fused where the optimization kept onnxruntime's fused graph, else portable."""
+    """Each part's form: fused where the optimization kept onnxruntime's fused graph, else portable (the
+    compiled graph's is set where it is composed)."""
     chosen = (manifest.optimization or {}).get("parts", {})
     for part in manifest.parts:
         part.form = "fused" if chosen.get(part.name, {}).get("chosen") == "fused" else "portable"

@@ -6,8 +6,8 @@ slower at batch 32). So `auto` times both variants of every layer graph on this 
 batch 32, keeps the faster by their sum, and records the timings; `fused` keeps the fused graphs
 wherever they pass the parity check; `none` leaves the plain ones.
 
-Only the layer graphs the Python runtime runs are rewritten: model.onnx is composed from the plain
-graphs before this step, so it keeps to standard ONNX operators every onnxruntime binding runs.
+Only the layer graphs are rewritten; model.onnx is composed from them after this step (export --graph-form
+auto), or from the plain graphs before it, keeping to standard ONNX operators (--graph-form portable).
 """
 
 from __future__ import annotations

@@ -69,8 +69,10 @@ def export(
     from runtime.exits import check_speed
 
     check_run_folder(run_dir)  # before any work or any line about it
-    if graph_form not in ("auto", "portable"):
-        raise InputError(f"--graph-form {graph_form!r} is not auto or portable")
+    from exporters.bundle import GRAPH_FORMS
+
+    if graph_form not in GRAPH_FORMS:
+        raise InputError(f"--graph-form {graph_form!r} is not one of {', '.join(GRAPH_FORMS)}")
     if speed is not None:
         try:
             check_speed(speed)
