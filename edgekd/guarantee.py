@@ -60,6 +60,12 @@ def upper_bound(losses: int, rows: int, confidence: float) -> float:
     return high
 
 
+def rows_needed(budget: float, confidence: float) -> int:
+    """The fewest rows that can keep `budget` at `confidence` when none of them is lost: (1 - budget) ** n must
+    fall to 1 - confidence."""
+    return math.ceil(math.log(1 - confidence) / math.log1p(-budget))
+
+
 def row_losses(exit_logits: np.ndarray, gold: np.ndarray | None, speed: float, rule: ExitRule,
                thresholds=0.5, tolerance: float = 0.0) -> np.ndarray:
     """Per row, 1 where leaving at `speed` made the answer worse than full depth's (see the module's words)."""
@@ -123,7 +129,7 @@ def certify(exit_logits: np.ndarray, gold: np.ndarray | None, rule: ExitRule, sp
     chosen, chosen_losses, tested = (order[passed - 1], counts[passed - 1], passed + 1) if passed else (0.0, 0, 1)
     note = ""
     if chosen == 0.0:
-        least = math.ceil(math.log(1 - confidence) / math.log1p(-budget))  # rows that certify a speed losing none
+        least = rows_needed(budget, confidence)
         note = (f"no speed above 0 could be certified on {rows} rows" +
                 (f" (with no row made worse, {least} rows are needed at this budget and confidence)"
                  if rows < least else "") + ": speed 0 is kept")

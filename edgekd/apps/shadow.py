@@ -15,13 +15,12 @@ up toward the calibrated speed (hysteresis: a promise is broken quickly and trus
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import sys
 from collections import deque
 from dataclasses import dataclass
 
-from edgekd.guarantee import upper_bound
+from edgekd.guarantee import rows_needed, upper_bound
 from runtime.exits import CALIBRATION_GRID
 
 WINDOW = 400  # checked texts the bound is computed over
@@ -43,31 +42,29 @@ class ShadowMonitor:
         self.calibrated, self.budget, self.confidence = calibrated, budget, confidence
         # a verdict needs the rows that could keep the budget at this confidence with none disagreeing (fewer
         # rows always "break" it), and returning needs three times that many at under half the budget
-        needed = math.ceil(math.log(1 - confidence) / math.log1p(-budget))
-        self.min_rows = max(min_rows, needed)
+        self.min_rows = max(min_rows, rows_needed(budget, confidence))
         self.window = max(window, 3 * self.min_rows)
         self.speed = calibrated
         self.recent: deque[bool] = deque(maxlen=self.window)
         self.checked = self.disagreements = 0
-
-    @property
-    def bound(self) -> float:
-        """The upper confidence bound on the disagreement rate over the window (1 before any check)."""
-        return upper_bound(sum(self.recent), len(self.recent), self.confidence) if self.recent else 1.0
+        self.bound = 1.0  # the upper confidence bound on the disagreement rate over the window (1: no checks)
 
     def record(self, disagree: bool) -> Decision:
         self.checked += 1
         self.disagreements += bool(disagree)
         self.recent.append(bool(disagree))
+        self.bound = upper_bound(sum(self.recent), len(self.recent), self.confidence)
         if len(self.recent) >= self.min_rows and self.speed > 0 and self.bound > self.budget:
-            self.speed = _step(self.speed, -1)
-            self.recent.clear()  # the next verdict is on rows served at the new speed
-            return Decision(self.speed, "down")
+            return self._move(_step(self.speed, -1), "down")  # the next verdict is on rows served at the new speed
         if len(self.recent) == self.window and self.speed < self.calibrated and self.bound < self.budget / 2:
-            self.speed = min(self.calibrated, _step(self.speed, +1))
-            self.recent.clear()
-            return Decision(self.speed, "up")
+            return self._move(min(self.calibrated, _step(self.speed, +1)), "up")
         return Decision(self.speed)
+
+    def _move(self, speed: float, changed: str) -> Decision:
+        self.speed = speed
+        self.recent.clear()
+        self.bound = 1.0
+        return Decision(speed, changed)
 
 
 def _step(speed: float, direction: int) -> float:
@@ -131,10 +128,10 @@ class Shadow:
                 sys.stderr.write(f"edgekd serve: a shadow check failed: {exc}\n")
                 continue
             for (_, early), answer in zip(batch, full):
-                before = self.monitor.speed
-                decision = self.monitor.record(self.disagree(early, answer))
+                before, differs = self.monitor.speed, self.disagree(early, answer)
+                decision = self.monitor.record(differs)
                 self.metrics.shadow_checked.inc()
-                if self.disagree(early, answer):
+                if differs:
                     self.metrics.shadow_disagreements.inc()
                 if decision.changed:
                     sys.stderr.write(f"edgekd serve: shadow checks: serving speed {before:g} -> {decision.speed:g} "
