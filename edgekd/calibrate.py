@@ -38,7 +38,7 @@ class CalibrationResult:
     rule: str
     full_accuracy: float  # the main metric (accuracy, micro-F1, Pearson) at full depth
     metric: str = "accuracy"
-    warnings: list[str] = field(default_factory=list)  # suspicious outcomes, said by the CLI and export
+    warnings: list[str] = field(default_factory=list)  # suspicious outcomes (also sent to calibrate's `log`)
 
     @property
     def chosen_point(self) -> CalibrationPoint:
@@ -187,8 +187,7 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         tol = tolerance if tolerance is not None else 0.1 * (model.manifest.target_scale or 1.0)
         promise = certify(exit_logits, gold if model.problem == "single-label" else None, exit_rule,
                           grid or GRID, max_drop / 100, confidence, model.thresholds, tol)
-        chosen = next(p for p in points if p.speed == promise.speed) if promise.speed else \
-            next(p for p in points if p.speed == 0.0)
+        chosen = next(p for p in points if p.speed == promise.speed)  # speed 0, the grid's first, when none passed
         rule = f"guarantee: at most {max_drop:g}% of rows made worse, with probability {confidence:g}"
         if promise.note:
             said.append(promise.note)

@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekd.rows import FORMATS, DataError, RowReader, file_format, item_of  # noqa: F401  (re-exported)
+from edgekd.rows import DataError, RowReader, file_format, item_of  # noqa: F401  (DataError: re-exported)
 from runtime.exits import PROBLEMS
 
 TEXT_COLUMNS = ("sentence", "text", "content", "review", "sentence1", "document")
@@ -51,10 +51,6 @@ class TextDataset:
         labels = None if self.labels is None else self.labels[:count]
         return TextDataset(self.texts[:count], labels, self.label_names, f"{self.source} (first {count})",
                            self.columns, self.problem, self.problem_why)
-
-
-def _format(path: Path, fmt: str | None) -> str:
-    return file_format(path, fmt)
 
 
 def _read_text(path: Path) -> str:
@@ -175,7 +171,7 @@ def read_labelled(
     (`detect_problem`). Multi-label cells list labels (comma-separated, or a JSON list in JSONL);
     regression labels are numbers (non-numbers are refused, naming the row)."""
     path = Path(path)
-    fmt = _format(path, fmt)
+    fmt = file_format(path, fmt)
     if fmt == "lines":
         raise DataError(f"{path}: a .txt file holds unlabelled text; labelled data must be TSV, CSV or JSONL")
     columns, rows = _rows(path, fmt)
@@ -295,7 +291,7 @@ def read_unlabelled(path: str | os.PathLike, text_column: str | None = None, fmt
                     text_pair_column: str | None = None) -> TextDataset:
     """Unlabelled text: one sentence a line (.txt), or the text column(s) of a labelled file (pairs too)."""
     path = Path(path)
-    fmt = _format(path, fmt)
+    fmt = file_format(path, fmt)
     text_pair_col = None
     if fmt == "lines":
         if text_pair_column:
