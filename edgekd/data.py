@@ -315,15 +315,22 @@ def read_bundle_data(bundle, data: str | os.PathLike, text_column: str | None = 
     was trained with (manifest.source["columns"]); a file of the wrong shape is refused before any work, naming
     the file, its columns and the flag."""
     manifest = getattr(bundle, "manifest", bundle)
-    recorded = (manifest.source or {}).get("columns", {})
-    dataset = read_labelled(data, text_column or recorded.get("text_column"), label_column or
-                            recorded.get("label_column"), label_names=manifest.labels,
-                            label_values=manifest.label_values, problem=manifest.problem,
-                            text_pair_column=text_pair_column or recorded.get("text_pair_column"))
-    if dataset.text_pair != manifest.text_pair:
+    given = {"text_column": text_column, "text_pair_column": text_pair_column, "label_column": label_column}
+    columns = {**(manifest.source or {}).get("columns", {}), **{k: v for k, v in given.items() if v}}
+    return read_for_task(data, manifest.task, columns)
+
+
+def read_for_task(data: str | os.PathLike, task, columns: dict[str, str]) -> TextDataset:
+    """Labelled `data` read for a task (runtime.task.Task: its labels and their spellings, its problem type)
+    through `columns` (text_column / text_pair_column / label_column); a file of the wrong shape, pairs against
+    single texts, is refused naming the file, its columns and the flag."""
+    dataset = read_labelled(data, columns.get("text_column"), columns.get("label_column"), task.labels or None,
+                            label_values=task.label_values, problem=task.problem,
+                            text_pair_column=columns.get("text_pair_column"))
+    if dataset.text_pair != task.text_pair:
         fix = ("name its one text column with --text-column" if dataset.text_pair else
                "name its second text column with --text-pair-column (and the first with --text-column)")
         raise DataError(f"{data}: the file holds {'pairs' if dataset.text_pair else 'single texts'} "
                         f"({dataset.columns}) but the bundle classifies "
-                        f"{'text pairs' if manifest.text_pair else 'single texts'}; {fix}")
+                        f"{'text pairs' if task.text_pair else 'single texts'}; {fix}")
     return dataset

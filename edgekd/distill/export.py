@@ -16,7 +16,7 @@ from pathlib import Path
 import runtime
 from edgekd.card import training_source, write_card
 from edgekd.config import DistillConfig
-from edgekd.data import read_bundle_data, read_labelled, read_unlabelled
+from edgekd.data import read_bundle_data, read_for_task, read_unlabelled
 from edgekd.distill.evaluate import all_exit_logits
 from edgekd.run_folder import RunFolder, StudentFolder
 from edgekd.distill.students import SmallStudent, load_student
@@ -128,15 +128,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     columns = {k: given.get(k) or getattr(cfg.data, k) for k in COLUMN_KEYS}  # the run's when not given
     columns = {k: v for k, v in columns.items() if v}
     if data is not None:  # a bad --data fails here, before anything is written
-        text_pair = folder.is_complete() and folder.text_pair
-        rows = read_labelled(data, columns.get("text_column"), columns.get("label_column"), labels,
-                             label_values=values, problem=task.problem,
-                             text_pair_column=columns.get("text_pair_column"))
-        if rows.text_pair != text_pair:
-            raise ExportError(f"--data {data}: the file holds {'pairs' if rows.text_pair else 'single texts'} "
-                              f"({rows.columns}) but the run's student takes "
-                              f"{'text pairs' if text_pair else 'single texts'}; name the columns with "
-                              "--text-column / --text-pair-column")
+        read_for_task(data, replace(task, labels=list(labels), label_values=values,
+                                    text_pair=folder.is_complete() and folder.text_pair), columns)
 
     def rewrite(folder, manifest):
         """The graphs in the export's precision, and what the manifest records of it."""
