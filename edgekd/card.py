@@ -113,8 +113,8 @@ def render(manifest: Manifest) -> str:
               else "") +
              f", an exit head after every layer; max length {manifest.max_length} tokens",
              f"- precision: {manifest.precision}" + (f" ({manifest.quantization['chosen']}: "
-                                                      f"{manifest.quantization['why']})"
-                                                      if manifest.quantization else ""),
+                                                     f"{manifest.quantization['why']})"
+                                                     if manifest.quantization else ""),
              f"- vocabulary: {manifest.vocabulary.kept_size} of {manifest.vocabulary.original_size} tokens kept", ""]
     lines += ["## Speed and accuracy", ""]
     cal = manifest.calibration

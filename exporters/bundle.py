@@ -80,7 +80,7 @@ def atomic_folder(target: Path, overwrite: bool) -> Iterator[Path]:
         yield tmp
 
 
-def _stage_entries(specs: dict[str, PartSpec], folder: Path) -> list[Part]:
+def _part_entries(specs: dict[str, PartSpec], folder: Path) -> list[Part]:
     parts = []
     for index, (file, spec) in enumerate(specs.items()):
         parts.append(Part(index=index, name=spec.name, file=file, sha256=sha256_file(folder / file), kind=spec.kind))
@@ -175,7 +175,7 @@ def _write_bundle(specs, cfg, input_vocab, tokenizer_file, labels, out, max_leng
         shutil.copyfile(tokenizer_file, folder / TOKENIZER_FILE)
         manifest = Manifest(
             task=task, max_length=max_length, hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-            parts=_stage_entries(specs, folder),
+            parts=_part_entries(specs, folder),
             vocabulary=Vocabulary(original_size=input_vocab, kept_size=cfg.vocab_size),
             opset=opset, producer=producer_versions(), default_speed=default_speed, student=student,
         )
@@ -271,7 +271,7 @@ def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> 
     embed, *layers = [onnx.load(str(folder / part.file)) for part in manifest.staged]
     onnx.save(compile_early_exit(embed, layers, len(manifest.labels), rule=manifest.rule()), str(folder / GRAPH_FILE))
     manifest.parts.append(Part(index=len(manifest.parts), name="model", file=GRAPH_FILE, sha256="",
-                                 kind="compiled"))
+                               kind="compiled"))
     model = runtime.EdgeModel(folder, manifest, "cpu", None, engine="staged")
     summary = validate_compiled(model, vocab, manifest.max_length, list(SPEED_GRID) + [1.0], exact=exact, atol=atol)
     return {"reference": "staged runtime", **summary}

@@ -34,7 +34,7 @@ from onnx import GraphProto, ModelProto, TensorProto, helper, numpy_helper
 from runtime.exits import SINGLE_LABEL, ExitRule
 from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS, PAIR_INPUT, PART_INPUTS, PART_OUTPUTS, part_inputs
 
-DEBUG_OUTPUT = "stage_rows"  # optional output: rows that entered each layer, (L,) int64
+DEBUG_OUTPUT = "layer_rows"  # optional output: rows that entered each layer, (L,) int64
 
 
 class _Builder:
@@ -194,7 +194,7 @@ class _Compiler:
         if self.debug:
             pad = self.num_layers - len(counts)
             parts = counts + ([b.const([0] * pad, np.int64, "no_rows")] if pad else [])
-            names.append(b.op("Concat", parts, "stage_rows", axis=0))
+            names.append(b.op("Concat", parts, DEBUG_OUTPUT, axis=0))
         return self.outputs(names)
 
     def outputs(self, names: list[str]) -> list[onnx.ValueInfoProto]:
@@ -203,8 +203,8 @@ class _Compiler:
 
     # ----------------------------------------------------------------- parts
     def part(self, b: _Builder, k: int, hidden: str, mask: str, rows: str, alive: str,
-              left: list[tuple[str, str, str, int]], counts: list[str], previous: str | None = None,
-              recent: tuple[str, ...] = ()) -> list[onnx.ValueInfoProto]:
+             left: list[tuple[str, str, str, int]], counts: list[str], previous: str | None = None,
+             recent: tuple[str, ...] = ()) -> list[onnx.ValueInfoProto]:
         """Layer k on `rows` of (hidden, mask); alive maps those rows to input rows; `previous` and `recent` hold
         the last head's outputs and the last patience - 1 gaps of the same rows (regression's rule). Returns b's
         outputs."""
@@ -238,7 +238,7 @@ class _Compiler:
         kept_logits = t.op("Gather", [logits, keep], "prev", axis=0) if self.rule.needs_previous else None
         kept_recent = tuple(t.op("Gather", [g, keep], "prev_gap", axis=0) for g in recent)
         then_outputs = self.part(t, k + 1, next_hidden, next_mask, keep, next_alive, left, counts, kept_logits,
-                                  kept_recent)
+                                 kept_recent)
         then_graph = t.graph(f"after_layer_{k}", then_outputs)
 
         e = _Builder(f"k{k}e/")
@@ -314,7 +314,7 @@ def compile_early_exit(embed: ModelProto, layers: list[ModelProto], num_labels: 
 
     `embed`: input_ids -> hidden; each layer: hidden, mask, rows -> hidden_out,
     logits (the part contract in runtime/manifest.py). `debug` adds the output
-    `stage_rows` (L,): how many rows entered each layer.
+    `layer_rows` (L,): how many rows entered each layer.
     """
     if not layers:
         raise ValueError("compile_early_exit needs at least one layer graph")

@@ -21,7 +21,7 @@ def layer_feeds(batch: int, tokens: int, hidden: int, seed: int = 0) -> dict[str
     mask = np.ones((batch, tokens), np.int64)
     mask[batch // 2 :, tokens * 2 // 3 :] = 0
     return dict(zip(PART_INPUTS["layer"], (rng.standard_normal((batch, tokens, hidden)).astype(np.float32), mask,
-                                            np.arange(batch, dtype=np.int64))))
+                                           np.arange(batch, dtype=np.int64))))
 
 
 def cpu_session(path: Path) -> ort.InferenceSession:

@@ -39,7 +39,7 @@ def fuse(path: Path, out: Path, num_heads: int, hidden: int) -> dict[str, int]:
 
 
 def choose_part_graphs(folder: Path, manifest: Manifest, mode: str, num_heads: int, atol: float = 1e-4,
-                        repeats: int = 60, log=print) -> dict | None:
+                       repeats: int = 60, log=print) -> dict | None:
     """Apply `mode` to every layer graph of the bundle in `folder` (in place); the record for the manifest."""
     if mode not in OPTIMIZE_MODES:
         raise ValueError(f"optimize must be one of {', '.join(OPTIMIZE_MODES)}, got {mode!r}")
@@ -67,7 +67,7 @@ def choose_part_graphs(folder: Path, manifest: Manifest, mode: str, num_heads: i
             entry["chosen"], entry["why"] = "fused", "asked for"
         else:
             choice = fastest({name: (lambda session=session: {f"{b}x{t}": median_ms(session, feed, repeats)
-                                                               for (b, t), feed in feeds.items()})
+                                                              for (b, t), feed in feeds.items()})
                               for name, session in (("none", a), ("fused", b))}, rounds=1, by="total")
             ms = {name: list(times.values()) for name, times in choice.ms.items()}
             entry["ms"] = ms

@@ -19,7 +19,7 @@ from runtime.manifest import EMBED_FILE, FULL_FILE, PAIR_INPUT, PART_INPUTS, PAR
 DEFAULT_OPSET = 17
 
 
-class EmbedStage(nn.Module):
+class EmbedPart(nn.Module):
     """input_ids (B,T) [, token_type_ids (B,T) for pairs] -> hidden (B,T,H); the vocabulary remap (if any) is
     inside."""
 
@@ -33,7 +33,7 @@ class EmbedStage(nn.Module):
         return self.embeddings(input_ids, token_type_ids)
 
 
-class LayerStage(nn.Module):
+class LayerPart(nn.Module):
     """hidden (B,T,H), mask (B,T), rows (R,) -> hidden_out (R,T,H), logits (R,C).
 
     `rows` gathers the surviving rows first, so hidden states can stay on the
@@ -52,7 +52,7 @@ class LayerStage(nn.Module):
         return hidden, self.head(hidden, mask)
 
 
-class FullStage(nn.Module):
+class FullPart(nn.Module):
     """input_ids, mask (B,T) -> logits (B,C): a whole classifier as one graph."""
 
     def __init__(self, model: nn.Module):
@@ -90,12 +90,12 @@ def student_part_specs(model: nn.Module, text_pair: bool = False) -> dict[str, P
     pair's segment ids too.
     """
     embed_inputs, (hidden,) = list(part_inputs("embed", text_pair)), PART_OUTPUTS["embed"]
-    specs = {EMBED_FILE: PartSpec("embed", "embed", EmbedStage(model.embeddings), embed_inputs, [hidden],
-                                   {**{name: _BT for name in embed_inputs}, hidden: _BT})}
+    specs = {EMBED_FILE: PartSpec("embed", "embed", EmbedPart(model.embeddings), embed_inputs, [hidden],
+                                  {**{name: _BT for name in embed_inputs}, hidden: _BT})}
     (h_in, mask, rows), (h_out, logits) = PART_INPUTS["layer"], PART_OUTPUTS["layer"]
     for index, (layer, head) in enumerate(zip(model.layers, model.heads), start=1):
         specs[layer_file(index)] = PartSpec(
-            f"layer_{index}", "layer", LayerStage(layer, head), [h_in, mask, rows], [h_out, logits],
+            f"layer_{index}", "layer", LayerPart(layer, head), [h_in, mask, rows], [h_out, logits],
             {h_in: _BT, mask: _BT, rows: {0: "rows"}, h_out: {0: "rows", 1: "sequence"}, logits: {0: "rows"}},
         )
     return specs
@@ -104,8 +104,8 @@ def student_part_specs(model: nn.Module, text_pair: bool = False) -> dict[str, P
 def full_part_spec(model: nn.Module, name: str = "full", text_pair: bool = False) -> dict[str, PartSpec]:
     """A classifier (student or teacher) as one graph: input_ids, mask [, token_type_ids] -> logits."""
     inputs, (logits,) = list(part_inputs("full", text_pair)), PART_OUTPUTS["full"]
-    return {FULL_FILE: PartSpec(name, "full", FullStage(model), inputs, [logits],
-                                 {**{n: _BT for n in inputs}, logits: {0: "batch"}})}
+    return {FULL_FILE: PartSpec(name, "full", FullPart(model), inputs, [logits],
+                                {**{n: _BT for n in inputs}, logits: {0: "batch"}})}
 
 
 def example_inputs(spec: PartSpec, hidden_size: int, vocab_size: int, batch: int = 2, length: int = 8):

@@ -88,7 +88,7 @@ def compare(spec: PartSpec, path: Path, inputs: tuple, case: str, atol: float) -
 
 
 def validate_student_parts(specs: dict[str, PartSpec], folder: Path, vocab_size: int, max_length: int,
-                            atol: float = 1e-4) -> list[Check]:
+                           atol: float = 1e-4) -> list[Check]:
     """Run every staged graph on every case; raise ExportValidationError listing all failures."""
     checks: list[Check] = []
     embed = next((s for s in specs.values() if s.kind == "embed"), None)

@@ -23,7 +23,7 @@ def parse_items(texts, text_pair: bool) -> list:
     """`texts` as a list of what this bundle takes (str, or (text, text_pair) tuples); an item of the
     wrong shape is refused in one line that names its index and what the bundle expects."""
     one_pair = text_pair and isinstance(texts, tuple) and len(texts) == 2 and all(isinstance(t, str)
-                                                                                   for t in texts)
+                                                                                  for t in texts)
     if isinstance(texts, (str, dict)) or one_pair:
         texts = [texts]  # one item; any other tuple is a sequence of items, as before pairs existed
     if texts is None or not hasattr(texts, "__iter__"):

@@ -45,8 +45,8 @@ def calibrate(
     for line in calibration_lines(result.points, result.metric, result.chosen):
         typer.echo(line)
     err(f"default speed {result.chosen:g} ({result.rule}; full depth {result.metric} {100 * result.full_accuracy:.2f}) "
-         "written to "
-         f"{bundle}/manifest.json")
+        "written to "
+        f"{bundle}/manifest.json")
     line = engine_line(bundle)
     if line:
         err(line)

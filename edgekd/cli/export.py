@@ -35,7 +35,7 @@ def export(
     calibrate: Annotated[bool, typer.Option(
         "--calibrate/--no-calibrate",
         help="Choose the default speed by measurement, so early exit is on (--no-calibrate, or --speed, keeps "
-                                           "a fixed speed).")] = True,
+             "a fixed speed).")] = True,
     vocab_keep: Annotated[Optional[float], typer.Option(
         help="Compress the vocabulary (GLMD): keep this fraction of the tokens (0 < f <= 1).")] = None,
     vocab_size: Annotated[Optional[int], typer.Option(
@@ -83,11 +83,11 @@ def export(
             data = run_dev_file(run_dir)
             if data is not None:
                 err(f"calibrating the default speed on the run's dev set ({data}) with --max-drop "
-                     f"{1.0 if max_drop is None else max_drop:g}: optimistic, since the same set chose the "
-                     "checkpoints; give --data with held-out texts for an honest speed (--no-calibrate keeps speed 0)")
+                    f"{1.0 if max_drop is None else max_drop:g}: optimistic, since the same set chose the "
+                    "checkpoints; give --data with held-out texts for an honest speed (--no-calibrate keeps speed 0)")
         if data is None:
             err("no --data and the run's dev set is gone: the default speed stays 0 (every layer); calibrate later "
-                 "with `edgekd calibrate BUNDLE --data FILE --max-drop 1`")
+                "with `edgekd calibrate BUNDLE --data FILE --max-drop 1`")
         else:
             max_drop = 1.0 if max_drop is None else max_drop
     elif not calibrate:
@@ -99,14 +99,14 @@ def export(
                         tolerance=tolerance, graph_form=graph_form, log=err)
     worst = max((c.max_diff for c in result.checks), default=0.0)
     err(f"wrote {result.path} ({len(result.manifest.parts)} parts, {result.manifest.precision}; "
-         f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")
+        f"{len(result.checks)} fp32 checks against torch, max diff {worst:.2e} <= atol {atol:g})")
     check = result.manifest.precision_check
     if check:
         metric = check.get("metric", "accuracy")
         for speed_key, row in check["speeds"].items():
             err(f"  {check['precision']} vs fp32 at speed {speed_key}: predictions agree "
                 f"{100 * row['prediction_agreement']:.2f}%, "
-                 f"exit layers {100 * row['exit_agreement']:.2f}%, {metric} {100 * row[metric]:.2f} "
-                 f"(fp32 {100 * row[metric + '_fp32']:.2f})")
+                f"exit layers {100 * row['exit_agreement']:.2f}%, {metric} {100 * row[metric]:.2f} "
+                f"(fp32 {100 * row[metric + '_fp32']:.2f})")
     if result.manifest.calibration:
         err(f"  calibrated default speed {result.manifest.default_speed:g} ({result.manifest.calibration.rule})")

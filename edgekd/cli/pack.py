@@ -26,4 +26,4 @@ def pack(
 
     path = run_pack(bundle, out, target, overwrite=overwrite)
     err(f"wrote {path}: {bundle_size(path) / 1e6:.2f} MB for {target} ({bundle_size(bundle) / 1e6:.2f} MB in "
-         f"{bundle}); it answers as the full bundle on the check texts")
+        f"{bundle}); it answers as the full bundle on the check texts")

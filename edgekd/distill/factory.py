@@ -69,7 +69,7 @@ def new_student(ctx: RunContext) -> torch.nn.Module:
         used = init_student_from_teacher(student, source, words=words)
         where = s.init_from if s.init_from else "teacher"
         ctx.log(f"student initialised from {where} layers {used}" +
-                 ("" if words else " (word embeddings random: its vocabulary is not the teacher's)"))
+                ("" if words else " (word embeddings random: its vocabulary is not the teacher's)"))
     if s.vocab_keep or s.vocab_size:
         student = compress_student(student, ctx.vocab_map())
     return student.to(ctx.device)

@@ -54,17 +54,17 @@ def transfer_set(ctx: RunContext) -> TransferSet | None:
     extra = ctx.unlabeled_set.texts if ctx.cfg.data.unlabeled else []
     meta = {"factor": factor, "seed": ctx.cfg.seed, "labelled_rows": len(ctx.train_set),
             "labelled_sha256": hashlib.sha256("\n".join(t if isinstance(t, str) else "\t".join(t)
-                                                         for t in ctx.train_set.texts).encode()).hexdigest(),
+                                                        for t in ctx.train_set.texts).encode()).hexdigest(),
             "unlabeled_rows": len(extra)}
     variants_file, logits_file, meta_file = ctx.run.transfer_files(folder)
     if read_json(meta_file, None) == meta and logits_file.is_file():
         variants = [v if isinstance(v, str) else tuple(v) for v in read_json(variants_file, [])]  # pairs
         logits = torch.load(logits_file, map_location="cpu", weights_only=True)
         ctx.log(f"transfer set: {len(variants)} variants ({factor}x) + {len(extra)} unlabelled rows, "
-                 f"reused from {folder}")
+                f"reused from {folder}")
     else:
         ctx.log(f"transfer set: {factor}x the {len(ctx.train_set)} labelled rows (augmentation; data.augment "
-                 f"{ctx.cfg.data.augment}{' = auto' if ctx.cfg.data.augment < 0 else ''}, 0 turns it off)")
+                f"{ctx.cfg.data.augment}{' = auto' if ctx.cfg.data.augment < 0 else ''}, 0 turns it off)")
         teacher = ctx.teacher()
         vocab = ctx.encoder.tokenizer.get_vocab()
         words = {w.lower() for text in ctx.train_set.texts

@@ -42,11 +42,11 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
               else list(student.parameters()))
     try:
         head = list(student.heads[-1].parameters()) if hasattr(student, "heads") else None
+        def trunk(i, m, t):
+            return student(i, m, exits=False, **({} if t is None else {"token_type_ids": t})).logits
+
         stats = train_loop(name, student, params, loss_fn, data, f, ctx.cfg.seed, ctx.device, ctx.run.stage(name),
-                           ctx.step_hook(name), evaluate=lambda: dev_score(ctx, 
-                               lambda i, m, t: student(i, m, exits=False,
-                                                       **({} if t is None else {"token_type_ids": t})).logits),
-                      head=head, log=ctx.log)
+                           ctx.step_hook(name), evaluate=lambda: dev_score(ctx, trunk), head=head, log=ctx.log)
     finally:
         ctx.train.targets = None
     ctx.log(schedule_note(name, stats, len(data), f))

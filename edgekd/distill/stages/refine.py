@@ -28,8 +28,8 @@ class RefineStage:
                 f"{r.threshold:g})")
         if len(failing) > len(keep) // 2:
             ctx.log(f"warning: more than half the rows fail: teacher A is rarely that confident (median "
-                     f"{r.score} {float(score_rows(a_logits, labels, r.score).median()):.2f}); lower refine.threshold "
-                     "or use refine.score ratio")
+                    f"{r.score} {float(score_rows(a_logits, labels, r.score).median()):.2f}); lower refine.threshold "
+                    "or use refine.score ratio")
         result = {"kept": int(keep.sum()), "failing": len(failing)}
         targets = a_logits
         if len(failing):
@@ -45,7 +45,7 @@ class RefineStage:
             model_b.eval()
             failing_data = TokenizedData(ctx.encoder, [texts[i] for i in failing.tolist()])
             b_logits = classifier_logits(lambda i, m, t: model_b(input_ids=i, attention_mask=m,
-                                                                   **segment_kwargs(model_b, t)).logits, failing_data,
+                                                                 **segment_kwargs(model_b, t)).logits, failing_data,
                                          ctx.device)
             targets = merge_targets(a_logits, b_logits, keep)
             result.update(stats, b_data=r.b_data, b_rows=len(trained_on))
