@@ -64,7 +64,7 @@ def below_baseline(ctx: RunContext) -> None:
     baseline stage): distillation hurt, which a user should hear about."""
     metrics = read_json(ctx.run.metrics, {})
     key = f"dev_{ctx.task.main_metric}"
-    final = next((metrics[s][key] for s in ("finetune",) if key in metrics.get(s, {})), None)
+    final = metrics.get("finetune", {}).get(key)
     base = metrics.get("baseline", {}).get(key)
     if final is not None and base is not None and final < base:
         ctx.log(f"warning: the distilled student scores {100 * final:.2f} ({ctx.task.main_metric}, dev) against "
