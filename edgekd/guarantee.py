@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.exits import ExitRule, decide
+from runtime.exits import ExitRule, decide, sigmoid
 
 METHOD = "Learn-then-Test, fixed-sequence testing from slow to fast, exact binomial tail bound"
 
@@ -73,7 +73,7 @@ def row_losses(exit_logits: np.ndarray, gold: np.ndarray | None, speed: float, r
     full = decide(exit_logits, 0.0, rule)[0]
     if rule.problem == "multi-label":
         t = np.asarray(thresholds, dtype=np.float32)
-        on_early, on_full = 1 / (1 + np.exp(-early)) >= t, 1 / (1 + np.exp(-full)) >= t
+        on_early, on_full = sigmoid(early) >= t, sigmoid(full) >= t
         return (on_early != on_full).any(-1)
     if rule.problem == "regression":
         return np.abs(early[:, 0] - full[:, 0]) > tolerance
