@@ -25,9 +25,18 @@ def training_source(run_config: dict, student: dict, train_rows: int | None, dev
     teacher = str(run_config.get("teacher", ""))
     data = run_config.get("data", {})
     name = _model_name(teacher)  # the name only: no path of the machine that exported it
-    return {"teacher": name, "base_model": name, "license": _licence(teacher),
+    return {"teacher": name, "base_model": name, "license": _licence(teacher), "model_type": _model_type(teacher),
             "train": Path(data.get("train", "")).name, "train_rows": train_rows,
             "dev": Path(data.get("dev", "")).name, "dev_rows": dev_rows, "student": student}
+
+
+def _model_type(teacher: str) -> str | None:
+    """The teacher family's `model_type` from its config.json (what `pack --target hf` writes into config.json);
+    None when the folder is not there."""
+    try:
+        return json.loads((Path(teacher) / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _model_name(teacher: str) -> str:
@@ -86,10 +95,12 @@ def render(manifest: Manifest) -> str:
     problem = manifest.problem
     binary = len(manifest.labels) == 2 and problem == "single-label"
     metrics = list(manifest.task.metrics) + (["f1"] if binary else [])
-    front = ["---", "library_name: edgekd", "pipeline_tag: text-classification",
+    library = "transformers.js" if manifest.target == "hf" else "edgekd"  # the hub shows that library's snippet
+    front = ["---", f"library_name: {library}", "pipeline_tag: text-classification",
              f"license: {s.get('license', 'unknown')}",
              f"base_model: {s.get('base_model', 'unknown')}", "metrics:", *[f"  - {m}" for m in metrics],
-             "tags:", "  - early-exit", "  - onnx", "  - knowledge-distillation", "---", ""]
+             "tags:", "  - early-exit", "  - onnx", "  - knowledge-distillation",
+             *(["  - edgekd", "  - optimum"] if manifest.target == "hf" else []), "---", ""]
     kind = "text pairs (text, text_pair)" if manifest.text_pair else "single texts"
     student = s.get("student", {})
     does = {"single-label": f"Classifies {kind} into one of {len(manifest.labels)} labels: "
@@ -142,7 +153,9 @@ def render(manifest: Manifest) -> str:
     first = '("a question", "another question")' if manifest.text_pair else '"a text"'
     inputs = "`input_ids`, `attention_mask`" + (", `token_type_ids`" if manifest.text_pair else "")
     graph = manifest.graph.file if manifest.graph else "model.onnx"
-    if manifest.target != "all":
+    if manifest.target == "hf":
+        lines += hf_usage(manifest, graph)
+    elif manifest.target != "all":
         lines += ["", "## What this bundle holds", "",
                   f"The slim bundle for the {manifest.target} target (`edgekd pack`): `{graph}`"
                   + (" (the ONNX Runtime format that ONNX Runtime Mobile loads)" if graph.endswith(".ort") else "")
@@ -159,6 +172,56 @@ def render(manifest: Manifest) -> str:
               "every layer, higher lets confident inputs leave earlier); it returns `logits` [B,C], `exit_layer` "
               "[B] (1-based) and `uncertainty` [B].", ""]
     return "\n".join(front + lines)
+
+
+def hf_usage(manifest: Manifest, graph: str) -> list[str]:
+    """The card section of a `pack --target hf` folder: what it holds, and how transformers.js and Optimum load
+    it, with what a generic pipeline returns where edgekd answers otherwise."""
+    speed = f"{manifest.default_speed:g}"
+    pair = manifest.text_pair
+    problem = manifest.problem
+    js_call = ("const tokenizer = await AutoTokenizer.from_pretrained(DIR);\n"
+               "const model = await AutoModelForSequenceClassification.from_pretrained(DIR);\n"
+               "const { logits } = await model(await tokenizer(['a question'], { text_pair: ['another question'], "
+               "padding: true, truncation: true }));") if pair else \
+        "const classify = await pipeline('text-classification', DIR);\nconsole.log(await classify('a text'));"
+    py_call = 'classify({"text": "a question", "text_pair": "another question"})' if pair else 'classify("a text")'
+    generic = {
+        "single-label": "The pipelines return the softmax of the logits, as edgekd does.",
+        "multi-label": "A generic pipeline applies the sigmoid and, by default, returns the top label only; edgekd "
+                       "turns a label on where its probability reaches the threshold chosen for it"
+                       + (" (" + ", ".join(f"{n} {t:g}" for n, t in zip(manifest.labels, manifest.thresholds)) + ")"
+                          if manifest.thresholds else " (0.5)")
+                       + ". Ask for every label's probability (transformers.js `top_k: null`, transformers "
+                         "`top_k=None`) and compare each with its threshold to get edgekd's label sets.",
+        "regression": "The logit is the score in the training data's units. transformers (Optimum) returns it "
+                      "as it is (problem_type regression, `function_to_apply='none'`); transformers.js 4 applies "
+                      "a softmax over the one output and so always says 1.0: read `logits` from the model "
+                      "instead (`AutoModelForSequenceClassification`).",
+    }[problem]
+    return ["", "## What this folder holds", "",
+            f"The folder the Hugging Face tools load as it is (`edgekd pack --target hf`): `{graph}`, `config.json`, "
+            "`tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`, this card and edgekd's "
+            "manifest, which hashes every file (edgekd's runtimes load and verify the same folder). "
+            f"In `{graph}` the `speed` input holds a default, {speed} (the bundle's calibrated speed), as an "
+            "initializer: a tool that feeds only the tokenizer's outputs runs the student with early exit on. "
+            "transformers.js and Optimum print onnxruntime's warning that the initializer `speed` appears in the "
+            "graph inputs once when they load it; that is this default, and harmless.", "",
+            "## With transformers.js or Optimum", "",
+            "transformers.js (`npm install @huggingface/transformers`; Node or the browser):", "", "```js",
+            "import { " + ("AutoTokenizer, AutoModelForSequenceClassification" if pair else "pipeline")
+            + " } from '@huggingface/transformers';", "const DIR = './path/to/this/folder';  // a local folder: ./ (a URL in the browser)", js_call, "```",
+            "", "Optimum (`pip install optimum-onnx[onnxruntime]`):", "", "```python",
+            "from optimum.onnxruntime import ORTModelForSequenceClassification",
+            "from transformers import AutoTokenizer, pipeline",
+            'model = ORTModelForSequenceClassification.from_pretrained("path/to/this/folder")',
+            'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
+            'classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
+            f"print({py_call})", "```", "", generic, "",
+            f"Both run at speed {speed}; another speed needs edgekd's Python runtime (`model.classify(..., "
+            "speed=...)` feeds `speed`, which Python's onnxruntime honours) or the bundle `edgekd export` wrote "
+            "(onnxruntime-node and -web ignore a fed initializer, so edgekd's JS runtime refuses another speed "
+            "on this folder)."]
 
 
 def write_card(bundle: str | os.PathLike, manifest: Manifest | None = None) -> Path:

@@ -8,7 +8,12 @@ what it runs:
   browser or Node;
 - mobile: `model.ort`, the compiled graph in ONNX Runtime's ORT format (converted with onnxruntime's own
   tool, optimized for ARM so it also runs here), + tokenizer + manifest (+ card): what ONNX Runtime Mobile
-  loads on Android and iOS.
+  loads on Android and iOS;
+- hf: the folder transformers.js and Optimum load as it is (edgekd.hf): `onnx/model.onnx` (int8:
+  `onnx/model_quantized.onnx`) whose `speed` is an initializer holding the bundle's default speed (so a tool
+  that feeds only the tokenizer's outputs runs with early exit on: exporters/hf.py), `config.json`,
+  `tokenizer.json`, `tokenizer_config.json`, `special_tokens_map.json`, the card and the manifest (which hashes
+  them all, so edgekd's runtimes load and verify the same folder).
 
 Each slim bundle has its own manifest (target, only its files, hashed) and is checked before it is moved
 into place: `runtime.load` opens it and answers as the full bundle does on a few texts. `predict`,
@@ -30,7 +35,7 @@ from runtime.errors import EdgeKDError
 from runtime.files import atomic_folder
 from runtime.manifest import Part, bundle_size, read_manifest, sha256_file, verify_bundle, write_manifest
 
-TARGETS = ("web", "mobile")
+TARGETS = ("web", "mobile", "hf")
 ORT_FILE = "model.ort"
 CHECK_TEXTS = ["a short text", "another one, a little longer than the first", "ok"]
 
@@ -63,7 +68,7 @@ def _ort_format(src: Path, dst: Path) -> None:
 
 
 def pack(bundle: str | os.PathLike, out: str | os.PathLike, target: str, overwrite: bool = False) -> Path:
-    """Write the slim bundle of `bundle` for `target` (web | mobile) to `out`; returns its path."""
+    """Write the slim bundle of `bundle` for `target` (web | mobile | hf) to `out`; returns its path."""
     if target not in TARGETS:
         raise EdgeKDError(f"unknown target {target!r}; use one of {', '.join(TARGETS)} (a full bundle is what "
                           "`edgekd export` writes)")
@@ -83,6 +88,14 @@ def pack(bundle: str | os.PathLike, out: str | os.PathLike, target: str, overwri
         if target == "web":
             file = manifest.graph.file
             shutil.copyfile(bundle / file, tmp / file)
+        elif target == "hf":
+            from edgekd.hf import graph_name, write_hf_files
+            from exporters.hf import with_default_speed
+
+            file, _ = graph_name(manifest.precision)
+            (tmp / file).parent.mkdir()
+            with_default_speed(bundle / manifest.graph.file, tmp / file, manifest.default_speed)
+            manifest.files = write_hf_files(tmp, manifest)
         else:
             if manifest.graph.form == "fused":
                 raise EdgeKDError(f"{bundle}'s model.onnx is built from onnxruntime's fused kernels, which ONNX "
@@ -97,11 +110,32 @@ def pack(bundle: str | os.PathLike, out: str | os.PathLike, target: str, overwri
         write_manifest(tmp, manifest)
         write_card(tmp, manifest)  # the card of the slim bundle: its files and how to run them
         slim = runtime.load(tmp)
-        got = slim.outputs(_texts(slim), speed=manifest.default_speed)
-        if not ((got[1] == want[1]).all() and np.abs(got[0] - want[0]).max() <= 1e-4):
-            raise EdgeKDError(f"the {target} bundle does not answer as {bundle} does (max logit difference "
-                              f"{float(np.abs(got[0] - want[0]).max()):.3g}); nothing written")
+        _same(slim.outputs(_texts(slim), speed=manifest.default_speed), want, f"the {target} bundle", bundle)
+        if target == "hf":  # fed only the tokenizer's outputs, as transformers.js and Optimum feed it
+            _same(_without_speed(slim, tmp / file), want, f"{file} fed no speed", bundle)
     return out
+
+
+def _same(got, want, what: str, bundle: Path) -> None:
+    if not ((got[1] == want[1]).all() and np.abs(got[0] - want[0]).max() <= 1e-4):
+        raise EdgeKDError(f"{what} does not answer as {bundle} does (max logit difference "
+                          f"{float(np.abs(got[0] - want[0]).max()):.3g}, exit layers equal: "
+                          f"{bool((got[1] == want[1]).all())}); nothing written")
+
+
+def _without_speed(model: runtime.EdgeModel, graph: Path) -> tuple:
+    """The check texts through a plain onnxruntime session of `graph` fed only the tokenizer's outputs."""
+    import onnxruntime as ort
+
+    ids, mask, *types = model.encode(_texts(model))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # the overridable-initializer warning is what this form is for
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    if model.manifest.text_pair:
+        feeds["token_type_ids"] = types[0]
+    logits, layers, _ = session.run(["logits", "exit_layer", "uncertainty"], feeds)
+    return logits, layers
 
 
 def _texts(model: runtime.EdgeModel) -> list:

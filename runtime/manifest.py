@@ -166,11 +166,15 @@ class Manifest:
     card_sha256: str | None = None
     source: dict[str, Any] | None = None
     # what the bundle holds (schema 3): all (layer graphs + model.onnx, what `edgekd export` writes) | web
-    # (model.onnx only) | mobile (model.ort, the ORT format): `edgekd pack` writes the slim ones
+    # (model.onnx only) | mobile (model.ort, the ORT format) | hf (schema 4: onnx/model.onnx with `speed` an
+    # initializer holding default_speed, + the files transformers.js and Optimum read): `edgekd pack` writes these
     target: str = "all"
     # what onnxruntime's mobile usability checker says of model.onnx and the layer graphs for NNAPI and CoreML
     # (exporters/targets.py; `edgekd export` records it, `edgekd inspect --targets` shows it)
     mobile_providers: dict[str, Any] | None = None
+    # other files the folder holds, path -> sha256 (schema 4): `pack --target hf` writes the files the Hugging Face
+    # tools read (config.json, tokenizer_config.json, special_tokens_map.json), verified like every other file
+    files: dict[str, str] | None = None
     schema_version: int = SCHEMA_VERSION
 
     # the task's fields, read through the manifest (schemas 1-3 kept them here)
@@ -278,8 +282,24 @@ def read_manifest(bundle: str | os.PathLike) -> Manifest:
 
 
 def bundle_size(path: str | os.PathLike) -> int:
-    """Bytes of every file in a bundle folder."""
-    return sum(p.stat().st_size for p in Path(path).iterdir() if p.is_file())
+    """Bytes of every file in a bundle folder (and its onnx/ folder, in an hf folder)."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def bundle_files(path: str | os.PathLike) -> list[str]:
+    """Every entry of a bundle folder as a relative POSIX path (files, and folders' contents), hidden ones left
+    out; a symbolic link is listed, never followed."""
+    root = Path(path)
+    out, todo = [], [root]
+    while todo:
+        for entry in sorted(todo.pop().iterdir()):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                todo.append(entry)
+            else:
+                out.append(entry.relative_to(root).as_posix())
+    return out
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -338,6 +358,18 @@ def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
             problems.append(f"part {part.name}: file {part.file} is missing")
         elif sha256_file(path) != part.sha256:
             problems.append(f"part {part.name}: {part.file} does not match its sha256 (corrupted or replaced)")
+    for name, digest in (manifest.files or {}).items():
+        try:
+            path = resolve_inside(bundle, name)
+        except BundleError as exc:
+            problems.append(str(exc))
+            continue
+        if (Path(bundle) / name).is_symlink():
+            problems.append(f"{name} is a symbolic link; refusing to follow it")
+        elif not path.is_file():
+            problems.append(f"{name} is missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{name} does not match its sha256 (corrupted or replaced)")
     if manifest.card is not None:
         try:
             card = resolve_inside(bundle, manifest.card)
@@ -349,9 +381,9 @@ def verify_bundle(bundle: str | os.PathLike, manifest: Manifest) -> None:
                               f"edit: edgekd card {bundle} --rehash", BundleWarning, stacklevel=3)
         except BundleError as exc:
             problems.append(str(exc))
-    listed = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.parts} | \
+    listed = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.parts} | set(manifest.files or {}) | \
         ({manifest.card} if manifest.card else set())
-    extra = sorted(p.name for p in Path(bundle).iterdir() if p.name not in listed and not p.name.startswith("."))
+    extra = [name for name in bundle_files(bundle) if name not in listed]
     if extra:
         problems.append(f"files the manifest does not list: {', '.join(extra)} (a bundle holds only what its "
                         "manifest hashes; remove them)")

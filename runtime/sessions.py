@@ -123,7 +123,9 @@ def check_graphs(path, manifest, pairs) -> None:
     problems: list[str] = []
     for part, session in pairs:
         where = f"{part.file} (part {part.name!r})"
-        inputs = {i.name: i.type for i in session.get_inputs()}
+        # an input may also be an initializer the graph holds a default for (pack --target hf: `speed`), which
+        # onnxruntime lists apart from the inputs and still takes by name
+        inputs = {i.name: i.type for i in [*session.get_inputs(), *session.get_overridable_initializers()]}
         outputs = {o.name: o for o in session.get_outputs()}
         want_in, want_out = part_inputs(part.kind, manifest.text_pair), PART_OUTPUTS.get(part.kind, ())
         if set(inputs) != set(want_in):

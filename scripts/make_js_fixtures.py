@@ -2,7 +2,9 @@
 
 Six tiny bundles (fp32, compressed vocabulary, int8, a bundle of text pairs, a multi-label and a
 regression bundle) of tiny seeded students, and what the Python runtime answers for a fixed list of texts (of pairs, for the pair
-bundle) at three speeds (expected.json). The Node and browser tests compare against these; a
+bundle) at three speeds (expected.json). Beside them, `pack --target hf` folders of four of them (hf-fp32,
+hf-int8, hf-pair, hf-multi), each with a middle speed as its default, and 300 seeded texts (and pairs) that
+transformers.js runs on them against edgekd's JS runtime (js/test/interop.test.js). The Node and browser tests compare against these; a
 Python test (tests/js/test_fixtures.py) checks that the committed answers still
 match the Python runtime, so the two sides cannot drift.
 
@@ -113,18 +115,52 @@ def make_bundles(work: Path) -> dict[str, Path]:
     return out
 
 
+HF_FOLDERS = ("fp32", "int8", "pair", "multi")  # packed for transformers.js / Optimum as hf-<name>
+HF_TEXTS = 300
+
+
+def hf_texts(count: int = HF_TEXTS, seed: int = 3) -> tuple[list[str], list[list[str]]]:
+    """`count` seeded texts of 1-14 of the tiny tokenizer's words (some capitalised, some with punctuation), and
+    as many pairs of them."""
+    from edgekd.testing.fixtures import WORDS
+
+    rng = np.random.default_rng(seed)
+
+    def text() -> str:
+        words = [str(w) for w in rng.choice(WORDS + ["films", "goodly", "!", ","], size=int(rng.integers(1, 15)))]
+        return " ".join(w.capitalize() if rng.random() < 0.1 else w for w in words)
+
+    texts = [text() for _ in range(count)]
+    return texts, [[text(), text()] for _ in range(count)]
+
+
+def pack_hf(bundle: Path, speed: float, out: Path) -> None:
+    """`bundle` packed for the Hugging Face tools with `speed` as its default (set on a copy first)."""
+    from edgekd.pack import pack
+    from runtime.manifest import read_manifest, write_manifest
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / bundle.name
+        shutil.copytree(bundle, copy)
+        manifest = read_manifest(copy)
+        manifest.default_speed = speed
+        write_manifest(copy, manifest)
+        pack(copy, out, "hf")
+
+
 def items_of(model) -> list:
     return [tuple(p) for p in PAIRS] if model.manifest.text_pair else TEXTS
 
 
-def choose_speeds(bundle: Path) -> list[float]:
+def choose_speeds(bundle: Path, items: list | None = None) -> list[float]:
     """0, and two speeds far from every row's uncertainty at every layer (so tiny float
-    differences between onnxruntime builds cannot flip an exit), with exits at several layers."""
+    differences between onnxruntime builds cannot flip an exit), with exits at several layers, on `items` (the
+    fixture's texts or pairs by default)."""
     import runtime
     from runtime.exits import decide
 
     model = runtime.load(bundle, engine="staged")
-    trace = model.trace_ids(*model.encode(items_of(model)))
+    trace = model.trace_ids(*model.encode(items if items is not None else items_of(model)))
     u = model.rule.trace(trace).ravel()
     best = []
     for low, high in ((0.3, 0.7), (0.7, 0.98)):
@@ -155,17 +191,25 @@ def expected(bundle: Path, speeds: list[float]) -> dict:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bundles = make_bundles(Path(tmp))
-        result = {"made_by": "scripts/make_js_fixtures.py", "max_length": MAX_LENGTH, "texts": TEXTS, "bundles": {}}
+        texts, pairs = hf_texts()
+        result = {"made_by": "scripts/make_js_fixtures.py", "max_length": MAX_LENGTH, "texts": TEXTS, "bundles": {},
+                  "hf": {"texts": texts, "pairs": pairs, "folders": {}}}
+        speeds = {name: choose_speeds(path) for name, path in bundles.items()}
         for name, path in bundles.items():
-            result["bundles"][name] = expected(path, choose_speeds(path))
+            result["bundles"][name] = expected(path, speeds[name])
         if FIXTURES.exists():
             shutil.rmtree(FIXTURES)
         FIXTURES.mkdir(parents=True)
         for name, path in bundles.items():
             shutil.copytree(path, FIXTURES / name)
+        for name in HF_FOLDERS:  # a middle speed on the 300 items: some leave early, some run every layer
+            speed = choose_speeds(bundles[name], [tuple(p) for p in pairs] if name == "pair" else texts)[1]
+            pack_hf(bundles[name], speed, FIXTURES / f"hf-{name}")
+            result["hf"]["folders"][f"hf-{name}"] = {"from": name, "default_speed": speed}
         (FIXTURES / "expected.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n",
                                                 encoding="utf-8")
-    sizes = {p.name: sum(f.stat().st_size for f in p.iterdir()) for p in FIXTURES.iterdir() if p.is_dir()}
+    sizes = {p.name: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) for p in FIXTURES.iterdir()
+             if p.is_dir()}
     print(f"wrote {FIXTURES} ({', '.join(f'{k} {v / 1e3:.0f} kB' for k, v in sizes.items())})")
 
 

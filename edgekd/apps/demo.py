@@ -21,7 +21,10 @@ from runtime.manifest import MANIFEST_FILE, read_manifest, verify_bundle
 
 JS_DIR = Path(__file__).resolve().parents[2] / "js"
 # node_modules folders the page may load (browser builds only)
-SERVED_MODULES = ("onnxruntime-web/dist/", "@huggingface/tokenizers/dist/")
+SERVED_MODULES = ("onnxruntime-web/dist/", "@huggingface/tokenizers/dist/",
+                  # the transformers.js variant (/hf, for a `pack --target hf` folder) and the onnxruntime-web it
+                  # ships with (its wasm files)
+                  "@huggingface/transformers/dist/", "@huggingface/transformers/node_modules/onnxruntime-web/dist/")
 TYPES = {".mjs": "text/javascript", ".js": "text/javascript", ".wasm": "application/wasm",
          ".json": "application/json", ".onnx": "application/octet-stream", ".css": "text/css",
          ".html": "text/html; charset=utf-8", ".map": "application/json"}
@@ -38,6 +41,8 @@ class DemoHandler(SimpleHTTPRequestHandler):
         route = unquote(urlsplit(path).path)
         if route in ("/", "/index.html"):
             return str(self.js_dir / "demo" / "index.html")
+        if route in ("/hf", "/hf.html"):  # the same folder in transformers.js, beside edgekd's runtime
+            return str(self.js_dir / "demo" / "hf.html")
         if route.startswith("/bundle/"):
             name = route[len("/bundle/"):]
             return str(self.bundle / name) if name in self.bundle_files else ""
@@ -89,7 +94,7 @@ def demo_server(bundle: str | os.PathLike, host: str = "127.0.0.1", port: int = 
         if not (js / need).exists():
             raise EdgeKDError(f"{js / need} is missing: the demo serves the JS runtime from {js}; run `npm ci` in "
                               f"{js} (scripts/setup.sh does), or point --js-dir at a checkout's js/ folder")
-    files = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.parts}
+    files = {MANIFEST_FILE, manifest.tokenizer} | {s.file for s in manifest.parts} | set(manifest.files or {})
     handler = partial(DemoHandler, js_dir=js, bundle=bundle, bundle_files=files)
     try:
         return ThreadingHTTPServer((host, port), handler)

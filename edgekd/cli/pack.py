@@ -16,7 +16,10 @@ def pack(
     bundle: Annotated[Path, typer.Argument(help="Bundle folder written by `edgekd export`.")],
     target: Annotated[str, typer.Option(
         help="web (model.onnx + tokenizer + manifest: the JS runtime in the browser or Node) | mobile "
-             "(model.ort, the ORT format that ONNX Runtime Mobile loads, + tokenizer + manifest).")],
+             "(model.ort, the ORT format that ONNX Runtime Mobile loads, + tokenizer + manifest) | hf (the folder "
+             "transformers.js `pipeline('text-classification', DIR)` and Optimum "
+             "`ORTModelForSequenceClassification.from_pretrained(DIR)` load unchanged: onnx/model.onnx with the "
+             "default speed inside, config.json, tokenizer files; edgekd's runtimes load it too).")],
     out: Annotated[Path, typer.Option(help="Folder to write the slim bundle to.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder at --out (atomically).")] = False,
 ) -> None:

@@ -34,6 +34,12 @@ function safeName(name) {
     name !== '.' && name !== '..';
 }
 
+// the graph of a folder packed for the Hugging Face tools lies one folder down (onnx/model.onnx)
+function safeGraphName(name) {
+  const parts = typeof name === 'string' ? name.split('/') : [];
+  return parts.length >= 1 && parts.length <= 2 && parts.every(safeName);
+}
+
 /** Check a parsed manifest; returns what the runtime needs or throws one BundleError listing every problem. */
 export function checkManifest(manifest, where) {
   if (manifest === null || typeof manifest !== 'object' || Array.isArray(manifest)) {
@@ -53,7 +59,7 @@ export function checkManifest(manifest, where) {
   const graph = parts.find((s) => s && s.kind === 'compiled');
   if (!graph) {
     problems.push('no compiled graph (model.onnx) is listed; re-export the bundle with edgekd >= 0.2 (`edgekd export`)');
-  } else if (!safeName(graph.file)) {
+  } else if (!safeGraphName(graph.file)) {
     problems.push(`the compiled graph's file name ${JSON.stringify(graph.file)} is not a plain file name`);
   }
   if (graph && !/^[0-9a-f]{64}$/.test(String(graph.sha256))) problems.push('the compiled graph has no valid sha256');
@@ -96,6 +102,9 @@ export function checkManifest(manifest, where) {
     textPair: task.text_pair === true,
     problem,
     thresholds: thresholds ?? (Array.isArray(labels) ? labels.map(() => 0.5) : []),
+    // pack --target hf: `speed` is an initializer holding defaultSpeed, which onnxruntime-node and -web run
+    // whatever is fed for it
+    speedInGraph: manifest.target === 'hf',
   };
 }
 
@@ -258,8 +267,8 @@ export class EdgeModel {
     const feeds = {
       [GRAPH_INPUTS[0]]: new ort.Tensor('int64', ids, [batch, width]),
       [GRAPH_INPUTS[1]]: new ort.Tensor('int64', mask, [batch, width]),
-      [GRAPH_INPUTS[2]]: new ort.Tensor('float32', Float32Array.of(speed), []),
     };
+    if (!this.info.speedInGraph) feeds[GRAPH_INPUTS[2]] = new ort.Tensor('float32', Float32Array.of(speed), []);
     if (this.info.textPair) feeds[PAIR_INPUT] = new ort.Tensor('int64', types, [batch, width]);
     const out = await this.session.run(feeds);
     return {
@@ -279,6 +288,11 @@ export class EdgeModel {
   async classify(texts, options = {}) {
     const items = this.items(texts);
     const speed = checkSpeed(options.speed, this.defaultSpeed);
+    if (this.info.speedInGraph && speed !== this.defaultSpeed) {
+      throw new RangeError(`this folder (edgekd pack --target hf) holds its speed, ${this.defaultSpeed}, inside ` +
+        `${this.info.graph.file}, and onnxruntime in JavaScript runs that one whatever is fed; for speed ${speed} ` +
+        'load the bundle `edgekd export` wrote');
+    }
     const threshold = checkThreshold(options.threshold, this.problem);
     const thresholds = threshold === null ? this.info.thresholds : this.labels.map(() => threshold);
     const batchSize = options.batchSize ?? 32;
@@ -385,7 +399,9 @@ export async function loadWith(ort, readFile, where, sessionOptions = {}) {
   }
   let session;
   try {
-    session = await ort.InferenceSession.create(graphBytes, { graphOptimizationLevel: 'all', ...sessionOptions });
+    // logSeverityLevel 3: errors only (an hf folder's `speed` initializer would log a warning at every load)
+    session = await ort.InferenceSession.create(graphBytes, { graphOptimizationLevel: 'all', logSeverityLevel: 3,
+      ...sessionOptions });
   } catch (err) {
     throw new BundleError(`${where}: cannot load ${info.graph.file}: ${err.message}`);
   }

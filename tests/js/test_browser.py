@@ -151,3 +151,31 @@ def test_bench_rows_for_node_and_chromium():
         assert row.average_layers == pytest.approx(np.mean([p.exit_layer for p in python]))
         assert row.p50_ms_b1 > 0 and row.throughput_b32 > 0
         assert by[f"edgekd graph in {runner}, speed 0"].average_layers == 3
+
+
+def test_transformers_js_in_chromium_answers_as_edgekd_on_an_hf_folder():
+    """The demo page's transformers.js variant (/hf): pipeline('text-classification') in the browser on a
+    `pack --target hf` folder gives the labels and probabilities of edgekd's browser runtime on the same folder,
+    on every one of 300 texts, at the default speed held inside the graph."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    expected = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))["hf"]
+    server = demo_server(FIXTURES / "hf-fp32", port=0)
+    serve_in_thread(server)
+    try:
+        out = subprocess.run(["node", "scripts/drive-hf.mjs", "-"], cwd=JS, capture_output=True, text=True,
+                             timeout=240, input=json.dumps({"url": f"http://127.0.0.1:{server.server_address[1]}/hf",
+                                                            "texts": expected["texts"]}))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout)["answers"]
+    theirs, ours = got["transformers"], got["edgekd"]
+    assert len(theirs) == len(ours) == len(expected["texts"])
+    assert [t["label"] for t in theirs] == [o["label"] for o in ours]
+    assert all(abs(t["score"] - o["probs"][o["label"]]) < 1e-3 for t, o in zip(theirs, ours))
+    python = runtime.load(FIXTURES / "hf-fp32").classify(expected["texts"])
+    assert [o["exitLayer"] for o in ours] == [p.exit_layer for p in python]
+    assert len({p.exit_layer for p in python}) > 1  # early exit on at the folder's default speed
