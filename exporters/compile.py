@@ -8,16 +8,18 @@
 The embed graph and layer 1 run in the main graph. After layer k the exit
 head's uncertainty (the problem type's rule, runtime/exits.py: normalized
 entropy; the largest binary entropy of a multi-label head; for regression the gap to the
-previous head over the target scale, the largest of the last `patience` gaps) is compared with `speed`; the rows
-that leave are
-set aside (their original row, logits and uncertainty), and an `If` node runs
-the rest of the chain only when some row stays. Its `then` branch holds layer
-k+1 (with that layer's weights inside the branch: onnxruntime pre-packs only a
-graph's own initializers, and a probe measured 1.4x against outer-scope
-weights), fed the surviving rows through the layer graph's `rows` input and
-the padding trimmed to the longest survivor. Where the chain stops (no row
-left, or the last layer) one ScatterND per output writes every row's result
-back into input order.
+previous head over the target scale, the largest of the last `patience` gaps) is compared with `speed`.
+Compaction runs only when some row really leaves (issue 40: at batch 1 and wherever no row leaves, a layer
+costs its own kernels, the rule's, a ReduceMin and a Less): an `If` on "the smallest uncertainty is below
+speed" either sets the leaving rows aside (their original row, logits, uncertainty and layer) and gathers the
+survivors with the padding trimmed to the longest of them, or passes the batch on as it is (Identity). A second
+`If` runs the rest of the chain only when some row stays. Its `then` branch holds layer k+1 (with that layer's
+weights inside the branch: onnxruntime pre-packs only a graph's own initializers, and a probe measured 1.4x
+against outer-scope weights); the layer graph's own gather of its `rows` input is taken out when it is
+inlined (the compaction branch gathers instead). The rule's Clip of the uncertainty to [0, 1] cannot change a
+comparison with a speed in [0, 1] (the entropies are >= 0 as computed), so it runs once, on the outputs. Where
+the chain stops (no row left, or the last layer) one ScatterND per output writes every row's result back into
+input order.
 
 A pure function from graphs to a graph (`compile_early_exit`), so any ONNX
 Runtime binding runs batched early exit with nothing but a tokenizer.
@@ -66,15 +68,137 @@ class _Builder:
         return helper.make_graph(self.nodes, name, [], outputs, self.initializers, value_info=self.value_info)
 
 
-def _inline(b: _Builder, graph: GraphProto, prefix: str, inputs: dict[str, str], outputs: dict[str, str]) -> None:
-    """Copy `graph`'s nodes and weights into `b`, its inputs and outputs bound to the given names."""
+def _bypass_rows(graph: GraphProto, inputs: dict[str, str]) -> tuple[dict[str, str], set[int]]:
+    """A layer graph's gathers of its `rows` input (axis 0 of hidden and mask) taken out: each gather's output
+    bound to what it gathers from. Returns those bindings and the indices of the nodes to leave out; refuses a
+    graph that uses `rows` otherwise."""
+    rows = PART_INPUTS["layer"][2]
+    bound, skip = {}, set()
+    for i, node in enumerate(graph.node):
+        if rows not in node.input:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
+        if node.op_type != "Gather" or list(node.input).index(rows) != 1 or axis != 0 or node.input[0] not in inputs:
+            raise ValueError(f"layer graph {graph.name!r} uses its rows input in a {node.op_type} node; the "
+                             "compiler can only take out row gathers of its inputs")
+        bound[node.output[0]] = inputs[node.input[0]]
+        skip.add(i)
+    return bound, skip
+
+
+class _MaskPart:
+    """The nodes of a layer graph that read only its mask (and constants): the attention's mask processing and
+    the exit head's pooling weights. They give the same values in every layer that gets the same mask, so the
+    compiler computes them where the mask changes (the main graph, the compaction branch) and hands the values
+    on where it does not."""
+
+    def __init__(self, graph: GraphProto):
+        hidden, mask, _ = PART_INPUTS["layer"]
+        aliases, gathers = _bypass_rows(graph, {hidden: hidden, mask: mask})
+        static = {i.name for i in graph.initializer}
+        constants = {o for n in graph.node if n.op_type == "Constant" and not n.input for o in n.output}
+        derived = {mask} | {k for k, v in aliases.items() if v == mask}
+        self.aliases = {k: mask for k, v in aliases.items() if v == mask}
+        self.nodes: list[int] = []
+        for i, node in enumerate(graph.node):
+            ins = [x for x in node.input if x]
+            if i in gathers or not ins or not any(x in derived for x in ins):
+                continue
+            if all(x in derived or x in static or x in constants for x in ins):
+                self.nodes.append(i)
+                derived.update(node.output)
+        mine = set(self.nodes)
+        made = {o for i in self.nodes for o in graph.node[i].output}
+        read_elsewhere = {x for i, n in enumerate(graph.node) if i not in mine and i not in gathers for x in n.input}
+        read_elsewhere |= {o.name for o in graph.output}
+        self.exported = [o for i in self.nodes for o in graph.node[i].output if o in read_elsewhere and o in made]
+        # the constants the mask nodes read, copied with them
+        self.constant_nodes = [i for i, n in enumerate(graph.node) if n.op_type == "Constant" and not n.input
+                               and any(n.output[0] in graph.node[j].input for j in self.nodes)]
+        self.signature = self._signature(graph)
+        self.types = self._types(graph)
+
+    def _signature(self, graph: GraphProto) -> bytes:
+        """What the mask nodes compute, names aside: ops, attributes, the values of what they read."""
+        import hashlib
+
+        values = {i.name: i.SerializeToString() for i in graph.initializer}
+        for i in self.constant_nodes:
+            values[graph.node[i].output[0]] = graph.node[i].attribute[0].SerializeToString()
+        local: dict[str, str] = {PART_INPUTS["layer"][1]: "mask", **{k: "mask" for k in self.aliases}}
+        digest = hashlib.sha256()
+        for j, i in enumerate(self.nodes):
+            node = graph.node[i]
+            digest.update(f"{node.op_type}|{node.domain}|".encode())
+            for a in sorted(node.attribute, key=lambda a: a.name):
+                digest.update(a.SerializeToString())
+            for x in node.input:
+                digest.update(local.get(x, "").encode() or hashlib.sha256(values.get(x, b"?")).digest())
+            for m, o in enumerate(node.output):
+                local[o] = f"n{j}o{m}"
+        digest.update("|".join(local[o] for o in self.exported).encode())
+        return digest.digest()
+
+    def _types(self, graph: GraphProto) -> list[int]:
+        """The element type of each exported value (ONNX shape inference over the mask nodes alone: standard
+        operators, whatever the rest of the layer is built from)."""
+        b = _Builder("")
+        names = self.copy(b, graph, "", PART_INPUTS["layer"][1])
+        alone = helper.make_graph(b.nodes, "mask_part", [helper.make_tensor_value_info(
+            PART_INPUTS["layer"][1], TensorProto.INT64, ["batch", "sequence"])],
+            [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for n in names], b.initializers)
+        inferred = onnx.shape_inference.infer_shapes(helper.make_model(alone), strict_mode=False).graph
+        types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.output]}
+        missing = [o for o in self.exported if not types.get(o)]
+        if missing:
+            raise ValueError(f"cannot type the mask values {missing} of layer graph {graph.name!r}")
+        return [types[o] for o in self.exported]
+
+    def copy(self, b: _Builder, graph: GraphProto, prefix: str, mask: str) -> list[str]:
+        """The mask nodes copied into `b`, reading `mask`; returns the names of the exported values there."""
+        rename = {PART_INPUTS["layer"][1]: mask, **{k: mask for k in self.aliases}}
+        wanted = {x for i in self.nodes for x in graph.node[i].input}
+        for init in graph.initializer:
+            if init.name in wanted:
+                copy = TensorProto()
+                copy.CopyFrom(init)
+                copy.name = prefix + init.name
+                b.initializers.append(copy)
+        for i in sorted(self.constant_nodes + self.nodes):
+            node = graph.node[i]
+            copy = onnx.NodeProto()
+            copy.CopyFrom(node)
+            copy.ClearField("input")
+            copy.ClearField("output")
+            copy.input.extend("" if x == "" else rename.get(x, prefix + x) for x in node.input)
+            copy.output.extend(prefix + o for o in node.output)
+            copy.name = prefix + (node.name or node.op_type)
+            b.nodes.append(copy)
+        return [prefix + o for o in self.exported]
+
+
+def _inline(b: _Builder, graph: GraphProto, prefix: str, inputs: dict[str, str], outputs: dict[str, str],
+            without_rows: bool = False, given: tuple[_MaskPart, list[str]] | None = None) -> None:
+    """Copy `graph`'s nodes and weights into `b`, its inputs and outputs bound to the given names (a layer graph
+    `without_rows`: its gathers of the rows input taken out, the rows being those it is given; `given`: its mask
+    nodes left out, their values the names given)."""
     rename = dict(inputs)
+    bound, skip = _bypass_rows(graph, inputs) if without_rows else ({}, set())
+    rename.update(bound)
+    if given is not None:
+        part, names = given
+        skip |= set(part.nodes)
+        rename.update(zip(part.exported, names))
+        read = {x for i, n in enumerate(graph.node) if i not in skip for x in n.input}
+        skip |= {i for i, n in enumerate(graph.node) if n.op_type == "Constant" and not n.input
+                 and not set(n.output) & read}  # the constants only the mask nodes read
+    read = {x for i, n in enumerate(graph.node) if i not in skip for x in n.input} | {o.name for o in graph.output}
     for out in graph.output:
         rename[out.name] = outputs[out.name]
     for out in graph.output:
         if out.name in inputs or any(init.name == out.name for init in graph.initializer):
             raise ValueError(f"part output {out.name!r} is not computed by a node; cannot inline")
-    missing = {i.name for i in graph.input} - set(inputs)
+    missing = {i.name for i in graph.input} - set(inputs) - ({PART_INPUTS["layer"][2]} if without_rows else set())
     initializer_names = {init.name for init in graph.initializer}
     if missing - initializer_names:
         raise ValueError(f"part graph {graph.name!r} has unbound inputs {sorted(missing - initializer_names)}")
@@ -83,11 +207,15 @@ def _inline(b: _Builder, graph: GraphProto, prefix: str, inputs: dict[str, str],
         return "" if name == "" else rename.get(name, prefix + name)
 
     for init in graph.initializer:
+        if init.name not in read:  # read by left-out nodes only
+            continue
         copy = TensorProto()
         copy.CopyFrom(init)
         copy.name = new(init.name)
         b.initializers.append(copy)
-    for node in graph.node:
+    for i, node in enumerate(graph.node):
+        if i in skip:
+            continue
         if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
             raise ValueError(f"part graph {graph.name!r} has a control-flow node ({node.op_type}); cannot inline")
         copy = onnx.NodeProto()
@@ -114,6 +242,7 @@ class _Compiler:
         self.debug = debug
         self.rule = rule
         self.num_layers = max(len(layers), 1)
+        self.masks = [_MaskPart(layer.graph) for layer in layers]
         self.main = _Builder("")
         m = self.main
         # Shared constants, visible from every branch (outer scope).
@@ -163,33 +292,34 @@ class _Compiler:
         z = b.op("Abs", [logits], "abs_z")
         neg = b.op("Neg", [z], "neg_z")
         h = b.op("Add", [b.op("Softplus", [neg], "sp"), b.op("Mul", [z, b.op("Sigmoid", [neg], "sig")], "zs")], "h")
-        u = b.op("Mul", [self.max_last(b, h), self.inv_log_2], "u_raw")
-        return b.op("Clip", [u, self.f0, self.f1], "u")
+        return b.op("Mul", [self.max_last(b, h), self.inv_log_2], "u_raw")  # >= 0; clipped on output
 
     def entropy(self, b: _Builder, logits: str) -> str:
         log_p = b.op("LogSoftmax", [logits], "log_p", axis=-1)
         p = b.op("Exp", [log_p], "p")
         plogp = b.op("Mul", [p, log_p], "plogp")
         total = b.op("ReduceSum", [plogp, self.axis_last], "sum_plogp", keepdims=0)
-        u = b.op("Mul", [total, self.neg_inv_log_c], "u_raw")
-        return b.op("Clip", [u, self.f0, self.f1], "u")
+        # >= 0 as computed (log_p <= 0 and p >= 0 term by term), so a comparison with a speed in [0, 1] needs no
+        # clip; the outputs are clipped (clip)
+        return b.op("Mul", [total, self.neg_inv_log_c], "u_raw")
 
-    def finish(self, b: _Builder, left: list[tuple[str, str, str, int]],
+    def clip(self, b: _Builder, u: str) -> str:
+        """The uncertainty as the rule states it, in [0, 1] (regression's gaps are capped where computed)."""
+        return u if self.rule.problem == "regression" else b.op("Clip", [u, self.f0, self.f1], "u")
+
+    def finish(self, b: _Builder, left: list[tuple[str, str, str, str | int]],
                counts: list[str]) -> list[onnx.ValueInfoProto]:
-        """Write every row's result into input order; `left` holds (rows, logits, u, layer) per part."""
-        if len(left) == 1:
-            rows, logits, unc = left[0][0], left[0][1], left[0][2]
-        else:
-            rows = b.op("Concat", [x[0] for x in left], "all_rows", axis=0)
-            logits = b.op("Concat", [x[1] for x in left], "all_logits", axis=0)
-            unc = b.op("Concat", [x[2] for x in left], "all_u", axis=0)
-        layer_parts = [b.op("Expand", [b.const(layer, np.int64, "layer"), b.op("Shape", [r])], "layers")
-                       for r, _, _, layer in left]
-        layers = layer_parts[0] if len(layer_parts) == 1 else b.op("Concat", layer_parts, "all_layers", axis=0)
+        """Write every row's result into input order; `left` holds (rows, logits, u, layer) per part, the layer
+        a tensor of one per row or the layer's number (every row of the part)."""
+        left = [(r, lg, u, layer if isinstance(layer, str) else
+                 b.op("Expand", [b.const(layer, np.int64, "layer"), b.op("Shape", [r])], "layers"))
+                for r, lg, u, layer in left]
+        rows, logits, unc, layers = (x[0] if len(left) == 1 else b.op("Concat", list(x), f"all_{what}", axis=0)
+                                     for what, x in zip(("rows", "logits", "u", "layers"), zip(*left)))
         index = b.op("Unsqueeze", [rows, self.axis_last], "index")
         out_logits = b.op("ScatterND", [self.zero_logits, index, logits], "out_logits")
         out_layer = b.op("ScatterND", [self.zero_layer, index, layers], "out_layer")
-        out_unc = b.op("ScatterND", [self.zero_unc, index, unc], "out_u")
+        out_unc = b.op("ScatterND", [self.zero_unc, index, self.clip(b, unc)], "out_u")
         names = [out_logits, out_layer, out_unc]
         if self.debug:
             pad = self.num_layers - len(counts)
@@ -202,49 +332,84 @@ class _Compiler:
         return [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types)]
 
     # ----------------------------------------------------------------- parts
-    def part(self, b: _Builder, k: int, hidden: str, mask: str, rows: str, alive: str,
-             left: list[tuple[str, str, str, int]], counts: list[str], previous: str | None = None,
-             recent: tuple[str, ...] = ()) -> list[onnx.ValueInfoProto]:
-        """Layer k on `rows` of (hidden, mask); alive maps those rows to input rows; `previous` and `recent` hold
-        the last head's outputs and the last patience - 1 gaps of the same rows (regression's rule). Returns b's
-        outputs."""
+    def part(self, b: _Builder, k: int, hidden: str, mask: str, alive: str, left: list[tuple[str, str, str, str]],
+             counts: list[str], previous: str | None = None, recent: tuple[str, ...] = (),
+             masked: list[str] | None = None) -> list[onnx.ValueInfoProto]:
+        """Layer k on the rows of (hidden, mask), which `alive` maps to input rows; `previous` and `recent` hold
+        the last head's outputs and the last patience - 1 gaps of the same rows (regression's rule); `masked`
+        the values of layer k's mask nodes on this mask (_MaskPart). Returns b's outputs."""
         p = f"l{k}/"
+        layer = self.layers[k - 1].graph
+        if masked is None:
+            masked = self.masks[k - 1].copy(b, layer, f"m{k}/", mask)
         hidden_out, logits = b.name("hidden"), b.name("logits")
-        _inline(b, self.layers[k - 1].graph, p, dict(zip(PART_INPUTS["layer"], (hidden, mask, rows))),
-                dict(zip(PART_OUTPUTS["layer"], (hidden_out, logits))))
+        _inline(b, layer, p, dict(zip(PART_INPUTS["layer"][:2], (hidden, mask))),
+                dict(zip(PART_OUTPUTS["layer"], (hidden_out, logits))), without_rows=True,
+                given=(self.masks[k - 1], masked))
         u, gap = self.uncertainty(b, logits, previous, recent)
         window = self.rule.patience - 1
         recent = (*recent, gap)[-window:] if window else ()
         counts = counts + ([b.op("Shape", [alive], "rows_in")] if self.debug else [])
         if k == self.num_layers:
             return self.finish(b, left + [(alive, logits, u, k)], counts)
-        leave = b.op("Less", [u, self.speed], "leave")
-        stay = b.op("Not", [leave], "stay")
-        gone = (b.op("Compress", [alive, leave], "gone_rows", axis=0),
-                b.op("Compress", [logits, leave], "gone_logits", axis=0),
-                b.op("Compress", [u, leave], "gone_u", axis=0), k)
-        left = left + [gone]
-        keep = b.op("Squeeze", [b.op("NonZero", [stay]), self.axis0], "keep")
-        any_stay = b.op("Greater", [b.op("Size", [keep]), self.i0], "any_stay")
+        any_leave = b.op("Less", [b.op("ReduceMin", [u], "u_min", keepdims=0), self.speed], "any_leave")
+        carried = ([logits] if self.rule.needs_previous else []) + list(recent)  # regression's rule's memory
 
-        # then: the next layer on the survivors, padding trimmed to the longest of them
-        t = _Builder(f"k{k}t/")
-        mask_rows = t.op("Gather", [mask, rows], "mask_rows", axis=0)  # the mask of layer k's output rows
-        kept_mask = t.op("Gather", [mask_rows, keep], "kept_mask", axis=0)
+        # then: set the leaving rows aside, gather the survivors with the padding trimmed to the longest of them
+        t = _Builder(f"k{k}c/")
+        leave = t.op("Less", [u, self.speed], "leave")
+        keep = t.op("Squeeze", [t.op("NonZero", [t.op("Not", [leave], "stay")]), self.axis0], "keep")
+        gone_rows = t.op("Compress", [alive, leave], "gone_rows", axis=0)
+        gone = [gone_rows, t.op("Compress", [logits, leave], "gone_logits", axis=0),
+                t.op("Compress", [u, leave], "gone_u", axis=0),
+                t.op("Expand", [t.const(k, np.int64, "layer"), t.op("Shape", [gone_rows])], "gone_layers")]
+        any_stay = t.op("Greater", [t.op("Size", [keep]), self.i0], "any_stay")
+        kept_mask = t.op("Gather", [mask, keep], "kept_mask", axis=0)
         width = t.op("ReduceMax", [t.op("ReduceSum", [kept_mask, self.axis1], keepdims=0)], "width", keepdims=1)
-        next_hidden = t.op("Slice", [hidden_out, self.zero_i, width, self.axis1], "trim_hidden")
-        next_mask = t.op("Slice", [mask_rows, self.zero_i, width, self.axis1], "trim_mask")
-        next_alive = t.op("Gather", [alive, keep], "alive", axis=0)
-        kept_logits = t.op("Gather", [logits, keep], "prev", axis=0) if self.rule.needs_previous else None
-        kept_recent = tuple(t.op("Gather", [g, keep], "prev_gap", axis=0) for g in recent)
-        then_outputs = self.part(t, k + 1, next_hidden, next_mask, keep, next_alive, left, counts, kept_logits,
-                                 kept_recent)
-        then_graph = t.graph(f"after_layer_{k}", then_outputs)
+        kept = [t.op("Slice", [t.op("Gather", [hidden_out, keep], "kept_hidden", axis=0), self.zero_i, width,
+                               self.axis1], "trim_hidden"),
+                t.op("Slice", [kept_mask, self.zero_i, width, self.axis1], "trim_mask"),
+                t.op("Gather", [alive, keep], "alive", axis=0),
+                *[t.op("Gather", [c, keep], "kept", axis=0) for c in carried]]
+        nxt, now = self.masks[k], self.masks[k - 1]  # the mask nodes of layer k + 1, and of this layer
+        kept += nxt.copy(t, self.layers[k].graph, f"m{k + 1}/", kept[1])  # on the compacted mask
+        then_out = kept + [any_stay] + gone
+        # else: no row leaves: the batch goes on as it is (Identity: a branch cannot return an outer value), and
+        # so do the mask values where layer k + 1 computes them as this layer did
+        e = _Builder(f"k{k}n/")
+        same_mask = nxt.signature == now.signature
+        else_out = [e.op("Identity", [x], "same") for x in [hidden_out, mask, alive, *carried]] + \
+            ([e.op("Identity", [x], "same_mask") for x in masked] if same_mask else
+             nxt.copy(e, self.layers[k].graph, f"m{k + 1}/", mask)) + \
+            [e.const(True, np.bool_, "all_stay"), e.const(np.zeros(0, np.int64), np.int64, "none_rows"),
+             e.const(np.zeros((0, self.num_labels), np.float32), np.float32, "none_logits"),
+             e.const(np.zeros(0, np.float32), np.float32, "none_u"),
+             e.const(np.zeros(0, np.int64), np.int64, "none_layers")]
+        types = [TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT64] + [TensorProto.FLOAT] * len(carried) + \
+            nxt.types + [TensorProto.BOOL, TensorProto.INT64, TensorProto.FLOAT, TensorProto.FLOAT, TensorProto.INT64]
+        step = b.op("If", [any_leave], "step", outputs=len(then_out),
+                    then_branch=helper.make_graph(t.nodes, f"leave_at_{k}", [], [
+                        helper.make_tensor_value_info(n, ty, None) for n, ty in zip(then_out, types)],
+                        t.initializers),
+                    else_branch=helper.make_graph(e.nodes, f"none_leave_at_{k}", [], [
+                        helper.make_tensor_value_info(n, ty, None) for n, ty in zip(else_out, types)],
+                        e.initializers))
+        next_hidden, next_mask, next_alive = step[:3]
+        kept_carried = step[3:3 + len(carried)]
+        next_masked = step[3 + len(carried):3 + len(carried) + len(nxt.exported)]
+        stay = step[3 + len(carried) + len(nxt.exported)]
+        left = left + [tuple(step[4 + len(carried) + len(nxt.exported):])]
+        kept_logits = kept_carried[0] if self.rule.needs_previous else None
+        kept_recent = tuple(kept_carried[1 if self.rule.needs_previous else 0:])
 
-        e = _Builder(f"k{k}e/")
-        else_graph = e.graph(f"all_left_at_{k}", self.finish(e, left, counts))
-        outs = b.op("If", [any_stay], "result", outputs=len(then_outputs),
-                    then_branch=then_graph, else_branch=else_graph)
+        # then: the next layer on the rows that stay; else: every row has left
+        n = _Builder(f"k{k}t/")
+        then_outputs = self.part(n, k + 1, next_hidden, next_mask, next_alive, left, counts, kept_logits,
+                                 kept_recent, next_masked)
+        f = _Builder(f"k{k}e/")
+        else_graph = f.graph(f"all_left_at_{k}", self.finish(f, left, counts))
+        outs = b.op("If", [stay], "result", outputs=len(then_outputs),
+                    then_branch=n.graph(f"after_layer_{k}", then_outputs), else_branch=else_graph)
         return self.outputs(outs)
 
     def build(self) -> ModelProto:
@@ -267,7 +432,7 @@ class _Compiler:
         self.zero_logits = m.op("ConstantOfShape", [bc], "zero_logits",
                                 value=numpy_helper.from_array(np.zeros(1, np.float32)))
         alive = m.op("Range", [self.i0, batch, self.i1], "alive")
-        outputs = self.part(m, 1, hidden, mask, alive, alive, [], [])
+        outputs = self.part(m, 1, hidden, mask, alive, [], [])
         # Name the model's outputs.
         final = list(GRAPH_OUTPUTS) + ([DEBUG_OUTPUT] if self.debug else [])
         for src, dst in zip([o.name for o in outputs], final):
@@ -335,7 +500,7 @@ def compile_single(full: ModelProto, num_labels: int, rule: ExitRule = SINGLE_LA
             dict(zip(PART_OUTPUTS["full"], (logits,))))
     m.op("Identity", [logits], GRAPH_OUTPUTS[0])
     m.nodes[-1].output[0] = GRAPH_OUTPUTS[0]
-    u = c.uncertainty(m, logits, None)[0]
+    u = c.clip(m, c.uncertainty(m, logits, None)[0])
     m.op("Identity", [u], GRAPH_OUTPUTS[2])
     m.nodes[-1].output[0] = GRAPH_OUTPUTS[2]
     batch = m.op("Shape", [ids], "ids_shape", start=0, end=1)

@@ -248,3 +248,42 @@ def test_model_onnx_from_fused_layers_runs_fewer_kernels_and_answers_the_same(to
     for speed in list(SPEED_GRID) + [1.0]:
         a, b = fused.run_graph(ids, mask, speed), portable.run_graph(ids, mask, speed)
         assert (a[1] == b[1]).all() and np.abs(a[0] - b[0]).max() < 1e-4, speed
+
+
+@pytest.mark.slow
+def test_compaction_runs_only_on_rows_that_really_leave(tokenizer_file, tmp_path):
+    """Issue 40: where no row leaves (speed 0, or batch 1 until it leaves), a layer of model.onnx runs its own
+    kernels, the rule's and the decision (ReduceMin, Less), and hands the batch on (Identity): no Compress,
+    NonZero or Gather; the mask nodes (the attention's mask index, the head's pooling weights) run once, not
+    per layer. Rows that leave are compacted as before (compiled == staged is checked elsewhere)."""
+    import collections
+    import json
+
+    import onnxruntime as ort
+
+    from exporters import export_student
+    from runtime.timing import kernel_events
+    from tests.conftest import TEXTS, make_student
+
+    student = make_student(hidden=64, layers=3, sharpen=5.0)
+    path = export_student(student, tokenizer_file, ["n", "p"], tmp_path / "b", max_length=40, optimize="fused",
+                          graph_form="auto").path
+    model = runtime.load(path, engine="graph")
+
+    def kernels(items, speed):
+        options = ort.SessionOptions()
+        options.enable_profiling, options.profile_file_prefix = True, str(tmp_path / "p")
+        session = ort.InferenceSession(str(path / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        session.run(None, model.batch(*model.encode(items)).feeds(("input_ids", "attention_mask", "speed"), speed))
+        return collections.Counter(op for op, _ in kernel_events(json.loads(open(session.end_profiling()).read())))
+
+    still = kernels(TEXTS[:1], 0.0)
+    assert not {"Compress", "NonZero"} & set(still) and still["ReduceMin"] == model.num_layers - 1
+    assert still["Identity"] >= 3 * (model.num_layers - 1)  # the batch handed on, never gathered
+    assert still["Gather"] <= 3  # the embedding's and the output's, none per layer
+    assert still["Cast"] <= 2  # the mask nodes ran once
+    mixed = [speed for speed in np.linspace(0.05, 0.95, 19)
+             if len(set(model.run_graph(*model.encoder(TEXTS[:6]), float(speed))[1].tolist())) > 1]
+    assert mixed, "no speed makes these rows leave at different layers"
+    moving = kernels(TEXTS[:6], float(mixed[0]))
+    assert moving["Compress"] >= 3 and moving["NonZero"] >= 1  # rows that left were set aside
