@@ -9,17 +9,23 @@ The embed graph and layer 1 run in the main graph. After layer k the exit
 head's uncertainty (the problem type's rule, runtime/exits.py: normalized
 entropy; the largest binary entropy of a multi-label head; for regression the gap to the
 previous head over the target scale, the largest of the last `patience` gaps) is compared with `speed`.
-Compaction runs only when some row really leaves (issue 40: at batch 1 and wherever no row leaves, a layer
-costs its own kernels, the rule's, a ReduceMin and a Less): an `If` on "the smallest uncertainty is below
-speed" either sets the leaving rows aside (their original row, logits, uncertainty and layer) and gathers the
-survivors with the padding trimmed to the longest of them, or passes the batch on as it is (Identity). A second
-`If` runs the rest of the chain only when some row stays. Its `then` branch holds layer k+1 (with that layer's
-weights inside the branch: onnxruntime pre-packs only a graph's own initializers, and a probe measured 1.4x
-against outer-scope weights); the layer graph's own gather of its `rows` input is taken out when it is
-inlined (the compaction branch gathers instead). The rule's Clip of the uncertainty to [0, 1] cannot change a
-comparison with a speed in [0, 1] (the entropies are >= 0 as computed), so it runs once, on the outputs. Where
-the chain stops (no row left, or the last layer) one ScatterND per output writes every row's result back into
-input order.
+
+Two paths (issue 40: a layer should cost its own kernels and the rule's, not bookkeeping):
+- while no row has left (every row at batch 1 until it leaves; every row at speed 0), layer k+1 runs in the
+  `else` branch of an `If` on "the smallest uncertainty is below speed", on the same tensors: nothing is
+  gathered, handed on or scattered back, and the nodes that read only the mask (the attention's mask index, the
+  head's pooling weights) ran once, on the input mask; at the last layer the answers are the outputs as they are;
+- where some row leaves, the `then` branch sets the leaving rows aside (their original row, logits,
+  uncertainty and layer), gathers the survivors with the padding trimmed to the longest of them, and goes on
+  with them layer by layer (`part`), compacting again only where some row leaves (else the batch is handed on by
+  Identity) and stopping where none stays; where the chain stops one ScatterND per output writes every row's
+  result back into input order (unless the last part holds every row: then they are in order already).
+Each layer's nodes are therefore in the graph once per path (the layers after k once for each k where rows can
+first leave: L(L+1)/2 copies in all), and its weights once, in the main graph, read by every copy (onnxruntime
+1.32 runs outer-scope weights as fast as a branch's own: measured). The layer graph's own gather of its `rows`
+input is taken out when it is inlined (the compaction gathers instead), and the rule's Clip of the uncertainty
+to [0, 1] runs once, on the outputs (a comparison with a speed in [0, 1] cannot change by it: the entropies are
+>= 0 as computed).
 
 A pure function from graphs to a graph (`compile_early_exit`), so any ONNX
 Runtime binding runs batched early exit with nothing but a tokenizer.
@@ -178,10 +184,12 @@ class _MaskPart:
 
 
 def _inline(b: _Builder, graph: GraphProto, prefix: str, inputs: dict[str, str], outputs: dict[str, str],
-            without_rows: bool = False, given: tuple[_MaskPart, list[str]] | None = None) -> None:
+            without_rows: bool = False, given: tuple[_MaskPart, list[str]] | None = None,
+            weights: tuple[_Builder, str, set[str]] | None = None) -> None:
     """Copy `graph`'s nodes and weights into `b`, its inputs and outputs bound to the given names (a layer graph
     `without_rows`: its gathers of the rows input taken out, the rows being those it is given; `given`: its mask
-    nodes left out, their values the names given)."""
+    nodes left out, their values the names given; `weights`: (builder, prefix, names written): the weights go
+    to that builder once, under that prefix, and every copy of the nodes reads them from there)."""
     rename = dict(inputs)
     bound, skip = _bypass_rows(graph, inputs) if without_rows else ({}, set())
     rename.update(bound)
@@ -203,16 +211,22 @@ def _inline(b: _Builder, graph: GraphProto, prefix: str, inputs: dict[str, str],
     if missing - initializer_names:
         raise ValueError(f"part graph {graph.name!r} has unbound inputs {sorted(missing - initializer_names)}")
 
+    shared = {init.name: weights[1] + init.name for init in graph.initializer} if weights else {}
+
     def new(name: str) -> str:
-        return "" if name == "" else rename.get(name, prefix + name)
+        return "" if name == "" else rename.get(name, shared.get(name, prefix + name))
 
     for init in graph.initializer:
         if init.name not in read:  # read by left-out nodes only
             continue
+        if weights and new(init.name) in weights[2]:  # written by an earlier copy
+            continue
         copy = TensorProto()
         copy.CopyFrom(init)
         copy.name = new(init.name)
-        b.initializers.append(copy)
+        (weights[0] if weights else b).initializers.append(copy)
+        if weights:
+            weights[2].add(copy.name)
     for i, node in enumerate(graph.node):
         if i in skip:
             continue
@@ -243,6 +257,7 @@ class _Compiler:
         self.rule = rule
         self.num_layers = max(len(layers), 1)
         self.masks = [_MaskPart(layer.graph) for layer in layers]
+        self.written: set[str] = set()  # the layer weights put in the main graph so far
         self.main = _Builder("")
         m = self.main
         # Shared constants, visible from every branch (outer scope).
@@ -311,20 +326,43 @@ class _Compiler:
                counts: list[str]) -> list[onnx.ValueInfoProto]:
         """Write every row's result into input order; `left` holds (rows, logits, u, layer) per part, the layer
         a tensor of one per row or the layer's number (every row of the part)."""
-        left = [(r, lg, u, layer if isinstance(layer, str) else
-                 b.op("Expand", [b.const(layer, np.int64, "layer"), b.op("Shape", [r])], "layers"))
-                for r, lg, u, layer in left]
-        rows, logits, unc, layers = (x[0] if len(left) == 1 else b.op("Concat", list(x), f"all_{what}", axis=0)
-                                     for what, x in zip(("rows", "logits", "u", "layers"), zip(*left)))
-        index = b.op("Unsqueeze", [rows, self.axis_last], "index")
-        out_logits = b.op("ScatterND", [self.zero_logits, index, logits], "out_logits")
-        out_layer = b.op("ScatterND", [self.zero_layer, index, layers], "out_layer")
-        out_unc = b.op("ScatterND", [self.zero_unc, index, self.clip(b, unc)], "out_u")
-        names = [out_logits, out_layer, out_unc]
+        def layers_of(b: _Builder, rows: str, layer: str | int) -> str:
+            return layer if isinstance(layer, str) else \
+                b.op("Expand", [b.const(layer, np.int64, "layer"), b.op("Shape", [rows])], "layers")
+
+        # the last part holds every row (none left before it, so none was compacted: its rows are in input order):
+        # its outputs are the answers as they are; else every part's rows are scattered back into input order
+        whole = b.op("Equal", [b.op("Size", [left[-1][0]], "last_rows"), self.batch], "whole")
+        w = _Builder(b.prefix + "whole/")
+        as_is = [w.op("Identity", [left[-1][1]], "logits"), layers_of(w, left[-1][0], left[-1][3]),
+                 self.clip(w, left[-1][2])]
+        if isinstance(left[-1][3], str):
+            as_is[1] = w.op("Identity", [as_is[1]], "layers")
+        if as_is[2] == left[-1][2]:  # regression: no clip (a branch cannot return an outer value)
+            as_is[2] = w.op("Identity", [as_is[2]], "u")
+        s = _Builder(b.prefix + "scatter/")
+        parts = [(r, lg, u, layers_of(s, r, layer)) for r, lg, u, layer in left]
+        rows, logits, unc, layers = (x[0] if len(parts) == 1 else s.op("Concat", list(x), f"all_{what}", axis=0)
+                                     for what, x in zip(("rows", "logits", "u", "layers"), zip(*parts)))
+        index = s.op("Unsqueeze", [rows, self.axis_last], "index")
+        zero = numpy_helper.from_array
+        bc = s.op("Concat", [self.batch_1d, self.labels_1d], "bc_shape", axis=0)
+        scattered = [
+            s.op("ScatterND", [s.op("ConstantOfShape", [bc], "zero_logits", value=zero(np.zeros(1, np.float32))),
+                               index, logits], "out_logits"),
+            s.op("ScatterND", [s.op("ConstantOfShape", [self.batch_1d], "zero_layer",
+                                    value=zero(np.zeros(1, np.int64))), index, layers], "out_layer"),
+            s.op("ScatterND", [s.op("ConstantOfShape", [self.batch_1d], "zero_u",
+                                    value=zero(np.zeros(1, np.float32))), index, self.clip(s, unc)], "out_u")]
+        types = [TensorProto.FLOAT, TensorProto.INT64, TensorProto.FLOAT]
+        names = b.op("If", [whole], "answers", outputs=3,
+                     then_branch=helper.make_graph(w.nodes, "in_order", [], [
+                         helper.make_tensor_value_info(n, t, None) for n, t in zip(as_is, types)], w.initializers),
+                     else_branch=helper.make_graph(s.nodes, "scattered", [], [
+                         helper.make_tensor_value_info(n, t, None) for n, t in zip(scattered, types)],
+                         s.initializers))
         if self.debug:
-            pad = self.num_layers - len(counts)
-            parts = counts + ([b.const([0] * pad, np.int64, "no_rows")] if pad else [])
-            names.append(b.op("Concat", parts, DEBUG_OUTPUT, axis=0))
+            names.append(self.debug_counts(b, counts))
         return self.outputs(names)
 
     def outputs(self, names: list[str]) -> list[onnx.ValueInfoProto]:
@@ -332,31 +370,24 @@ class _Compiler:
         return [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types)]
 
     # ----------------------------------------------------------------- parts
-    def part(self, b: _Builder, k: int, hidden: str, mask: str, alive: str, left: list[tuple[str, str, str, str]],
-             counts: list[str], previous: str | None = None, recent: tuple[str, ...] = (),
-             masked: list[str] | None = None) -> list[onnx.ValueInfoProto]:
-        """Layer k on the rows of (hidden, mask), which `alive` maps to input rows; `previous` and `recent` hold
-        the last head's outputs and the last patience - 1 gaps of the same rows (regression's rule); `masked`
-        the values of layer k's mask nodes on this mask (_MaskPart). Returns b's outputs."""
-        p = f"l{k}/"
-        layer = self.layers[k - 1].graph
-        if masked is None:
-            masked = self.masks[k - 1].copy(b, layer, f"m{k}/", mask)
+    def layer(self, b: _Builder, k: int, tag: str, hidden: str, mask: str, masked: list[str],
+              previous: str | None, recent: tuple[str, ...]) -> tuple[str, str, str, tuple[str, ...]]:
+        """Layer k's nodes in `b` (its weights in the main graph, shared by every copy), on (hidden, mask) with
+        its mask nodes' values `masked`; returns its hidden states, its head's outputs, the rule's uncertainty
+        (unclipped) and the gaps the rule keeps (regression)."""
         hidden_out, logits = b.name("hidden"), b.name("logits")
-        _inline(b, layer, p, dict(zip(PART_INPUTS["layer"][:2], (hidden, mask))),
+        _inline(b, self.layers[k - 1].graph, f"{tag}l{k}/", dict(zip(PART_INPUTS["layer"][:2], (hidden, mask))),
                 dict(zip(PART_OUTPUTS["layer"], (hidden_out, logits))), without_rows=True,
-                given=(self.masks[k - 1], masked))
+                given=(self.masks[k - 1], masked), weights=(self.main, f"w{k}/", self.written))
         u, gap = self.uncertainty(b, logits, previous, recent)
         window = self.rule.patience - 1
-        recent = (*recent, gap)[-window:] if window else ()
-        counts = counts + ([b.op("Shape", [alive], "rows_in")] if self.debug else [])
-        if k == self.num_layers:
-            return self.finish(b, left + [(alive, logits, u, k)], counts)
-        any_leave = b.op("Less", [b.op("ReduceMin", [u], "u_min", keepdims=0), self.speed], "any_leave")
-        carried = ([logits] if self.rule.needs_previous else []) + list(recent)  # regression's rule's memory
+        return hidden_out, logits, u, ((*recent, gap)[-window:] if window else ())
 
-        # then: set the leaving rows aside, gather the survivors with the padding trimmed to the longest of them
-        t = _Builder(f"k{k}c/")
+    def compaction(self, t: _Builder, k: int, hidden_out: str, mask: str, alive: str, logits: str, u: str,
+                   carried: list[str]) -> tuple[list[str], str, list[str]]:
+        """In `t`: the rows whose u is below speed set aside, the others gathered with the padding trimmed to the
+        longest of them. Returns (the survivors' hidden, mask, rows, carried values and layer k + 1's mask
+        values), whether any stays, and the part that left (rows, logits, u, layers)."""
         leave = t.op("Less", [u, self.speed], "leave")
         keep = t.op("Squeeze", [t.op("NonZero", [t.op("Not", [leave], "stay")]), self.axis0], "keep")
         gone_rows = t.op("Compress", [alive, leave], "gone_rows", axis=0)
@@ -371,16 +402,87 @@ class _Compiler:
                 t.op("Slice", [kept_mask, self.zero_i, width, self.axis1], "trim_mask"),
                 t.op("Gather", [alive, keep], "alive", axis=0),
                 *[t.op("Gather", [c, keep], "kept", axis=0) for c in carried]]
-        nxt, now = self.masks[k], self.masks[k - 1]  # the mask nodes of layer k + 1, and of this layer
-        kept += nxt.copy(t, self.layers[k].graph, f"m{k + 1}/", kept[1])  # on the compacted mask
+        kept += self.masks[k].copy(t, self.layers[k].graph, f"{t.prefix}m{k + 1}/", kept[1])  # on the new mask
+        return kept, any_stay, gone
+
+    def carried(self, logits: str, recent: tuple[str, ...]) -> list[str]:
+        """What the rule remembers of the heads so far (regression: the last head's outputs, the last gaps)."""
+        return ([logits] if self.rule.needs_previous else []) + list(recent)
+
+    def fast(self, b: _Builder, k: int, hidden: str, masked: list[str], previous: str | None = None,
+             recent: tuple[str, ...] = ()) -> list[onnx.ValueInfoProto]:
+        """Layer k while no row has left: every input row, in input order, on the input mask; nothing is
+        gathered or handed on (the values of the layers before are read from where they were made). Where some
+        row leaves, its branch compacts the batch and goes on by `part`; else the next layer runs as this one."""
+        mask = GRAPH_INPUTS[1]
+        hidden_out, logits, u, recent = self.layer(b, k, "f", hidden, mask, masked, previous, recent)
+        counts = [self.batch_1d] * k if self.debug else []
+        if k == self.num_layers:  # every row here, in input order: the answers as they are
+            names = [b.op("Identity", [logits], "logits") if b is self.main else logits,
+                     b.op("Expand", [b.const(k, np.int64, "layer"), self.batch_1d], "layers"),
+                     self.clip(b, u)]
+            if names[2] == u and b is self.main:
+                names[2] = b.op("Identity", [u], "u")
+            return self.outputs(names + ([self.debug_counts(b, counts)] if self.debug else []))
+        any_leave = b.op("Less", [b.op("ReduceMin", [u], "u_min", keepdims=0), self.speed], "any_leave")
+        carried = self.carried(logits, recent)
+        # then: some row leaves: compact, and go on with the survivors by `part` (or stop if none stays)
+        t = _Builder(f"f{k}c/")
+        alive = t.op("Range", [self.i0, self.batch, self.i1], "alive")
+        kept, any_stay, gone = self.compaction(t, k, hidden_out, mask, alive, logits, u, carried)
+        n = _Builder(f"f{k}t/")
+        kept_carried = kept[3:3 + len(carried)]
+        then_outputs = self.part(n, k + 1, f"s{k}", kept[0], kept[1], kept[2], [tuple(gone)], counts,
+                                 kept_carried[0] if self.rule.needs_previous else None,
+                                 tuple(kept_carried[1 if self.rule.needs_previous else 0:]), kept[3 + len(carried):])
+        f = _Builder(f"f{k}e/")
+        else_graph = f.graph(f"all_left_at_{k}", self.finish(f, [tuple(gone)], counts))
+        outs = t.op("If", [any_stay], "result", outputs=len(then_outputs),
+                    then_branch=n.graph(f"after_layer_{k}", then_outputs), else_branch=else_graph)
+        # else: no row leaves: the next layer on the same rows
+        e = _Builder(f"f{k + 1}/")
+        nxt, now = self.masks[k], self.masks[k - 1]
+        next_masked = masked if nxt.signature == now.signature else nxt.copy(e, self.layers[k].graph,
+                                                                             f"f{k + 1}m/", mask)
+        else_outputs = self.fast(e, k + 1, hidden_out, next_masked, logits if self.rule.needs_previous else None,
+                                 recent)
+        result = b.op("If", [any_leave], "result", outputs=len(else_outputs),
+                      then_branch=t.graph(f"leave_at_{k}", self.outputs(outs)),
+                      else_branch=e.graph(f"none_leave_at_{k}", else_outputs))
+        return self.outputs(result)
+
+    def debug_counts(self, b: _Builder, counts: list[str]) -> str:
+        pad = self.num_layers - len(counts)
+        parts = counts + ([b.const([0] * pad, np.int64, "no_rows")] if pad else [])
+        return b.op("Concat", parts, DEBUG_OUTPUT, axis=0)
+
+    def part(self, b: _Builder, k: int, tag: str, hidden: str, mask: str, alive: str,
+             left: list[tuple[str, str, str, str]], counts: list[str], previous: str | None = None,
+             recent: tuple[str, ...] = (), masked: list[str] | None = None) -> list[onnx.ValueInfoProto]:
+        """Layer k once rows have left (the batch compacted): on the rows of (hidden, mask), which `alive` maps
+        to input rows; `previous` and `recent` hold the last head's outputs and the last patience - 1 gaps of the
+        same rows (regression's rule); `masked` the values of layer k's mask nodes on this mask (_MaskPart).
+        Compaction runs again only where some row leaves; else the batch is handed on (Identity). Returns b's
+        outputs."""
+        if masked is None:
+            masked = self.masks[k - 1].copy(b, self.layers[k - 1].graph, f"{tag}m{k}/", mask)
+        hidden_out, logits, u, recent = self.layer(b, k, tag, hidden, mask, masked, previous, recent)
+        counts = counts + ([b.op("Shape", [alive], "rows_in")] if self.debug else [])
+        if k == self.num_layers:
+            return self.finish(b, left + [(alive, logits, u, k)], counts)
+        any_leave = b.op("Less", [b.op("ReduceMin", [u], "u_min", keepdims=0), self.speed], "any_leave")
+        carried = self.carried(logits, recent)
+
+        t = _Builder(f"{tag}k{k}c/")
+        kept, any_stay, gone = self.compaction(t, k, hidden_out, mask, alive, logits, u, carried)
         then_out = kept + [any_stay] + gone
         # else: no row leaves: the batch goes on as it is (Identity: a branch cannot return an outer value), and
         # so do the mask values where layer k + 1 computes them as this layer did
-        e = _Builder(f"k{k}n/")
-        same_mask = nxt.signature == now.signature
+        nxt, now = self.masks[k], self.masks[k - 1]
+        e = _Builder(f"{tag}k{k}n/")
         else_out = [e.op("Identity", [x], "same") for x in [hidden_out, mask, alive, *carried]] + \
-            ([e.op("Identity", [x], "same_mask") for x in masked] if same_mask else
-             nxt.copy(e, self.layers[k].graph, f"m{k + 1}/", mask)) + \
+            ([e.op("Identity", [x], "same_mask") for x in masked] if nxt.signature == now.signature else
+             nxt.copy(e, self.layers[k].graph, f"{e.prefix}m{k + 1}/", mask)) + \
             [e.const(True, np.bool_, "all_stay"), e.const(np.zeros(0, np.int64), np.int64, "none_rows"),
              e.const(np.zeros((0, self.num_labels), np.float32), np.float32, "none_logits"),
              e.const(np.zeros(0, np.float32), np.float32, "none_u"),
@@ -388,10 +490,10 @@ class _Compiler:
         types = [TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT64] + [TensorProto.FLOAT] * len(carried) + \
             nxt.types + [TensorProto.BOOL, TensorProto.INT64, TensorProto.FLOAT, TensorProto.FLOAT, TensorProto.INT64]
         step = b.op("If", [any_leave], "step", outputs=len(then_out),
-                    then_branch=helper.make_graph(t.nodes, f"leave_at_{k}", [], [
+                    then_branch=helper.make_graph(t.nodes, f"{tag}leave_at_{k}", [], [
                         helper.make_tensor_value_info(n, ty, None) for n, ty in zip(then_out, types)],
                         t.initializers),
-                    else_branch=helper.make_graph(e.nodes, f"none_leave_at_{k}", [], [
+                    else_branch=helper.make_graph(e.nodes, f"{tag}none_leave_at_{k}", [], [
                         helper.make_tensor_value_info(n, ty, None) for n, ty in zip(else_out, types)],
                         e.initializers))
         next_hidden, next_mask, next_alive = step[:3]
@@ -403,13 +505,13 @@ class _Compiler:
         kept_recent = tuple(kept_carried[1 if self.rule.needs_previous else 0:])
 
         # then: the next layer on the rows that stay; else: every row has left
-        n = _Builder(f"k{k}t/")
-        then_outputs = self.part(n, k + 1, next_hidden, next_mask, next_alive, left, counts, kept_logits,
+        n = _Builder(f"{tag}k{k}t/")
+        then_outputs = self.part(n, k + 1, tag, next_hidden, next_mask, next_alive, left, counts, kept_logits,
                                  kept_recent, next_masked)
-        f = _Builder(f"k{k}e/")
-        else_graph = f.graph(f"all_left_at_{k}", self.finish(f, left, counts))
+        f = _Builder(f"{tag}k{k}e/")
+        else_graph = f.graph(f"{tag}all_left_at_{k}", self.finish(f, left, counts))
         outs = b.op("If", [stay], "result", outputs=len(then_outputs),
-                    then_branch=n.graph(f"after_layer_{k}", then_outputs), else_branch=else_graph)
+                    then_branch=n.graph(f"{tag}after_layer_{k}", then_outputs), else_branch=else_graph)
         return self.outputs(outs)
 
     def build(self) -> ModelProto:
@@ -423,21 +525,16 @@ class _Compiler:
                 dict(zip(PART_OUTPUTS["embed"], (hidden,))))
         shape = m.op("Shape", [ids], "ids_shape")
         batch = m.op("Gather", [shape, self.i0], "batch", axis=0)
-        batch_1d = m.op("Unsqueeze", [batch, self.axis0], "batch_1d")
-        self.zero_layer = m.op("ConstantOfShape", [batch_1d], "zero_layer",
-                               value=numpy_helper.from_array(np.zeros(1, np.int64)))
-        self.zero_unc = m.op("ConstantOfShape", [batch_1d], "zero_unc",
-                             value=numpy_helper.from_array(np.zeros(1, np.float32)))
-        bc = m.op("Concat", [batch_1d, m.const([self.num_labels], np.int64, "num_labels")], "bc_shape", axis=0)
-        self.zero_logits = m.op("ConstantOfShape", [bc], "zero_logits",
-                                value=numpy_helper.from_array(np.zeros(1, np.float32)))
-        alive = m.op("Range", [self.i0, batch, self.i1], "alive")
-        outputs = self.part(m, 1, hidden, mask, alive, [], [])
-        # Name the model's outputs.
+        self.batch = batch
+        self.batch_1d = m.op("Shape", [ids], "batch_1d", start=0, end=1)
+        self.labels_1d = m.const([self.num_labels], np.int64, "num_labels")
+        masked = self.masks[0].copy(m, self.layers[0].graph, "m1/", mask)  # on the input mask, once
+        outputs = self.fast(m, 1, hidden, masked)
+        # Name the model's outputs: the node that makes each gets the output's name (no Identity to run)
         final = list(GRAPH_OUTPUTS) + ([DEBUG_OUTPUT] if self.debug else [])
-        for src, dst in zip([o.name for o in outputs], final):
-            m.op("Identity", [src], dst)
-            m.nodes[-1].output[0] = dst
+        renamed = dict(zip([o.name for o in outputs], final))
+        for node in m.nodes:
+            node.output[:] = [renamed.get(o, o) for o in node.output]
         graph = helper.make_graph(
             m.nodes, "edgekd_early_exit",
             [helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "sequence"]),
