@@ -210,7 +210,8 @@ def hf_usage(manifest: Manifest, graph: str) -> list[str]:
             "## With transformers.js or Optimum", "",
             "transformers.js (`npm install @huggingface/transformers`; Node or the browser):", "", "```js",
             "import { " + ("AutoTokenizer, AutoModelForSequenceClassification" if pair else "pipeline")
-            + " } from '@huggingface/transformers';", "const DIR = './path/to/this/folder';  // a local folder: ./ (a URL in the browser)", js_call, "```",
+            + " } from '@huggingface/transformers';",
+            "const DIR = './path/to/this/folder';  // a local folder: ./ (a URL in the browser)", js_call, "```",
             "", "Optimum (`pip install optimum-onnx[onnxruntime]`):", "", "```python",
             "from optimum.onnxruntime import ORTModelForSequenceClassification",
             "from transformers import AutoTokenizer, pipeline",

@@ -39,212 +39,11 @@ import numpy as np
 import onnx
 from onnx import GraphProto, ModelProto, TensorProto, helper, numpy_helper
 
+from exporters.inline import Builder, MaskPart, inline
 from runtime.exits import SINGLE_LABEL, ExitRule
 from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS, PAIR_INPUT, PART_INPUTS, PART_OUTPUTS, part_inputs
 
 DEBUG_OUTPUT = "layer_rows"  # optional output: rows that entered each layer, (L,) int64
-
-
-class _Builder:
-    """Nodes and initializers of one (sub)graph, with names unique across the model."""
-
-    def __init__(self, prefix: str):
-        self.prefix = prefix
-        self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[TensorProto] = []
-        self.value_info: list[onnx.ValueInfoProto] = []
-        self._count = 0
-
-    def name(self, hint: str) -> str:
-        self._count += 1
-        return f"{self.prefix}{hint}_{self._count}"
-
-    def op(self, op_type: str, inputs: list[str], hint: str | None = None, outputs: int = 1,
-           **attrs) -> str | list[str]:
-        names = [self.name(hint or op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, inputs, names, name=self.name(op_type), **attrs))
-        return names[0] if outputs == 1 else names
-
-    def const(self, value, dtype, hint: str = "c") -> str:
-        name = self.name(hint)
-        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-    def graph(self, name: str, outputs: list[onnx.ValueInfoProto]) -> GraphProto:
-        return helper.make_graph(self.nodes, name, [], outputs, self.initializers, value_info=self.value_info)
-
-
-def _bypass_rows(graph: GraphProto, inputs: dict[str, str]) -> tuple[dict[str, str], set[int]]:
-    """A layer graph's gathers of its `rows` input (axis 0 of hidden and mask) taken out: each gather's output
-    bound to what it gathers from. Returns those bindings and the indices of the nodes to leave out; refuses a
-    graph that uses `rows` otherwise."""
-    rows = PART_INPUTS["layer"][2]
-    bound, skip = {}, set()
-    for i, node in enumerate(graph.node):
-        if rows not in node.input:
-            continue
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
-        if node.op_type != "Gather" or list(node.input).index(rows) != 1 or axis != 0 or node.input[0] not in inputs:
-            raise ValueError(f"layer graph {graph.name!r} uses its rows input in a {node.op_type} node; the "
-                             "compiler can only take out row gathers of its inputs")
-        bound[node.output[0]] = inputs[node.input[0]]
-        skip.add(i)
-    return bound, skip
-
-
-class _MaskPart:
-    """The nodes of a layer graph that read only its mask (and constants): the attention's mask processing and
-    the exit head's pooling weights. They give the same values in every layer that gets the same mask, so the
-    compiler computes them where the mask changes (the main graph, the compaction branch) and hands the values
-    on where it does not."""
-
-    def __init__(self, graph: GraphProto):
-        hidden, mask, _ = PART_INPUTS["layer"]
-        aliases, gathers = _bypass_rows(graph, {hidden: hidden, mask: mask})
-        static = {i.name for i in graph.initializer}
-        constants = {o for n in graph.node if n.op_type == "Constant" and not n.input for o in n.output}
-        derived = {mask} | {k for k, v in aliases.items() if v == mask}
-        self.aliases = {k: mask for k, v in aliases.items() if v == mask}
-        self.nodes: list[int] = []
-        for i, node in enumerate(graph.node):
-            ins = [x for x in node.input if x]
-            if i in gathers or not ins or not any(x in derived for x in ins):
-                continue
-            if all(x in derived or x in static or x in constants for x in ins):
-                self.nodes.append(i)
-                derived.update(node.output)
-        mine = set(self.nodes)
-        made = {o for i in self.nodes for o in graph.node[i].output}
-        read_elsewhere = {x for i, n in enumerate(graph.node) if i not in mine and i not in gathers for x in n.input}
-        read_elsewhere |= {o.name for o in graph.output}
-        self.exported = [o for i in self.nodes for o in graph.node[i].output if o in read_elsewhere and o in made]
-        # the constants the mask nodes read, copied with them
-        self.constant_nodes = [i for i, n in enumerate(graph.node) if n.op_type == "Constant" and not n.input
-                               and any(n.output[0] in graph.node[j].input for j in self.nodes)]
-        self.signature = self._signature(graph)
-        self.types = self._types(graph)
-
-    def _signature(self, graph: GraphProto) -> bytes:
-        """What the mask nodes compute, names aside: ops, attributes, the values of what they read."""
-        import hashlib
-
-        values = {i.name: i.SerializeToString() for i in graph.initializer}
-        for i in self.constant_nodes:
-            values[graph.node[i].output[0]] = graph.node[i].attribute[0].SerializeToString()
-        local: dict[str, str] = {PART_INPUTS["layer"][1]: "mask", **{k: "mask" for k in self.aliases}}
-        digest = hashlib.sha256()
-        for j, i in enumerate(self.nodes):
-            node = graph.node[i]
-            digest.update(f"{node.op_type}|{node.domain}|".encode())
-            for a in sorted(node.attribute, key=lambda a: a.name):
-                digest.update(a.SerializeToString())
-            for x in node.input:
-                digest.update(local.get(x, "").encode() or hashlib.sha256(values.get(x, b"?")).digest())
-            for m, o in enumerate(node.output):
-                local[o] = f"n{j}o{m}"
-        digest.update("|".join(local[o] for o in self.exported).encode())
-        return digest.digest()
-
-    def _types(self, graph: GraphProto) -> list[int]:
-        """The element type of each exported value (ONNX shape inference over the mask nodes alone: standard
-        operators, whatever the rest of the layer is built from)."""
-        b = _Builder("")
-        names = self.copy(b, graph, "", PART_INPUTS["layer"][1])
-        alone = helper.make_graph(b.nodes, "mask_part", [helper.make_tensor_value_info(
-            PART_INPUTS["layer"][1], TensorProto.INT64, ["batch", "sequence"])],
-            [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for n in names], b.initializers)
-        inferred = onnx.shape_inference.infer_shapes(helper.make_model(alone), strict_mode=False).graph
-        types = {v.name: v.type.tensor_type.elem_type for v in [*inferred.value_info, *inferred.output]}
-        missing = [o for o in self.exported if not types.get(o)]
-        if missing:
-            raise ValueError(f"cannot type the mask values {missing} of layer graph {graph.name!r}")
-        return [types[o] for o in self.exported]
-
-    def copy(self, b: _Builder, graph: GraphProto, prefix: str, mask: str) -> list[str]:
-        """The mask nodes copied into `b`, reading `mask`; returns the names of the exported values there."""
-        rename = {PART_INPUTS["layer"][1]: mask, **{k: mask for k in self.aliases}}
-        wanted = {x for i in self.nodes for x in graph.node[i].input}
-        for init in graph.initializer:
-            if init.name in wanted:
-                copy = TensorProto()
-                copy.CopyFrom(init)
-                copy.name = prefix + init.name
-                b.initializers.append(copy)
-        for i in sorted(self.constant_nodes + self.nodes):
-            node = graph.node[i]
-            copy = onnx.NodeProto()
-            copy.CopyFrom(node)
-            copy.ClearField("input")
-            copy.ClearField("output")
-            copy.input.extend("" if x == "" else rename.get(x, prefix + x) for x in node.input)
-            copy.output.extend(prefix + o for o in node.output)
-            copy.name = prefix + (node.name or node.op_type)
-            b.nodes.append(copy)
-        return [prefix + o for o in self.exported]
-
-
-def _inline(b: _Builder, graph: GraphProto, prefix: str, inputs: dict[str, str], outputs: dict[str, str],
-            without_rows: bool = False, given: tuple[_MaskPart, list[str]] | None = None,
-            weights: tuple[_Builder, str, set[str]] | None = None) -> None:
-    """Copy `graph`'s nodes and weights into `b`, its inputs and outputs bound to the given names (a layer graph
-    `without_rows`: its gathers of the rows input taken out, the rows being those it is given; `given`: its mask
-    nodes left out, their values the names given; `weights`: (builder, prefix, names written): the weights go
-    to that builder once, under that prefix, and every copy of the nodes reads them from there)."""
-    rename = dict(inputs)
-    bound, skip = _bypass_rows(graph, inputs) if without_rows else ({}, set())
-    rename.update(bound)
-    if given is not None:
-        part, names = given
-        skip |= set(part.nodes)
-        rename.update(zip(part.exported, names))
-        read = {x for i, n in enumerate(graph.node) if i not in skip for x in n.input}
-        skip |= {i for i, n in enumerate(graph.node) if n.op_type == "Constant" and not n.input
-                 and not set(n.output) & read}  # the constants only the mask nodes read
-    read = {x for i, n in enumerate(graph.node) if i not in skip for x in n.input} | {o.name for o in graph.output}
-    for out in graph.output:
-        rename[out.name] = outputs[out.name]
-    for out in graph.output:
-        if out.name in inputs or any(init.name == out.name for init in graph.initializer):
-            raise ValueError(f"part output {out.name!r} is not computed by a node; cannot inline")
-    missing = {i.name for i in graph.input} - set(inputs) - ({PART_INPUTS["layer"][2]} if without_rows else set())
-    initializer_names = {init.name for init in graph.initializer}
-    if missing - initializer_names:
-        raise ValueError(f"part graph {graph.name!r} has unbound inputs {sorted(missing - initializer_names)}")
-
-    shared = {init.name: weights[1] + init.name for init in graph.initializer} if weights else {}
-
-    def new(name: str) -> str:
-        return "" if name == "" else rename.get(name, shared.get(name, prefix + name))
-
-    for init in graph.initializer:
-        if init.name not in read:  # read by left-out nodes only
-            continue
-        if weights and new(init.name) in weights[2]:  # written by an earlier copy
-            continue
-        copy = TensorProto()
-        copy.CopyFrom(init)
-        copy.name = new(init.name)
-        (weights[0] if weights else b).initializers.append(copy)
-        if weights:
-            weights[2].add(copy.name)
-    for i, node in enumerate(graph.node):
-        if i in skip:
-            continue
-        if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for a in node.attribute):
-            raise ValueError(f"part graph {graph.name!r} has a control-flow node ({node.op_type}); cannot inline")
-        copy = onnx.NodeProto()
-        copy.CopyFrom(node)
-        copy.ClearField("input")
-        copy.ClearField("output")
-        copy.input.extend(new(n) for n in node.input)
-        copy.output.extend(new(n) for n in node.output)
-        copy.name = prefix + (node.name or node.op_type)
-        b.nodes.append(copy)
-    for info in graph.value_info:
-        copy = onnx.ValueInfoProto()
-        copy.CopyFrom(info)
-        copy.name = new(info.name)
-        b.value_info.append(copy)
 
 
 class _Compiler:
@@ -256,9 +55,9 @@ class _Compiler:
         self.debug = debug
         self.rule = rule
         self.num_layers = max(len(layers), 1)
-        self.masks = [_MaskPart(layer.graph) for layer in layers]
+        self.masks = [MaskPart(layer.graph) for layer in layers]
         self.written: set[str] = set()  # the layer weights put in the main graph so far
-        self.main = _Builder("")
+        self.main = Builder("")
         m = self.main
         # Shared constants, visible from every branch (outer scope).
         self.axis0 = m.const([0], np.int64, "axis0")
@@ -281,7 +80,7 @@ class _Compiler:
         self.i1 = m.const(1, np.int64, "i1")
 
     # ---------------------------------------------------------------- pieces
-    def uncertainty(self, b: _Builder, logits: str, previous: str | None, recent: tuple[str, ...] = ()
+    def uncertainty(self, b: Builder, logits: str, previous: str | None, recent: tuple[str, ...] = ()
                     ) -> tuple[str, str | None]:
         """The exit rule's u (R,) of one head's outputs (R,C), and regression's gap of this head (None for the
         other types). `previous`: the head before's outputs on the same rows (None at the first layer);
@@ -297,19 +96,19 @@ class _Compiler:
             return (b.op("Max", [gap, *recent], "u_patience") if recent else gap), gap
         return self.entropy(b, logits), None
 
-    def max_last(self, b: _Builder, x: str) -> str:
+    def max_last(self, b: Builder, x: str) -> str:
         """Max over the last axis, (R,C) -> (R,): TopK, whose form is the same in every opset from 11."""
         top = b.op("TopK", [x, self.k1], "top", outputs=2, axis=-1)[0]
         return b.op("Squeeze", [top, self.axis_last], "max")
 
-    def binary_entropy(self, b: _Builder, logits: str) -> str:
+    def binary_entropy(self, b: Builder, logits: str) -> str:
         """max_j H(sigmoid(z_j)) / log 2 with H = softplus(-|z|) + |z| sigmoid(-|z|) (exact, finite)."""
         z = b.op("Abs", [logits], "abs_z")
         neg = b.op("Neg", [z], "neg_z")
         h = b.op("Add", [b.op("Softplus", [neg], "sp"), b.op("Mul", [z, b.op("Sigmoid", [neg], "sig")], "zs")], "h")
         return b.op("Mul", [self.max_last(b, h), self.inv_log_2], "u_raw")  # >= 0; clipped on output
 
-    def entropy(self, b: _Builder, logits: str) -> str:
+    def entropy(self, b: Builder, logits: str) -> str:
         log_p = b.op("LogSoftmax", [logits], "log_p", axis=-1)
         p = b.op("Exp", [log_p], "p")
         plogp = b.op("Mul", [p, log_p], "plogp")
@@ -318,29 +117,29 @@ class _Compiler:
         # clip; the outputs are clipped (clip)
         return b.op("Mul", [total, self.neg_inv_log_c], "u_raw")
 
-    def clip(self, b: _Builder, u: str) -> str:
+    def clip(self, b: Builder, u: str) -> str:
         """The uncertainty as the rule states it, in [0, 1] (regression's gaps are capped where computed)."""
         return u if self.rule.problem == "regression" else b.op("Clip", [u, self.f0, self.f1], "u")
 
-    def finish(self, b: _Builder, left: list[tuple[str, str, str, str | int]],
+    def finish(self, b: Builder, left: list[tuple[str, str, str, str | int]],
                counts: list[str]) -> list[onnx.ValueInfoProto]:
         """Write every row's result into input order; `left` holds (rows, logits, u, layer) per part, the layer
         a tensor of one per row or the layer's number (every row of the part)."""
-        def layers_of(b: _Builder, rows: str, layer: str | int) -> str:
+        def layers_of(b: Builder, rows: str, layer: str | int) -> str:
             return layer if isinstance(layer, str) else \
                 b.op("Expand", [b.const(layer, np.int64, "layer"), b.op("Shape", [rows])], "layers")
 
         # the last part holds every row (none left before it, so none was compacted: its rows are in input order):
         # its outputs are the answers as they are; else every part's rows are scattered back into input order
         whole = b.op("Equal", [b.op("Size", [left[-1][0]], "last_rows"), self.batch], "whole")
-        w = _Builder(b.prefix + "whole/")
+        w = Builder(b.prefix + "whole/")
         as_is = [w.op("Identity", [left[-1][1]], "logits"), layers_of(w, left[-1][0], left[-1][3]),
                  self.clip(w, left[-1][2])]
         if isinstance(left[-1][3], str):
             as_is[1] = w.op("Identity", [as_is[1]], "layers")
         if as_is[2] == left[-1][2]:  # regression: no clip (a branch cannot return an outer value)
             as_is[2] = w.op("Identity", [as_is[2]], "u")
-        s = _Builder(b.prefix + "scatter/")
+        s = Builder(b.prefix + "scatter/")
         parts = [(r, lg, u, layers_of(s, r, layer)) for r, lg, u, layer in left]
         rows, logits, unc, layers = (x[0] if len(parts) == 1 else s.op("Concat", list(x), f"all_{what}", axis=0)
                                      for what, x in zip(("rows", "logits", "u", "layers"), zip(*parts)))
@@ -370,20 +169,20 @@ class _Compiler:
         return [helper.make_tensor_value_info(n, t, None) for n, t in zip(names, types)]
 
     # ----------------------------------------------------------------- parts
-    def layer(self, b: _Builder, k: int, tag: str, hidden: str, mask: str, masked: list[str],
+    def layer(self, b: Builder, k: int, tag: str, hidden: str, mask: str, masked: list[str],
               previous: str | None, recent: tuple[str, ...]) -> tuple[str, str, str, tuple[str, ...]]:
         """Layer k's nodes in `b` (its weights in the main graph, shared by every copy), on (hidden, mask) with
         its mask nodes' values `masked`; returns its hidden states, its head's outputs, the rule's uncertainty
         (unclipped) and the gaps the rule keeps (regression)."""
         hidden_out, logits = b.name("hidden"), b.name("logits")
-        _inline(b, self.layers[k - 1].graph, f"{tag}l{k}/", dict(zip(PART_INPUTS["layer"][:2], (hidden, mask))),
+        inline(b, self.layers[k - 1].graph, f"{tag}l{k}/", dict(zip(PART_INPUTS["layer"][:2], (hidden, mask))),
                 dict(zip(PART_OUTPUTS["layer"], (hidden_out, logits))), without_rows=True,
                 given=(self.masks[k - 1], masked), weights=(self.main, f"w{k}/", self.written))
         u, gap = self.uncertainty(b, logits, previous, recent)
         window = self.rule.patience - 1
         return hidden_out, logits, u, ((*recent, gap)[-window:] if window else ())
 
-    def compaction(self, t: _Builder, k: int, hidden_out: str, mask: str, alive: str, logits: str, u: str,
+    def compaction(self, t: Builder, k: int, hidden_out: str, mask: str, alive: str, logits: str, u: str,
                    carried: list[str]) -> tuple[list[str], str, list[str]]:
         """In `t`: the rows whose u is below speed set aside, the others gathered with the padding trimmed to the
         longest of them. Returns (the survivors' hidden, mask, rows, carried values and layer k + 1's mask
@@ -409,7 +208,7 @@ class _Compiler:
         """What the rule remembers of the heads so far (regression: the last head's outputs, the last gaps)."""
         return ([logits] if self.rule.needs_previous else []) + list(recent)
 
-    def fast(self, b: _Builder, k: int, hidden: str, masked: list[str], previous: str | None = None,
+    def fast(self, b: Builder, k: int, hidden: str, masked: list[str], previous: str | None = None,
              recent: tuple[str, ...] = ()) -> list[onnx.ValueInfoProto]:
         """Layer k while no row has left: every input row, in input order, on the input mask; nothing is
         gathered or handed on (the values of the layers before are read from where they were made). Where some
@@ -427,20 +226,20 @@ class _Compiler:
         any_leave = b.op("Less", [b.op("ReduceMin", [u], "u_min", keepdims=0), self.speed], "any_leave")
         carried = self.carried(logits, recent)
         # then: some row leaves: compact, and go on with the survivors by `part` (or stop if none stays)
-        t = _Builder(f"f{k}c/")
+        t = Builder(f"f{k}c/")
         alive = t.op("Range", [self.i0, self.batch, self.i1], "alive")
         kept, any_stay, gone = self.compaction(t, k, hidden_out, mask, alive, logits, u, carried)
-        n = _Builder(f"f{k}t/")
+        n = Builder(f"f{k}t/")
         kept_carried = kept[3:3 + len(carried)]
         then_outputs = self.part(n, k + 1, f"s{k}", kept[0], kept[1], kept[2], [tuple(gone)], counts,
                                  kept_carried[0] if self.rule.needs_previous else None,
                                  tuple(kept_carried[1 if self.rule.needs_previous else 0:]), kept[3 + len(carried):])
-        f = _Builder(f"f{k}e/")
+        f = Builder(f"f{k}e/")
         else_graph = f.graph(f"all_left_at_{k}", self.finish(f, [tuple(gone)], counts))
         outs = t.op("If", [any_stay], "result", outputs=len(then_outputs),
                     then_branch=n.graph(f"after_layer_{k}", then_outputs), else_branch=else_graph)
         # else: no row leaves: the next layer on the same rows
-        e = _Builder(f"f{k + 1}/")
+        e = Builder(f"f{k + 1}/")
         nxt, now = self.masks[k], self.masks[k - 1]
         next_masked = masked if nxt.signature == now.signature else nxt.copy(e, self.layers[k].graph,
                                                                              f"f{k + 1}m/", mask)
@@ -451,17 +250,17 @@ class _Compiler:
                       else_branch=e.graph(f"none_leave_at_{k}", else_outputs))
         return self.outputs(result)
 
-    def debug_counts(self, b: _Builder, counts: list[str]) -> str:
+    def debug_counts(self, b: Builder, counts: list[str]) -> str:
         pad = self.num_layers - len(counts)
         parts = counts + ([b.const([0] * pad, np.int64, "no_rows")] if pad else [])
         return b.op("Concat", parts, DEBUG_OUTPUT, axis=0)
 
-    def part(self, b: _Builder, k: int, tag: str, hidden: str, mask: str, alive: str,
+    def part(self, b: Builder, k: int, tag: str, hidden: str, mask: str, alive: str,
              left: list[tuple[str, str, str, str]], counts: list[str], previous: str | None = None,
              recent: tuple[str, ...] = (), masked: list[str] | None = None) -> list[onnx.ValueInfoProto]:
         """Layer k once rows have left (the batch compacted): on the rows of (hidden, mask), which `alive` maps
         to input rows; `previous` and `recent` hold the last head's outputs and the last patience - 1 gaps of the
-        same rows (regression's rule); `masked` the values of layer k's mask nodes on this mask (_MaskPart).
+        same rows (regression's rule); `masked` the values of layer k's mask nodes on this mask (MaskPart).
         Compaction runs again only where some row leaves; else the batch is handed on (Identity). Returns b's
         outputs."""
         if masked is None:
@@ -473,13 +272,13 @@ class _Compiler:
         any_leave = b.op("Less", [b.op("ReduceMin", [u], "u_min", keepdims=0), self.speed], "any_leave")
         carried = self.carried(logits, recent)
 
-        t = _Builder(f"{tag}k{k}c/")
+        t = Builder(f"{tag}k{k}c/")
         kept, any_stay, gone = self.compaction(t, k, hidden_out, mask, alive, logits, u, carried)
         then_out = kept + [any_stay] + gone
         # else: no row leaves: the batch goes on as it is (Identity: a branch cannot return an outer value), and
         # so do the mask values where layer k + 1 computes them as this layer did
         nxt, now = self.masks[k], self.masks[k - 1]
-        e = _Builder(f"{tag}k{k}n/")
+        e = Builder(f"{tag}k{k}n/")
         else_out = [e.op("Identity", [x], "same") for x in [hidden_out, mask, alive, *carried]] + \
             ([e.op("Identity", [x], "same_mask") for x in masked] if nxt.signature == now.signature else
              nxt.copy(e, self.layers[k].graph, f"{e.prefix}m{k + 1}/", mask)) + \
@@ -505,10 +304,10 @@ class _Compiler:
         kept_recent = tuple(kept_carried[1 if self.rule.needs_previous else 0:])
 
         # then: the next layer on the rows that stay; else: every row has left
-        n = _Builder(f"{tag}k{k}t/")
+        n = Builder(f"{tag}k{k}t/")
         then_outputs = self.part(n, k + 1, tag, next_hidden, next_mask, next_alive, left, counts, kept_logits,
                                  kept_recent, next_masked)
-        f = _Builder(f"{tag}k{k}e/")
+        f = Builder(f"{tag}k{k}e/")
         else_graph = f.graph(f"{tag}all_left_at_{k}", self.finish(f, left, counts))
         outs = b.op("If", [stay], "result", outputs=len(then_outputs),
                     then_branch=n.graph(f"{tag}after_layer_{k}", then_outputs), else_branch=else_graph)
@@ -521,7 +320,7 @@ class _Compiler:
         hidden = m.name("hidden")
         pair = PAIR_INPUT in {i.name for i in self.embed.graph.input}  # a bundle made from text pairs
         embed_inputs = part_inputs("embed", pair)
-        _inline(m, self.embed.graph, "embed/", dict(zip(embed_inputs, embed_inputs)),
+        inline(m, self.embed.graph, "embed/", dict(zip(embed_inputs, embed_inputs)),
                 dict(zip(PART_OUTPUTS["embed"], (hidden,))))
         shape = m.op("Shape", [ids], "ids_shape")
         batch = m.op("Gather", [shape, self.i0], "batch", axis=0)
@@ -593,7 +392,7 @@ def compile_single(full: ModelProto, num_labels: int, rule: ExitRule = SINGLE_LA
     m = c.main
     ids, mask, speed = GRAPH_INPUTS
     logits = m.name("logits")
-    _inline(m, full.graph, "model/", dict(zip(PART_INPUTS["full"], (ids, mask))),
+    inline(m, full.graph, "model/", dict(zip(PART_INPUTS["full"], (ids, mask))),
             dict(zip(PART_OUTPUTS["full"], (logits,))))
     m.op("Identity", [logits], GRAPH_OUTPUTS[0])
     m.nodes[-1].output[0] = GRAPH_OUTPUTS[0]
