@@ -67,8 +67,10 @@ def _ort_format(src: Path, dst: Path) -> None:
         shutil.copyfile(converted, dst)
 
 
-def pack(bundle: str | os.PathLike, out: str | os.PathLike, target: str, overwrite: bool = False) -> Path:
-    """Write the slim bundle of `bundle` for `target` (web | mobile | hf) to `out`; returns its path."""
+def pack(bundle: str | os.PathLike, out: str | os.PathLike, target: str, overwrite: bool = False,
+         choose_texts: list | None = None, log=print) -> Path:
+    """Write the slim bundle of `bundle` for `target` (web | mobile | hf) to `out`; returns its path. With
+    `choose_texts` (web only) the graph is chosen among candidates timed in Chromium (edgekd.web_choice)."""
     if target not in TARGETS:
         raise EdgeKDError(f"unknown target {target!r}; use one of {', '.join(TARGETS)} (a full bundle is what "
                           "`edgekd export` writes)")
@@ -81,11 +83,24 @@ def pack(bundle: str | os.PathLike, out: str | os.PathLike, target: str, overwri
         raise EdgeKDError(f"{out} already exists; pass --overwrite to replace it")
     if out.resolve() == bundle.resolve():
         raise EdgeKDError("--out must be another folder than the bundle")
+    if choose_texts is not None and target != "web":
+        raise EdgeKDError("--choose times graph candidates in Chromium: it is for --target web")
+    if choose_texts is not None and not choose_texts:
+        raise EdgeKDError("--choose needs texts to time and compare the candidates on: give --data FILE")
+    chosen = None
     full = runtime.load(bundle, engine="graph")
     want = full.outputs(_texts(full), speed=manifest.default_speed)
     with atomic_folder(out) as tmp:
         shutil.copyfile(bundle / manifest.tokenizer, tmp / manifest.tokenizer)
-        if target == "web":
+        if target == "web" and choose_texts is not None:
+            from edgekd.web_choice import choose
+
+            with tempfile.TemporaryDirectory() as work:
+                graph, manifest.precision, manifest.web = choose(bundle, choose_texts, Path(work), log=log)
+                file = manifest.graph.file
+                shutil.copyfile(graph, tmp / file)
+            chosen = manifest.web["chosen"]
+        elif target == "web":
             file = manifest.graph.file
             shutil.copyfile(bundle / file, tmp / file)
         elif target == "hf":
@@ -110,7 +125,8 @@ def pack(bundle: str | os.PathLike, out: str | os.PathLike, target: str, overwri
         write_manifest(tmp, manifest)
         write_card(tmp, manifest)  # the card of the slim bundle: its files and how to run them
         slim = runtime.load(tmp)
-        _same(slim.outputs(_texts(slim), speed=manifest.default_speed), want, f"the {target} bundle", bundle)
+        if chosen in (None, "as-exported"):  # else its agreement was measured on the texts given (web_choice)
+            _same(slim.outputs(_texts(slim), speed=manifest.default_speed), want, f"the {target} bundle", bundle)
         if target == "hf":  # fed only the tokenizer's outputs, as transformers.js and Optimum feed it
             _same(_without_speed(slim, tmp / file), want, f"{file} fed no speed", bundle)
     return out

@@ -175,6 +175,9 @@ class Manifest:
     # other files the folder holds, path -> sha256 (schema 4): `pack --target hf` writes the files the Hugging Face
     # tools read (config.json, tokenizer_config.json, special_tokens_map.json), verified like every other file
     files: dict[str, str] | None = None
+    # pack --target web --choose (schema 4): the graph candidates timed in Chromium (ms, bytes, agreement with
+    # the full bundle), the one kept and why (edgekd/web_choice.py)
+    web: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
 
     # the task's fields, read through the manifest (schemas 1-3 kept them here)

@@ -22,11 +22,27 @@ def pack(
              "default speed inside, config.json, tokenizer files; edgekd's runtimes load it too).")],
     out: Annotated[Path, typer.Option(help="Folder to write the slim bundle to.")],
     overwrite: Annotated[bool, typer.Option(help="Replace an existing folder at --out (atomically).")] = False,
+    choose: Annotated[bool, typer.Option(
+        help="web: time the graph candidates in Chromium (as exported; int8 weights with fp32 compute; int8 "
+             "dynamic) at batch 1 on --data's texts, keep the fastest that answers as the full bundle on >= 99% "
+             "of them, and record the timings in the manifest (needs chromium and js/node_modules).")] = False,
+    data: Annotated[Path | None, typer.Option(help="Texts for --choose: a labelled or unlabelled file (its first "
+                                                   "500 texts).")] = None,
 ) -> None:
     """Write a slim bundle holding only what one target's runtime reads (an app ships what it runs)."""
     from edgekd.pack import pack as run_pack
     from runtime.manifest import bundle_size
 
-    path = run_pack(bundle, out, target, overwrite=overwrite)
+    texts = None
+    if choose:
+        if data is None:
+            raise typer.BadParameter("--choose needs --data FILE: the texts to time and compare the candidates on")
+        from edgekd.data import read_unlabelled
+        from runtime.manifest import read_manifest
+
+        texts = read_unlabelled(data, text_pair_column=None).texts[:500]
+        if read_manifest(bundle).text_pair:
+            texts = [tuple(t) if isinstance(t, (list, tuple)) else (t, "") for t in texts]
+    path = run_pack(bundle, out, target, overwrite=overwrite, choose_texts=texts, log=err)
     err(f"wrote {path}: {bundle_size(path) / 1e6:.2f} MB for {target} ({bundle_size(bundle) / 1e6:.2f} MB in "
         f"{bundle}); it answers as the full bundle on the check texts")
