@@ -3,8 +3,9 @@
 Each fp32 weight matrix that a MatMul, Gemm or fused Attention reads (the main graph's initializers, wherever the
 reading node sits) is stored as int8 with one scale per output column (symmetric) and a Cast and a Mul in the
 main graph give the fp32 matrix back under its old name. onnxruntime folds those at load (their inputs are
-constants), so the session computes in fp32 as before while the file is about a quarter of the bytes: a candidate for the web bundle, where WASM's int8 kernels gain far less over fp32 than
-native ones do (edgekd.web_choice).
+constants), so the session computes in fp32 as before while the file is about a quarter of the bytes: a
+candidate for the web bundle, where WASM's int8 kernels gain far less over fp32 than native ones do
+(edgekd.web_choice).
 """
 
 from __future__ import annotations
