@@ -129,3 +129,19 @@ def test_stsb_reads_as_regression_pairs_with_the_documented_counts():
     assert train.problem == "regression" and train.text_pair and train.label_names == ["score"]
     assert (len(train), len(dev)) == (4249, 1500)
     assert min(train.labels) == 0.0 and max(train.labels) == 5.0
+
+
+CONLL = SHARED_DATA / "conll2003"
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (CONLL / "train.txt").is_file(), reason=f"CoNLL-2003 is not at {CONLL} (../shared/data)")
+def test_conll2003_reads_with_the_documented_counts_and_tags():
+    from edgekd.tokens import is_conll, read_tokens
+
+    counts = {"train": 14039, "dev": 3250, "test": 3453}
+    for split, count in counts.items():
+        assert is_conll(CONLL / f"{split}.txt")
+        data = read_tokens(CONLL / f"{split}.txt")
+        assert len(data) == count
+        assert data.labels == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]

@@ -1,0 +1,172 @@
+"""Token-classification data (issue 45): the files people have, read into sentences of words with a tag each,
+and words aligned to the tokenizer's sub-tokens. Torch-free.
+
+Formats:
+- CoNLL columns: one token a line, the tag in the last column, a blank line between sentences, `-DOCSTART-`
+  lines skipped (CoNLL-2003's `word POS chunk NER` and two-column `word tag` files alike);
+- JSONL: one sentence an object with a token list (`tokens`) and a tag list (`ner_tags` or `tags`), tags as names
+  or as ids (ids need the names: `--label-names`).
+A `.conll` file, or a `.txt` file whose lines hold the same number (2-10) of whitespace-separated columns with
+blank lines between sentences, is CoNLL (`is_conll`); prose, whose lines hold varying numbers of words, is not.
+
+Alignment: a word's tag goes to its first sub-token, the others get IGNORE (left out of the loss and of the
+answers); truncation drops whole words at the end, never a word's sub-tokens from its tag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgekd.rows import DataError
+
+IGNORE = -100  # the label of a sub-token that is not a word's first, and of special tokens
+TAG_KEYS = ("ner_tags", "tags")
+
+
+@dataclass
+class TokenDataset:
+    """Sentences as word lists with one tag per word; `labels` the tag names in a fixed order (O first)."""
+
+    words: list[list[str]]
+    tags: list[list[str]]
+    labels: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def is_conll(path: str | os.PathLike) -> bool:
+    """Whether `path` reads as CoNLL columns: a .conll file, or a .txt file whose first non-blank lines hold two
+    or more whitespace-separated columns and which has a blank line between sentences."""
+    path = Path(path)
+    if path.suffix.lower() == ".conll":
+        return True
+    if path.suffix.lower() != ".txt":
+        return False
+    lines = _lines(path)[:2000]
+    counts = [len(line.split()) for line in lines if line.strip() and not line.startswith("-DOCSTART-")]
+    if not counts or not any(not line.strip() for line in lines):
+        return False
+    common = max(set(counts), key=counts.count)  # columns: the same count on (nearly) every line, unlike prose
+    return 2 <= common <= 10 and counts.count(common) >= 0.95 * len(counts)
+
+
+def _order(seen: list[str]) -> list[str]:
+    """Tag names in a fixed order: O first, then by entity type, B before I."""
+    def key(tag: str) -> tuple:
+        return (tag != "O", tag[2:] if tag[1:2] == "-" else tag, tag[:1])
+    return sorted(set(seen), key=key)
+
+
+def read_conll(path: str | os.PathLike) -> TokenDataset:
+    """Sentences of a CoNLL-columns file; a line with one column (a token without its tag) is refused naming
+    its line number."""
+    path = Path(path)
+    words, tags, sentence, sentence_tags = [], [], [], []
+    for number, line in enumerate(_lines(path), start=1):
+        if line.startswith("-DOCSTART-"):
+            continue
+        if not line.strip():
+            if sentence:
+                words.append(sentence)
+                tags.append(sentence_tags)
+            sentence, sentence_tags = [], []
+            continue
+        columns = line.split()
+        if len(columns) < 2:
+            raise DataError(f"{path}: line {number} has one column ({line.strip()!r}); a CoNLL line holds a token "
+                            "and its tag in the last column")
+        sentence.append(columns[0])
+        sentence_tags.append(columns[-1])
+    if sentence:
+        words.append(sentence)
+        tags.append(sentence_tags)
+    if not words:
+        raise DataError(f"{path}: no sentence found")
+    return TokenDataset(words, tags, _order([t for s in tags for t in s]), str(path))
+
+
+def read_token_jsonl(path: str | os.PathLike, label_names: list[str] | None = None) -> TokenDataset:
+    """Sentences of a JSONL file with `tokens` and `ner_tags` / `tags` per line (tags as ids need
+    `label_names`)."""
+    path = Path(path)
+    words, tags = [], []
+    for number, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
+        key = next((k for k in TAG_KEYS if k in row), None)
+        if not isinstance(row, dict) or "tokens" not in row or key is None:
+            raise DataError(f"{path}: line {number} needs `tokens` and one of {', '.join(TAG_KEYS)}")
+        tokens, these = row["tokens"], row[key]
+        if not isinstance(tokens, list) or not isinstance(these, list) or len(tokens) != len(these):
+            raise DataError(f"{path}: line {number} has {len(tokens)} tokens and {len(these)} tags; one tag a token")
+        if any(isinstance(t, int) for t in these):
+            if not label_names:
+                raise DataError(f"{path}: line {number} gives tags as ids; name them with --label-names "
+                                "(e.g. O,B-PER,I-PER,...)")
+            if any(not isinstance(t, int) or not 0 <= t < len(label_names) for t in these):
+                raise DataError(f"{path}: line {number} has a tag id outside 0..{len(label_names) - 1}")
+            these = [label_names[t] for t in these]
+        words.append([str(t) for t in tokens])
+        tags.append([str(t) for t in these])
+    if not words:
+        raise DataError(f"{path}: no sentence found")
+    labels = list(label_names) if label_names else _order([t for s in tags for t in s])
+    return TokenDataset(words, tags, labels, str(path))
+
+
+def read_tokens(path: str | os.PathLike, label_names: list[str] | None = None) -> TokenDataset:
+    """A token-classification file of either format (CoNLL columns, or JSONL)."""
+    path = Path(path)
+    if path.suffix.lower() in (".jsonl", ".json"):
+        return read_token_jsonl(path, label_names)
+    if is_conll(path):
+        return read_conll(path)
+    raise DataError(f"{path}: not a token-classification file; give CoNLL columns (.conll, or .txt with a token "
+                    "and its tag a line and blank lines between sentences) or JSONL with tokens and ner_tags")
+
+
+def align(tokenizer, words: list[str], tags: list[str], labels: list[str], max_length: int
+          ) -> tuple[list[int], list[int], int]:
+    """(token ids with the tokenizer's specials, one label id per token: the word's tag on its first sub-token,
+    IGNORE elsewhere, and how many words were kept). Words that do not fit whole in `max_length` tokens are
+    dropped from the end; `tokenizer` is a `tokenizers.Tokenizer` (truncation off)."""
+    index = {name: i for i, name in enumerate(labels)}
+    unknown = sorted(set(tags) - set(index))
+    if unknown:
+        raise DataError(f"tags {unknown} are not among the labels {labels}")
+    kept = len(words)
+    while True:
+        encoding = tokenizer.encode(words[:kept], is_pretokenized=True)
+        if len(encoding.ids) <= max_length or kept == 0:
+            break
+        over = len(encoding.ids) - max_length
+        cut = 0  # drop at least the words whose sub-tokens make the overflow
+        for word in reversed(encoding.word_ids):
+            if word is None:
+                continue
+            cut = max(cut, kept - word)
+            over -= 1
+            if over <= 0:
+                break
+        kept -= max(cut, 1)
+    out, previous = [], None
+    for word in encoding.word_ids:
+        out.append(IGNORE if word is None or word == previous else index[tags[word]])
+        previous = word
+    return list(encoding.ids), out, kept

@@ -1,0 +1,78 @@
+"""Tags of words -> entities, the way the Hugging Face pipeline's aggregation_strategy="simple" gives them
+(token classification, issue 45). Torch-free: every runtime and app groups tags here.
+
+BIO as seqeval reads it in its default (lenient) mode: an entity starts at `B-X`, or at an `I-X` that does not
+continue an entity of type X (after `O`, at the start, or after another type); it continues over `I-X`. `repair`
+writes that reading back as tags (such an `I-X` becomes `B-X`), so what a model outputs and what is scored and
+shown are the same entities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+def split_tag(tag: str) -> tuple[str, str | None]:
+    """("B" | "I" | "O", type or None); a tag without a BIO prefix is an entity type of its own ("I")."""
+    if tag == "O":
+        return "O", None
+    if len(tag) > 2 and tag[1] == "-" and tag[0] in "BI":
+        return tag[0], tag[2:]
+    return "I", tag
+
+
+def repair(tags: list[str]) -> list[str]:
+    """The tags with every entity starting at a B- tag, as seqeval's lenient reading groups them."""
+    out, open_type = [], None
+    for tag in tags:
+        prefix, kind = split_tag(tag)
+        if prefix == "O":
+            out.append("O")
+            open_type = None
+        elif prefix == "B" or kind != open_type:
+            out.append(f"B-{kind}")
+            open_type = kind
+        else:
+            out.append(f"I-{kind}")
+    return out
+
+
+@dataclass
+class Entity:
+    """One entity: its type, the mean of its words' scores, its text and character offsets (word ==
+    text[start:end])."""
+
+    entity_group: str
+    score: float
+    word: str
+    start: int
+    end: int
+
+    def to_dict(self) -> dict:
+        return {"entity_group": self.entity_group, "score": self.score, "word": self.word, "start": self.start,
+                "end": self.end}
+
+
+def entities(text: str, spans: list[tuple[int, int]], tags: list[str], scores: list[float]) -> list[Entity]:
+    """The entities of one text from its words' character spans, tags and scores (the probability of each word's
+    tag): consecutive words of one entity grouped after `repair`, score their mean."""
+    if not len(spans) == len(tags) == len(scores):
+        raise ValueError(f"{len(spans)} word spans, {len(tags)} tags and {len(scores)} scores: one each per word")
+    out: list[Entity] = []
+    group: list[int] = []
+    kind = None
+
+    def close() -> None:
+        if group:
+            start, end = spans[group[0]][0], spans[group[-1]][1]
+            out.append(Entity(kind, float(sum(scores[i] for i in group) / len(group)), text[start:end], start, end))
+
+    for i, tag in enumerate(repair(tags)):
+        prefix, this = split_tag(tag)
+        if prefix != "I":
+            close()
+            group, kind = ([i], this) if prefix == "B" else ([], None)
+        else:
+            group.append(i)
+    close()
+    return out
