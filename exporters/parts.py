@@ -127,9 +127,71 @@ def pair_types(mask: torch.Tensor) -> torch.Tensor:
     return ((positions >= (lengths + 1) // 2) & (mask > 0)).long()
 
 
+def constant_reshapes(path: Path) -> int:
+    """Rewrite, in place, each Reshape whose target shape torch's exporter builds at run time from another
+    tensor's leading dims (Shape -> Gather k -> Unsqueeze, at position k of a Concat with constants: the
+    attention's head split and merge, `view(batch, length, heads, dim)`) into a constant shape that copies those
+    dims (ONNX's 0 in a Reshape shape keeps the input's dim there), and drop the shape chains left unused.
+    Valid where the data's leading dims are the ones the chain read, as in the student's attention; the export's
+    checks against torch at several batch and sequence sizes (exporters/validate.py) hold the rewritten graph to
+    that. Returns how many Reshapes were rewritten (issue 40: ~12 fewer kernels per layer of a portable graph)."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    made = {o: n for n in graph.node for o in n.output}
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    consts.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
+                   if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"})
+
+    def copied_dim(name: str, position: int) -> bool:
+        """Whether `name` is Unsqueeze(Gather(Shape(x), position))."""
+        u = made.get(name)
+        g = made.get(u.input[0]) if u is not None and u.op_type == "Unsqueeze" else None
+        if g is None or g.op_type != "Gather" or made.get(g.input[0]) is None or made[g.input[0]].op_type != "Shape":
+            return False
+        index = consts.get(g.input[1])
+        return index is not None and index.size == 1 and int(index.reshape(-1)[0]) == position
+
+    done = 0
+    for node in graph.node:
+        concat = made.get(node.input[1]) if node.op_type == "Reshape" else None
+        if concat is None or concat.op_type != "Concat":
+            continue
+        shape = []
+        for position, part in enumerate(concat.input):
+            if part in consts and consts[part].size == 1:
+                value = int(consts[part].reshape(-1)[0])
+                if value == 0:  # a literal 0 would now mean "copy"
+                    break
+                shape.append(value)
+            elif copied_dim(part, position):
+                shape.append(0)
+            else:
+                break
+        else:
+            name = node.input[1] + "_constant"
+            graph.initializer.append(numpy_helper.from_array(np.array(shape, np.int64), name))
+            node.input[1] = name
+            done += 1
+    if done:
+        while True:  # drop nodes whose outputs nothing reads any more
+            read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+            dead = [n for n in graph.node if not set(n.output) & read]
+            if not dead:
+                break
+            for n in dead:
+                graph.node.remove(n)
+        onnx.save(model, str(path))
+    return done
+
+
 def export_specs(specs: dict[str, PartSpec], folder: Path, inputs: dict[str, tuple],
                  opset: int = DEFAULT_OPSET) -> None:
-    """Export each spec to `folder/<file>`; the modules are put in eval mode."""
+    """Export each spec to `folder/<file>` (a layer's head split with constant shapes: constant_reshapes); the
+    modules are put in eval mode."""
     for file, spec in specs.items():
         spec.module.eval()
         with torch.no_grad(), warnings.catch_warnings():
@@ -139,3 +201,5 @@ def export_specs(specs: dict[str, PartSpec], folder: Path, inputs: dict[str, tup
                 input_names=spec.input_names, output_names=spec.output_names, dynamic_axes=spec.dynamic_axes,
                 do_constant_folding=True,
             )
+        if spec.kind == "layer":
+            constant_reshapes(folder / file)
