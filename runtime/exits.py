@@ -231,6 +231,28 @@ def decide(exit_logits: np.ndarray, speed: float, rule: ExitRule | None = None
     return exit_logits[first, rows], (first + 1).astype(np.int64), unc[first, rows]
 
 
+def token_uncertainty(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The sentence rule of token classification (issue 45): u is the largest normalized entropy over the
+    sentence's real tokens (mask 1), so a sentence leaves when every token is sure; (..., T, C), (..., T) ->
+    (...). A sentence without a real token has u = 0. (Not yet a problem type of ExitRule: token
+    classification is being built.)"""
+    u = normalized_entropy(np.asarray(logits))
+    return np.where(np.asarray(mask).astype(bool), u, 0.0).max(axis=-1).astype(np.float32)
+
+
+def decide_tokens(exit_logits: np.ndarray, mask: np.ndarray, speed: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`decide` for token heads: exit_logits (L, B, T, C), mask (B, T) -> (logits (B, T, C) of the deciding
+    layer, exit layer (B,) 1-based, uncertainty (B,) there)."""
+    exit_logits = np.asarray(exit_logits)
+    unc = token_uncertainty(exit_logits, np.broadcast_to(mask, exit_logits.shape[:-1]))  # (L, B)
+    leave = unc < speed
+    leave[-1] = True
+    first = leave.argmax(0)
+    rows = np.arange(exit_logits.shape[1])
+    return exit_logits[first, rows], (first + 1).astype(np.int64), unc[first, rows]
+
+
 def check_speed(speed: object) -> float:
     """A speed as a float in [0, 1]; TypeError for a non-number, ValueError out of range."""
     if isinstance(speed, bool) or not isinstance(speed, (int, float, np.floating, np.integer)):

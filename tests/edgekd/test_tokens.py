@@ -93,3 +93,25 @@ def test_entities_carry_offsets_into_the_text_and_the_mean_score():
     assert all(text[e["start"]:e["end"]] == e["word"] for e in got)
     with pytest.raises(ValueError, match="one each per word"):
         entities(text, spans[:2], tags, scores)
+
+
+def test_a_sentence_leaves_when_every_real_token_is_sure():
+    import math
+
+    import numpy as np
+
+    from runtime.exits import decide_tokens, token_uncertainty
+
+    sure, unsure = [8.0, 0.0, 0.0], [0.0, 0.0, 0.0]  # a one-hot-ish token; a uniform one (u = 1)
+    p = np.exp(sure) / np.exp(sure).sum()
+    u_sure = float(-(p * np.log(p)).sum() / math.log(3))
+    mask = np.array([[1, 1, 0]])  # the third token is padding: its uncertainty does not count
+    layer1 = np.array([[sure, unsure, unsure]])
+    layer2 = np.array([[sure, sure, unsure]])
+    assert token_uncertainty(layer1, mask)[0] == pytest.approx(1.0, abs=1e-6)
+    assert token_uncertainty(layer2, mask)[0] == pytest.approx(u_sure, abs=1e-6)
+    exits = np.stack([layer1, layer2, layer2])  # (L, B, T, C)
+    _, layer, u = decide_tokens(exits, mask, speed=0.5)
+    assert layer.tolist() == [2] and u[0] == pytest.approx(u_sure, abs=1e-6)  # layer 1 has an unsure token
+    _, layer, _ = decide_tokens(exits, mask, speed=0.0)
+    assert layer.tolist() == [3]  # speed 0 runs every layer
