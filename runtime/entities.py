@@ -76,3 +76,21 @@ def entities(text: str, spans: list[tuple[int, int]], tags: list[str], scores: l
             group.append(i)
     close()
     return out
+
+
+def words_of(encoding) -> tuple[list[tuple[int, int]], list[int]]:
+    """A `tokenizers.Encoding`'s words: each word's character span in the original text (from its first
+    sub-token's start to its last one's end) and the index of its first sub-token (where its tag is read)."""
+    spans: list[tuple[int, int]] = []
+    first: list[int] = []
+    previous = None
+    for index, (word, (start, end)) in enumerate(zip(encoding.word_ids, encoding.offsets)):
+        if word is None:
+            continue
+        if word != previous:
+            spans.append((start, end))
+            first.append(index)
+        else:
+            spans[-1] = (spans[-1][0], end)
+        previous = word
+    return spans, first

@@ -115,3 +115,15 @@ def test_a_sentence_leaves_when_every_real_token_is_sure():
     assert layer.tolist() == [2] and u[0] == pytest.approx(u_sure, abs=1e-6)  # layer 1 has an unsure token
     _, layer, _ = decide_tokens(exits, mask, speed=0.0)
     assert layer.tolist() == [3]  # speed 0 runs every layer
+
+
+def test_words_keep_their_offsets_into_the_original_text(tmp_path):
+    from runtime.entities import words_of
+
+    tokenizer = Tokenizer.from_file(str(tiny_tokenizer(tmp_path / "t.json")))
+    text = "Zoë saw  GOODLY films, in São Paulo!"
+    spans, first = words_of(tokenizer.encode(text))
+    assert [text[a:b] for a, b in spans] == ["Zoë", "saw", "GOODLY", "films", ",", "in", "São", "Paulo", "!"]
+    encoding = tokenizer.encode(text)
+    assert all(encoding.word_ids[i] != encoding.word_ids[i - 1] for i in first)  # each a word's first piece
+    assert [encoding.tokens[i] for i in first][2:4] == ["good", "film"]  # goodly = good ##ly, films = film ##s
