@@ -217,27 +217,26 @@ class _Compiler:
         hidden_out, logits, u, recent = self.layer(b, k, "f", hidden, mask, masked, previous, recent)
         counts = [self.batch_1d] * k if self.debug else []
         if k == self.num_layers:  # every row here, in input order: the answers as they are
-            names = [b.op("Identity", [logits], "logits") if b is self.main else logits,
-                     b.op("Expand", [b.const(k, np.int64, "layer"), self.batch_1d], "layers"),
-                     self.clip(b, u)]
-            if names[2] == u and b is self.main:
-                names[2] = b.op("Identity", [u], "u")
-            return self.outputs(names + ([self.debug_counts(b, counts)] if self.debug else []))
+            return self.as_is(b, logits, u, k, counts, b is self.main)
         any_leave = b.op("Less", [b.op("ReduceMin", [u], "u_min", keepdims=0), self.speed], "any_leave")
         carried = self.carried(logits, recent)
-        # then: some row leaves: compact, and go on with the survivors by `part` (or stop if none stays)
-        t = Builder(f"f{k}c/")
-        alive = t.op("Range", [self.i0, self.batch, self.i1], "alive")
-        kept, any_stay, gone = self.compaction(t, k, hidden_out, mask, alive, logits, u, carried)
-        n = Builder(f"f{k}t/")
+        # then: every row leaves (a batch-1 row that leaves does): the answers as they are; else compact, and go
+        # on with the survivors by `part`
+        t = Builder(f"f{k}l/")
+        all_leave = t.op("Less", [t.op("ReduceMax", [u], "u_max", keepdims=0), self.speed], "all_leave")
+        a = Builder(f"f{k}a/")
+        everyone = self.as_is(a, logits, u, k, counts, True)
+        c = Builder(f"f{k}c/")
+        alive = c.op("Range", [self.i0, self.batch, self.i1], "alive")
+        kept, _, gone = self.compaction(c, k, hidden_out, mask, alive, logits, u, carried)
         kept_carried = kept[3:3 + len(carried)]
-        then_outputs = self.part(n, k + 1, f"s{k}", kept[0], kept[1], kept[2], [tuple(gone)], counts,
-                                 kept_carried[0] if self.rule.needs_previous else None,
-                                 tuple(kept_carried[1 if self.rule.needs_previous else 0:]), kept[3 + len(carried):])
-        f = Builder(f"f{k}e/")
-        else_graph = f.graph(f"all_left_at_{k}", self.finish(f, [tuple(gone)], counts))
-        outs = t.op("If", [any_stay], "result", outputs=len(then_outputs),
-                    then_branch=n.graph(f"after_layer_{k}", then_outputs), else_branch=else_graph)
+        # (some row stays here: not every row left)
+        survivors = self.part(c, k + 1, f"s{k}", kept[0], kept[1], kept[2], [tuple(gone)], counts,
+                              kept_carried[0] if self.rule.needs_previous else None,
+                              tuple(kept_carried[1 if self.rule.needs_previous else 0:]), kept[3 + len(carried):])
+        outs = t.op("If", [all_leave], "result", outputs=len(everyone),
+                    then_branch=a.graph(f"all_leave_at_{k}", everyone),
+                    else_branch=c.graph(f"some_leave_at_{k}", survivors))
         # else: no row leaves: the next layer on the same rows
         e = Builder(f"f{k + 1}/")
         nxt, now = self.masks[k], self.masks[k - 1]
@@ -249,6 +248,16 @@ class _Compiler:
                       then_branch=t.graph(f"leave_at_{k}", self.outputs(outs)),
                       else_branch=e.graph(f"none_leave_at_{k}", else_outputs))
         return self.outputs(result)
+
+    def as_is(self, b: Builder, logits: str, u: str, k: int, counts: list[str], branch: bool
+              ) -> list[onnx.ValueInfoProto]:
+        """Every input row leaves at layer k, in input order: the answers are this head's outputs as they are
+        (`branch`: `b` must make each output itself, an Identity where a value comes from outside it)."""
+        names = [b.op("Identity", [logits], "logits") if branch else logits,
+                 b.op("Expand", [b.const(k, np.int64, "layer"), self.batch_1d], "layers"), self.clip(b, u)]
+        if names[2] == u and branch:
+            names[2] = b.op("Identity", [u], "u")
+        return self.outputs(names + ([self.debug_counts(b, counts)] if self.debug else []))
 
     def debug_counts(self, b: Builder, counts: list[str]) -> str:
         pad = self.num_layers - len(counts)

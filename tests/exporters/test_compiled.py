@@ -283,6 +283,9 @@ def test_compaction_runs_only_on_rows_that_really_leave(tokenizer_file, tmp_path
     assert still["Gather"] <= 3  # the embedding's, none per layer
     assert still["Cast"] <= 2  # the mask nodes ran once
     assert sum(still.values()) / model.num_layers <= 25  # issue 40's target, embedding and exit rule included
+    gone = kernels(TEXTS[:1], 1.0)  # the one row leaves at layer 1: its answers as they are, nothing compacted
+    assert model.run_graph(*model.encoder(TEXTS[:1]), 1.0)[1].tolist() == [1]
+    assert not {"Compress", "NonZero", "ScatterND"} & set(gone) and sum(gone.values()) < sum(still.values()) / 2
     mixed = [speed for speed in np.linspace(0.05, 0.95, 19)
              if len(set(model.run_graph(*model.encoder(TEXTS[:6]), float(speed))[1].tolist())) > 1]
     assert mixed, "no speed makes these rows leave at different layers"
