@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sysconfig
+import tempfile
 import venv
 from pathlib import Path
 
@@ -21,7 +22,20 @@ import runtime
 
 FIXTURES = Path(__file__).resolve().parents[2] / "js" / "test" / "fixtures"
 OPTIMUM = "optimum-onnx[onnxruntime]==0.1.0"
-VENV = Path(os.environ.get("EDGEKD_TEST_CACHE", Path.home() / ".cache" / "edgekd-tests")) / "optimum-onnx-0.1.0"
+def _cache() -> Path:
+    """Where the interop environment is kept between runs: EDGEKD_TEST_CACHE, else ~/.cache/edgekd-tests, else the
+    temporary folder (a home that cannot be written)."""
+    for folder in (os.environ.get("EDGEKD_TEST_CACHE"), Path.home() / ".cache" / "edgekd-tests"):
+        if folder:
+            try:
+                Path(folder).mkdir(parents=True, exist_ok=True)
+                return Path(folder)
+            except OSError:
+                continue
+    return Path(tempfile.gettempdir()) / "edgekd-tests"
+
+
+VENV = _cache() / "optimum-onnx-0.1.0"
 
 pytestmark = pytest.mark.slow
 
