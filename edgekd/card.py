@@ -215,7 +215,9 @@ def hf_usage(manifest: Manifest, graph: str) -> list[str]:
             "", "Optimum (`pip install optimum-onnx[onnxruntime]`):", "", "```python",
             "from optimum.onnxruntime import ORTModelForSequenceClassification",
             "from transformers import AutoTokenizer, pipeline",
-            'model = ORTModelForSequenceClassification.from_pretrained("path/to/this/folder")',
+            'model = ORTModelForSequenceClassification.from_pretrained("path/to/this/folder"' +
+            (', file_name="model_quantized.onnx")  # the name says which file: no warning' if graph.endswith(
+                "_quantized.onnx") else ")"),
             'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
             'classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
             f"print({py_call})", "```", "", generic, "",
