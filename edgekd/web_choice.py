@@ -30,7 +30,7 @@ CLOSE = 1.03  # within 3% of the fastest: the fewer bytes win
 LATENCY_TEXTS = 60
 
 
-def candidates(bundle: Path, work: Path) -> dict[str, Path]:
+def candidates(bundle: Path, work: Path, log=print) -> dict[str, Path]:
     """The candidate graphs of `bundle` (written under `work`): name -> model.onnx path."""
     from exporters.weights import int8_weights
 
@@ -49,7 +49,11 @@ def candidates(bundle: Path, work: Path) -> dict[str, Path]:
         parts = []
         for part in manifest.staged:
             quantized = work / f"dyn-{part.file}"
-            quantize_int8(bundle / part.file, quantized, "dynamic-per-channel")
+            try:
+                quantize_int8(bundle / part.file, quantized, "dynamic-per-channel")
+            except Exception as exc:  # onnxruntime's quantizer raises bare errors on graphs it cannot read
+                log(f"web candidate int8-dynamic left out: onnxruntime's quantizer failed on {part.file} ({exc})")
+                return out
             parts.append(onnx.load(str(quantized)))
         onnx.save(compile_early_exit(parts[0], parts[1:], len(manifest.labels), rule=manifest.rule()),
                   str(work / "int8-dynamic.onnx"))
@@ -108,7 +112,7 @@ def choose(bundle: Path, texts: list, work: Path, log=print) -> tuple[Path, str,
     record: dict = {"speed": speed, "texts": len(items), "latency_texts": min(len(items), LATENCY_TEXTS),
                     "candidates": {}}
     folders = {}
-    for name, graph in candidates(bundle, work).items():
+    for name, graph in candidates(bundle, work, log).items():
         precision = "int8" if name == "int8-dynamic" else full.manifest.precision
         folder = folders[name] = web_bundle(bundle, graph, work / name, precision)
         got = runtime.load(folder).outputs(items, speed=speed)

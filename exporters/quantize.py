@@ -77,8 +77,11 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str = 
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax)
         else:
+            # DefaultTensorType: a fused graph's com.microsoft nodes (Attention, SkipLayerNormalization) leave ONNX
+            # shape inference without the types of their outputs; those are fp32
             quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
-                             op_types_to_quantize=["MatMul", "Gemm", "Gather"])
+                             op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dst
 
 
