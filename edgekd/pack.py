@@ -159,14 +159,20 @@ def _texts(model: runtime.EdgeModel) -> list:
 
 
 def sizes(bundle: str | os.PathLike, work: str | os.PathLike) -> dict[str, int | None]:
-    """Bytes of the full bundle and of its slim bundle for each target (packed into `work`); None for mobile
-    where the ORT-format converter cannot run (it needs the onnx package)."""
+    """Bytes of the full bundle and of its slim bundle for each target (packed into `work`); None for a target
+    it cannot be packed for here: mobile where the ORT-format converter cannot run (it needs the onnx package) or
+    where model.onnx is built from fused kernels (export --graph-form portable makes the mobile form)."""
     out: dict[str, int | None] = {"all": bundle_size(bundle)}
     for target in TARGETS:
         folder = Path(work) / f"{Path(bundle).name}-{target}"
         try:
-            pack(bundle, folder, target, overwrite=True)
+            pack(bundle, folder, target, overwrite=True, log=lambda *_: None)
         except ImportError:
+            out[target] = None
+            continue
+        except EdgeKDError:
+            if target != "mobile":
+                raise
             out[target] = None
             continue
         out[target] = bundle_size(folder)

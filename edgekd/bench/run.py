@@ -341,11 +341,12 @@ def _report(options: BenchOptions, ctx: Context, units: list[Unit], state: State
 
         payload["bytes_per_target"] = {Path(b).name: sizes(b, ctx.work / "packs")
                                        for b in [options.bundle, *options.also]}
-        table += "\n| bundle | all (stage graphs + model.onnx) MB | web (model.onnx) MB | mobile (model.ort) MB |\n" \
-                 "|---|---|---|---|\n" + "".join(
-                     f"| {name} | {v['all'] / 1e6:.2f} | {v['web'] / 1e6:.2f} | "
-                     f"{'-' if v['mobile'] is None else format(v['mobile'] / 1e6, '.2f')} |\n"
+        mb = (lambda v: "-" if v is None else format(v / 1e6, ".2f"))  # noqa: E731 - one cell
+        table += "\n| bundle | all (stage graphs + model.onnx) MB | web (model.onnx) MB | mobile (model.ort) MB | " \
+                 "hf (transformers.js / Optimum folder) MB |\n|---|---|---|---|---|\n" + "".join(
+                     f"| {name} | {mb(v['all'])} | {mb(v['web'])} | {mb(v['mobile'])} | {mb(v.get('hf'))} |\n"
                      for name, v in payload["bytes_per_target"].items())
+        table += "(mobile: - where model.onnx is built from fused kernels: `export --graph-form portable` makes it)\n"
     stem = options.stem
     written = []
     if options.profile and has_graph:
