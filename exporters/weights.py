@@ -1,11 +1,11 @@
 """int8 storage, fp32 compute: a graph's matrix weights kept as int8 and dequantized inside the graph.
 
-Each fp32 weight matrix that a MatMul, Gemm or fused Attention reads (the main graph's initializers, wherever the
-reading node sits) is stored as int8 with one scale per output column (symmetric) and a Cast and a Mul in the
-main graph give the fp32 matrix back under its old name. onnxruntime folds those at load (their inputs are
-constants), so the session computes in fp32 as before while the file is about a quarter of the bytes: a
-candidate for the web bundle, where WASM's int8 kernels gain far less over fp32 than native ones do
-(edgekd.web_choice).
+Each fp32 weight matrix that a MatMul, Gemm or fused Attention reads, and each embedding table a Gather reads
+(the main graph's initializers, wherever the reading node sits), is stored as int8 with one scale per output
+column (per row for a table; symmetric), and a Cast and a Mul in the main graph give the fp32 matrix back under
+its old name. onnxruntime folds those at load (their inputs are constants), so the session computes in fp32 as
+before while the file is about a quarter of the bytes: a candidate for the web bundle, where WASM's int8 kernels
+gain far less over fp32 than native ones do (edgekd.web_choice).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 # op type -> (which input is the weight, which of its axes holds the output channels)
-WEIGHT_INPUTS = {"MatMul": (1, 1), "Attention": (1, 1)}
+WEIGHT_INPUTS = {"MatMul": (1, 1), "Attention": (1, 1), "Gather": (0, 0)}  # Gather: an embedding table, by row
 
 
 def _readers(graph, out: dict[str, list[tuple[str, int, dict]]]) -> None:
