@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,23 +32,16 @@ CONFIGS = {  # name -> demo page query (no threads: onnxruntime-web's own defaul
 
 def page_latency(bundle: Path, query: str, texts: list, speed: float) -> tuple[float, dict]:
     """(mean ms per text at batch 1, the wasm settings the page reports), one fresh page."""
-    from edgekd.apps.demo import demo_server, serve_in_thread
+    from edgekd.apps.demo import drive_page
 
-    server = demo_server(bundle, port=0)
-    serve_in_thread(server)
-    try:
-        first = texts[0] if isinstance(texts[0], str) else texts[0][0]
-        job = {"url": f"http://127.0.0.1:{server.server_address[1]}/?device=wasm&{query}", "text": first,
-               "speed": speed, "latencyTexts": texts, "latencySpeed": speed}
-        out = subprocess.run(["node", "scripts/drive-demo.mjs", "-"], cwd=ROOT / "js", capture_output=True,
-                             text=True, input=json.dumps(job), timeout=600)
-        if out.returncode:
-            raise RuntimeError(out.stderr[-800:])
-        result = json.loads(out.stdout)
-        return result["latencyMs"], result["shown"]["wasm"]
-    finally:
-        server.shutdown()
-        server.server_close()
+    first = texts[0] if isinstance(texts[0], str) else texts[0][0]
+    out = drive_page(bundle, "scripts/drive-demo.mjs", lambda base: {
+        "url": f"{base}/?device=wasm&{query}", "text": first, "speed": speed, "latencyTexts": texts,
+        "latencySpeed": speed}, timeout=600)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-800:])
+    result = json.loads(out.stdout)
+    return result["latencyMs"], result["shown"]["wasm"]
 
 
 def python_latency(bundle: Path, texts: list, speed: float, rounds: int = 3) -> float:

@@ -43,17 +43,10 @@ def node(job: dict) -> dict:
 
 
 def chromium(folder: Path, texts: list[str]) -> dict:
-    from edgekd.apps.demo import demo_server, serve_in_thread
+    from edgekd.apps.demo import drive_page
 
-    server = demo_server(folder, port=0)
-    serve_in_thread(server)
-    try:
-        job = {"url": f"http://127.0.0.1:{server.server_address[1]}/hf", "texts": texts, "latencyTexts": texts}
-        out = subprocess.run(["node", "scripts/drive-hf.mjs", "-"], cwd=JS, capture_output=True, text=True,
-                             input=json.dumps(job), timeout=3600)
-    finally:
-        server.shutdown()
-        server.server_close()
+    out = drive_page(folder, "scripts/drive-hf.mjs",
+                     lambda base: {"url": f"{base}/hf", "texts": texts, "latencyTexts": texts})
     if out.returncode:
         raise SystemExit(f"drive-hf.mjs failed:\n{out.stderr[-3000:]}")
     got = json.loads(out.stdout)

@@ -86,13 +86,12 @@ def _normalizer_flags(tokenizer: dict) -> dict[str, Any]:
             "tokenize_chinese_chars": bool(bert.get("handle_chinese_chars", True))}
 
 
-def config(manifest: Manifest, tokenizer: dict, family: str) -> dict[str, Any]:
+def config(manifest: Manifest, tokenizer: dict, family: str, specials: dict[str, str]) -> dict[str, Any]:
     """config.json: what transformers' AutoConfig and transformers.js read to pick the model class, the labels
     and the post-processing (softmax, sigmoid, none), with the student's real shape."""
     cls = FAMILY_CLASSES.get(family, "Bert")
     labels = list(manifest.labels)
     student = (manifest.source or {}).get("student") or {}
-    specials = special_tokens(tokenizer)
     vocab = (tokenizer.get("model") or {}).get("vocab")
     pad = specials.get("pad_token")
     pad_id = vocab.get(pad) if isinstance(vocab, dict) and pad else None
@@ -122,12 +121,12 @@ def config(manifest: Manifest, tokenizer: dict, family: str) -> dict[str, Any]:
     return out
 
 
-def tokenizer_config(manifest: Manifest, tokenizer: dict, family: str) -> dict[str, Any]:
-    """tokenizer_config.json: the tokenizer class, the truncation length and the normalizer's flags."""
+def tokenizer_config(manifest: Manifest, tokenizer: dict, family: str, specials: dict[str, str]) -> dict[str, Any]:
+    """tokenizer_config.json: the tokenizer class, the truncation length, the normalizer's flags, the specials."""
     cls = FAMILY_CLASSES.get(family)
     return {"tokenizer_class": f"{cls}Tokenizer" if cls else "PreTrainedTokenizerFast",
             "model_max_length": manifest.max_length, "clean_up_tokenization_spaces": False,
-            **_normalizer_flags(tokenizer), **special_tokens(tokenizer)}
+            **_normalizer_flags(tokenizer), **specials}
 
 
 def write_hf_files(folder: str | Path, manifest: Manifest) -> dict[str, str]:
@@ -136,9 +135,10 @@ def write_hf_files(folder: str | Path, manifest: Manifest) -> dict[str, str]:
     folder = Path(folder)
     tokenizer = json.loads((folder / manifest.tokenizer).read_text(encoding="utf-8"))
     family, _ = model_type(manifest, tokenizer)
-    contents = {CONFIG_FILE: config(manifest, tokenizer, family),
-                TOKENIZER_CONFIG_FILE: tokenizer_config(manifest, tokenizer, family),
-                SPECIAL_TOKENS_FILE: special_tokens(tokenizer)}
+    specials = special_tokens(tokenizer)
+    contents = {CONFIG_FILE: config(manifest, tokenizer, family, specials),
+                TOKENIZER_CONFIG_FILE: tokenizer_config(manifest, tokenizer, family, specials),
+                SPECIAL_TOKENS_FILE: specials}
     out = {}
     for name, data in contents.items():
         path = atomic_write_text(folder / name, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

@@ -143,14 +143,13 @@ def _without_speed(model: runtime.EdgeModel, graph: Path) -> tuple:
     """The check texts through a plain onnxruntime session of `graph` fed only the tokenizer's outputs."""
     import onnxruntime as ort
 
-    ids, mask, *types = model.encode(_texts(model))
+    from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS, part_inputs
+
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the overridable-initializer warning is what this form is for
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    feeds = {"input_ids": ids, "attention_mask": mask}
-    if model.manifest.text_pair:
-        feeds["token_type_ids"] = types[0]
-    logits, layers, _ = session.run(["logits", "exit_layer", "uncertainty"], feeds)
+    names = tuple(n for n in part_inputs("compiled", model.manifest.text_pair) if n != GRAPH_INPUTS[2])  # no speed
+    logits, layers, _ = session.run(list(GRAPH_OUTPUTS), model.batch(*model.encode(_texts(model))).feeds(names))
     return logits, layers
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import runtime
@@ -79,19 +78,12 @@ def web_bundle(bundle: Path, graph: Path, out: Path, precision: str) -> Path:
 
 def browser_ms(folder: Path, items: list, speed: float) -> float:
     """Batch-1 milliseconds per text of the bundle at `folder` in Chromium (the demo page, wasm)."""
-    from edgekd.apps.demo import JS_DIR, demo_server, serve_in_thread
+    from edgekd.apps.demo import drive_page
 
-    server = demo_server(folder, port=0)
-    serve_in_thread(server)
-    try:
-        first = items[0] if isinstance(items[0], str) else items[0][0]
-        job = {"url": f"http://127.0.0.1:{server.server_address[1]}/?device=wasm", "text": first, "speed": speed,
-               "latencyTexts": items, "latencySpeed": speed}
-        done = subprocess.run(["node", "scripts/drive-demo.mjs", "-"], cwd=JS_DIR, capture_output=True, text=True,
-                              input=json.dumps(job), timeout=1800)
-    finally:
-        server.shutdown()
-        server.server_close()
+    first = items[0] if isinstance(items[0], str) else items[0][0]
+    done = drive_page(folder, "scripts/drive-demo.mjs", lambda base: {
+        "url": f"{base}/?device=wasm", "text": first, "speed": speed, "latencyTexts": items, "latencySpeed": speed},
+        timeout=1800)
     if done.returncode:
         raise EdgeKDError(f"Chromium could not time {folder.name}: {done.stderr.strip()[-400:]}")
     return float(json.loads(done.stdout)["latencyMs"])
@@ -136,8 +128,3 @@ def choose(bundle: Path, texts: list, work: Path, log=print) -> tuple[Path, str,
                   f"{c['bytes'] / 1e6:.2f} MB")
     log(f"web graph: {chosen} ({record['why']})")
     return folders[chosen] / read_manifest(folders[chosen]).graph.file, c["precision"], record
-
-
-def agreement_ok(record: dict | None) -> bool:
-    """Whether the chosen candidate's answers were measured to agree (pack then skips its exact check)."""
-    return bool(record) and record["candidates"][record["chosen"]]["agreement"] >= MIN_AGREEMENT

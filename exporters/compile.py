@@ -208,6 +208,11 @@ class _Compiler:
         """What the rule remembers of the heads so far (regression: the last head's outputs, the last gaps)."""
         return ([logits] if self.rule.needs_previous else []) + list(recent)
 
+    def uncarried(self, values: list[str]) -> tuple[str | None, tuple[str, ...]]:
+        """`carried`'s values back as (the last head's outputs or None, the last gaps)."""
+        first = 1 if self.rule.needs_previous else 0
+        return (values[0] if first else None), tuple(values[first:])
+
     def fast(self, b: Builder, k: int, hidden: str, masked: list[str], previous: str | None = None,
              recent: tuple[str, ...] = ()) -> list[onnx.ValueInfoProto]:
         """Layer k while no row has left: every input row, in input order, on the input mask; nothing is
@@ -229,11 +234,9 @@ class _Compiler:
         c = Builder(f"f{k}c/")
         alive = c.op("Range", [self.i0, self.batch, self.i1], "alive")
         kept, _, gone = self.compaction(c, k, hidden_out, mask, alive, logits, u, carried)
-        kept_carried = kept[3:3 + len(carried)]
         # (some row stays here: not every row left)
-        survivors = self.part(c, k + 1, f"s{k}", kept[0], kept[1], kept[2], [tuple(gone)], counts,
-                              kept_carried[0] if self.rule.needs_previous else None,
-                              tuple(kept_carried[1 if self.rule.needs_previous else 0:]), kept[3 + len(carried):])
+        survivors = self.part(c, k + 1, f"s{k}", kept[0], kept[1], kept[2], kept[3 + len(carried):], [tuple(gone)],
+                              counts, *self.uncarried(kept[3:3 + len(carried)]))
         outs = t.op("If", [all_leave], "result", outputs=len(everyone),
                     then_branch=a.graph(f"all_leave_at_{k}", everyone),
                     else_branch=c.graph(f"some_leave_at_{k}", survivors))
@@ -264,16 +267,14 @@ class _Compiler:
         parts = counts + ([b.const([0] * pad, np.int64, "no_rows")] if pad else [])
         return b.op("Concat", parts, DEBUG_OUTPUT, axis=0)
 
-    def part(self, b: Builder, k: int, tag: str, hidden: str, mask: str, alive: str,
+    def part(self, b: Builder, k: int, tag: str, hidden: str, mask: str, alive: str, masked: list[str],
              left: list[tuple[str, str, str, str]], counts: list[str], previous: str | None = None,
-             recent: tuple[str, ...] = (), masked: list[str] | None = None) -> list[onnx.ValueInfoProto]:
+             recent: tuple[str, ...] = ()) -> list[onnx.ValueInfoProto]:
         """Layer k once rows have left (the batch compacted): on the rows of (hidden, mask), which `alive` maps
         to input rows; `previous` and `recent` hold the last head's outputs and the last patience - 1 gaps of the
         same rows (regression's rule); `masked` the values of layer k's mask nodes on this mask (MaskPart).
         Compaction runs again only where some row leaves; else the batch is handed on (Identity). Returns b's
         outputs."""
-        if masked is None:
-            masked = self.masks[k - 1].copy(b, self.layers[k - 1].graph, f"{tag}m{k}/", mask)
         hidden_out, logits, u, recent = self.layer(b, k, tag, hidden, mask, masked, previous, recent)
         counts = counts + ([b.op("Shape", [alive], "rows_in")] if self.debug else [])
         if k == self.num_layers:
@@ -309,13 +310,11 @@ class _Compiler:
         next_masked = step[3 + len(carried):3 + len(carried) + len(nxt.exported)]
         stay = step[3 + len(carried) + len(nxt.exported)]
         left = left + [tuple(step[4 + len(carried) + len(nxt.exported):])]
-        kept_logits = kept_carried[0] if self.rule.needs_previous else None
-        kept_recent = tuple(kept_carried[1 if self.rule.needs_previous else 0:])
 
         # then: the next layer on the rows that stay; else: every row has left
         n = Builder(f"{tag}k{k}t/")
-        then_outputs = self.part(n, k + 1, tag, next_hidden, next_mask, next_alive, left, counts, kept_logits,
-                                 kept_recent, next_masked)
+        then_outputs = self.part(n, k + 1, tag, next_hidden, next_mask, next_alive, next_masked, left, counts,
+                                 *self.uncarried(kept_carried))
         f = Builder(f"{tag}k{k}e/")
         else_graph = f.graph(f"{tag}all_left_at_{k}", self.finish(f, left, counts))
         outs = b.op("If", [stay], "result", outputs=len(then_outputs),

@@ -53,7 +53,8 @@ def choose_part_graphs(folder: Path, manifest: Manifest, mode: str, num_heads: i
         if part.kind != "layer":
             continue
         plain = folder / part.file
-        fused = fused_files[part.name] = plain.with_name(plain.stem + ".fused.onnx")
+        fused = plain.with_name(plain.stem + ".fused.onnx")
+        fused_files[part.name] = plain, fused
         entry: dict = {"fused_ops": fuse(plain, fused, num_heads, hidden)}
         a, b = cpu_session(plain), cpu_session(fused)
         diff = 0.0
@@ -85,9 +86,9 @@ def choose_part_graphs(folder: Path, manifest: Manifest, mode: str, num_heads: i
                         f"plain {totals['none']:.3f} ms, fused {totals['fused']:.3f} ms (this layer: plain "
                         f"{sum(e['ms']['none']):.3f}, fused {sum(e['ms']['fused']):.3f})")
     for name, entry in record["parts"].items():
-        fused = fused_files[name]
+        plain, fused = fused_files[name]
         if entry["chosen"] == "fused":
-            fused.replace(folder / next(p.file for p in manifest.staged if p.name == name))
+            fused.replace(plain)
         else:
             fused.unlink()
         form = {"none": "the plain graph", "fused": "the fused graph"}[entry["chosen"]]

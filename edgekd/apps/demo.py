@@ -8,7 +8,9 @@ on the server. Cross-origin isolation headers let onnxruntime-web use threads.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import threading
 from functools import partial
 from http import HTTPStatus
@@ -106,3 +108,18 @@ def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return thread
+
+
+def drive_page(bundle: str | os.PathLike, script: str, job, timeout: float = 3600) -> subprocess.CompletedProcess:
+    """Serve `bundle`'s demo page on a free port, run the Node driver `js/<script>` with the job `job(base)` made
+    for the page's base URL (`http://127.0.0.1:PORT`) on its standard input (never the command line: a bench's
+    texts pass the kernel's limit for one argument), and stop the server; the driver's finished process."""
+    server = demo_server(bundle, port=0)
+    serve_in_thread(server)
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        return subprocess.run(["node", script, "-"], cwd=JS_DIR, capture_output=True, text=True,
+                              input=json.dumps(job(base)), timeout=timeout)
+    finally:
+        server.shutdown()
+        server.server_close()

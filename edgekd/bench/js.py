@@ -1,7 +1,8 @@
 """The compiled graph in Node and in Chromium, measured by the JS package's own bench code
 (js/src/bench.js): `node scripts/bench.mjs JOB.json` for onnxruntime-node, and the demo page driven
-in Chromium (`node scripts/drive-demo.mjs JOB.json`) for onnxruntime-web. The texts travel in a
-job file, never on the command line (one argument past about 128 kB is refused by the kernel).
+in Chromium (`node scripts/drive-demo.mjs -`, edgekd.apps.demo.drive_page) for onnxruntime-web. The texts
+travel in a job file or on standard input, never on the command line (one argument past about 128 kB is
+refused by the kernel).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from edgekd.apps.demo import JS_DIR, demo_server, serve_in_thread
+from edgekd.apps.demo import JS_DIR, drive_page
 from edgekd.bench.measure import Row
 
 RUNNERS = {"node": "Node", "browser": "Chromium (wasm)"}
@@ -65,17 +66,9 @@ def drive_job(job: dict, url: str) -> dict:
     return {"url": url, **typed, "speed": 0.0, "bench": bench}
 
 
-def _browser(job_file: Path, job: dict) -> list[dict]:
-    server = demo_server(job["bundle"], port=0)
-    serve_in_thread(server)
-    try:
-        drive = drive_job(job, f"http://127.0.0.1:{server.server_address[1]}/?device=wasm")
-        job_file.write_text(json.dumps(drive), encoding="utf-8")
-        out = subprocess.run(["node", "scripts/drive-demo.mjs", str(job_file)], cwd=JS_DIR, capture_output=True,
-                             text=True, timeout=TIMEOUT_S)
-    finally:
-        server.shutdown()
-        server.server_close()
+def _browser(_job_file: Path, job: dict) -> list[dict]:  # (the job goes on stdin: drive_page)
+    out = drive_page(job["bundle"], "scripts/drive-demo.mjs", lambda base: drive_job(job, f"{base}/?device=wasm"),
+                     timeout=TIMEOUT_S)
     if out.returncode != 0:
         raise RuntimeError(f"the browser run exited {out.returncode}: {_last_line(out.stderr)}")
     return json.loads(out.stdout)["bench"]
