@@ -8,7 +8,8 @@ what it runs:
   browser or Node;
 - mobile: `model.ort`, the compiled graph in ONNX Runtime's ORT format (converted with onnxruntime's own
   tool, optimized for ARM so it also runs here), + tokenizer + manifest (+ card): what ONNX Runtime Mobile
-  loads on Android and iOS;
+  loads on Android and iOS. Its packages (onnxruntime-android, onnxruntime-objc / -c) are full builds and run
+  the fused kernels; `--portable` rebuilds standard operators for a build without them;
 - hf: the folder transformers.js and Optimum load as it is (edgekd.hf): `onnx/model.onnx` (int8:
   `onnx/model_quantized.onnx`) whose `speed` is an initializer holding the bundle's default speed (so a tool
   that feeds only the tokenizer's outputs runs with early exit on: exporters/hf.py), `config.json`,
@@ -68,9 +69,11 @@ def _ort_format(src: Path, dst: Path) -> None:
 
 
 def pack(bundle: str | os.PathLike, out: str | os.PathLike, target: str, overwrite: bool = False,
-         choose_texts: list | None = None, log=print) -> Path:
+         choose_texts: list | None = None, portable: bool = False, log=print) -> Path:
     """Write the slim bundle of `bundle` for `target` (web | mobile | hf) to `out`; returns its path. With
-    `choose_texts` (web only) the graph is chosen among candidates timed in Chromium (edgekd.web_choice)."""
+    `choose_texts` (web only) the graph is chosen among candidates timed in Chromium (edgekd.web_choice). With
+    `portable`, a model.onnx built from onnxruntime's fused kernels is compiled again from the bundle's layer
+    graphs written back as standard ONNX operators (exporters.defuse), for runtimes without those kernels."""
     if target not in TARGETS:
         raise EdgeKDError(f"unknown target {target!r}; use one of {', '.join(TARGETS)} (a full bundle is what "
                           "`edgekd export` writes)")
@@ -87,10 +90,19 @@ def pack(bundle: str | os.PathLike, out: str | os.PathLike, target: str, overwri
         raise EdgeKDError("--choose times graph candidates in Chromium: it is for --target web")
     if choose_texts is not None and not choose_texts:
         raise EdgeKDError("--choose needs texts to time and compare the candidates on: give --data FILE")
+    if choose_texts is not None and portable:
+        raise EdgeKDError("--choose times the bundle's own graph forms; --portable rebuilds one: give one of them")
     chosen = None
     full = runtime.load(bundle, engine="graph")
     want = full.outputs(_texts(full), speed=manifest.default_speed)
-    with atomic_folder(out) as tmp:
+    with atomic_folder(out) as tmp, tempfile.TemporaryDirectory() as rebuilt:
+        graph = bundle / manifest.graph.file
+        if portable and manifest.graph.form == "fused":
+            from exporters.defuse import rebuild_portable
+
+            log(f"{bundle}'s model.onnx is built from fused kernels: compiling it again from standard operators")
+            graph = rebuild_portable(bundle, manifest, Path(rebuilt))
+            manifest.graph.form = "portable"
         shutil.copyfile(bundle / manifest.tokenizer, tmp / manifest.tokenizer)
         if target == "web" and choose_texts is not None:
             from edgekd.web_choice import choose
@@ -102,22 +114,18 @@ def pack(bundle: str | os.PathLike, out: str | os.PathLike, target: str, overwri
             chosen = manifest.web["chosen"]
         elif target == "web":
             file = manifest.graph.file
-            shutil.copyfile(bundle / file, tmp / file)
+            shutil.copyfile(graph, tmp / file)
         elif target == "hf":
             from edgekd.hf import graph_name, write_hf_files
             from exporters.hf import with_default_speed
 
             file, _ = graph_name(manifest.precision)
             (tmp / file).parent.mkdir()
-            with_default_speed(bundle / manifest.graph.file, tmp / file, manifest.default_speed)
+            with_default_speed(graph, tmp / file, manifest.default_speed)
             manifest.files = write_hf_files(tmp, manifest)
-        else:
-            if manifest.graph.form == "fused":
-                raise EdgeKDError(f"{bundle}'s model.onnx is built from onnxruntime's fused kernels, which ONNX "
-                                  "Runtime Mobile builds may lack: export it again with --graph-form portable for "
-                                  "the mobile target")
+        else:  # ONNX Runtime's mobile packages are full builds: fused kernels included (reduced ones: --portable)
             file = ORT_FILE
-            _ort_format(bundle / manifest.graph.file, tmp / file)
+            _ort_format(graph, tmp / file)
         manifest.parts = [Part(index=0, name="model", file=file, sha256=sha256_file(tmp / file), kind="compiled",
                                form=manifest.graph.form)]
         manifest.target = target
@@ -159,19 +167,13 @@ def _texts(model: runtime.EdgeModel) -> list:
 
 def sizes(bundle: str | os.PathLike, work: str | os.PathLike) -> dict[str, int | None]:
     """Bytes of the full bundle and of its slim bundle for each target (packed into `work`); None for a target
-    it cannot be packed for here: mobile where the ORT-format converter cannot run (it needs the onnx package) or
-    where model.onnx is built from fused kernels (export --graph-form portable makes the mobile form)."""
+    it cannot be packed for here: mobile where the ORT-format converter cannot run (it needs the onnx package)."""
     out: dict[str, int | None] = {"all": bundle_size(bundle)}
     for target in TARGETS:
         folder = Path(work) / f"{Path(bundle).name}-{target}"
         try:
             pack(bundle, folder, target, overwrite=True, log=lambda *_: None)
         except ImportError:
-            out[target] = None
-            continue
-        except EdgeKDError:
-            if target != "mobile":
-                raise
             out[target] = None
             continue
         out[target] = bundle_size(folder)

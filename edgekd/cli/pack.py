@@ -28,6 +28,12 @@ def pack(
              "of them, and record the timings in the manifest (needs chromium and js/node_modules).")] = False,
     data: Annotated[Path | None, typer.Option(help="Texts for --choose: a labelled or unlabelled file (its first "
                                                    "500 texts).")] = None,
+    portable: Annotated[bool, typer.Option(
+        help="Standard ONNX operators only: where model.onnx is built from onnxruntime's fused kernels "
+             "(Attention, SkipLayerNormalization, BiasGelu), compile it again from the layer graphs written back "
+             "as standard operators and check it against them. For ONNX Runtime builds without contrib "
+             "operators (reduced or --disable_contrib_ops mobile builds) and other engines; onnxruntime's own "
+             "packages (Python, Node, web, onnxruntime-android / -objc / -c) run the fused form.")] = False,
 ) -> None:
     """Write a slim bundle holding only what one target's runtime reads (an app ships what it runs)."""
     from edgekd.pack import pack as run_pack
@@ -43,6 +49,6 @@ def pack(
         texts = read_unlabelled(data, text_pair_column=None).texts[:500]
         if read_manifest(bundle).text_pair:
             texts = [tuple(t) if isinstance(t, (list, tuple)) else (t, "") for t in texts]
-    path = run_pack(bundle, out, target, overwrite=overwrite, choose_texts=texts, log=err)
+    path = run_pack(bundle, out, target, overwrite=overwrite, choose_texts=texts, portable=portable, log=err)
     err(f"wrote {path}: {bundle_size(path) / 1e6:.2f} MB for {target} ({bundle_size(bundle) / 1e6:.2f} MB in "
         f"{bundle}); it answers as the full bundle on the check texts")
