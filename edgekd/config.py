@@ -66,11 +66,14 @@ class DataConfig:
         "Names for the data's labels in their sorted order: comma-separated (negative,positive for SST-2's 0,1) "
         "or @FILE with one name a line (@../shared/data/goemotions/labels.txt); predictions then print names.",
         parse="label_names", cli_type=str))
-    # single-label | multi-label | regression; "" = the teacher's config.problem_type, else found from the labels
+    # single-label | multi-label | regression | token-classification; "" = the teacher's config.problem_type, else
+    # found from the files and labels
     problem: str = field(default="", metadata=flag(
         "single-label (one class per text, softmax) | multi-label (any number of labels, sigmoids) | regression "
-        "(a number). Default: the teacher's config.problem_type, else found from the labels (a cell listing "
-        "several labels such as 8,20 -> multi-label; numbers not all whole -> regression)."))
+        "(a number) | token-classification (a tag per word, e.g. named entities). Default: the teacher's "
+        "config.problem_type (or its token-classifier head), else found from the data: a CoNLL file (a word and "
+        "its tag a line, a blank line between sentences) or JSONL with tokens and ner_tags -> token-classification; "
+        "a cell listing several labels such as 8,20 -> multi-label; numbers not all whole -> regression."))
     # regression: train in units of the training targets' s.d. (every MSE divided by s^2) with new heads starting
     # at the targets' mean; the bundle answers in the data's units either way. None = on for regression (STS-B:
     # student 84.75 Pearson on dev against 82.54 in data units); the run's config.json records what was used

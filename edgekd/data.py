@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekd.rows import DataError, RowReader, file_format, item_of  # noqa: F401  (DataError: re-exported)
-from runtime.exits import PROBLEMS
+from runtime.exits import PROBLEMS, TOKENS
 
 TEXT_COLUMNS = ("sentence", "text", "content", "review", "sentence1", "document")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "is_duplicate", "quality", "gold_label", "score")
@@ -28,13 +28,13 @@ PAIR_COLUMNS = (("sentence1", "sentence2"), ("question1", "question2"), ("premis
 @dataclass
 class TextDataset:
     texts: list  # str items, or (text, text_pair) tuples for a pair set
-    # per row: an index into label_names (single-label), a list of them (multi-label), a float (regression);
-    # None for unlabelled text
+    # per row: an index into label_names (single-label), a list of them (multi-label), a float (regression), the
+    # tag names of its words (token-classification: texts are the words joined by spaces); None for unlabelled text
     labels: list | None
     label_names: list[str]  # regression: one name, the target column's
     source: str
     columns: str = ""  # which columns were read, for the log ("text column 'sentence', label column 'label'")
-    problem: str = "single-label"  # single-label | multi-label | regression
+    problem: str = "single-label"  # single-label | multi-label | regression | token-classification
     problem_why: str = ""  # how the problem type was found, for the log and the run folder
 
     @property
@@ -151,6 +151,47 @@ def detect_problem(values: list) -> tuple[str, str]:
     return "single-label", "one label per row"
 
 
+def is_token_file(path: str | os.PathLike) -> bool:
+    """Whether `path` holds token-classification data: CoNLL columns (edgekd.tokens.is_conll), or JSONL whose
+    first object has a `tokens` list."""
+    from edgekd.tokens import is_conll
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    if path.suffix.lower() == ".jsonl":
+        with path.open(encoding="utf-8", errors="replace") as f:
+            first = next((line for line in f if line.strip()), "")
+        try:
+            row = json.loads(first)
+        except json.JSONDecodeError:
+            return False
+        return isinstance(row, dict) and isinstance(row.get("tokens"), list)
+    return is_conll(path)
+
+
+def read_token_labelled(path: Path, label_names: list[str] | None, problem: str | None) -> TextDataset:
+    """A token-classification file as a TextDataset: texts are the sentences' words joined by spaces, labels
+    each sentence's tag names (one a word), label_names the tags (train's, or --label-names for tag ids)."""
+    from edgekd.tokens import read_conll, read_token_jsonl
+
+    if problem not in (None, TOKENS):
+        raise DataError(f"{path} holds token-classification data (a tag a word), not {problem}")
+    jsonl = path.suffix.lower() in (".jsonl", ".json")
+    data = read_token_jsonl(path, label_names) if jsonl else read_conll(path)
+    if label_names:
+        unknown = sorted({t for tags in data.tags for t in tags} - set(label_names))
+        if unknown:
+            raise DataError(f"{path}: tags {unknown} are not among the labels {list(label_names)}")
+    spaced = next((w for words in data.words for w in words if not w or any(c.isspace() for c in w)), None)
+    if spaced is not None:
+        raise DataError(f"{path}: the word {spaced!r} is empty or holds whitespace; one word a token")
+    found = "JSONL with tokens and tags" if jsonl else "CoNLL columns (a word and its tag a line)"
+    return TextDataset([" ".join(w) for w in data.words], data.tags, list(label_names or data.labels), str(path),
+                       f"{found}, {len(data.labels if not label_names else label_names)} tags", TOKENS,
+                       problem_why="as asked" if problem == TOKENS else f"{found} in {path.name}")
+
+
 def read_labelled(
     path: str | os.PathLike,
     text_column: str | None = None,
@@ -167,10 +208,13 @@ def read_labelled(
     the same classes, in the same order); otherwise the names are the sorted set found.
     A text-pair file (`text_pair_column`, or a known pair of columns such as sentence1/sentence2 or
     question1/question2) gives (text, text_pair) items; an empty second text is a valid pair.
-    `problem` (single-label | multi-label | regression): how to read the labels; None finds it from them
-    (`detect_problem`). Multi-label cells list labels (comma-separated, or a JSON list in JSONL);
+    `problem` (single-label | multi-label | regression | token-classification): how to read the labels; None
+    finds it from them (`detect_problem`), or from the file for token classification (`is_token_file`).
+    Multi-label cells list labels (comma-separated, or a JSON list in JSONL);
     regression labels are numbers (non-numbers are refused, naming the row)."""
     path = Path(path)
+    if problem == TOKENS or is_token_file(path):
+        return read_token_labelled(path, label_names, problem)
     fmt = file_format(path, fmt)
     if fmt == "lines":
         raise DataError(f"{path}: a .txt file holds unlabelled text; labelled data must be TSV, CSV or JSONL")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from runtime.exits import sigmoid
+from runtime.entities import entity_spans
+from runtime.exits import TOKENS, sigmoid
 from runtime.task import METRICS
 
 
@@ -66,10 +67,42 @@ def label_sets(logits: np.ndarray, thresholds) -> np.ndarray:
     return sigmoid(logits) >= np.asarray(thresholds, dtype=float)
 
 
-def task_scores(problem: str, logits, gold, thresholds=0.5) -> dict[str, float]:
+def entity_f1(predicted: list[list[str]], gold: list[list[str]]) -> dict[str, float]:
+    """Entity-level micro precision, recall and F1 of tag sequences (one list per sentence) against gold: an
+    entity counts when its type and both ends match (runtime.entities.entity_spans: seqeval's reading of BIO)."""
+    if len(predicted) != len(gold):
+        raise ValueError(f"{len(predicted)} predicted sentences against {len(gold)} gold ones")
+    found = wanted = right = 0
+    for p, g in zip(predicted, gold):
+        if len(p) != len(g):
+            raise ValueError(f"a sentence of {len(g)} gold tags has {len(p)} predicted ones")
+        ps, gs = set(entity_spans(p)), set(entity_spans(g))
+        found, wanted, right = found + len(ps), wanted + len(gs), right + len(ps & gs)
+    precision, recall = right / max(found, 1), right / max(wanted, 1)
+    return {"entity_f1": 2 * right / max(found + wanted, 1), "entity_precision": precision, "entity_recall": recall}
+
+
+def word_tags(logits: np.ndarray, gold: np.ndarray, names: list[str]) -> tuple[list[list[str]], list[list[str]]]:
+    """Token classification: (predicted, gold) tags of every sentence's words, read where gold holds a tag (a
+    word's first sub-token; IGNORE elsewhere). logits (N, T, C), gold (N, T) -> two lists of N tag lists."""
+    predicted, wanted = [], []
+    for row_logits, row_gold in zip(np.asarray(logits), np.asarray(gold)):
+        where = row_gold[: len(row_logits)] >= 0
+        predicted.append([names[i] for i in row_logits[where].argmax(-1)])
+        wanted.append([names[i] for i in row_gold[: len(row_logits)][where]])
+    return predicted, wanted
+
+
+def task_scores(problem: str, logits, gold, thresholds=0.5, names: list[str] | None = None) -> dict[str, float]:
     """Every metric of `problem` for the deciding heads' outputs (N, C) against gold: class indices (N,),
-    0/1 rows (N, C), or values (N,). Single-label adds the positive class's F1 on binary tasks."""
+    0/1 rows (N, C), or values (N,). Single-label adds the positive class's F1 on binary tasks. Token
+    classification: outputs (N, T, C) against tag ids (N, T) (IGNORE where no word starts), scored by entity
+    with the tag `names`."""
     logits, gold = np.asarray(logits), np.asarray(gold)
+    if problem == TOKENS:
+        if names is None:
+            raise ValueError("token classification is scored by entity: give the tag names")
+        return entity_f1(*word_tags(logits, gold, names))
     if problem == "multi-label":
         return multi_label_f1(label_sets(logits, thresholds), gold)
     if problem == "regression":

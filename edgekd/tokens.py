@@ -9,18 +9,22 @@ Formats:
 A `.conll` file, or a `.txt` file whose lines hold the same number (2-10) of whitespace-separated columns with
 blank lines between sentences, is CoNLL (`is_conll`); prose, whose lines hold varying numbers of words, is not.
 
-Alignment: a word's tag goes to its first sub-token, the others get IGNORE (left out of the loss and of the
-answers); truncation drops whole words at the end, never a word's sub-tokens from its tag.
+Alignment (`token_labels`): a sentence is the text its words make joined by spaces, tokenized as the runtime
+tokenizes a user's text; a word's tag goes to its first sub-token, the others get IGNORE (left out of the loss
+and of the answers); a sentence cut at max_length leaves its last word untagged.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from bisect import bisect_right
+from itertools import accumulate
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgekd.rows import DataError
+from runtime.entities import split_tag, words_of
 
 IGNORE = -100  # the label of a sub-token that is not a word's first, and of special tokens
 TAG_KEYS = ("ner_tags", "tags")
@@ -141,32 +145,35 @@ def read_tokens(path: str | os.PathLike, label_names: list[str] | None = None) -
                     "and its tag a line and blank lines between sentences) or JSONL with tokens and ner_tags")
 
 
-def align(tokenizer, words: list[str], tags: list[str], labels: list[str], max_length: int
-          ) -> tuple[list[int], list[int], int]:
-    """(token ids with the tokenizer's specials, one label id per token: the word's tag on its first sub-token,
-    IGNORE elsewhere, and how many words were kept). Words that do not fit whole in `max_length` tokens are
-    dropped from the end; `tokenizer` is a `tokenizers.Tokenizer` (truncation off)."""
+def continuation(tag: str) -> str:
+    """The tag of a later piece of a word the tokenizer splits (`U.S.` is U . S .): I-X inside an entity, O
+    outside; a tag without a BIO prefix stays as it is."""
+    prefix, kind = split_tag(tag)
+    return "O" if prefix == "O" else f"I-{kind}" if len(tag) > 2 and tag[1] == "-" else tag
+
+
+def token_labels(encoder, data: TokenDataset, labels: list[str]) -> tuple[list[str], list[list[int]]]:
+    """(texts, one label id per token) of `data` for training: each sentence's words joined by spaces (the
+    text a user would give) and tokenized as the runtime tokenizes it (`encoder`: a runtime.tokenize.
+    TextEncoder), so training and answers read the same words (runtime.entities.words_of: the tokenizer's
+    pre-tokenized words, so `films,` is two). A word's tag goes to its first sub-token, the later pieces of a
+    file word split in two or more (`U.S.`) take `continuation`, every other token IGNORE; a sentence cut at
+    max_length leaves its last word untagged (it may be cut)."""
     index = {name: i for i, name in enumerate(labels)}
-    unknown = sorted(set(tags) - set(index))
+    unknown = sorted({t for tags in data.tags for t in tags} - set(index))
     if unknown:
         raise DataError(f"tags {unknown} are not among the labels {labels}")
-    kept = len(words)
-    while True:
-        encoding = tokenizer.encode(words[:kept], is_pretokenized=True)
-        if len(encoding.ids) <= max_length or kept == 0:
-            break
-        over = len(encoding.ids) - max_length
-        cut = 0  # drop at least the words whose sub-tokens make the overflow
-        for word in reversed(encoding.word_ids):
-            if word is None:
-                continue
-            cut = max(cut, kept - word)
-            over -= 1
-            if over <= 0:
-                break
-        kept -= max(cut, 1)
-    out, previous = [], None
-    for word in encoding.word_ids:
-        out.append(IGNORE if word is None or word == previous else index[tags[word]])
-        previous = word
-    return list(encoding.ids), out, kept
+    texts = [" ".join(words) for words in data.words]
+    out = []
+    for words, tags, encoding in zip(data.words, data.tags, encoder.tokenizer.encode_batch(texts)):
+        starts = list(accumulate((len(w) + 1 for w in words[:-1]), initial=0))  # each file word's first char
+        row, previous = [IGNORE] * len(encoding.ids), None
+        spans, first = words_of(encoding)
+        for (start, _), position in zip(spans, first):
+            word = bisect_right(starts, start) - 1
+            row[position] = index[tags[word] if word != previous else continuation(tags[word])]
+            previous = word
+        if encoding.overflowing and first:
+            row[first[-1]] = IGNORE
+        out.append(row)
+    return texts, out

@@ -53,6 +53,19 @@ class Entity:
                 "end": self.end}
 
 
+def entity_spans(tags: list[str]) -> list[tuple[str, int, int]]:
+    """The entities of a tag sequence as (type, first word, last word + 1), read as `repair` reads them: what
+    is scored (entity-level F1: a predicted entity counts when its type and both ends match a gold one)."""
+    out: list[tuple[str, int, int]] = []
+    for i, tag in enumerate(repair(tags)):
+        prefix, kind = split_tag(tag)
+        if prefix == "B":
+            out.append((kind, i, i + 1))
+        elif prefix == "I":
+            out[-1] = (kind, out[-1][1], i + 1)
+    return out
+
+
 def entities(text: str, spans: list[tuple[int, int]], tags: list[str], scores: list[float]) -> list[Entity]:
     """The entities of one text from its words' character spans, tags and scores (the probability of each word's
     tag): consecutive words of one entity grouped after `repair`, score their mean."""

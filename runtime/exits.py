@@ -13,7 +13,12 @@ What u is depends on the problem type (`PROBLEMS`):
   the training targets' standard deviation (`ExitRule.scale`) and g_1 = 1, and
   u_l = max(g_l, ..., g_(l-patience+1)), the manifest's `exit_rule.patience`
   (PABEE's patience; 1, u_l = g_l, is what export writes and what bundles that
-  record none use; with 2 the last three heads must agree).
+  record none use; with 2 the last three heads must agree);
+- token-classification (a softmax over the C tags at every token): the largest
+  normalized entropy over the sentence's real tokens (`rule_mask`: not padding,
+  not the tokenizer's special tokens), so a sentence leaves when every token is
+  sure (the multi-label rule's analogue); the heads' outputs are (..., T, C) and
+  every function below that takes them also takes that mask.
 
 The staged runtime, the compiled graph's checks, calibration, evaluation and
 the bench all use these functions; torch code converts to numpy at the
@@ -84,15 +89,16 @@ def disagreement(values: np.ndarray, previous: np.ndarray | None, scale: float) 
     return np.minimum(1.0, gap / np.float32(scale)).astype(np.float32)
 
 
-PROBLEMS = ("single-label", "multi-label", "regression")
-# Hugging Face's names (config.problem_type) for the same three types
+TOKENS = "token-classification"  # one tag per token; a sentence leaves when every real token is sure
+PROBLEMS = ("single-label", "multi-label", "regression", TOKENS)
+# Hugging Face's names (config.problem_type) for the sequence types (a token classifier is its own model class)
 HF_PROBLEM_TYPES = {"single-label": "single_label_classification", "multi-label": "multi_label_classification",
                     "regression": "regression"}
 
 
 # the name of each type's rule, as manifests record it (manifest.exit_rule["name"])
 RULE_NAMES = {"single-label": "normalized-entropy", "multi-label": "max-binary-entropy",
-              "regression": "consecutive-gap"}
+              "regression": "consecutive-gap", TOKENS: "max-token-entropy"}
 # regression's patience in the bundles export writes (manifest.exit_rule["patience"]). Measured on STS-B dev
 # (benchmarks/regression_exit_rules.py): with weak early heads patience 2 saved more layers within 1 point (3.19
 # of 4 against 3.35), with heads self-distilled on the transfer set patience 1 did (2.94 against 3.21: patience 2
@@ -145,21 +151,33 @@ class ExitRule:
         """True when a head's uncertainty depends on the previous head's output (regression)."""
         return self.problem == "regression"
 
-    def uncertainty(self, logits: np.ndarray, previous: np.ndarray | None = None) -> np.ndarray:
+    @property
+    def per_token(self) -> bool:
+        """True when a head's outputs are per token (..., T, C) and u needs the sentence's rule mask."""
+        return self.problem == TOKENS
+
+    def uncertainty(self, logits: np.ndarray, previous: np.ndarray | None = None,
+                    mask: np.ndarray | None = None) -> np.ndarray:
         """u of one head's outputs (..., C) -> (...); regression: the gap to `previous`, the head before's outputs
-        (with patience > 1, u also takes the gaps before it: use `step`)."""
+        (with patience > 1, u also takes the gaps before it: use `step`); token classification: outputs
+        (..., T, C) and `mask` (..., T) (`rule_mask`) -> (...)."""
+        if self.problem == TOKENS:
+            if mask is None:
+                raise InputError("the token-classification exit rule needs the sentences' token mask")
+            return token_uncertainty(logits, mask)
         if self.problem == "multi-label":
             return binary_entropy(logits)
         if self.problem == "regression":
             return disagreement(logits, previous, self.scale)
         return normalized_entropy(logits).astype(np.float32)
 
-    def step(self, logits: np.ndarray, state: tuple | None = None) -> tuple[np.ndarray, tuple | None]:
+    def step(self, logits: np.ndarray, state: tuple | None = None, mask: np.ndarray | None = None
+             ) -> tuple[np.ndarray, tuple | None]:
         """u of one head's outputs (R, C) -> (R,), and what the next head's u needs (regression: these outputs
         and the last patience - 1 gaps; None for the other types). `state` is None at the first head; keep its
-        rows in step with the batch's (`keep_rows`)."""
+        rows in step with the batch's (`keep_rows`). Token classification: (R, T, C) and `mask` (R, T)."""
         if not self.needs_previous:
-            return self.uncertainty(logits), None
+            return self.uncertainty(logits, mask=mask), None
         previous, recent = state if state is not None else (None, ())
         gap = disagreement(logits, previous, self.scale)
         window = self.patience - 1
@@ -173,9 +191,14 @@ class ExitRule:
         previous, recent = state
         return previous[rows], tuple(g[rows] for g in recent)
 
-    def trace(self, exit_logits: np.ndarray) -> np.ndarray:
-        """u of every head on every row: (L, B, C) -> (L, B)."""
+    def trace(self, exit_logits: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """u of every head on every row: (L, B, C) -> (L, B); token classification (L, B, T, C) and `mask`
+        (B, T)."""
         exit_logits = np.asarray(exit_logits)
+        if self.per_token:
+            if mask is None:
+                raise InputError("the token-classification exit rule needs the sentences' token mask")
+            return token_uncertainty(exit_logits, np.broadcast_to(mask, exit_logits.shape[:-1]))
         if not self.needs_previous:
             return self.uncertainty(exit_logits)
         out, state = [], None
@@ -188,15 +211,18 @@ class ExitRule:
         """Whether two runs' outputs (..., C) give the same answer per row (...): the same class; the same label
         set at 0.5; values within `tolerance` x scale (regression). For parity and int8 agreement checks."""
         a, b = np.asarray(a), np.asarray(b)
+        if self.per_token:  # every tag the same (padding and special tokens included: they agree too, or not)
+            return (a.argmax(-1) == b.argmax(-1)).all(-1)
         if self.problem == "multi-label":
             return ((a >= 0) == (b >= 0)).all(-1)
         if self.problem == "regression":
             return (np.abs(a - b) <= tolerance * self.scale).all(-1)
         return a.argmax(-1) == b.argmax(-1)
 
-    def decide(self, exit_logits: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def decide(self, exit_logits: np.ndarray, speed: float, mask: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`decide` under this rule."""
-        return decide(exit_logits, speed, self)
+        return decide(exit_logits, speed, self, mask)
 
 
 SINGLE_LABEL = ExitRule()
@@ -214,7 +240,7 @@ def leaves(uncertainty: np.ndarray, speed: float, last: bool) -> np.ndarray:
     return np.asarray(uncertainty) < speed
 
 
-def decide(exit_logits: np.ndarray, speed: float, rule: ExitRule | None = None
+def decide(exit_logits: np.ndarray, speed: float, rule: ExitRule | None = None, mask: np.ndarray | None = None
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply the rule (default: single-label) to every exit head's logits at once.
 
@@ -223,7 +249,7 @@ def decide(exit_logits: np.ndarray, speed: float, rule: ExitRule | None = None
     on its own logits, so this equals running the layers with exits.
     """
     exit_logits = np.asarray(exit_logits)
-    unc = (rule or SINGLE_LABEL).trace(exit_logits)  # (L, B)
+    unc = (rule or SINGLE_LABEL).trace(exit_logits, mask)  # (L, B)
     leave = unc < speed
     leave[-1] = True
     first = leave.argmax(0)  # first layer that lets the row go
@@ -233,24 +259,16 @@ def decide(exit_logits: np.ndarray, speed: float, rule: ExitRule | None = None
 
 def token_uncertainty(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The sentence rule of token classification (issue 45): u is the largest normalized entropy over the
-    sentence's real tokens (mask 1), so a sentence leaves when every token is sure; (..., T, C), (..., T) ->
-    (...). A sentence without a real token has u = 0. (Not yet a problem type of ExitRule: token
-    classification is being built.)"""
+    sentence's real tokens (mask 1: `rule_mask`), so a sentence leaves when every token is sure; (..., T, C),
+    (..., T) -> (...). A sentence without a real token has u = 0."""
     u = normalized_entropy(np.asarray(logits))
     return np.where(np.asarray(mask).astype(bool), u, 0.0).max(axis=-1).astype(np.float32)
 
 
-def decide_tokens(exit_logits: np.ndarray, mask: np.ndarray, speed: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`decide` for token heads: exit_logits (L, B, T, C), mask (B, T) -> (logits (B, T, C) of the deciding
-    layer, exit layer (B,) 1-based, uncertainty (B,) there)."""
-    exit_logits = np.asarray(exit_logits)
-    unc = token_uncertainty(exit_logits, np.broadcast_to(mask, exit_logits.shape[:-1]))  # (L, B)
-    leave = unc < speed
-    leave[-1] = True
-    first = leave.argmax(0)
-    rows = np.arange(exit_logits.shape[1])
-    return exit_logits[first, rows], (first + 1).astype(np.int64), unc[first, rows]
+def rule_mask(input_ids: np.ndarray, attention_mask: np.ndarray, special_ids) -> np.ndarray:
+    """The tokens the token rule reads: real (attention mask 1) and not one of the tokenizer's special tokens
+    ([CLS], [SEP], ...: no tag is trained there). (B, T) -> (B, T) bool."""
+    return np.asarray(attention_mask).astype(bool) & ~np.isin(input_ids, np.asarray(list(special_ids), np.int64))
 
 
 def check_speed(speed: object) -> float:

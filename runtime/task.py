@@ -14,13 +14,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from runtime.exits import PROBLEMS, REGRESSION_PATIENCE, RULE_NAMES, ExitRule, patience_problem
+from runtime.exits import PROBLEMS, REGRESSION_PATIENCE, RULE_NAMES, TOKENS, ExitRule, patience_problem
 from runtime.records import decode
 
 # the metrics of each problem type, the main one first (what calibration budgets and checkpoints are chosen on);
 # binary single-label tasks add the positive class's F1 beside accuracy where they are reported
 METRICS: dict[str, tuple[str, ...]] = {"single-label": ("accuracy",), "multi-label": ("micro_f1", "macro_f1"),
-                                       "regression": ("pearson", "spearman")}
+                                       "regression": ("pearson", "spearman"),
+                                       TOKENS: ("entity_f1", "entity_precision", "entity_recall")}
 
 # What u is for each problem type's exit rule, as the record says it (runtime/exits.py computes it)
 _U = {
@@ -28,6 +29,8 @@ _U = {
     "multi-label": "max over labels of H(sigmoid z) / log 2: a row leaves when every label is confident",
     "regression": "the largest of the last `patience` gaps g_l = min(1, |y_l - y_(l-1)| / scale), g_1 = 1; "
                   "scale = the training targets' standard deviation",
+    TOKENS: "max over the sentence's tokens (not padding, not special tokens) of -sum(p log p) / log C of the "
+            "tag softmax: a sentence leaves when every token is sure",
 }
 _WHY = {
     "regression": "PABEE's agreement of consecutive heads (a regression head has no distribution); patience 1 "

@@ -50,6 +50,11 @@ class TextEncoder:
         return 0
 
     @property
+    def special_ids(self) -> list[int]:
+        """The ids of the tokenizer's special tokens ([CLS], [SEP], [PAD], ...): no word, no tag."""
+        return sorted(i for i, token in self.tokenizer.get_added_tokens_decoder().items() if token.special)
+
+    @property
     def vocab_size(self) -> int:
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
 

@@ -19,16 +19,18 @@ if TYPE_CHECKING:
 def student_dev(ctx: RunContext, student: EarlyExitStudent) -> dict:
     exits = all_exit_logits(student, ctx.dev, ctx.device)
     labels = ctx.dev.labels
+    per_token = ctx.dev.per_token
     return {**dev_scores(ctx, exits[-1]),
             "exits": exit_table(exits, labels, ctx.cfg.eval_speeds, ctx.problem, ctx.exit_scale,
-                                default_rule(ctx.problem).patience)}
+                                default_rule(ctx.problem).patience, ctx.labels if per_token else None,
+                                ctx.dev.rule_mask(ctx.encoder.special_ids) if per_token else None)}
 
 
 def dev_scores(ctx: RunContext, logits: torch.Tensor) -> dict:
     """Every metric of the problem type on dev, as dev_<metric>: dev_accuracy (and dev_f1, the positive
     class's F1 on a binary task, as GLUE reports for QQP and MRPC); dev_micro_f1, dev_macro_f1;
-    dev_pearson, dev_spearman."""
-    return {f"dev_{k}": v for k, v in scores(logits, ctx.dev.labels, ctx.problem).items()}
+    dev_pearson, dev_spearman; dev_entity_f1, dev_entity_precision, dev_entity_recall."""
+    return {f"dev_{k}": v for k, v in scores(logits, ctx.dev.labels, ctx.problem, ctx.labels).items()}
 
 
 def dev_score(ctx: RunContext, forward, keep: str = "score") -> float:
@@ -39,4 +41,4 @@ def dev_score(ctx: RunContext, forward, keep: str = "score") -> float:
     if keep == "loss":
         known = losses.known(ctx.dev.labels, ctx.problem)
         return -float(ctx.gold_loss(logits[known], ctx.dev.labels[known]))
-    return main_score(logits, ctx.dev.labels, ctx.problem)
+    return main_score(logits, ctx.dev.labels, ctx.problem, ctx.labels)

@@ -8,6 +8,7 @@ import torch
 
 from edgekd.distill.batches import TokenizedData
 from edgekd.metrics import main_metric, task_scores
+from runtime.exits import TOKENS
 
 
 def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -27,10 +28,16 @@ def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def exit_uncertainty(exit_logits: torch.Tensor, problem: str = "single-label", scale: float = 1.0,
-                     patience: int = 1) -> torch.Tensor:
+                     patience: int = 1, token_mask: torch.Tensor | None = None) -> torch.Tensor:
     """u of every head: (L,B,C) -> (L,B), by the problem type's rule (the twin of `runtime.exits.ExitRule.trace`):
     normalized entropy; the largest binary entropy; regression's gap to the previous head over `scale` (1 at
-    the first head), the largest of the last `patience` gaps."""
+    the first head), the largest of the last `patience` gaps; token classification (L,B,T,C): the largest
+    normalized entropy over the tokens of `token_mask` (B,T)."""
+    if problem == TOKENS:
+        if token_mask is None:
+            raise ValueError("the token-classification exit rule needs the token mask")
+        u = normalized_entropy(exit_logits) * token_mask.to(exit_logits.device)[None].float()
+        return u.max(-1).values
     if problem == "multi-label":
         return binary_entropy(exit_logits)
     if problem == "regression":
@@ -42,13 +49,14 @@ def exit_uncertainty(exit_logits: torch.Tensor, problem: str = "single-label", s
 
 
 def apply_exit_rule(exit_logits: torch.Tensor, speed: float, problem: str = "single-label", scale: float = 1.0,
-                    patience: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+                    patience: int = 1, token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Layer by layer: a row leaves at the first layer with u < speed; the last always exits.
 
-    exit_logits (L,B,C) -> (logits (B,C) of the deciding layer, exit layer (B,) 1-based).
+    exit_logits (L,B,C) ((L,B,T,C) and token_mask (B,T) per token) -> (logits (B,C) of the deciding layer, exit
+    layer (B,) 1-based).
     """
-    layers, batch, _ = exit_logits.shape
-    unc = exit_uncertainty(exit_logits, problem, scale, patience)  # (L,B)
+    batch = exit_logits.shape[1]
+    unc = exit_uncertainty(exit_logits, problem, scale, patience, token_mask)  # (L,B)
     leave = unc < speed
     leave[-1] = True
     first = leave.float().argmax(0)  # (B,) first True
@@ -63,8 +71,16 @@ def all_exit_logits(model, data: TokenizedData, device, batch_size: int = 64) ->
     for batch in data.batches(batch_size, device):
         out = model(batch.input_ids, batch.mask, **segments(batch))
         logits = out.exit_logits if hasattr(out, "exit_logits") else [out.logits]
-        chunks.append(torch.stack([x.float().cpu() for x in logits]))
+        chunks.append(torch.stack([_padded(x.float().cpu(), data.width, 1) for x in logits]))
     return torch.cat(chunks, 1)
+
+
+def _padded(logits: torch.Tensor, width: int, axis: int) -> torch.Tensor:
+    """Per-token outputs (B,T,C) padded with zeros along the token axis to `width` (the set's longest row), so
+    batches of different widths stack; (B,C) outputs as they are."""
+    if logits.dim() < 3 or logits.shape[axis] == width:
+        return logits
+    return torch.nn.functional.pad(logits, (0, 0, 0, width - logits.shape[axis]))
 
 
 PROGRESS_FROM_ROWS = 2000  # a progress bar for logits over at least this many rows (minutes on 2 cores)
@@ -80,7 +96,7 @@ def classifier_logits(forward, data: TokenizedData, device, batch_size: int = 64
     out = []
     with tqdm(total=len(data), desc=desc, unit="row", disable=len(data) < PROGRESS_FROM_ROWS, leave=False) as bar:
         for b in data.batches(batch_size, device):
-            out.append(forward(b.input_ids, b.mask, b.token_type_ids).float().cpu())
+            out.append(_padded(forward(b.input_ids, b.mask, b.token_type_ids).float().cpu(), data.width, 1))
             bar.update(len(b.input_ids))
     return torch.cat(out)
 
@@ -94,24 +110,28 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float((logits.argmax(-1) == labels.cpu()).float().mean())
 
 
-def scores(logits: torch.Tensor, labels: torch.Tensor, problem: str = "single-label") -> dict[str, float]:
-    """Every metric of the problem type (edgekd.metrics.task_scores) of (N,C) outputs against gold labels."""
-    return task_scores(problem, logits.float().cpu().numpy(), labels.cpu().numpy())
+def scores(logits: torch.Tensor, labels: torch.Tensor, problem: str = "single-label",
+           names: list[str] | None = None) -> dict[str, float]:
+    """Every metric of the problem type (edgekd.metrics.task_scores) of (N,C) outputs against gold labels
+    (token classification: (N,T,C) against (N,T) tag ids, scored by entity with the tag `names`)."""
+    return task_scores(problem, logits.float().cpu().numpy(), labels.cpu().numpy(), names=names)
 
 
-def main_score(logits: torch.Tensor, labels: torch.Tensor, problem: str = "single-label") -> float:
-    """The problem type's main metric: accuracy, micro-F1, Pearson."""
-    return scores(logits, labels, problem)[main_metric(problem)]
+def main_score(logits: torch.Tensor, labels: torch.Tensor, problem: str = "single-label",
+               names: list[str] | None = None) -> float:
+    """The problem type's main metric: accuracy, micro-F1, Pearson, entity F1."""
+    return scores(logits, labels, problem, names)[main_metric(problem)]
 
 
 def exit_table(exit_logits: torch.Tensor, labels: torch.Tensor, speeds: list[float], problem: str = "single-label",
-               scale: float = 1.0, patience: int = 1) -> list[dict[str, float]]:
+               scale: float = 1.0, patience: int = 1, names: list[str] | None = None,
+               token_mask: torch.Tensor | None = None) -> list[dict[str, float]]:
     """The problem type's metrics and average layers at each speed, from recorded exit logits (L,N,C)."""
     rows = []
     layers = exit_logits.shape[0]
     for speed in speeds:
-        logits, used = apply_exit_rule(exit_logits, speed, problem, scale, patience)
-        metrics = scores(logits, labels, problem)
+        logits, used = apply_exit_rule(exit_logits, speed, problem, scale, patience, token_mask)
+        metrics = scores(logits, labels, problem, names)
         metrics.pop("f1", None)
         rows.append({"speed": speed, **metrics, "average_layers": float(used.float().mean()),
                      "layer_share": float(used.float().mean()) / layers})

@@ -11,6 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from runtime.exits import TOKENS
+
 _PAD_LOGIT = -10000.0  # finite, so exp() is 0 and 0 * (finite) stays 0 in the KL
 
 
@@ -154,9 +156,11 @@ def soft_target_bce(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
 
 def known(labels: torch.Tensor, problem: str) -> torch.Tensor:
     """(B,) mask of rows whose gold label is known: transfer rows carry -1 (a row of -1 for multi-label) or
-    NaN (regression)."""
+    NaN (regression); a sentence (token classification) whose tokens carry no tag (IGNORE, -100, throughout)."""
     if problem == "regression":
         return ~torch.isnan(labels)
+    if problem == TOKENS:
+        return (labels >= 0).any(-1)
     return (labels[:, 0] if problem == "multi-label" else labels) >= 0
 
 
@@ -169,20 +173,30 @@ def gold_loss(logits: torch.Tensor, labels: torch.Tensor, problem: str = "single
         return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
     if problem == "regression":
         return F.mse_loss(logits.float().reshape(-1), labels.float()) / (scale * scale)
+    if problem == TOKENS:  # (B,T,C) against (B,T) tag ids, IGNORE (-100) where no word starts
+        tagged = labels >= 0
+        if not bool(tagged.any()):
+            return logits.new_zeros((), dtype=torch.float32)
+        return F.cross_entropy(logits.float()[tagged], labels[tagged])
     return F.cross_entropy(logits.float(), labels)
 
 
 def task_distillation(student_logits, teacher_logits, labels, kind: str = "soft", temperature: float = 1.0,
-                      weight: float = 0.5, problem: str = "single-label", scale: float = 1.0):
+                      weight: float = 0.5, problem: str = "single-label", scale: float = 1.0,
+                      token_mask: torch.Tensor | None = None):
     """(1 - weight) * gold loss + weight * KD. Returns (loss, parts).
 
     KD by problem type: single-label `kind` (soft: T^2 KL of softmaxes; mse: logits); multi-label soft: BCE to
     the teacher's sigmoids at temperature T (`soft_target_bce`), mse: logits; regression: MSE to the teacher's
     value (kind and temperature do not apply; both MSEs in units of `scale`). Rows whose gold is unknown
-    (transfer rows: `known`) take KD only; the gold loss is the mean over the others."""
+    (transfer rows: `known`) take KD only; the gold loss is the mean over the others. Token classification:
+    logits (B,T,C), the gold loss on tagged tokens, KD per token over `token_mask` (B,T) (the tokens the exit
+    rule reads: every real token but the special ones), as single-label KD."""
     gold = known(labels, problem)
     ce = gold_loss(student_logits[gold], labels[gold], problem, scale) if bool(gold.any()) \
         else student_logits.new_zeros((), dtype=torch.float32)
+    if problem == TOKENS:
+        student_logits, teacher_logits = per_token(student_logits, token_mask), per_token(teacher_logits, token_mask)
     if problem == "regression":
         kd = logit_mse(student_logits, teacher_logits) / (scale * scale)
     elif kind == "mse":
@@ -194,11 +208,21 @@ def task_distillation(student_logits, teacher_logits, labels, kind: str = "soft"
     return (1.0 - weight) * ce + weight * kd, {"ce": ce.detach(), "kd": kd.detach()}
 
 
+def per_token(logits: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+    """(B,T,C) token outputs -> (N,C), the N tokens of `token_mask` (B,T) (required: which tokens count)."""
+    if token_mask is None:
+        raise ValueError("token classification distils per token: give the token mask")
+    return logits[token_mask.bool()]
+
+
 def branch_self_distillation(exit_logits: list[torch.Tensor], problem: str = "single-label",
-                             scale: float = 1.0) -> torch.Tensor:
+                             scale: float = 1.0, token_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Sum over exit heads 1..L-1 of the distance to the trunk (last head, a fixed target): KL(trunk || head)
-    for single-label, BCE to the trunk's sigmoids for multi-label (`soft_target_bce` at T 1), MSE to the
-    trunk's value for regression (in units of `scale`). exit_logits: L tensors (B,C) -> scalar."""
+    for single-label and per token for token classification (over `token_mask`), BCE to the trunk's sigmoids
+    for multi-label (`soft_target_bce` at T 1), MSE to the trunk's value for regression (in units of `scale`).
+    exit_logits: L tensors (B,C) ((B,T,C) per token) -> scalar."""
+    if problem == TOKENS:
+        exit_logits = [per_token(logits, token_mask) for logits in exit_logits]
     trunk = exit_logits[-1].detach().float()
     total = exit_logits[0].new_zeros((), dtype=torch.float32)
     for logits in exit_logits[:-1]:

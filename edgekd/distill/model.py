@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from runtime.exits import PROBLEMS
+from runtime.exits import PROBLEMS, TOKENS
 from runtime.files import atomic_write_text
 from runtime.records import from_json, to_json
 
@@ -38,8 +38,8 @@ class StudentConfig:
     num_layers: int = 4  # L; one exit head per layer
     num_heads: int = 4  # N; H must divide by N
     ffn_size: int = 1024  # inner size of the feed-forward block
-    num_labels: int = 2  # C: classes (single-label), labels (multi-label), 1 (regression)
-    problem: str = "single-label"  # single-label | multi-label | regression (runtime/exits.py: the exit rule of each)
+    num_labels: int = 2  # C: classes (single-label), labels (multi-label), 1 (regression), tags (token-classification)
+    problem: str = "single-label"  # one of runtime.exits.PROBLEMS (runtime/exits.py: the exit rule of each)
     max_position: int = 512  # longest sequence the position table holds
     type_vocab_size: int = 2  # BERT segment embeddings (0 for single texts; a pair's token_type_ids)
     head_type: str = "mean"  # exit head: mean | cls | attention (FastBERT)
@@ -59,9 +59,9 @@ class StudentConfig:
                 problems.append(f"student.{name} must be positive, got {getattr(self, name)}")
         if self.problem not in PROBLEMS:
             problems.append(f"student.problem {self.problem!r} is not one of {', '.join(PROBLEMS)}")
-        if self.num_labels < (2 if self.problem == "single-label" else 1):
-            problems.append(f"student.num_labels must be at least {2 if self.problem == 'single-label' else 1} "
-                            f"for {self.problem}, got {self.num_labels}")
+        least = 2 if self.problem in ("single-label", TOKENS) else 1
+        if self.num_labels < least:
+            problems.append(f"student.num_labels must be at least {least} for {self.problem}, got {self.num_labels}")
         if self.num_heads > 0 and self.hidden_size % self.num_heads:
             problems.append(f"student.hidden_size {self.hidden_size} must divide by num_heads {self.num_heads}")
         if self.head_type not in HEAD_TYPES:
@@ -219,9 +219,25 @@ class ExitHead(nn.Module):
         return self.classifier(self.dropout(torch.tanh(self.dense(pooled))))
 
 
+class TokenHead(nn.Module):
+    """hidden (B,T,H), mask (B,T) -> logits (B,T,C): every token's tags (token classification), dense -> tanh
+    -> linear on each token's vector (the mask is taken for the exit heads' common signature: a padded token's
+    tags are computed and never read)."""
+
+    def __init__(self, cfg: StudentConfig):
+        super().__init__()
+        width = cfg.head_hidden or cfg.hidden_size
+        self.dense = nn.Linear(cfg.hidden_size, width)
+        self.classifier = nn.Linear(width, cfg.num_labels)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.dropout(torch.tanh(self.dense(hidden))))
+
+
 @dataclass
 class StudentOutput:
-    exit_logits: list[torch.Tensor]  # L tensors (B,C); the last is the trunk classifier
+    exit_logits: list[torch.Tensor]  # L tensors (B,C) ((B,T,C) for token classification); the last is the trunk
     hidden: torch.Tensor  # last layer (B,T,H)
     last_qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # last layer q, k, v (B,T,H)
     hidden_states: list[torch.Tensor] | None = None  # every layer's output (B,T,H), when asked for
@@ -240,7 +256,8 @@ class EarlyExitStudent(nn.Module):
         self.config = cfg
         self.embeddings = StudentEmbeddings(cfg)
         self.layers = nn.ModuleList(StudentLayer(cfg) for _ in range(cfg.num_layers))
-        self.heads = nn.ModuleList(ExitHead(cfg) for _ in range(cfg.num_layers))
+        head = TokenHead if cfg.problem == TOKENS else ExitHead
+        self.heads = nn.ModuleList(head(cfg) for _ in range(cfg.num_layers))
         self.apply(self._init_weights)
 
     @staticmethod

@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 
 from edgekd.config import ConfigError, DistillConfig
-from edgekd.data import TextDataset, read_labelled, read_unlabelled
+from edgekd.data import TextDataset, is_token_file, read_labelled, read_unlabelled
 from edgekd.distill.refine import flip_labels
 from edgekd.distill.teacher import (
     check_teacher,
@@ -20,6 +20,7 @@ from edgekd.distill.teacher import (
     teacher_problem,
 )
 from edgekd.run_folder import RunFolder, read_json
+from runtime.exits import TOKENS
 from runtime.task import Task
 
 # Keys that may change between a run and its resumption.
@@ -99,7 +100,9 @@ def prepare(cfg: DistillConfig, run: RunFolder, log: Callable[[str], None]) -> P
     d = cfg.data
     text_pair_column = d.text_pair_column or None
     declared, declared_why = declared_problem(cfg)
+    tokens = declared == TOKENS or is_token_file(d.train)  # tags as ids in JSONL are named by --label-names
     full_train = read_labelled(d.train, d.text_column or None, d.label_column or None,
+                               list(d.label_names) or None if tokens else None,
                                text_pair_column=text_pair_column, problem=declared,
                                accept_labels=d.accept_labels)
     problem = full_train.problem
@@ -156,6 +159,12 @@ def prepare(cfg: DistillConfig, run: RunFolder, log: Callable[[str], None]) -> P
         targets = torch.tensor(train.labels, dtype=torch.float64)
         stats = {"target_mean": float(targets.mean()), "target_scale": float(targets.std()) or 1.0}
     task = Task(problem, list(labels), list(values), train.text_pair, why=why, **stats).with_rule()
+    if problem == TOKENS and cfg.student.kind != "transformer":
+        raise ConfigError([f"a {cfg.student.kind} student has no tag head for token classification; use --student "
+                           "transformer (the default)"])
+    if problem == TOKENS and d.augment > 0:
+        raise ConfigError(["data.augment makes sentence variants for text classification; token classification "
+                           "distils on the labelled and unlabelled sentences (set data.augment to 0 or -1)"])
     if train.text_pair and cfg.student.kind != "transformer":
         raise ConfigError([f"a {cfg.student.kind} student takes single texts; for text pairs use --student "
                            "transformer (the default)"])

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from edgekd.distill.families import LAYER_COPYING, TeacherError, family_of
+from runtime.exits import TOKENS
 
 
 @dataclass
@@ -82,7 +83,7 @@ def head_names(source: str | os.PathLike, offline: bool = True) -> list[str] | N
     """The class names of the checkpoint's classification head, in output order; None when it has no
     head or only transformers' placeholders (LABEL_0 ... LABEL_{n-1}, what a config without id2label gets)."""
     config = teacher_config(str(source), offline)
-    if not any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
+    if not any(a.endswith(("ForSequenceClassification", HEAD_CLASSES[TOKENS])) for a in config.architectures or []):
         return None
     names = [str(config.id2label[i]) for i in sorted(config.id2label)] if config.id2label else []
     if not names or names == [f"LABEL_{i}" for i in range(len(names))]:
@@ -198,26 +199,39 @@ def teacher_problem(source: str | os.PathLike, offline: bool = True) -> tuple[st
     if getattr(config, "problem_type", None) in ours:
         return ours[config.problem_type], f"the teacher's config.problem_type is {config.problem_type}"
     archs = config.architectures or []
+    if any(a.endswith(HEAD_CLASSES[TOKENS]) for a in archs):
+        return TOKENS, f"the teacher is a token classifier ({archs[0]})"
     if any(a.endswith("ForSequenceClassification") for a in archs) and config.num_labels == 1:
         return "regression", "the teacher's task head has one output and no problem_type (transformers: regression)"
     return None, ""
 
 
-def has_task_head(source: str | os.PathLike, num_labels: int, offline: bool = True) -> bool:
-    """True when the checkpoint already is a sequence classifier with `num_labels` outputs."""
+# the transformers class suffix of a task head: sequence classifiers, and token classifiers for token tags
+HEAD_CLASSES = {TOKENS: "ForTokenClassification"}
+
+
+def head_class(problem: str) -> str:
+    return HEAD_CLASSES.get(problem, "ForSequenceClassification")
+
+
+def has_task_head(source: str | os.PathLike, num_labels: int, offline: bool = True,
+                  problem: str = "single-label") -> bool:
+    """True when the checkpoint already is a classifier of the problem's kind (sequence, or token for token
+    classification) with `num_labels` outputs."""
     config = teacher_config(str(source), offline)
     archs = config.architectures or []
-    return any(a.endswith("ForSequenceClassification") for a in archs) and config.num_labels == num_labels
+    return any(a.endswith(head_class(problem)) for a in archs) and config.num_labels == num_labels
 
 
 def load_teacher(source: str | os.PathLike, num_labels: int, offline: bool = True,
                  labels: list[str] | None = None, problem: str = "single-label") -> nn.Module:
-    """A BERT-family sequence classifier from a local folder (or hub id when online).
+    """A BERT-family sequence classifier (a token classifier for token classification) from a local folder (or
+    hub id when online).
 
     Safetensors weights only; no remote code. A checkpoint without a task head
     gets a freshly initialised classifier (the `teacher` stage trains it).
     """
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     from runtime.exits import HF_PROBLEM_TYPES
 
@@ -228,10 +242,10 @@ def load_teacher(source: str | os.PathLike, num_labels: int, offline: bool = Tru
         raise TeacherError(f"{folder} has no .safetensors weights; edgekd loads no pickled checkpoints. Convert "
                            "it with `model.save_pretrained(dir, safe_serialization=True)`")
     with _loading(f"the teacher from {source}"):
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, num_labels=num_labels, use_safetensors=True, local_files_only=offline,
-            trust_remote_code=False, ignore_mismatched_sizes=True, problem_type=HF_PROBLEM_TYPES[problem],
-        )
+        kind = AutoModelForTokenClassification if problem == TOKENS else AutoModelForSequenceClassification
+        typed = {} if problem == TOKENS else {"problem_type": HF_PROBLEM_TYPES[problem]}
+        model = kind.from_pretrained(source, num_labels=num_labels, use_safetensors=True, local_files_only=offline,
+                                     trust_remote_code=False, ignore_mismatched_sizes=True, **typed)
     names = head_names(source, offline)
     if labels is not None:
         if names is not None and len(names) == num_labels:

@@ -16,6 +16,7 @@ from edgekd.distill.evaluate import classifier_logits
 from edgekd.distill.train import barrier
 from edgekd.distill.vocab import MASK_TOKENS, first_token
 from edgekd.run_folder import read_json, write_json
+from runtime.exits import TOKENS
 from runtime.files import atomic_folder
 
 if TYPE_CHECKING:
@@ -37,7 +38,10 @@ class TransferSet:
 
 
 def augment_factor(ctx: RunContext) -> int:
-    """data.augment, or for auto (-1) the factor the labelled set's size calls for (0 = off)."""
+    """data.augment, or for auto (-1) the factor the labelled set's size calls for (0 = off; always off for token
+    classification, whose variants would need tags: prepare refuses data.augment > 0 there)."""
+    if ctx.problem == TOKENS:
+        return 0
     return auto_factor(len(ctx.train_set)) if ctx.cfg.data.augment < 0 else ctx.cfg.data.augment
 
 

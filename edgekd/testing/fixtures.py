@@ -94,3 +94,26 @@ def tiny_sentiment(n: int, seed: int = 0) -> list[tuple[str, str]]:
             words.insert(rng.randint(0, len(words)), rng.choice(pos if label == "positive" else neg))
         rows.append((" ".join(words), label))
     return rows
+
+
+FILLER = [w for w in WORDS[20:] if w not in ("very", "really")]
+
+
+def tiny_tagged(n: int, seed: int = 0) -> str:
+    """Synthetic CoNLL-columns sentences (`word TAG` a line, a blank line between sentences): a positive word
+    starts a POS entity, a negative one a NEG entity, and "very" / "really" after it continue it (I-); the
+    filler is O."""
+    import random
+
+    rng = random.Random(seed)
+    kinds = {"POS": WORDS[:10], "NEG": WORDS[10:20]}
+    lines = []
+    for _ in range(n):
+        words: list[tuple[str, str]] = []
+        for _ in range(rng.randint(1, 4)):
+            words += [(rng.choice(FILLER), "O") for _ in range(rng.randint(0, 3))]
+            kind = rng.choice(list(kinds))
+            words += [(rng.choice(kinds[kind]), f"B-{kind}")]
+            words += [(rng.choice(["very", "really"]), f"I-{kind}") for _ in range(rng.randint(0, 1))]
+        lines += [f"{w} {t}" for w, t in words] + [""]
+    return "\n".join(lines) + "\n"

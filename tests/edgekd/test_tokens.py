@@ -9,9 +9,11 @@ import json
 import pytest
 from tokenizers import Tokenizer
 
+import runtime
+
 from edgekd.rows import DataError
 from edgekd.testing.fixtures import tiny_tokenizer
-from edgekd.tokens import IGNORE, align, is_conll, read_conll, read_token_jsonl, read_tokens
+from edgekd.tokens import IGNORE, TokenDataset, is_conll, read_conll, read_token_jsonl, read_tokens, token_labels
 from runtime.entities import entities, repair
 
 CONLL = """-DOCSTART- -X- -X- O
@@ -59,19 +61,46 @@ def test_jsonl_tags_as_names_or_as_ids_with_their_names(tmp_path):
         read_token_jsonl(path)
 
 
-def test_a_word_tag_goes_to_its_first_sub_token_and_truncation_keeps_words_whole(tmp_path):
-    tokenizer = Tokenizer.from_file(str(tiny_tokenizer(tmp_path / "t.json")))
+def test_a_word_tag_goes_to_its_first_sub_token_as_the_runtime_tokenizes_the_sentence(tmp_path):
+    from runtime.tokenize import TextEncoder
+
+    encoder = TextEncoder.from_file(tiny_tokenizer(tmp_path / "t.json"), 16)
     labels = ["O", "B-MISC", "I-MISC"]
-    ids, tags, kept = align(tokenizer, ["good", "films", "fun"], ["O", "B-MISC", "O"], labels, 16)
-    pieces = [tokenizer.id_to_token(i) for i in ids]
-    assert pieces == ["[CLS]", "good", "film", "##s", "fun", "[SEP]"] and kept == 3
-    assert tags == [IGNORE, 0, 1, IGNORE, 0, IGNORE]
-    # 5 tokens fit: [CLS] good film ##s [SEP] would cut "films" after "film", so it goes whole
-    ids, tags, kept = align(tokenizer, ["good", "films", "fun"], ["O", "B-MISC", "O"], labels, 4)
-    assert [tokenizer.id_to_token(i) for i in ids] == ["[CLS]", "good", "[SEP]"] and kept == 1
-    assert tags == [IGNORE, 0, IGNORE]
+    data = TokenDataset([["good", "films", "fun"], ["films,fun", "good"]], [["O", "B-MISC", "O"], ["B-MISC", "O"]])
+    texts, rows = token_labels(encoder, data, labels)
+    assert texts == ["good films fun", "films,fun good"]
+    assert [r for r in encoder.token_ids(texts)] == [e.ids for e in encoder.tokenizer.encode_batch(texts)]
+    pieces = [encoder.tokenizer.id_to_token(i) for i in encoder.token_ids(texts)[0]]
+    assert pieces == ["[CLS]", "good", "film", "##s", "fun", "[SEP]"]
+    assert rows[0] == [IGNORE, 0, 1, IGNORE, 0, IGNORE]
+    # the runtime reads `films,fun` as three words: the later two continue the file word's entity
+    assert [encoder.tokenizer.id_to_token(i) for i in encoder.token_ids(texts)[1]][1:6] == \
+        ["film", "##s", "[UNK]", "fun", "good"]  # the tiny vocabulary has no comma
+    assert rows[1] == [IGNORE, 1, IGNORE, 2, 2, 0, IGNORE]
+    # cut at max_length: the last word kept may be cut, so it is left untagged
+    texts, rows = token_labels(TextEncoder.from_file(tmp_path / "t.json", 4), data, labels)
+    assert rows[0] == [IGNORE, 0, IGNORE, IGNORE]
     with pytest.raises(DataError, match="not among the labels"):
-        align(tokenizer, ["good"], ["B-LOC"], labels, 8)
+        token_labels(encoder, TokenDataset([["good"]], [["B-LOC"]]), labels)
+
+
+def test_entities_are_scored_when_type_and_both_ends_match():
+    from edgekd.metrics import entity_f1, task_scores
+
+    gold = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG"]]
+    assert entity_f1(gold, gold) == {"entity_f1": 1.0, "entity_precision": 1.0, "entity_recall": 1.0}
+    # one end wrong (PER cut short), one type wrong (LOC as ORG), one found; an I- after O starts an entity
+    got = entity_f1([["B-PER", "O", "O", "B-ORG"], ["O", "I-ORG"]], gold)
+    assert got["entity_precision"] == pytest.approx(1 / 3) and got["entity_recall"] == pytest.approx(1 / 3)
+    # from logits, read where gold holds a tag
+    import numpy as np
+
+    names = ["O", "B-PER", "I-PER"]
+    logits = np.eye(3)[[[0, 1, 2, 0], [0, 1, 0, 0]]]  # (2, 4, 3)
+    tags = np.array([[IGNORE, 1, 2, IGNORE], [IGNORE, 1, 2, IGNORE]])
+    assert task_scores("token-classification", logits, tags, names=names)["entity_f1"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="tag names"):
+        task_scores("token-classification", logits, tags)
 
 
 def test_bio_is_repaired_as_seqevals_lenient_mode_reads_it():
@@ -100,7 +129,7 @@ def test_a_sentence_leaves_when_every_real_token_is_sure():
 
     import numpy as np
 
-    from runtime.exits import decide_tokens, token_uncertainty
+    from runtime.exits import TOKENS, ExitRule, decide, rule_mask, token_uncertainty
 
     sure, unsure = [8.0, 0.0, 0.0], [0.0, 0.0, 0.0]  # a one-hot-ish token; a uniform one (u = 1)
     p = np.exp(sure) / np.exp(sure).sum()
@@ -111,10 +140,17 @@ def test_a_sentence_leaves_when_every_real_token_is_sure():
     assert token_uncertainty(layer1, mask)[0] == pytest.approx(1.0, abs=1e-6)
     assert token_uncertainty(layer2, mask)[0] == pytest.approx(u_sure, abs=1e-6)
     exits = np.stack([layer1, layer2, layer2])  # (L, B, T, C)
-    _, layer, u = decide_tokens(exits, mask, speed=0.5)
+    rule = ExitRule(TOKENS)
+    logits, layer, u = decide(exits, 0.5, rule, mask)
     assert layer.tolist() == [2] and u[0] == pytest.approx(u_sure, abs=1e-6)  # layer 1 has an unsure token
-    _, layer, _ = decide_tokens(exits, mask, speed=0.0)
+    assert logits.shape == (1, 3, 3) and (logits == layer2[0]).all()
+    _, layer, _ = rule.decide(exits, 0.0, mask)
     assert layer.tolist() == [3]  # speed 0 runs every layer
+    with pytest.raises(runtime.InputError, match="needs the sentences' token mask"):
+        rule.trace(exits)
+    # special tokens are not read: [CLS] (id 1) unsure, the word sure -> the sentence is sure
+    ids, attention = np.array([[1, 7, 2, 0]]), np.array([[1, 1, 1, 0]])
+    assert rule_mask(ids, attention, [1, 2]).tolist() == [[False, True, False, False]]
 
 
 def test_words_keep_their_offsets_into_the_original_text(tmp_path):

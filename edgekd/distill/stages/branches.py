@@ -28,7 +28,8 @@ class BranchesStage:
 
         def loss_fn(module, batch):
             out = module(batch.input_ids, batch.mask, **segments(batch))
-            return losses.branch_self_distillation(out.exit_logits, ctx.problem, ctx.loss_scale), {}
+            return losses.branch_self_distillation(out.exit_logits, ctx.problem, ctx.loss_scale,
+                                                   ctx.rule_mask(batch)), {}
 
         stats = train_loop("branches", student, params, loss_fn, unlabeled_data(ctx), ctx.cfg.branches, ctx.cfg.seed,
                            ctx.device, ctx.run.stage("branches"), ctx.step_hook("branches"), log=ctx.log)

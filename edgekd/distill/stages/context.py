@@ -25,6 +25,8 @@ from edgekd.distill.teacher import (
 from edgekd.distill.train import barrier, rank_world, setup_distributed
 from edgekd.distill.vocab import VocabMap, build_vocab_map, remapped_share
 from edgekd.run_folder import RunFolder, write_json
+from edgekd.tokens import TokenDataset, token_labels
+from runtime.exits import TOKENS
 from runtime.files import atomic_folder, atomic_write
 from runtime.tokenize import TextEncoder
 
@@ -73,8 +75,7 @@ class RunContext:
         barrier()
         self.encoder = TextEncoder.from_file(self.run.tokenizer, self.cfg.data.max_length)
         check_tokenizer(self.encoder, self.cfg.teacher, self.cfg.offline, self.train_set.texts, self.log)
-        self.train = TokenizedData(self.encoder, self.train_set.texts, self.label_tensor(self.train_set.labels))
-        self.dev = TokenizedData(self.encoder, self.dev_set.texts, self.label_tensor(self.dev_set.labels))
+        self.train, self.dev = self.tokenized(self.train_set), self.tokenized(self.dev_set)
         self.unlabeled = TokenizedData(self.encoder, self.unlabeled_set.texts)
         self._teacher = None
         self._vocab: VocabMap | None = None
@@ -86,6 +87,23 @@ class RunContext:
     text_pair = property(lambda self: self.task.text_pair)
 
     # ------------------------------------------------------------------ helpers
+    def tokenized(self, rows) -> TokenizedData:
+        """A labelled TextDataset tokenized for training: its labels as this task's tensor; token classification's
+        word tags put on the tokens the runtime reads them from (edgekd.tokens.token_labels)."""
+        if self.problem != TOKENS:
+            return TokenizedData(self.encoder, rows.texts, self.label_tensor(rows.labels))
+        words = TokenDataset([text.split(" ") for text in rows.texts], rows.labels)
+        texts, tags = token_labels(self.encoder, words, self.labels)
+        return TokenizedData(self.encoder, texts, self.label_tensor(tags), per_token=True)
+
+    def rule_mask(self, batch) -> torch.Tensor | None:
+        """(B,T) bool: the tokens the token exit rule reads in `batch` (real, not special); None for the other
+        problem types."""
+        if self.problem != TOKENS:
+            return None
+        specials = self.cache.setdefault("special_ids", torch.tensor(self.encoder.special_ids, dtype=torch.long))
+        return batch.mask.bool() & ~torch.isin(batch.input_ids, specials.to(batch.input_ids.device))
+
     def label_tensor(self, labels: list) -> torch.Tensor:
         """Labels (None = gold unknown) as this task's training tensor (edgekd.distill.batches.label_tensor)."""
         return label_tensor(labels, self.problem, len(self.labels))
@@ -111,7 +129,7 @@ class RunContext:
     def teacher_source(self) -> str:
         if self.run.teacher.is_dir():
             return str(self.run.teacher)
-        if has_task_head(self.cfg.teacher, len(self.labels), self.cfg.offline):
+        if has_task_head(self.cfg.teacher, len(self.labels), self.cfg.offline, self.problem):
             return self.cfg.teacher
         raise ConfigError([f"the teacher {self.cfg.teacher} has no task head for {len(self.labels)} labels; "
                            "run the `teacher` stage first (--stages teacher,...)"])

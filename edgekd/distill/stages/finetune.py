@@ -36,7 +36,7 @@ def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
         if batch.targets is None:
             return ctx.gold_loss(logits, batch.labels), {}
         return losses.task_distillation(logits, batch.targets, batch.labels, f.kd, f.temperature, kd_weight,
-                                        ctx.problem, ctx.loss_scale)
+                                        ctx.problem, ctx.loss_scale, ctx.rule_mask(batch))
 
     params = (student.backbone_parameters() + list(student.heads[-1].parameters()) if hasattr(student, "heads")
               else list(student.parameters()))

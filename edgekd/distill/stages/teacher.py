@@ -9,7 +9,6 @@ import torch
 
 from edgekd.distill.evaluate import classifier_logits
 from edgekd.distill.teacher import has_task_head, head_parameters, load_teacher, segment_kwargs
-from edgekd.distill.batches import TokenizedData
 from edgekd.distill.train import barrier, schedule_note, train_loop
 from edgekd.distill.dev import dev_score, dev_scores
 from edgekd.distill.factory import start_at_mean
@@ -22,7 +21,7 @@ class TeacherStage:
 
     def run(self, ctx: RunContext) -> dict:
         stats: dict = {}
-        has_head = has_task_head(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline)
+        has_head = has_task_head(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.problem)
         if has_head and not ctx.cfg.teacher_stage.force:
             ctx.log("teacher already has a task head; skipping its fine-tuning (teacher_stage.force to redo)")
             model = load_teacher(ctx.cfg.teacher, len(ctx.labels), ctx.cfg.offline, ctx.labels,
@@ -34,8 +33,7 @@ class TeacherStage:
             if not has_head:
                 start_at_mean(ctx, [model.classifier])  # a new head, not one that teacher_stage.force retrains
             rows = ctx.full_train_set.subset(ctx.cfg.teacher_stage.max_train or None)
-            data = ctx.train if len(rows) == len(ctx.train_set) else \
-                TokenizedData(ctx.encoder, rows.texts, ctx.label_tensor(rows.labels))
+            data = ctx.train if len(rows) == len(ctx.train_set) else ctx.tokenized(rows)
 
             stats = train_loop("teacher", model, list(model.parameters()),
                                classifier_loss(ctx.problem, ctx.loss_scale), data, ctx.cfg.teacher_stage,

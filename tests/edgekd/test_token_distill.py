@@ -1,0 +1,111 @@
+"""Token classification through `edgekd distill` (issue 45): a CoNLL file is found as token data, the teacher
+trains as a token classifier, the student has a tag head after every layer, finetune distils per-token soft
+targets and branches self-distils the heads per token; dev is scored by entity, at every speed by the token
+rule, which the torch twin computes as the runtime does."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgekd.testing.fixtures import tiny_tagged
+
+
+def test_token_losses_are_zero_for_a_copy_and_positive_otherwise():
+    from edgekd.distill import losses
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 3)
+    mask = torch.tensor([[0, 1, 1, 1, 0], [0, 1, 0, 0, 0]], dtype=torch.bool)
+    labels = torch.tensor([[-100, 0, 2, -100, -100], [-100, -100, -100, -100, -100]])
+    loss, parts = losses.task_distillation(logits, logits, labels, weight=0.5, problem="token-classification",
+                                           token_mask=mask)
+    assert float(parts["kd"]) == pytest.approx(0.0, abs=1e-6)
+    ce = torch.nn.functional.cross_entropy(logits[0, [1, 2]], torch.tensor([0, 2]))  # the tagged tokens only
+    assert float(parts["ce"]) == pytest.approx(float(ce), rel=1e-5)
+    other = logits.clone()
+    other[0, 3] += torch.tensor([3.0, -3.0, 0.0])  # a token the rule reads
+    assert float(losses.task_distillation(other, logits, labels, problem="token-classification",
+                                          token_mask=mask)[1]["kd"]) > 0.01
+    other = logits.clone()
+    other[0, 4] += 5.0  # a token it does not read (padding, a special token) changes nothing
+    assert float(losses.task_distillation(other, logits, labels, problem="token-classification",
+                                          token_mask=mask)[1]["kd"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(losses.branch_self_distillation([logits, logits], "token-classification", token_mask=mask)) == \
+        pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="token mask"):
+        losses.branch_self_distillation([logits, logits], "token-classification")
+
+
+def test_the_torch_token_rule_is_the_runtimes():
+    from edgekd.distill.evaluate import apply_exit_rule
+    from runtime.exits import TOKENS, ExitRule
+
+    torch.manual_seed(1)
+    exits = torch.randn(3, 6, 5, 4) * 3  # (L, B, T, C)
+    mask = torch.rand(6, 5) > 0.3
+    for speed in (0.0, 0.3, 0.6, 0.9):
+        got, layer = apply_exit_rule(exits, speed, TOKENS, token_mask=mask)
+        want, want_layer, _ = ExitRule(TOKENS).decide(exits.numpy(), speed, mask.numpy())
+        assert layer.tolist() == want_layer.tolist() and np.allclose(got.numpy(), want)
+
+
+@pytest.fixture(scope="module")
+def token_run(tiny_teacher_dir, tmp_path_factory):
+    from edgekd.distill.pipeline import distill
+    from tests.conftest import tiny_config
+
+    folder = tmp_path_factory.mktemp("tokens")
+    files = {}
+    for name, n, seed in (("train", 120, 0), ("dev", 40, 1)):
+        files[name] = folder / f"{name}.txt"
+        files[name].write_text(tiny_tagged(n, seed))
+    lines: list[str] = []
+    steps = {"max_steps": 250, "batch_size": 16, "lr": 3e-3}  # enough for tags that follow the words
+    cfg = tiny_config(tiny_teacher_dir, files, folder / "run", stages=["teacher", "attention", "finetune", "branches"],
+                      student={"init": "teacher"}, data={"max_train": 0},
+                      teacher_stage={**steps, "max_train": 0}, finetune=steps, branches=steps)
+    return distill(cfg, log=lines.append), lines
+
+
+@pytest.mark.slow
+def test_a_conll_file_distils_into_a_student_with_a_tag_head_after_every_layer(token_run):
+    from edgekd.distill.model import EarlyExitStudent, TokenHead
+    from edgekd.run_folder import RunFolder, StudentFolder
+
+    run, lines = token_run
+    assert any(line.startswith("problem type: token-classification (CoNLL columns") for line in lines)
+    folder = RunFolder(run)
+    config = json.loads((folder.teacher / "config.json").read_text())
+    assert config["architectures"] == ["BertForTokenClassification"]
+    assert json.loads(folder.labels.read_text()) == ["O", "B-NEG", "I-NEG", "B-POS", "I-POS"]
+    metrics = json.loads(folder.metrics.read_text())
+    for stage in ("teacher", "finetune", "branches"):
+        assert 0.0 <= metrics[stage]["dev_entity_f1"] <= 1.0 and "dev_accuracy" not in metrics[stage]
+    exits = metrics["branches"]["exits"]
+    assert exits[0]["speed"] == 0 and exits[0]["average_layers"] == pytest.approx(2.0)
+    assert "entity_f1" in exits[0] and min(row["average_layers"] for row in exits) < 2.0
+    assert metrics["teacher"]["dev_entity_f1"] > 0.5  # the tags follow the words: a trained teacher finds them
+    task = StudentFolder(folder.student).task
+    assert task.problem == "token-classification" and task.exit_rule["name"] == "max-token-entropy"
+    student = EarlyExitStudent.load(folder.stage_student("branches"))
+    assert all(isinstance(h, TokenHead) for h in student.heads)
+    out = student(torch.tensor([[2, 7, 8, 3]]), torch.ones(1, 4, dtype=torch.long))
+    assert [tuple(x.shape) for x in out.exit_logits] == [(1, 4, 5)] * 2
+
+
+def test_token_students_and_augmentation_are_refused_with_the_fix(tiny_teacher_dir, tmp_path):
+    from edgekd.config import ConfigError
+    from edgekd.distill.pipeline import distill
+    from tests.conftest import tiny_config
+
+    files = {"train": tmp_path / "train.txt", "dev": tmp_path / "dev.txt"}
+    for path in files.values():
+        path.write_text(tiny_tagged(20))
+    with pytest.raises(ConfigError, match="--student transformer"):
+        distill(tiny_config(tiny_teacher_dir, files, tmp_path / "a", student={"kind": "bilstm"}), log=lambda _: None)
+    with pytest.raises(ConfigError, match="data.augment"):
+        distill(tiny_config(tiny_teacher_dir, files, tmp_path / "b", data={"augment": 2}), log=lambda _: None)
