@@ -23,7 +23,7 @@ from edgekd.card import write_card
 from edgekd.data import read_bundle_data
 from edgekd.guarantee import certify
 from runtime.errors import BundleError, EdgeKDError
-from runtime.exits import CALIBRATION_GRID, ExitRule, decide
+from runtime.exits import CALIBRATION_GRID, ExitRule, decide, rule_mask
 from runtime.choose import fastest
 from runtime.manifest import Calibration, CalibrationPoint, write_manifest
 from runtime.timing import machine_description, layer_times
@@ -54,16 +54,48 @@ def near_chance(problem: str, full: float, gold: np.ndarray) -> bool:
     return full < 0.1
 
 
-def point(exit_logits: np.ndarray, gold: np.ndarray, speed: float, rule: ExitRule, thresholds=0.5
-          ) -> tuple[CalibrationPoint, np.ndarray]:
+def point(exit_logits: np.ndarray, gold: np.ndarray, speed: float, rule: ExitRule, thresholds=0.5,
+          tokens: tuple | None = None) -> tuple[CalibrationPoint, np.ndarray]:
     """The calibration point at `speed` (the problem type's metrics, multi-label labels at `thresholds`;
-    latency filled in later) and per-row exit layers, from (L,N,C) exit logits."""
-    logits, layers, _ = decide(exit_logits, speed, rule)
-    scores = task_scores(rule.problem, logits, gold, thresholds)
+    latency filled in later) and per-row exit layers, from (L,N,C) exit logits (token classification: (L,N,T,C)
+    and `tokens` = (the rule's token mask, the word positions, the tag names))."""
+    logits, layers, _ = decide(exit_logits, speed, rule, None if tokens is None else tokens[0])
+    scores = task_scores(rule.problem, logits, gold, thresholds, names=None if tokens is None else tokens[2])
     if rule.problem == "single-label":
         return CalibrationPoint(speed=speed, accuracy=scores["accuracy"], average_layers=float(layers.mean()),
                                 f1=scores.get("f1")), layers
     return CalibrationPoint(speed=speed, accuracy=None, average_layers=float(layers.mean()), metrics=scores), layers
+
+
+def trace_file(model: runtime.EdgeModel, dataset) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """Every exit head's outputs on every row of a labelled file (L, N, C), the gold (edgekd.metrics.gold_array),
+    and for token classification (L, N, T, C) outputs, the tags on their tokens (N, T) (edgekd.tokens.
+    token_labels) and what its rule and scores read: (the rule's token mask, the word positions, the tag
+    names)."""
+    items = model.items(dataset.texts)  # a pair bundle refuses single-text data, and the other way round
+    ids, types = model.encoder.tokens(items)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    width = (max(len(row) for row in ids),) if model.rule.per_token else ()
+    exit_logits = np.zeros((model.num_layers, len(ids), *width, len(model.labels)), dtype=np.float32)
+    for start in range(0, len(order), 64):
+        chunk = order[start : start + 64]
+        padded, mask, token_type_ids = model.encoder.pad([ids[i] for i in chunk], [types[i] for i in chunk])
+        traced = model.trace_ids(padded, mask, token_type_ids if model.manifest.text_pair else None)
+        if width:
+            exit_logits[:, chunk, : traced.shape[2]] = traced
+        else:
+            exit_logits[:, chunk] = traced
+    if not width:
+        return exit_logits, gold_array(dataset.labels, model.problem, len(model.labels)), None
+    from edgekd.tokens import IGNORE, TokenDataset, token_labels
+
+    words = TokenDataset([text.split(" ") for text in dataset.texts], dataset.labels)
+    _, tags = token_labels(model.encoder, words, model.labels)
+    gold = np.full((len(ids), width[0]), IGNORE, dtype=np.int64)
+    for i, row in enumerate(tags):
+        gold[i, : len(row)] = row
+    padded, mask = model.encoder.pad(ids)
+    return exit_logits, gold, (rule_mask(padded, mask, model.encoder.special_ids), gold >= 0, model.labels)
 
 
 def engine_latency(model: runtime.EdgeModel, texts: list[str], speed: float, rounds: int = 3) -> dict[str, float]:
@@ -159,24 +191,17 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
         raise EdgeKDError(f"{bundle} holds one graph without exits; there is no speed to calibrate")
     dataset = read_bundle_data(model, data, **(columns or {}))  # its shape checked against the bundle
     exit_rule, metric = model.rule, main_metric(model.problem)
-    gold = gold_array(dataset.labels, model.problem, len(model.labels))
-    items = model.items(dataset.texts)  # a pair bundle refuses single-text data, and the other way round
-    ids, types = model.encoder.tokens(items)
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    exit_logits = np.zeros((model.num_layers, len(ids), len(model.labels)), dtype=np.float32)
-    for start in range(0, len(order), 64):
-        chunk = order[start : start + 64]
-        padded, mask, token_type_ids = model.encoder.pad([ids[i] for i in chunk], [types[i] for i in chunk])
-        exit_logits[:, chunk] = model.trace_ids(padded, mask, token_type_ids if model.manifest.text_pair else None)
-    sample = list(range(min(latency_texts, len(ids))))
+    exit_logits, gold, tokens = trace_file(model, dataset)
+    rows = len(dataset.texts)
+    sample = list(range(min(latency_texts, rows)))
     front, per_layer = layer_times(model, [dataset.texts[i] for i in sample])
     cumulative = np.cumsum(per_layer)
     points = []
     for speed in grid or GRID:
-        p, layers = point(exit_logits, gold, speed, exit_rule, model.thresholds)
+        p, layers = point(exit_logits, gold, speed, exit_rule, model.thresholds, tokens)
         p.latency_ms = 1e3 * (front + float(np.mean(cumulative[layers[sample] - 1])))
         points.append(p)
-    full = point(exit_logits, gold, 0.0, exit_rule, model.thresholds)[0].score(metric)
+    full = point(exit_logits, gold, 0.0, exit_rule, model.thresholds, tokens)[0].score(metric)
     said = []
     if near_chance(model.problem, full, gold):
         said.append(f"the bundle scores {100 * full:.2f} ({metric}) at full depth on {Path(data).name}, about what "
@@ -186,7 +211,7 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
     if confidence is not None:
         tol = tolerance if tolerance is not None else 0.1 * (model.manifest.target_scale or 1.0)
         promise = certify(exit_logits, gold if model.problem == "single-label" else None, exit_rule,
-                          grid or GRID, max_drop / 100, confidence, model.thresholds, tol)
+                          grid or GRID, max_drop / 100, confidence, model.thresholds, tol, tokens)
         chosen = next(p for p in points if p.speed == promise.speed)  # speed 0, the grid's first, when none passed
         rule = f"guarantee: at most {max_drop:g}% of rows made worse, with probability {confidence:g}"
         if promise.note:
@@ -209,7 +234,7 @@ def calibrate(bundle: str | os.PathLike, data: str | os.PathLike, max_drop: floa
     if write:
         manifest = model.manifest
         manifest.default_speed = chosen.speed
-        manifest.calibration = Calibration(data=f"{Path(data).name} ({len(ids)} rows)", machine=machine_description(),
+        manifest.calibration = Calibration(data=f"{Path(data).name} ({rows} rows)", machine=machine_description(),
                                            points=points, rule=rule, engine_latency_ms=engines, engine=engine,
                                            threads=threads, metric=metric,
                                            guarantee=promise.to_dict() if promise else None)

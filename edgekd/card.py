@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from runtime.errors import EdgeKDError
+from runtime.exits import TOKENS
 from runtime.files import atomic_write_text
 from runtime.manifest import Manifest, read_manifest, sha256_file, write_manifest
 
@@ -96,7 +97,9 @@ def render(manifest: Manifest) -> str:
     binary = len(manifest.labels) == 2 and problem == "single-label"
     metrics = list(manifest.task.metrics) + (["f1"] if binary else [])
     library = "transformers.js" if manifest.target == "hf" else "edgekd"  # the hub shows that library's snippet
-    front = ["---", f"library_name: {library}", "pipeline_tag: text-classification",
+    tokens = problem == TOKENS
+    front = ["---", f"library_name: {library}",
+             f"pipeline_tag: {'token-classification' if tokens else 'text-classification'}",
              f"license: {s.get('license', 'unknown')}",
              f"base_model: {s.get('base_model', 'unknown')}", "metrics:", *[f"  - {m}" for m in metrics],
              "tags:", "  - early-exit", "  - onnx", "  - knowledge-distillation",
@@ -107,13 +110,18 @@ def render(manifest: Manifest) -> str:
                             f"{', '.join(manifest.labels)}.",
             "multi-label": f"Tags {kind} with any number of {len(manifest.labels)} labels (independent sigmoids; "
                            f"a label is on at probability >= its threshold): {', '.join(manifest.labels)}.",
-            "regression": f"Scores {kind} with one number, `{manifest.labels[0]}`, in the training data's units."}
+            "regression": f"Scores {kind} with one number, `{manifest.labels[0]}`, in the training data's units.",
+            TOKENS: f"Tags every word of {kind} with one of {len(manifest.labels)} tags ({', '.join(manifest.labels)})"
+                    " and groups the tagged words into entities with their character offsets. A text leaves at a "
+                    "layer when every token is sure (the largest normalized entropy over its tokens is below "
+                    "`speed`)."}
     if manifest.thresholds:
         does["multi-label"] += " Thresholds per label (chosen on held-out rows at export): " + ", ".join(
             f"{n} {t:g}" for n, t in zip(manifest.labels, manifest.thresholds)) + "."
-    what = {"single-label": "label, probs", "multi-label": "labels, probs", "regression": "score"}[problem]
-    lines = [f"# {'Text-pair' if manifest.text_pair else 'Text'} "
-             f"{'regression model' if problem == 'regression' else 'classifier'} with early exit (edgekd)", "",
+    what = {"single-label": "label, probs", "multi-label": "labels, probs", "regression": "score",
+            TOKENS: "entities ({entity_group, score, word, start, end})"}[problem]
+    model_kind = {"regression": "regression model", TOKENS: "token classifier"}.get(problem, "classifier")
+    lines = [f"# {'Text-pair' if manifest.text_pair else 'Text'} {model_kind} with early exit (edgekd)", "",
              does[problem], "",
              "## Where it came from", "",
              f"- teacher: `{s.get('base_model', 'unknown')}` (licence: {s.get('license', 'unknown')})",
@@ -169,8 +177,9 @@ def render(manifest: Manifest) -> str:
               f"model.classify([{first.replace('(', '[').replace(')', ']')}])`.", "",
               f"Any ONNX Runtime binding: `{graph}` takes {inputs} (int64 [B,T], from this folder's "
               f"`tokenizer.json`, truncated to {manifest.max_length} tokens) and `speed` (float32 scalar: 0 runs "
-              "every layer, higher lets confident inputs leave earlier); it returns `logits` [B,C], `exit_layer` "
-              "[B] (1-based) and `uncertainty` [B].", ""]
+              "every layer, higher lets confident inputs leave earlier); it returns `logits` "
+              f"{'[B,T,C] (every token; 0 on padding)' if tokens else '[B,C]'}, `exit_layer` [B] (1-based) and "
+              "`uncertainty` [B].", ""]
     return "\n".join(front + lines)
 
 

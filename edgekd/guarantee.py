@@ -10,7 +10,8 @@ model or the data beyond exchangeability. Speed 0 has no loss (every row runs ev
 
 The loss per row, by problem type: single-label, wrong at this speed and right at full depth; multi-label, a
 label set other than full depth's; regression, a score moved by more than a tolerance (in the data's units) from
-full depth's. Torch-free (numpy and the standard library).
+full depth's; token classification, a sentence whose entities differ from full depth's. Torch-free (numpy and
+the standard library).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.exits import ExitRule, decide, sigmoid
+from runtime.entities import entity_spans
+from runtime.exits import TOKENS, ExitRule, decide, sigmoid
 
 METHOD = "Learn-then-Test, fixed-sequence testing from slow to fast, exact binomial tail bound"
 
@@ -67,10 +69,18 @@ def rows_needed(budget: float, confidence: float) -> int:
 
 
 def row_losses(exit_logits: np.ndarray, gold: np.ndarray | None, speed: float, rule: ExitRule,
-               thresholds=0.5, tolerance: float = 0.0) -> np.ndarray:
-    """Per row, 1 where leaving at `speed` made the answer worse than full depth's (see the module's words)."""
-    early = decide(exit_logits, speed, rule)[0]
-    full = decide(exit_logits, 0.0, rule)[0]
+               thresholds=0.5, tolerance: float = 0.0, tokens: tuple | None = None) -> np.ndarray:
+    """Per row, 1 where leaving at `speed` made the answer worse than full depth's (see the module's words).
+    Token classification: `tokens` = (the rule's token mask (N, T), the word positions (N, T) bool, the tag
+    names), and a row is worse when its entities differ from full depth's."""
+    mask = None if tokens is None else tokens[0]
+    early = decide(exit_logits, speed, rule, mask)[0]
+    full = decide(exit_logits, 0.0, rule, mask)[0]
+    if rule.per_token:
+        _, words, names = tokens
+        return np.array([entity_spans([names[i] for i in e[w].argmax(-1)]) !=
+                         entity_spans([names[i] for i in f[w].argmax(-1)])
+                         for e, f, w in zip(early, full, words)], dtype=bool)
     if rule.problem == "multi-label":
         t = np.asarray(thresholds, dtype=np.float32)
         on_early, on_full = sigmoid(early) >= t, sigmoid(full) >= t
@@ -112,19 +122,21 @@ class Guarantee:
 
 LOSS_WORDS = {"single-label": "wrong at this speed and right at full depth",
               "multi-label": "a label set other than full depth's",
+              TOKENS: "a sentence whose entities differ from full depth's",
               "regression": "a score moved by more than {tolerance:g} from full depth's"}
 
 
 def certify(exit_logits: np.ndarray, gold: np.ndarray | None, rule: ExitRule, speeds: list[float], budget: float,
-            confidence: float, thresholds=0.5, tolerance: float = 0.0) -> Guarantee:
-    """The fastest speed of `speeds` whose risk is at most `budget` with probability >= `confidence`."""
+            confidence: float, thresholds=0.5, tolerance: float = 0.0, tokens: tuple | None = None) -> Guarantee:
+    """The fastest speed of `speeds` whose risk is at most `budget` with probability >= `confidence` (`tokens`:
+    token classification's masks and names, as `row_losses` takes them)."""
     if not 0 < budget < 1:
         raise ValueError(f"the budget is a share of rows in (0, 1), got {budget:g}")
     if not 0 < confidence < 1:
         raise ValueError(f"the confidence lies in (0, 1), got {confidence:g}")
     rows = exit_logits.shape[1]
     order = sorted(s for s in speeds if s > 0)
-    counts = [int(row_losses(exit_logits, gold, s, rule, thresholds, tolerance).sum()) for s in order]
+    counts = [int(row_losses(exit_logits, gold, s, rule, thresholds, tolerance, tokens).sum()) for s in order]
     passed = fixed_sequence(counts, rows, budget, 1 - confidence)
     chosen, chosen_losses, tested = (order[passed - 1], counts[passed - 1], passed + 1) if passed else (0.0, 0, 1)
     note = ""

@@ -42,6 +42,7 @@ from runtime.manifest import (
     write_manifest,
 )
 from runtime.task import Task
+from runtime.tokenize import TextEncoder
 
 
 class ExportError(EdgeKDError):
@@ -269,7 +270,11 @@ def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> 
             raise ExportValidationError(failures)
         return {"reference": "one-graph student", "max_logit_diff": worst}
     embed, *layers = [onnx.load(str(folder / part.file)) for part in manifest.staged]
-    onnx.save(compile_early_exit(embed, layers, len(manifest.labels), rule=manifest.rule()), str(folder / GRAPH_FILE))
+    rule = manifest.rule()
+    specials = TextEncoder.from_file(folder / manifest.tokenizer, manifest.max_length).special_ids \
+        if rule.per_token else None
+    onnx.save(compile_early_exit(embed, layers, len(manifest.labels), rule=rule, special_ids=specials),
+              str(folder / GRAPH_FILE))
     manifest.parts.append(Part(index=len(manifest.parts), name="model", file=GRAPH_FILE, sha256="",
                                kind="compiled"))
     model = runtime.EdgeModel(folder, manifest, "cpu", None, engine="staged")

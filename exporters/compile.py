@@ -8,7 +8,10 @@
 The embed graph and layer 1 run in the main graph. After layer k the exit
 head's uncertainty (the problem type's rule, runtime/exits.py: normalized
 entropy; the largest binary entropy of a multi-label head; for regression the gap to the
-previous head over the target scale, the largest of the last `patience` gaps) is compared with `speed`.
+previous head over the target scale, the largest of the last `patience` gaps; for token classification the
+largest entropy over the tokens that are neither padding nor special, whose mask is carried with the rows) is
+compared with `speed`. A token graph returns logits (B,T,C), 0 on padding, and keeps every position when it
+compacts (the answers are per token).
 
 Two paths (issue 40: a layer should cost its own kernels and the rule's, not bookkeeping):
 - while no row has left (every row at batch 1 until it leaves; every row at speed 0), layer k+1 runs in the
@@ -39,8 +42,8 @@ import numpy as np
 import onnx
 from onnx import GraphProto, ModelProto, TensorProto, helper, numpy_helper
 
-from exporters.inline import Builder, MaskPart, inline
-from runtime.exits import SINGLE_LABEL, ExitRule
+from exporters.inline import Builder, MaskPart, inline, token_mask
+from runtime.exits import SINGLE_LABEL, TOKENS, ExitRule
 from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS, PAIR_INPUT, PART_INPUTS, PART_OUTPUTS, part_inputs
 
 DEBUG_OUTPUT = "layer_rows"  # optional output: rows that entered each layer, (L,) int64
@@ -48,7 +51,7 @@ DEBUG_OUTPUT = "layer_rows"  # optional output: rows that entered each layer, (L
 
 class _Compiler:
     def __init__(self, embed: ModelProto | None, layers: list[ModelProto], num_labels: int, debug: bool,
-                 rule: ExitRule = SINGLE_LABEL):
+                 rule: ExitRule = SINGLE_LABEL, special_ids: list[int] | None = None):
         self.embed = embed
         self.layers = layers
         self.num_labels = num_labels
@@ -65,15 +68,17 @@ class _Compiler:
         self.axis_last = m.const([-1], np.int64, "axis_last")
         self.zero_i = m.const([0], np.int64, "zero_i")
         # the constants of the problem type's rule only (a single-label graph stays as it was)
-        if rule.problem == "single-label":
+        self.tokens = rule.per_token  # token classification: (R, T, C) heads, the rule's token mask carried
+        self.special_ids = special_ids
+        if rule.problem in ("single-label", TOKENS):
             self.neg_inv_log_c = m.const(-1.0 / math.log(max(num_labels, 2)), np.float32, "neg_inv_log_c")
-        else:
+        if rule.problem != "single-label":
             self.k1 = m.const([1], np.int64, "k1")
         if rule.problem == "multi-label":
             self.inv_log_2 = m.const(1.0 / math.log(2.0), np.float32, "inv_log_2")
         if rule.problem == "regression":
             self.inv_scale = m.const(1.0 / rule.scale, np.float32, "inv_scale")
-        if rule.problem != "regression":  # the lower bound of the entropies' Clip
+        if rule.problem != "regression":  # the lower bound of the entropies' Clip (and a token's special count)
             self.f0 = m.const(0.0, np.float32, "f0")
         self.f1 = m.const(1.0, np.float32, "f1")
         self.i0 = m.const(0, np.int64, "i0")
@@ -85,6 +90,8 @@ class _Compiler:
         """The exit rule's u (R,) of one head's outputs (R,C), and regression's gap of this head (None for the
         other types). `previous`: the head before's outputs on the same rows (None at the first layer);
         `recent`: the gaps of the patience - 1 heads before (regression)."""
+        if self.tokens:  # `previous` holds the rows' token mask (float, (R, T)): the largest entropy over it
+            return self.max_last(b, b.op("Mul", [self.entropy(b, logits), previous], "u_tokens")), None
         if self.rule.problem == "multi-label":
             return self.binary_entropy(b, logits), None
         if self.rule.problem == "regression":
@@ -145,7 +152,7 @@ class _Compiler:
                                      for what, x in zip(("rows", "logits", "u", "layers"), zip(*parts)))
         index = s.op("Unsqueeze", [rows, self.axis_last], "index")
         zero = numpy_helper.from_array
-        bc = s.op("Concat", [self.batch_1d, self.labels_1d], "bc_shape", axis=0)
+        bc = s.op("Concat", [self.batch_1d, *self.logits_tail], "bc_shape", axis=0)
         scattered = [
             s.op("ScatterND", [s.op("ConstantOfShape", [bc], "zero_logits", value=zero(np.zeros(1, np.float32))),
                                index, logits], "out_logits"),
@@ -195,22 +202,25 @@ class _Compiler:
                 t.op("Expand", [t.const(k, np.int64, "layer"), t.op("Shape", [gone_rows])], "gone_layers")]
         any_stay = t.op("Greater", [t.op("Size", [keep]), self.i0], "any_stay")
         kept_mask = t.op("Gather", [mask, keep], "kept_mask", axis=0)
-        width = t.op("ReduceMax", [t.op("ReduceSum", [kept_mask, self.axis1], keepdims=0)], "width", keepdims=1)
-        kept = [t.op("Slice", [t.op("Gather", [hidden_out, keep], "kept_hidden", axis=0), self.zero_i, width,
-                               self.axis1], "trim_hidden"),
-                t.op("Slice", [kept_mask, self.zero_i, width, self.axis1], "trim_mask"),
-                t.op("Gather", [alive, keep], "alive", axis=0),
+        kept_hidden = t.op("Gather", [hidden_out, keep], "kept_hidden", axis=0)
+        if not self.tokens:  # the padding trimmed to the longest survivor (token answers keep every position)
+            width = t.op("ReduceMax", [t.op("ReduceSum", [kept_mask, self.axis1], keepdims=0)], "width", keepdims=1)
+            kept_hidden = t.op("Slice", [kept_hidden, self.zero_i, width, self.axis1], "trim_hidden")
+            kept_mask = t.op("Slice", [kept_mask, self.zero_i, width, self.axis1], "trim_mask")
+        kept = [kept_hidden, kept_mask, t.op("Gather", [alive, keep], "alive", axis=0),
                 *[t.op("Gather", [c, keep], "kept", axis=0) for c in carried]]
         kept += self.masks[k].copy(t, self.layers[k].graph, f"{t.prefix}m{k + 1}/", kept[1])  # on the new mask
         return kept, any_stay, gone
 
-    def carried(self, logits: str, recent: tuple[str, ...]) -> list[str]:
-        """What the rule remembers of the heads so far (regression: the last head's outputs, the last gaps)."""
-        return ([logits] if self.rule.needs_previous else []) + list(recent)
+    def carried(self, logits: str, recent: tuple[str, ...], previous: str | None = None) -> list[str]:
+        """What the rule remembers of the heads so far (regression: the last head's outputs, the last gaps; token
+        classification: the rows' token mask, which it holds in `previous`)."""
+        first = [logits] if self.rule.needs_previous else [previous] if self.tokens else []
+        return first + list(recent)
 
     def uncarried(self, values: list[str]) -> tuple[str | None, tuple[str, ...]]:
-        """`carried`'s values back as (the last head's outputs or None, the last gaps)."""
-        first = 1 if self.rule.needs_previous else 0
+        """`carried`'s values back as (the last head's outputs, or the token mask, or None; the last gaps)."""
+        first = 1 if self.rule.needs_previous or self.tokens else 0
         return (values[0] if first else None), tuple(values[first:])
 
     def fast(self, b: Builder, k: int, hidden: str, masked: list[str], previous: str | None = None,
@@ -224,7 +234,7 @@ class _Compiler:
         if k == self.num_layers:  # every row here, in input order: the answers as they are
             return self.as_is(b, logits, u, k, counts, b is self.main)
         any_leave = b.op("Less", [b.op("ReduceMin", [u], "u_min", keepdims=0), self.speed], "any_leave")
-        carried = self.carried(logits, recent)
+        carried = self.carried(logits, recent, previous)
         # then: every row leaves (a batch-1 row that leaves does): the answers as they are; else compact, and go
         # on with the survivors by `part`
         t = Builder(f"f{k}l/")
@@ -245,8 +255,8 @@ class _Compiler:
         nxt, now = self.masks[k], self.masks[k - 1]
         next_masked = masked if nxt.signature == now.signature else nxt.copy(e, self.layers[k].graph,
                                                                              f"f{k + 1}m/", mask)
-        else_outputs = self.fast(e, k + 1, hidden_out, next_masked, logits if self.rule.needs_previous else None,
-                                 recent)
+        else_outputs = self.fast(e, k + 1, hidden_out, next_masked, logits if self.rule.needs_previous else
+                                 previous, recent)
         result = b.op("If", [any_leave], "result", outputs=len(else_outputs),
                       then_branch=t.graph(f"leave_at_{k}", self.outputs(outs)),
                       else_branch=e.graph(f"none_leave_at_{k}", else_outputs))
@@ -280,7 +290,7 @@ class _Compiler:
         if k == self.num_layers:
             return self.finish(b, left + [(alive, logits, u, k)], counts)
         any_leave = b.op("Less", [b.op("ReduceMin", [u], "u_min", keepdims=0), self.speed], "any_leave")
-        carried = self.carried(logits, recent)
+        carried = self.carried(logits, recent, previous)
 
         t = Builder(f"{tag}k{k}c/")
         kept, any_stay, gone = self.compaction(t, k, hidden_out, mask, alive, logits, u, carried)
@@ -293,7 +303,9 @@ class _Compiler:
             ([e.op("Identity", [x], "same_mask") for x in masked] if nxt.signature == now.signature else
              nxt.copy(e, self.layers[k].graph, f"{e.prefix}m{k + 1}/", mask)) + \
             [e.const(True, np.bool_, "all_stay"), e.const(np.zeros(0, np.int64), np.int64, "none_rows"),
-             e.const(np.zeros((0, self.num_labels), np.float32), np.float32, "none_logits"),
+             (e.op("ConstantOfShape", [e.op("Concat", [self.zero_i, *self.logits_tail], "none_shape", axis=0)],
+                   "none_logits", value=numpy_helper.from_array(np.zeros(1, np.float32))) if self.tokens else
+              e.const(np.zeros((0, self.num_labels), np.float32), np.float32, "none_logits")),
              e.const(np.zeros(0, np.float32), np.float32, "none_u"),
              e.const(np.zeros(0, np.int64), np.int64, "none_layers")]
         types = [TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT64] + [TensorProto.FLOAT] * len(carried) + \
@@ -335,10 +347,19 @@ class _Compiler:
         self.batch = batch
         self.batch_1d = m.op("Shape", [ids], "batch_1d", start=0, end=1)
         self.labels_1d = m.const([self.num_labels], np.int64, "num_labels")
+        self.logits_tail = [self.labels_1d]  # a row's answer shape: (C,), or per token (T, C)
+        tokens = None
+        if self.tokens:
+            self.logits_tail = [m.op("Shape", [ids], "seq_1d", start=1, end=2), self.labels_1d]
+            tokens = token_mask(m, ids, mask, self.special_ids)
         masked = self.masks[0].copy(m, self.layers[0].graph, "m1/", mask)  # on the input mask, once
-        outputs = self.fast(m, 1, hidden, masked)
-        # Name the model's outputs: the node that makes each gets the output's name (no Identity to run)
+        outputs = self.fast(m, 1, hidden, masked, tokens)
         final = list(GRAPH_OUTPUTS) + ([DEBUG_OUTPUT] if self.debug else [])
+        if self.tokens:  # padding's tags are 0, as the staged runtime leaves them
+            padding = m.op("Unsqueeze", [m.op("Cast", [mask], "mask_f", to=TensorProto.FLOAT), self.axis_last])
+            m.op("Mul", [outputs[0].name, padding], "masked_logits")
+            m.nodes[-1].output[0], final[0] = GRAPH_OUTPUTS[0], outputs[0].name  # the Mul makes the output
+        # Name the model's outputs: the node that makes each gets the output's name (no Identity to run)
         renamed = dict(zip([o.name for o in outputs], final))
         for node in m.nodes:
             node.output[:] = [renamed.get(o, o) for o in node.output]
@@ -348,7 +369,8 @@ class _Compiler:
              helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "sequence"]),
              helper.make_tensor_value_info(speed, TensorProto.FLOAT, [])]
             + ([helper.make_tensor_value_info(PAIR_INPUT, TensorProto.INT64, ["batch", "sequence"])] if pair else []),
-            [helper.make_tensor_value_info(GRAPH_OUTPUTS[0], TensorProto.FLOAT, ["batch", self.num_labels]),
+            [helper.make_tensor_value_info(GRAPH_OUTPUTS[0], TensorProto.FLOAT,
+                                           ["batch"] + (["sequence"] if self.tokens else []) + [self.num_labels]),
              helper.make_tensor_value_info(GRAPH_OUTPUTS[1], TensorProto.INT64, ["batch"]),
              helper.make_tensor_value_info(GRAPH_OUTPUTS[2], TensorProto.FLOAT, ["batch"])]
             + ([helper.make_tensor_value_info(DEBUG_OUTPUT, TensorProto.INT64, [self.num_layers])]
@@ -378,7 +400,8 @@ def _check_rule(num_labels: int, rule: ExitRule) -> None:
 
 
 def compile_early_exit(embed: ModelProto, layers: list[ModelProto], num_labels: int, *,
-                       debug: bool = False, rule: ExitRule = SINGLE_LABEL) -> ModelProto:
+                       debug: bool = False, rule: ExitRule = SINGLE_LABEL,
+                       special_ids: list[int] | None = None) -> ModelProto:
     """One graph running `embed` then `layers` with the exit rule (`rule`: the problem type's) between them.
 
     `embed`: input_ids -> hidden; each layer: hidden, mask, rows -> hidden_out,
@@ -388,7 +411,9 @@ def compile_early_exit(embed: ModelProto, layers: list[ModelProto], num_labels: 
     if not layers:
         raise ValueError("compile_early_exit needs at least one layer graph")
     _check_rule(num_labels, rule)
-    return _Compiler(embed, layers, num_labels, debug, rule).build()
+    if rule.per_token and special_ids is None:
+        raise ValueError("a token-classification graph needs the tokenizer's special ids (the rule skips them)")
+    return _Compiler(embed, layers, num_labels, debug, rule, special_ids).build()
 
 
 def compile_single(full: ModelProto, num_labels: int, rule: ExitRule = SINGLE_LABEL) -> ModelProto:

@@ -215,3 +215,15 @@ def inline(b: Builder, graph: GraphProto, prefix: str, inputs: dict[str, str], o
         copy.CopyFrom(info)
         copy.name = new(info.name)
         b.value_info.append(copy)
+
+
+def token_mask(m: Builder, ids: str, mask: str, special_ids: list[int] | None) -> str:
+    """The token rule's mask as floats (B, T) (runtime.exits.rule_mask): 1 on real tokens that are not the
+    tokenizer's special ones."""
+    last = m.const([-1], np.int64, "tokens_axis")
+    specials = m.const(np.asarray(special_ids or [-1], np.int64), np.int64, "special_ids")
+    hits = m.op("Equal", [m.op("Unsqueeze", [ids, last], "ids_3d"), specials], "is_special_at")
+    count = m.op("ReduceSum", [m.op("Cast", [hits], "hits_f", to=TensorProto.FLOAT), last], "specials_at", keepdims=0)
+    special = m.op("Greater", [count, m.const(0.0, np.float32, "no_special")], "special")
+    real = m.op("And", [m.op("Cast", [mask], "real", to=TensorProto.BOOL), m.op("Not", [special], "word")])
+    return m.op("Cast", [real], "rule_tokens", to=TensorProto.FLOAT)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from runtime.exits import TOKENS
 from runtime.manifest import EMBED_FILE, FULL_FILE, PAIR_INPUT, PART_INPUTS, PART_OUTPUTS, layer_file, part_inputs
 
 DEFAULT_OPSET = 17
@@ -34,7 +35,7 @@ class EmbedPart(nn.Module):
 
 
 class LayerPart(nn.Module):
-    """hidden (B,T,H), mask (B,T), rows (R,) -> hidden_out (R,T,H), logits (R,C).
+    """hidden (B,T,H), mask (B,T), rows (R,) -> hidden_out (R,T,H), logits (R,C) ((R,T,C): token tags).
 
     `rows` gathers the surviving rows first, so hidden states can stay on the
     device between parts while the batch shrinks.
@@ -93,10 +94,12 @@ def student_part_specs(model: nn.Module, text_pair: bool = False) -> dict[str, P
     specs = {EMBED_FILE: PartSpec("embed", "embed", EmbedPart(model.embeddings), embed_inputs, [hidden],
                                   {**{name: _BT for name in embed_inputs}, hidden: _BT})}
     (h_in, mask, rows), (h_out, logits) = PART_INPUTS["layer"], PART_OUTPUTS["layer"]
+    per_token = getattr(getattr(model, "config", None), "problem", "") == TOKENS  # (R, T, C) tag logits
+    logit_axes = {0: "rows", 1: "sequence"} if per_token else {0: "rows"}
     for index, (layer, head) in enumerate(zip(model.layers, model.heads), start=1):
         specs[layer_file(index)] = PartSpec(
             f"layer_{index}", "layer", LayerPart(layer, head), [h_in, mask, rows], [h_out, logits],
-            {h_in: _BT, mask: _BT, rows: {0: "rows"}, h_out: {0: "rows", 1: "sequence"}, logits: {0: "rows"}},
+            {h_in: _BT, mask: _BT, rows: {0: "rows"}, h_out: {0: "rows", 1: "sequence"}, logits: logit_axes},
         )
     return specs
 

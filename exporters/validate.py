@@ -18,6 +18,7 @@ import torch
 from exporters.parts import PartSpec, pair_types
 from runtime.manifest import PAIR_INPUT
 from runtime.errors import EdgeKDError
+from runtime.exits import rule_mask
 
 
 class ExportValidationError(EdgeKDError):
@@ -143,7 +144,8 @@ def validate_compiled(model, vocab_size: int, max_length: int, speeds, exact: bo
     worst = 0.0
     for case, (ids, mask) in graph_cases(vocab_size, max_length).items():
         types = pair_types(torch.from_numpy(mask)).numpy() if model.manifest.text_pair else None
-        trace_u = model.rule.trace(model.trace_ids(ids, mask, types)) if exact and not model.full else None
+        tokens = rule_mask(ids, mask, model.encoder.special_ids) if model.rule.per_token else None
+        trace_u = model.rule.trace(model.trace_ids(ids, mask, types), tokens) if exact and not model.full else None
         for speed in speeds:
             want_logits, want_layer, _ = model.run_ids(ids, mask, speed, engine="staged", token_type_ids=types)
             got_logits, got_layer, _ = model.run_graph(ids, mask, speed, token_type_ids=types)

@@ -4,7 +4,8 @@
 - `StagedEngine`: one session per part (embed, layer_NN) and the exit rule in Python between them; rows that
   leave are dropped, so later layers run on fewer rows; on CUDA the hidden states stay on the device.
 
-Both answer (logits (B, C) of the deciding head, exit_layer (B,) 1-based, uncertainty (B,)).
+Both answer (logits (B, C) of the deciding head ((B, T, C) for token classification), exit_layer (B,) 1-based,
+uncertainty (B,)).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from runtime.chains import CudaChain, HostChain
-from runtime.exits import ExitRule, leaves
+from runtime.exits import ExitRule, leaves, rule_mask
 from runtime.manifest import part_inputs
 
 
@@ -47,18 +48,23 @@ class Batch:
 
 
 class _Outputs:
-    """Per-row results of one batch, filled in as rows leave."""
+    """Per-row results of one batch, filled in as rows leave. Token classification: the logits are (B, T, C),
+    and `tokens` (the current rows' rule mask, runtime.exits.rule_mask) follows the rows that stay; a layer's
+    logits may be narrower than T (the padding trimmed to the longest survivor) and fill the row's start."""
 
-    def __init__(self, batch: int, num_labels: int, rule: ExitRule):
-        self.logits = np.zeros((batch, num_labels), dtype=np.float32)
+    def __init__(self, batch: int, num_labels: int, rule: ExitRule, tokens: np.ndarray | None = None):
+        width = () if tokens is None else (tokens.shape[1],)
+        self.logits = np.zeros((batch, *width, num_labels), dtype=np.float32)
         self.layer = np.zeros(batch, dtype=np.int64)
         self.uncertainty = np.zeros(batch, dtype=np.float32)
         self.rule = rule
+        self.tokens = tokens
         self.state: tuple | None = None  # what the next head's u needs of the current rows (regression's rule)
 
     def remember(self, logits: np.ndarray) -> np.ndarray:
         """u of the current rows' head, carrying the rule's state to the next head."""
-        unc, self.state = self.rule.step(logits, self.state)
+        tokens = None if self.tokens is None else self.tokens[:, : logits.shape[1]]
+        unc, self.state = self.rule.step(logits, self.state, tokens)
         return unc
 
     def record(self, logits: np.ndarray, alive: np.ndarray, layer: int, speed: float,
@@ -71,7 +77,12 @@ class _Outputs:
         if not leave.any():
             return None
         done = alive[leave]
-        self.logits[done], self.layer[done], self.uncertainty[done] = logits[leave], layer, unc[leave]
+        if self.tokens is None:
+            self.logits[done] = logits[leave]
+        else:
+            self.logits[done, : logits.shape[1]] = logits[leave]
+            self.tokens = self.tokens[~leave]
+        self.layer[done], self.uncertainty[done] = layer, unc[leave]
         self.state = self.rule.keep_rows(self.state, ~leave)
         return ~leave
 
@@ -91,8 +102,10 @@ class GraphEngine:
 class StagedEngine:
     """One session per part and the exit rule in Python between them (or one 'full' graph without exits)."""
 
-    def __init__(self, sessions: list, rule: ExitRule, num_labels: int, device: str, full: bool, text_pair: bool):
+    def __init__(self, sessions: list, rule: ExitRule, num_labels: int, device: str, full: bool, text_pair: bool,
+                 special_ids: list[int] | None = None):
         self.sessions = sessions
+        self.special_ids = special_ids or []  # token classification: the tokens its rule does not read
         self.rule = rule
         self.num_labels = num_labels
         self.device = device
@@ -104,7 +117,8 @@ class StagedEngine:
         if self.full:
             logits = self.sessions[0].run(None, batch.feeds(part_inputs("full", self.text_pair)))[0]
             return logits, np.ones(len(logits), dtype=np.int64), self.rule.uncertainty(logits)
-        out = _Outputs(len(batch), self.num_labels, self.rule)
+        tokens = rule_mask(batch.ids, batch.mask, self.special_ids) if self.rule.per_token else None
+        out = _Outputs(len(batch), self.num_labels, self.rule, tokens)
         alive = np.arange(len(batch))  # original row of each current row
         chain = self.chain(batch)
         last = self.num_layers
@@ -120,6 +134,8 @@ class StagedEngine:
                 break
             alive = alive[stay]
             chain.keep(stay)
+        if tokens is not None:  # padding's tags are 0, as model.onnx gives them
+            out.logits *= batch.mask[..., None]
         return out.logits, out.layer, out.uncertainty
 
     def chain(self, batch: Batch, host: bool = False) -> HostChain | CudaChain:

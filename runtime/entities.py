@@ -107,3 +107,25 @@ def words_of(encoding) -> tuple[list[tuple[int, int]], list[int]]:
             spans[-1] = (spans[-1][0], end)
         previous = word
     return spans, first
+
+
+def tag_answers(encoder, texts: list[str], logits, labels: list[str], words: bool = False) -> list[dict]:
+    """Each text's answer fields from its deciding head's tag logits (N, T, C) (runtime.model.Prediction):
+    `entities` as dicts, and with `words` every word's {word, start, end, tag, score} (tags as `repair` reads
+    them; score: the tag's probability at the word's first sub-token)."""
+    import numpy as np
+
+    from runtime.exits import softmax
+
+    out = []
+    for text, encoding, row in zip(texts, encoder.encodings(texts), np.asarray(logits)):
+        spans, first = words_of(encoding)
+        probs = softmax(row[first]) if first else np.zeros((0, len(labels)), np.float32)
+        tags = repair([labels[int(i)] for i in probs.argmax(-1)])
+        scores = [float(p) for p in probs.max(-1)] if first else []
+        answer: dict = {"entities": [e.to_dict() for e in entities(text, spans, tags, scores)]}
+        if words:
+            answer["words"] = [{"word": text[a:b], "start": a, "end": b, "tag": t, "score": sc}
+                               for (a, b), t, sc in zip(spans, tags, scores)]
+        out.append(answer)
+    return out

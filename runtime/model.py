@@ -26,7 +26,7 @@ except ImportError as exc:  # the core install leaves the choice of ONNX Runtime
 
 from runtime.engines import Batch, GraphEngine, StagedEngine
 from runtime.errors import BundleError, DeviceError, EdgeKDError, InputError, InputTypeError
-from runtime.exits import check_speed, sigmoid, softmax
+from runtime.exits import TOKENS, check_speed, sigmoid, softmax
 from runtime.items import parse_items
 from runtime.manifest import (
     ENGINES,
@@ -49,7 +49,10 @@ class Prediction:
     - single-label: `label` (the most probable class) and `probs` (softmax, name -> probability);
     - multi-label: `labels` (the names whose probability reaches the threshold, possibly none) and `probs`
       (independent sigmoids, name -> probability);
-    - regression: `score`, a float in the training data's units.
+    - regression: `score`, a float in the training data's units;
+    - token-classification: `entities`, each `{entity_group, score, word, start, end}` as the Hugging Face
+      pipeline's aggregation_strategy="simple" gives them (character offsets into the text, word ==
+      text[start:end]), and with `words=True` every word's `{word, start, end, tag, score}`.
     """
 
     label: str | None  # single-label: the class; None for the other types
@@ -58,12 +61,15 @@ class Prediction:
     uncertainty: float  # the exit rule's uncertainty at that layer
     labels: list[str] | None = None  # multi-label: the labels that are on
     score: float | None = None  # regression: the predicted value
+    entities: list[dict] | None = None  # token-classification: the entities found
+    words: list[dict] | None = None  # token-classification, on request: every word's tag
 
     def to_dict(self) -> dict:
         """The fields of this problem type (what JSON answers hold): unset ones are left out."""
         return {k: v for k, v in (("label", self.label), ("labels", self.labels), ("score", self.score),
-                                  ("probs", self.probs), ("exit_layer", self.exit_layer),
-                                  ("uncertainty", self.uncertainty)) if v is not None}
+                                  ("entities", self.entities), ("words", self.words), ("probs", self.probs),
+                                  ("exit_layer", self.exit_layer), ("uncertainty", self.uncertainty))
+                if v is not None}
 
 
 class EdgeModel:
@@ -172,7 +178,7 @@ class EdgeModel:
 
     # ------------------------------------------------------------------ text API
     def classify(self, texts, speed: float | None = None, batch_size: int = 32,
-                 threshold: float | None = None) -> list[Prediction]:
+                 threshold: float | None = None, words: bool = False) -> list[Prediction]:
         """Classify `texts`; results come back in input order.
 
         Each item is a text (`str`), or for a bundle made from text pairs a pair: `(text, text_pair)`, a
@@ -180,15 +186,24 @@ class EdgeModel:
         Items are sorted by token length into batches of `batch_size` so that padding stays small; an
         item's result does not depend on its batch. `threshold` (multi-label bundles): a label is on when
         its probability reaches it; default the bundle's (per label when export chose them, else 0.5).
+        Token-classification bundles answer each text's entities (and with `words`, every word's tag).
         """
         thresholds = self.threshold_values(threshold)
+        if words and self.problem != TOKENS:
+            raise InputError(f"words applies to token-classification bundles; this one is {self.problem}")
         logits, layers, uncertainty = self.outputs(texts, speed, batch_size)
+        if self.problem == TOKENS:
+            from runtime.entities import tag_answers
+
+            return [Prediction(None, None, int(layers[i]), float(uncertainty[i]), **answer) for i, answer in
+                    enumerate(tag_answers(self.encoder, self.items(texts), logits, self.labels, words))]
         return [self.answer(logits[i], int(layers[i]), float(uncertainty[i]), thresholds) for i in range(len(logits))]
 
     def outputs(self, texts, speed: float | None = None, batch_size: int = 32
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The raw outputs behind `classify`, in input order: the deciding heads' logits (N, C) (regression:
-        values), exit layers (N,) and uncertainties (N,)."""
+        values; token classification (N, T, C), T the longest item's tokens), exit layers (N,) and uncertainties
+        (N,)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int):
             raise InputTypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
         if batch_size < 1:
@@ -198,13 +213,18 @@ class EdgeModel:
         ids, types = self.encoder.tokens(items)
         pair = self.manifest.text_pair
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        logits = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
+        width = (max((len(row) for row in ids), default=1),) if self.problem == TOKENS else ()
+        logits = np.zeros((len(ids), *width, len(self.labels)), dtype=np.float32)
         layers = np.zeros(len(ids), dtype=np.int64)
         uncertainty = np.zeros(len(ids), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             padded = self.encoder.pad([ids[i] for i in chunk], [types[i] for i in chunk] if pair else None)
-            logits[chunk], layers[chunk], uncertainty[chunk] = self._run_by_policy(*padded[:2], speed, *padded[2:])
+            got, layers[chunk], uncertainty[chunk] = self._run_by_policy(*padded[:2], speed, *padded[2:])
+            if width:
+                logits[chunk, : got.shape[1]] = got
+            else:
+                logits[chunk] = got
         return logits, layers, uncertainty
 
     def threshold_values(self, threshold) -> np.ndarray:
@@ -298,7 +318,7 @@ class EdgeModel:
     def staged_engine(self) -> StagedEngine:
         """One session per part, the exit rule in Python (opened on first use)."""
         return StagedEngine(self.sessions, self.rule, len(self.labels), self.device, self.full,
-                            self.manifest.text_pair)
+                            self.manifest.text_pair, self.encoder.special_ids if self.rule.per_token else None)
 
     def batch(self, input_ids, mask, token_type_ids=None) -> Batch:
         """A padded batch as this bundle's graphs take it (token_type_ids for a pair bundle, zeros when None)."""

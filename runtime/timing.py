@@ -14,6 +14,7 @@ import numpy as np
 import onnxruntime as ort
 
 from runtime.errors import BundleError
+from runtime.exits import rule_mask
 from runtime.manifest import GRAPH_INPUTS, part_inputs
 from runtime.model import EdgeModel
 
@@ -29,12 +30,14 @@ def layer_times(model: EdgeModel, texts: list[str], repeats: int = 3) -> tuple[f
         best = (float("inf"), [])
         for _ in range(repeats):
             start = time.perf_counter()
-            chain = engine.chain(model.batch(*model.encode([text])), host=True)
+            batch = model.batch(*model.encode([text]))
+            tokens = rule_mask(batch.ids, batch.mask, engine.special_ids) if model.rule.per_token else None
+            chain = engine.chain(batch, host=True)
             t_front = time.perf_counter() - start
             per = []
             start = time.perf_counter()
             for _, logits in engine.walk(chain):
-                model.rule.uncertainty(logits)
+                model.rule.uncertainty(logits, mask=tokens)
                 per.append(time.perf_counter() - start)
                 start = time.perf_counter()
             if t_front + sum(per) < best[0] + sum(best[1]):

@@ -51,8 +51,14 @@ class TextEncoder:
 
     @property
     def special_ids(self) -> list[int]:
-        """The ids of the tokenizer's special tokens ([CLS], [SEP], [PAD], ...): no word, no tag."""
-        return sorted(i for i, token in self.tokenizer.get_added_tokens_decoder().items() if token.special)
+        """The ids of the tokenizer's special tokens: those it declares special, those its templates add
+        ([CLS], [SEP], <s>, ...: found by encoding a probe text and pair) and the padding id; not the unknown
+        token, which stands for a word. No word, no tag."""
+        ids = {i for i, token in self.tokenizer.get_added_tokens_decoder().items() if token.special}
+        for probe in (self.tokenizer.encode("a"), self.tokenizer.encode("a", "b")):
+            ids |= {i for i, special in zip(probe.ids, probe.special_tokens_mask) if special}
+        unknown = getattr(self.tokenizer.model, "unk_token", None)  # [UNK] stands for a word: it is one
+        return sorted((ids | {self.pad_id}) - {self.tokenizer.token_to_id(unknown) if unknown else None})
 
     @property
     def vocab_size(self) -> int:
@@ -79,6 +85,11 @@ class TextEncoder:
         head = text[:end]
         filled = len(self.tokenizer.encode(head, add_special_tokens=False).ids) >= self.max_length
         return head if filled else text
+
+    def encodings(self, texts: list[str]) -> list:
+        """The `tokenizers.Encoding` of each single text (offsets into the text as given, the words), encoded as
+        `tokens` encodes it (the ids are the same)."""
+        return self.tokenizer.encode_batch([self._short(t) for t in texts])
 
     def token_ids(self, items: list) -> list[list[int]]:
         """Unpadded ids per item (special tokens added, truncated)."""

@@ -89,5 +89,7 @@ def predict(
         else:
             answer = (f"{r.label}\t{r.probs[r.label]:.3f}" if r.label is not None else
                       (",".join(f"{name} {r.probs[name]:.3f}" for name in r.labels) or "(none)")
-                      if r.labels is not None else f"{r.score:.4f}")
+                      if r.labels is not None else
+                      (" | ".join(f"{e['word']} {e['entity_group']} {e['score']:.3f}" for e in r.entities) or
+                       "(no entity)") if r.entities is not None else f"{r.score:.4f}")
             typer.echo(f"{answer}\tlayer {r.exit_layer}/{model.num_layers}\t" + "\t".join(given.values()))

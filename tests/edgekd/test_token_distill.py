@@ -109,3 +109,40 @@ def test_token_students_and_augmentation_are_refused_with_the_fix(tiny_teacher_d
         distill(tiny_config(tiny_teacher_dir, files, tmp_path / "a", student={"kind": "bilstm"}), log=lambda _: None)
     with pytest.raises(ConfigError, match="data.augment"):
         distill(tiny_config(tiny_teacher_dir, files, tmp_path / "b", data={"augment": 2}), log=lambda _: None)
+
+
+@pytest.mark.slow
+def test_a_token_run_exports_calibrates_and_answers_entities(token_run, tmp_path):
+    from typer.testing import CliRunner
+
+    import runtime
+    from edgekd.calibrate import calibrate
+    from edgekd.cli import app
+
+    run, _ = token_run
+    dev = run.parent / "dev.txt"
+    runner = CliRunner()
+    got = runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "b"), "--data", str(dev)])
+    assert got.exit_code == 0, got.output
+    model = runtime.load(tmp_path / "b")
+    cal = model.manifest.calibration
+    assert cal.metric == "entity_f1" and cal.points[0].metrics["entity_f1"] > 0.5
+    assert model.manifest.exit_rule["name"] == "max-token-entropy"
+    layers = [p.average_layers for p in cal.points]
+    assert layers[0] == pytest.approx(2.0) and min(layers) < 2.0  # the token rule lets sentences leave
+    result = calibrate(tmp_path / "b", dev, max_drop=5.0, confidence=0.9, write=False)
+    assert result.rule.startswith("guarantee") and result.chosen_point.speed >= 0.0
+    got = runner.invoke(app, ["predict", str(tmp_path / "b"), "good film really and a bad story", "--json"])
+    answer = json.loads(got.output.strip().splitlines()[-1])
+    assert set(answer) == {"text", "entities", "exit_layer", "uncertainty"}
+    for entity in answer["entities"]:
+        assert answer["text"][entity["start"]:entity["end"]] == entity["word"]
+    assert {e["entity_group"] for e in answer["entities"]} <= {"POS", "NEG"}
+    # the same answers from the compiled graph and the staged engine
+    graph, staged = (runtime.load(tmp_path / "b", engine=e) for e in ("graph", "staged"))
+    texts = ["good film really", "the bad acting and a very boring plot", "it"]
+    for a, b in zip(graph.classify(texts), staged.classify(texts)):
+        assert a.exit_layer == b.exit_layer and a.uncertainty == pytest.approx(b.uncertainty, abs=1e-5)
+        assert [(e["entity_group"], e["start"], e["end"]) for e in a.entities] == \
+            [(e["entity_group"], e["start"], e["end"]) for e in b.entities]
+        assert [e["score"] for e in a.entities] == pytest.approx([e["score"] for e in b.entities], abs=1e-5)
