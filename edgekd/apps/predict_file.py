@@ -26,7 +26,8 @@ OUT_FORMATS = (".jsonl", ".csv")  # what --out can be: appendable row by row
 PROGRESS_EVERY_S = 5.0  # a progress line on stderr this often when stderr is not a terminal
 # the answer columns of a CSV/TSV output by problem type (multi-label: the labels that are on, comma-separated
 # as in the training files; regression: the value)
-ANSWER_FIELDS = {"single-label": ["label", "probability"], "multi-label": ["labels"], "regression": ["score"]}
+ANSWER_FIELDS = {"single-label": ["label", "probability"], "multi-label": ["labels"], "regression": ["score"],
+                 "token-classification": ["entities"]}  # the entities as a JSON list in one cell
 
 
 def csv_fields(model) -> list[str]:
@@ -160,6 +161,8 @@ def _write(model, texts: list, first_row: int, speed, batch_size, handle, writer
                 flat["probability"] = r.probs[r.label]
             if r.labels is not None:
                 flat["labels"] = ",".join(r.labels)
+            if r.entities is not None:
+                flat["entities"] = json.dumps(r.entities, ensure_ascii=False)
             flat.pop("probs", None)
             writer.writerow(flat)
         else:

@@ -12,6 +12,7 @@ with `label`, `probability`, `exit_layer` and `uncertainty` columns added (and `
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -42,11 +43,13 @@ class _Classifier:
             out["probability"] = np.array([r.probs[r.label] for r in results], dtype=np.float32)
         elif problem == "multi-label":
             out["labels"] = np.array([",".join(r.labels) for r in results])  # comma-separated, as training files
+        elif problem == "token-classification":  # each text's entities as a JSON list, as predict --file writes
+            out["entities"] = np.array([json.dumps(r.entities, ensure_ascii=False) for r in results])
         else:
             out["score"] = np.array([r.score for r in results], dtype=np.float32)
         out["exit_layer"] = np.array([r.exit_layer for r in results], dtype=np.int64)
         out["uncertainty"] = np.array([r.uncertainty for r in results], dtype=np.float32)
-        if problem != "regression":
+        if problem in ("single-label", "multi-label"):
             for name in self.model.labels:
                 out[f"prob_{name}"] = np.array([r.probs[name] for r in results], dtype=np.float32)
         return out

@@ -3,7 +3,7 @@
 A sampled share of the answered texts is run again at full depth, after the answer is sent and off the request
 path (a bounded queue; when it is full the sample is shed, and counted). Each checked text counts as a
 disagreement when its early answer differs from full depth's (another class, another label set, a score moved
-by more than the tolerance): disagreement bounds the promised loss from above, since an answer that agrees with
+by more than the tolerance, other entities): disagreement bounds the promised loss from above, since an answer that agrees with
 full depth was not made worse. Over a sliding window of checked texts, the exact upper confidence bound on the
 disagreement rate is compared with the promised budget (the bundle's `calibration.guarantee`, else
 `--shadow-budget`), once the window holds enough checks for the bound to mean something (the rows that could
@@ -113,6 +113,9 @@ class Shadow:
             return early.label != full.label
         if early.labels is not None:
             return set(early.labels) != set(full.labels)
+        if early.entities is not None:  # token classification: other entities (type or span)
+            return [(e["entity_group"], e["start"], e["end"]) for e in early.entities] != \
+                [(e["entity_group"], e["start"], e["end"]) for e in full.entities]
         return abs(early.score - full.score) > self.tolerance
 
     async def _run(self) -> None:

@@ -12,6 +12,8 @@ import runtime
 from runtime.exits import SPEED_GRID, TOKENS, rule_mask
 from runtime.task import Task
 
+pytestmark = pytest.mark.slow  # a bundle exported and validated at every speed: seconds, not milliseconds
+
 TAGS = ["O", "B-NEG", "I-NEG", "B-POS", "I-POS"]
 TEXTS = ["good film", "the plot was very dull and the acting was awful", "truly great fun, really", "a",
          "bad bad bad movie with a boring cast and a messy story but great acting"]
@@ -93,3 +95,54 @@ def test_words_are_refused_for_a_sequence_bundle():
     fixture = Path(__file__).resolve().parents[2] / "js" / "test" / "fixtures" / "fp32"
     with pytest.raises(runtime.InputError, match="words applies to token-classification bundles"):
         runtime.load(fixture).classify(["good film"], words=True)
+
+
+def test_serve_and_predict_file_answer_the_entities_classify_answers(token_bundle, tmp_path):
+    import csv
+    import json
+
+    from starlette.testclient import TestClient
+
+    from edgekd.apps.predict_file import predict_file
+    from edgekd.apps.serve import Server
+
+    model = runtime.load(token_bundle)
+    want = [p.to_dict() for p in model.classify(TEXTS, speed=0.5)]
+    with TestClient(Server(token_bundle, warmup=False).app) as client:
+        assert client.get("/v1/model").json()["problem"] == TOKENS
+        got = client.post("/v1/classify", json={"texts": TEXTS, "speed": 0.5}).json()["predictions"]
+    assert [(g["entities"], g["exit_layer"]) for g in got] == [(w["entities"], w["exit_layer"]) for w in want]
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(TEXTS) + "\n")
+    predict_file(model, source, tmp_path / "out.jsonl", speed=0.5, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [r["entities"] for r in rows] == [w["entities"] for w in want]
+    predict_file(model, source, tmp_path / "out.csv", speed=0.5, progress=False)
+    with open(tmp_path / "out.csv", newline="") as f:
+        cells = [json.loads(r["entities"]) for r in csv.DictReader(f)]
+    assert cells == [w["entities"] for w in want]
+
+
+def test_the_shadow_check_counts_other_entities_as_a_disagreement(token_bundle):
+    from edgekd.apps.shadow import Shadow
+
+    model = runtime.load(token_bundle)
+    early, full = model.classify(TEXTS, speed=0.95), model.classify(TEXTS, speed=0.0)
+    shadow = Shadow.__new__(Shadow)  # the comparison alone: no queue, no server
+    for a, b in zip(early, full):
+        same = [(e["entity_group"], e["start"], e["end"]) for e in a.entities] == \
+            [(e["entity_group"], e["start"], e["end"]) for e in b.entities]
+        assert shadow.disagree(a, b) is (not same)
+        assert shadow.disagree(b, b) is False
+
+
+def test_ray_batches_carry_each_texts_entities(token_bundle):
+    import json
+
+    from edgekd.apps.ray import _Classifier
+
+    actor = _Classifier(str(token_bundle), 0.5, "text", 8, None)  # what each Ray actor runs on a batch
+    out = actor({"text": np.array(TEXTS), "id": np.arange(len(TEXTS))})
+    want = runtime.load(token_bundle).classify(TEXTS, speed=0.5)
+    assert [json.loads(cell) for cell in out["entities"]] == [w.entities for w in want]
+    assert (out["id"] == np.arange(len(TEXTS))).all() and not any(k.startswith("prob_") for k in out)
