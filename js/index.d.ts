@@ -1,8 +1,28 @@
 /**
  * One item's result. Which fields are set follows the bundle's problem type (`model.problem`):
  * single-label: `label` + `probs` (softmax); multi-label: `labels` + `probs` (independent sigmoids);
- * regression: `score`. `probs` maps every label name to its probability, in the order of `model.labels`.
+ * regression: `score`; token-classification: `entities` (and `words` on request). `probs` maps every label name
+ * to its probability, in the order of `model.labels`.
  */
+/** One entity of a token-classification answer: offsets into the text (text.slice(start, end) === word). */
+export interface Entity {
+  entity_group: string;
+  /** The mean of its words' tag probabilities. */
+  score: number;
+  word: string;
+  start: number;
+  end: number;
+}
+
+/** One word of a token-classification answer (`words: true`), with its tag as BIO is read (B- starts). */
+export interface TaggedWord {
+  word: string;
+  start: number;
+  end: number;
+  tag: string;
+  score: number;
+}
+
 export interface Prediction {
   /** single-label: the most probable class. */
   label?: string;
@@ -10,6 +30,10 @@ export interface Prediction {
   labels?: string[];
   /** regression: the predicted value, in the training data's units. */
   score?: number;
+  /** token-classification: the entities found, in text order. */
+  entities?: Entity[];
+  /** token-classification with `words: true`: every word and its tag. */
+  words?: TaggedWord[];
   probs?: Record<string, number>;
   /** 1-based layer whose exit head decided. */
   exitLayer: number;
@@ -27,6 +51,8 @@ export interface ClassifyOptions {
   batchSize?: number;
   /** Multi-label bundles: a label is on at probability >= threshold (default: the bundle's, else 0.5). */
   threshold?: number;
+  /** Token-classification bundles: also return every word's tag (`words`). */
+  words?: boolean;
 }
 
 export interface LoadOptions {
@@ -42,7 +68,7 @@ export interface LoadOptions {
 
 export declare class EdgeModel {
   readonly labels: string[];
-  readonly problem: 'single-label' | 'multi-label' | 'regression';
+  readonly problem: 'single-label' | 'multi-label' | 'regression' | 'token-classification';
   readonly numLayers: number;
   readonly defaultSpeed: number;
   classify(texts: Item | Item[], options?: ClassifyOptions): Promise<Prediction[]>;

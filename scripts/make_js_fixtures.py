@@ -1,7 +1,7 @@
 """Regenerate the JavaScript runtime's parity fixtures: js/test/fixtures/.
 
-Six tiny bundles (fp32, compressed vocabulary, int8, a bundle of text pairs, a multi-label and a
-regression bundle) of tiny seeded students, and what the Python runtime answers for a fixed list of texts (of pairs, for the pair
+Seven tiny bundles (fp32, compressed vocabulary, int8, a bundle of text pairs, a multi-label, a
+regression and a token-classification bundle) of tiny seeded students, and what the Python runtime answers for a fixed list of texts (of pairs, for the pair
 bundle) at three speeds (expected.json). Beside them, `pack --target hf` folders of four of them (hf-fp32,
 hf-int8, hf-pair, hf-multi), each with a middle speed as its default, and 300 seeded texts (and pairs) that
 transformers.js runs on them against edgekd's JS runtime (js/test/interop.test.js). The Node and browser tests compare against these; a
@@ -27,6 +27,8 @@ sys.path.insert(0, str(ROOT))
 FIXTURES = ROOT / "js" / "test" / "fixtures"
 LABELS = ["negative", "positive"]
 MULTI_LABELS = ["joy", "anger", "fear"]
+TAGS = ["O", "B-NEG", "I-NEG", "B-POS", "I-POS"]  # the token-classification bundle's tags
+TOKENS = "token-classification"
 MAX_LENGTH = 24
 TEXTS = [
     "good",
@@ -112,6 +114,15 @@ def make_bundles(work: Path) -> dict[str, Path]:
         out[name] = work / name
         export_student(typed, tokenizer, labels, out[name], max_length=MAX_LENGTH,
                        task=Task(problem, target_scale=scale))
+    torch.manual_seed(13)
+    tagger = EarlyExitStudent(StudentConfig(**{**cfg.__dict__, "num_labels": len(TAGS), "problem": TOKENS})).eval()
+    with torch.no_grad():  # later heads surer of O, so that sentences leave at every layer somewhere
+        for i, head in enumerate(tagger.heads):
+            head.classifier.weight.mul_(8.0 * (1 + i))
+            head.classifier.bias.normal_(0, 0.5)
+            head.classifier.bias[0] += 1.0 * i  # (entities are still found at full depth: 14 in TEXTS)
+    out["tokens"] = work / "tokens"
+    export_student(tagger, tokenizer, TAGS, out["tokens"], max_length=MAX_LENGTH, task=Task(TOKENS, TAGS, TAGS))
     return out
 
 
@@ -157,15 +168,17 @@ def choose_speeds(bundle: Path, items: list | None = None) -> list[float]:
     differences between onnxruntime builds cannot flip an exit), with exits at several layers, on `items` (the
     fixture's texts or pairs by default)."""
     import runtime
-    from runtime.exits import decide
+    from runtime.exits import decide, rule_mask
 
     model = runtime.load(bundle, engine="staged")
-    trace = model.trace_ids(*model.encode(items if items is not None else items_of(model)))
-    u = model.rule.trace(trace).ravel()
+    ids, mask, types = model.encode(items if items is not None else items_of(model))
+    trace = model.trace_ids(ids, mask, types)
+    tokens = rule_mask(ids, mask, model.encoder.special_ids) if model.rule.per_token else None
+    u = model.rule.trace(trace, tokens).ravel()
     best = []
     for low, high in ((0.3, 0.7), (0.7, 0.98)):
         grid = np.round(np.arange(low, high, 0.005), 3)
-        scored = [(float(np.abs(u - s).min()), len(set(decide(trace, s, model.rule)[1].tolist())), float(s))
+        scored = [(float(np.abs(u - s).min()), len(set(decide(trace, s, model.rule, tokens)[1].tolist())), float(s))
                   for s in grid]
         best.append(max(scored, key=lambda t: (t[1] > 1, t[0]))[2])
     return [0.0] + best
@@ -178,7 +191,7 @@ def expected(bundle: Path, speeds: list[float]) -> dict:
     items = items_of(model)
     cases = []
     for speed in speeds:
-        results = model.classify(items, speed=speed)
+        results = model.classify(items, speed=speed, words=model.problem == TOKENS)
         cases.append({"speed": speed, "results": [
             {("exitLayer" if k == "exit_layer" else k): v for k, v in r.to_dict().items()} for r in results]})
     ids, types = model.encoder.tokens(items)

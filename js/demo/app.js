@@ -9,12 +9,37 @@ const device = params.get('device') ?? 'auto';
 const threads = params.has('threads') ? Number(params.get('threads')) : undefined;
 const proxy = params.has('proxy') ? params.get('proxy') === '1' : undefined;
 
-function show(result, model, ms) {
+// the text with every entity marked (its type beside it); built from text nodes, never from HTML
+function highlight(text, entities) {
+  const parts = [];
+  let at = 0;
+  for (const e of entities) {
+    parts.push(document.createTextNode(text.slice(at, e.start)));
+    const mark = document.createElement('mark');
+    mark.dataset.type = e.entity_group;
+    mark.title = `${e.entity_group} ${(100 * e.score).toFixed(1)}%`;
+    mark.append(document.createTextNode(e.word), Object.assign(document.createElement('sup'),
+      { textContent: e.entity_group }));
+    parts.push(mark);
+    at = e.end;
+  }
+  parts.push(document.createTextNode(text.slice(at)));
+  $('entities').replaceChildren(...parts);
+}
+
+function show(result, model, ms, text) {
   $('result').hidden = false;
-  // the answer of the bundle's problem type: a class and its probability; the labels that are on; a score
+  // the answer of the bundle's problem type: a class and its probability; the labels that are on; a score;
+  // the entities, marked in the text
+  $('entities').hidden = model.problem !== 'token-classification';
   if (model.problem === 'regression') {
     $('label').textContent = `${model.labels[0]} ${result.score.toFixed(3)}`;
     $('confidence').textContent = '';
+  } else if (model.problem === 'token-classification') {
+    $('label').textContent = result.entities.length ? result.entities.map((e) => `${e.word} (${e.entity_group})`)
+      .join(', ') : '(no entity)';
+    $('confidence').textContent = '';
+    highlight(text, result.entities);
   } else if (model.problem === 'multi-label') {
     $('label').textContent = result.labels.length ? result.labels.join(', ') : '(no label)';
     $('confidence').textContent = '';
@@ -52,7 +77,7 @@ async function main() {
       const start = performance.now();
       const item = model.info.textPair ? [$('text').value, $('text-pair').value] : $('text').value;
       const [result] = await model.classify([item], { speed: Number(speed.value) });
-      show(result, model, performance.now() - start);
+      show(result, model, performance.now() - start, item);
       document.body.dataset.state = 'ready';
     });
     return pending;

@@ -4,7 +4,7 @@
 //
 //   node scripts/drive-demo.mjs JOB.json     (or the job on standard input: node scripts/drive-demo.mjs - < JOB.json)
 //   JOB: {"url": "...", "text": "...", "speed": 0.3, "screenshot": "out.png",
-//         "batch": {"texts": [...], "speeds": [0, 0.5]}, "latencyTexts": [...]}
+//         "batch": {"texts": [...], "speeds": [0, 0.5], "words": false}, "latencyTexts": [...]}
 // The job travels in a file or on stdin, never on the command line: a bench's texts pass the kernel's
 // limit for one argument (about 128 kB).
 import { readFileSync } from 'node:fs';
@@ -43,10 +43,12 @@ try {
     device: window.edgekd.model.device,
     wasm: window.edgekd.model.wasm,
     pairBoxShown: !document.getElementById('pair-box').hidden,
+    marks: [...document.querySelectorAll('#entities mark')].map((m) => ({ type: m.dataset.type,
+      word: m.firstChild.textContent })),
   }));
-  const batch = job.batch ? await page.evaluate(async ({ texts, speeds }) => {
+  const batch = job.batch ? await page.evaluate(async ({ texts, speeds, words }) => {
     const out = [];
-    for (const speed of speeds) out.push({ speed, results: await window.edgekd.model.classify(texts, { speed }) });
+    for (const speed of speeds) out.push({ speed, results: await window.edgekd.model.classify(texts, { speed, words }) });
     return out;
   }, job.batch) : null;
   const latency = job.latencyTexts ? await page.evaluate(async ({ texts, speed, rounds }) => {

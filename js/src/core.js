@@ -4,10 +4,13 @@
 
 import { Tokenizer } from '@huggingface/tokenizers';
 
+import { encodeWords, tagAnswer } from './tokens.js';
+
 // the newest manifest this runtime reads (4: the task record nested in `task`; 3: text pairs, problem types)
 export const SCHEMA_VERSION = 4;
-// single-label: softmax over classes; multi-label: independent sigmoids; regression: one value
-export const PROBLEMS = ['single-label', 'multi-label', 'regression'];
+// single-label: softmax over classes; multi-label: independent sigmoids; regression: one value;
+// token-classification: a tag softmax per token, answered as entities
+export const PROBLEMS = ['single-label', 'multi-label', 'regression', 'token-classification'];
 export const GRAPH_INPUTS = ['input_ids', 'attention_mask', 'speed'];
 export const PAIR_INPUT = 'token_type_ids'; // a bundle of text pairs (manifest.text_pair) takes it too
 export const GRAPH_OUTPUTS = ['logits', 'exit_layer', 'uncertainty'];
@@ -71,7 +74,7 @@ export function checkManifest(manifest, where) {
   const labels = task.labels;
   const problem = task.problem ?? 'single-label';
   if (!PROBLEMS.includes(problem)) problems.push(`problem ${JSON.stringify(problem)} is not one of ${PROBLEMS.join(', ')}`);
-  const fewest = problem === 'single-label' ? 2 : 1;
+  const fewest = problem === 'single-label' || problem === 'token-classification' ? 2 : 1;
   if (!Array.isArray(labels) || labels.length < fewest || !labels.every((l) => typeof l === 'string')) {
     problems.push(`labels must be a list of at least ${fewest === 2 ? 'two names' : 'one name'}`);
   }
@@ -281,9 +284,11 @@ export class EdgeModel {
   /**
    * Classify texts; results come back in input order. Each result has exitLayer and uncertainty, and by the
    * bundle's problem type (`model.problem`): label + probs (single-label, softmax); labels (the names whose
-   * probability reaches the threshold) + probs (multi-label, independent sigmoids); score (regression).
+   * probability reaches the threshold) + probs (multi-label, independent sigmoids); score (regression); entities
+   * ({entity_group, score, word, start, end}, offsets into the text: text.slice(start, end) === word) and with
+   * `words` every word's {word, start, end, tag, score} (token-classification).
    * @param {string|string[]} texts
-   * @param {{speed?: number, batchSize?: number, threshold?: number}} [options]
+   * @param {{speed?: number, batchSize?: number, threshold?: number, words?: boolean}} [options]
    */
   async classify(texts, options = {}) {
     const items = this.items(texts);
@@ -297,8 +302,10 @@ export class EdgeModel {
     const thresholds = threshold === null ? this.info.thresholds : this.labels.map(() => threshold);
     const batchSize = options.batchSize ?? 32;
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, got ${batchSize}`);
-    const encoded = items.map((t) => (typeof t === 'string' ? { ids: this.encoder.ids(t), types: null }
-      : this.encoder.pairIds(t[0], t[1])));
+    const tokens = this.problem === 'token-classification';
+    if (options.words && !tokens) throw new TypeError(`words applies to token-classification bundles; this one is ${this.problem}`);
+    const encoded = items.map((t) => (tokens ? encodeWords(this.encoder, t)
+      : typeof t === 'string' ? { ids: this.encoder.ids(t), types: null } : this.encoder.pairIds(t[0], t[1])));
     const ids = encoded.map((e) => e.ids);
     const order = ids.map((_, i) => i).sort((a, b) => ids[a].length - ids[b].length || a - b);
     const results = new Array(items.length);
@@ -307,10 +314,12 @@ export class EdgeModel {
       const chunk = order.slice(start, start + batchSize);
       const out = await this.runIds(chunk.map((i) => ids[i]), speed,
         this.info.textPair ? chunk.map((i) => encoded[i].types) : null);
+      const width = Math.max(1, ...chunk.map((i) => ids[i].length)); // tags: (B, width, C)
       chunk.forEach((index, row) => {
-        const logits = Array.from(out.logits.slice(row * classes, (row + 1) * classes));
+        const at = (from) => Array.from(out.logits.slice(from * classes, (from + 1) * classes));
         results[index] = {
-          ...this.answer(logits, thresholds),
+          ...(tokens ? tagAnswer(items[index], encoded[index], (t) => at(row * width + t), this.labels, options.words)
+            : this.answer(at(row), thresholds)),
           exitLayer: Number(out.exitLayer[row]),
           uncertainty: Number(out.uncertainty[row]),
         };

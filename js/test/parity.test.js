@@ -30,8 +30,9 @@ for (const [name, want] of Object.entries(expected.bundles)) {
     let rows = 0;
     let sameLabel = 0;
     let sameExit = 0;
+    const tokens = model.problem === 'token-classification';
     for (const { speed, results } of want.cases) {
-      const got = await model.classify(items, { speed });
+      const got = await model.classify(items, { speed, words: tokens });
       assert.equal(got.length, results.length);
       got.forEach((g, i) => {
         const w = results[i];
@@ -39,7 +40,8 @@ for (const [name, want] of Object.entries(expected.bundles)) {
         rows += 1;
         // the answer of the problem type: a class; a set of labels; a score
         const same = model.problem === 'regression' ? Math.abs(g.score - w.score) < 1e-4
-          : model.problem === 'multi-label' ? JSON.stringify(g.labels) === JSON.stringify(w.labels) : g.label === w.label;
+          : model.problem === 'multi-label' ? JSON.stringify(g.labels) === JSON.stringify(w.labels)
+            : tokens ? sameEntities(items[i], g, w) : g.label === w.label;
         sameLabel += same;
         sameExit += g.exitLayer === w.exitLayer;
         assert.deepEqual(Object.keys(g).sort(), Object.keys(w).sort(), where);
@@ -58,6 +60,34 @@ for (const [name, want] of Object.entries(expected.bundles)) {
     await model.release();
   });
 }
+
+// Python's offsets count code points, JavaScript's UTF-16 units (text.slice(start, end) is the word in each)
+function utf16(text, codePoint) {
+  return Array.from(text).slice(0, codePoint).join('').length;
+}
+
+// the same words (offsets, tags) and entities (type, span, text), scores within 1e-4
+function sameEntities(text, got, want) {
+  const words = (list, convert) => list.map((x) => [x.word, convert(x.start), convert(x.end), x.tag ?? x.entity_group]);
+  const same = (a, b, convert) => JSON.stringify(words(a, (n) => n)) === JSON.stringify(words(b, convert));
+  const py = (n) => utf16(text, n);
+  return same(got.words, want.words, py) && same(got.entities, want.entities, py) &&
+    got.entities.every((e, k) => Math.abs(e.score - want.entities[k].score) < 1e-4);
+}
+
+test('a token-classification bundle answers entities whose offsets slice the text, and refuses words elsewhere', async () => {
+  const model = await load(new URL('tokens/', here));
+  const texts = ['good film, really!', 'café 影片 😀 bad plot'];
+  const got = await model.classify(texts, { speed: 0, words: true });
+  got.forEach((answer, i) => {
+    for (const x of [...answer.words, ...answer.entities]) assert.equal(texts[i].slice(x.start, x.end), x.word);
+    assert.equal(answer.exitLayer, model.numLayers);
+  });
+  assert.deepEqual(got[0].words.map((w) => w.word), ['good', 'film', ',', 'really', '!']);
+  assert.ok(!('words' in (await model.classify(texts[0]))[0]));
+  const fp32 = await load(new URL('fp32/', here));
+  await assert.rejects(fp32.classify(['good'], { words: true }), /words applies to token-classification bundles/);
+});
 
 test('results do not depend on the batch a text shares', async () => {
   const model = await load(new URL('fp32/', here));

@@ -132,6 +132,32 @@ def test_the_page_answers_multi_label_and_regression_bundles_as_python(name):
             assert all(abs(g["probs"][k] - w["probs"][k]) < 1e-4 for k in w.get("probs", {}))
 
 
+def test_the_page_marks_a_token_bundles_entities_in_the_text_as_python_finds_them():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    expected = json.loads((FIXTURES / "expected.json").read_text(encoding="utf-8"))
+    want, texts = expected["bundles"]["tokens"], expected["texts"]
+    server = demo_server(FIXTURES / "tokens", port=0)
+    serve_in_thread(server)
+    text = "a superb, moving story with a brilliant cast and an awful plot"
+    try:
+        got = drive({"url": f"http://127.0.0.1:{server.server_address[1]}/?device=wasm", "text": text, "speed": 0.0,
+                     "batch": {"texts": texts, "speeds": [c["speed"] for c in want["cases"]], "words": True}})
+    finally:
+        server.shutdown()
+        server.server_close()
+    python = runtime.load(FIXTURES / "tokens", engine="graph").classify([text], speed=0.0)[0]
+    assert python.entities and got["shown"]["marks"] == [{"type": e["entity_group"], "word": e["word"]}
+                                                         for e in python.entities]
+    for case, page in zip(want["cases"], got["batch"]):
+        for text, w, g in zip(texts, case["results"], page["results"]):
+            assert g["exitLayer"] == w["exitLayer"]
+            assert [x["tag"] for x in g["words"]] == [x["tag"] for x in w["words"]]
+            assert [(e["entity_group"], e["word"]) for e in g["entities"]] == \
+                [(e["entity_group"], e["word"]) for e in w["entities"]]
+
+
 def test_bench_rows_for_node_and_chromium():
     if _skip_reason():
         pytest.skip(_skip_reason())

@@ -27,8 +27,15 @@ def test_committed_expectations_match_the_python_runtime(name, engine):
     ids, types = model.encoder.tokens(items)
     assert ids == want["ids"] and ("types" not in want or types == want["types"])
     for case in want["cases"]:
-        got = model.classify(items, speed=case["speed"])
+        got = model.classify(items, speed=case["speed"], words=model.problem == "token-classification")
         for text, g, w in zip(items, got, case["results"]):
+            if g.entities is not None:  # token classification: the same words, tags and entities
+                assert [(x["word"], x["start"], x["end"], x["tag"]) for x in g.words] == \
+                    [(x["word"], x["start"], x["end"], x["tag"]) for x in w["words"]], (name, case["speed"], text)
+                assert [(e["entity_group"], e["start"], e["end"]) for e in g.entities] == \
+                    [(e["entity_group"], e["start"], e["end"]) for e in w["entities"]]
+                assert [e["score"] for e in g.entities] == pytest.approx([e["score"] for e in w["entities"]],
+                                                                         abs=1e-5)
             assert (g.label, g.labels, g.exit_layer) == (w.get("label"), w.get("labels"), w["exitLayer"]), \
                 (name, case["speed"], text)
             if g.score is not None:
