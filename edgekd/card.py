@@ -189,12 +189,15 @@ def hf_usage(manifest: Manifest, graph: str) -> list[str]:
     speed = f"{manifest.default_speed:g}"
     pair = manifest.text_pair
     problem = manifest.problem
-    js_call = ("const tokenizer = await AutoTokenizer.from_pretrained(DIR);\n"
+    tokens = problem == TOKENS
+    js_call = "const tag = await pipeline('token-classification', DIR);\nconsole.log(await tag('a text'));" \
+        if tokens else ("const tokenizer = await AutoTokenizer.from_pretrained(DIR);\n"
                "const model = await AutoModelForSequenceClassification.from_pretrained(DIR);\n"
                "const { logits } = await model(await tokenizer(['a question'], { text_pair: ['another question'], "
                "padding: true, truncation: true }));") if pair else \
         "const classify = await pipeline('text-classification', DIR);\nconsole.log(await classify('a text'));"
     py_call = 'classify({"text": "a question", "text_pair": "another question"})' if pair else 'classify("a text")'
+    kind = "Token" if tokens else "Sequence"
     generic = {
         "single-label": "The pipelines return the softmax of the logits, as edgekd does.",
         "multi-label": "A generic pipeline applies the sigmoid and, by default, returns the top label only; edgekd "
@@ -203,6 +206,9 @@ def hf_usage(manifest: Manifest, graph: str) -> list[str]:
                           if manifest.thresholds else " (0.5)")
                        + ". Ask for every label's probability (transformers.js `top_k: null`, transformers "
                          "`top_k=None`) and compare each with its threshold to get edgekd's label sets.",
+        TOKENS: "The pipelines read every token's tags from `logits` (0 on padding) and group them into entities "
+                "(transformers: `aggregation_strategy=\"simple\"`), as edgekd's answers are grouped; edgekd reads a "
+                "word's tag at its first sub-token.",
         "regression": "The logit is the score in the training data's units. transformers (Optimum) returns it "
                       "as it is (problem_type regression, `function_to_apply='none'`); transformers.js 4 applies "
                       "a softmax over the one output and so always says 1.0: read `logits` from the model "
@@ -218,17 +224,19 @@ def hf_usage(manifest: Manifest, graph: str) -> list[str]:
             "graph inputs once when they load it; that is this default, and harmless.", "",
             "## With transformers.js or Optimum", "",
             "transformers.js (`npm install @huggingface/transformers`; Node or the browser):", "", "```js",
-            "import { " + ("AutoTokenizer, AutoModelForSequenceClassification" if pair else "pipeline")
+            "import { " + ("AutoTokenizer, AutoModelForSequenceClassification" if pair and not tokens else "pipeline")
             + " } from '@huggingface/transformers';",
             "const DIR = './path/to/this/folder';  // a local folder: ./ (a URL in the browser)", js_call, "```",
             "", "Optimum (`pip install optimum-onnx[onnxruntime]`):", "", "```python",
-            "from optimum.onnxruntime import ORTModelForSequenceClassification",
+            f"from optimum.onnxruntime import ORTModelFor{kind}Classification",
             "from transformers import AutoTokenizer, pipeline",
-            'model = ORTModelForSequenceClassification.from_pretrained("path/to/this/folder"' +
+            f'model = ORTModelFor{kind}Classification.from_pretrained("path/to/this/folder"' +
             (', file_name="model_quantized.onnx")  # the name says which file: no warning' if graph.endswith(
                 "_quantized.onnx") else ")"),
             'tokenizer = AutoTokenizer.from_pretrained("path/to/this/folder")',
-            'classify = pipeline("text-classification", model=model, tokenizer=tokenizer)',
+            ('classify = pipeline("token-classification", model=model, tokenizer=tokenizer, '
+             'aggregation_strategy="simple")' if tokens else
+             'classify = pipeline("text-classification", model=model, tokenizer=tokenizer)'),
             f"print({py_call})", "```", "", generic, "",
             f"Both run at speed {speed}; another speed needs edgekd's Python runtime (`model.classify(..., "
             "speed=...)` feeds `speed`, which Python's onnxruntime honours) or the bundle `edgekd export` wrote "

@@ -96,13 +96,14 @@ def config(manifest: Manifest, tokenizer: dict, family: str, specials: dict[str,
     pad = specials.get("pad_token")
     pad_id = vocab.get(pad) if isinstance(vocab, dict) and pad else None
     _, dtype = graph_name(manifest.precision)
+    tokens = manifest.problem == "token-classification"  # a token classifier: its own class, no problem_type
     out: dict[str, Any] = {
-        "architectures": [f"{cls}ForSequenceClassification"],
+        "architectures": [f"{cls}For{'Token' if tokens else 'Sequence'}Classification"],
         "model_type": family,
         "num_labels": len(labels),
         "id2label": {str(i): name for i, name in enumerate(labels)},
         "label2id": {name: i for i, name in enumerate(labels)},
-        "problem_type": PROBLEM_TYPES[manifest.problem],
+        **({} if tokens else {"problem_type": PROBLEM_TYPES[manifest.problem]}),
         "hidden_size": manifest.hidden_size,
         "num_hidden_layers": manifest.num_layers,
         "vocab_size": manifest.vocabulary.original_size,

@@ -44,6 +44,8 @@ class TokenDataset:
 
 
 def _lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
     try:
         return path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as exc:
@@ -177,3 +179,11 @@ def token_labels(encoder, data: TokenDataset, labels: list[str]) -> tuple[list[s
             row[first[-1]] = IGNORE
         out.append(row)
     return texts, out
+
+
+def word_gold(encoder, texts: list[str], tags: list[list[str]], labels: list[str]) -> list[list[str]]:
+    """Each sentence's gold tags on the words the runtime reads (`token_labels`' tags in word order): what a
+    system's word tags are scored against. `texts` are the sentences as TextDataset holds them (words joined by
+    spaces), `tags` their file words' tags."""
+    _, rows = token_labels(encoder, TokenDataset([t.split(" ") for t in texts], tags), labels)
+    return [[labels[i] for i in row if i >= 0] for row in rows]

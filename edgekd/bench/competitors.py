@@ -8,7 +8,8 @@
 - tfidf-lr: TF-IDF (words and bigrams) + logistic regression (scikit-learn; one-vs-rest for multi-label,
   ridge regression for regression);
 - model2vec: static embeddings distilled from the teacher's backbone (model2vec.distill, PCA 256) with the
-  same heads trained on the train split.
+  same heads trained on the train split;
+- crf (token classification): a linear-chain CRF on word features (sklearn-crfsuite), the classic fast tagger.
 
 Each builder trains / converts once into `work` and returns a `System` whose predict takes raw texts.
 """
@@ -24,6 +25,7 @@ import numpy as np
 from edgekd.bench.measure import System
 from edgekd.bench.systems import onnx_system
 from edgekd.metrics import gold_array
+from runtime.entities import repair, words_of
 
 FASTTEXT_TOKEN = re.compile(r"\w+|[^\w\s]")
 
@@ -201,3 +203,51 @@ def model2vec_system(backbone: str | os.PathLike, train_texts: list[str], train_
     head_name = {"regression": "ridge", "multi-label": "one-vs-rest LR"}.get(problem, "LR")
     return System(f"model2vec (distilled from the teacher, PCA 256) + {head_name}", predict, "model2vec",
                   size_bytes=_size(folder) + head_path.stat().st_size)
+
+
+def _word_features(words: list[str], i: int) -> dict:
+    """A classic NER feature set for word i: its form, affixes and shape, and its neighbours'."""
+    word = words[i]
+    shape = "".join("X" if c.isupper() else "x" if c.islower() else "d" if c.isdigit() else c for c in word)[:6]
+    out = {"bias": 1.0, "lower": word.lower(), "suffix3": word[-3:].lower(), "suffix2": word[-2:].lower(),
+           "prefix3": word[:3].lower(), "upper": word.isupper(), "title": word.istitle(), "digit": word.isdigit(),
+           "shape": shape}
+    for offset in (-2, -1, 1, 2):
+        j = i + offset
+        if 0 <= j < len(words):
+            out.update({f"{offset}:lower": words[j].lower(), f"{offset}:title": words[j].istitle(),
+                        f"{offset}:upper": words[j].isupper()})
+        else:
+            out[f"{offset}:edge"] = True
+    return out
+
+
+def _words(encoder, texts: list[str]) -> list[list[str]]:
+    """Each text's words as the runtime reads them (the tokenizer's pre-tokenized words)."""
+    return [[text[a:b] for a, b in words_of(encoding)[0]] for text, encoding in zip(texts, encoder.encodings(texts))]
+
+
+def crf_system(train_texts: list[str], train_tags: list[list[str]], encoder, work: Path) -> System:
+    """The fast classic baseline of token classification: a linear-chain CRF (sklearn-crfsuite, L-BFGS with
+    elastic-net regularisation) on word features, trained on the words the runtime reads and their tags."""
+    import joblib
+    import sklearn_crfsuite
+
+    path = work / "crf.joblib"
+    if not path.is_file():
+        sentences = [[_word_features(words, i) for i in range(len(tags))]
+                     for words, tags in zip(_words(encoder, train_texts), train_tags)]
+        crf = sklearn_crfsuite.CRF(algorithm="lbfgs", c1=0.1, c2=0.1, max_iterations=100,
+                                   all_possible_transitions=True)
+        crf.fit(sentences, [list(tags) for tags in train_tags])
+        joblib.dump(crf, path)
+    crf = joblib.load(path)
+
+    def predict(texts):
+        words = _words(encoder, texts)
+        tags = crf.predict([[_word_features(w, i) for i in range(len(w))] for w in words])
+        got = np.empty(len(texts), dtype=object)
+        got[:] = [repair(list(t)) for t in tags]
+        return got, np.ones(len(texts))
+
+    return System("CRF on word features (sklearn-crfsuite)", predict, "crf", size_bytes=path.stat().st_size)

@@ -2,7 +2,7 @@
 
 A system is a callable `texts -> (answers, layers_used)` with a name and a kind; its answers follow the
 problem type (`answers`): class names (single-label), an (N, C) on/off matrix (multi-label), values
-(regression). Each measurement
+(regression), each text's word tags (token classification). Each measurement
 here takes one system; the run (edgekd.bench.run) decides the order (blocks, two rounds with the
 order reversed, so slow drifts of a shared machine hit all systems alike and one runtime's idle
 threads do not tax the next) and keeps what each step measured, so a crash loses one step.
@@ -17,7 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from edgekd.metrics import METRICS, binary_f1, label_sets, multi_label_f1, pearson, spearman
+from edgekd.metrics import METRICS, binary_f1, entity_f1, label_sets, multi_label_f1, pearson, spearman
+from runtime.entities import repair, words_of
+from runtime.exits import TOKENS
 
 LARGE_BATCH = 256  # the offline / bulk-scoring batch (bench --large-batch)
 Predict = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
@@ -57,8 +59,9 @@ class Row:
     throughput_b256: float | None = None  # texts per second at batch 256 (bench --large-batch)
     peak_rss_mb: float | None = None  # the system alone in a fresh process (bench --rss)
     f1: float | None = None  # binary tasks: F1 of the positive class (the second label), as GLUE reports QQP / MRPC
-    metric: str = "accuracy"  # the problem type's main metric: accuracy | micro_f1 | pearson
-    metrics: dict[str, float] | None = None  # multi-label micro_f1, macro_f1; regression pearson, spearman
+    metric: str = "accuracy"  # the problem type's main metric: accuracy | micro_f1 | pearson | entity_f1
+    # multi-label micro_f1, macro_f1; regression pearson, spearman; tokens entity_f1, _precision, _recall
+    metrics: dict[str, float] | None = None
 
     @property
     def f1_points(self) -> float | None:
@@ -72,14 +75,22 @@ class Row:
     @property
     def second_points(self) -> float | None:
         """The type's second metric x 100 (macro-F1; Spearman), None for single-label (F1 has its column)."""
-        names = METRICS.get({"micro_f1": "multi-label", "pearson": "regression"}.get(self.metric, ""), ())
+        names = METRICS.get({"micro_f1": "multi-label", "pearson": "regression", "entity_f1": TOKENS}.get(
+            self.metric, ""), ())
         value = (self.metrics or {}).get(names[1]) if len(names) > 1 else None
         return None if value is None else 100 * value
 
 
-def answers(logits: np.ndarray, problem: str, names: np.ndarray, thresholds=0.5) -> np.ndarray:
+def answers(logits: np.ndarray, problem: str, names: np.ndarray, thresholds=0.5, encodings=None) -> np.ndarray:
     """A model's raw outputs (N, C) as a system's answers: class names (single-label); an (N, C) on/off
-    matrix at the thresholds (multi-label); values (N,) (regression)."""
+    matrix at the thresholds (multi-label); values (N,) (regression); token classification, outputs (N, T, C)
+    and the texts' `encodings`: each text's word tags (read at each word's first sub-token, as `repair` reads
+    BIO), an object array of N lists."""
+    if problem == TOKENS:  # (rows of one text each may differ in length: a list of (T, C) arrays is taken too)
+        out = np.empty(len(logits), dtype=object)
+        for i, (row, encoding) in enumerate(zip(logits, encodings)):
+            out[i] = repair([str(names[c]) for c in np.asarray(row)[words_of(encoding)[1]].argmax(-1)])
+        return out
     logits = np.asarray(logits)
     if problem == "multi-label":
         return label_sets(logits, thresholds)
@@ -89,7 +100,11 @@ def answers(logits: np.ndarray, problem: str, names: np.ndarray, thresholds=0.5)
 
 
 def answer_scores(problem: str, got, gold: np.ndarray, label_index: dict[str, int]) -> dict[str, float]:
-    """The problem type's metrics of a system's answers against gold (class ids; 0/1 rows; values)."""
+    """The problem type's metrics of a system's answers against gold (class ids; 0/1 rows; values; each text's
+    word tags: a text cut at max_length is scored on the words both sides hold)."""
+    if problem == TOKENS:
+        sizes = [min(len(p), len(g)) for p, g in zip(got, gold)]
+        return entity_f1([list(p)[:n] for p, n in zip(got, sizes)], [list(g)[:n] for g, n in zip(gold, sizes)])
     if problem == "multi-label":
         return multi_label_f1(np.asarray(got), gold)
     if problem == "regression":
@@ -114,7 +129,8 @@ def quality(system: System, texts: list, gold: np.ndarray, label_index: dict[str
         preds += list(p)
         layers += list(used)
         tick(i + step)
-    return {"metrics": answer_scores(problem, np.array(preds), gold, label_index), "layers": float(np.mean(layers))}
+    got = preds if problem == TOKENS else np.array(preds)  # (word-tag lists stay lists)
+    return {"metrics": answer_scores(problem, got, gold, label_index), "layers": float(np.mean(layers))}
 
 
 def latency_b1(system: System, texts: list[str], warmup: int = 10) -> list[float]:

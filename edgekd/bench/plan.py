@@ -9,6 +9,7 @@ from pathlib import Path
 from edgekd.bench.options import BenchOptions
 from edgekd.bench.registry import GROUPS, Context
 from runtime.errors import EdgeKDError
+from runtime.exits import TOKENS
 from runtime.manifest import read_manifest
 
 
@@ -29,7 +30,7 @@ def selected_groups(options: BenchOptions) -> set[str]:
     if options.run_dir:
         enabled |= {"teacher-torch", "teacher-onnx", "student-onnx", "student-torch-exit"}
     if options.competitors:
-        enabled |= {"fasttext", "tfidf-lr"} | ({"teacher-optimum", "model2vec"} if options.run_dir else set())
+        enabled |= {"fasttext", "tfidf-lr", "crf"} | ({"teacher-optimum", "model2vec"} if options.run_dir else set())
     if options.js:
         enabled |= {"node", "browser"}
     named = list(options.systems or []) + list(options.skip)
@@ -67,13 +68,16 @@ def plan(options: BenchOptions, ctx: Context, speeds: list[float], groups: set[s
             add(f"student, PyTorch per-sample exit b1, speed {speed:g}", "student-torch-exit", "student-torch-exit",
                 speed=speed)
     problem = ctx.problem
-    if problem != "regression":  # fastText has no regression
+    if problem == TOKENS:  # the classic tagger; the text classifiers below have no tags
+        add("CRF on word features (sklearn-crfsuite)", "crf", "crf")
+    elif problem != "regression":  # fastText has no regression
         add("fastText (supervised, bigrams" + (", one-vs-all)" if problem == "multi-label" else ")"), "fasttext",
             "fasttext")
     head = {"regression": "ridge regression", "multi-label": "one-vs-rest logistic regression"}.get(
         problem, "logistic regression")
-    add(f"TF-IDF + {head}", "tfidf-lr", "tfidf-lr")
-    if ctx.run is not None and ctx.run.teacher.is_dir():
+    if problem != TOKENS:
+        add(f"TF-IDF + {head}", "tfidf-lr", "tfidf-lr")
+    if ctx.run is not None and ctx.run.teacher.is_dir() and problem != TOKENS:
         head = {"regression": "ridge", "multi-label": "one-vs-rest LR"}.get(problem, "LR")
         add(f"model2vec (distilled from the teacher, PCA 256) + {head}", "model2vec", "model2vec")
 

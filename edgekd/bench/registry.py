@@ -37,6 +37,7 @@ GROUPS = {
     "tfidf-lr": "TF-IDF + logistic regression (one-vs-rest for multi-label; ridge for regression) (--competitors)",
     "model2vec": "model2vec distilled from the teacher + LR (one-vs-rest; ridge for regression) (--competitors, "
                  "needs --run)",
+    "crf": "a CRF on word features, token classification's classic tagger (sklearn-crfsuite) (--competitors)",
     "node": "model.onnx in Node (onnxruntime-node)",
     "browser": "model.onnx in Chromium (onnxruntime-web, wasm)",
 }
@@ -213,6 +214,14 @@ def _model2vec(r: dict, c: Context) -> System:
                                         c.problem)
 
 
+def _crf(r: dict, c: Context) -> System:
+    from edgekd.tokens import word_gold
+
+    texts, tags = _training(c, "crf.joblib")
+    return competitors.crf_system(texts, word_gold(c.encoder, texts, tags, c.labels) if texts else [], c.encoder,
+                                  c._scratch(""))
+
+
 KINDS: dict[str, Callable[[dict, Context], System]] = {
     "edgekd": _edgekd,
     "teacher-torch": lambda r, c: systems.teacher_torch_system(c.teacher, c.encoder, c.labels, c.problem),
@@ -224,6 +233,7 @@ KINDS: dict[str, Callable[[dict, Context], System]] = {
     "fasttext": _fasttext,
     "tfidf-lr": _tfidf,
     "model2vec": _model2vec,
+    "crf": _crf,
 }
 
 

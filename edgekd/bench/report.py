@@ -36,8 +36,9 @@ def ratio_head(key: str) -> str:
         kind, key.replace("_", " "))
 
 
-METRIC_HEADS = {"accuracy": "accuracy %", "micro_f1": "micro-F1 %", "pearson": "Pearson x 100"}
-SECOND_HEADS = {"micro_f1": "macro-F1 %", "pearson": "Spearman x 100"}
+METRIC_HEADS = {"accuracy": "accuracy %", "micro_f1": "micro-F1 %", "pearson": "Pearson x 100",
+                "entity_f1": "entity F1 %"}
+SECOND_HEADS = {"micro_f1": "macro-F1 %", "pearson": "Spearman x 100", "entity_f1": "entity precision %"}
 
 
 def markdown(rows: list[Row], title: str, ratio_keys: list[str], failed: dict[str, str] | None = None,

@@ -42,7 +42,7 @@ from edgekd.bench.rss import measure_one
 from edgekd.data import read_bundle_data
 from edgekd.metrics import gold_array, main_metric
 from runtime.errors import EdgeKDError
-from runtime.exits import REPORT_SPEEDS
+from runtime.exits import REPORT_SPEEDS, TOKENS
 from runtime.files import atomic_write_text
 from runtime.manifest import read_manifest
 from runtime.timing import kernel_profile, layer_times, profile_graph
@@ -132,7 +132,12 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     dataset = read_bundle_data(ctx.manifest, options.data, **options.columns)
     out.mkdir(parents=True, exist_ok=True)
     texts = dataset.texts[: options.limit] if options.limit else dataset.texts
-    gold = gold_array(dataset.labels[: len(texts)], problem, len(labels))
+    if problem == TOKENS:  # each sentence's tags on the words the runtime reads
+        from edgekd.tokens import word_gold
+
+        gold = word_gold(ctx.encoder, texts, dataset.labels[: len(texts)], labels)
+    else:
+        gold = gold_array(dataset.labels[: len(texts)], problem, len(labels))
     speeds = list(DEFAULT_SPEEDS if options.speeds is None else options.speeds)
     settings = options.settings(len(texts), speeds)
     state_path = out / f"{options.stem}.state.json"
@@ -203,10 +208,11 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = print) -> dict
     gold_names = [labels[g] for g in gold] if js_units and problem == "single-label" else []
 
     def js_scorer(got: list) -> tuple[str, dict]:
-        """The metrics of a multi-label / regression bundle's JS answers (label-name lists; scores)."""
+        """The metrics of a multi-label / regression / token bundle's JS answers (label-name lists; scores; word
+        tags)."""
         if problem == "multi-label":
             got = np.array([[name in chosen for name in labels] for chosen in got], dtype=bool)
-        metrics = answer_scores(problem, np.asarray(got), gold, index)
+        metrics = answer_scores(problem, got if problem == TOKENS else np.asarray(got), gold, index)
         return main_metric(problem), metrics
     for index, (runner, bundle) in enumerate(js_units, start=1):
         name = f"{js.RUNNERS[runner]}: {bundle.name}"
@@ -259,7 +265,7 @@ def _row(unit: Unit, system_state: dict, gflops) -> Row | None:
         q = {"metrics": {"accuracy": q[0], **({"f1": q[2]} if len(q) > 2 and q[2] is not None else {})},
              "layers": q[1]}
     metrics, layers = dict(q["metrics"]), q["layers"]
-    metric = "accuracy" if "accuracy" in metrics else "micro_f1" if "micro_f1" in metrics else "pearson"
+    metric = next(m for m in ("accuracy", "micro_f1", "entity_f1", "pearson") if m in metrics or m == "pearson")
     acc, f1 = metrics.pop("accuracy", None), metrics.pop("f1", None)
     b32 = [s["b32_0"], s["b32_1"]] if batched else []
     batches = [t for _, times in b32 for t in times]

@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 import runtime
 from edgekd.bench.measure import System, answers
-from runtime.exits import ExitRule, leaves
+from runtime.exits import TOKENS, ExitRule, leaves, rule_mask
 from runtime.tokenize import TextEncoder
 
 
@@ -28,8 +28,11 @@ def edgekd_system(model: runtime.EdgeModel, speed: float, size: int | None = Non
     problem = model.problem
 
     def predict(texts):
-        results = model.classify(texts, speed=speed, batch_size=max(1, len(texts)))
-        if problem == "multi-label":
+        results = model.classify(texts, speed=speed, batch_size=max(1, len(texts)), words=problem == TOKENS)
+        if problem == TOKENS:  # each text's word tags (the entities are built from them in the same call)
+            got = np.empty(len(results), dtype=object)
+            got[:] = [[w["tag"] for w in r.words] for r in results]
+        elif problem == "multi-label":
             got = np.array([[name in r.labels for name in model.labels] for r in results], dtype=bool)
         elif problem == "regression":
             got = np.array([r.score for r in results])
@@ -44,6 +47,11 @@ def edgekd_system(model: runtime.EdgeModel, speed: float, size: int | None = Non
     return System(f"edgekd{tag} {model.engine}, speed {speed:g}{variant}", predict, kind, speed, size)
 
 
+def _encodings(encoder: TextEncoder, texts: list, problem: str) -> list | None:
+    """Token classification: the texts' encodings, whose words the tags are read for (else None)."""
+    return encoder.encodings(texts) if problem == TOKENS else None
+
+
 def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: list[str], layers: int,
                 threads: int | None = None, problem: str = "single-label") -> System:
     """One full graph with onnxruntime's default session options (what a user would do)."""
@@ -56,7 +64,8 @@ def onnx_system(name: str, kind: str, path: Path, encoder: TextEncoder, labels: 
 
     def predict(texts):
         logits = session.run(None, dict(zip(inputs, encoder.pairs(texts))))[0]
-        return answers(logits, problem, names), np.full(len(texts), layers)
+        return answers(logits, problem, names, encodings=_encodings(encoder, texts, problem)), \
+            np.full(len(texts), layers)
 
     return System(name, predict, kind, None, path.stat().st_size)
 
@@ -74,7 +83,8 @@ def teacher_torch_system(teacher, encoder: TextEncoder, labels: list[str], probl
         ids, mask, types = (torch.from_numpy(a) for a in encoder.pairs(texts))
         pair = isinstance(texts[0], tuple)
         logits = teacher(input_ids=ids, attention_mask=mask, **segment_kwargs(teacher, types if pair else None)).logits
-        return answers(logits.numpy(), problem, names), np.full(len(texts), layers)
+        return answers(logits.numpy(), problem, names, encodings=_encodings(encoder, texts, problem)), \
+            np.full(len(texts), layers)
 
     return System("teacher, PyTorch eager", predict, "teacher-torch")
 
@@ -92,17 +102,19 @@ def student_torch_exit_system(student, encoder: TextEncoder, labels: list[str], 
         outputs, out_layers = [], []
         for text in texts:
             ids, mask, types = (torch.from_numpy(a) for a in encoder.pairs([text]))
+            tokens = rule_mask(ids.numpy(), mask.numpy(), encoder.special_ids) if rule.per_token else None
             hidden = student.embeddings(ids, types if isinstance(text, tuple) else None)
             state = None
             for index, (layer, head) in enumerate(zip(student.layers, student.heads), start=1):
                 hidden, _ = layer(hidden, mask)
                 logits = head(hidden, mask).numpy()
-                u, state = rule.step(logits, state)
+                u, state = rule.step(logits, state, tokens)
                 if leaves(u, speed, index == len(student.layers))[0]:
                     break
             outputs.append(logits[0])
             out_layers.append(index)
-        return answers(np.array(outputs), rule.problem, names), np.array(out_layers)
+        return answers(outputs if rule.per_token else np.array(outputs), rule.problem, names,
+                       encodings=_encodings(encoder, texts, rule.problem)), np.array(out_layers)
 
     return System(f"student, PyTorch per-sample exit b1, speed {speed:g}", predict, "student-torch-exit", speed,
                   batched=False)

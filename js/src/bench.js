@@ -25,14 +25,16 @@ export async function benchmark(model, texts, gold, speeds, { latencyTexts = 200
   const rows = [];
   for (const speed of speeds) {
     const results = [];
+    const words = model.problem === 'token-classification';
     for (let i = 0; i < texts.length; i += batchSize) {
-      results.push(...(await model.classify(texts.slice(i, i + batchSize), { speed, batchSize })));
+      results.push(...(await model.classify(texts.slice(i, i + batchSize), { speed, batchSize, words })));
     }
     // single-label: scored here against the gold names; the other problem types hand their answers back
-    // (label sets, scores) for edgekd bench to score with its metrics
+    // (label sets, scores, every word's tag) for edgekd bench to score with its metrics
     const single = model.problem === undefined || model.problem === 'single-label';
     const accuracy = single ? results.filter((r, i) => r.label === gold[i]).length / texts.length : null;
-    const answers = single ? undefined : results.map((r) => (model.problem === 'regression' ? r.score : r.labels));
+    const answers = single ? undefined : results.map((r) => (model.problem === 'regression' ? r.score
+      : words ? r.words.map((w) => w.tag) : r.labels));
     const averageLayers = results.reduce((a, r) => a + r.exitLayer, 0) / results.length;
     const sample = texts.slice(0, latencyTexts);
     let best = null;

@@ -146,3 +146,35 @@ def test_a_token_run_exports_calibrates_and_answers_entities(token_run, tmp_path
         assert [(e["entity_group"], e["start"], e["end"]) for e in a.entities] == \
             [(e["entity_group"], e["start"], e["end"]) for e in b.entities]
         assert [e["score"] for e in a.entities] == pytest.approx([e["score"] for e in b.entities], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_bench_scores_a_token_bundle_by_entity_beside_a_crf(token_run, tmp_path):
+    from edgekd.bench import BenchOptions, run_bench
+    from edgekd.bench.js import missing
+    from edgekd.distill.export import export_run
+
+    run, _ = token_run
+    dev = run.parent / "dev.txt"
+    bundle = export_run(run, tmp_path / "b").path
+    systems = ["teacher-torch", "student-onnx", "student-torch-exit", "edgekd-graph", "crf", "node"]
+    payload = run_bench(BenchOptions(bundle, dev, out=tmp_path / "bench", run_dir=run, speeds=[0.0, 0.3, 0.5],
+                                     latency_texts=4, thread_study=False, js=True, competitors=True,
+                                     systems=systems), log=lambda _: None)
+    assert not payload["failed"]
+    rows = {r["name"]: r for r in payload["rows"]}
+    assert all(r["metric"] == "entity_f1" and r["accuracy"] is None for r in rows.values())
+    full = rows["student, one ONNX graph"]["metrics"]["entity_f1"]
+    assert rows["edgekd graph, speed 0"]["metrics"]["entity_f1"] == pytest.approx(full, abs=1e-6)
+    # the bench scores as calibration scores: the same words, the same entity F1
+    from edgekd.calibrate import calibrate
+
+    cal = next(p for p in calibrate(bundle, dev, max_drop=1.0, write=False).points if p.speed == 0.5)
+    assert rows["edgekd graph, speed 0.5"]["metrics"]["entity_f1"] == pytest.approx(cal.metrics["entity_f1"], abs=1e-6)
+    assert rows["CRF on word features (sklearn-crfsuite)"]["metrics"]["entity_f1"] > 0.5  # the tags follow the words
+    exit_row = next(r for name, r in rows.items() if name.startswith("student, PyTorch per-sample exit"))
+    assert exit_row["average_layers"] == pytest.approx(rows[f"edgekd graph, speed {exit_row['speed']:g}"]["average_layers"])
+    if missing("node") is None:
+        node = rows["edgekd graph in Node, speed 0"]
+        assert node["metrics"]["entity_f1"] == pytest.approx(full, abs=1e-6)
+    assert "entity F1 %" in (tmp_path / "bench" / "bench.md").read_text()
