@@ -5,12 +5,12 @@ path (a bounded queue; when it is full the sample is shed, and counted). Each ch
 disagreement when its early answer differs from full depth's (another class, another label set, a score moved
 by more than the tolerance, other entities): disagreement bounds the promised loss from above, since an answer
 that agrees with full depth was not made worse. Over a sliding window of checked texts, the exact upper
-confidence bound on the disagreement rate is compared with the promised budget (the bundle's `calibration.guarantee`, else
-`--shadow-budget`), once the window holds enough checks for the bound to mean something (the rows that could
-keep the budget at that confidence): above it, the serving speed steps down one grid step (logged, in
-`/v1/model` and the metrics); once a full window at the lowered speed stays under half the budget, it steps back
-up toward the calibrated speed (hysteresis: a promise is broken quickly and trusted again slowly).
-"""
+confidence bound on the disagreement rate is compared with the promised budget (the bundle's
+`calibration.guarantee`, else `--shadow-budget`), once the window holds enough checks for the bound to mean
+something (the rows that could keep the budget at that confidence): above it, the serving speed steps down one
+grid step (logged, in `/v1/model` and the metrics); once a full window at the lowered speed stays under half
+the budget, it steps back up toward the calibrated speed (hysteresis: a promise is broken quickly and trusted
+again slowly)."""
 
 from __future__ import annotations
 
