@@ -178,3 +178,24 @@ def test_bench_scores_a_token_bundle_by_entity_beside_a_crf(token_run, tmp_path)
         node = rows["edgekd graph in Node, speed 0"]
         assert node["metrics"]["entity_f1"] == pytest.approx(full, abs=1e-6)
     assert "entity F1 %" in (tmp_path / "bench" / "bench.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_token_exit_study_runs_the_sentence_rule_as_the_runtime_does(token_run):
+    from benchmarks.token_exits import study
+    from edgekd.calibrate import calibrate
+    from edgekd.distill.export import export_run
+
+    run, _ = token_run
+    dev = run.parent / "dev.txt"
+    result = study(run, dev, speeds=[0.0, 0.3, 0.6])
+    rows = {(r["speed"], r["rule"]): r for r in result["rows"]}
+    assert rows[(0.0, "token")] == {**rows[(0.0, "sentence")], "rule": "token"}  # speed 0: every token, every layer
+    assert rows[(0.0, "sentence")]["token_layers_per_token"] == pytest.approx(2.0)
+    bundle = export_run(run, run.parent / "study-bundle").path
+    points = {p.speed: p for p in calibrate(bundle, dev, max_drop=1.0, write=False).points}
+    for speed in (0.0, 0.3, 0.6):  # the torch simulation of the sentence rule is the bundle's rule
+        assert rows[(speed, "sentence")]["average_layers"] == pytest.approx(points[speed].average_layers)
+        assert rows[(speed, "sentence")]["entity_f1"] == pytest.approx(points[speed].metrics["entity_f1"], abs=1e-6)
+        assert 1.0 <= rows[(speed, "token")]["token_layers_per_token"] <= 2.0
+    assert "token_rule_saves" in result["within_1_point"]
