@@ -24,6 +24,7 @@ from torch import nn
 
 from exporters.compile import compile_early_exit, compile_single
 from exporters.optimize import choose_part_graphs
+from exporters.quantize import FUSED
 from exporters.parts import DEFAULT_OPSET, PartSpec, example_inputs, export_specs, student_part_specs
 from exporters.validate import Check, ExportValidationError, graph_cases, validate_compiled, validate_student_parts
 from runtime import files
@@ -216,8 +217,10 @@ def record_forms(manifest: Manifest) -> None:
     """Each part's form: fused where the optimization kept onnxruntime's fused graph, else portable (the
     compiled graph's is set where it is composed)."""
     chosen = (manifest.optimization or {}).get("parts", {})
+    fused_int8 = (manifest.quantization or {}).get("chosen") == FUSED  # layers fused, then made int8
     for part in manifest.parts:
-        part.form = "fused" if chosen.get(part.name, {}).get("chosen") == "fused" else "portable"
+        fused = chosen.get(part.name, {}).get("chosen") == "fused" or (fused_int8 and part.kind == "layer")
+        part.form = "fused" if fused else "portable"
 
 
 def stamp_parts(folder: Path, manifest: Manifest, max_position: int = 0) -> None:

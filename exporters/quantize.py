@@ -26,7 +26,10 @@ from runtime.files import atomic_write
 
 PRECISIONS = ("fp32", "int8", "fp16")
 INT8_METHODS = ("dynamic", "dynamic-per-channel", "static", "static-per-channel")
-INT8_CHOICES = ("auto", *INT8_METHODS)
+# the layer graph fused by onnxruntime's transformer optimizer first (Attention, SkipLayerNormalization, BiasGelu),
+# then dynamic int8 over every op it quantizes (Attention -> QAttention, MatMul -> MatMulInteger): the Optimum way
+FUSED = "fused-dynamic"
+INT8_CHOICES = ("auto", *INT8_METHODS, FUSED)
 MIN_AGREEMENT = 0.99  # auto keeps only methods whose labels agree with fp32 on at least this share of texts
 CALIBRATION_TEXTS = 256  # texts whose activations set the static scales
 
@@ -55,19 +58,27 @@ class _Feeds:
 
 
 def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str = "dynamic",
-                  feeds: list[dict[str, np.ndarray]] | None = None) -> Path:
+                  feeds: list[dict[str, np.ndarray]] | None = None, num_heads: int = 0, hidden: int = 0) -> Path:
     """int8 weights for MatMul/Gemm and the embedding table (Gather: int8 rows, dequantized after the
     lookup; 4x smaller). `method`: dynamic (activations quantized at run time) or static (QDQ, activation
-    scales from `feeds`, the graph's inputs on calibration texts), each per tensor or "-per-channel"."""
+    scales from `feeds`, the graph's inputs on calibration texts), each per tensor or "-per-channel"; FUSED:
+    the layer graph fused first (`num_heads`, `hidden`), then dynamic over every op onnxruntime quantizes."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quant_pre_process,
                                           quantize_dynamic, quantize_static)
 
-    if method not in INT8_METHODS:
+    if method not in (*INT8_METHODS, FUSED):
         raise ValueError(f"unknown int8 method {method!r}; use one of {', '.join(INT8_CHOICES)}")
     dst = Path(dst)
     per_channel = method.endswith("per-channel")
     with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
         prepared = Path(tmp) / "prepared.onnx"
+        if method == FUSED:
+            from exporters.optimize import fuse
+
+            fuse(Path(src), prepared, num_heads, hidden)
+            quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            return dst
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
         if method.startswith("static"):
             if not feeds:
@@ -111,11 +122,12 @@ def _chain(paths: list[Path], encoder, texts: list[str], batch: int = 32, keep_i
 
 
 def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str] | None = None,
-                max_texts: int = 2000, repeats: int = 60, log=print) -> dict:
+                max_texts: int = 2000, repeats: int = 60, log=print, num_heads: int = 0) -> dict:
     """Rewrite the bundle's layer graphs in `folder` to int8 by `method` (INT8_CHOICES) and return the record
     for manifest.quantization. For a transformer student each candidate's layer graphs are built, chained
     over `texts` beside the fp32 graphs (labels of every exit compared) and timed at batch 1 and 32 here;
-    "auto" keeps the fastest with >= MIN_AGREEMENT agreement at every exit (or the best-agreeing one)."""
+    "auto" keeps the fastest with >= MIN_AGREEMENT agreement at every exit (or the best-agreeing one), the
+    fused form among them where the student's `num_heads` is given."""
     from exporters.measure import TIMING_SHAPES, cpu_session, layer_feeds, median_ms
     from runtime.choose import fastest
     from runtime.tokenize import TextEncoder
@@ -137,7 +149,9 @@ def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str
     encoder = TextEncoder.from_file(folder / manifest.tokenizer, manifest.max_length)
     embed, *layers = files
     calibration = texts[:: max(1, len(texts) // CALIBRATION_TEXTS)][:CALIBRATION_TEXTS]
-    candidates = list(INT8_METHODS) if method == "auto" else [method]
+    candidates = list(INT8_METHODS) + ([FUSED] if num_heads else []) if method == "auto" else [method]
+    if FUSED in candidates and not num_heads:
+        raise ValueError(f"int8 method {FUSED!r} needs the student's number of attention heads")
     hidden = manifest.hidden_size
     shapes = {f"{b}x{t}": layer_feeds(b, t, hidden, seed=b) for b, t in TIMING_SHAPES}
     with tempfile.TemporaryDirectory(dir=folder.parent) as tmp_name:
@@ -152,7 +166,8 @@ def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str
         for candidate in candidates:
             (tmp / candidate).mkdir()
             for k, name in enumerate(layers):
-                quantize_int8(folder / name, tmp / candidate / name, candidate, feeds[k] if feeds else None)
+                quantize_int8(folder / name, tmp / candidate / name, candidate,
+                              feeds[k] if feeds and candidate.startswith("static") else None, num_heads, hidden)
             got, _ = _chain([tmp / embed] + [tmp / candidate / f for f in layers], encoder, texts)
             same = manifest.rule().agree(got, reference)  # (L, N): the same class / label set / value
             results[candidate] = {"agreement": [round(float(a), 5) for a in same.mean(axis=1)]}

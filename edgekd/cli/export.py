@@ -22,10 +22,11 @@ def export(
         help="Default speed stored in the manifest (instead of calibrating one).")] = None,
     quantize: Annotated[str, typer.Option(help="fp32 | int8 (CPU) | fp16 (GPU).")] = "fp32",
     int8: Annotated[str, typer.Option(
-        help="With --quantize int8: auto | dynamic | dynamic-per-channel | static | static-per-channel. auto "
-             "builds each on --data (static ones calibrated on its texts), compares every exit's labels with "
-             "fp32 and times them here, and keeps the fastest that agrees on >= 99% (dynamic when there is no "
-             "--data); the record goes into the manifest.")] = "auto",
+        help="With --quantize int8: auto | dynamic | dynamic-per-channel | static | static-per-channel | "
+             "fused-dynamic (each layer fused by onnxruntime's transformer optimizer, then dynamic int8: "
+             "QAttention, MatMulInteger). auto builds each on --data (static ones calibrated on its texts), "
+             "compares every exit's labels with fp32 and times them here, and keeps the fastest that agrees on "
+             ">= 99% (dynamic when there is no --data); the record goes into the manifest.")] = "auto",
     data: Annotated[Optional[Path], typer.Option(
         help="Held-out labelled file: the default speed is calibrated on it, and a quantized bundle's "
              "agreement with fp32 measured [default: the run's dev set, which is optimistic since it also "

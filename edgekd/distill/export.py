@@ -135,7 +135,8 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
         """The graphs in the export's precision, and what the manifest records of it."""
         if precision == "int8":
             texts = read_unlabelled(data).texts if data is not None else None
-            manifest.quantization = choose_int8(folder, manifest, int8, texts, log=log)
+            manifest.quantization = choose_int8(folder, manifest, int8, texts, log=log,
+                                                num_heads=getattr(student.config, "num_heads", 0))
         else:
             apply_precision(folder, [s.file for s in manifest.parts], precision)
         manifest.precision = precision

@@ -165,3 +165,43 @@ def test_auto_int8_without_texts_is_dynamic(finished_run, tmp_path):
     result = export_run(finished_run, tmp_path / "a", precision="int8", int8="auto", log=lambda _: None)
     assert result.manifest.quantization["chosen"] == "dynamic"
     assert "no --data" in result.manifest.quantization["why"]
+
+
+@pytest.mark.slow  # fuses, quantizes, compiles and validates a bundle
+def test_fused_int8_layers_run_qattention_in_model_onnx_and_agree_with_fp32(tokenizer_file, tmp_path):
+    """Issue 40: int8 from the fused layer graphs (the Optimum way: fuse, then dynamic int8 over every op
+    onnxruntime quantizes) as an export candidate: QAttention in the layers and in model.onnx, the layers'
+    form recorded as fused, the compiled graph checked against the staged one as int8 is."""
+    from exporters.quantize import FUSED, choose_int8
+
+    texts = _words_texts(60)
+    records = {}
+
+    def rewrite(folder, manifest):
+        records["q"] = manifest.quantization = choose_int8(folder, manifest, FUSED, texts, repeats=3,
+                                                           log=lambda _: None, num_heads=2)
+        manifest.precision = "int8"
+        return manifest
+
+    student = make_student(hidden=64, layers=3, sharpen=5.0)
+    path = export_student(student, tokenizer_file, ["n", "p"], tmp_path / "b", max_length=40, rewrite=rewrite).path
+    assert records["q"]["chosen"] == FUSED and min(records["q"]["candidates"][FUSED]["agreement"]) > 0.9
+    model = runtime.load(path, engine="graph")
+    assert [p.form for p in model.manifest.layer_parts] == ["fused"] * 3 and model.manifest.graph.form == "fused"
+
+    def ops(graph) -> set[str]:
+        out = set()
+        for node in graph.node:
+            out.add(node.op_type)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    out |= ops(attr.g)
+        return out
+
+    assert "QAttention" in ops(onnx.load(str(path / "layer_02.onnx")).graph)
+    assert "QAttention" in ops(onnx.load(str(path / "model.onnx")).graph)
+    fp32 = runtime.load(export_student(student, tokenizer_file, ["n", "p"], tmp_path / "f", max_length=40).path)
+    same = [a.label == b.label for a, b in zip(model.classify(texts, speed=0.0), fp32.classify(texts, speed=0.0))]
+    assert np.mean(same) >= 0.9
+    with pytest.raises(ValueError, match="number of attention heads"):
+        choose_int8(path, model.manifest, FUSED, texts, log=lambda _: None)
