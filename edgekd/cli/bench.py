@@ -13,7 +13,7 @@ from edgekd.cli.app import LabelColumn, TextColumn, TextPairColumn, app, columns
 def bench_systems_help() -> str:
     # the names, without importing the bench (it imports onnxruntime): kept equal to registry.GROUPS by a test
     return ("teacher-torch, teacher-onnx, teacher-optimum, student-onnx, student-torch-exit, edgekd-staged, "
-            "edgekd-graph, edgekd-threads, fasttext, tfidf-lr, model2vec, node, browser")
+            "edgekd-graph, edgekd-threads, fasttext, tfidf-lr, model2vec, crf, node, browser")
 
 
 @app.command()
@@ -37,7 +37,8 @@ def bench(
         help="Add the compiled graph in Node and in Chromium (needs node, js/node_modules, chromium).")] = True,
     competitors: Annotated[bool, typer.Option(
         help="Add what a user would deploy instead: the teacher fused + int8 (the Optimum way), fastText, TF-"
-             "IDF + LR, model2vec; and the accuracy/latency frontier plot.")] = False,
+             "IDF + LR, model2vec (for token classification: a CRF on word features); and the accuracy/latency "
+             "frontier plot.")] = False,
     train: Annotated[Optional[Path], typer.Option(help="Training file for --competitors (default: the run's).")] = None,
     profile: Annotated[bool, typer.Option(
         help="Write onnxruntime's per-node profile of one batch through model.onnx (<stem>_profile.json) and "
