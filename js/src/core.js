@@ -228,7 +228,7 @@ function checkThreshold(threshold, problem) {
   return threshold;
 }
 
-function softmax(row) {
+export function softmax(row) {
   const max = Math.max(...row);
   const exps = row.map((x) => Math.exp(x - max));
   const sum = exps.reduce((a, b) => a + b, 0);

@@ -5,7 +5,7 @@
 // character a word of its own), each word is tokenized alone, and the pieces are checked to be the ids the
 // tokenizer gives the whole text: where they differ this runtime refuses rather than misplace a tag.
 
-import { BundleError } from './core.js';
+import { BundleError, softmax } from './core.js';
 
 const PUNCTUATION = /[\p{P}!-/:-@[-`{-~]/u; // Unicode punctuation and every ASCII punctuation mark or symbol
 const CONTROL = /[\p{Cc}\p{Cf}]/u;
@@ -93,13 +93,6 @@ export function repair(tags) {
     }
     return `I-${kind}`;
   });
-}
-
-function softmax(row) {
-  const max = Math.max(...row);
-  const exps = row.map((x) => Math.exp(x - max));
-  const sum = exps.reduce((a, b) => a + b, 0);
-  return exps.map((e) => e / sum);
 }
 
 /**
