@@ -67,10 +67,12 @@ def calibration_lines(points, metric: str = "accuracy", chosen: float | None = N
         v = p.accuracy if name == "accuracy" else p.f1 if name == "f1" else (p.metrics or {}).get(name)
         return "-" if v is None else f"{100 * v:.2f}"
 
-    lines = ["   speed" + "".join(f"{n.replace('_', '-'):>10}" for n in names) + "  avg layers  latency ms"]
+    widths = [max(10, len(n) + 2) for n in names]  # entity-precision is wider than a number
+    lines = ["   speed" + "".join(f"{n.replace('_', '-'):>{w}}" for n, w in zip(names, widths)) +
+             "  avg layers  latency ms"]
     for p in shown_points(points, chosen):
         latency = f"{p.latency_ms:10.3f}" if p.latency_ms is not None else "         -"
-        lines.append(f"  {p.speed:6g}" + "".join(f"{value(p, n):>10}" for n in names) +
+        lines.append(f"  {p.speed:6g}" + "".join(f"{value(p, n):>{w}}" for n, w in zip(names, widths)) +
                      f"  {p.average_layers:10.2f}  {latency}" + ("  <- chosen" if p.speed == chosen else ""))
     return lines
 
