@@ -126,7 +126,7 @@ def make_bundles(work: Path) -> dict[str, Path]:
     return out
 
 
-HF_FOLDERS = ("fp32", "int8", "pair", "multi")  # packed for transformers.js / Optimum as hf-<name>
+HF_FOLDERS = ("fp32", "int8", "pair", "multi", "tokens")  # packed for transformers.js / Optimum as hf-<name>
 HF_TEXTS = 300
 
 

@@ -74,6 +74,29 @@ test('a multi-label hf folder: the pipeline\'s sigmoids at the thresholds give e
   await classify.dispose();
 });
 
+test('a token-classification hf folder: pipeline("token-classification") tags every word as edgekd does', async () => {
+  const name = 'hf-tokens';
+  const tag = await pipeline('token-classification', name, { local_files_only: true });
+  const model = await load(new URL(`${name}/`, here));
+  let same = 0;
+  let tagged = 0;
+  for (const text of texts) {
+    // theirs: every word's first sub-token not tagged O (special tokens and later pieces left out; [UNK] is a
+    // word), with its raw argmax tag; ours: each word's tag (edgekd writes an I- that opens an entity as B-, so
+    // the type and the score are compared)
+    const theirs = (await tag(text)).filter((t) => !t.word.startsWith('##') && !/^\[(CLS|SEP|PAD|MASK)\]$/.test(t.word));
+    const [ours] = await model.classify([text], { words: true });
+    const mine = ours.words.filter((w) => w.tag !== 'O');
+    tagged += mine.length;
+    same += theirs.length === mine.length && theirs.every((t, i) => t.entity.slice(2) === mine[i].tag.slice(2) &&
+      Math.abs(t.score - mine[i].score) < 1e-4);
+  }
+  assert.ok(tagged > 50, `${tagged} words tagged in ${texts.length} texts`);
+  agreement(name, same, texts.length);
+  await tag.dispose();
+  await model.release();
+});
+
 // transformers.js 4 truncates by cutting the encoded ids at max_length, closing [SEP] included, where edgekd and
 // the tokenizers library (transformers in Python) drop words longest-first and keep it: the pairs compared here
 // are those that fit in max_length tokens (the card says so); the rest is checked to differ only by that cut
