@@ -2,8 +2,8 @@
 `edgekd serve` over HTTP, Node (onnxruntime-node) and Chromium (onnxruntime-web, wasm), on the same items
 at the bundle's default speed; every runtime is compared with Python's graph engine.
 
-For fp32 bundles the answers (class; label set; value within 1e-4) and exit layers must be identical on
-every row, probabilities within 1e-4. Prints one line per runtime; exits 1 when one differs; --out writes
+For fp32 bundles the answers (class; label set; value within 1e-4; entities: type and span) and exit layers must
+be identical on every row, probabilities (entity scores) within 1e-4. Prints one line per runtime; exits 1 when one differs; --out writes
 the report as JSON.
 
     python scripts/answers_everywhere.py bundles/goemotions --data ../shared/data/goemotions/dev.tsv --limit 300
@@ -50,7 +50,13 @@ def onnxruntime_answers(bundle: Path, items: list, speed: float) -> list[dict]:
         ids, mask, types = model.encode([item])
         feeds = [ids, mask, np.array(speed, dtype=np.float32)] + ([types] if model.manifest.text_pair else [])
         logits, layer, unc = session.run(None, dict(zip(names, feeds)))
-        out.append(model.answer(logits[0], int(layer[0]), float(unc[0])).to_dict())
+        if model.problem == "token-classification":  # the entities from the tag logits, as classify reads them
+            from runtime.entities import tag_answers
+
+            answer = tag_answers(model.encoder, [item], logits, model.labels)[0]
+            out.append({**answer, "exit_layer": int(layer[0]), "uncertainty": float(unc[0])})
+        else:
+            out.append(model.answer(logits[0], int(layer[0]), float(unc[0])).to_dict())
     return out
 
 
@@ -104,7 +110,14 @@ def same(a: dict, b: dict) -> tuple[bool, float]:
     diff = abs(a.get("score", 0.0) - b.get("score", 0.0))
     for k, p in (a.get("probs") or {}).items():
         diff = max(diff, abs(p - (b.get("probs") or {}).get(k, float("inf"))))
-    answer = a.get("label") == b.get("label") and a.get("labels") == b.get("labels") and diff <= TOLERANCE
+    for x, y in zip(a.get("entities") or [], b.get("entities") or []):  # token classification: entity scores
+        diff = max(diff, abs(x["score"] - y["score"]))
+
+    def spans(r: dict) -> list:
+        return [(e["entity_group"], e["start"], e["end"]) for e in r.get("entities") or []]
+
+    answer = a.get("label") == b.get("label") and a.get("labels") == b.get("labels") and spans(a) == spans(b) and \
+        diff <= TOLERANCE
     return answer and a["exit_layer"] == b["exit_layer"], diff
 
 
