@@ -15,7 +15,7 @@ import onnxruntime as ort
 
 from runtime.errors import BundleError
 from runtime.exits import rule_mask
-from runtime.manifest import GRAPH_INPUTS, part_inputs
+from runtime.manifest import part_inputs
 from runtime.model import EdgeModel
 
 
@@ -55,9 +55,9 @@ def profile_graph(model: EdgeModel, texts: list[str], target: Path, speed: float
     options.profile_file_prefix = str(target.with_suffix(""))
     session = ort.InferenceSession(str(Path(model.path) / model.manifest.graph.file), options,
                                    providers=["CPUExecutionProvider"])
-    ids, mask = model.encoder(texts)
     speed = model.manifest.default_speed if speed is None else speed
-    session.run(None, dict(zip(GRAPH_INPUTS, (ids, mask, np.array(speed, np.float32)))))
+    names = part_inputs("compiled", model.manifest.text_pair)  # a pair bundle's graph takes token_type_ids too
+    session.run(None, model.batch(*model.encode(model.items(texts))).feeds(names, speed))
     os.replace(session.end_profiling(), target)
     per_op: dict[str, float] = collections.defaultdict(float)
     for op, ms in kernel_events(json.loads(target.read_text())):
