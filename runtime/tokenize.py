@@ -7,6 +7,7 @@ to max_length as transformers does, with the template's segment ids (`token_type
 from __future__ import annotations
 
 import os
+from functools import cached_property
 
 import numpy as np
 from tokenizers import Tokenizer
@@ -49,16 +50,16 @@ class TextEncoder:
                 return token_id
         return 0
 
-    @property
-    def special_ids(self) -> list[int]:
+    @cached_property
+    def special_ids(self) -> tuple[int, ...]:
         """The ids of the tokenizer's special tokens: those it declares special, those its templates add
         ([CLS], [SEP], <s>, ...: found by encoding a probe text and pair) and the padding id; not the unknown
-        token, which stands for a word. No word, no tag."""
+        token, which stands for a word. No word, no tag. Found once per encoder (the rule reads them per batch)."""
         ids = {i for i, token in self.tokenizer.get_added_tokens_decoder().items() if token.special}
         for probe in (self.tokenizer.encode("a"), self.tokenizer.encode("a", "b")):
             ids |= {i for i, special in zip(probe.ids, probe.special_tokens_mask) if special}
         unknown = getattr(self.tokenizer.model, "unk_token", None)  # [UNK] stands for a word: it is one
-        return sorted((ids | {self.pad_id}) - {self.tokenizer.token_to_id(unknown) if unknown else None})
+        return tuple(sorted((ids | {self.pad_id}) - {self.tokenizer.token_to_id(unknown) if unknown else None}))
 
     @property
     def vocab_size(self) -> int:

@@ -90,8 +90,8 @@ class TokenizedData:
         targets = None if self.targets is None else self.targets[index].to(device)
         ids, mask, *types = (torch.from_numpy(a).to(device) for a in padded)
         if self.per_token:
-            labels = None if labels is None else _fit(labels, ids.shape[1], IGNORE)
-            targets = None if targets is None else _fit(targets, ids.shape[1], 0.0)
+            labels = None if labels is None else fit_width(labels, ids.shape[1], IGNORE)
+            targets = None if targets is None else fit_width(targets, ids.shape[1], 0.0)
         return Batch(ids, mask, labels, index, targets, types[0] if types else None)
 
     def step_rows(self, step: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -110,7 +110,7 @@ class TokenizedData:
             yield self.batch(torch.arange(start, min(start + batch_size, len(self))), device)
 
 
-def _fit(rows: torch.Tensor, width: int, fill) -> torch.Tensor:
+def fit_width(rows: torch.Tensor, width: int, fill) -> torch.Tensor:
     """Per-token rows (B,T,...) cut or padded with `fill` to `width` tokens."""
     if rows.shape[1] >= width:
         return rows[:, :width]

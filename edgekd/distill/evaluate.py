@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from edgekd.distill.batches import TokenizedData
+from edgekd.distill.batches import TokenizedData, fit_width
 from edgekd.metrics import main_metric, task_scores
 from runtime.exits import TOKENS
 
@@ -71,16 +71,14 @@ def all_exit_logits(model, data: TokenizedData, device, batch_size: int = 64) ->
     for batch in data.batches(batch_size, device):
         out = model(batch.input_ids, batch.mask, **segments(batch))
         logits = out.exit_logits if hasattr(out, "exit_logits") else [out.logits]
-        chunks.append(torch.stack([_padded(x.float().cpu(), data.width, 1) for x in logits]))
+        chunks.append(torch.stack([_padded(x.float().cpu(), data.width) for x in logits]))
     return torch.cat(chunks, 1)
 
 
-def _padded(logits: torch.Tensor, width: int, axis: int) -> torch.Tensor:
-    """Per-token outputs (B,T,C) padded with zeros along the token axis to `width` (the set's longest row), so
-    batches of different widths stack; (B,C) outputs as they are."""
-    if logits.dim() < 3 or logits.shape[axis] == width:
-        return logits
-    return torch.nn.functional.pad(logits, (0, 0, 0, width - logits.shape[axis]))
+def _padded(logits: torch.Tensor, width: int) -> torch.Tensor:
+    """Per-token outputs (B,T,C) padded with zeros to `width` tokens (the set's longest row), so batches of
+    different widths stack; (B,C) outputs as they are."""
+    return logits if logits.dim() < 3 else fit_width(logits, width, 0.0)
 
 
 PROGRESS_FROM_ROWS = 2000  # a progress bar for logits over at least this many rows (minutes on 2 cores)
@@ -96,7 +94,7 @@ def classifier_logits(forward, data: TokenizedData, device, batch_size: int = 64
     out = []
     with tqdm(total=len(data), desc=desc, unit="row", disable=len(data) < PROGRESS_FROM_ROWS, leave=False) as bar:
         for b in data.batches(batch_size, device):
-            out.append(_padded(forward(b.input_ids, b.mask, b.token_type_ids).float().cpu(), data.width, 1))
+            out.append(_padded(forward(b.input_ids, b.mask, b.token_type_ids).float().cpu(), data.width))
             bar.update(len(b.input_ids))
     return torch.cat(out)
 
