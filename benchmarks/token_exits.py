@@ -29,7 +29,7 @@ from edgekd.distill.evaluate import normalized_entropy
 from edgekd.distill.students import load_student
 from edgekd.metrics import entity_f1, word_tags
 from edgekd.run_folder import RunFolder
-from edgekd.tokens import TokenDataset, token_labels
+from edgekd.tokens import TokenDataset, tag_matrix, token_labels
 from runtime.exits import TOKENS, rule_mask
 from runtime.tokenize import TextEncoder
 
@@ -95,9 +95,7 @@ def study(run: str | Path, data: str | Path, speeds: list[float] = SPEEDS, limit
         chunk = list(range(start, min(start + batch_size, len(texts))))
         ids, mask = (torch.from_numpy(a) for a in encoder.pad([ids_all[i] for i in chunk]))
         tokens = torch.from_numpy(rule_mask(ids.numpy(), mask.numpy(), encoder.special_ids))
-        gold = np.full(ids.shape, -100, dtype=np.int64)
-        for row, i in enumerate(chunk):
-            gold[row, : len(gold_rows[i])] = gold_rows[i]
+        gold = tag_matrix([gold_rows[i] for i in chunk], ids.shape[1])
         sentence, token = traces(student, ids, mask, tokens, speeds)
         real = tokens.sum(1)
         for speed in speeds:

@@ -87,13 +87,11 @@ def trace_file(model: runtime.EdgeModel, dataset) -> tuple[np.ndarray, np.ndarra
             exit_logits[:, chunk] = traced
     if not width:
         return exit_logits, gold_array(dataset.labels, model.problem, len(model.labels)), None
-    from edgekd.tokens import IGNORE, TokenDataset, token_labels
+    from edgekd.tokens import TokenDataset, tag_matrix, token_labels
 
     words = TokenDataset([text.split(" ") for text in dataset.texts], dataset.labels)
     _, tags = token_labels(model.encoder, words, model.labels)
-    gold = np.full((len(ids), width[0]), IGNORE, dtype=np.int64)
-    for i, row in enumerate(tags):
-        gold[i, : len(row)] = row
+    gold = tag_matrix(tags, width[0])
     padded, mask = model.encoder.pad(ids)
     return exit_logits, gold, (rule_mask(padded, mask, model.encoder.special_ids), gold >= 0, model.labels)
 

@@ -181,6 +181,16 @@ def token_labels(encoder, data: TokenDataset, labels: list[str]) -> tuple[list[s
     return texts, out
 
 
+def tag_matrix(rows: list[list[int]], width: int):
+    """Token tag ids (token_labels' second answer) in one (N, width) int64 array, IGNORE beyond each row."""
+    import numpy as np
+
+    gold = np.full((len(rows), width), IGNORE, dtype=np.int64)
+    for i, row in enumerate(rows):
+        gold[i, : len(row)] = row[:width]
+    return gold
+
+
 def word_gold(encoder, texts: list[str], tags: list[list[str]], labels: list[str]) -> list[list[str]]:
     """Each sentence's gold tags on the words the runtime reads (`token_labels`' tags in word order): what a
     system's word tags are scored against. `texts` are the sentences as TextDataset holds them (words joined by
