@@ -46,7 +46,8 @@ def run_row(entry: dict, reference: dict[str, float]) -> dict:
     teacher = reference.get(entry["task"])
     wall = sum(m.get("seconds", 0.0) for m in metrics.values()) + entry.get("teacher_s", 0.0)
     return {"task": entry["task"], "split": entry.get("split", "dev"), "recipe": entry["recipe"],
-            "metric": None if not task_file.is_file() else "pearson_x100" if metric == "pearson" else metric, "teacher": teacher, "student": student,
+            "metric": None if not task_file.is_file() else "pearson_x100" if metric == "pearson" else metric,
+            "teacher": teacher, "student": student,
             "gap": None if student is None or teacher is None else round(teacher - student, 2),
             "student_int8_b1_ms": None, "wall_s": round(wall, 1), "chosen": bool(entry.get("chosen", False)),
             "status": ("not started" if not run.is_dir() else "finished" if wanted and set(wanted) <= set(done)

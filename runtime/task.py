@@ -21,7 +21,8 @@ from runtime.records import decode
 # binary single-label tasks add the positive class's F1 beside accuracy where they are reported
 METRICS: dict[str, tuple[str, ...]] = {"single-label": ("accuracy",), "multi-label": ("micro_f1", "macro_f1"),
                                        "regression": ("pearson", "spearman"),
-                                       TOKENS: ("entity_f1", "entity_precision", "entity_recall")}
+                                       TOKENS: ("entity_f1", "entity_precision", "entity_recall",
+                                                "entity_f1_strict")}
 
 # What u is for each problem type's exit rule, as the record says it (runtime/exits.py computes it)
 _U = {

@@ -29,7 +29,7 @@ def student_dev(ctx: RunContext, student: EarlyExitStudent) -> dict:
 def dev_scores(ctx: RunContext, logits: torch.Tensor) -> dict:
     """Every metric of the problem type on dev, as dev_<metric>: dev_accuracy (and dev_f1, the positive
     class's F1 on a binary task, as GLUE reports for QQP and MRPC); dev_micro_f1, dev_macro_f1;
-    dev_pearson, dev_spearman; dev_entity_f1, dev_entity_precision, dev_entity_recall."""
+    dev_pearson, dev_spearman; dev_entity_f1, dev_entity_precision, dev_entity_recall, dev_entity_f1_strict."""
     return {f"dev_{k}": v for k, v in scores(logits, ctx.dev.labels, ctx.problem, ctx.labels).items()}
 
 

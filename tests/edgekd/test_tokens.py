@@ -88,10 +88,15 @@ def test_entities_are_scored_when_type_and_both_ends_match():
     from edgekd.metrics import entity_f1, task_scores
 
     gold = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG"]]
-    assert entity_f1(gold, gold) == {"entity_f1": 1.0, "entity_precision": 1.0, "entity_recall": 1.0}
+    assert entity_f1(gold, gold) == {"entity_f1": 1.0, "entity_precision": 1.0, "entity_recall": 1.0,
+                                     "entity_f1_strict": 1.0}
     # one end wrong (PER cut short), one type wrong (LOC as ORG), one found; an I- after O starts an entity
     got = entity_f1([["B-PER", "O", "O", "B-ORG"], ["O", "I-ORG"]], gold)
     assert got["entity_precision"] == pytest.approx(1 / 3) and got["entity_recall"] == pytest.approx(1 / 3)
+    # read strictly (seqeval's mode="strict"), the I-ORG after O is no entity: 0 of 2 found right, 3 wanted
+    assert got["entity_f1_strict"] == 0.0
+    assert entity_f1([["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG"]], [["B-PER", "I-PER", "O", "B-LOC"],
+                     ["O", "I-ORG"]])["entity_f1_strict"] == pytest.approx(2 * 2 / (3 + 2))
     # from logits, read where gold holds a tag
     import numpy as np
 
