@@ -88,11 +88,21 @@ def table(rows: list[dict]) -> str:
 
 
 def study(spec: dict, texts: list | None = None, latency_texts: int = 200) -> list[dict]:
+    """The rows of a spec. Each task's int8 bundles are timed together (one process, alternating rounds) on the
+    texts of the spec's `"texts": {task: labelled file}` (a task's own inputs: pairs for a pair task), else on
+    `texts`; latencies compare within a task only."""
     rows = [run_row(entry, spec.get("reference", {})) for entry in spec["runs"]]
-    bundles = {i: Path(e["int8"]) for i, e in enumerate(spec["runs"]) if e.get("int8") and Path(e["int8"]).is_dir()}
-    if bundles and texts:
-        for i, ms in latencies(bundles, texts[:latency_texts]).items():
-            rows[i]["student_int8_b1_ms"] = ms
+    for task in dict.fromkeys(e["task"] for e in spec["runs"]):
+        bundles = {i: Path(e["int8"]) for i, e in enumerate(spec["runs"])
+                   if e["task"] == task and e.get("int8") and Path(e["int8"]).is_dir()}
+        task_texts = texts
+        if task in spec.get("texts", {}):
+            from edgekd.data import read_unlabelled
+
+            task_texts = read_unlabelled(spec["texts"][task]).texts
+        if bundles and task_texts:
+            for i, ms in latencies(bundles, task_texts[:latency_texts]).items():
+                rows[i]["student_int8_b1_ms"] = ms
     return rows
 
 
@@ -101,7 +111,8 @@ def main() -> None:
     parser.add_argument("spec")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--stem", default="distill_study")
-    parser.add_argument("--texts", default=None, help="labelled file whose texts time the int8 bundles")
+    parser.add_argument("--texts", default=None, help="labelled file whose texts time the int8 bundles of the tasks "
+                        "the spec's \"texts\" does not name")
     parser.add_argument("--latency-texts", type=int, default=200)
     args = parser.parse_args()
     spec = json.loads(Path(args.spec).read_text())
@@ -120,7 +131,7 @@ def main() -> None:
     (out / f"{args.stem}.md").write_text(
         f"# Distillation study\n\nMade by `python benchmarks/distill_study.py {spec_name}` (run from the folder that "
         "holds the run folders and bundles the spec names); scores in points on dev; the int8 bundles timed "
-        "at batch 1 in one process. The runs train with one thread each (`OMP_NUM_THREADS=1`), two at a "
+        "at batch 1 in one process, task by task (latencies compare within a task). The runs train with one thread each (`OMP_NUM_THREADS=1`), two at a "
         "time on 2 cores beside other work, so `wall s` compares within this table only.\n\n" + table(rows))
     print(table(rows))
 

@@ -27,7 +27,10 @@ def test_a_tiny_study_of_two_recipes_from_their_run_folders(finished_run, bundle
         {"task": "tiny", "recipe": "today", "run": str(finished_run), "int8": str(bundle)},
         {"task": "tiny", "recipe": "other", "run": str(running), "chosen": True},
         {"task": "tiny", "recipe": "later", "run": str(tmp_path / "none")}]}
-    rows = distill_study.study(spec, texts=["a superb film", "bad plot"], latency_texts=2)
+    texts = tmp_path / "texts.tsv"  # a task's own texts time its bundles
+    texts.write_text("sentence\tlabel\na superb film\tpositive\nbad plot\tnegative\n")
+    spec["texts"] = {"tiny": str(texts)}
+    rows = distill_study.study(spec, texts=None, latency_texts=2)
     today, other, later = rows
     want = round(100 * metrics["branches"]["dev_accuracy"], 2)
     assert (today["student"], today["teacher"], today["gap"]) == (want, 90.0, round(90.0 - want, 2))
