@@ -25,7 +25,11 @@ import onnx
 from runtime.files import atomic_write
 
 PRECISIONS = ("fp32", "int8", "fp16")
-INT8_METHODS = ("dynamic", "dynamic-per-channel", "static", "static-per-channel")
+# "dynamic-fp32-heads": dynamic int8 trunk, the exit head (nodes under /head/) left in fp32, for heads whose
+# decisions sit near a threshold (multi-label sets, many classes) where int8 logits flip them
+HEADS_FP32 = "dynamic-fp32-heads"
+INT8_METHODS = ("dynamic", "dynamic-per-channel", "static", "static-per-channel", HEADS_FP32)
+HEAD_SCOPE = "/head/"  # the exit head's node names in a layer graph (torch.onnx export scopes)
 # the layer graph fused by onnxruntime's transformer optimizer first (Attention, SkipLayerNormalization, BiasGelu),
 # then dynamic int8 over every op it quantizes (Attention -> QAttention, MatMul -> MatMulInteger): the Optimum way
 FUSED = "fused-dynamic"
@@ -61,7 +65,8 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str = 
                   feeds: list[dict[str, np.ndarray]] | None = None, num_heads: int = 0, hidden: int = 0) -> Path:
     """int8 weights for MatMul/Gemm and the embedding table (Gather: int8 rows, dequantized after the
     lookup; 4x smaller). `method`: dynamic (activations quantized at run time) or static (QDQ, activation
-    scales from `feeds`, the graph's inputs on calibration texts), each per tensor or "-per-channel"; FUSED:
+    scales from `feeds`, the graph's inputs on calibration texts), each per tensor or "-per-channel"; HEADS_FP32:
+    dynamic with the exit head's nodes kept fp32; FUSED:
     the layer graph fused first (`num_heads`, `hidden`), then dynamic over every op onnxruntime quantizes."""
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quant_pre_process,
                                           quantize_dynamic, quantize_static)
@@ -70,6 +75,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str = 
         raise ValueError(f"unknown int8 method {method!r}; use one of {', '.join(INT8_CHOICES)}")
     dst = Path(dst)
     per_channel = method.endswith("per-channel")
+    exclude: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
         prepared = Path(tmp) / "prepared.onnx"
         if method == FUSED:
@@ -80,6 +86,12 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str = 
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             return dst
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        if method == HEADS_FP32:
+            # quantize_dynamic turns a Gemm into MatMul + Add before it reads nodes_to_exclude: name both
+            exclude = [f"{n.name}{tail}" for n in onnx.load(str(prepared)).graph.node
+                       if n.name.startswith(HEAD_SCOPE) for tail in ("", "_MatMul")]
+            if not exclude:
+                raise ValueError(f"int8 method {method!r}: {src} has no exit head nodes (named {HEAD_SCOPE}...)")
         if method.startswith("static"):
             if not feeds:
                 raise ValueError(f"int8 method {method!r} needs calibration inputs (give --data)")
@@ -91,7 +103,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str = 
             # DefaultTensorType: a fused graph's com.microsoft nodes (Attention, SkipLayerNormalization) leave ONNX
             # shape inference without the types of their outputs; those are fp32
             quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
-                             op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+                             op_types_to_quantize=["MatMul", "Gemm", "Gather"], nodes_to_exclude=exclude,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dst
 

@@ -91,6 +91,10 @@ def test_every_int8_method_rewrites_the_layer_and_stays_close(fp32_bundle, tmp_p
         assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "DynamicQuantizeLinear" not in ops
     else:
         assert "DynamicQuantizeLinear" in ops
+    # the exit head's weights (head.dense, head.classifier) stay floats only where it is kept fp32
+    int8_weights = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    assert any(w.startswith("head.") for w in int8_weights) != (method == "dynamic-fp32-heads")
+    assert any(w.startswith("onnx::MatMul") for w in int8_weights)  # the trunk is int8 in every form
     weight_scales = [i for i in model.graph.initializer if i.name.endswith("scale") and "weight" in i.name.lower()
                      or (i.name.endswith("_scale") and len(i.dims) == 1)]
     widths = {int(np.prod(i.dims)) for i in weight_scales}
