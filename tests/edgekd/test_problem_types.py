@@ -390,3 +390,35 @@ def test_the_readmes_multi_label_config_resolves_over_the_quick_preset_to_the_se
     assert cfg.student.head_bias == "prior"
     assert cfg.finetune.head_lr == 10.0
     assert cfg.finetune.patience == 3  # the rest of the quick schedule is kept
+
+
+def test_the_multi_label_rule_study_scores_the_runtime_rule_and_a_threshold_aware_one():
+    import numpy as np
+
+    from benchmarks.multi_label_rules import decide as study_decide
+    from benchmarks.multi_label_rules import study, uncertainties
+    from runtime.exits import ExitRule, decide
+
+    rng = np.random.default_rng(1)
+    gold = (rng.random((300, 5)) < 0.3).astype(np.int8)
+    target = np.where(gold == 1, 3.0, -3.0)
+    logits = np.stack([target + n * rng.normal(size=target.shape) for n in (3.0, 1.5, 0.5, 0.0)])  # (L, N, C)
+    thresholds = np.array([0.5, 0.2, 0.8, 0.5, 0.35])
+    u = uncertainties(logits, thresholds)
+    rule = ExitRule("multi-label")
+    assert np.allclose(u["entropy-0.5"], rule.trace(logits))  # the runtime's rule, as the runtime computes it
+    for speed in (0.2, 0.5, 0.8):
+        want_logits, want_layers, _ = decide(logits, speed, rule)
+        got_logits, got_layers = study_decide(logits, u["entropy-0.5"], speed)
+        assert got_layers.tolist() == want_layers.tolist() and np.allclose(got_logits, want_logits)
+    # at 0.5 thresholds the two rules are one; a head exactly at its label's threshold is fully unsure
+    assert np.allclose(uncertainties(logits, 0.5)["entropy-threshold"], u["entropy-0.5"])
+    at_boundary = np.array([[[9.0, np.log(0.2 / 0.8), -9.0, 9.0, -9.0]]])  # p = 0.2 where the threshold is 0.2
+    assert uncertainties(at_boundary, thresholds)["entropy-threshold"][0, 0] == pytest.approx(1.0)
+    h = -(0.2 * np.log(0.2) + 0.8 * np.log(0.8)) / np.log(2)  # the 0.5 rule calls it fairly sure
+    assert uncertainties(at_boundary, thresholds)["entropy-0.5"][0, 0] == pytest.approx(h, abs=1e-5)
+    result = study(logits, gold, thresholds, max_drop=1.0)
+    assert set(result["ranking"]) == {"entropy-0.5", "entropy-threshold"}
+    for found in result["rules"].values():
+        assert result["full_depth_micro_f1"] - found["within_budget"]["micro_f1"] <= 1.0 + 1e-9
+        assert 1.0 <= found["within_budget"]["average_layers"] <= 4.0

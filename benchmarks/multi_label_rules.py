@@ -1,0 +1,111 @@
+"""Which exit rule for multi-label bundles: sure at 0.5, or sure at each label's own threshold (issue 41, 3).
+
+The runtime's multi-label rule (runtime/exits.py) takes the largest binary entropy over the labels,
+u = max_j H(sigmoid(z_j)) / log 2: a label is sure when its probability is far from 0.5. But a calibrated
+bundle decides label j at its own threshold t_j (manifest `thresholds`, fitted per label on dev), so a
+label at p = 0.5 with t_j = 0.2 is already decided, and one at p = 0.25 is not. This script traces every exit
+head of a multi-label bundle on labelled data once and compares, on the same outputs and the same speed grid:
+
+- entropy-0.5 (the runtime's rule): u = max_j H(sigmoid(z_j)) / log 2;
+- entropy-threshold: the same entropy with each logit moved by its threshold's logit,
+  u = max_j H(sigmoid(z_j - logit(t_j))) / log 2, so u is 1 exactly at the decision boundary.
+
+For each rule: micro-F1 (label sets at the bundle's thresholds) and average layers at every speed, and the
+fewest average layers whose micro-F1 is within `--max-drop` points of full depth (the calibration rule).
+The rule that saves the most layers within the budget is the better one.
+
+    python benchmarks/multi_label_rules.py bundles/goemotions --data ../shared/data/goemotions/dev.tsv \
+        --out benchmarks/results/goemotions_exit_rules.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+GRID = [round(0.025 * i, 3) for i in range(41)]  # 0 .. 1
+
+
+def threshold_logits(thresholds, labels: int) -> np.ndarray:
+    """logit(t_j) per label (C,), from one threshold or one per label."""
+    t = np.clip(np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (labels,)), 1e-6, 1 - 1e-6)
+    return np.log(t / (1 - t))
+
+
+def uncertainties(exit_logits: np.ndarray, thresholds) -> dict[str, np.ndarray]:
+    """u of every rule on (L, N, C) head logits -> (L, N) each, in [0, 1]."""
+    from runtime.exits import binary_entropy
+
+    shift = threshold_logits(thresholds, exit_logits.shape[-1])
+    return {"entropy-0.5": binary_entropy(exit_logits), "entropy-threshold": binary_entropy(exit_logits - shift)}
+
+
+def decide(exit_logits: np.ndarray, u: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray]:
+    """(logits of the deciding head (N, C), exit layer (N,) 1-based): the first layer with u < speed, else the
+    last."""
+    leave = u < speed
+    leave[-1] = True
+    first = leave.argmax(0)
+    return exit_logits[first, np.arange(exit_logits.shape[1])], first + 1
+
+
+def study(exit_logits: np.ndarray, gold: np.ndarray, thresholds, max_drop: float) -> dict:
+    from edgekd.metrics import label_sets, multi_label_f1
+
+    def score(logits):
+        return 100 * multi_label_f1(label_sets(logits, thresholds), gold)["micro_f1"]
+
+    full = score(exit_logits[-1])
+    rules = {}
+    for name, u in uncertainties(exit_logits, thresholds).items():
+        curve = []
+        for speed in GRID:
+            got, layers = decide(exit_logits, u, speed)
+            curve.append({"speed": speed, "micro_f1": score(got), "average_layers": float(layers.mean())})
+        ok = [p for p in curve if full - p["micro_f1"] <= max_drop + 1e-9]
+        rules[name] = {"within_budget": min(ok, key=lambda p: p["average_layers"]), "curve": curve}
+    ranking = sorted(rules, key=lambda n: rules[n]["within_budget"]["average_layers"])
+    return {"full_depth_micro_f1": full, "layers": int(exit_logits.shape[0]), "max_drop_points": max_drop,
+            "ranking": ranking, "rules": rules}
+
+
+def main() -> None:
+    import runtime
+    from edgekd.data import read_bundle_data
+    from edgekd.metrics import gold_array
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle")
+    parser.add_argument("--data", required=True, help="labelled file (e.g. GoEmotions dev.tsv)")
+    parser.add_argument("--max-drop", type=float, default=1.0, help="micro-F1 points allowed below full depth")
+    parser.add_argument("--out", help="write the result as JSON here")
+    args = parser.parse_args()
+    model = runtime.load(args.bundle, engine="staged")
+    if model.problem != "multi-label":
+        raise SystemExit(f"{args.bundle} is a {model.problem} bundle; this study is for multi-label")
+    data = read_bundle_data(model, args.data)
+    items = model.items(data.texts)
+    exit_logits = np.concatenate([model.trace_ids(*model.encode(items[i:i + 64])) for i in range(0, len(items), 64)],
+                                 axis=1)  # (L, N, C)
+    gold = gold_array(data.labels, "multi-label", len(model.labels))
+    result = {"bundle": str(args.bundle), "data": str(args.data), "texts": len(items),
+              "thresholds": np.asarray(model.thresholds, dtype=float).tolist(),
+              **study(exit_logits, gold, model.thresholds, args.max_drop)}
+    for name in result["ranking"]:
+        best = result["rules"][name]["within_budget"]
+        print(f"{name:17s}: {best['average_layers']:.2f} of {result['layers']} layers at speed {best['speed']:g} "
+              f"(micro-F1 {best['micro_f1']:.2f}; full depth {result['full_depth_micro_f1']:.2f})")
+    if args.out:
+        from runtime.files import atomic_write_text
+
+        atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
