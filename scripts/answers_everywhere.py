@@ -3,8 +3,8 @@
 at the bundle's default speed; every runtime is compared with Python's graph engine.
 
 For fp32 bundles the answers (class; label set; value within 1e-4; entities: type and span) and exit layers must
-be identical on every row, probabilities (entity scores) within 1e-4. Prints one line per runtime; exits 1 when one differs; --out writes
-the report as JSON.
+be identical on every row, probabilities (entity scores) within 1e-4. Prints one line per runtime; exits 1 when
+one differs; --out writes the report as JSON.
 
     python scripts/answers_everywhere.py bundles/goemotions --data ../shared/data/goemotions/dev.tsv --limit 300
 """
