@@ -60,20 +60,24 @@ def traces(student, ids: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor,
 @torch.no_grad()
 def token_rule(student, ids: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor, speed: float):
     """Each token leaves at its first sure layer: its tag from that head, its state frozen from then on (the
-    tokens still running attend to it). Returns (logits (B, T, C), the layer each token left at (B, T))."""
+    tokens still running attend to it). Special tokens are not read and hold no sentence back, but run while any
+    read token of their sentence runs (at speed 0 this is the full-depth pass). Returns (logits (B, T, C), the
+    layer each read token left at (B, T))."""
     hidden = student.embeddings(ids)
     layers = len(student.layers)
-    done = ~tokens.bool()  # special and padding tokens are not read: they never hold a sentence back
+    read = tokens.bool()
+    done = torch.zeros_like(read)  # read tokens that left
     out = None
     left = torch.full(ids.shape, layers, dtype=torch.long)
     for index, (layer, head) in enumerate(zip(student.layers, student.heads), start=1):
+        frozen = (done & read) | (done | ~read).all(-1, keepdim=True)  # a token that left, or a finished sentence
         updated, _ = layer(hidden, mask)
-        hidden = torch.where(done[..., None], hidden, updated)  # a token that left keeps its state
+        hidden = torch.where(frozen[..., None], hidden, updated)  # a token that left keeps its state
         logits = head(hidden, mask)
-        out = logits if out is None else torch.where(done[..., None], out, logits)
+        out = logits if out is None else torch.where(frozen[..., None], out, logits)
         sure = normalized_entropy(logits) < speed if index < layers else torch.ones_like(done)
-        newly = sure & ~done
-        left[newly & tokens.bool()] = index
+        newly = sure & ~done & read
+        left[newly] = index
         done = done | newly
     return out, left
 
@@ -154,8 +158,10 @@ def main() -> None:
     result = study(args.run, args.data, [float(s) for s in args.speeds.split(",")], args.limit)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     cheap = result["within_1_point"]
-    print(f"within a point of full depth: the token rule does {100 * cheap['token_rule_saves']:.1f}% fewer "
-          f"token-layers than the sentence rule (speeds {cheap['token']['speed']:g} and {cheap['sentence']['speed']:g})")
+    saves = cheap["token_rule_saves"]
+    print(f"within a point of full depth: the token rule does {100 * abs(saves):.1f}% "
+          f"{'fewer' if saves >= 0 else 'more'} token-layers than the sentence rule (speeds "
+          f"{cheap['token']['speed']:g} and {cheap['sentence']['speed']:g})")
     for row in result["rows"]:
         print(f"{row['rule']:>8} speed {row['speed']:<5g} entity F1 {100 * row['entity_f1']:.2f}  layers "
               f"{row['average_layers']:.2f}  token-layers per token {row['token_layers_per_token']:.2f} "

@@ -91,9 +91,25 @@ def entities(text: str, spans: list[tuple[int, int]], tags: list[str], scores: l
     return out
 
 
-def words_of(encoding) -> tuple[list[tuple[int, int]], list[int]]:
+_CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F), (0x2B740, 0x2B81F),
+        (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
+def _ends_word(char: str) -> bool:
+    """Whether `char` is not part of a word, as a BERT pre-tokenizer splits (and js/src/tokens.js wordSpans):
+    whitespace, punctuation (Unicode P, every ASCII mark or symbol) and CJK characters stand apart."""
+    import unicodedata
+
+    code = ord(char)
+    return char.isspace() or unicodedata.category(char).startswith("P") or \
+        (33 <= code <= 126 and not char.isalnum()) or any(a <= code <= b for a, b in _CJK)
+
+
+def words_of(encoding, text: str | None = None) -> tuple[list[tuple[int, int]], list[int]]:
     """A `tokenizers.Encoding`'s words: each word's character span in the original text (from its first
-    sub-token's start to its last one's end) and the index of its first sub-token (where its tag is read)."""
+    sub-token's start to its last one's end) and the index of its first sub-token (where its tag is read).
+    With the `text`, a last word that truncation cut (its first sub-token kept, so it is tagged) spans the
+    whole word, as it does in the JavaScript runtime."""
     spans: list[tuple[int, int]] = []
     first: list[int] = []
     previous = None
@@ -106,6 +122,11 @@ def words_of(encoding) -> tuple[list[tuple[int, int]], list[int]]:
         else:
             spans[-1] = (spans[-1][0], end)
         previous = word
+    if text is not None and spans:
+        start, end = spans[-1]
+        while end < len(text) and not _ends_word(text[end]):
+            end += 1
+        spans[-1] = (start, end)
     return spans, first
 
 
@@ -119,7 +140,7 @@ def tag_answers(encoder, texts: list[str], logits, labels: list[str], words: boo
 
     out = []
     for text, encoding, row in zip(texts, encoder.encodings(texts), np.asarray(logits)):
-        spans, first = words_of(encoding)
+        spans, first = words_of(encoding, text)
         probs = softmax(row[first]) if first else np.zeros((0, len(labels)), np.float32)
         tags = repair([labels[int(i)] for i in probs.argmax(-1)])
         scores = [float(p) for p in probs.max(-1)] if first else []

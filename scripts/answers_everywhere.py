@@ -137,7 +137,9 @@ def compare(bundle: Path, items: list, speed: float, runtimes: list[str]) -> dic
             continue
         checks = [same(w, g) for w, g in zip(reference, got)]
         report["runtimes"][name] = {"rows": len(got), "identical": sum(ok for ok, _ in checks),
-                                    "max_prob_diff": max((d for _, d in checks), default=0.0)}
+                                    "max_prob_diff": max((d for _, d in checks), default=0.0),
+                                    "differing": [{"row": i, "item": items[i], "python graph": reference[i],
+                                                   name: got[i]} for i, (ok, _) in enumerate(checks) if not ok][:5]}
     report["passed"] = all("error" not in r and r["identical"] == len(items) for r in report["runtimes"].values())
     return report
 

@@ -23,6 +23,7 @@ from edgekd.distill.students import SmallStudent, load_student
 from edgekd.distill.batches import TokenizedData
 from exporters import ExportError, ExportResult, export_classifier, export_student
 from exporters.quantize import INT8_CHOICES, PRECISIONS, apply_precision, choose_int8
+from edgekd.calibrate import file_gold
 from edgekd.metrics import choose_thresholds, gold_array, main_metric, pearson, task_scores
 from runtime.exits import REPORT_SPEEDS, decide
 from runtime.manifest import read_manifest, write_manifest
@@ -41,17 +42,20 @@ def precision_agreement(bundle: Path, student, data: str | os.PathLike,
     rule, problem = model.rule, model.problem
     dataset = read_bundle_data(model, data)
     exits = all_exit_logits(student.eval(), TokenizedData(model.encoder, dataset.texts), "cpu").numpy()
-    gold = gold_array(dataset.labels, problem, len(model.labels))
+    # token classification: (L, N, T, C) at the longest row's T, the width model.outputs answers at too
+    gold, tokens = file_gold(model, dataset, model.encoder.tokens(model.items(dataset.texts))[0],
+                             exits.shape[2] if rule.per_token else 0)
+    mask, names = (tokens[0], tokens[2]) if tokens else (None, None)
     metric = main_metric(problem)
     report = {"reference": "fp32 (torch)", "precision": model.manifest.precision, "data": Path(data).name,
               "texts": len(dataset), "metric": metric, "speeds": {}}
     for speed in speeds:
-        want, layers, _ = decide(exits, speed, rule)
+        want, layers, _ = decide(exits, speed, rule, mask)
         got, exit_layer, _ = model.outputs(dataset.texts, speed=speed)
         row = {"prediction_agreement": float(rule.agree(want, got).mean()),
                "exit_agreement": float((exit_layer == layers).mean()),
-               f"{metric}_fp32": task_scores(problem, want, gold)[metric],
-               metric: task_scores(problem, got, gold)[metric]}
+               f"{metric}_fp32": task_scores(problem, want, gold, names=names)[metric],
+               metric: task_scores(problem, got, gold, names=names)[metric]}
         if problem == "regression":
             row["pearson_with_fp32"] = pearson(want[:, 0], got[:, 0])
         report["speeds"][f"{speed:g}"] = row

@@ -199,3 +199,47 @@ def test_the_token_exit_study_runs_the_sentence_rule_as_the_runtime_does(token_r
         assert rows[(speed, "sentence")]["entity_f1"] == pytest.approx(points[speed].metrics["entity_f1"], abs=1e-6)
         assert 1.0 <= rows[(speed, "token")]["token_layers_per_token"] <= 2.0
     assert "token_rule_saves" in result["within_1_point"]
+    # at speed 0 the token rule is the full-depth pass, special tokens included (they run while their sentence does)
+    import torch
+
+    from benchmarks.token_exits import token_rule
+    from edgekd.distill.students import load_student
+    from edgekd.run_folder import RunFolder
+    from runtime.exits import rule_mask
+    from runtime.tokenize import TextEncoder
+
+    folder = RunFolder(run)
+    student = load_student(folder.stage_student("branches")).eval()
+    encoder = TextEncoder.from_file(folder.tokenizer, 32)
+    ids, mask = (torch.from_numpy(a) for a in encoder.pad(encoder.token_ids(["a superb film by Ann Lee",
+                                                                              "bad plot"])))
+    tokens = torch.from_numpy(rule_mask(ids.numpy(), mask.numpy(), encoder.special_ids))
+    with torch.no_grad():
+        hidden = student.embeddings(ids)
+        for layer in student.layers:
+            hidden, _ = layer(hidden, mask)
+        full = student.heads[-1](hidden, mask)
+    logits, left = token_rule(student, ids, mask, tokens, 0.0)
+    assert torch.allclose(logits[tokens.bool()], full[tokens.bool()], atol=1e-6)
+    assert (left[tokens.bool()] == len(student.layers)).all()
+
+
+@pytest.mark.slow
+def test_an_int8_token_bundle_is_chosen_and_checked_against_the_fp32_student(token_run):
+    # int8's candidates chain batches of different token widths, and its agreement with fp32 is read per sentence
+    import runtime
+    from edgekd.distill.export import export_run
+
+    run, _ = token_run
+    dev = run.parent / "dev.txt"
+    result = export_run(run, run.parent / "int8-bundle", precision="int8", int8="auto", data=dev, max_drop=1.0)
+    model = runtime.load(result.path)
+    record = model.manifest.quantization
+    assert record["texts"] >= 40 and set(record["candidates"]) >= {"dynamic", "dynamic-fp32-heads"}
+    assert all(len(c["agreement"]) == model.num_layers for c in record["candidates"].values())
+    agreement = model.manifest.precision_check["speeds"]["0"]
+    assert 0.0 <= agreement["prediction_agreement"] <= 1.0 and agreement["exit_agreement"] == 1.0
+    assert "entity_f1_fp32" in agreement and "entity_f1" in agreement
+    text = "Ann Lee saw a film in Paris"
+    answer = model.classify([text])[0]
+    assert isinstance(answer.entities, list) and all(e["word"] == text[e["start"]:e["end"]] for e in answer.entities)

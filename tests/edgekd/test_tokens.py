@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from tokenizers import Tokenizer
 
@@ -168,3 +169,27 @@ def test_words_keep_their_offsets_into_the_original_text(tmp_path):
     encoding = tokenizer.encode(text)
     assert all(encoding.word_ids[i] != encoding.word_ids[i - 1] for i in first)  # each a word's first piece
     assert [encoding.tokens[i] for i in first][2:4] == ["good", "film"]  # goodly = good ##ly, films = film ##s
+
+
+
+@pytest.mark.parametrize("max_length", [4, 6, 16])
+def test_a_word_cut_by_truncation_spans_the_whole_word(tmp_path, max_length):
+    # a word whose first piece is kept is tagged; its entity spans the whole word (as the JS runtime, which finds
+    # words the way BERT's pre-tokenizer does, gives it), not the pieces that fit
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    from runtime.entities import tag_answers, words_of
+    from runtime.tokenize import TextEncoder
+
+    encoder = TextEncoder.from_file(tiny_tokenizer(tmp_path / "t.json"), max_length)
+    text = "saw goodly films, ok"  # [UNK] good ##ly film ##s , ok: 4 cuts goodly after good, 6 films after film
+    encoding = encoder.encodings([text])[0]
+    spans, first = words_of(encoding, text)
+    words = [span for _, span in BertPreTokenizer().pre_tokenize_str(text)]
+    assert spans == words[: len(spans)] and len(first) == len(spans)
+    assert words_of(encoding)[0][:-1] == spans[:-1]  # only the last word can be cut
+    logits = np.zeros((1, len(encoding.ids), 3), np.float32)
+    logits[0, first, 1] = 5.0  # every word B-X
+    answer = tag_answers(encoder, [text], logits, ["O", "B-X", "I-X"], words=True)[0]
+    assert [w["word"] for w in answer["words"]] == [text[a:b] for a, b in words[: len(spans)]]
+    assert [e["word"] for e in answer["entities"]] == [text[a:b] for a, b in words[: len(spans)]]
