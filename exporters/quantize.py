@@ -109,10 +109,12 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str = 
 
 
 def _chain(paths: list[Path], encoder, texts: list[str], batch: int = 32, keep_inputs: bool = False):
-    """Run embed + layer graphs over `texts`: each layer's outputs (L, N, C) and, with `keep_inputs`,
-    each layer graph's feeds (for static calibration)."""
+    """Run embed + layer graphs over `texts`: each layer's outputs (L, N, C), with `keep_inputs` each layer
+    graph's feeds (for static calibration), and for per-token outputs (L, N, T, C) the tokens the exit rule
+    reads (N, T) (else None)."""
     import onnxruntime as ort
 
+    from runtime.exits import rule_mask
     from runtime.manifest import PAIR_INPUT, PART_INPUTS, PART_OUTPUTS, part_inputs
 
     sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in paths]
@@ -120,8 +122,10 @@ def _chain(paths: list[Path], encoder, texts: list[str], batch: int = 32, keep_i
     (hidden_name, mask_name, rows_name) = PART_INPUTS["layer"]
     inputs: list[list[dict]] = [[] for _ in sessions[1:]]
     labels: list[list[np.ndarray]] = [[] for _ in sessions[1:]]
+    read: list[np.ndarray] = []  # per batch, the tokens the exit rule reads (per-token outputs are compared there)
     for start in range(0, len(texts), batch):
         ids, mask, types = encoder.pairs(texts[start:start + batch])
+        read.append(rule_mask(ids, mask, encoder.special_ids)[..., None])
         hidden = sessions[0].run(None, dict(zip(part_inputs("embed", pair), (ids, types))))[0]
         rows = np.arange(len(ids), dtype=np.int64)
         for k, session in enumerate(sessions[1:]):
@@ -130,7 +134,8 @@ def _chain(paths: list[Path], encoder, texts: list[str], batch: int = 32, keep_i
                 inputs[k].append(feed)
             hidden, logits = session.run(list(PART_OUTPUTS["layer"]), feed)
             labels[k].append(logits)
-    return np.stack([_rows_of(x) for x in labels]), inputs
+    outputs = np.stack([_rows_of(x) for x in labels])
+    return outputs, inputs, _rows_of(read)[..., 0] if outputs.ndim == 4 else None
 
 
 def _rows_of(batches: list[np.ndarray]) -> np.ndarray:
@@ -178,10 +183,10 @@ def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str
     with tempfile.TemporaryDirectory(dir=folder.parent) as tmp_name:
         tmp = Path(tmp_name)
         plain = [folder / f for f in files]
-        reference, _ = _chain(plain, encoder, texts)
+        reference, _, read = _chain(plain, encoder, texts)
         feeds = None
         if any(m.startswith("static") for m in candidates):
-            _, feeds = _chain(plain, encoder, calibration, keep_inputs=True)
+            _, feeds, _ = _chain(plain, encoder, calibration, keep_inputs=True)
         quantize_int8(folder / embed, tmp / embed, "dynamic")
         results: dict[str, dict] = {}
         for candidate in candidates:
@@ -189,8 +194,8 @@ def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str
             for k, name in enumerate(layers):
                 quantize_int8(folder / name, tmp / candidate / name, candidate,
                               feeds[k] if feeds and candidate.startswith("static") else None, num_heads, hidden)
-            got, _ = _chain([tmp / embed] + [tmp / candidate / f for f in layers], encoder, texts)
-            same = manifest.rule().agree(got, reference)  # (L, N): the same class / label set / value
+            got, _, _ = _chain([tmp / embed] + [tmp / candidate / f for f in layers], encoder, texts)
+            same = manifest.rule().agree(got, reference, mask=read)  # (L, N): the same class / set / value / tags
             results[candidate] = {"agreement": [round(float(a), 5) for a in same.mean(axis=1)]}
         sessions = {c: [cpu_session(tmp / c / f) for f in layers] for c in candidates}
         timers = {c: (lambda c=c: {shape: sum(median_ms(s, feed, repeats) for s in sessions[c])

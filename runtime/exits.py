@@ -207,12 +207,16 @@ class ExitRule:
             out.append(u)
         return np.stack(out)
 
-    def agree(self, a: np.ndarray, b: np.ndarray, tolerance: float = 0.1) -> np.ndarray:
+    def agree(self, a: np.ndarray, b: np.ndarray, tolerance: float = 0.1, mask: np.ndarray | None = None
+              ) -> np.ndarray:
         """Whether two runs' outputs (..., C) give the same answer per row (...): the same class; the same label
-        set at 0.5; values within `tolerance` x scale (regression). For parity and int8 agreement checks."""
+        set at 0.5; values within `tolerance` x scale (regression). For parity and int8 agreement checks. Token
+        classification: the same tag at every token of `mask` (..., T) (the words' first pieces give the same
+        entities; `rule_mask`, every token read); without one, at every position, padding included."""
         a, b = np.asarray(a), np.asarray(b)
-        if self.per_token:  # every tag the same (padding and special tokens included: they agree too, or not)
-            return (a.argmax(-1) == b.argmax(-1)).all(-1)
+        if self.per_token:
+            same = a.argmax(-1) == b.argmax(-1)
+            return (same if mask is None else same | ~np.asarray(mask, dtype=bool)).all(-1)
         if self.problem == "multi-label":
             return ((a >= 0) == (b >= 0)).all(-1)
         if self.problem == "regression":

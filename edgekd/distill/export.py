@@ -52,7 +52,7 @@ def precision_agreement(bundle: Path, student, data: str | os.PathLike,
     for speed in speeds:
         want, layers, _ = decide(exits, speed, rule, mask)
         got, exit_layer, _ = model.outputs(dataset.texts, speed=speed)
-        row = {"prediction_agreement": float(rule.agree(want, got).mean()),
+        row = {"prediction_agreement": float(rule.agree(want, got, mask=tokens[1] if tokens else None).mean()),
                "exit_agreement": float((exit_layer == layers).mean()),
                f"{metric}_fp32": task_scores(problem, want, gold, names=names)[metric],
                metric: task_scores(problem, got, gold, names=names)[metric]}

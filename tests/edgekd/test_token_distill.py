@@ -237,6 +237,8 @@ def test_an_int8_token_bundle_is_chosen_and_checked_against_the_fp32_student(tok
     record = model.manifest.quantization
     assert record["texts"] >= 40 and set(record["candidates"]) >= {"dynamic", "dynamic-fp32-heads"}
     assert all(len(c["agreement"]) == model.num_layers for c in record["candidates"].values())
+    # compared where the rule reads: the last exit of an int8 form that keeps the tags agrees on most sentences
+    assert max(c["agreement"][-1] for c in record["candidates"].values()) >= 0.9
     agreement = model.manifest.precision_check["speeds"]["0"]
     assert 0.0 <= agreement["prediction_agreement"] <= 1.0 and agreement["exit_agreement"] == 1.0
     assert "entity_f1_fp32" in agreement and "entity_f1" in agreement

@@ -193,3 +193,16 @@ def test_a_word_cut_by_truncation_spans_the_whole_word(tmp_path, max_length):
     answer = tag_answers(encoder, [text], logits, ["O", "B-X", "I-X"], words=True)[0]
     assert [w["word"] for w in answer["words"]] == [text[a:b] for a, b in words[: len(spans)]]
     assert [e["word"] for e in answer["entities"]] == [text[a:b] for a, b in words[: len(spans)]]
+
+
+def test_token_outputs_agree_where_the_rule_reads():
+    from runtime.exits import ExitRule
+
+    rule = ExitRule("token-classification")
+    a = np.eye(3)[[[0, 1, 2, 0]]]  # (1, 4, 3)
+    b = a.copy()
+    b[0, 3] = [0, 0, 9]  # a padding or special token's tag differs
+    read = np.array([[True, True, True, False]])
+    assert rule.agree(a, b, mask=read).tolist() == [True] and rule.agree(a, b).tolist() == [False]
+    b[0, 1] = [9, 0, 0]  # a word's tag differs
+    assert rule.agree(a, b, mask=read).tolist() == [False]
