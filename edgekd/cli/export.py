@@ -23,7 +23,8 @@ def export(
     quantize: Annotated[str, typer.Option(help="fp32 | int8 (CPU) | fp16 (GPU).")] = "fp32",
     int8: Annotated[str, typer.Option(
         help="With --quantize int8: auto | dynamic | dynamic-per-channel | static | static-per-channel | "
-             "dynamic-fp32-heads (the exit heads kept fp32: for decisions near a threshold) | fused-dynamic (each layer fused by onnxruntime's transformer optimizer, then dynamic int8: "
+             "dynamic-fp32-heads (the exit heads kept fp32: for decisions near a threshold) | "
+             "fused-dynamic (each layer fused by onnxruntime's transformer optimizer, then dynamic int8: "
              "QAttention, MatMulInteger). auto builds each on --data (static ones calibrated on its texts), "
              "compares every exit's labels with fp32 and times them here, and keeps the fastest that agrees on "
              ">= 99% (dynamic when there is no --data); the record goes into the manifest.")] = "auto",
