@@ -65,8 +65,22 @@ def check_same_config(run: RunFolder, cfg: DistillConfig) -> None:
     new = cfg.to_dict()
     changed = sorted(k for k in new if k not in _RESUMABLE_KEYS and old.get(k) != new[k])
     if changed:
-        raise ConfigError([f"{run.root} was made with a different config ({', '.join(changed)} changed); "
-                           "use a new --out to start afresh, or the same settings to resume"])
+        raise ConfigError([f"{run.root} was made with a different config ({', '.join(changed)} changed: "
+                           f"{'; '.join(config_changes(old, new, changed))}); use a new --out to start afresh, or "
+                           "the same settings to resume (a preset's defaults can move between versions: give the "
+                           "run's values as flags or in --config)"])
+
+
+def config_changes(old: dict, new: dict, keys: list[str]) -> list[str]:
+    """'section.field run -> now' for each setting under `keys` that differs (whole values for plain keys)."""
+    out = []
+    for key in keys:
+        a, b = old.get(key), new[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{key}.{f} {a.get(f)!r} -> {b.get(f)!r}" for f in sorted(set(a) | set(b)) if a.get(f) != b.get(f)]
+        else:
+            out.append(f"{key} {a!r} -> {b!r}")
+    return out
 
 
 def _pairs_or_single(pair: bool) -> str:

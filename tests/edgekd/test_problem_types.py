@@ -104,7 +104,7 @@ def test_standardize_defaults_to_on_for_regression_only_and_a_resume_keeps_the_r
     RunContext(tiny_config(tiny_teacher_dir, files, tmp_path / "units", data={"standardize": False}), log=lambda _: None)
     ctx = RunContext(tiny_config(tiny_teacher_dir, files, tmp_path / "units"), log=lambda _: None)
     assert saved(tmp_path / "units") is False and ctx.loss_scale == 1.0
-    with pytest.raises(ConfigError, match=r"different config \(data changed\)"):
+    with pytest.raises(ConfigError, match=r"different config \(data changed: data.standardize False -> True\)"):
         RunContext(tiny_config(tiny_teacher_dir, files, tmp_path / "units", data={"standardize": True}),
                    log=lambda _: None)
 

@@ -45,7 +45,7 @@ def test_flip_labels_changes_the_asked_share():
     assert noisy == flip_labels(labels, 3, 0.2, seed=0)
 
 
-@pytest.mark.parametrize("b_data", ["failing", "kept"])
+@pytest.mark.parametrize("b_data", ["failing", pytest.param("kept", marks=pytest.mark.slow)])  # fast tier: one
 def test_refine_stage_feeds_finetune(tiny_teacher_dir, tiny_data, tmp_path, b_data):
     cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher", "refine", "finetune"],
                       refine={"threshold": 0.5, "b_data": b_data}, data={"label_noise": 0.2})

@@ -99,9 +99,11 @@ def test_the_best_checkpoint_is_what_the_model_holds(data, tmp_path):
 
 
 # (anneal, scripted dev scores, kill point, steps): patience stops at 8 without the anneal (kills between
-# evaluations); with it, at 8 patience hands over to 4 annealing steps (kills during the anneal)
-RESUMES = [(False, [0.5, 0.6, 0.6, 0.6, 0.6, 0.6], k, 8) for k in (3, 7)] + \
-          [(True, [0.5, 0.6, 0.55, 0.58, 0.61, 0.7], k, 12) for k in (9, 11)]
+# evaluations); with it, at 8 patience hands over to 4 annealing steps (kills during the anneal). One kill of each
+# kind runs in the fast tier, the second of each in the full one.
+SLOW = pytest.mark.slow
+RESUMES = [pytest.param(False, [0.5, 0.6, 0.6, 0.6, 0.6, 0.6], k, 8, marks=m) for k, m in ((3, ()), (7, SLOW))] + \
+          [pytest.param(True, [0.5, 0.6, 0.55, 0.58, 0.61, 0.7], k, 12, marks=m) for k, m in ((9, ()), (11, SLOW))]
 
 
 @pytest.mark.parametrize("anneal,scores,kill_at,steps", RESUMES)

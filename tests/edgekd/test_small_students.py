@@ -59,7 +59,7 @@ def test_bundle_matches_torch(kind, tmp_path, tokenizer_file):
     assert np.allclose(alone, together, atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [k if k == "bilstm" else pytest.param(k, marks=pytest.mark.slow) for k in KINDS])
 def test_distill_small_student_with_compressed_vocab(kind, tiny_teacher_dir, tiny_data, tmp_path):
     cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run", stages=["teacher", "baseline", "finetune"],
                       student={"kind": kind, "init": "teacher", "embed": 16, "hidden": 12, "vocab_keep": 0.6},

@@ -20,7 +20,8 @@ from edgekd.data import DataError
 from edgekd.distill.export import export_run
 
 
-@pytest.mark.parametrize("head_type", ["mean", "cls", "attention"])
+@pytest.mark.parametrize("head_type", ["mean", pytest.param("cls", marks=pytest.mark.slow),
+                                       pytest.param("attention", marks=pytest.mark.slow)])  # fast tier: mean
 def test_every_head_type_exports_and_matches_torch(tmp_path, tokenizer_file, head_type):
     student = make_student(head_type=head_type, sharpen=5.0)
     result = export_student(student, tokenizer_file, ["n", "p"], tmp_path / "b", max_length=24)
