@@ -77,12 +77,13 @@ def latencies(bundles: dict[str, Path], texts: list, repeats: int = 2) -> dict[s
 
 
 def table(rows: list[dict]) -> str:
-    head = ["task", "recipe", "split", "metric", "teacher", "student", "gap", "int8 b1 p50 ms", "wall s", "chosen",
-            "status"]
+    head = ["task", "recipe", "split", "metric", "teacher", "student", "gap", "int8 b1 p50 ms", "int8 speed",
+            "int8 layers", "wall s", "chosen", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["task"], r["recipe"], r["split"], r["metric"], r["teacher"], r["student"], r["gap"],
-                 r["student_int8_b1_ms"], r["wall_s"], "yes" if r["chosen"] else "", r["status"]]
+                 r["student_int8_b1_ms"], r.get("int8_speed"), r.get("int8_layers"), r["wall_s"],
+                 "yes" if r["chosen"] else "", r["status"]]
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -103,7 +104,19 @@ def study(spec: dict, texts: list | None = None, latency_texts: int = 200) -> li
         if bundles and task_texts:
             for i, ms in latencies(bundles, task_texts[:latency_texts]).items():
                 rows[i]["student_int8_b1_ms"] = ms
+        for i, folder in bundles.items():
+            rows[i].update(calibrated(folder))
     return rows
+
+
+def calibrated(bundle: Path) -> dict:
+    """The int8 bundle's calibrated speed and the average layers a text ran there on its calibration data (what
+    its batch-1 time reflects: a wider student that exits earlier can cost less than its width)."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    speed = manifest.get("default_speed")
+    points = (manifest.get("calibration") or {}).get("points", [])
+    layers = next((p["average_layers"] for p in points if abs(p["speed"] - speed) < 1e-9), None)
+    return {"int8_speed": speed, "int8_layers": None if layers is None else round(layers, 2)}
 
 
 def main() -> None:
@@ -131,8 +144,11 @@ def main() -> None:
     (out / f"{args.stem}.md").write_text(
         f"# Distillation study\n\nMade by `python benchmarks/distill_study.py {spec_name}` (run from the folder that "
         "holds the run folders and bundles the spec names); scores in points on dev; the int8 bundles timed "
-        "at batch 1 in one process, task by task (latencies compare within a task). The runs train with one thread each (`OMP_NUM_THREADS=1`), two at a "
-        "time on 2 cores beside other work, so `wall s` compares within this table only.\n\n" + table(rows))
+        "at batch 1 in one process, task by task (latencies compare within a task), at each bundle's calibrated "
+        "speed (`int8 speed`, calibrated on dev with --max-drop 1.0; `int8 layers`: the average layers a dev text "
+        "ran there). `wall s` is the seconds of the run's stages (with `teacher_s` for a teacher reused from "
+        "another run); the runs trained with one or two threads beside one or two other trainings on 2 cores, "
+        "so it is a rough cost only.\n\n" + table(rows))
     print(table(rows))
 
 

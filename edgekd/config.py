@@ -98,9 +98,12 @@ class StudentShape:
     kind: str = field(default="transformer", metadata=flag(  # bilstm / textcnn: one stage, no exits
         "Student kind: transformer (early exit) | bilstm | textcnn.", name="student"))
     layers: int = field(default=4, metadata=flag("Student layers (one exit head each)."))
-    hidden: int = field(default=256, metadata=flag("Student width."))
-    heads: int = field(default=8, metadata=flag("Student attention heads."))
-    ffn: int = field(default=1024, metadata=flag("Student feed-forward size."))
+    hidden: int = field(default=256, metadata=flag(
+        "Student width (quick preset: 384, the reference teacher's; no preset: 256)."))
+    heads: int = field(default=8, metadata=flag(
+        "Student attention heads (head size = width / heads; init from the teacher needs the teacher's head size; "
+        "quick: 12, no preset: 8)."))
+    ffn: int = field(default=1024, metadata=flag("Student feed-forward size (quick: 1536, no preset: 1024)."))
     head_type: str = field(default="mean", metadata=flag("Exit head: mean | cls | attention."))
     # auto: teacher where the family's layers fit a BERT-shaped student (bert, roberta, xlm-roberta, camembert,
     # electra, distilbert, albert), random for deberta-v2 / modernbert | teacher (layers + width selection;

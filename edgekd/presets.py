@@ -13,6 +13,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "data": {"max_train": 0, "max_unlabeled": 40000, "max_length": 64},
         "stages": ["teacher", "attention", "baseline", "finetune", "branches"],
+        # The student at the reference teacher's width (MiniLM-L6: 384 wide, 12 heads of 32, FFN 1536), 4 layers
+        # copied whole from the teacher's (weight selection becomes layer selection): issue 41's study put it
+        # within a point of the teacher where the 4x256 student gave up 1.1-2.6, at 1.2-1.8x its int8 time a
+        # text (benchmarks/results/distill_study.md). A teacher with another head size needs --heads (init says
+        # which); --hidden 256 --heads 8 --ffn 1024 is the smaller, faster student of earlier versions.
+        "student": {"layers": 4, "hidden": 384, "heads": 12, "ffn": 1536},
         # head_lr 10: on CLINC150 (150 intents) the teacher reached 94.5% dev at step 1000 against 86.6% with the
         # head at the backbone's rate (benchmarks/results/clinc150_head_lr.json)
         "teacher_stage": {"epochs": 1.0, "max_train": 0, "min_steps": 1000, "eval_every": 250, "patience": 4,

@@ -2,8 +2,8 @@
 # The main job on real data: fine-tune the teacher, distil an early-exit
 # student on SST-2, export the bundle (fp32 and int8), calibrate its default
 # speed, classify two sentences, and print the benchmark tables.
-# 1-1.5 h on 2 CPU cores with the `quick` preset (its teacher and finetune stop when dev stops
-# improving; ~45 min under the older fixed schedule).
+# 1.5-2 h on 2 CPU cores with the `quick` preset (its teacher and finetune stop when dev stops
+# improving; its 4x384 student trains in about twice the 4x256 student's time, 1-1.5 h before issue 41).
 #   DATA=path/to/sst2  PRESET=quick|full  RUN=runs/...  BUNDLE=bundles/...  RESULTS=benchmarks/results
 set -euo pipefail
 cd "$(dirname "$0")/.."

