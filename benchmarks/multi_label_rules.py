@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-GRID = [round(0.025 * i, 3) for i in range(41)]  # 0 .. 1
+from benchmarks.exit_rule_study import compare, decide  # noqa: E402, F401 (decide: the rule both studies use)
 
 
 def threshold_logits(thresholds, labels: int) -> np.ndarray:
@@ -46,33 +46,13 @@ def uncertainties(exit_logits: np.ndarray, thresholds) -> dict[str, np.ndarray]:
     return {"entropy-0.5": binary_entropy(exit_logits), "entropy-threshold": binary_entropy(exit_logits - shift)}
 
 
-def decide(exit_logits: np.ndarray, u: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray]:
-    """(logits of the deciding head (N, C), exit layer (N,) 1-based): the first layer with u < speed, else the
-    last."""
-    leave = u < speed
-    leave[-1] = True
-    first = leave.argmax(0)
-    return exit_logits[first, np.arange(exit_logits.shape[1])], first + 1
-
-
 def study(exit_logits: np.ndarray, gold: np.ndarray, thresholds, max_drop: float) -> dict:
     from edgekd.metrics import label_sets, multi_label_f1
 
     def score(logits):
         return 100 * multi_label_f1(label_sets(logits, thresholds), gold)["micro_f1"]
 
-    full = score(exit_logits[-1])
-    rules = {}
-    for name, u in uncertainties(exit_logits, thresholds).items():
-        curve = []
-        for speed in GRID:
-            got, layers = decide(exit_logits, u, speed)
-            curve.append({"speed": speed, "micro_f1": score(got), "average_layers": float(layers.mean())})
-        ok = [p for p in curve if full - p["micro_f1"] <= max_drop + 1e-9]
-        rules[name] = {"within_budget": min(ok, key=lambda p: p["average_layers"]), "curve": curve}
-    ranking = sorted(rules, key=lambda n: rules[n]["within_budget"]["average_layers"])
-    return {"full_depth_micro_f1": full, "layers": int(exit_logits.shape[0]), "max_drop_points": max_drop,
-            "ranking": ranking, "rules": rules}
+    return compare(exit_logits, uncertainties(exit_logits, thresholds), score, "micro_f1", max_drop)
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-GRID = [round(0.025 * i, 3) for i in range(41)]  # 0 .. 1
+from benchmarks.exit_rule_study import compare, decide  # noqa: E402, F401 (decide: the rule both studies use)
 
 
 def gaps(values: np.ndarray) -> np.ndarray:
@@ -48,30 +48,10 @@ def uncertainties(values: np.ndarray, scale: float) -> dict[str, np.ndarray]:
     return {name: np.minimum(1.0, u / scale) for name, u in (("gap-1", g), ("gap-2", two), ("drift", drift))}
 
 
-def decide(values: np.ndarray, u: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray]:
-    """(value of the deciding head (N,), exit layer (N,) 1-based): first layer with u < speed, else the last."""
-    leave = u < speed
-    leave[-1] = True
-    first = leave.argmax(0)
-    return values[first, np.arange(values.shape[1])], first + 1
-
-
 def study(values: np.ndarray, gold: np.ndarray, scale: float, max_drop: float) -> dict:
     from edgekd.metrics import pearson
 
-    full = 100 * pearson(values[-1], gold)
-    rules = {}
-    for name, u in uncertainties(values, scale).items():
-        curve = []
-        for speed in GRID:
-            got, layers = decide(values, u, speed)
-            curve.append({"speed": speed, "pearson": 100 * pearson(got, gold), "average_layers": float(layers.mean())})
-        ok = [p for p in curve if full - p["pearson"] <= max_drop + 1e-9]
-        best = min(ok, key=lambda p: p["average_layers"])
-        rules[name] = {"within_budget": best, "curve": curve}
-    ranking = sorted(rules, key=lambda n: rules[n]["within_budget"]["average_layers"])
-    return {"full_depth_pearson": full, "layers": int(values.shape[0]), "max_drop_points": max_drop,
-            "ranking": ranking, "rules": rules}
+    return compare(values, uncertainties(values, scale), lambda got: 100 * pearson(got, gold), "pearson", max_drop)
 
 
 def main() -> None:
