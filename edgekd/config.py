@@ -305,7 +305,7 @@ class DistillConfig:
                      "(--vocab-size COUNT), not both")
         if s.vocab_metric not in ("dot", "cosine"):
             p.append(f"student.vocab_metric {s.vocab_metric!r} is not dot or cosine")
-        if s.heads > 0 and s.hidden % s.heads:
+        if s.kind == "transformer" and s.heads > 0 and s.hidden % s.heads:  # heads: a transformer's only
             p.append(f"student.hidden {s.hidden} must divide by student.heads {s.heads}")
         if self.data.augment < -1:
             p.append(f"data.augment is a factor >= 0 (0 = off) or -1 (auto), got {self.data.augment}")
@@ -371,6 +371,7 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+TRANSFORMER_SHAPE = ("layers", "hidden", "heads", "ffn")  # the student fields only a transformer student reads
 _ALL_OPTIM = ("teacher_stage", "refine", "attention", "finetune", "branches")
 # the section dataclass of each nested field of DistillConfig (its annotations are strings here)
 _SECTIONS = {"data": DataConfig, "student": StudentShape, "teacher_stage": TeacherOptions,
@@ -384,16 +385,22 @@ def resolve_config(file: str | None = None, preset: str | None = None, overrides
         if preset not in PRESETS:
             raise ConfigError([f"unknown preset {preset!r}; known: {', '.join(PRESETS)}"])
         merged = deep_merge(merged, PRESETS[preset])
+    given: dict[str, Any] = {}  # what the file and the flags say (the preset aside)
     if file:
         try:
             data = json.loads(Path(file).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise ConfigError([f"cannot read config {file}: {exc}"]) from exc
-        merged = deep_merge(merged, data)
+        given = deep_merge(given, data)
     if overrides:
-        merged = deep_merge(merged, overrides)
-    if "stages" not in merged and merged.get("student", {}).get("kind", "transformer") != "transformer":
-        merged["stages"] = list(SMALL_STUDENT_STAGES)  # the default list, chosen for the student type
+        given = deep_merge(given, overrides)
+    merged = deep_merge(merged, given)
+    if merged.get("student", {}).get("kind", "transformer") != "transformer":
+        if "stages" not in merged:
+            merged["stages"] = list(SMALL_STUDENT_STAGES)  # the default list, chosen for the student type
+        for key in TRANSFORMER_SHAPE:  # a preset's transformer shape is not a BiLSTM's or TextCNN's
+            if key in PRESETS.get(preset or "", {}).get("student", {}) and key not in given.get("student", {}):
+                merged["student"].pop(key, None)
     return DistillConfig.from_dict(merged).validate()
 
 

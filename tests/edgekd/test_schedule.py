@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from edgekd.distill.batches import TokenizedData
-from edgekd.config import Optim, optim_overrides, resolve_config
+from edgekd.config import ConfigError, Optim, optim_overrides, resolve_config
 from edgekd.testing.fixtures import tiny_sentiment, tiny_tokenizer
 from edgekd.distill.train import plan_note, train_loop
 from runtime.tokenize import TextEncoder
@@ -302,3 +302,21 @@ def test_the_schedule_table_puts_runs_side_by_side(tmp_path):
         columns(["just-a-path"])
     with pytest.raises(SystemExit, match="no run folder"):
         columns([f"x={tmp_path / 'missing'}"])
+
+
+def test_the_quick_presets_transformer_shape_leaves_small_students_and_flags_alone(tmp_path):
+    base = {"teacher": "t", "out": "o", "data": {"train": "a", "dev": "b"}}
+    shape = lambda s: (s.kind, s.layers, s.hidden, s.heads, s.ffn)  # noqa: E731
+    assert shape(resolve_config(None, "quick", base).student) == ("transformer", 4, 384, 12, 1536)
+    assert shape(resolve_config(None, None, base).student) == ("transformer", 4, 256, 8, 1024)  # no preset
+    flags = {**base, "student": {"hidden": 256, "heads": 8, "ffn": 1024}}  # the 4x256 student of earlier versions
+    assert shape(resolve_config(None, "quick", flags).student) == ("transformer", 4, 256, 8, 1024)
+    small = {**base, "stages": ["teacher", "baseline", "finetune"]}
+    for kind in ("bilstm", "textcnn"):  # hidden is their LSTM units / filters: the dataclass's, or what is given
+        assert resolve_config(None, "quick", {**small, "student": {"kind": kind}}).student.hidden == 256
+        assert resolve_config(None, "quick", {**small, "student": {"kind": kind, "hidden": 128}}).student.hidden == 128
+    config = tmp_path / "c.json"  # a config file counts as given
+    config.write_text('{"student": {"kind": "bilstm", "hidden": 64}}')
+    assert resolve_config(str(config), "quick", small).student.hidden == 64
+    with pytest.raises(ConfigError, match="student.hidden 100 must divide by student.heads 12"):  # a transformer's
+        resolve_config(None, "quick", {**base, "student": {"hidden": 100}})
