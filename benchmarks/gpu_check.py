@@ -6,7 +6,7 @@ Parts, in order, each written to OUT_DIR as soon as it is done (a cut-off run st
   a. the CUDA tests (tests/runtime/test_cuda.py, by path) and a tiny distillation with --device cuda checked
      against the same tiny distillation on the CPU (first losses close, both bundles export and agree);
   b. the torch side at the quick preset's real shapes, weights made here (random weights time the same as
-     trained ones): the teacher (MiniLM-L6 shape) in fp32 and fp16 and the 4x256 student at full depth,
+     trained ones): the teacher (MiniLM-L6 shape) in fp32 and fp16 and the quick student (4x384) at full depth,
      latency at batch 1 and throughput at 32 and 256; training steps per second (teacher fine-tuning and
      student distillation, batch 32, 64 tokens, bf16 autocast on CUDA);
   c. onnxruntime, where it has the CUDA provider (onnxruntime-gpu): the student bundle (fp32 and fp16)
@@ -33,8 +33,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgekd.presets import PRESETS  # noqa: E402
+
 QUICK = {"teacher": dict(hidden=384, layers=6, heads=12, ffn=1536, vocab=30522),
-         "student": dict(hidden=256, layers=4, heads=8, ffn=1024), "tokens": 24, "train_tokens": 64, "batch": 32}
+         "student": {k: PRESETS["quick"]["student"][k] for k in ("hidden", "layers", "heads", "ffn")},
+         "tokens": 24, "train_tokens": 64, "batch": 32}
 SMOKE = {"teacher": dict(hidden=32, layers=2, heads=2, ffn=64, vocab=100),
          "student": dict(hidden=32, layers=2, heads=2, ffn=64), "tokens": 8, "train_tokens": 16, "batch": 4}
 
