@@ -41,10 +41,10 @@ def precision_agreement(bundle: Path, student, data: str | os.PathLike,
     model = runtime.load(bundle)
     rule, problem = model.rule, model.problem
     dataset = read_bundle_data(model, data)
-    exits = all_exit_logits(student.eval(), TokenizedData(model.encoder, dataset.texts), "cpu").numpy()
+    tokenized = TokenizedData(model.encoder, dataset.texts)
+    exits = all_exit_logits(student.eval(), tokenized, "cpu").numpy()
     # token classification: (L, N, T, C) at the longest row's T, the width model.outputs answers at too
-    gold, tokens = file_gold(model, dataset, model.encoder.tokens(model.items(dataset.texts))[0],
-                             exits.shape[2] if rule.per_token else 0)
+    gold, tokens = file_gold(model, dataset, tokenized.ids, tokenized.width if rule.per_token else 0)
     mask, names = (tokens[0], tokens[2]) if tokens else (None, None)
     metric = main_metric(problem)
     report = {"reference": "fp32 (torch)", "precision": model.manifest.precision, "data": Path(data).name,
