@@ -14,9 +14,9 @@ GRID = [round(0.025 * i, 3) for i in range(41)]  # 0 .. 1
 def decide(outputs: np.ndarray, u: np.ndarray, speed: float) -> tuple[np.ndarray, np.ndarray]:
     """(output of the deciding head for each text, exit layer (N,) 1-based) from outputs (L, N, ...) and u (L, N):
     the first layer with u < speed, else the last."""
-    leave = u < speed
-    leave[-1] = True
-    first = leave.argmax(0)
+    from runtime.exits import first_exit
+
+    first = first_exit(u, speed)
     return outputs[first, np.arange(outputs.shape[1])], first + 1
 
 

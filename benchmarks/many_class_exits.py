@@ -43,14 +43,14 @@ def rules(exit_logits: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def curves(exit_logits: np.ndarray, gold: np.ndarray, max_drop: float) -> dict:
+    from runtime.exits import first_exit
+
     out = {}
     full = float((exit_logits[-1].argmax(-1) == gold).mean())
     for name, u in rules(exit_logits).items():
         points = []
         for speed in GRID:
-            leave = u < speed
-            leave[-1] = True
-            first = leave.argmax(0)
+            first = first_exit(u, speed)
             logits = exit_logits[first, np.arange(len(gold))]
             points.append({"speed": speed, "accuracy": float((logits.argmax(-1) == gold).mean()),
                            "average_layers": float((first + 1).mean())})

@@ -254,11 +254,17 @@ def decide(exit_logits: np.ndarray, speed: float, rule: ExitRule | None = None, 
     """
     exit_logits = np.asarray(exit_logits)
     unc = (rule or SINGLE_LABEL).trace(exit_logits, mask)  # (L, B)
-    leave = unc < speed
-    leave[-1] = True
-    first = leave.argmax(0)  # first layer that lets the row go
+    first = first_exit(unc, speed)
     rows = np.arange(exit_logits.shape[1])
     return exit_logits[first, rows], (first + 1).astype(np.int64), unc[first, rows]
+
+
+def first_exit(unc: np.ndarray, speed: float) -> np.ndarray:
+    """The layer (0-based) each row leaves at from its uncertainties (L, B): the first with u < speed, else the
+    last."""
+    leave = np.asarray(unc) < speed
+    leave[-1] = True
+    return leave.argmax(0)
 
 
 def token_uncertainty(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
