@@ -85,30 +85,22 @@ def trace_file(model: runtime.EdgeModel, dataset) -> tuple[np.ndarray, np.ndarra
             exit_logits[:, chunk, : traced.shape[2]] = traced
         else:
             exit_logits[:, chunk] = traced
-    return (exit_logits, *file_gold(model, dataset, ids, width[0] if width else 0))
+    return (exit_logits, *file_gold(model, dataset, ids))
 
 
-def file_gold(model: runtime.EdgeModel, dataset, ids: list[list[int]], width: int = 0
-              ) -> tuple[np.ndarray, tuple | None]:
+def file_gold(model: runtime.EdgeModel, dataset, ids: list[list[int]]) -> tuple[np.ndarray, tuple | None]:
     """The gold of a labelled file as `trace_file` gives it: edgekd.metrics.gold_array, or for token
-    classification the tag ids on the tokens `ids` at `width` tokens (N, width) and (the rule's token mask, the
-    word positions, the tag names)."""
+    classification the tag ids on the tokens `ids` at the longest row's width (N, T), the width per-token outputs
+    over the file have, and (the rule's token mask, the word positions, the tag names)."""
     if not model.rule.per_token:
         return gold_array(dataset.labels, model.problem, len(model.labels)), None
     from edgekd.tokens import TokenDataset, tag_matrix, token_labels
 
     words = TokenDataset([text.split(" ") for text in dataset.texts], dataset.labels)
     _, tags = token_labels(model.encoder, words, model.labels)
-    gold = tag_matrix(tags, width)
     padded, mask = model.encoder.pad(ids)
-    return gold, (fit_columns(rule_mask(padded, mask, model.encoder.special_ids), width), gold >= 0, model.labels)
-
-
-def fit_columns(rows: np.ndarray, width: int) -> np.ndarray:
-    """(N, T) cut or padded with False/0 to (N, width)."""
-    if rows.shape[1] >= width:
-        return rows[:, :width]
-    return np.pad(rows, [(0, 0), (0, width - rows.shape[1])])
+    gold = tag_matrix(tags, padded.shape[1])
+    return gold, (rule_mask(padded, mask, model.encoder.special_ids), gold >= 0, model.labels)
 
 
 def engine_latency(model: runtime.EdgeModel, texts: list[str], speed: float, rounds: int = 3) -> dict[str, float]:

@@ -44,7 +44,7 @@ def precision_agreement(bundle: Path, student, data: str | os.PathLike,
     tokenized = TokenizedData(model.encoder, dataset.texts)
     exits = all_exit_logits(student.eval(), tokenized, "cpu").numpy()
     # token classification: (L, N, T, C) at the longest row's T, the width model.outputs answers at too
-    gold, tokens = file_gold(model, dataset, tokenized.ids, tokenized.width if rule.per_token else 0)
+    gold, tokens = file_gold(model, dataset, tokenized.ids)
     mask, names = (tokens[0], tokens[2]) if tokens else (None, None)
     metric = main_metric(problem)
     report = {"reference": "fp32 (torch)", "precision": model.manifest.precision, "data": Path(data).name,
