@@ -107,6 +107,32 @@ class RunFolder:
         metrics[name] = values
         write_json(self.metrics, metrics)
 
+    def take_over(self, source: RunFolder, stages: list[str], teacher: bool, save_config) -> None:
+        """Make this (new) run folder from `source`'s finished `stages` (edgekd.distill.fork decides which):
+        the data's files always, the teacher and what was computed from it (its logits, the transfer set) when
+        `teacher`, the two-teacher targets with `refine`, each stage's folder, and their state and metrics; hard
+        links, not copies. `save_config(path)` writes the new run's config. The folder appears whole or not at
+        all; `student/` is published again when the run finishes."""
+        metrics = read_json(source.metrics, {})
+        with atomic_folder(self.root) as tmp:
+            into = RunFolder(tmp)
+            owned = [source.labels, source.label_values, source.task, source.tokenizer, source.vocab]
+            if teacher:
+                owned += [source.teacher, source.teacher_logits, source.transfer]
+            if "refine" in stages:
+                owned.append(source.refined_logits)
+            owned += [source.stage(name) for name in stages]
+            for path in owned:
+                target = tmp / path.relative_to(source.root)
+                if path.is_dir():
+                    shutil.copytree(path, target, copy_function=lambda a, b: link_or_copy(Path(a), Path(b)))
+                elif path.is_file():
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    link_or_copy(path, target)
+            save_config(into.config)
+            write_json(into.state, {"finished": list(stages)})
+            write_json(into.metrics, {name: metrics[name] for name in stages if name in metrics})
+
     def publish_student(self, stage: str, max_length: int, text_pair: bool = False) -> Path:
         """Make `student/` from a stage's student: weights + config, tokenizer, labels, max_length, whether it
         takes text pairs, and the task (problem type, target statistics)."""

@@ -18,6 +18,9 @@ DISTILL_STAGES = ",".join(STAGES)
 # options that are not one config field: (name, type, help, default)
 _OWN = [
     ("overwrite", bool, "Start over: remove an existing run folder at --out first (default: resume it).", False),
+    ("from_run", str, "Start a new --out from this run's finished stages, up to the first whose options differ "
+     "(e.g. --config with longer branches: only the exit heads train again). The data, student and seed must be "
+     "the run's; the stages taken over are the same files (hard links).", None),
     ("epochs", float, "Epochs for every stage.", None),
     ("max_steps", int, "Steps for every stage (overrides epochs).", None),
     ("batch_size", int, "Batch size for every stage.", None),
@@ -29,8 +32,8 @@ _OWN = [
 ]
 # the order --help lists them in
 _ORDER = ("teacher train dev out unlabeled text_column text_pair_column label_column label_names accept_labels problem "
-          "standardize "
-          "overwrite student layers hidden heads ffn head_type init student_init vocab_keep vocab_size augment stages "
+          "standardize overwrite from_run "
+          "student layers hidden heads ffn head_type init student_init vocab_keep vocab_size augment stages "
           "epochs max_steps batch_size max_length kd objective seed device config preset online "
           "keep_checkpoints").split()
 
@@ -43,7 +46,8 @@ def _parameters() -> list[inspect.Parameter]:
         params.append(inspect.Parameter(fl.name.replace("-", "_"), inspect.Parameter.KEYWORD_ONLY, default=None,
                                         annotation=Annotated[Optional[fl.type], option]))
     for name, kind, text, default in _OWN:
-        annotation = Annotated[kind if default is not None else Optional[kind], typer.Option(help=text)]
+        option = typer.Option("--from", help=text) if name == "from_run" else typer.Option(help=text)  # a keyword
+        annotation = Annotated[kind if default is not None else Optional[kind], option]
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
     rank = {name: i for i, name in enumerate(_ORDER)}
     return sorted(params, key=lambda p: rank.get(p.name, len(rank)))
@@ -66,7 +70,7 @@ def distill(**given) -> None:
     for key, value in optim_overrides(given["epochs"], given["max_steps"], given["batch_size"]).items():
         overrides[key] = {**overrides.get(key, {}), **value}
     cfg = resolve_config(given["config"], given["preset"], overrides)
-    run = run_distill(cfg, log=err, overwrite=given["overwrite"])
+    run = run_distill(cfg, log=err, overwrite=given["overwrite"], source=given["from_run"])
     err(f"run folder: {run}  (next: edgekd export {run} --out BUNDLE)")
 
 

@@ -73,11 +73,12 @@ def below_baseline(ctx: RunContext) -> None:
 
 
 def distill(cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], None] | None = None,
-            overwrite: bool = False):
+            overwrite: bool = False, source: str | Path | None = None):
     """Run the configured stages into `cfg.out`; finished stages are skipped, an
     interrupted stage resumes from its last checkpoint. `overwrite` removes an existing
-    run folder first. When the run cannot start (bad data, bad flags, a teacher that does
-    not load), a folder this call created is removed again: nothing half-made is left."""
+    run folder first; `source` (--from) starts a new run from another run's finished stages that
+    this config shares (edgekd.distill.fork). When the run cannot start (bad data, bad flags, a
+    teacher that does not load), a folder this call created is removed again: nothing half-made is left."""
     root = Path(cfg.out)
     if overwrite and root.exists():
         if not (root / CONFIG_FILE).is_file() and any(root.iterdir()):
@@ -85,7 +86,7 @@ def distill(cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], 
         shutil.rmtree(root)
     created = not root.exists()
     try:
-        ctx = RunContext(cfg, log, on_step)
+        ctx = RunContext(cfg, log, on_step, source)
     except BaseException:
         if created and rank_world()[0] == 0:
             shutil.rmtree(root, ignore_errors=True)

@@ -22,6 +22,7 @@ from edgekd.distill.teacher import (
     segment_kwargs,
     teacher_tokenizer_json,
 )
+from edgekd.distill.fork import fork_run
 from edgekd.distill.train import barrier, rank_world, setup_distributed
 from edgekd.distill.vocab import VocabMap, build_vocab_map, remapped_share
 from edgekd.run_folder import RunFolder, write_json
@@ -52,7 +53,8 @@ class RunContext:
     read and checked by edgekd.distill.prepare; a new student comes from edgekd.distill.factory, the transfer
     set from edgekd.distill.transfer, dev scores from edgekd.distill.dev."""
 
-    def __init__(self, cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], None] | None = None):
+    def __init__(self, cfg: DistillConfig, log: Log = print, on_step: Callable[[str, int], None] | None = None,
+                 source: str | Path | None = None):
         cfg = cfg.validate()
         self.on_step = on_step
         self.run = RunFolder(Path(cfg.out))
@@ -65,6 +67,8 @@ class RunContext:
         self.full_train_set, self.train_set = ready.full_train_set, ready.train_set
         self.dev_set, self.unlabeled_set = ready.dev_set, ready.unlabeled_set
         if self.rank == 0:
+            if source is not None:  # --from: the new run starts as the source's stages it shares
+                fork_run(source, self.cfg, self.log)
             self.run.root.mkdir(parents=True, exist_ok=True)
             self.cfg.save(self.run.config)
             write_json(self.run.labels, self.labels)
