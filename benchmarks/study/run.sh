@@ -20,18 +20,24 @@ declare -A RECIPE=(
   [today]="--hidden 256 --heads 8 --ffn 1024"   # the quick preset's student before this study chose 4x384
   [w384]="--hidden 384 --heads 12 --ffn 1536 --init teacher"
   [3x384]="--layers 3 --hidden 384 --heads 12 --ffn 1536 --init teacher"
-  [qkv]="--config benchmarks/study/qkv.json"   # MiniLMv2's Q-Q, K-K, V-V relations instead of attention + value
   [teacher-loss]="--config benchmarks/study/teacher-loss.json"   # the teacher kept by dev loss (its own teacher)
   [augment-2]="--augment 2"   # the transfer set at every data size (by default only below 20k labelled rows)
+  # levers on top of the 4x384 student: variants of the w384 run (--from: only the stages they change train)
+  [qkv]="--config benchmarks/study/qkv.json"   # MiniLMv2's Q-Q, K-K, V-V relations instead of attention + value
   [hidden]="--config benchmarks/study/hidden.json"   # + TinyBERT's hidden states, layer to layer, projected
+  [kd-mse]="--config benchmarks/study/kd-mse.json"   # task distillation on logits (MSE) instead of soft targets
+  [temperature-4]="--config benchmarks/study/temperature-4.json"   # soft targets at T 4 instead of 2
 )
+W384="--layers 4 --hidden 384 --heads 12 --ffn 1536 --init teacher"
 for name in "${@:-today w384 3x384}"; do
   for recipe in $name; do
     run="$RUNS/$TASK-$recipe"
     source=$TEACHER
     case $recipe in today|teacher-loss) ;; *) source="$RUNS/$TASK-today/teacher" ;; esac
+    lever=""
+    case $recipe in qkv|hidden|kd-mse|temperature-4) lever="$W384 --from $RUNS/$TASK-w384" ;; esac
     # shellcheck disable=SC2086
-    $EDGEKD distill --teacher "$source" "${COMMON[@]}" --out "$run" ${RECIPE[$recipe]}
+    $EDGEKD distill --teacher "$source" "${COMMON[@]}" --out "$run" ${RECIPE[$recipe]} $lever
     [ -d "$BUNDLES/$TASK-$recipe-int8" ] || $EDGEKD export "$run" --out "$BUNDLES/$TASK-$recipe-int8" \
       --quantize int8 --data "$DATA/dev.tsv" --max-drop 1.0
   done
