@@ -31,7 +31,7 @@ from edgekd.metrics import entity_f1, word_tags
 from edgekd.run_folder import RunFolder
 from edgekd.tokens import TokenDataset, tag_matrix, token_labels
 from runtime.exits import TOKENS, rule_mask
-from runtime.tokenize import TextEncoder
+from runtime.tokenize import TextEncoder, pad_to_widest
 
 SPEEDS = [0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6]
 
@@ -114,7 +114,9 @@ def study(run: str | Path, data: str | Path, speeds: list[float] = SPEEDS, limit
     for speed in speeds:
         for rule in ("sentence", "token"):
             logits, gold, sentence_layers, token_layers = found[speed][rule]
-            scores = entity_f1(*word_tags(_padded(logits, 0.0), _padded(gold, -100), labels))
+            # rows of different token widths (batches pad to their own longest) stacked at the widest
+            logits, gold = (np.stack(pad_to_widest(x, axis=0, fill=f)) for x, f in ((logits, 0.0), (gold, -100)))
+            scores = entity_f1(*word_tags(logits, gold, labels))
             out.append({"speed": speed, "rule": rule, "entity_f1": scores["entity_f1"],
                         "average_layers": float(np.mean(sentence_layers)),
                         "token_layers_per_token": float(np.sum(token_layers)) / max(1, read),
@@ -138,13 +140,6 @@ def _add(record: list, logits: torch.Tensor, gold: np.ndarray, layers: torch.Ten
     record[1] += list(gold)
     record[2] += layers.tolist()
     record[3] += work.tolist()
-
-
-def _padded(rows: list[np.ndarray], fill) -> np.ndarray:
-    """Rows of different token widths (batches pad to their own longest) stacked at the widest."""
-    width = max(len(r) for r in rows)
-    return np.stack([np.pad(r, [(0, width - len(r))] + [(0, 0)] * (r.ndim - 1), constant_values=fill)
-                     for r in rows])
 
 
 def main() -> None:

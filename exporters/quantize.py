@@ -141,10 +141,9 @@ def _chain(paths: list[Path], encoder, texts: list[str], batch: int = 32, keep_i
 def _rows_of(batches: list[np.ndarray]) -> np.ndarray:
     """One head's outputs of every batch as one array: per-token outputs (B, T, C), each batch as wide as its
     longest text, are padded with zeros to the widest (the same in every chain over the same texts)."""
-    if batches[0].ndim == 3:
-        width = max(x.shape[1] for x in batches)
-        batches = [np.pad(x, [(0, 0), (0, width - x.shape[1]), (0, 0)]) for x in batches]
-    return np.concatenate(batches)
+    from runtime.tokenize import pad_to_widest
+
+    return np.concatenate(pad_to_widest(batches) if batches[0].ndim == 3 else batches)
 
 
 def choose_int8(folder: Path, manifest, method: str = "dynamic", texts: list[str] | None = None,

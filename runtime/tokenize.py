@@ -19,6 +19,19 @@ from runtime.errors import BundleError, InputError
 CHARS_PER_TOKEN = 20
 
 
+def pad_to_widest(arrays: list[np.ndarray], axis: int = 1, fill=0) -> list[np.ndarray]:
+    """`arrays` padded with `fill` along their token `axis` to the widest of them (a batch is as wide as its
+    longest text): the per-token outputs of several batches, or rows of several widths, made stackable."""
+    width = max(a.shape[axis] for a in arrays)
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        widths = [(0, 0)] * a.ndim
+        widths[axis] = (0, width - a.shape[axis])
+        return np.pad(a, widths, constant_values=fill)
+
+    return [pad(a) for a in arrays]
+
+
 class TextEncoder:
     """Wraps a `tokenizers.Tokenizer`: truncation to `max_length`, right padding by us.
 

@@ -156,3 +156,14 @@ def test_the_kernel_profile_counts_kernels_and_its_groups_add_up(bundle):
     assert set(full["ms_by_group"]) <= set(KERNEL_GROUPS) | {"other"} and "matrix products" in full["ms_by_group"]
     fast = kernel_profile(model, TEXTS[:4], speed=0.9)  # rows leave early: fewer layers, fewer kernels
     assert fast["kernels_per_text"] < full["kernels_per_text"]
+
+
+def test_pad_to_widest_pads_the_token_axis_only_with_the_fill():
+    from runtime.tokenize import pad_to_widest
+
+    batches = [np.ones((2, 3, 4)), np.ones((1, 5, 4))]
+    padded = pad_to_widest(batches, axis=1, fill=-1)
+    assert [p.shape for p in padded] == [(2, 5, 4), (1, 5, 4)]
+    assert (padded[0][:, 3:] == -1).all() and (padded[0][:, :3] == 1).all() and (padded[1] == 1).all()
+    rows = pad_to_widest([np.arange(2), np.arange(4)], axis=0, fill=-100)
+    assert np.stack(rows).tolist() == [[0, 1, -100, -100], [0, 1, 2, 3]]
