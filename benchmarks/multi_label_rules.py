@@ -14,6 +14,10 @@ For each rule: micro-F1 (label sets at the bundle's thresholds) and average laye
 fewest average layers whose micro-F1 is within `--max-drop` points of full depth (the calibration rule).
 The rule that saves the most layers within the budget is the better one.
 
+With `--run RUN` (the run the bundle was exported from), also how often an int8 bundle gives the fp32 torch
+student's label sets, exit by exit: at 0.5 (what the export's agreement check reads) and at the bundle's
+thresholds (what its answers are), over the same texts.
+
     python benchmarks/multi_label_rules.py bundles/goemotions --data ../shared/data/goemotions/dev.tsv \
         --out benchmarks/results/goemotions_exit_rules.json
 """
@@ -55,6 +59,28 @@ def study(exit_logits: np.ndarray, gold: np.ndarray, thresholds, max_drop: float
     return compare(exit_logits, uncertainties(exit_logits, thresholds), score, "micro_f1", max_drop)
 
 
+def label_set_agreement(exit_logits: np.ndarray, reference: np.ndarray, thresholds) -> dict:
+    """Per exit, the share of texts whose label sets agree between two runs' (L, N, C) head logits: at 0.5 and
+    at each label's threshold."""
+    shift = threshold_logits(thresholds, exit_logits.shape[-1])
+
+    def same(at):
+        return [round(float(x), 5) for x in ((exit_logits >= at) == (reference >= at)).all(-1).mean(-1)]
+
+    return {"at_0.5": same(0.0), "at_thresholds": same(shift)}
+
+
+def torch_exits(run: str, model, items: list) -> np.ndarray:
+    """The fp32 torch student's (L, N, C) head logits on `items`, tokenized by the bundle's encoder."""
+    from edgekd.distill.batches import TokenizedData
+    from edgekd.distill.evaluate import all_exit_logits
+    from edgekd.distill.students import load_student
+    from edgekd.run_folder import RunFolder
+
+    student = load_student(RunFolder(Path(run)).student)
+    return all_exit_logits(student, TokenizedData(model.encoder, items), "cpu").numpy()
+
+
 def main() -> None:
     import runtime
     from edgekd.data import read_bundle_data
@@ -65,6 +91,7 @@ def main() -> None:
     parser.add_argument("--data", required=True, help="labelled file (e.g. GoEmotions dev.tsv)")
     parser.add_argument("--max-drop", type=float, default=1.0, help="micro-F1 points allowed below full depth")
     parser.add_argument("--out", help="write the result as JSON here")
+    parser.add_argument("--run", help="the bundle's run folder: also the label-set agreement with its fp32 student")
     args = parser.parse_args()
     model = runtime.load(args.bundle, engine="staged")
     if model.problem != "multi-label":
@@ -77,6 +104,10 @@ def main() -> None:
     result = {"bundle": str(args.bundle), "data": str(args.data), "texts": len(items),
               "thresholds": np.asarray(model.thresholds, dtype=float).tolist(),
               **study(exit_logits, gold, model.thresholds, args.max_drop)}
+    if args.run:
+        result["agreement_with_fp32"] = label_set_agreement(exit_logits, torch_exits(args.run, model, items),
+                                                            model.thresholds)
+        print("label sets as the fp32 student's, exit by exit:", result["agreement_with_fp32"])
     for name in result["ranking"]:
         best = result["rules"][name]["within_budget"]
         print(f"{name:17s}: {best['average_layers']:.2f} of {result['layers']} layers at speed {best['speed']:g} "

@@ -422,3 +422,17 @@ def test_the_multi_label_rule_study_scores_the_runtime_rule_and_a_threshold_awar
     for found in result["rules"].values():
         assert result["full_depth_micro_f1"] - found["within_budget"]["micro_f1"] <= 1.0 + 1e-9
         assert 1.0 <= found["within_budget"]["average_layers"] <= 4.0
+
+
+def test_label_set_agreement_reads_sets_at_0_5_and_at_each_labels_threshold():
+    import numpy as np
+
+    from benchmarks.multi_label_rules import label_set_agreement
+
+    thresholds = [0.5, 0.2]  # logit(0.2) = -1.386
+    reference = np.array([[[2.0, -1.0], [-2.0, -3.0]]])  # one exit, two texts
+    # text 0: label 1 moves from -1.0 to -1.6: the same set at 0.5 (off both), another at 0.2 (on -> off)
+    # text 1: label 0 moves from -2.0 to 0.1: another set at both
+    other = np.array([[[2.0, -1.6], [0.1, -3.0]]])
+    assert label_set_agreement(other, reference, thresholds) == {"at_0.5": [0.5], "at_thresholds": [0.0]}
+    assert label_set_agreement(reference, reference, thresholds) == {"at_0.5": [1.0], "at_thresholds": [1.0]}
