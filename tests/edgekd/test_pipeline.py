@@ -67,6 +67,7 @@ def test_changed_config_is_refused(finished_run):
         RunContext(cfg, log=lambda _: None)
 
 
+@pytest.mark.slow  # the full tier: test_resume_is_bit_exact_from_any_kill_point[1] keeps resume in the fast one
 def test_resume_after_interruption_equals_uninterrupted(tiny_teacher_dir, tiny_data, tmp_path):
     overrides = dict(stages=["teacher", "finetune"], seed=3,
                      teacher_stage={"max_steps": 6, "checkpoint_every": 1},
