@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Callable
 
 from edgekd.config import STAGES, ConfigError, DistillConfig
+from edgekd.distill.prepare import RESUMABLE_KEYS, config_changes
 from edgekd.run_folder import RunFolder
 
 # the config section each stage reads its options from (baseline runs finetune's schedule)
 STAGE_OPTIONS = {"teacher": "teacher_stage", "refine": "refine", "attention": "attention", "baseline": "finetune",
                  "finetune": "finetune", "branches": "branches"}
 assert set(STAGE_OPTIONS) == set(STAGES), "every stage names its options section"
-# what may differ from the source besides the stages' options: what a resume may change too
-FREE_KEYS = {"stages", "device", "out", "eval_speeds", "keep_checkpoints"}
 
 
 def stages_to_take(old: dict, new: dict, finished: list[str]) -> tuple[list[str], str]:
@@ -45,14 +44,12 @@ def stages_to_take(old: dict, new: dict, finished: list[str]) -> tuple[list[str]
 
 
 def fork_run(source: str | Path, cfg: DistillConfig, log: Callable[[str], None]) -> list[str]:
-    """Start `cfg.out` from `source`'s finished stages that `cfg` shares; returns the stages taken over. A target
-    that already is a run folder is left as it is (the caller resumes it); nothing is written when the source
-    cannot be forked (one ConfigError names every problem)."""
-    from edgekd.distill.prepare import config_changes
-
+    """Start `cfg.out` from `source`'s finished stages that `cfg` (as edgekd.distill.prepare resolved it) shares;
+    returns the stages taken over. A target that already is a run folder is left as it is (the caller resumes
+    it); nothing is written when the source cannot be forked (one ConfigError names every problem)."""
     src, dst = RunFolder(Path(source)), RunFolder(Path(cfg.out))
     if dst.config.is_file():
-        log(f"--from: {dst.root} is already a run (made from {src.root} or not); resuming it as it is")
+        log(f"--from: {dst.root} is already a run; resuming it (--from only starts a new one)")
         return dst.finished()
     problems = []
     if not src.config.is_file():
@@ -65,11 +62,8 @@ def fork_run(source: str | Path, cfg: DistillConfig, log: Callable[[str], None])
                         "or new folder")
     if problems:
         raise ConfigError(problems)
-    old = DistillConfig.load(src.config).to_dict()
-    if cfg.data.standardize is None:  # auto: the source's resolved choice
-        cfg.data.standardize = old["data"]["standardize"]
-    new = cfg.to_dict()
-    shared = [k for k in new if k not in FREE_KEYS and k not in STAGE_OPTIONS.values()]
+    old, new = DistillConfig.load(src.config).to_dict(), cfg.to_dict()
+    shared = [k for k in new if k not in RESUMABLE_KEYS and k not in STAGE_OPTIONS.values()]
     differ = [k for k in shared if old.get(k) != new[k]]
     if differ:
         raise ConfigError([f"--from {src.root}: a variant keeps the source's data, student and seed; "

@@ -24,7 +24,7 @@ from runtime.exits import TOKENS
 from runtime.task import Task
 
 # Keys that may change between a run and its resumption.
-_RESUMABLE_KEYS = {"stages", "device", "out", "eval_speeds", "keep_checkpoints"}
+RESUMABLE_KEYS = {"stages", "device", "out", "eval_speeds", "keep_checkpoints"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def declared_problem(cfg: DistillConfig) -> tuple[str | None, str]:
 
 
 def check_same_config(run: RunFolder, cfg: DistillConfig) -> None:
-    """Refuse to resume `run` under settings other than those it was made with (_RESUMABLE_KEYS may change).
+    """Refuse to resume `run` under settings other than those it was made with (RESUMABLE_KEYS may change).
     An automatic data.standardize (None) takes the run's saved choice first, so a resume keeps its units."""
     if not run.config.is_file():
         return
@@ -63,7 +63,7 @@ def check_same_config(run: RunFolder, cfg: DistillConfig) -> None:
     if cfg.data.standardize is None:  # auto: what the run resolved it to (regression runs made before: off)
         cfg.data.standardize = old["data"]["standardize"]
     new = cfg.to_dict()
-    changed = sorted(k for k in new if k not in _RESUMABLE_KEYS and old.get(k) != new[k])
+    changed = sorted(k for k in new if k not in RESUMABLE_KEYS and old.get(k) != new[k])
     if changed:
         raise ConfigError([f"{run.root} was made with a different config ({', '.join(changed)} changed: "
                            f"{'; '.join(config_changes(old, new, changed))}); use a new --out to start afresh, or "
