@@ -95,3 +95,33 @@ def test_the_command_line_makes_a_variant_from_a_copy_of_the_runs_config(finishe
     assert json.loads((out / "metrics.json").read_text()).keys() == json.loads(
         (finished_run / "metrics.json").read_text()).keys()
     assert (out / "student" / "model.safetensors").is_file()
+
+
+def test_the_take_over_copies_the_teachers_work_only_with_the_teacher_and_writes_the_new_state(tmp_path):
+    from edgekd.run_folder import RunFolder, write_json
+
+    src = RunFolder(tmp_path / "src")
+    for path in (src.labels, src.task, src.tokenizer, src.teacher_logits, src.refined_logits,
+                 src.teacher / "model.safetensors", src.transfer / "logits.pt",
+                 src.stage("teacher") / "x", src.stage("refine") / "x", src.stage("finetune") / "student" / "w"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(path.name)
+    write_json(src.state, {"finished": ["teacher", "refine", "finetune"]})
+    write_json(src.metrics, {"teacher": {"s": 1}, "refine": {"s": 2}, "finetune": {"s": 3}})
+
+    def names(folder):
+        return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+    fresh_teacher = RunFolder(tmp_path / "a")
+    fresh_teacher.take_over(src, [], teacher=False, save_config=lambda p: p.write_text("{}"))
+    assert names(fresh_teacher.root) == ["config.json", "labels.json", "metrics.json", "state.json", "task.json",
+                                         "tokenizer.json"]
+    assert fresh_teacher.finished() == [] and json.loads(fresh_teacher.metrics.read_text()) == {}
+
+    kept = RunFolder(tmp_path / "b")
+    kept.take_over(src, ["teacher", "refine"], teacher=True, save_config=lambda p: p.write_text("{}"))
+    assert "refined_logits.pt" in names(kept.root) and "transfer/logits.pt" in names(kept.root)
+    assert "teacher/model.safetensors" in names(kept.root) and "stages/refine/x" in names(kept.root)
+    assert not kept.stage("finetune").exists() and not kept.student.exists()
+    assert kept.finished() == ["teacher", "refine"]
+    assert json.loads(kept.metrics.read_text()) == {"teacher": {"s": 1}, "refine": {"s": 2}}
