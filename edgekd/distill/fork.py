@@ -35,10 +35,7 @@ def stages_to_take(old: dict, new: dict, finished: list[str]) -> tuple[list[str]
         if stage not in new["stages"]:
             return kept, f"this run leaves out {stage}, which the source ran"
         if old[section] != new[section]:
-            changes = [f"{section}.{k} {old[section].get(k)!r} -> {new[section].get(k)!r}"
-                       for k in sorted(set(old[section]) | set(new[section]))
-                       if old[section].get(k) != new[section].get(k)]
-            return kept, f"the {stage} stage's settings differ ({'; '.join(changes)})"
+            return kept, f"the {stage} stage's settings differ ({'; '.join(config_changes(old, new, [section]))})"
         kept.append(stage)
     return kept, ""
 
