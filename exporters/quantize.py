@@ -8,7 +8,7 @@ per output channel of the weights) and static QDQ (activation scales fixed from 
 through the fp32 parts). Which is fastest, and which keeps the answers, depends on the device and the
 student, so `choose_int8` with method "auto" builds each, measures its label agreement with the fp32
 parts and its speed on this machine, and keeps the fastest that agrees on >= 99% of the texts.
-The embed graph's only int8 part is its table (Gather), quantized the same way for every method.
+The embed graph's only int8 parts are its tables (Gather), int8 by row the same way for every method.
 """
 
 from __future__ import annotations
@@ -63,11 +63,12 @@ class _Feeds:
 
 def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str = "dynamic",
                   feeds: list[dict[str, np.ndarray]] | None = None, num_heads: int = 0, hidden: int = 0) -> Path:
-    """int8 weights for MatMul/Gemm and the embedding table (Gather: int8 rows, dequantized after the
-    lookup; 4x smaller). `method`: dynamic (activations quantized at run time) or static (QDQ, activation
+    """int8 weights for MatMul/Gemm and the embedding tables (Gather: int8 rows with a scale each, dequantized
+    after the lookup; 4x smaller). `method`: dynamic (activations quantized at run time) or static (QDQ, activation
     scales from `feeds`, the graph's inputs on calibration texts), each per tensor or "-per-channel"; HEADS_FP32:
     dynamic with the exit head's nodes kept fp32; FUSED:
     the layer graph fused first (`num_heads`, `hidden`), then dynamic over every op onnxruntime quantizes."""
+    from exporters.weights import int8_tables
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType, quant_pre_process,
                                           quantize_dynamic, quantize_static)
 
@@ -86,6 +87,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str = 
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
             return dst
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
+        int8_tables(prepared, prepared)  # tables int8 by row (onnxruntime quantizes a Gather's table per tensor)
         if method == HEADS_FP32:
             # quantize_dynamic turns a Gemm into MatMul + Add before it reads nodes_to_exclude: name both
             exclude = [f"{n.name}{tail}" for n in onnx.load(str(prepared)).graph.node
@@ -103,7 +105,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, method: str = 
             # DefaultTensorType: a fused graph's com.microsoft nodes (Attention, SkipLayerNormalization) leave ONNX
             # shape inference without the types of their outputs; those are fp32
             quantize_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=per_channel,
-                             op_types_to_quantize=["MatMul", "Gemm", "Gather"], nodes_to_exclude=exclude,
+                             op_types_to_quantize=["MatMul", "Gemm"], nodes_to_exclude=exclude,
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     return dst
 

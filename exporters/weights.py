@@ -82,3 +82,54 @@ def int8_weights(src: str | os.PathLike, dst: str | os.PathLike, min_size: int =
     graph.node.extend(nodes + old)
     onnx.save(model, str(dst))
     return {"weights": count, "bytes_before": Path(src).stat().st_size, "bytes_after": Path(dst).stat().st_size}
+
+
+def int8_tables(src: str | os.PathLike, dst: str | os.PathLike, min_size: int = 1024) -> int:
+    """Write `src` to `dst` with each embedding table (an fp32 matrix of at least `min_size` values that only
+    Gathers read, by row) stored int8 with one scale per row, dequantized after the lookup: Gather(int8 table),
+    Cast, Mul by Gather(row scales). The file and the session hold a quarter of the table's bytes (onnxruntime
+    cannot fold this Mul: its input is the looked-up rows), and a row's error is set by its own largest value,
+    not the table's; returns how many tables."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    readers: dict[str, list] = {}
+    _readers(graph, readers)
+    main = {}  # name -> how many of the main graph's nodes read it (a table read in a subgraph stays as it is)
+    for node in graph.node:
+        for name in node.input:
+            main[name] = main.get(name, 0) + 1
+    tables = {}
+    for init in graph.initializer:
+        uses = readers.get(init.name, [])
+        lookups = all(op == "Gather" and i == 0 and attrs.get("axis", 0) == 0 for op, i, attrs in uses)
+        if init.data_type == onnx.TensorProto.FLOAT and len(init.dims) == 2 and uses and lookups \
+                and main.get(init.name) == len(uses) and int(np.prod(init.dims)) >= min_size:
+            tables[init.name] = init
+    kept = [init for init in graph.initializer if init.name not in tables]
+    for name, init in tables.items():
+        w = numpy_helper.to_array(init)
+        scale = np.abs(w).max(axis=1) / 127.0
+        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)[:, None]
+        kept += [numpy_helper.from_array(np.clip(np.round(w / scale), -127, 127).astype(np.int8), name + "_int8"),
+                 numpy_helper.from_array(scale, name + "_row_scale")]
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "Gather" or node.input[0] not in tables:
+            nodes.append(node)
+            continue
+        table, ids, out = node.input[0], node.input[1], node.output[0]
+        nodes += [helper.make_node("Gather", [table + "_int8", ids], [out + "_int8"], name=node.name, axis=0),
+                  helper.make_node("Cast", [out + "_int8"], [out + "_rows"], name=node.name + "_cast",
+                                   to=onnx.TensorProto.FLOAT),
+                  helper.make_node("Gather", [table + "_row_scale", ids], [out + "_scale"],
+                                   name=node.name + "_scale", axis=0),
+                  helper.make_node("Mul", [out + "_rows", out + "_scale"], [out], name=node.name + "_scale_up")]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, str(dst))
+    return len(tables)

@@ -209,3 +209,60 @@ def test_fused_int8_layers_run_qattention_in_model_onnx_and_agree_with_fp32(toke
     assert np.mean(same) >= 0.9
     with pytest.raises(ValueError, match="number of attention heads"):
         choose_int8(path, model.manifest, FUSED, texts, log=lambda _: None)
+
+
+def _table_graph(path, table, also_matmul=False):
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["rows"], axis=0)]
+    outputs = [helper.make_tensor_value_info("rows", TensorProto.FLOAT, None)]
+    if also_matmul:  # a table some other op also reads (tied weights) is not only a lookup: left alone
+        nodes.append(helper.make_node("MatMul", ["rows", "table_t"], ["scores"]))
+        nodes.append(helper.make_node("Transpose", ["table"], ["table_t"]))
+        nodes = [nodes[0], nodes[2], nodes[1]]
+        outputs.append(helper.make_tensor_value_info("scores", TensorProto.FLOAT, None))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])], outputs,
+                              [numpy_helper.from_array(table, "table")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_embedding_tables_are_int8_by_row_each_row_as_exact_as_its_own_largest_value(tmp_path):
+    from exporters.weights import int8_tables
+
+    rng = np.random.default_rng(0)
+    # rows of very different sizes: one scale for the whole table would leave the small rows almost all error
+    table = (rng.standard_normal((300, 16)) * np.logspace(-3, 0, 300)[:, None]).astype(np.float32)
+    _table_graph(tmp_path / "fp32.onnx", table)
+    assert int8_tables(tmp_path / "fp32.onnx", tmp_path / "int8.onnx") == 1
+    model = onnx.load(str(tmp_path / "int8.onnx"))
+    stored = {i.name: i.data_type for i in model.graph.initializer}
+    assert stored == {"table_int8": onnx.TensorProto.INT8, "table_row_scale": onnx.TensorProto.FLOAT}
+    ids = np.array([0, 7, 150, 299, 7], dtype=np.int64)
+    got = ort.InferenceSession(str(tmp_path / "int8.onnx")).run(None, {"ids": ids})[0]
+    row_step = np.abs(table[ids]).max(axis=1, keepdims=True) / 127
+    assert got.shape == (5, 16)
+    assert (np.abs(got - table[ids]) <= row_step / 2 + 1e-7).all()
+    assert np.abs(got[0] - table[0]).max() < 1e-5  # the smallest row (|x| ~ 1e-3) keeps its values
+    assert (tmp_path / "int8.onnx").stat().st_size < (tmp_path / "fp32.onnx").stat().st_size / 3
+
+
+def test_a_table_that_is_not_only_looked_up_stays_fp32(tmp_path):
+    from exporters.weights import int8_tables
+
+    _table_graph(tmp_path / "fp32.onnx", np.ones((64, 32), dtype=np.float32), also_matmul=True)
+    assert int8_tables(tmp_path / "fp32.onnx", tmp_path / "same.onnx") == 0
+    assert [i.data_type for i in onnx.load(str(tmp_path / "same.onnx")).graph.initializer] == [onnx.TensorProto.FLOAT]
+
+
+def test_int8_embed_graph_looks_up_int8_rows_and_stays_close(fp32_bundle, tmp_path):
+    quantize_int8(fp32_bundle / "embed.onnx", tmp_path / "embed.onnx", "dynamic")
+    model = onnx.load(str(tmp_path / "embed.onnx"))
+    int8 = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert int8 and all(i.name.endswith("_int8") for i in int8)
+    assert "DequantizeLinear" not in {n.op_type for n in model.graph.node}  # not onnxruntime's per-tensor table
+    feed = {"input_ids": np.array([[2, 5, 9, 3]], dtype=np.int64), "token_type_ids": np.zeros((1, 4), np.int64)}
+    names = {i.name for i in ort.InferenceSession(str(tmp_path / "embed.onnx")).get_inputs()}
+    feed = {k: v for k, v in feed.items() if k in names}
+    want = ort.InferenceSession(str(fp32_bundle / "embed.onnx")).run(None, feed)[0]
+    got = ort.InferenceSession(str(tmp_path / "embed.onnx")).run(None, feed)[0]
+    assert np.abs(want - got).max() < 0.05
