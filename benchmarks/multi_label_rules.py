@@ -6,8 +6,9 @@ bundle decides label j at its own threshold t_j (manifest `thresholds`, fitted p
 label at p = 0.5 with t_j = 0.2 is already decided, and one at p = 0.25 is not. This script traces every exit
 head of a multi-label bundle on labelled data once and compares, on the same outputs and the same speed grid:
 
-- entropy-0.5 (the runtime's rule): u = max_j H(sigmoid(z_j)) / log 2;
-- entropy-threshold: the same entropy with each logit moved by its threshold's logit,
+- entropy-0.5 (the runtime's rule before this study): u = max_j H(sigmoid(z_j)) / log 2;
+- entropy-threshold (the rule at thresholds, runtime.exits.AT_THRESHOLDS, what export now writes where it chose
+  thresholds): the same entropy with each logit moved by its threshold's logit,
   u = max_j H(sigmoid(z_j - logit(t_j))) / log 2, so u is 1 exactly at the decision boundary.
 
 For each rule: micro-F1 (label sets at the bundle's thresholds) and average layers at every speed, and the
@@ -36,18 +37,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.exit_rule_study import compare, decide  # noqa: E402, F401 (decide: the rule both studies use)
 
 
-def threshold_logits(thresholds, labels: int) -> np.ndarray:
-    """logit(t_j) per label (C,), from one threshold or one per label."""
-    t = np.clip(np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (labels,)), 1e-6, 1 - 1e-6)
-    return np.log(t / (1 - t))
-
-
 def uncertainties(exit_logits: np.ndarray, thresholds) -> dict[str, np.ndarray]:
-    """u of every rule on (L, N, C) head logits -> (L, N) each, in [0, 1]."""
-    from runtime.exits import binary_entropy
+    """u of every rule on (L, N, C) head logits -> (L, N) each, in [0, 1]: the runtime's two multi-label rules."""
+    from runtime.exits import ExitRule
 
-    shift = threshold_logits(thresholds, exit_logits.shape[-1])
-    return {"entropy-0.5": binary_entropy(exit_logits), "entropy-threshold": binary_entropy(exit_logits - shift)}
+    labels = exit_logits.shape[-1]
+    at = tuple(float(t) for t in np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (labels,)))
+    return {"entropy-0.5": ExitRule("multi-label").trace(exit_logits),
+            "entropy-threshold": ExitRule("multi-label", thresholds=at).trace(exit_logits)}
 
 
 def study(exit_logits: np.ndarray, gold: np.ndarray, thresholds, max_drop: float) -> dict:
@@ -62,6 +59,8 @@ def study(exit_logits: np.ndarray, gold: np.ndarray, thresholds, max_drop: float
 def label_set_agreement(exit_logits: np.ndarray, reference: np.ndarray, thresholds) -> dict:
     """Per exit, the share of texts whose label sets agree between two runs' (L, N, C) head logits: at 0.5 and
     at each label's threshold."""
+    from runtime.exits import threshold_logits
+
     shift = threshold_logits(thresholds, exit_logits.shape[-1])
 
     def same(at):
@@ -93,7 +92,7 @@ def main() -> None:
     parser.add_argument("--out", help="write the result as JSON here")
     parser.add_argument("--run", help="the bundle's run folder: also the label-set agreement with its fp32 student")
     args = parser.parse_args()
-    model = runtime.load(args.bundle, engine="staged")
+    model = runtime.load(args.bundle, engine="staged")  # trace_ids: every head's logits, whatever the rule
     if model.problem != "multi-label":
         raise SystemExit(f"{args.bundle} is a {model.problem} bundle; this study is for multi-label")
     data = read_bundle_data(model, args.data)

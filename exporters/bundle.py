@@ -285,6 +285,23 @@ def add_compiled_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> 
     return {"reference": "staged runtime", **summary}
 
 
+def recompile_graph(folder: Path, manifest: Manifest, atol: float = 1e-4) -> None:
+    """Compose `model.onnx` again from the bundle's staged parts under `manifest`'s rule (export changes the rule
+    after measuring, e.g. a multi-label rule moved to the thresholds it chose), check it against the staged graphs
+    as the first time, keep its metadata and hash it; the manifest is the caller's to write."""
+    old = next(p for p in manifest.parts if p.kind == "compiled")
+    meta = {m.key: m.value for m in onnx.load(str(folder / old.file), load_external_data=False).metadata_props}
+    manifest.parts = [p for p in manifest.parts if p.kind != "compiled"]
+    manifest.compiled_check = add_compiled_graph(folder, manifest, atol)
+    compiled = next(p for p in manifest.parts if p.kind == "compiled")
+    model = onnx.load(str(folder / compiled.file))
+    for key, value in meta.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(folder / compiled.file))
+    compiled.form = old.form
+    compiled.sha256 = sha256_file(folder / compiled.file)
+
+
 def export_full_graph(model: nn.Module, path: str | os.PathLike, vocab_size: int, max_length: int, *,
                       opset: int = DEFAULT_OPSET, atol: float = 1e-4, name: str = "full",
                       text_pair: bool = False) -> list[Check]:

@@ -1,17 +1,14 @@
 """Compile a bundle's layer graphs into one ONNX graph with early exit inside.
 
-    input_ids (B,T) int64, attention_mask (B,T) int64, speed () float32 [, token_type_ids (B,T) int64]
-      -> logits (B,C) float32, exit_layer (B,) int64 (1-based), uncertainty (B,) float32
+    input_ids (B,T) int64, attention_mask (B,T) int64, speed () float32 [, token_type_ids (B,T) int64 where
+    the embed graph takes them: text pairs] -> logits (B,C) float32, exit_layer (B,) int64, uncertainty (B,) float32
 
-(token_type_ids when the embed graph takes them: a bundle made from text pairs.)
-
-The embed graph and layer 1 run in the main graph. After layer k the exit
-head's uncertainty (the problem type's rule, runtime/exits.py: normalized
-entropy; the largest binary entropy of a multi-label head; for regression the gap to the
-previous head over the target scale, the largest of the last `patience` gaps; for token classification the
-largest entropy over the tokens that are neither padding nor special, whose mask is carried with the rows) is
-compared with `speed`. A token graph returns logits (B,T,C), 0 on padding, and keeps every position when it
-compacts (the answers are per token).
+The embed graph and layer 1 run in the main graph. After layer k the exit head's uncertainty (the problem
+type's rule, runtime/exits.py: normalized entropy; the largest binary entropy of a multi-label head, each logit
+less logit(t_j) for the rule at thresholds; for regression the gap to the previous head over the target scale,
+the largest of the last `patience` gaps; for token classification the largest entropy over the tokens that are
+neither padding nor special, whose mask is carried with the rows) is compared with `speed`. A token graph
+returns logits (B,T,C), 0 on padding, and keeps every position when it compacts (the answers are per token).
 
 Two paths (issue 40: a layer should cost its own kernels and the rule's, not bookkeeping):
 - while no row has left (every row at batch 1 until it leaves; every row at speed 0), layer k+1 runs in the
@@ -30,8 +27,8 @@ input is taken out when it is inlined (the compaction gathers instead), and the 
 to [0, 1] runs once, on the outputs (a comparison with a speed in [0, 1] cannot change by it: the entropies are
 >= 0 as computed).
 
-A pure function from graphs to a graph (`compile_early_exit`), so any ONNX
-Runtime binding runs batched early exit with nothing but a tokenizer.
+A pure function from graphs to a graph (`compile_early_exit`), so any ONNX Runtime binding runs batched early
+exit with nothing but a tokenizer.
 """
 
 from __future__ import annotations
@@ -43,7 +40,7 @@ import onnx
 from onnx import GraphProto, ModelProto, TensorProto, helper, numpy_helper
 
 from exporters.inline import Builder, MaskPart, inline, token_mask
-from runtime.exits import SINGLE_LABEL, TOKENS, ExitRule
+from runtime.exits import SINGLE_LABEL, TOKENS, ExitRule, threshold_logits
 from runtime.manifest import GRAPH_INPUTS, GRAPH_OUTPUTS, PAIR_INPUT, PART_INPUTS, PART_OUTPUTS, part_inputs
 
 DEBUG_OUTPUT = "layer_rows"  # optional output: rows that entered each layer, (L,) int64
@@ -76,6 +73,8 @@ class _Compiler:
             self.k1 = m.const([1], np.int64, "k1")
         if rule.problem == "multi-label":
             self.inv_log_2 = m.const(1.0 / math.log(2.0), np.float32, "inv_log_2")
+            self.shift = None if rule.thresholds is None else \
+                m.const(threshold_logits(rule.thresholds, num_labels), np.float32, "shift")  # the rule at thresholds
         if rule.problem == "regression":
             self.inv_scale = m.const(1.0 / rule.scale, np.float32, "inv_scale")
         if rule.problem != "regression":  # the lower bound of the entropies' Clip (and a token's special count)
@@ -93,7 +92,8 @@ class _Compiler:
         if self.tokens:  # `previous` holds the rows' token mask (float, (R, T)): the largest entropy over it
             return self.max_last(b, b.op("Mul", [self.entropy(b, logits), previous], "u_tokens")), None
         if self.rule.problem == "multi-label":
-            return self.binary_entropy(b, logits), None
+            centred = logits if self.shift is None else b.op("Sub", [logits, self.shift], "centred")
+            return self.binary_entropy(b, centred), None
         if self.rule.problem == "regression":
             if previous is None:  # no head before the first: full uncertainty
                 gap = b.op("Expand", [self.f1, b.op("Shape", [logits], start=0, end=1)], "u_first")

@@ -28,17 +28,22 @@ def binary_entropy(logits: torch.Tensor) -> torch.Tensor:
 
 
 def exit_uncertainty(exit_logits: torch.Tensor, problem: str = "single-label", scale: float = 1.0,
-                     patience: int = 1, token_mask: torch.Tensor | None = None) -> torch.Tensor:
+                     patience: int = 1, token_mask: torch.Tensor | None = None,
+                     thresholds: list[float] | tuple[float, ...] | None = None) -> torch.Tensor:
     """u of every head: (L,B,C) -> (L,B), by the problem type's rule (the twin of `runtime.exits.ExitRule.trace`):
     normalized entropy; the largest binary entropy; regression's gap to the previous head over `scale` (1 at
     the first head), the largest of the last `patience` gaps; token classification (L,B,T,C): the largest
-    normalized entropy over the tokens of `token_mask` (B,T)."""
+    normalized entropy over the tokens of `token_mask` (B,T); multi-label with `thresholds` (one per label): the
+    rule at thresholds, each logit moved by logit(t) first."""
     if problem == TOKENS:
         if token_mask is None:
             raise ValueError("the token-classification exit rule needs the token mask")
         u = normalized_entropy(exit_logits) * token_mask.to(exit_logits.device)[None].float()
         return u.max(-1).values
     if problem == "multi-label":
+        if thresholds is not None:
+            t = torch.tensor(thresholds, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+            exit_logits = exit_logits.double() - torch.log(t / (1 - t)).to(exit_logits.device)
         return binary_entropy(exit_logits)
     if problem == "regression":
         values = exit_logits.float()
@@ -49,14 +54,15 @@ def exit_uncertainty(exit_logits: torch.Tensor, problem: str = "single-label", s
 
 
 def apply_exit_rule(exit_logits: torch.Tensor, speed: float, problem: str = "single-label", scale: float = 1.0,
-                    patience: int = 1, token_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    patience: int = 1, token_mask: torch.Tensor | None = None,
+                    thresholds: list[float] | tuple[float, ...] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Layer by layer: a row leaves at the first layer with u < speed; the last always exits.
 
     exit_logits (L,B,C) ((L,B,T,C) and token_mask (B,T) per token) -> (logits (B,C) of the deciding layer, exit
     layer (B,) 1-based).
     """
     batch = exit_logits.shape[1]
-    unc = exit_uncertainty(exit_logits, problem, scale, patience, token_mask)  # (L,B)
+    unc = exit_uncertainty(exit_logits, problem, scale, patience, token_mask, thresholds)  # (L,B)
     leave = unc < speed
     leave[-1] = True
     first = leave.float().argmax(0)  # (B,) first True

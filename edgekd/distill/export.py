@@ -22,12 +22,13 @@ from edgekd.run_folder import RunFolder, StudentFolder
 from edgekd.distill.students import SmallStudent, load_student
 from edgekd.distill.batches import TokenizedData
 from exporters import ExportError, ExportResult, export_classifier, export_student
+from exporters.bundle import recompile_graph
 from exporters.quantize import INT8_CHOICES, PRECISIONS, apply_precision, choose_int8
 from edgekd.calibrate import file_gold
 from edgekd.metrics import choose_thresholds, gold_array, main_metric, pearson, task_scores
 from runtime.exits import REPORT_SPEEDS, decide
 from runtime.manifest import read_manifest, write_manifest
-from runtime.task import Task
+from runtime.task import Task, exit_rule_record
 
 CHECK_SPEEDS = REPORT_SPEEDS
 COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")  # how labelled files are read: the run's
@@ -36,8 +37,8 @@ COLUMN_KEYS = ("text_column", "text_pair_column", "label_column")  # how labelle
 def precision_agreement(bundle: Path, student, data: str | os.PathLike,
                         speeds=CHECK_SPEEDS) -> dict:
     """Agreement of a (quantized) bundle with the fp32 torch student on labelled `data`: the same answer
-    (class; label set; value within 0.1 target s.d.) and exit layer per speed, the main metric of both, and
-    for regression the Pearson correlation between the two outputs."""
+    (class; label set, at the rule's thresholds where it has them; value within 0.1 target s.d.) and exit layer
+    per speed, the main metric of both, and for regression the Pearson correlation between the two outputs."""
     model = runtime.load(bundle)
     rule, problem = model.rule, model.problem
     dataset = read_bundle_data(model, data)
@@ -52,10 +53,11 @@ def precision_agreement(bundle: Path, student, data: str | os.PathLike,
     for speed in speeds:
         want, layers, _ = decide(exits, speed, rule, mask)
         got, exit_layer, _ = model.outputs(dataset.texts, speed=speed)
+        at = model.manifest.thresholds or 0.5  # multi-label sets where the bundle answers, as `agree` reads them
         row = {"prediction_agreement": float(rule.agree(want, got, mask=tokens[1] if tokens else None).mean()),
                "exit_agreement": float((exit_layer == layers).mean()),
-               f"{metric}_fp32": task_scores(problem, want, gold, names=names)[metric],
-               metric: task_scores(problem, got, gold, names=names)[metric]}
+               f"{metric}_fp32": task_scores(problem, want, gold, at, names=names)[metric],
+               metric: task_scores(problem, got, gold, at, names=names)[metric]}
         if problem == "regression":
             row["pearson_with_fp32"] = pearson(want[:, 0], got[:, 0])
         report["speeds"][f"{speed:g}"] = row
@@ -151,10 +153,6 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
     def measure(folder: Path) -> None:
         """Agreement and calibration on the finished bundle, still in its temporary folder: the bundle is
         renamed into place only when these succeed too (a failure leaves any old bundle as it was)."""
-        if data is not None and precision != "fp32":
-            manifest = read_manifest(folder)
-            manifest.precision_check = precision_agreement(folder, student, data)
-            write_manifest(folder, manifest)
         if data is not None and task.problem == "multi-label":  # before calibration, which scores with them
             manifest = read_manifest(folder)
             thresholds, choice = label_thresholds(folder, data)
@@ -162,6 +160,15 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, *, overwrite:
             log(f"multi-label thresholds: {choice['chosen']} (held-out micro-F1 "
                 f"{100 * choice['per_label_held_out_micro_f1']:.2f} per label vs "
                 f"{100 * choice['default_0.5_micro_f1']:.2f} at 0.5)")
+            if thresholds is not None and not isinstance(student, SmallStudent):
+                # rows leave when every label is sure on its side of its own threshold (runtime.exits.AT_THRESHOLDS)
+                manifest.task = replace(manifest.task, exit_rule=exit_rule_record("multi-label", at_thresholds=True))
+                recompile_graph(folder, manifest, atol)
+                log("exit rule: max-binary-entropy at the chosen thresholds (model.onnx composed again with it)")
+            write_manifest(folder, manifest)
+        if data is not None and precision != "fp32":  # at the rule's thresholds when it has them
+            manifest = read_manifest(folder)
+            manifest.precision_check = precision_agreement(folder, student, data)
             write_manifest(folder, manifest)
         if data is not None and max_drop is not None and not isinstance(student, SmallStudent):
             from edgekd.calibrate import calibrate

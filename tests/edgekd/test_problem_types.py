@@ -17,6 +17,7 @@ from edgekd.distill.factory import new_student
 from edgekd.cli import app
 from edgekd.data import DataError, detect_problem, label_names_option, read_labelled
 from edgekd.testing.fixtures import tiny_sentiment
+from runtime.exits import AT_THRESHOLDS
 
 
 def write(path, text):
@@ -228,6 +229,12 @@ def test_a_typed_run_exports_calibrates_and_answers_everywhere(typed_run, tmp_pa
     else:  # thresholds chosen on --data: kept per label only when they beat 0.5 on held-out rows
         choice = manifest.threshold_choice
         assert choice["rows"] == 32 and (manifest.thresholds is None) == (choice["chosen"] == "0.5")
+        # where thresholds were chosen, rows leave by the rule at them, in model.onnx as in the staged runtime
+        assert (manifest.exit_rule["name"] == AT_THRESHOLDS) == (manifest.thresholds is not None)
+        staged = runtime.load(bundle, engine="staged")
+        texts = [row.split("\t")[0] for row in open(files["dev"]).read().splitlines()[1:]]
+        for speed in (0.3, 0.6, 0.9):
+            assert (model.outputs(texts, speed=speed)[1] == staged.outputs(texts, speed=speed)[1]).all()
     card = (bundle / "README.md").read_text()
     assert f"{metric.replace('_', '-')} x 100" in card
     texts = ["great fun movie", "awful boring plot with a long and dull story"]

@@ -5,6 +5,8 @@ answers' shapes (Prediction fields) per type."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,41 +66,49 @@ def test_a_rule_refuses_unknown_types_and_bad_scales():
         ExitRule("single-label", patience=2)
 
 
-@pytest.mark.parametrize("problem,patience", [("single-label", 1), ("multi-label", 1), ("regression", 1),
-                                              ("regression", 2), ("regression", 3)])
+@pytest.mark.parametrize("problem,patience", [("single-label", 1), ("multi-label", 1), ("multi-label-at-thresholds", 1),
+                                              ("regression", 1), ("regression", 2), ("regression", 3)])
 def test_the_torch_twin_equals_the_runtime_rule(problem, patience):
     import torch
 
     from edgekd.distill.evaluate import apply_exit_rule, exit_uncertainty
 
+    problem, _, at = problem.partition("-at-")
+    thresholds = (0.1, 0.3, 0.5, 0.85) if at else None
     gen = np.random.default_rng(3)
     width = 1 if problem == "regression" else 4
     exits = (gen.normal(size=(5, 64, width)) * (0.3 if problem == "regression" else 3)).astype(np.float32)
-    rule = ExitRule(problem, scale=1.7, patience=patience)
-    twin = exit_uncertainty(torch.from_numpy(exits), problem, 1.7, patience).numpy()
+    rule = ExitRule(problem, scale=1.7, patience=patience, thresholds=thresholds)
+    twin = exit_uncertainty(torch.from_numpy(exits), problem, 1.7, patience, thresholds=thresholds).numpy()
     assert np.allclose(twin, rule.trace(exits), atol=1e-5)
     for speed in (0.0, 0.2, 0.5, 0.8):
         want_logits, want_layers, _ = decide(exits, speed, rule)
         if problem == "regression":
             assert want_layers.min() >= min(patience + 1, 5) or speed == 0.0  # the window holds the first head's 1
-        got_logits, got_layers = apply_exit_rule(torch.from_numpy(exits), speed, problem, 1.7, patience)
+        got_logits, got_layers = apply_exit_rule(torch.from_numpy(exits), speed, problem, 1.7, patience,
+                                                 thresholds=thresholds)
         assert got_layers.numpy().tolist() == want_layers.tolist()
         assert np.allclose(got_logits.numpy(), want_logits)
 
 
 @pytest.fixture(scope="module", params=["multi-label", "regression",
+                                        pytest.param("multi-label-at-thresholds", marks=pytest.mark.slow),
                                         pytest.param("regression-patience-2", marks=pytest.mark.slow)])
 def typed_bundle(request, tmp_path_factory, tokenizer_file):
     from exporters import export_student
-    from runtime.task import Task
+    from runtime.task import Task, exit_rule_record
 
     problem, _, patience = request.param.partition("-patience-")
+    problem, _, at = problem.partition("-at-")
     labels = ["joy", "anger", "fear"] if problem == "multi-label" else ["score"]
     sharpen = {"multi-label": 200.0, "regression": 3.0 if patience else 100.0}[problem]  # exits spread over layers
     student = make_student(sharpen=sharpen, layers=4, num_labels=len(labels),
                            problem=problem, seed=5)
     rule = {"name": "consecutive-gap", "scale": 1.0, "patience": int(patience)} if patience else None
-    task = Task(problem, target_scale=1.0 if problem == "regression" else None, exit_rule=rule)
+    thresholds = [0.2, 0.5, 0.7] if at else None  # the rule at thresholds, compiled into model.onnx as well
+    if at:
+        rule = exit_rule_record(problem, at_thresholds=True)
+    task = Task(problem, target_scale=1.0 if problem == "regression" else None, exit_rule=rule, thresholds=thresholds)
     out = tmp_path_factory.mktemp("typed") / request.param
     export_student(student, tokenizer_file, labels, out, max_length=40, task=task)  # checks model.onnx vs staged
     return problem, student, out
@@ -113,13 +123,16 @@ def test_typed_bundles_match_torch_on_both_engines(typed_bundle):
     graph, staged = runtime.load(path, engine="graph"), runtime.load(path, engine="staged")
     assert graph.manifest.problem == problem and graph.rule.problem == problem
     assert graph.rule.patience == (2 if path.name.endswith("patience-2") else 1)  # the manifest's, 1 by default
+    assert graph.rule.thresholds == staged.rule.thresholds == \
+        ((0.2, 0.5, 0.7) if path.name.endswith("thresholds") else None)
     texts = [" ".join(["great", "awful", "movie", "plot"][: 1 + i % 4] * (1 + i % 3)) for i in range(23)]
     ids, mask, _ = graph.encode(texts)
     with torch.no_grad():
         exits = torch.stack(student(torch.from_numpy(ids), torch.from_numpy(mask)).exit_logits)
     spread = set()
     for speed in (0.0, 0.3, 0.8, 0.9, 0.95):
-        want_logits, want_layers = apply_exit_rule(exits, speed, problem, graph.rule.scale, graph.rule.patience)
+        want_logits, want_layers = apply_exit_rule(exits, speed, problem, graph.rule.scale, graph.rule.patience,
+                                                   thresholds=graph.rule.thresholds)
         spread |= {len(set(want_layers.tolist()))}
         for model in (graph, staged):
             for batch in (1, 7, 32):
@@ -138,8 +151,9 @@ def test_answers_take_the_shape_of_the_problem_type(typed_bundle):
     logits = model.outputs(["great movie", "awful plot"], speed=0.0)[0]
     if problem == "multi-label":
         p = 1 / (1 + np.exp(-logits[0]))
+        at = model.manifest.thresholds or [0.5] * len(model.labels)
         assert got[0].label is None and got[0].score is None
-        assert got[0].labels == [n for n, q in zip(model.labels, p) if q >= 0.5]
+        assert got[0].labels == [n for n, q, t in zip(model.labels, p, at) if q >= t]
         assert list(got[0].probs) == model.labels and np.allclose(list(got[0].probs.values()), p, atol=1e-6)
         for threshold in (0.01, 0.99):
             chosen = model.classify(["great movie"], speed=0.0, threshold=threshold)[0]
@@ -240,3 +254,58 @@ def test_the_many_class_study_measures_the_runtime_rule():
     for point in runtime_rule["curve"][::10]:
         _, layers, _ = decide(exits, point["speed"])
         assert point["average_layers"] == pytest.approx(float(layers.mean()))
+
+
+@pytest.mark.parametrize("typed_bundle", ["multi-label"], indirect=True)
+def test_a_bundle_moved_to_the_rule_at_thresholds_is_composed_again_and_exits_by_it(typed_bundle, tmp_path):
+    import shutil
+
+    import torch
+
+    from edgekd.distill.evaluate import apply_exit_rule
+    from exporters.bundle import recompile_graph
+    from runtime.exits import AT_THRESHOLDS
+    from runtime.manifest import read_manifest, write_manifest
+    from runtime.task import exit_rule_record
+
+    _, student, path = typed_bundle
+    bundle = Path(shutil.copytree(path, tmp_path / "b"))
+    manifest = read_manifest(bundle)
+    before = next(p.sha256 for p in manifest.parts if p.kind == "compiled")
+    manifest.task = replace(manifest.task, thresholds=[0.05, 0.5, 0.9],
+                            exit_rule=exit_rule_record("multi-label", at_thresholds=True))
+    recompile_graph(bundle, manifest)
+    write_manifest(bundle, manifest)
+    graph, staged = runtime.load(bundle, engine="graph"), runtime.load(bundle, engine="staged")  # hashes verified
+    assert graph.rule.name == AT_THRESHOLDS and graph.rule.thresholds == (0.05, 0.5, 0.9)
+    assert next(p.sha256 for p in graph.manifest.parts if p.kind == "compiled") != before
+    texts = [" ".join(["great", "awful", "movie", "plot"][: 1 + i % 4] * (1 + i % 3)) for i in range(23)]
+    ids, mask, _ = graph.encode(texts)
+    with torch.no_grad():
+        exits = torch.stack(student(torch.from_numpy(ids), torch.from_numpy(mask)).exit_logits)
+    moved = 0
+    for speed in (0.3, 0.8, 0.95):
+        _, want = apply_exit_rule(exits, speed, "multi-label", thresholds=(0.05, 0.5, 0.9))
+        _, at_half = apply_exit_rule(exits, speed, "multi-label")
+        moved += int((want != at_half).sum())
+        for model in (graph, staged):
+            assert model.run_ids(ids, mask, speed)[1].tolist() == want.tolist(), (model.engine, speed)
+    assert moved, "the thresholds should move some rows' exits"
+
+
+def test_a_rule_at_thresholds_needs_a_multi_label_task_and_one_threshold_per_label():
+    from runtime.task import Task
+
+    with pytest.raises(runtime.InputError, match="belong to a multi-label rule"):
+        ExitRule("single-label", thresholds=(0.3, 0.6))
+    with pytest.raises(runtime.InputError, match="one in \\(0, 1\\) per label"):
+        ExitRule("multi-label", thresholds=(0.3, 1.0))
+    with pytest.raises(runtime.InputError, match="3 label thresholds; the head has 2"):
+        ExitRule("multi-label", thresholds=(0.3, 0.6, 0.5)).uncertainty(np.zeros((4, 2), np.float32))
+    wrong = Task("single-label", ["a", "b"], exit_rule={"name": "max-binary-entropy-at-thresholds"}).problems()
+    assert any("belongs to multi-label tasks" in p for p in wrong)
+    newer = Task("multi-label", ["a", "b"], exit_rule={"name": "some-future-rule"}).problems()
+    assert any("'some-future-rule' is not a rule this runtime knows" in p for p in newer)
+    # a task at thresholds without thresholds (all 0.5) is the rule at 0.5
+    assert Task("multi-label", ["a", "b"], exit_rule={"name": "max-binary-entropy-at-thresholds"}).rule().thresholds \
+        is None
