@@ -396,6 +396,7 @@ def test_the_readmes_multi_label_config_resolves_over_the_quick_preset_to_the_se
                                                                "data": {"train": "train.tsv", "dev": "dev.tsv"}})
     assert cfg.student.head_bias == "prior"
     assert cfg.finetune.head_lr == 10.0
+    assert cfg.branches.epochs == 10.0  # the heads self-distilled longer: fewer layers within a point (issue 41)
     assert cfg.finetune.patience == 3  # the rest of the quick schedule is kept
 
 
