@@ -294,6 +294,7 @@ def test_a_bundle_moved_to_the_rule_at_thresholds_is_composed_again_and_exits_by
 
 
 def test_a_rule_at_thresholds_needs_a_multi_label_task_and_one_threshold_per_label():
+    from runtime.exits import AT_THRESHOLDS
     from runtime.task import Task
 
     with pytest.raises(runtime.InputError, match="belong to a multi-label rule"):
@@ -306,6 +307,11 @@ def test_a_rule_at_thresholds_needs_a_multi_label_task_and_one_threshold_per_lab
     assert any("belongs to multi-label tasks" in p for p in wrong)
     newer = Task("multi-label", ["a", "b"], exit_rule={"name": "some-future-rule"}).problems()
     assert any("'some-future-rule' is not a rule this runtime knows" in p for p in newer)
+    # a bundle exported before the rule (thresholds, the 0.5 rule's name) keeps exiting at 0.5
+    older = Task("multi-label", ["a", "b"], thresholds=[0.3, 0.6], exit_rule={"name": "max-binary-entropy"})
+    assert older.rule().thresholds is None and older.rule().name == "max-binary-entropy"
+    now = Task("multi-label", ["a", "b"], thresholds=[0.3, 0.6], exit_rule={"name": AT_THRESHOLDS})
+    assert now.rule().thresholds == (0.3, 0.6) and not now.problems()
     # a task at thresholds without thresholds (all 0.5) is the rule at 0.5
     assert Task("multi-label", ["a", "b"], exit_rule={"name": "max-binary-entropy-at-thresholds"}).rule().thresholds \
         is None
