@@ -43,6 +43,15 @@ def _channel_axis(op: str, index: int, attrs: dict) -> int | None:
     return wanted[1] if wanted and wanted[0] == index else None
 
 
+def _int8_by_channel(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """A matrix as symmetric int8 with one fp32 scale per index of `axis` (0: per row, 1: per column), and the
+    scales shaped to broadcast against it (a zero row or column gets scale 1)."""
+    scale = np.abs(w).max(axis=1 - axis) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    shaped = scale[None, :] if axis == 1 else scale[:, None]
+    return np.clip(np.round(w / shaped), -127, 127).astype(np.int8), shaped
+
+
 def int8_weights(src: str | os.PathLike, dst: str | os.PathLike, min_size: int = 1024) -> dict:
     """Write `src` to `dst` with its weight matrices (at least `min_size` values) stored int8 and dequantized in
     the graph; returns {"weights": how many, "bytes_before", "bytes_after"}."""
@@ -61,12 +70,7 @@ def int8_weights(src: str | os.PathLike, dst: str | os.PathLike, min_size: int =
                 or len(axes) != 1 or int(np.prod(init.dims)) < min_size:
             kept.append(init)
             continue
-        axis = axes.pop()
-        w = numpy_helper.to_array(init)
-        scale = np.abs(w).max(axis=1 - axis) / 127.0
-        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        shaped = scale[None, :] if axis == 1 else scale[:, None]
-        q = np.clip(np.round(w / shaped), -127, 127).astype(np.int8)
+        q, shaped = _int8_by_channel(numpy_helper.to_array(init), axes.pop())
         base = init.name
         kept += [numpy_helper.from_array(q, base + "_int8"), numpy_helper.from_array(shaped, base + "_scale")]
         # Cast and Mul, not DequantizeLinear: onnxruntime's constant folding leaves DequantizeLinear alone (for
@@ -110,11 +114,8 @@ def int8_tables(src: str | os.PathLike, dst: str | os.PathLike, min_size: int = 
             tables[init.name] = init
     kept = [init for init in graph.initializer if init.name not in tables]
     for name, init in tables.items():
-        w = numpy_helper.to_array(init)
-        scale = np.abs(w).max(axis=1) / 127.0
-        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)[:, None]
-        kept += [numpy_helper.from_array(np.clip(np.round(w / scale), -127, 127).astype(np.int8), name + "_int8"),
-                 numpy_helper.from_array(scale, name + "_row_scale")]
+        q, scale = _int8_by_channel(numpy_helper.to_array(init), 0)
+        kept += [numpy_helper.from_array(q, name + "_int8"), numpy_helper.from_array(scale, name + "_row_scale")]
     nodes = []
     for node in graph.node:
         if node.op_type != "Gather" or node.input[0] not in tables:

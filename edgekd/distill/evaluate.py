@@ -8,7 +8,7 @@ import torch
 
 from edgekd.distill.batches import TokenizedData, fit_width
 from edgekd.metrics import main_metric, task_scores
-from runtime.exits import TOKENS
+from runtime.exits import TOKENS, threshold_logits
 
 
 def normalized_entropy(logits: torch.Tensor) -> torch.Tensor:
@@ -42,8 +42,8 @@ def exit_uncertainty(exit_logits: torch.Tensor, problem: str = "single-label", s
         return u.max(-1).values
     if problem == "multi-label":
         if thresholds is not None:
-            t = torch.tensor(thresholds, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
-            exit_logits = exit_logits.double() - torch.log(t / (1 - t)).to(exit_logits.device)
+            shift = threshold_logits(thresholds, exit_logits.shape[-1])
+            exit_logits = exit_logits.double() - torch.from_numpy(shift).to(exit_logits.device)
         return binary_entropy(exit_logits)
     if problem == "regression":
         values = exit_logits.float()
