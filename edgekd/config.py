@@ -191,6 +191,9 @@ class AttentionOptions(Optim):
 @dataclass
 class FinetuneOptions(Optim):
     lr: float = 1e-4
+    # the rate instead of `lr` for a transformer student whose layers start as a trained model's (student.init
+    # teacher, or --student-init): a fine-tuning rate, not a from-scratch one (issue 41's study; 0 = lr)
+    copied_lr: float = 0.0
     epochs: float = 2.0
     kd: str = field(default="soft", metadata=flag(  # soft: Hinton, T^2-scaled KL; mse: Tang
         "Task distillation: soft (temperature KL) | mse (logits)."))
@@ -307,6 +310,8 @@ class DistillConfig:
             p.append(f"student.vocab_metric {s.vocab_metric!r} is not dot or cosine")
         if s.kind == "transformer" and s.heads > 0 and s.hidden % s.heads:  # heads: a transformer's only
             p.append(f"student.hidden {s.hidden} must divide by student.heads {s.heads}")
+        if self.finetune.copied_lr < 0:
+            p.append(f"finetune.copied_lr must be >= 0 (0 = finetune.lr), got {self.finetune.copied_lr}")
         if self.data.augment < -1:
             p.append(f"data.augment is a factor >= 0 (0 = off) or -1 (auto), got {self.data.augment}")
         if not 2 <= self.data.max_length <= 512:

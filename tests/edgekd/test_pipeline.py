@@ -299,3 +299,49 @@ def test_long_logits_show_progress_and_an_interrupt_says_how_to_resume(tiny_teac
         pipeline.distill(tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "run"), log=logs.append)
     assert "run the same command again to resume" in logs[-1]
     assert json.loads((tmp_path / "run" / "state.json").read_text())["finished"] == ["teacher"]
+
+
+@pytest.mark.slow
+def test_copied_lr_trains_a_copied_student_and_leaves_a_random_one_alone(tiny_teacher_dir, tiny_data, tmp_path):
+    from safetensors.torch import load_file
+
+    def trained(init: str, copied_lr: float) -> tuple[dict, list[str]]:
+        lines = []
+        cfg = tiny_config(tiny_teacher_dir, tiny_data, tmp_path / f"{init}-{copied_lr}", stages=["teacher", "finetune"],
+                          student={"init": init}, finetune={"copied_lr": copied_lr})
+        distill(cfg, log=lines.append)
+        return load_file(tmp_path / f"{init}-{copied_lr}" / "student" / "model.safetensors"), lines
+
+    def same(a: dict, b: dict) -> bool:
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    plain, plain_log = trained("teacher", 0.0)
+    copied, copied_log = trained("teacher", 0.01)
+    assert not same(plain, copied)  # the copied layers trained at copied_lr, not at finetune.lr
+    assert any("learning rate 0.01 (finetune.copied_lr" in line for line in copied_log)
+    assert not any("(finetune.copied_lr" in line for line in plain_log)
+    random_plain, _ = trained("random", 0.0)
+    random_copied, random_log = trained("random", 0.01)
+    assert same(random_plain, random_copied)  # a student that starts at random keeps finetune.lr
+    assert not any("(finetune.copied_lr" in line for line in random_log)
+
+
+def test_a_negative_copied_lr_is_refused(tiny_teacher_dir, tiny_data, tmp_path):
+    with pytest.raises(ConfigError, match="finetune.copied_lr must be >= 0"):
+        tiny_config(tiny_teacher_dir, tiny_data, tmp_path / "r", finetune={"copied_lr": -1.0}).validate()
+
+
+@pytest.mark.parametrize("kind,init,init_from,expected", [
+    ("transformer", "teacher", "", 3e-5), ("transformer", "random", "", 1e-4),
+    ("transformer", "random", "other/model", 3e-5), ("bilstm", "teacher", "", 1e-4)])
+def test_the_finetune_rate_is_copied_lr_only_for_copied_transformer_layers(kind, init, init_from, expected):
+    from types import SimpleNamespace
+
+    from edgekd.config import DistillConfig
+    from edgekd.distill.stages.finetune import finetune_options
+
+    cfg = DistillConfig()
+    cfg.finetune.copied_lr, cfg.student.kind, cfg.student.init_from = 3e-5, kind, init_from
+    assert finetune_options(SimpleNamespace(cfg=cfg, init=init)).lr == expected
+    cfg.finetune.copied_lr = 0.0  # off: finetune.lr for every student
+    assert finetune_options(SimpleNamespace(cfg=cfg, init=init)).lr == 1e-4

@@ -4,8 +4,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
+from edgekd.config import FinetuneOptions
 from edgekd.distill import losses
 from edgekd.distill.dev import dev_score, student_dev
 from edgekd.distill.factory import new_student
@@ -16,10 +19,21 @@ from edgekd.distill.evaluate import segments
 from edgekd.distill.train import schedule_note, train_loop
 
 
+def finetune_options(ctx: RunContext) -> FinetuneOptions:
+    """The finetune options this run trains with: at finetune.copied_lr (when set) for a transformer student whose
+    layers start as a trained model's, a fine-tuning rate rather than the from-scratch finetune.lr."""
+    f, s = ctx.cfg.finetune, ctx.cfg.student
+    copied = s.kind == "transformer" and (bool(s.init_from) or ctx.init == "teacher")
+    return replace(f, lr=f.copied_lr) if copied and f.copied_lr > 0 else f
+
+
 def train_task(ctx: RunContext, name: str, student, kd_weight: float) -> dict:
     """Train `student` on the labelled rows: CE alone (kd_weight 0) or mixed with task distillation; with a
     transfer set (data.augment), KD on every row and CE on the labelled rows only (label -1 marks the rest)."""
-    f = ctx.cfg.finetune
+    f = finetune_options(ctx)
+    if f.lr != ctx.cfg.finetune.lr:
+        ctx.log(f"{name}: learning rate {f.lr:g} (finetune.copied_lr: the student's layers are copied from a "
+                f"trained model; finetune.lr {ctx.cfg.finetune.lr:g} is for students that start at random)")
     targets = ctx.train_targets() if kd_weight > 0 else None
     transfer = transfer_set(ctx) if kd_weight > 0 else None
     data = ctx.train
