@@ -48,3 +48,29 @@ def test_a_tiny_study_of_two_recipes_from_their_run_folders(finished_run, bundle
     assert set(today) >= {"task", "split", "recipe", "metric", "teacher", "student", "gap", "student_int8_b1_ms",
                           "wall_s", "chosen"}
     assert "| tiny | other |" in distill_study.table(rows)
+
+
+@pytest.mark.slow
+def test_training_cost_on_equal_terms_probes_forks_and_leaves_the_runs_alone(finished_run, tmp_path):
+    import train_cost
+
+    before = {p: p.stat().st_mtime_ns for p in finished_run.rglob("*")}
+    train_cost.main([str(finished_run), str(finished_run), "--names", "a,b", "--steps", "2", 
+                     "--out", str(tmp_path), "--stem", "cost"])
+    assert {p: p.stat().st_mtime_ns for p in finished_run.rglob("*")} == before  # probes train in forks
+    result = json.loads((tmp_path / "cost.json").read_text())
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    config = json.loads((finished_run / "config.json").read_text())
+    assert result["steps"] == [2, 6] and [r["name"] for r in result["runs"]] == ["a", "b"]
+    for row in result["runs"]:  # the tiny run trained its own teacher: probed like the student's stages
+        assert set(row["stages"]) == {"teacher", "attention", "finetune", "branches"} and row["teacher_s"] == 0.0
+        for stage, cost in row["stages"].items():
+            options = config["teacher_stage" if stage == "teacher" else stage]
+            assert cost["steps"] == metrics[stage]["steps"] and cost["s_per_step"] >= 0 and cost["fixed_s"] >= 0
+            assert cost["projected_s"] == pytest.approx(cost["steps"] * cost["s_per_step"] + train_cost.evaluations(
+                options, cost["steps"]) * cost["fixed_s"], abs=0.1)
+        assert row["total_s"] == pytest.approx(sum(c["projected_s"] for c in row["stages"].values()), abs=0.2)
+    assert result["runs"][0]["ratio"] == 1.0
+    assert "| a |" in (tmp_path / "cost.md").read_text()
+    with pytest.raises(SystemExit):
+        train_cost.main([str(finished_run), "--names", "a,b", "--out", str(tmp_path)])
