@@ -308,6 +308,8 @@ def test_the_quick_presets_transformer_shape_leaves_small_students_and_flags_alo
     base = {"teacher": "t", "out": "o", "data": {"train": "a", "dev": "b"}}
     shape = lambda s: (s.kind, s.layers, s.hidden, s.heads, s.ffn)  # noqa: E731
     assert shape(resolve_config(None, "quick", base).student) == ("transformer", 4, 384, 12, 1536)
+    quick = resolve_config(None, "quick", base).finetune  # copied layers at a fine-tuning rate, random ones at 1e-4
+    assert (quick.copied_lr, quick.lr) == (3e-5, 1e-4) and resolve_config(None, None, base).finetune.copied_lr == 0
     assert shape(resolve_config(None, None, base).student) == ("transformer", 4, 256, 8, 1024)  # no preset
     flags = {**base, "student": {"hidden": 256, "heads": 8, "ffn": 1024}}  # the 4x256 student of earlier versions
     assert shape(resolve_config(None, "quick", flags).student) == ("transformer", 4, 256, 8, 1024)
