@@ -27,6 +27,8 @@ import statistics
 import time
 from pathlib import Path
 
+from runtime.files import atomic_write_text
+
 MAIN = {"single-label": "accuracy", "multi-label": "micro_f1", "regression": "pearson"}
 STUDENT_STAGES = ("branches", "finetune", "baseline")  # the last one a run finished decides its student's score
 
@@ -137,18 +139,19 @@ def main() -> None:
     rows = study(spec, texts, args.latency_texts)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.stem}.json").write_text(json.dumps({"runs": rows}, indent=2) + "\n")
+    atomic_write_text(out / f"{args.stem}.json", json.dumps({"runs": rows}, indent=2) + "\n")
     import os
 
     spec_name = os.path.relpath(Path(args.spec).resolve(), Path(__file__).resolve().parents[1])
-    (out / f"{args.stem}.md").write_text(
-        f"# Distillation study\n\nMade by `python benchmarks/distill_study.py {spec_name}` (run from the folder that "
-        "holds the run folders and bundles the spec names); scores in points on dev; the int8 bundles timed "
-        "at batch 1 in one process, task by task (latencies compare within a task), at each bundle's calibrated "
-        "speed (`int8 speed`, calibrated on dev with --max-drop 1.0; `int8 layers`: the average layers a dev text "
-        "ran there). `wall s` is the seconds of the run's stages (with `teacher_s` for a teacher reused from "
-        "another run); the runs trained with one or two threads beside one or two other trainings on 2 cores, "
-        "so it is a rough cost only.\n\n" + table(rows))
+    text = (f"# Distillation study\n\nMade by `python benchmarks/distill_study.py {spec_name}` (run from the folder "
+            "that holds the run folders and bundles the spec names); scores in points on dev; the int8 bundles timed "
+            "at batch 1 in one process, task by task (latencies compare within a task), at each bundle's calibrated "
+            "speed (`int8 speed`, calibrated with --max-drop 1.0 on the file the spec's `what` names; `int8 layers`: "
+            "the average layers a dev text ran there). `wall s` is the seconds of the run's stages (with `teacher_s` "
+            "for a teacher reused from another run); the runs trained with one or two threads beside one or two "
+            "other trainings on 2 cores, so it is a rough cost only: `benchmarks/train_cost.py` measures it on equal "
+            "terms (`benchmarks/results/train_cost_<task>.md`).\n\n")
+    atomic_write_text(out / f"{args.stem}.md", text + table(rows))
     print(table(rows))
 
 
