@@ -111,13 +111,18 @@ def main(argv=None) -> None:
     # a run that reused a teacher pays for it too: --teacher-s, else the first run's own teacher on equal terms
     teacher_s = args.teacher_s if args.teacher_s is not None else next(
         (r["stages"]["teacher"]["projected_s"] for r in rows if "teacher" in r["stages"]), 0.0)
+    def ratio(a: float, b: float) -> float | None:  # None where the first run's seconds round to nothing
+        return round(a / b, 2) if b > 0 else None
+
+    def student_s(row: dict) -> float:
+        return row["projected_s"] - row["stages"].get("teacher", {}).get("projected_s", 0.0)
+
     for row in rows:
         row["teacher_s"] = 0.0 if "teacher" in row["stages"] else teacher_s
         row["total_s"] = round(row["projected_s"] + row["teacher_s"], 1)
-        row["ratio"] = round(row["total_s"] / rows[0]["total_s"], 2)
-        student = row["projected_s"] - row["stages"].get("teacher", {}).get("projected_s", 0.0)
-        first = rows[0]["projected_s"] - rows[0]["stages"].get("teacher", {}).get("projected_s", 0.0)
-        row["student_ratio"] = round(student / first, 2)
+    for row in rows:
+        row["ratio"] = ratio(row["total_s"], rows[0]["total_s"])
+        row["student_ratio"] = ratio(student_s(row), student_s(rows[0]))
     result = {"threads": torch.get_num_threads(), "steps": [args.steps, 3 * args.steps], "runs": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / f"{args.stem}.json", json.dumps(result, indent=1) + "\n")
