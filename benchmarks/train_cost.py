@@ -37,7 +37,7 @@ def probe(run: Path, steps: int, scratch: Path, stages: tuple[str, ...]) -> dict
 
     cfg = DistillConfig.load(run / "config.json")
     cfg.out = str(scratch / f"{run.name}-{steps}")
-    cfg.stages = ["teacher"] + list(stages) if stages != ("teacher",) else ["teacher"]
+    cfg.stages = ["teacher"] + [s for s in stages if s != "teacher"]  # a teacher not probed is taken over
     for stage in stages:
         o = getattr(cfg, STAGE_OPTIONS[stage])
         o.max_steps, o.min_steps, o.eval_every, o.patience = steps, 0, 0, 0
