@@ -13,7 +13,10 @@ student's is its full depth after the last student stage. `wall_s` adds the seco
 trained (a teacher reused from another run adds none; the spec may say `"teacher_s"` to count it). The int8
 bundles' batch-1 latency (p50 ms per text at their calibrated speed, over the same texts) is measured here, all
 bundles in one process and in alternating rounds, so the ratios between them hold on a noisy machine.
-Runs not finished yet are listed with what they have so far ("status").
+Runs not finished yet are listed with what they have so far ("status"). A run whose folder is not on this machine
+keeps its row from the table already at --out (run folders are not committed; a fresh machine has only the runs
+it trained): `"measured"` says `"earlier"` there and `"here"` for rows measured in this run. Latencies compare
+only between rows measured here.
 
     python benchmarks/distill_study.py SPEC.json [--out benchmarks/results] [--stem distill_study]
         [--texts DEV_FILE] [--latency-texts 200]
@@ -80,24 +83,33 @@ def latencies(bundles: dict[str, Path], texts: list, repeats: int = 2) -> dict[s
 
 def table(rows: list[dict]) -> str:
     head = ["task", "recipe", "split", "metric", "teacher", "student", "gap", "int8 b1 p50 ms", "int8 speed",
-            "int8 layers", "wall s", "chosen", "status"]
+            "int8 layers", "wall s", "chosen", "status", "measured"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["task"], r["recipe"], r["split"], r["metric"], r["teacher"], r["student"], r["gap"],
                  r["student_int8_b1_ms"], r.get("int8_speed"), r.get("int8_layers"), r["wall_s"],
-                 "yes" if r["chosen"] else "", r["status"]]
+                 "yes" if r["chosen"] else "", r["status"], r.get("measured", "here")]
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def study(spec: dict, texts: list | None = None, latency_texts: int = 200) -> list[dict]:
+def study(spec: dict, texts: list | None = None, latency_texts: int = 200,
+          previous: list[dict] | None = None) -> list[dict]:
     """The rows of a spec. Each task's int8 bundles are timed together (one process, alternating rounds) on the
     texts of the spec's `"texts": {task: labelled file}` (a task's own inputs: pairs for a pair task), else on
-    `texts`; latencies compare within a task only."""
-    rows = [run_row(entry, spec.get("reference", {})) for entry in spec["runs"]]
+    `texts`; latencies compare within a task only. A run whose folder is missing keeps its row from `previous`
+    (an earlier table's rows, matched by task and recipe) where that row had started."""
+    earlier = {(r["task"], r["recipe"]): r for r in previous or [] if r.get("status", "") != "not started"}
+    rows = []
+    for entry in spec["runs"]:
+        kept = earlier.get((entry["task"], entry["recipe"]))
+        if kept is not None and not Path(entry["run"]).is_dir():
+            rows.append({**kept, "chosen": bool(entry.get("chosen", False)), "measured": "earlier"})
+        else:
+            rows.append({**run_row(entry, spec.get("reference", {})), "measured": "here"})
     for task in dict.fromkeys(e["task"] for e in spec["runs"]):
-        bundles = {i: Path(e["int8"]) for i, e in enumerate(spec["runs"])
-                   if e["task"] == task and e.get("int8") and Path(e["int8"]).is_dir()}
+        bundles = {i: Path(e["int8"]) for i, e in enumerate(spec["runs"]) if e["task"] == task and e.get("int8")
+                   and Path(e["int8"]).is_dir() and rows[i]["measured"] == "here"}
         task_texts = texts
         if task in spec.get("texts", {}):
             from edgekd.data import read_unlabelled
@@ -136,8 +148,10 @@ def main() -> None:
         from edgekd.data import read_unlabelled
 
         texts = read_unlabelled(args.texts).texts
-    rows = study(spec, texts, args.latency_texts)
     out = Path(args.out)
+    previous_file = out / f"{args.stem}.json"
+    previous = json.loads(previous_file.read_text())["runs"] if previous_file.is_file() else None
+    rows = study(spec, texts, args.latency_texts, previous)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / f"{args.stem}.json", json.dumps({"runs": rows}, indent=2) + "\n")
     import os
@@ -150,7 +164,9 @@ def main() -> None:
             "the average layers a dev text ran there). `wall s` is the seconds of the run's stages (with `teacher_s` "
             "for a teacher reused from another run); the runs trained with one or two threads beside one or two "
             "other trainings on 2 cores, so it is a rough cost only: `benchmarks/train_cost.py` measures it on equal "
-            "terms (`benchmarks/results/train_cost_<task>.md`).\n\n")
+            "terms (`benchmarks/results/train_cost_<task>.md`). `measured`: `here` for the rows this run measured, "
+            "`earlier` for rows kept from the table before it because their run folders are not on this machine "
+            "(their latencies compare only with the rows measured beside them then).\n\n")
     atomic_write_text(out / f"{args.stem}.md", text + table(rows))
     print(table(rows))
 

@@ -74,3 +74,31 @@ def test_training_cost_on_equal_terms_probes_forks_and_leaves_the_runs_alone(fin
     assert "| a |" in (tmp_path / "cost.md").read_text()
     with pytest.raises(SystemExit):
         train_cost.main([str(finished_run), "--names", "a,b", "--out", str(tmp_path)])
+
+
+def test_a_run_not_on_this_machine_keeps_its_row_from_the_earlier_table(tmp_path):
+    import distill_study
+
+    run = tmp_path / "trained-here"  # a finished run folder as distill leaves it (the files the table reads)
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"finetune": {"dev_accuracy": 0.9, "seconds": 10.0}}))
+    (run / "state.json").write_text(json.dumps({"finished": ["finetune"]}))
+    (run / "config.json").write_text(json.dumps({"stages": ["finetune"]}))
+    (run / "task.json").write_text(json.dumps({"problem": "single-label"}))
+    row = {"split": "dev", "metric": "accuracy", "teacher": 91.0, "gap": None, "wall_s": 5.0, "chosen": False}
+    earlier = [{**row, "task": "t", "recipe": "gone", "student": 88.1, "student_int8_b1_ms": 0.8,
+                "status": "finished", "chosen": True},
+               {**row, "task": "t", "recipe": "here", "student": 70.0, "status": "finished"},
+               {**row, "task": "t", "recipe": "never", "student": None, "status": "not started"}]
+    spec = {"reference": {"t": 91.0}, "runs": [
+        {"task": "t", "recipe": "gone", "run": str(tmp_path / "gone")},
+        {"task": "t", "recipe": "here", "run": str(run), "chosen": True},
+        {"task": "t", "recipe": "never", "run": str(tmp_path / "never")},
+        {"task": "t", "recipe": "new", "run": str(tmp_path / "new")}]}
+    gone, here, never, new = distill_study.study(spec, previous=earlier)
+    assert gone["measured"] == "earlier" and (gone["student"], gone["student_int8_b1_ms"]) == (88.1, 0.8)
+    assert not gone["chosen"] and here["chosen"]  # the spec decides which run is chosen, not the earlier table
+    assert here["measured"] == "here" and (here["student"], here["gap"]) == (90.0, 1.0)
+    assert never["measured"] == new["measured"] == "here"  # nothing started earlier: nothing to keep
+    assert never["status"] == new["status"] == "not started"
+    assert "| earlier |" in distill_study.table([gone]) and "| here |" in distill_study.table([here])
