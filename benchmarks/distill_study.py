@@ -14,9 +14,9 @@ trained (a teacher reused from another run adds none; the spec may say `"teacher
 bundles' batch-1 latency (p50 ms per text at their calibrated speed, over the same texts) is measured here, all
 bundles in one process and in alternating rounds, so the ratios between them hold on a noisy machine.
 Runs not finished yet are listed with what they have so far ("status"). A run whose folder is not on this machine
-keeps its row from the table already at --out (run folders are not committed; a fresh machine has only the runs
-it trained): `"measured"` says `"earlier"` there and `"here"` for rows measured in this run. Latencies compare
-only between rows measured here.
+(run folders are not committed; a fresh machine has only the runs it trained), or is here but not finished where
+it was finished before, keeps its row from the table already at --out: `"measured"` says `"earlier"` there and
+`"here"` for rows measured in this run. Latencies compare only between rows measured here.
 
     python benchmarks/distill_study.py SPEC.json [--out benchmarks/results] [--stem distill_study]
         [--texts DEV_FILE] [--latency-texts 200]
@@ -98,15 +98,18 @@ def study(spec: dict, texts: list | None = None, latency_texts: int = 200,
     """The rows of a spec. Each task's int8 bundles are timed together (one process, alternating rounds) on the
     texts of the spec's `"texts": {task: labelled file}` (a task's own inputs: pairs for a pair task), else on
     `texts`; latencies compare within a task only. A run whose folder is missing keeps its row from `previous`
-    (an earlier table's rows, matched by task and recipe) where that row had started."""
+    (an earlier table's rows, matched by task and recipe) where that row had started; so does a run being trained
+    again here that has not finished yet where its earlier row had."""
     earlier = {(r["task"], r["recipe"]): r for r in previous or [] if r.get("status", "") != "not started"}
     rows = []
     for entry in spec["runs"]:
         kept = earlier.get((entry["task"], entry["recipe"]))
-        if kept is not None and not Path(entry["run"]).is_dir():
+        row = run_row(entry, spec.get("reference", {}))
+        if kept is not None and (not Path(entry["run"]).is_dir()
+                                 or kept.get("status") == "finished" != row["status"]):
             rows.append({**kept, "chosen": bool(entry.get("chosen", False)), "measured": "earlier"})
         else:
-            rows.append({**run_row(entry, spec.get("reference", {})), "measured": "here"})
+            rows.append({**row, "measured": "here"})
     for task in dict.fromkeys(e["task"] for e in spec["runs"]):
         bundles = {i: Path(e["int8"]) for i, e in enumerate(spec["runs"]) if e["task"] == task and e.get("int8")
                    and Path(e["int8"]).is_dir() and rows[i]["measured"] == "here"}

@@ -89,16 +89,22 @@ def test_a_run_not_on_this_machine_keeps_its_row_from_the_earlier_table(tmp_path
     earlier = [{**row, "task": "t", "recipe": "gone", "student": 88.1, "student_int8_b1_ms": 0.8,
                 "status": "finished", "chosen": True},
                {**row, "task": "t", "recipe": "here", "student": 70.0, "status": "finished"},
-               {**row, "task": "t", "recipe": "never", "student": None, "status": "not started"}]
+               {**row, "task": "t", "recipe": "never", "student": None, "status": "not started"},
+               {**row, "task": "t", "recipe": "again", "student": 89.9, "status": "finished"}]
+    again = tmp_path / "trained-again"  # trained once more here, not finished yet: the finished row stays
+    shutil.copytree(run, again)
+    (again / "state.json").write_text(json.dumps({"finished": []}))
     spec = {"reference": {"t": 91.0}, "runs": [
         {"task": "t", "recipe": "gone", "run": str(tmp_path / "gone")},
         {"task": "t", "recipe": "here", "run": str(run), "chosen": True},
         {"task": "t", "recipe": "never", "run": str(tmp_path / "never")},
-        {"task": "t", "recipe": "new", "run": str(tmp_path / "new")}]}
-    gone, here, never, new = distill_study.study(spec, previous=earlier)
+        {"task": "t", "recipe": "new", "run": str(tmp_path / "new")},
+        {"task": "t", "recipe": "again", "run": str(again)}]}
+    gone, here, never, new, retrained = distill_study.study(spec, previous=earlier)
     assert gone["measured"] == "earlier" and (gone["student"], gone["student_int8_b1_ms"]) == (88.1, 0.8)
     assert not gone["chosen"] and here["chosen"]  # the spec decides which run is chosen, not the earlier table
     assert here["measured"] == "here" and (here["student"], here["gap"]) == (90.0, 1.0)
     assert never["measured"] == new["measured"] == "here"  # nothing started earlier: nothing to keep
     assert never["status"] == new["status"] == "not started"
+    assert (retrained["measured"], retrained["student"], retrained["status"]) == ("earlier", 89.9, "finished")
     assert "| earlier |" in distill_study.table([gone]) and "| here |" in distill_study.table([here])
