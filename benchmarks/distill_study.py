@@ -105,8 +105,8 @@ def study(spec: dict, texts: list | None = None, latency_texts: int = 200,
     for entry in spec["runs"]:
         kept = earlier.get((entry["task"], entry["recipe"]))
         row = run_row(entry, spec.get("reference", {}))
-        if kept is not None and (not Path(entry["run"]).is_dir()
-                                 or kept.get("status") == "finished" != row["status"]):
+        unfinished_again = kept is not None and kept.get("status") == "finished" and row["status"] != "finished"
+        if kept is not None and (not Path(entry["run"]).is_dir() or unfinished_again):
             rows.append({**kept, "chosen": bool(entry.get("chosen", False)), "measured": "earlier"})
         else:
             rows.append({**row, "measured": "here"})
