@@ -25,6 +25,7 @@ declare -A RECIPE=(
   # levers on top of the 4x384 student: variants of the w384 run (--from: only the stages they change train)
   [qkv]="--config benchmarks/study/qkv.json"   # MiniLMv2's Q-Q, K-K, V-V relations instead of attention + value
   [hidden]="--config benchmarks/study/hidden.json"   # + TinyBERT's hidden states, layer to layer, projected
+  [qkv-hidden]="--config benchmarks/study/qkv-hidden.json"   # the two together (each alone: 90.48 on SST-2)
   [kd-mse]="--config benchmarks/study/kd-mse.json"   # task distillation on logits (MSE) instead of soft targets
   [temperature-4]="--config benchmarks/study/temperature-4.json"   # soft targets at T 4 instead of 2
   [lr-3e-5]="--config benchmarks/study/lr-3e-5.json"   # finetune at a fine-tuning rate: the layers are the teacher's
@@ -36,7 +37,7 @@ for name in "${@:-today w384 3x384}"; do
     source=$TEACHER
     case $recipe in today|teacher-loss) ;; *) source="$RUNS/$TASK-today/teacher" ;; esac
     lever=""
-    case $recipe in qkv|hidden|kd-mse|temperature-4|lr-3e-5) lever="$W384 --from $RUNS/$TASK-w384" ;; esac
+    case $recipe in qkv|hidden|qkv-hidden|kd-mse|temperature-4|lr-3e-5) lever="$W384 --from $RUNS/$TASK-w384" ;; esac
     # shellcheck disable=SC2086
     $EDGEKD distill --teacher "$source" "${COMMON[@]}" --out "$run" ${RECIPE[$recipe]} $lever
     [ -d "$BUNDLES/$TASK-$recipe-int8" ] || $EDGEKD export "$run" --out "$BUNDLES/$TASK-$recipe-int8" \
