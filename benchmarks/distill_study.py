@@ -105,8 +105,9 @@ def study(spec: dict, texts: list | None = None, latency_texts: int = 200,
     for entry in spec["runs"]:
         kept = earlier.get((entry["task"], entry["recipe"]))
         row = run_row(entry, spec.get("reference", {}))
-        unfinished_again = kept is not None and kept.get("status") == "finished" and row["status"] != "finished"
-        if kept is not None and (not Path(entry["run"]).is_dir() or unfinished_again):
+        # "not started" is run_row's word for a run folder that is not here
+        if kept is not None and (row["status"] == "not started"
+                                 or (kept["status"] == "finished" and row["status"] != "finished")):
             rows.append({**kept, "chosen": bool(entry.get("chosen", False)), "measured": "earlier"})
         else:
             rows.append({**row, "measured": "here"})
