@@ -158,15 +158,19 @@ class EarlyStop:
 
 @dataclass
 class Checkpoint:
-    """What a stage saves to resume exactly: the model, optimizer, scheduler and RNG state, the step reached and
-    the early-stop record (`stages/<name>/checkpoint.pt`)."""
+    """What a stage saves to resume exactly: the model, optimizer, scheduler and RNG state, the step reached, the
+    early-stop record and what the stage has cost so far (`stages/<name>/checkpoint.pt`). `spent` is that cost,
+    (seconds, examples), as the last `load` found it: a resumed stage reports the time of every process that
+    trained it, not only the last one's."""
 
     path: Path
+    spent: tuple[float, int] = (0.0, 0)
 
     def exists(self) -> bool:
         return self.path.is_file()
 
-    def save(self, model, optimizer, scheduler, step: int, stop: EarlyStop) -> None:
+    def save(self, model, optimizer, scheduler, step: int, stop: EarlyStop,
+             spent: tuple[float, int] = (0.0, 0)) -> None:
         state = {
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer": optimizer.state_dict(),
@@ -174,6 +178,7 @@ class Checkpoint:
             "step": step,
             "rng": torch.get_rng_state(),
             "best": stop.to_dict() or None,
+            "spent": {"seconds": float(spent[0]), "examples": int(spent[1])},
         }
         atomic_write(self.path, lambda tmp: torch.save(state, tmp))
 
@@ -185,4 +190,6 @@ class Checkpoint:
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         stop.restore(state.get("best"))
+        spent = state.get("spent") or {}  # (checkpoints written before it was kept: nothing known)
+        self.spent = (spent.get("seconds", 0.0), spent.get("examples", 0))
         return state["step"]

@@ -170,6 +170,11 @@ def train_loop(
     bar = tqdm(total=end, initial=start, desc=name, unit="step", disable=rank != 0,
                mininterval=0.5 if tty else 30.0, dynamic_ncols=True)
     began, seen, loss_value = time.perf_counter(), 0, float("nan")
+    earlier_seconds, earlier_seen = checkpoint.spent  # what the processes before this one spent on the stage
+
+    def spent() -> tuple[float, int]:  # seconds and examples of every process that trained the stage so far
+        return earlier_seconds + time.perf_counter() - began, earlier_seen + seen
+
     first_losses: list[float] = []  # the first steps' losses (golden tests pin them)
     interrupted = _StopRequests()
     try:
@@ -214,7 +219,7 @@ def train_loop(
                     say(f"{name}: {stop.patience_stop}; annealing the learning rate to 0 over {stop.cool.steps} "
                         "steps from the best checkpoint")
             if rank == 0 and (done % opt.checkpoint_every == 0 or done == end or decision != "go"):
-                checkpoint.save(model, optimizer, scheduler, done, stop)
+                checkpoint.save(model, optimizer, scheduler, done, stop, spent())
             if on_step is not None:
                 on_step(done)
             if decision == "stop":
@@ -222,7 +227,7 @@ def train_loop(
                 break
             if interrupted.requested:  # Ctrl-C or SIGTERM during the step: save it, then stop
                 if rank == 0:
-                    checkpoint.save(model, optimizer, scheduler, done, stop)
+                    checkpoint.save(model, optimizer, scheduler, done, stop, spent())
                 say(f"{name}: interrupted ({interrupted.requested}) after step {done}; its checkpoint is saved: "
                     f"run the same command again to resume from step {done}")
                 raise KeyboardInterrupt
@@ -232,9 +237,9 @@ def train_loop(
     for p in frozen:
         p.requires_grad_(True)
     model.eval()
-    seconds = time.perf_counter() - began
+    seconds, examples = spent()
     ran = stop.at if stop.seen else end  # the step the stage ended at (stopped on dev, or the last)
-    stats = {"steps": ran, "seconds": round(seconds, 2), "examples_per_s": round(seen / max(seconds, 1e-9), 1),
+    stats = {"steps": ran, "seconds": round(seconds, 2), "examples_per_s": round(examples / max(seconds, 1e-9), 1),
              "loss": loss_value, "first_losses": first_losses}
     if stop.seen:
         if stop.step != ran:

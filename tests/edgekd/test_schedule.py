@@ -172,9 +172,9 @@ def test_patience_then_anneals_from_the_best_checkpoint_to_zero(data, tmp_path, 
     opt = Optim(lr=1e-2, max_epochs=50, batch_size=16, eval_every=2, patience=2, checkpoint_every=100)
     lines = []
     stats = run(student, data, tmp_path, opt, evaluate, on_step=watch, log=lines.append)
-    assert lines[0] == ("t: up to 200 steps over 64 rows (50.0 epochs; until dev stops improving: scored every 2 steps, "
-                        "stop after 2 evaluations without a gain of 0.001, not before step 4, then anneal over 4 steps "
-                        "from the best; cap 200 steps)")
+    assert lines[0] == ("t: up to 200 steps over 64 rows (50.0 epochs; until dev stops improving: scored every 2 "
+                        "steps, stop after 2 evaluations without a gain of 0.001, not before step 4, then anneal "
+                        "over 4 steps from the best; cap 200 steps)")
     assert "t: no dev gain of 0.001 in 2 evaluations (best 0.6000 at step 4); annealing the learning rate to 0 over " \
            "4 steps from the best checkpoint" in lines
     for key, value in at_anneal.items():
@@ -322,3 +322,25 @@ def test_the_quick_presets_transformer_shape_leaves_small_students_and_flags_alo
     assert resolve_config(str(config), "quick", small).student.hidden == 64
     with pytest.raises(ConfigError, match="student.hidden 100 must divide by student.heads 12"):  # a transformer's
         resolve_config(None, "quick", {**base, "student": {"hidden": 100}})
+
+
+def test_a_resumed_stage_reports_the_time_of_every_process_that_trained_it(data, tmp_path):
+    """metrics.json's `seconds` is what the stage cost: a stage killed and resumed counts the killed process's
+    time too (the study's wall times were short by it), and its examples a second over every step."""
+    import time
+
+    opt = Optim(lr=1e-3, max_steps=6, batch_size=16, checkpoint_every=1)
+
+    class Killed(Exception):
+        pass
+
+    def slow_then_kill(step):
+        time.sleep(0.1)
+        if step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(make_student(seed=4), data, tmp_path, opt, None, on_step=slow_then_kill)
+    stats = run(make_student(seed=4), data, tmp_path, opt, None)
+    assert stats["seconds"] >= 0.3 and stats["steps"] == 6
+    assert stats["examples_per_s"] * stats["seconds"] == pytest.approx(6 * 16, rel=0.01)
