@@ -46,11 +46,17 @@ def test_the_checkpoint_round_trips_the_early_stop_record(tmp_path):
     stop = EarlyStop(patience=2, floor=0, cap=50, anneal_steps=10)
     stop.update(0.3, 5, lambda: {"w": torch.ones(1)})
     stop.cool, stop.patience_stop = Cooldown(5, 10, 0.5), "why"
-    Checkpoint(tmp_path / "c.pt").save(model, optimizer, scheduler, 7, stop)
+    Checkpoint(tmp_path / "c.pt").save(model, optimizer, scheduler, 7, stop, spent=(12.5, 112))
     again = EarlyStop(patience=2, floor=0, cap=50, anneal_steps=10)
-    assert Checkpoint(tmp_path / "c.pt").load(model, optimizer, scheduler, again) == 7
+    loaded = Checkpoint(tmp_path / "c.pt")
+    assert loaded.load(model, optimizer, scheduler, again) == 7 and loaded.spent == (12.5, 112)
     assert (again.score, again.step, again.cool, again.patience_stop) == (0.3, 5, Cooldown(5, 10, 0.5), "why")
     assert torch.equal(again.state["w"], torch.ones(1))
+    older = torch.load(tmp_path / "c.pt", weights_only=True)  # a checkpoint from before the cost was kept
+    del older["spent"]
+    torch.save(older, tmp_path / "old.pt")
+    kept = Checkpoint(tmp_path / "old.pt")
+    assert kept.load(model, optimizer, scheduler, EarlyStop()) == 7 and kept.spent == (0.0, 0)
 
 
 def test_the_teacher_checkpoint_can_be_kept_by_its_dev_loss(tiny_teacher_dir, tiny_data, tmp_path):
