@@ -342,5 +342,6 @@ def test_a_resumed_stage_reports_the_time_of_every_process_that_trained_it(data,
     with pytest.raises(Killed):
         run(make_student(seed=4), data, tmp_path, opt, None, on_step=slow_then_kill)
     stats = run(make_student(seed=4), data, tmp_path, opt, None)
-    assert stats["seconds"] >= 0.3 and stats["steps"] == 6
-    assert stats["examples_per_s"] * stats["seconds"] == pytest.approx(6 * 16, rel=0.01)
+    # steps 1 and 2 slept before step 3's checkpoint (saved before on_step ran): at least 0.2 s were spent earlier
+    assert stats["seconds"] >= 0.2 and stats["steps"] == 6
+    assert stats["examples_per_s"] * stats["seconds"] == pytest.approx(6 * 16, rel=0.03)  # both are rounded
