@@ -38,6 +38,10 @@ def scripted(scores):
     return evaluate
 
 
+class Killed(Exception):
+    """What a test's on_step raises to stop a stage the way a kill would."""
+
+
 def run(student, data, tmp_path, opt, evaluate, **kw):
     return train_loop("t", student, list(student.parameters()), loss_fn, data, opt, 0, torch.device("cpu"),
                       tmp_path, evaluate=evaluate, **kw)
@@ -112,9 +116,6 @@ def test_resume_from_a_kill_is_bit_exact(data, tmp_path, anneal, scores, kill_at
                 checkpoint_every=1 if anneal else 2, anneal=anneal)
     straight = make_student(seed=2)
     stats = run(straight, data, tmp_path / "a", opt, scripted(scores))
-
-    class Killed(Exception):
-        pass
 
     def kill(step):
         if step == kill_at:
@@ -330,9 +331,6 @@ def test_a_resumed_stage_reports_the_time_of_every_process_that_trained_it(data,
     import time
 
     opt = Optim(lr=1e-3, max_steps=6, batch_size=16, checkpoint_every=1)
-
-    class Killed(Exception):
-        pass
 
     def slow_then_kill(step):
         time.sleep(0.1)
